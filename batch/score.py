@@ -1,0 +1,1 @@
+"""Spark batch scoring entry point (placeholder until the batch issue lands)."""

@@ -1,0 +1,1 @@
+"""`make demo`: each path adds one step module with ``run(ctx: DemoContext)``."""

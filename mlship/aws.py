@@ -1,0 +1,67 @@
+"""The one boto3 client factory: endpoint overrides, region default, standard retries.
+
+Every AWS call in mlship goes through :func:`client`. It honours ``AWS_ENDPOINT_URL`` (and
+the per-service ``AWS_ENDPOINT_URL_<SERVICE>`` variables, natively supported by botocore),
+so the same code talks to AWS or to the local moto server started by ``mlship local up``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+DEFAULT_REGION = "us-east-1"
+_lock = threading.Lock()
+_cache: dict[tuple[str, str, str | None], Any] = {}
+
+
+def region() -> str:
+    """The AWS region: ``AWS_REGION``, ``AWS_DEFAULT_REGION`` or us-east-1."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def endpoint_url(service: str | None = None) -> str | None:
+    """The endpoint override in force for a service, if any."""
+    if service:
+        specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
+        if specific:
+            return specific
+    return os.environ.get("AWS_ENDPOINT_URL")
+
+
+def is_local() -> bool:
+    """True when the endpoint override points at this machine (the local moto server)."""
+    url = endpoint_url() or ""
+    return "localhost" in url or "127.0.0.1" in url
+
+
+def _ensure_local_credentials() -> None:
+    if is_local() and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def client(service: str, *, region_name: str | None = None, **config: Any) -> Any:
+    """A cached boto3 client with standard-mode retries and the endpoint override applied."""
+    import boto3
+    from botocore.config import Config
+
+    _ensure_local_credentials()
+    reg = region_name or region()
+    url = endpoint_url(service)
+    key = (service, reg, url) if not config else None
+    if key is not None and key in _cache:
+        return _cache[key]
+    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, **config)
+    made = boto3.session.Session().client(service, region_name=reg, endpoint_url=url, config=cfg)
+    if key is not None:
+        with _lock:
+            _cache[key] = made
+    return made
+
+
+def clear_cache() -> None:
+    """Forget cached clients (tests switch endpoints between moto servers)."""
+    with _lock:
+        _cache.clear()

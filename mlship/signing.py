@@ -1,0 +1,111 @@
+"""Ed25519 keys and signatures (``cryptography``) over a manifest's per-field digests.
+
+The signature covers a map ``{field: sha256(canonical JSON of that field)}`` of the
+manifest. Verifying the signature authenticates the map; comparing the map with the
+manifest then names the exact field that was changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mlship.hashing import canonical_json, sha256_bytes
+
+ALGORITHM = "ed25519"
+
+
+def generate_keypair(out_dir: str | Path, name: str = "mlship") -> tuple[Path, Path]:
+    """Write ``NAME.key`` (PKCS#8 PEM, mode 0600) and ``NAME.pub`` (SPKI PEM); return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = out / f"{name}.key", out / f"{name}.pub"
+    for p in (private_path, public_path):
+        if p.exists():
+            raise FileExistsError(f"{p} already exists: refusing to overwrite a key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    public_path.write_bytes(public_pem(key.public_key()))
+    return private_path, public_path
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    """Load an Ed25519 private key from a PEM file, with a clear error for anything else."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ValueError(f"cannot read private key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path_or_pem: str | Path | bytes) -> Ed25519PublicKey:
+    """Load an Ed25519 public key from a PEM file path or PEM bytes."""
+    data = path_or_pem if isinstance(path_or_pem, bytes) else Path(path_or_pem).read_bytes()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read public key {path_or_pem!r}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path_or_pem!r} is not an Ed25519 public key")
+    return key
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """Short, stable identifier of a public key: the first 16 hex digits of its sha256."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return sha256_bytes(raw)[:16]
+
+
+def field_digests(document: Mapping[str, Any]) -> dict[str, str]:
+    """sha256 of the canonical JSON of every top-level field of a document."""
+    return {k: sha256_bytes(canonical_json(v)) for k, v in document.items()}
+
+
+def sign_document(document: Mapping[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Sign a JSON document; return the signature record stored next to it."""
+    digests = field_digests(document)
+    signature = private_key.sign(canonical_json(digests))
+    return {"algorithm": ALGORITHM, "key_id": key_id(private_key.public_key()),
+            "field_digests": digests, "signature": base64.b64encode(signature).decode("ascii")}
+
+
+def verify_document(document: Mapping[str, Any], record: Mapping[str, Any],
+                    public_key: Ed25519PublicKey, *, label: str = "manifest") -> list[str]:
+    """Check a signature record against a document; return problems (empty when valid)."""
+    if record.get("algorithm") != ALGORITHM:
+        return [f"signature algorithm {record.get('algorithm')!r} is not {ALGORITHM}"]
+    expected_kid = key_id(public_key)
+    if record.get("key_id") != expected_kid:
+        return [f"signature was made with key {record.get('key_id')}, not the trusted key {expected_kid}"]
+    digests = record.get("field_digests") or {}
+    try:
+        public_key.verify(base64.b64decode(record.get("signature", "")), canonical_json(digests))
+    except (InvalidSignature, ValueError):
+        return ["signature does not match its signed field digests (signature file altered or wrong key)"]
+    problems = []
+    actual = field_digests(document)
+    for name in sorted(set(digests) | set(actual)):
+        if name not in actual:
+            problems.append(f"{label} field '{name}' was removed after signing")
+        elif name not in digests:
+            problems.append(f"{label} field '{name}' was added after signing")
+        elif digests[name] != actual[name]:
+            problems.append(f"{label} field '{name}' does not match its signature")
+    return problems
