@@ -1,0 +1,123 @@
+"""Shared fixtures: synthetic data, a trained pipeline, a signed bundle, keys, and local AWS.
+
+Session fixtures are built once per pytest worker. Treat ``churn_bundle`` as read-only:
+copy it (``shutil.copytree``) before tampering with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Isolate caches and state from the user's home, and never reach real AWS from tests.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="mlship-tests-"))
+os.environ.setdefault("MLSHIP_CACHE_DIR", str(_SESSION_TMP / "cache"))
+os.environ["MLSHIP_STATE_DIR"] = str(_SESSION_TMP / "state")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SECURITY_TOKEN", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def churn_df() -> Any:
+    """6,000 rows of synthetic churn data (deterministic)."""
+    from mlship.datasets import make_churn
+
+    return make_churn(6000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def churn_split(churn_df: Any) -> tuple[Any, Any]:
+    """(train, holdout) split of ``churn_df``."""
+    from mlship.train import split
+
+    return split(churn_df)
+
+
+@pytest.fixture(scope="session")
+def churn_model(churn_split: tuple[Any, Any]) -> Any:
+    """A fitted ColumnTransformer + HistGradientBoosting pipeline."""
+    from mlship.train import train_pipeline
+
+    return train_pipeline(churn_split[0], "hgb")
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with ``mlship.key`` and ``mlship.pub``."""
+    from mlship.signing import generate_keypair
+
+    out = tmp_path_factory.mktemp("keys")
+    generate_keypair(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def churn_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any], churn_model: Any,
+                 signing_keys: Path) -> Path:
+    """A signed bundle directory (``<dir>.tar.gz`` next to it) of the churn pipeline, version 1."""
+    from mlship.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "churn-1"
+    return export_bundle(churn_model, churn_split[1], "churned", out, name="churn", version="1",
+                         sensitive="gender", private_key=signing_keys / "mlship.key",
+                         description="test bundle")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on localhost (for subprocesses and the CDK CLI); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    from mlship.local import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="localhost", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://localhost:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this process (and subprocesses given ``os.environ``) at the moto server."""
+    from mlship import aws
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    aws.clear_cache()
+    yield dict(os.environ)
+    aws.clear_cache()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto (``mock_aws``) with no endpoint override."""
+    from moto import mock_aws
+
+    from mlship import aws as aws_factory
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws_factory.clear_cache()
+    with mock_aws():
+        yield
+    aws_factory.clear_cache()
