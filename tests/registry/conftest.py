@@ -1,0 +1,73 @@
+"""Registry test helpers: unique buckets, cheap extra versions of the shared bundle, and S3's
+atomic conditional writes in moto."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def atomic_s3_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's conditional PutObject atomic, as it is in S3.
+
+    moto 5.2.5 checks If-Match / If-None-Match and then stores the object in two unlocked steps
+    (moto/s3/responses.py ``S3Response.put_object``); real S3 evaluates the condition and the
+    write atomically (a concurrent loser gets 412 or 409). Serialising moto's handler gives the
+    race tests S3's semantics; the registry code under test is unchanged.
+    """
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    original = S3Response.put_object
+
+    def locked(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    monkeypatch.setattr(S3Response, "put_object", locked)
+
+
+@pytest.fixture
+def bucket(aws: None) -> str:
+    """A fresh registry bucket in in-process moto."""
+    from mlship.aws import client
+
+    name = f"mlship-reg-{uuid.uuid4().hex[:12]}"
+    client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def registry(bucket: str) -> Any:
+    from mlship.registry import Registry
+
+    return Registry(bucket, sagemaker=True)
+
+
+def make_version(source: Path, out: Path, version: str, *, description: str | None = None) -> Path:
+    """An unsigned copy of ``source`` with another version (and optionally another description)."""
+    from mlship.bundle import write_manifest
+
+    target = out / f"v{version}-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(source, target)
+    (target / "signature.json").unlink(missing_ok=True)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["version"] = version
+    if description is not None:
+        manifest["description"] = description
+    write_manifest(target, manifest)
+    return target
+
+
+@pytest.fixture
+def versions(churn_bundle: Path, tmp_path: Path) -> Iterator[Any]:
+    """``versions(v, description=None)`` makes a bundle directory of version ``v``."""
+    yield lambda v, description=None: make_version(churn_bundle, tmp_path, v, description=description)
