@@ -1,5 +1,325 @@
-"""Prediction Lambda (placeholder until the real-time serving issue lands)."""
+"""Prediction Lambda: API Gateway REST (v1), HTTP API (v2), Function URL and direct invocation.
+
+A thin adapter: it turns the event into ``(method, body bytes, content type, request id)``,
+hands the body to :mod:`mlship.serve.protocol` (decoding, status mapping) and the shared
+:class:`~mlship.predictor.Predictor` (validation, prediction), and turns the answer back into
+the event's response shape. Powertools provides structured logs, EMF metrics (``Latency``,
+``Rows``, ``Errors`` by ``ErrorKind``; dimensions ``Model`` and ``Version``) and tracing.
+
+Configuration (environment): ``MODEL_URI`` (dir, .tar.gz, s3://, mlship://NAME@ALIAS),
+``PREDICT_BACKEND`` (``onnx`` default, or ``sagemaker`` with ``SAGEMAKER_ENDPOINT_NAME``),
+``RECORDS_BUCKET``/``RECORDS_PREFIX`` (inference records), ``MLSHIP_PUBLIC_KEY`` (PEM: makes
+the bundle signature mandatory), ``MAX_BODY_BYTES`` (default 6 MiB), ``ORT_THREADS``.
+
+Direct invocation payloads: the JSON request itself (``{"instances": [...]}``, a record or a
+list of records), or an envelope ``{"body": "...", "contentType": "text/csv",
+"isBase64Encoded": false}``; the answer is the response document with a ``statusCode`` key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes import (
+    APIGatewayProxyEvent,
+    APIGatewayProxyEventV2,
+    LambdaFunctionUrlEvent,
+)
+
+from mlship.errors import BundleError, FieldError, ValidationError
+from mlship.serve import protocol
+
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "mlship")
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-predict"))
+metrics = Metrics(namespace=NAMESPACE, service="")  # service="": only the Model/Version dimensions
+tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-predict"))
+
+LOAD_RETRY_SECONDS = 60.0  # a failed transient download is retried at most this often
+HEALTH_PATHS = ("/health", "/ping")
 
 
-def handler(event, context):  # noqa: ARG001
-    return {"statusCode": 503, "body": '{"error": "not implemented yet"}'}
+@dataclass
+class Request:
+    """What the handler needs from any event shape."""
+
+    kind: str  # rest-v1 | http-v2 | function-url | direct
+    method: str
+    path: str
+    body: bytes
+    content_type: str | None
+    request_id: str
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    rows: int = 0
+    error_kind: str | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- backends
+class OnnxBackend:
+    """In-process prediction with the shared predictor (the default)."""
+
+    name = "onnx"
+
+    def __init__(self, uri: str):
+        from mlship.predictor import Predictor
+
+        threads = int(os.environ.get("ORT_THREADS", "0")) or None
+        self.predictor = Predictor.load(uri, threads=threads)
+        self.model_name, self.model_version = self.predictor.model_name, self.predictor.model_version
+
+    def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:
+        payload = protocol.decode(req.body, req.content_type, max_bytes=max_bytes)
+        prediction, columns = protocol.predict(self.predictor, payload)
+        answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
+        if record:
+            from mlship.records import make_records
+
+            answer.records = make_records(req.request_id, self.model_name, self.model_version,
+                                          protocol.input_rows(columns, self.predictor.schema.names),
+                                          prediction.records(), source="lambda")
+        return answer
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, **self.predictor.describe()}
+
+
+def _unavailable(req: Request, reason: str) -> Answer:
+    body = {"error": "endpoint unavailable", "reason": reason, "kind": "endpoint_unavailable",
+            "request_id": req.request_id}
+    return Answer(503, body, error_kind="endpoint_unavailable")
+
+
+class SageMakerBackend:
+    """Proxy to a SageMaker endpoint (``sagemaker-runtime.invoke_endpoint``); the endpoint's
+    container (``mlship serve``) validates and predicts, and records via data capture."""
+
+    name = "sagemaker"
+
+    def __init__(self, endpoint: str):
+        if not endpoint:
+            raise BundleError("PREDICT_BACKEND=sagemaker needs SAGEMAKER_ENDPOINT_NAME")
+        self.endpoint = endpoint
+        self.model_name, self.model_version = endpoint, "endpoint"
+
+    def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:  # noqa: ARG002
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from mlship.aws import client
+
+        protocol.check_size(req.body, max_bytes)
+        mtype = protocol.resolve_media_type(req.content_type, req.body)
+        try:
+            resp = client("sagemaker-runtime").invoke_endpoint(
+                EndpointName=self.endpoint, ContentType=mtype, Accept=protocol.JSON, Body=req.body,
+                InferenceId=req.request_id[:64])
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            if err.get("Code") == "ModelError":
+                original = int(exc.response.get("OriginalStatusCode") or err.get("OriginalStatusCode") or 502)
+                message = exc.response.get("OriginalMessage") or err.get("OriginalMessage") or ""
+                try:
+                    body = json.loads(message)
+                except ValueError:
+                    body = {"error": message or "the endpoint's model failed"}
+                status = original if 400 <= original < 600 else 502
+                return Answer(status, {**body, "request_id": req.request_id},
+                              error_kind=body.get("kind", "model"))
+            return _unavailable(req, err.get("Message", str(exc)))
+        except BotoCoreError as exc:
+            return _unavailable(req, str(exc))
+        body = json.loads(resp["Body"].read())
+        body["request_id"] = req.request_id
+        body.setdefault("variant", resp.get("InvokedProductionVariant"))
+        rows = len(body.get("predictions") or [])
+        model = body.get("model") or {}
+        self.model_name = model.get("name", self.model_name)
+        self.model_version = model.get("version", self.model_version)
+        return Answer(200, body, rows=rows)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "endpoint": self.endpoint}
+
+
+# ---------------------------------------------------------------------------- cold start state
+_state: dict[str, Any] = {"backend": None, "error": None, "failed_at": 0.0, "writer": None}
+
+
+def load_backend(force: bool = False) -> Any:
+    """Load (once) the configured backend; on failure remember the error and fail fast."""
+    if _state["backend"] is not None and not force:
+        return _state["backend"]
+    error = _state["error"]
+    if error is not None and not force:
+        transient = "cannot download" in str(error) or "model failed to load" in str(error)
+        if not transient or time.monotonic() - _state["failed_at"] < LOAD_RETRY_SECONDS:
+            raise error
+    started = time.perf_counter()
+    try:
+        if os.environ.get("PREDICT_BACKEND", "onnx").lower() == "sagemaker":
+            backend: Any = SageMakerBackend(os.environ.get("SAGEMAKER_ENDPOINT_NAME", ""))
+        else:
+            uri = os.environ.get("MODEL_URI")
+            if not uri:
+                raise BundleError("MODEL_URI is not set")
+            backend = OnnxBackend(uri)
+    except BundleError as exc:
+        _state.update(error=exc, failed_at=time.monotonic(), backend=None)
+        logger.error("model failed to load: the function answers 503", extra={"reason": str(exc)})
+        raise
+    except Exception as exc:  # noqa: BLE001 - any load failure must become a 503, not a crash
+        wrapped = BundleError(f"model failed to load: {type(exc).__name__}: {exc}")
+        _state.update(error=wrapped, failed_at=time.monotonic(), backend=None)
+        logger.exception("model failed to load: the function answers 503")
+        raise wrapped from None
+    _state.update(backend=backend, error=None)
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("model loaded", extra={"model": backend.describe(), "load_seconds": seconds})
+    return backend
+
+
+def _writer() -> Any:
+    bucket = os.environ.get("RECORDS_BUCKET")
+    if not bucket:
+        return None
+    if _state["writer"] is None:
+        from mlship.records import DEFAULT_PREFIX, RecordWriter
+
+        _state["writer"] = RecordWriter(bucket, os.environ.get("RECORDS_PREFIX") or DEFAULT_PREFIX,
+                                        max_records=10_000)
+    return _state["writer"]
+
+
+# ---------------------------------------------------------------------------- event adaptation
+def _decode_body(body: str | None, is_base64: bool) -> bytes:
+    if not body:
+        return b""
+    if is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            message = "isBase64Encoded is true but the body is not valid base64"
+            raise ValidationError([FieldError(None, None, "malformed", message)]) from None
+    return body.encode("utf-8")
+
+
+def parse_event(event: Any, context: Any) -> Request:
+    """Recognise the event shape and extract the request (see the module docstring)."""
+    fallback_id = getattr(context, "aws_request_id", None) or "local"
+    if isinstance(event, dict) and "httpMethod" in event and "requestContext" in event:
+        ev1 = APIGatewayProxyEvent(event)
+        return Request("rest-v1", ev1.http_method.upper(), ev1.path or "/",
+                       _decode_body(ev1.body, bool(ev1.is_base64_encoded)), ev1.headers.get("content-type"),
+                       ev1.request_context.request_id or fallback_id)
+    if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        domain = (event["requestContext"].get("domainName") or "")
+        ev2 = LambdaFunctionUrlEvent(event) if ".lambda-url." in domain else APIGatewayProxyEventV2(event)
+        kind = "function-url" if ".lambda-url." in domain else "http-v2"
+        return Request(kind, ev2.request_context.http.method.upper(), ev2.raw_path or "/",
+                       _decode_body(ev2.body, bool(ev2.is_base64_encoded)), ev2.headers.get("content-type"),
+                       ev2.request_context.request_id or fallback_id)
+    # direct invocation
+    if isinstance(event, dict) and "body" in event and ("contentType" in event or "isBase64Encoded" in event):
+        body = event.get("body")
+        if not isinstance(body, str):
+            body = json.dumps(body)
+        return Request("direct", "POST", "/", _decode_body(body, bool(event.get("isBase64Encoded"))),
+                       event.get("contentType"), fallback_id)
+    return Request("direct", "POST", "/", json.dumps(event).encode("utf-8"), protocol.JSON, fallback_id)
+
+
+def _response(req: Request, answer: Answer) -> dict[str, Any]:
+    if req.kind == "direct":
+        return {"statusCode": answer.status, **answer.body}
+    headers = {"Content-Type": "application/json", "X-Request-Id": req.request_id}
+    if answer.status == 405:
+        headers["Allow"] = "POST"
+    return {"statusCode": answer.status, "headers": headers, "body": protocol.dumps(answer.body),
+            "isBase64Encoded": False}
+
+
+def _emit_metrics(backend: Any, answer: Answer, latency_ms: float) -> None:
+    name = getattr(backend, "model_name", None) or "unknown"
+    version = getattr(backend, "model_version", None) or "unknown"
+    metrics.add_dimension(name="Model", value=str(name))
+    metrics.add_dimension(name="Version", value=str(version))
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=answer.rows)
+    if answer.error_kind:
+        with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
+                           default_dimensions={"Model": str(name), "Version": str(version)}) as metric:
+            metric.add_dimension(name="ErrorKind", value=answer.error_kind)
+
+
+def _flush_records(writer: Any, answer: Answer) -> None:
+    if writer is None or not answer.records:
+        return
+    try:
+        writer.add(answer.records)
+        writer.flush()
+    except Exception as exc:  # noqa: BLE001 - records must never fail a prediction
+        logger.warning("could not write inference records", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+
+def handle(req: Request) -> tuple[Answer, Any]:
+    """Route one request: health check, method check, backend call, error mapping."""
+    max_bytes = int(os.environ.get("MAX_BODY_BYTES") or protocol.DEFAULT_MAX_BODY_BYTES)
+    backend = None
+    try:
+        backend = load_backend()
+        if req.method == "GET" and req.path.rstrip("/").endswith(HEALTH_PATHS):
+            body = {"status": "ok", "model": backend.describe(), "request_id": req.request_id}
+            return Answer(200, body), backend
+        if req.method != "POST":
+            raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
+        return backend.invoke(req, max_bytes, record=_writer() is not None), backend
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
+        status, body = protocol.error_answer(exc, req.request_id)
+        kind = protocol.error_kind(exc)
+        if status >= 500:
+            logger.error("request failed", extra={"status": status, "kind": kind, "error": str(exc)})
+        else:
+            logger.info("request refused", extra={"status": status, "kind": kind})
+        return Answer(status, body, error_kind=kind), backend
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """The Lambda entry point (``handler.handler``)."""
+    started = time.perf_counter()
+    try:
+        req = parse_event(event, context)
+    except Exception as exc:  # noqa: BLE001 - a malformed event is a 400, not a crash
+        req = Request("direct", "POST", "/", b"", None, getattr(context, "aws_request_id", "local"))
+        status, body = protocol.error_answer(exc, req.request_id)
+        answer, backend = Answer(status, body, error_kind=protocol.error_kind(exc)), None
+    else:
+        logger.append_keys(request_id=req.request_id, event_kind=req.kind)
+        answer, backend = handle(req)
+    _flush_records(_writer(), answer)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    _emit_metrics(backend, answer, latency_ms)
+    tracer.put_annotation(key="status", value=answer.status)
+    return _response(req, answer)
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("MLSHIP_EAGER_LOAD", "1") == "1":
+    # load during the init phase (full CPU, not billed to the first request); a failure is
+    # remembered in _state and requests answer 503
+    with contextlib.suppress(Exception):
+        load_backend()
