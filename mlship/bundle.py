@@ -157,7 +157,7 @@ def pack_bundle(path: str | Path, out: str | Path) -> Path:
                 tar.addfile(info, fh)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
         gz.write(buf.getvalue())
     os.replace(tmp, out)
     return out

@@ -296,8 +296,8 @@ def _data_fingerprint(frame: Any, path: str | Path | None) -> dict[str, Any]:
 def _library_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
-    import sklearn
     import skl2onnx
+    import sklearn
 
     return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
             "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
