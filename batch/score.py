@@ -1,1 +1,61 @@
-"""Spark batch scoring entry point (placeholder until the batch issue lands)."""
+"""Spark entry point: ``spark-submit batch/score.py --model URI --input URI --output URI --run-id ID``.
+
+Also the EMR Serverless ``entryPoint`` (``mlship batch submit`` uploads it with a dependencies
+archive holding ``mlship`` and ``batch``). Prints the run summary as JSON on stdout; on failure
+prints one ``error:`` line on stderr and exits 1 without committing any output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="batch/score.py",
+                                     description="Score a batch with an mlship bundle.")
+    parser.add_argument("--model", required=True, help="bundle: directory, .tar.gz, s3:// or mlship:// URI")
+    parser.add_argument("--input", required=True, help="Parquet or CSV file/directory, or s3:// URI")
+    parser.add_argument("--output", required=True, help="output root (directory or s3:// URI)")
+    parser.add_argument("--run-id", required=True, help="idempotency key: a rerun replaces this run's output")
+    parser.add_argument("--format", choices=("parquet", "csv"), default=None)
+    parser.add_argument("--id-column", default=None, help="unique input column used as row_id")
+    parser.add_argument("--master", default=os.environ.get("MLSHIP_SPARK_MASTER"),
+                        help="Spark master (default: spark-submit's, or local[*] when run with python)")
+    parser.add_argument("--public-key", default=None, help="PEM path/text: require a valid bundle signature")
+    parser.add_argument("--s3-mode", choices=("auto", "stage", "direct"), default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per Python worker")
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="Arrow batch size (rows)")
+    parser.add_argument("--no-drift", action="store_true", help="skip the drift report")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--summary", default=None, help="also write the summary JSON to this path")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if __package__ in (None, ""):  # run as a script: make the repo (or the deps archive) importable
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from batch.job import JobConfig, run_job
+    from mlship.errors import MlshipError
+
+    master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[*]")
+    config = JobConfig(model=args.model, input=args.input, output=args.output, run_id=args.run_id,
+                       format=args.format, id_column=args.id_column, master=master,
+                       public_key=args.public_key, s3_mode=args.s3_mode, threads=args.threads,
+                       max_records_per_batch=args.batch_rows, drift=not args.no_drift,
+                       progress=not args.no_progress, summary_path=args.summary)
+    try:
+        summary = run_job(config)
+    except MlshipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

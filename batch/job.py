@@ -1,0 +1,391 @@
+"""The batch scoring job: read, score through the shared Predictor in ``mapInPandas``, reconcile, commit.
+
+Driver side only (imports pyspark). The per-row work lives in :mod:`batch.worker`.
+
+Example::
+
+    from batch.job import JobConfig, run_job
+    summary = run_job(JobConfig(model="bundles/churn-1.tar.gz", input="data/in.parquet",
+                                output="out/scores", run_id="2026-11-23"))
+    summary["counts"]  # {"input": ..., "scored": ..., "quarantined": ..., "reconciled": True}
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from batch import storage, worker
+from batch.storage import BatchError
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+FORMATS = ("parquet", "csv")
+RESERVED = (worker.STATUS, worker.REASON, worker.ERROR_KINDS, worker.PREDICTION, worker.MODEL_NAME,
+            worker.MODEL_VERSION, "run_id")
+
+
+@dataclass
+class JobConfig:
+    """Arguments of one run (the same as ``batch/score.py``'s command line)."""
+
+    model: str
+    input: str
+    output: str
+    run_id: str
+    format: str | None = None  # parquet | csv; default from the input's extension
+    id_column: str | None = None  # a unique input column to use as row_id (default: generated)
+    master: str | None = "local[*]"
+    public_key: str | None = None  # PEM path or text; default $MLSHIP_PUBLIC_KEY
+    s3_mode: str = "auto"  # stage (boto3 through local disk) | direct (Spark reads s3://) | auto
+    threads: int = 1  # onnxruntime intra-op threads per Python worker
+    max_records_per_batch: int = 10_000
+    drift: bool = True
+    progress: bool = True
+    summary_path: str | None = None  # also write the summary JSON here
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _detect_format(path: str, given: str | None) -> str:
+    if given:
+        if given not in FORMATS:
+            raise BatchError(f"--format must be one of {FORMATS}, got {given!r}")
+        return given
+    lowered = path.lower().rstrip("/")
+    if lowered.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if Path(path).is_dir() and any(Path(path).rglob("*.csv")) and not any(Path(path).rglob("*.parquet")):
+        return "csv"
+    return "parquet"
+
+
+def _public_key_pem(public_key: str | None) -> str | None:
+    import os
+
+    value = public_key or os.environ.get("MLSHIP_PUBLIC_KEY")
+    if not value:
+        return None
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise BatchError(f"public key not found: {value}")
+    return path.read_text()
+
+
+def ship_bundle(model: str) -> tuple[Path, str]:
+    """A cached ``.tar.gz`` of the bundle to ship to executors once; returns (path, sha256)."""
+    from mlship.bundle import cache_dir, pack_bundle, resolve_local
+    from mlship.hashing import sha256_file
+
+    local = resolve_local(model)
+    spark_dir = cache_dir() / "spark-files"
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=spark_dir))
+    try:
+        packed = pack_bundle(local, tmp / "bundle.tar.gz")
+        digest = sha256_file(packed)
+        target = spark_dir / f"mlship-bundle-{digest[:16]}.tar.gz"
+        if not target.exists():
+            packed.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target, digest
+
+
+class _Progress:
+    """Polls Spark's status tracker: partitions done of total, rows done (per finished task)."""
+
+    def __init__(self, spark: Any, total_rows: int, counters: Any, enabled: bool):
+        self.spark, self.total, self.counters, self.enabled = spark, total_rows, counters, enabled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _rows_done(self) -> int:
+        value = self.counters.value or {}
+        return int(value.get(worker.SCORED, 0) + value.get(worker.QUARANTINED, 0))
+
+    def _run(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        tracker = self.spark.sparkContext.statusTracker()
+        columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                   TextColumn("{task.fields[parts]}"), TimeElapsedColumn())
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("rows", total=self.total, parts="")
+            while not self._stop.wait(0.5):
+                done = tasks = 0
+                for stage_id in tracker.getActiveStageIds():
+                    info = tracker.getStageInfo(stage_id)
+                    if info is not None:
+                        done += info.numCompletedTasks
+                        tasks += info.numTasks
+                parts = f"partitions {done}/{tasks}" if tasks else ""
+                bar.update(task, completed=self._rows_done(), parts=parts)
+            bar.update(task, completed=self._rows_done(), parts="done")
+
+
+def _output_schema(input_schema: Any, predictor: Any, probability_columns: list[str]) -> Any:
+    from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
+
+    fields = list(input_schema.fields)
+    if predictor.task == "classification":
+        label_type = {"boolean": BooleanType(), "Int64": LongType()}.get(worker._label_dtype(predictor),
+                                                                         StringType())
+        fields.append(StructField(worker.PREDICTION, label_type, True))
+        fields += [StructField(name, DoubleType(), True) for name in probability_columns]
+    else:
+        fields.append(StructField(worker.PREDICTION, DoubleType(), True))
+    fields += [StructField(worker.MODEL_NAME, StringType(), False),
+               StructField(worker.MODEL_VERSION, StringType(), False),
+               StructField(worker.REASON, StringType(), True),
+               StructField(worker.ERROR_KINDS, StringType(), True),
+               StructField(worker.STATUS, StringType(), False)]
+    return StructType(fields)
+
+
+def _probability_columns(predictor: Any) -> list[str]:
+    if predictor.task != "classification" or not predictor.classes:
+        return []
+    return [f"probability_{re.sub(r'[^A-Za-z0-9_]', '_', str(c))}" for c in predictor.classes]
+
+
+def _drift_available() -> bool:
+    try:
+        from mlship.drift import DriftAccumulator  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
+    """Run one scoring job end to end and return its summary (also written next to the output)."""
+    from mlship.predictor import Predictor
+
+    cfg = config
+    if not RUN_ID.match(cfg.run_id):
+        raise BatchError(f"run id {cfg.run_id!r} must be 1-128 characters of letters, digits, '.', '_', ':' "
+                         "or '-', starting with a letter or digit")
+    started, t0 = _now(), time.perf_counter()
+    timings: dict[str, float] = {}
+    s3_mode = cfg.s3_mode
+    if s3_mode == "auto":
+        from mlship.aws import is_local
+
+        local_master = cfg.master is not None and cfg.master.startswith("local")
+        s3_mode = "stage" if (is_local() or local_master) else "direct"
+    workdir = Path(tempfile.mkdtemp(prefix="mlship-batch-"))
+    try:
+        # ---------------------------------------------------------------- model (fail fast on the driver)
+        pem = _public_key_pem(cfg.public_key)
+        predictor = Predictor.load(cfg.model, public_key=pem.encode() if pem else None, threads=1)
+        bundle_tar, bundle_sha = ship_bundle(cfg.model)
+        timings["load_model_s"] = time.perf_counter() - t0
+
+        # ---------------------------------------------------------------- input
+        t = time.perf_counter()
+        input_path = cfg.input
+        if storage.is_s3(cfg.input) and s3_mode == "stage":
+            input_path = str(storage.download_s3(cfg.input, workdir / "input"))
+        fmt = _detect_format(input_path, cfg.format)
+        if not storage.is_s3(input_path) and not Path(input_path).exists():
+            raise BatchError(f"input not found: {cfg.input}")
+        output_is_s3 = storage.is_s3(cfg.output)
+        output_root = workdir / "output" if output_is_s3 else Path(cfg.output).expanduser().resolve()
+        timings["stage_input_s"] = time.perf_counter() - t
+
+        from batch.spark import get_session
+
+        spark = spark or get_session(cfg.master, conf={
+            "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.max_records_per_batch), **cfg.spark_conf})
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.max_records_per_batch))
+        sc = spark.sparkContext
+        if bundle_tar.name not in {Path(f).name for f in _added_files(sc)}:
+            sc.addFile(str(bundle_tar))
+
+        reader = spark.read
+        if fmt == "csv":
+            frame = reader.option("header", "true").option("inferSchema", "false").csv(input_path)
+        else:
+            frame = reader.parquet(input_path)
+        missing = [n for n in predictor.schema.names if n not in frame.columns]
+        if missing:
+            model_id = f"{predictor.model_name}:{predictor.model_version}"
+            raise BatchError(f"input {cfg.input} is missing feature columns {missing} "
+                             f"(model {model_id} needs {predictor.schema.names})")
+        probability_columns = _probability_columns(predictor)
+        clashes = [c for c in frame.columns if c in (*RESERVED, *probability_columns, worker.ROW_ID)
+                   and c != cfg.id_column]
+        if clashes:
+            raise BatchError(f"input columns {clashes} clash with output columns; rename them")
+        from pyspark.sql import functions as F  # noqa: N812
+
+        if cfg.id_column:
+            if cfg.id_column not in frame.columns:
+                raise BatchError(f"id column {cfg.id_column!r} not found in the input "
+                                 f"(columns: {frame.columns})")
+            frame = frame.withColumn(worker.ROW_ID, F.col(cfg.id_column))
+            if cfg.id_column != worker.ROW_ID:
+                frame = frame.select(worker.ROW_ID, *[c for c in frame.columns if c != worker.ROW_ID])
+        else:
+            frame = frame.select(F.monotonically_increasing_id().alias(worker.ROW_ID), "*")
+        t = time.perf_counter()
+        input_rows = frame.count()
+        timings["count_input_s"] = time.perf_counter() - t
+        if input_rows == 0:
+            raise BatchError(f"input {cfg.input} has no rows")
+
+        # ---------------------------------------------------------------- score + write to staging
+        from batch.accumulators import CountsParam, DriftParam
+
+        drift_enabled = cfg.drift and _drift_available()
+        profile = predictor.bundle.profile if drift_enabled else None
+        counters = sc.accumulator({}, CountsParam())
+        drift_acc = sc.accumulator(None, DriftParam()) if drift_enabled else None
+        numeric = tuple(f.name for f in predictor.schema.fields if f.is_numeric)
+        spec = worker.WorkerSpec(bundle_file=bundle_tar.name, public_key_pem=pem, threads=cfg.threads,
+                                 text_input=fmt == "csv", numeric_fields=numeric,
+                                 probability_columns=tuple(probability_columns), task=predictor.task,
+                                 drift=drift_enabled)
+        out_schema = _output_schema(frame.schema, predictor, probability_columns)
+        scored = frame.mapInPandas(partial(worker.score_partition, spec=spec, counters=counters,
+                                           drift_acc=drift_acc, profile=profile), out_schema)
+        run_name = storage.run_dir_name(cfg.run_id)
+        run_uri = (f"{cfg.output.rstrip('/')}/{run_name}/" if output_is_s3
+                   else str(output_root / run_name))
+        meta = {"cfg": cfg, "fmt": fmt, "input_rows": input_rows, "predictor": predictor,
+                "bundle_sha": bundle_sha, "started": started, "t0": t0, "timings": timings, "sc": sc,
+                "partitions": frame.rdd.getNumPartitions(), "run_uri": run_uri, "drift_acc": drift_acc}
+        if output_is_s3 and s3_mode == "direct":  # on EMR: Spark writes s3:// itself, boto3 commits
+            staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
+            data_uri = staging_uri + "data"
+            written, totals = _write(spark, scored, data_uri, input_rows, counters, cfg.progress, timings)
+            t = time.perf_counter()
+            sources = storage.staged_keys(data_uri, worker.STATUS)
+            result = _summary(meta, written, totals, sorted(sources))
+            storage.publish_s3(sources, cfg.output, cfg.run_id, staging_uri, result)
+            result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
+        else:
+            with storage.run_lock(output_root, cfg.run_id):
+                staging = storage.new_staging(output_root, cfg.run_id)
+                try:
+                    data_dir = staging / "data"
+                    written, totals = _write(spark, scored, str(data_dir), input_rows, counters, cfg.progress,
+                                             timings)
+                    t = time.perf_counter()
+                    result = _summary(meta, written, totals, _data_files(data_dir))
+                    run = storage.assemble_run(staging, data_dir, result, worker.STATUS)
+                    target, replaced = storage.commit_local(run, output_root, cfg.run_id)
+                    result["replaced_previous"] = replaced
+                    if output_is_s3:  # local run, s3:// output: publish the committed run via boto3
+                        staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
+                        storage.publish_s3(storage.upload_run(target, staging_uri), cfg.output, cfg.run_id,
+                                           staging_uri)
+                    result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        if cfg.summary_path:
+            import json
+
+            Path(cfg.summary_path).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        return result
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write(spark: Any, scored: Any, data_path: str, input_rows: int, counters: Any, progress: bool,
+           timings: dict[str, float]) -> tuple[dict[str, int], dict[str, int]]:
+    """Score and write to staging (partitioned by status), then count what was written."""
+    t = time.perf_counter()
+    with _Progress(spark, input_rows, counters, progress):
+        scored.write.mode("errorifexists").partitionBy(worker.STATUS).parquet(data_path)
+    timings["score_write_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    written = {r[worker.STATUS]: int(r["count"]) for r in
+               spark.read.parquet(data_path).groupBy(worker.STATUS).count().collect()}
+    totals = dict(counters.value or {})
+    timings["reconcile_s"] = time.perf_counter() - t
+    n_scored, n_bad = written.get(worker.SCORED, 0), written.get(worker.QUARANTINED, 0)
+    if not (input_rows == n_scored + n_bad and totals.get(worker.SCORED, 0) == n_scored
+            and totals.get(worker.QUARANTINED, 0) == n_bad):
+        raise BatchError(f"counts do not reconcile: input {input_rows} rows, written {n_scored} scored + "
+                         f"{n_bad} quarantined, workers counted {totals}; nothing was committed")
+    return written, totals
+
+
+def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, int],
+             files: list[str]) -> dict[str, Any]:
+    """The run summary: identity, counts that reconcile, durations, throughput, drift."""
+    cfg, predictor, timings, sc = meta["cfg"], meta["predictor"], meta["timings"], meta["sc"]
+    drift_acc = meta["drift_acc"]
+    if drift_acc is not None and drift_acc.value is not None:
+        drift: dict[str, Any] = drift_acc.value.result().to_dict()
+        drift["summary"] = drift_acc.value.result().summary()
+    elif drift_acc is not None:
+        drift = {"status": "no valid rows"}
+    else:
+        drift = {"status": "disabled" if not cfg.drift else "unavailable (mlship.drift is not installed)"}
+    reasons = {k.split(":", 1)[1]: v for k, v in sorted(totals.items()) if k.startswith("kind:")}
+    run_uri = meta["run_uri"]
+    input_rows = meta["input_rows"]
+    durations = {k: round(v, 3) for k, v in timings.items()}
+    durations["total_s"] = round(time.perf_counter() - meta["t0"], 3)
+    return {
+        "run_id": cfg.run_id, "status": "succeeded", "started": meta["started"], "finished": _now(),
+        "model": {"name": predictor.model_name, "version": predictor.model_version, "uri": cfg.model,
+                  "bundle_sha256": meta["bundle_sha"], "task": predictor.task},
+        "input": {"uri": cfg.input, "format": meta["fmt"], "rows": input_rows},
+        "output": {"uri": cfg.output, "run_path": run_uri,
+                   "quarantine_path": run_uri.rstrip("/") + "/" + storage.QUARANTINE, "files": files},
+        "counts": {"input": input_rows, "scored": written.get(worker.SCORED, 0),
+                   "quarantined": written.get(worker.QUARANTINED, 0), "reconciled": True,
+                   "quarantine_reasons": reasons},
+        "drift": drift,
+        "durations_s": durations,
+        "throughput_rows_per_s": round(input_rows / max(timings["score_write_s"], 1e-9), 1),
+        "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism,
+                  "input_partitions": meta["partitions"], "onnxruntime_threads_per_worker": cfg.threads,
+                  "arrow_batch_rows": cfg.max_records_per_batch},
+        "config": {k: v for k, v in asdict(cfg).items() if k != "public_key"},
+    }
+
+
+def _added_files(sc: Any) -> list[str]:
+    try:
+        return list(sc.listFiles)
+    except Exception:  # older pyspark: no listFiles
+        return []
+
+
+def _data_files(data_dir: Path) -> list[str]:
+    """Relative paths of data files as they will appear in the run directory."""
+    names = []
+    for path in sorted(data_dir.rglob("*.parquet")):
+        rel = path.relative_to(data_dir).as_posix()
+        rel = rel.replace(f"{worker.STATUS}={worker.SCORED}/", "", 1)
+        rel = rel.replace(f"{worker.STATUS}={worker.QUARANTINED}/", storage.QUARANTINE + "/", 1)
+        names.append(rel)
+    return names
+
