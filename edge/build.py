@@ -130,9 +130,7 @@ def analyse(model: Any) -> dict[str, Any]:
     """Op counts, opsets and whether int8 quantization can change anything in this graph."""
     inits = {i.name for i in model.graph.initializer}
     ops = Counter(n.op_type for n in model.graph.node)
-    weighted = [
-        n for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and any(i in inits for i in n.input)
-    ]
+    weighted = [n for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and any(i in inits for i in n.input)]
     opset = {d.domain or "ai.onnx": d.version for d in model.opset_import}
     reason = None
     if not weighted:
@@ -176,9 +174,7 @@ def min_onnxruntime(opset: dict[str, int], model_format: str) -> str:
         return building  # ORT format files are read by the same or newer releases
     needed = [(1, 0)]
     for domain, version in opset.items():
-        table = (
-            _ORT_FOR_OPSET if domain == "ai.onnx" else _ORT_FOR_ML_OPSET if domain == "ai.onnx.ml" else None
-        )
+        table = _ORT_FOR_OPSET if domain == "ai.onnx" else _ORT_FOR_ML_OPSET if domain == "ai.onnx.ml" else None
         if table is None:
             continue
         text = table.get(version, building)
@@ -215,9 +211,7 @@ def quantize_dynamic_variant(src: Path, out: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(
-            str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZABLE_OPS)
-        )
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZABLE_OPS))
     return out
 
 
@@ -448,9 +442,7 @@ def build_edge(
                 got = candidate.predict_columns(cols)
                 h = checks["holdout"] = compare(task, hold_ref, got, tol)
                 if h["label_agreement"] < tol.min_label_agreement:
-                    problems.append(
-                        f"holdout label agreement {h['label_agreement']:.4f} < {tol.min_label_agreement}"
-                    )
+                    problems.append(f"holdout label agreement {h['label_agreement']:.4f} < {tol.min_label_agreement}")
                 if h["share_over_tolerance"] > tol.max_share_over:
                     problems.append(
                         f"{h['share_over_tolerance']:.2%} of holdout rows differ by more than "

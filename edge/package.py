@@ -129,7 +129,5 @@ def verify_package(path: str | Path, trusted_keys: dict[str, Any]) -> Bundle:
     bundle.verify(key)
     edge = bundle.manifest.get("edge")
     if not isinstance(edge, dict) or edge.get("format") != EDGE_FORMAT:
-        raise VerificationError(
-            [f"manifest field 'edge' is missing or not {EDGE_FORMAT}: not an edge package"]
-        )
+        raise VerificationError([f"manifest field 'edge' is missing or not {EDGE_FORMAT}: not an edge package"])
     return bundle

@@ -303,6 +303,8 @@ class Device:
         job: dict[str, Any] | None = None,
         expected_key_id: str | None = None,
         size: int | None = None,
+        announced_version: str | None = None,
+        announced_name: str | None = None,
     ) -> InstallResult:
         """Fetch, verify, smoke-test and switch to a package; roll back if the health check fails.
 
@@ -316,6 +318,7 @@ class Device:
             staged: Path | None = None
             digest = sha256
             try:
+                self._precheck(announced_name, announced_version, allow_downgrade)
                 self._write_status(state="downloading", job=job, source=_safe_source(source))
                 tarball = self._fetch(source, sha256, size)
                 if tarball is not None:
@@ -350,6 +353,17 @@ class Device:
                 self._report(job, result, "REJECTED" if not isinstance(exc, DownloadError) else "FAILED")
                 return result
             return self._switch_and_check(final, digest, job)
+
+    def _precheck(self, name: str | None, version: str | None, allow_downgrade: bool) -> None:
+        """Refuse an announced downgrade before downloading anything."""
+        current = self.current_dir()
+        if current is None or version is None or allow_downgrade:
+            return
+        cur = Bundle(current)
+        if (name is None or name == cur.name) and is_newer(cur.version, str(version)):
+            raise UpdateRejected(
+                f"refusing downgrade of {cur.name} from {cur.version} to {version} (allow it with --allow-downgrade)"
+            )
 
     def _fetch(self, source: str | Path, sha256: str | None, size: int | None) -> Path | None:
         """Return a local tarball (downloading URLs), or None when ``source`` is a directory."""
@@ -388,8 +402,7 @@ class Device:
         keys = self.trusted_keys()
         if expected_key_id and signer_key_id(staged) != expected_key_id:
             raise UpdateRejected(
-                f"package is signed with key {signer_key_id(staged)}, the update announced "
-                f"key {expected_key_id}"
+                f"package is signed with key {signer_key_id(staged)}, the update announced key {expected_key_id}"
             )
         bundle = verify_package(staged, keys)
         problems = check_constraints(bundle.manifest)
@@ -461,9 +474,7 @@ class Device:
         self._reset_health()
         problems = self.health_check()
         if problems:
-            return self._rollback(
-                f"health check failed after the switch: {'; '.join(problems)}", digest, job, version
-            )
+            return self._rollback(f"health check failed after the switch: {'; '.join(problems)}", digest, job, version)
         if window > 0:
             result = InstallResult(
                 "probation", version, f"serving; committed after {window:g}s without health failures", digest
@@ -495,9 +506,7 @@ class Device:
         self._set_link("previous", None)
         self._set_journal({"phase": "idle"})
         self._predictor = None
-        result = InstallResult(
-            "rolled_back", version, reason, digest, {"restored_version": Bundle(previous).version}
-        )
+        result = InstallResult("rolled_back", version, reason, digest, {"restored_version": Bundle(previous).version})
         self._write_status(state="idle", last=result, job=job)
         self._report(job, result, "FAILED")
         self.gc()
@@ -557,9 +566,7 @@ class Device:
             current = self.current_dir()
             version = Bundle(current).version if current else None
             rate = self._failures / self._requests if self._requests else 0.0
-            if self._requests >= int(self.config["min_requests"]) and rate > float(
-                self.config["max_error_rate"]
-            ):
+            if self._requests >= int(self.config["min_requests"]) and rate > float(self.config["max_error_rate"]):
                 return self._rollback(
                     f"{self._failures} of {self._requests} predictions failed during the health "
                     f"window ({rate:.0%} > {float(self.config['max_error_rate']):.0%})",

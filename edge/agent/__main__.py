@@ -1,0 +1,163 @@
+"""``python -m edge.agent``: the device agent's command line.
+
+    python -m edge.agent --device DIR init --key mlship.pub [--health-window 60] [--canary canary.json]
+    python -m edge.agent --device DIR install PACKAGE.edge.tar.gz | URL | DIR [--sha256 HEX] [--allow-downgrade]
+    python -m edge.agent --device DIR run [--watch DIR] [--thing NAME] [--port 8080] [--poll 30] [--once]
+    python -m edge.agent --device DIR status | rollback | predict '{"feature": 1, ...}'
+
+Every command first recovers from an interrupted update. Exit codes: 0 ok, 1 update refused or
+rolled back / error (one line on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.agent.device import Device, InstallResult
+from mlship.errors import MlshipError
+from mlship.hashing import sha256_file
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edge.agent", description="mlship device agent")
+    p.add_argument("--device", required=True, type=Path, help="device directory")
+    sub = p.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="create a device directory")
+    init.add_argument("--key", action="append", required=True, type=Path, help="trusted public key (repeatable)")
+    init.add_argument("--device-id")
+    init.add_argument("--health-window", type=float, default=0.0, help="probation seconds after a switch")
+    init.add_argument("--max-error-rate", type=float, default=0.2)
+    init.add_argument("--min-requests", type=int, default=20)
+    init.add_argument("--canary", help="JSON file (in the device dir) of inputs every new model must score")
+    inst = sub.add_parser("install", help="install a package from a file, directory or http(s) URL")
+    inst.add_argument("source")
+    inst.add_argument("--sha256")
+    inst.add_argument("--allow-downgrade", action="store_true", default=None)
+    run = sub.add_parser("run", help="serve and apply updates from a directory and/or AWS IoT Jobs")
+    run.add_argument("--watch", type=Path, help="directory of packages (offline updates)")
+    run.add_argument("--thing", help="AWS IoT thing name (needs boto3/botocore)")
+    run.add_argument("--port", type=int, help="serve /predict on 127.0.0.1:PORT")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--poll", type=float, default=30.0)
+    run.add_argument("--once", action="store_true", help="one polling round, then exit")
+    sub.add_parser("status", help="print the status file")
+    sub.add_parser("rollback", help="switch back to the previous model")
+    pred = sub.add_parser("predict", help="predict JSON records (argument or '-' for stdin)")
+    pred.add_argument("data")
+    return p
+
+
+def watch_once(device: Device, directory: Path) -> list[InstallResult]:
+    """Offer every package in ``directory`` not yet installed or refused (oldest name first)."""
+    results = []
+    current = device.current_dir()
+    for pkg in sorted(directory.glob("*.tar.gz")):
+        digest = sha256_file(pkg)
+        if device.was_rejected(digest) or (current is not None and current.name.endswith(digest[:8])):
+            continue
+        results.append(device.install(pkg, sha256=digest))
+        current = device.current_dir()
+    return results
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            device = Device.init(
+                args.device,
+                args.key,
+                device_id=args.device_id,
+                health_window_s=args.health_window,
+                max_error_rate=args.max_error_rate,
+                min_requests=args.min_requests,
+                canary=args.canary,
+            )
+            _print(device.status())
+            return 0
+        device = Device(args.device)
+        if args.command == "status":
+            _print(device.status())
+            return 0
+        for note in device.recover():
+            print(f"recovered: {note}", file=sys.stderr)
+        if args.command == "install":
+            result = device.install(args.source, sha256=args.sha256, allow_downgrade=args.allow_downgrade)
+            _print(result.to_dict())
+            if not result.ok:
+                print(f"error: update {result.outcome}: {result.reason}", file=sys.stderr)
+            return 0 if result.ok else 1
+        if args.command == "rollback":
+            result = device.rollback()
+            _print(result.to_dict())
+            return 0
+        if args.command == "predict":
+            text = sys.stdin.read() if args.data == "-" else args.data
+            _print(device.predict(json.loads(text)).to_dict())
+            return 0
+        return run(device, args)
+    except MlshipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(device: Device, args: argparse.Namespace) -> int:
+    """The agent loop: serve, poll the update sources, manage the health window."""
+    jobs = None
+    if args.thing:
+        from edge.agent.iot import IotJobs
+
+        jobs = IotJobs(args.thing)
+        device.reporter = jobs.reporter(device)
+    server = None
+    if args.port:
+        from edge.agent.server import start_server
+
+        server = start_server(device, args.host, args.port)
+        print(f"serving on http://{args.host}:{server.server_address[1]}", file=sys.stderr, flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            device.check_probation()
+            if args.watch:
+                for result in watch_once(device, args.watch):
+                    print(f"update {result.outcome}: {result.version} {result.reason or ''}", file=sys.stderr)
+            if jobs is not None:
+                from edge.agent.iot import apply_job
+
+                try:
+                    job = jobs.next_job()
+                except Exception as exc:  # offline or throttled: the device keeps serving
+                    print(f"iot jobs unavailable: {exc}", file=sys.stderr)
+                    job = None
+                if job is not None:
+                    result = apply_job(device, job)
+                    print(f"job {job['job_id']}: {result.outcome} {result.reason or ''}", file=sys.stderr)
+            if args.once:
+                break
+            deadline = time.monotonic() + args.poll
+            while not stop["now"] and time.monotonic() < deadline:
+                time.sleep(min(0.5, args.poll))
+                device.check_probation()
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
