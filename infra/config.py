@@ -38,6 +38,18 @@ from infra.rollout import (
 ENVIRONMENTS = ("dev", "staging", "prod")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+LOG_RETENTION_DAYS = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+                      30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
+                      150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
+                      545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
+                      2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+                      3653: "TEN_YEARS"}
+
+
+def _log_days(value: int) -> int:
+    if value not in LOG_RETENTION_DAYS:
+        raise ValueError(f"{value} days: CloudWatch Logs retention is one of {sorted(LOG_RETENTION_DAYS)}")
+    return value
 
 
 class ConfigError(ValueError):
@@ -203,6 +215,8 @@ class ApiConfig(_Strict):
     rollout: LambdaRollout = Field(default_factory=LambdaRollout)
     log_retention_days: int = 30
 
+    _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
+
 
 class MonitoringConfig(_Strict):
     schedule: str = "rate(1 hour)"
@@ -211,6 +225,9 @@ class MonitoringConfig(_Strict):
     alarm_email: str | None = None
     memory_mb: int = Field(1024, ge=128, le=10240)
     timeout_seconds: int = Field(300, ge=1, le=900)
+    log_retention_days: int = 30
+
+    _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
 
     @field_validator("schedule")
     @classmethod

@@ -1,0 +1,69 @@
+"""Where the app's code and images come from: Lambda assets, the serving image, batch files.
+
+Switch Lambda packaging in one place (:func:`lambda_code`): ``build`` uses
+``mlship.packaging.build_lambda_asset`` (dependencies + mlship core, built without Docker);
+``source`` ships ``functions/<name>/`` alone (fast; for tests and when packaging is unavailable).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Never staged into the Docker build context (cdk.out would otherwise copy them on every synth).
+DOCKER_EXCLUDE = [
+    ".venv", "node_modules", "cdk.out", "build", "dist", ".git", ".mlship", ".demo", "bench/results",
+    "**/__pycache__", "**/*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info", "tests",
+    "docs", "demo", "bench", "**/*.tar.gz",
+]
+
+
+@dataclass(frozen=True)
+class LambdaAsset:
+    code: lambda_.Code
+    handler: str
+    source: str  # "build" or "source"
+
+
+def lambda_code(name: str, mode: str = "build") -> LambdaAsset:
+    """The code of Lambda ``name`` (``functions/<name>``) and its handler path."""
+    if mode == "build":
+        try:
+            from mlship.packaging import build_lambda_asset
+        except ImportError:
+            print(f"mlship.packaging is not available: shipping functions/{name} without dependencies",
+                  file=sys.stderr)
+        else:
+            path = Path(build_lambda_asset(name))
+            nested = path / "functions" / name / "handler.py"
+            handler = f"functions.{name}.handler.handler" if nested.is_file() else "handler.handler"
+            return LambdaAsset(lambda_.Code.from_asset(str(path)), handler, "build")
+    src = ROOT / "functions" / name
+    if not (src / "handler.py").is_file():
+        raise FileNotFoundError(f"{src}/handler.py does not exist")
+    return LambdaAsset(lambda_.Code.from_asset(str(src), exclude=["__pycache__", "*.pyc"]),
+                       "handler.handler", "source")
+
+
+def serving_image(scope: Construct, image_uri: str | None) -> tuple[str, ecr_assets.DockerImageAsset | None]:
+    """The ``mlship serve`` image URI: ``image_uri`` when given, else the repo's Dockerfile as an asset.
+
+    The asset needs Docker only at ``cdk deploy`` (publishing); ``cdk synth`` just stages the
+    context. Set ``endpoint.image_uri`` to deploy without Docker.
+    """
+    if image_uri:
+        return image_uri, None
+    dockerfile = ROOT / "Dockerfile"
+    if not dockerfile.is_file():
+        raise FileNotFoundError(f"{dockerfile} does not exist: build the serving image or set "
+                                "endpoint.image_uri (-c mlship:endpoint.image_uri=ACCOUNT.dkr.ecr...)")
+    asset = ecr_assets.DockerImageAsset(scope, "ServingImage", directory=str(ROOT), file="Dockerfile",
+                                        exclude=DOCKER_EXCLUDE, platform=ecr_assets.Platform.LINUX_AMD64)
+    return asset.image_uri, asset

@@ -1,0 +1,1 @@
+"""One stack per mlship path; see infra/app.py for how they are wired."""

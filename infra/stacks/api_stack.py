@@ -1,0 +1,177 @@
+"""Prediction API: the predict Lambda behind a ``live`` alias shifted by CodeDeploy.
+
+Every deploy publishes a new version; CodeDeploy moves the ``live`` alias to it (canary, linear
+or all at once) and rolls back automatically when the alias' error or latency alarm fires.
+Clients reach ``live`` through a Function URL (IAM auth) or an API Gateway REST API (IAM auth,
+throttling, access logs).
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra import nag
+from infra.assets import lambda_code
+from infra.config import MlshipConfig
+from infra.rollout import LambdaRollout
+from infra.stacks.common import (
+    METRICS_NAMESPACE,
+    RECORDS_PREFIX,
+    Names,
+    kms_statement,
+    log_statements,
+    metrics_statement,
+    retention,
+)
+
+
+class ApiStack(cdk.Stack):
+    """The real-time Lambda path."""
+
+    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
+        super().__init__(scope, cid, **kwargs)
+        names = Names(cfg)
+        api = cfg.api
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
+                                         f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
+        fn_name = f"{cfg.name}-predict"
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group("predict"),
+                                  retention=retention(api.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description="predict Lambda: read bundles, write inference records, metrics")
+        for stmt in log_statements(names.log_group("predict")):
+            role.add_to_policy(stmt)
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                               resources=[names.bucket_arn(f"{RECORDS_PREFIX}*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+        role.add_to_policy(kms_statement(key_arn))
+        role.add_to_policy(metrics_statement())
+        if cfg.endpoint.enabled:
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
+                           f"endpoint/{names.endpoint}"]))
+
+        env = {
+            "MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
+            "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "PREDICT_BACKEND": api.backend,
+            "MAX_BODY_BYTES": str(api.max_body_bytes), "POWERTOOLS_SERVICE_NAME": "mlship-predict",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        if cfg.endpoint.enabled:
+            env["SAGEMAKER_ENDPOINT_NAME"] = names.endpoint
+        if cfg.model.public_key_pem:
+            env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+        asset = lambda_code("predict", cfg.assets.lambda_code)
+        self.function = lambda_.Function(
+            self, "Predict", function_name=fn_name, runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64, handler=asset.handler, code=asset.code, role=role,
+            memory_size=api.memory_mb, timeout=cdk.Duration.seconds(api.timeout_seconds), environment=env,
+            log_group=log_group, tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=api.reserved_concurrency,
+            description=f"mlship predict ({asset.source} asset)")
+        self.function.node.add_dependency(role)
+        nag.acknowledge(self.function, "AwsSolutions-L1",
+                        "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
+                        "(mlship.packaging --python-version 3.12)")
+        self.alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
+
+        self.alarms = self._alarms(cfg, names, topic)
+        deployment_group = codedeploy.LambdaDeploymentGroup(
+            self, "Deployment", alias=self.alias, deployment_config=_deployment_config(self, api.rollout),
+            alarms=list(self.alarms), deployment_group_name=f"{cfg.name}-predict",
+            auto_rollback=codedeploy.AutoRollbackConfig(failed_deployment=True, stopped_deployment=True,
+                                                        deployment_in_alarm=True))
+        nag.acknowledge(deployment_group, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                        "service-role/AWSCodeDeployRoleForLambdaLimited]",
+                        "CodeDeploy's AWSCodeDeployRoleForLambdaLimited is the AWS-maintained least-privilege "
+                        "policy for shifting Lambda aliases")
+
+        if api.kind == "function_url":
+            url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+            cdk.CfnOutput(self, "PredictUrl", value=url.url)
+        else:
+            self.rest_api = self._rest_api(cfg)
+            cdk.CfnOutput(self, "PredictUrl", value=self.rest_api.url_for_path("/predict"))
+        cdk.CfnOutput(self, "FunctionName", value=fn_name)
+
+    def _alarms(self, cfg: MlshipConfig, names: Names, topic: sns.ITopic) -> list[cw.Alarm]:
+        a = cfg.endpoint.alarms
+        period = cdk.Duration.seconds(a.period_seconds)
+        dims = {"FunctionName": f"{cfg.name}-predict", "Resource": f"{cfg.name}-predict:live"}
+        errors = cw.Alarm(
+            self, "Errors", alarm_name=names.alarm("predict-errors"),
+            alarm_description="Errors of the live alias: stops and rolls back a CodeDeploy shift",
+            metric=cw.Metric(namespace="AWS/Lambda", metric_name="Errors", dimensions_map=dims,
+                             statistic="Sum", period=period),
+            threshold=a.lambda_error_threshold, evaluation_periods=a.evaluation_periods,
+            datapoints_to_alarm=min(2, a.evaluation_periods),
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+        latency = cw.Alarm(
+            self, "Duration", alarm_name=names.alarm("predict-latency"),
+            alarm_description=f"p99 duration of the live alias above {a.lambda_p99_ms} ms",
+            metric=cw.Metric(namespace="AWS/Lambda", metric_name="Duration", dimensions_map=dims,
+                             statistic="p99", period=period),
+            threshold=a.lambda_p99_ms, evaluation_periods=a.evaluation_periods,
+            datapoints_to_alarm=min(2, a.evaluation_periods),
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+        for alarm in (errors, latency):
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        return [errors, latency]
+
+    def _rest_api(self, cfg: MlshipConfig) -> apigw.RestApi:
+        api = cfg.api
+        access = logs.LogGroup(self, "AccessLogs", retention=retention(api.log_retention_days),
+                               removal_policy=cdk.RemovalPolicy.DESTROY)
+        rest = apigw.RestApi(
+            self, "Api", rest_api_name=f"{cfg.name}-predict", cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.DESTROY,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            deploy_options=apigw.StageOptions(
+                stage_name="v1", throttling_rate_limit=api.throttle_rate_per_second,
+                throttling_burst_limit=api.throttle_burst, tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
+                access_log_destination=apigw.LogGroupLogDestination(access),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True, http_method=True, ip=True, protocol=True, request_time=True,
+                    resource_path=True, response_length=True, status=True, user=True)))
+        validator = rest.add_request_validator("Body", validate_request_body=True, validate_request_parameters=True)
+        model = rest.add_model("PredictRequest", content_type="application/json", schema=apigw.JsonSchema(
+            schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT))
+        rest.root.add_resource("predict").add_method(
+            "POST", apigw.LambdaIntegration(self.alias), authorization_type=apigw.AuthorizationType.IAM,
+            request_validator=validator, request_models={"application/json": model})
+        nag.acknowledge(rest, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                        "service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+                        "API Gateway's account-level CloudWatch role uses the AWS-managed "
+                        "AmazonAPIGatewayPushToCloudWatchLogs policy, the documented way to enable execution logs")
+        nag.acknowledge(rest, "AwsSolutions-COG4",
+                        "callers authenticate with IAM (SigV4), not Cognito: clients are AWS services and roles")
+        nag.acknowledge(rest, "AwsSolutions-APIG3",
+                        "IAM-authorized regional API with stage throttling; attach a WAF web ACL per account "
+                        "policy (not created here to avoid its fixed monthly cost)")
+        return rest
+
+
+def _deployment_config(scope: Construct, rollout: LambdaRollout) -> codedeploy.ILambdaDeploymentConfig:
+    if rollout.strategy == "ALL_AT_ONCE":
+        return codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE
+    interval = cdk.Duration.minutes(rollout.interval_minutes)
+    if rollout.strategy == "CANARY":
+        routing = codedeploy.TrafficRouting.time_based_canary(interval=interval, percentage=rollout.percentage)
+    else:
+        routing = codedeploy.TrafficRouting.time_based_linear(interval=interval, percentage=rollout.percentage)
+    return codedeploy.LambdaDeploymentConfig(scope, "DeploymentConfig", traffic_routing=routing)

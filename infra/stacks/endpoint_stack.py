@@ -1,0 +1,214 @@
+"""SageMaker endpoint for ``mlship serve`` with blue/green deployments and automatic rollback.
+
+Model -> EndpointConfig (weighted production variants, optional shadow or serverless variant,
+data capture) -> Endpoint whose ``DeploymentConfig`` shifts traffic CANARY / LINEAR /
+ALL_AT_ONCE on every config change and rolls back when a rollback alarm fires: invocation 5XX
+errors, model latency p99, model quality (``mlship/ModelQuality``, published by the monitor)
+and ``mlship/PerformanceDegraded``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sm
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.assets import serving_image
+from infra.config import MlshipConfig, VariantConfig
+from infra.rollout import CapacitySize
+from infra.stacks.common import CAPTURE_PREFIX, METRICS_NAMESPACE, Names, kms_statement, metrics_statement
+
+ROLLBACK_ALARMS = ("endpoint-5xx", "endpoint-latency", "model-quality", "performance-degraded")
+
+
+class EndpointStack(cdk.Stack):
+    """The real-time SageMaker path."""
+
+    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
+        super().__init__(scope, cid, **kwargs)
+        names = Names(cfg)
+        ep = cfg.endpoint
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
+                                         f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
+        image, self.image_asset = serving_image(self, ep.image_uri)
+
+        self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                             description="mlship serve container: read bundles, write data capture, pull image")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                                    resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+        self.role.add_to_policy(kms_statement(key_arn))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                                             "ecr:BatchCheckLayerAvailability"],
+                                                    resources=[_repository_arn(image, self.image_asset)]))
+        log_arn = (f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:log-group:"
+                   f"/aws/sagemaker/Endpoints/{names.endpoint}")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                                                    resources=[log_arn]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                                    resources=[f"{log_arn}:*"]))
+        self.role.add_to_policy(metrics_statement())
+        self.role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"],
+                                                    resources=[names.alarm_arn(a) for a in ROLLBACK_ALARMS]))
+
+        env = {"MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket,
+               "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+        if cfg.model.public_key_pem:
+            env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+        models: dict[str, sm.CfnModel] = {}
+
+        def model_for(uri: str) -> sm.CfnModel:
+            if uri not in models:
+                container = sm.CfnModel.ContainerDefinitionProperty(
+                    image=image, environment={**env, "MODEL_URI": uri},
+                    model_data_url=cfg.model.model_data_url if uri == cfg.model.uri else None)
+                model = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
+                                    primary_container=container)
+                model.node.add_dependency(self.role)
+                models[uri] = model
+            return models[uri]
+
+        serverless = ep.serverless
+        if serverless is not None:
+            variants = [sm.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=ep.variants[0].name, model_name=model_for(cfg.model.uri).attr_model_name,
+                initial_variant_weight=1.0,
+                serverless_config=sm.CfnEndpointConfig.ServerlessConfigProperty(
+                    max_concurrency=serverless.max_concurrency, memory_size_in_mb=serverless.memory_size_mb,
+                    provisioned_concurrency=serverless.provisioned_concurrency))]
+        else:
+            variants = [self._variant(v, model_for(v.model_uri or cfg.model.uri)) for v in ep.variants]
+        shadow = [self._variant(ep.shadow, model_for(ep.shadow.model_uri or cfg.model.uri))] if ep.shadow else None
+        capture = None
+        if ep.data_capture.enabled:
+            capture = sm.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True, initial_sampling_percentage=ep.data_capture.sampling_percentage,
+                destination_s3_uri=f"s3://{names.bucket}/{CAPTURE_PREFIX}{cfg.model.name}",
+                kms_key_id=key_arn,
+                capture_options=[sm.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                                 sm.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output")],
+                capture_content_type_header=sm.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                    json_content_types=["application/json"], csv_content_types=["text/csv"]))
+        self.endpoint_config = sm.CfnEndpointConfig(
+            self, "EndpointConfig", production_variants=variants, shadow_production_variants=shadow,
+            data_capture_config=capture, kms_key_id=None if serverless else key_arn)
+
+        self.alarms = self._alarms(cfg, names, ep.variants[0].name, topic)
+        ro = ep.rollout
+        routing = sm.CfnEndpoint.TrafficRoutingConfigProperty(
+            type=ro.strategy, wait_interval_in_seconds=ro.wait_interval_seconds,
+            canary_size=_capacity(ro.canary) if ro.strategy == "CANARY" else None,
+            linear_step_size=_capacity(ro.linear_step) if ro.strategy == "LINEAR" else None)
+        self.endpoint = sm.CfnEndpoint(
+            self, "Endpoint", endpoint_name=names.endpoint,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            deployment_config=sm.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sm.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=routing,
+                    termination_wait_in_seconds=ro.termination_wait_seconds,
+                    maximum_execution_timeout_in_seconds=ro.maximum_execution_timeout_seconds),
+                auto_rollback_configuration=sm.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[sm.CfnEndpoint.AlarmProperty(alarm_name=names.alarm(a)) for a in ROLLBACK_ALARMS])))
+        for alarm in self.alarms.values():
+            self.endpoint.node.add_dependency(alarm)
+
+        if serverless is None and ep.autoscaling.enabled:
+            for v in ep.variants:
+                self._autoscale(cfg, names, v)
+
+        cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
+
+    def _variant(self, v: VariantConfig, model: sm.CfnModel) -> sm.CfnEndpointConfig.ProductionVariantProperty:
+        return sm.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=v.name, model_name=model.attr_model_name, initial_variant_weight=v.weight,
+            initial_instance_count=v.instance_count, instance_type=v.instance_type)
+
+    def _alarms(self, cfg: MlshipConfig, names: Names, variant: str, topic: sns.ITopic) -> dict[str, cw.IAlarm]:
+        a = cfg.endpoint.alarms
+        period = cdk.Duration.seconds(a.period_seconds)
+        dims = {"EndpointName": names.endpoint, "VariantName": variant}
+        alarms: dict[str, cw.IAlarm] = {
+            "endpoint-5xx": cw.Alarm(
+                self, "Errors5xx", alarm_name=names.alarm("endpoint-5xx"),
+                alarm_description="Invocation 5XX errors on the endpoint: rolls back a blue/green deployment",
+                metric=cw.Metric(namespace="AWS/SageMaker", metric_name="Invocation5XXErrors",
+                                 dimensions_map=dims, statistic="Sum", period=period),
+                threshold=a.error_5xx_threshold, evaluation_periods=a.evaluation_periods,
+                datapoints_to_alarm=min(2, a.evaluation_periods),
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+            "endpoint-latency": cw.Alarm(
+                self, "Latency", alarm_name=names.alarm("endpoint-latency"),
+                alarm_description=f"ModelLatency p99 above {a.model_latency_p99_ms} ms",
+                metric=cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency",  # microseconds
+                                 dimensions_map=dims, statistic="p99", period=period),
+                threshold=a.model_latency_p99_ms * 1000, evaluation_periods=a.evaluation_periods,
+                datapoints_to_alarm=min(2, a.evaluation_periods),
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+            # Fed by the monitor Lambda (labelled window): quality below the floor rolls back.
+            "model-quality": cw.Alarm(
+                self, "ModelQuality", alarm_name=names.alarm("model-quality"),
+                alarm_description=f"{a.model_quality_metric} of {cfg.model.name} below {a.model_quality_min}",
+                metric=_insights(f"MIN({a.model_quality_metric})", cfg.model.name, "ModelQuality"),
+                threshold=a.model_quality_min, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+            "performance-degraded": cw.Alarm(
+                self, "PerformanceDegraded", alarm_name=names.alarm("performance-degraded"),
+                alarm_description="The monitor flagged degraded model performance",
+                metric=_insights("MAX(PerformanceDegraded)", cfg.model.name, "PerformanceDegraded"),
+                threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+        }
+        for alarm in alarms.values():
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        return alarms
+
+    def _autoscale(self, cfg: MlshipConfig, names: Names, v: VariantConfig) -> None:
+        sc = cfg.endpoint.autoscaling
+        target = appscaling.ScalableTarget(
+            self, f"Scaling{v.name}", service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{names.endpoint}/variant/{v.name}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=max(sc.min_instances, 1), max_capacity=max(sc.max_instances, v.instance_count))
+        target.node.add_dependency(self.endpoint)
+        target.scale_to_track_metric(
+            "Invocations", target_value=sc.invocations_per_instance,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=cdk.Duration.seconds(sc.scale_in_cooldown_seconds),
+            scale_out_cooldown=cdk.Duration.seconds(sc.scale_out_cooldown_seconds))
+
+
+def _insights(select: str, model: str, label: str) -> cw.MathExpression:
+    """A Metrics Insights query over every version of ``model`` (the monitor adds a Version dimension)."""
+    return cw.MathExpression(
+        expression=f"SELECT {select} FROM SCHEMA({METRICS_NAMESPACE}, Model, Version) WHERE Model = '{model}'",
+        using_metrics={}, label=label, period=cdk.Duration.hours(1))
+
+
+def _capacity(size: CapacitySize | None) -> sm.CfnEndpoint.CapacitySizeProperty | None:
+    if size is None:
+        return None
+    return sm.CfnEndpoint.CapacitySizeProperty(type=size.type, value=size.value)
+
+
+def _repository_arn(image: str, asset) -> str:
+    """The ECR repository ARN an image URI lives in (asset images: the bootstrap repository)."""
+    if asset is not None:
+        return asset.repository.repository_arn
+    match = re.match(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)", image)
+    if not match:
+        raise ValueError(f"cannot tell the ECR repository of image {image!r}")
+    account, region, repo = match.groups()
+    return f"arn:{cdk.Aws.PARTITION}:ecr:{region}:{account}:repository/{repo}"

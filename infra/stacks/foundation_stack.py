@@ -1,0 +1,87 @@
+"""Foundation: the KMS key, the data bucket (+ its access-log bucket) and the alarm topic."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+from infra import nag
+from infra.config import MlshipConfig
+from infra.stacks.common import (
+    BATCH_LOGS_PREFIX,
+    CAPTURE_PREFIX,
+    LABELS_PREFIX,
+    RECORDS_PREFIX,
+    REPORTS_PREFIX,
+    Names,
+)
+
+
+class FoundationStack(cdk.Stack):
+    """Storage and alerting every other stack uses."""
+
+    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, **kwargs) -> None:
+        super().__init__(scope, cid, **kwargs)
+        names = Names(cfg)
+        st = cfg.storage
+        removal = cdk.RemovalPolicy.DESTROY if st.destroy_on_delete else cdk.RemovalPolicy.RETAIN
+
+        self.key = kms.Key(self, "Key", alias=f"alias/{cfg.name}", enable_key_rotation=True,
+                           description=f"mlship {cfg.env}: data bucket, alarm topic, SageMaker volumes",
+                           removal_policy=removal)
+        # CloudWatch alarms and EventBridge publish to the encrypted topic.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                        iam.ServicePrincipal("events.amazonaws.com")]))
+
+        self.log_bucket = s3.Bucket(
+            self, "AccessLogs", bucket_name=names.log_bucket, encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED, removal_policy=removal,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=cdk.Duration.days(st.access_log_retention_days),
+                                              noncurrent_version_expiration=cdk.Duration.days(7))])
+        nag.acknowledge(self.log_bucket, "AwsSolutions-S1",
+                        "this is the server-access-log target bucket; logging it to itself would loop")
+
+        ia = cdk.Duration.days(st.infrequent_access_after_days)
+        rules = [
+            s3.LifecycleRule(id="records", prefix=RECORDS_PREFIX, expiration=cdk.Duration.days(st.records_retention_days),
+                             transitions=_ia(ia, st.records_retention_days)),
+            s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=cdk.Duration.days(st.records_retention_days)),
+            s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=cdk.Duration.days(st.records_retention_days),
+                             transitions=_ia(ia, st.records_retention_days)),
+            s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=cdk.Duration.days(st.reports_retention_days)),
+            s3.LifecycleRule(id="batch-output", prefix=cfg.batch.output_prefix,
+                             expiration=cdk.Duration.days(st.batch_output_retention_days)),
+            s3.LifecycleRule(id="batch-logs", prefix=BATCH_LOGS_PREFIX,
+                             expiration=cdk.Duration.days(st.batch_output_retention_days)),
+            s3.LifecycleRule(id="noncurrent-and-uploads",
+                             noncurrent_version_expiration=cdk.Duration.days(st.noncurrent_version_days),
+                             abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+        ]
+        self.bucket = s3.Bucket(
+            self, "Data", bucket_name=names.bucket, encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
+            bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
+            versioned=True, server_access_logs_bucket=self.log_bucket, server_access_logs_prefix="data/",
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, lifecycle_rules=rules,
+            removal_policy=removal)
+
+        self.topic = sns.Topic(self, "Alarms", topic_name=names.topic, master_key=self.key, enforce_ssl=True,
+                               display_name=f"mlship {cfg.env} alarms")
+        if cfg.monitoring.alarm_email:
+            self.topic.add_subscription(subs.EmailSubscription(cfg.monitoring.alarm_email))
+
+        cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
+
+
+def _ia(after: cdk.Duration, expire_days: int) -> list[s3.Transition] | None:
+    if after.to_days() >= expire_days:
+        return None
+    return [s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=after)]

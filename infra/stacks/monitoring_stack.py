@@ -1,0 +1,119 @@
+"""Monitoring: the monitor Lambda on an EventBridge schedule, its alarms and event routing.
+
+The monitor reads inference records (and late labels), publishes ``mlship`` metrics
+(DriftShare, FeatureDrift, ModelQuality, PerformanceDegraded) that the endpoint's rollback
+alarms read, writes reports and emits ``mlship.monitor`` events, routed here to the alarm topic.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra import nag
+from infra.assets import lambda_code
+from infra.config import MlshipConfig
+from infra.stacks.common import (
+    LABELS_PREFIX,
+    METRICS_NAMESPACE,
+    RECORDS_PREFIX,
+    REPORTS_PREFIX,
+    Names,
+    kms_statement,
+    log_statements,
+    metrics_statement,
+    retention,
+)
+
+
+class MonitoringStack(cdk.Stack):
+    """Drift, quality and fairness monitoring on a schedule."""
+
+    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
+        super().__init__(scope, cid, **kwargs)
+        names = Names(cfg)
+        mon = cfg.monitoring
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
+                                         f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group("monitor"),
+                                  retention=retention(mon.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description="monitor Lambda: read records and labels, write reports, metrics, events")
+        for stmt in log_statements(names.log_group("monitor")):
+            role.add_to_policy(stmt)
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                               resources=[names.bucket_arn(f"{REPORTS_PREFIX}*")]))
+        role.add_to_policy(kms_statement(key_arn))
+        role.add_to_policy(metrics_statement())
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[f"arn:{cdk.Aws.PARTITION}:events:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:event-bus/default"]))
+
+        env = {
+            "MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
+            "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "LABELS_PREFIX": LABELS_PREFIX.rstrip("/"),
+            "REPORTS_BUCKET": names.bucket, "REPORTS_PREFIX": REPORTS_PREFIX.rstrip("/"),
+            "EVENT_BUS_NAME": "default", "WINDOW_HOURS": str(mon.window_hours),
+            "POWERTOOLS_SERVICE_NAME": "mlship-monitor", "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        if mon.sensitive_attribute:
+            env["SENSITIVE_ATTRIBUTE"] = mon.sensitive_attribute
+        if cfg.model.public_key_pem:
+            env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+        asset = lambda_code("monitor", cfg.assets.lambda_code)
+        self.function = lambda_.Function(
+            self, "Monitor", function_name=f"{cfg.name}-monitor", runtime=lambda_.Runtime.PYTHON_3_12,
+            handler=asset.handler, code=asset.code, role=role, memory_size=mon.memory_mb,
+            timeout=cdk.Duration.seconds(mon.timeout_seconds), environment=env, log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE, reserved_concurrent_executions=1,  # one run per window
+            description=f"mlship monitor ({asset.source} asset)")
+        self.function.node.add_dependency(role)
+        nag.acknowledge(self.function, "AwsSolutions-L1",
+                        "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
+                        "(mlship.packaging --python-version 3.12)")
+
+        self.schedule = events.Rule(
+            self, "Schedule", rule_name=f"{cfg.name}-monitor-schedule",
+            description=f"run the mlship monitor ({mon.schedule})",
+            schedule=events.Schedule.expression(mon.schedule),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2,
+                                            event=events.RuleTargetInput.from_object(
+                                                {"source": "mlship.schedule", "window_hours": mon.window_hours}))])
+        self.events_rule = events.Rule(
+            self, "MonitorEvents", rule_name=f"{cfg.name}-monitor-events",
+            description="drift / performance events from the monitor to the alarm topic",
+            event_pattern=events.EventPattern(source=["mlship.monitor"],
+                                              detail_type=["DriftDetected", "PerformanceDegraded"]),
+            targets=[targets.SnsTopic(topic)])
+
+        self.alarms = [
+            cw.Alarm(self, "MonitorErrors", alarm_name=names.alarm("monitor-errors"),
+                     alarm_description="the monitor Lambda failed",
+                     metric=self.function.metric_errors(period=cdk.Duration.hours(1), statistic="Sum"),
+                     threshold=1, evaluation_periods=1,
+                     comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+            cw.Alarm(self, "Drift", alarm_name=names.alarm("drift"),
+                     alarm_description=f"share of drifted features of {cfg.model.name} at or above 0.3",
+                     metric=cw.MathExpression(
+                         expression=f"SELECT MAX(DriftShare) FROM SCHEMA({METRICS_NAMESPACE}, Model, Version) "
+                                    f"WHERE Model = '{cfg.model.name}'",
+                         using_metrics={}, label="DriftShare", period=cdk.Duration.hours(1)),
+                     threshold=0.3, evaluation_periods=1,
+                     comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        cdk.CfnOutput(self, "FunctionName", value=f"{cfg.name}-monitor")
