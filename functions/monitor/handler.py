@@ -1,5 +1,38 @@
-"""Monitor Lambda (placeholder until the monitoring issue lands)."""
+"""Monitor Lambda: scheduled (EventBridge) every hour; adapts the event and calls the core.
+
+Reads the latest window of inference records from S3, computes drift, performance with late
+labels and fairness (``mlship.monitor.run_monitor``), publishes CloudWatch metrics as EMF,
+writes JSON + HTML reports to S3 and sends ``DriftDetected`` / ``PerformanceDegraded`` events.
+Configuration: environment variables (see ``mlship.monitor.config.MonitorConfig.from_env``).
+An event may override the run time with ``{"time": "2026-11-23T10:00:00Z"}`` (EventBridge
+scheduled events carry it) and the window with ``{"window_hours": 6}``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from mlship.monitor import MonitorConfig, run_monitor
+from mlship.monitor.window import parse_time
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-monitor"))
 
 
-def handler(event, context):  # noqa: ARG001
-    return {"statusCode": 503, "body": '{"error": "not implemented yet"}'}
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Run one monitoring pass; returns a summary (verdicts, events sent, report locations)."""
+    event = event or {}
+    config = MonitorConfig.from_env()
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    overrides = {**detail, **{k: v for k, v in event.items() if k in ("window_hours", "now")}}
+    if overrides.get("window_hours"):
+        config.window_hours = float(overrides["window_hours"])
+    now = parse_time(overrides.get("now")) or parse_time(event.get("time")) or datetime.now(UTC)
+    result = run_monitor(config, now=now, progress=logger.info)
+    summary = result.summary()
+    logger.info("monitor run complete", extra={"summary": summary})
+    return {"statusCode": 200, **summary}
