@@ -71,3 +71,20 @@ def make_version(source: Path, out: Path, version: str, *, description: str | No
 def versions(churn_bundle: Path, tmp_path: Path) -> Iterator[Any]:
     """``versions(v, description=None)`` makes a bundle directory of version ``v``."""
     yield lambda v, description=None: make_version(churn_bundle, tmp_path, v, description=description)
+
+
+@pytest.fixture(scope="session")
+def logreg_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any]) -> Path:
+    """A second, different model of the same name: logistic regression, version 2 (unsigned)."""
+    from mlship.export import export_bundle
+    from mlship.train import train_pipeline
+
+    model = train_pipeline(churn_split[0], "logreg")
+    out = tmp_path_factory.mktemp("bundles") / "churn-2-logreg"
+    return export_bundle(model, churn_split[1], "churned", out, name="churn", version="2", sensitive="gender",
+                         description="logistic regression challenger")
+
+
+@pytest.fixture(scope="session")
+def holdout(churn_split: tuple[Any, Any]) -> Any:
+    return churn_split[1]
