@@ -82,16 +82,45 @@ def is_alive(pid: int) -> bool:
     return True
 
 
-def up(port: int | None = None) -> dict[str, Any]:
-    """Start the local AWS unless it is already running; return its state."""
+def up(port: int | None = None, gateway_port: int | None = 0) -> dict[str, Any]:
+    """Start the local AWS (and the sagemaker-runtime gateway unless ``gateway_port`` is None)
+    unless it is already running; return its state."""
     state = read_state()
     if state and is_alive(state["moto"]["pid"]):
         return state
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     moto = start_moto_server(port, STATE_DIR / "moto.log")
     state = {"moto": moto, "endpoint_url": moto["url"], "started_at": time.time(), "services": {}}
+    if gateway_port is not None:
+        state["services"]["gateway"] = start_gateway(moto["url"], gateway_port, STATE_DIR)
     write_state(state)
     return state
+
+
+def start_gateway(aws_url: str, port: int = 0, log_dir: Path | None = None) -> dict[str, Any]:
+    """Start the local sagemaker-runtime gateway (``mlship.gateway``) against ``aws_url``.
+
+    It answers ``invoke_endpoint`` with real predictions from local ``mlship serve`` processes,
+    which it starts in its own process group (so ``down`` stops them with it).
+    """
+    port = port or free_port()
+    url = f"http://localhost:{port}"
+    log_dir = log_dir or STATE_DIR
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws_url,
+           "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+           "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")}
+    env.pop("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", None)
+    log = open(log_dir / "gateway.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "mlship.gateway", "--host", "localhost", "--port", str(port),
+                             "--log-dir", str(log_dir.resolve())],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"{url}/ping")
+    except TimeoutError:
+        proc.kill()
+        raise
+    return {"pid": proc.pid, "port": port, "url": url}
 
 
 def write_state(state: dict[str, Any]) -> None:
@@ -119,6 +148,10 @@ def down() -> bool:
 
 def env_exports(state: dict[str, Any]) -> dict[str, str]:
     """Environment variables that point boto3 and the CDK CLI at the local AWS."""
-    return {"AWS_ENDPOINT_URL": state["endpoint_url"], "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-            "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-east-1")}
+    exports = {"AWS_ENDPOINT_URL": state["endpoint_url"], "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+               "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-east-1")}
+    gateway = state.get("services", {}).get("gateway")
+    if gateway:  # sagemaker-runtime calls go to the local gateway (real predictions)
+        exports["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = gateway["url"]
+    return exports

@@ -11,12 +11,17 @@ local_app = typer.Typer(help="Run a local AWS (moto server on localhost) for dem
 
 
 @local_app.command("up")
-def up(port: int = typer.Option(5000, help="Port for the moto server.")) -> None:
+def up(port: int = typer.Option(5000, help="Port for the moto server."),
+       gateway_port: int = typer.Option(0, help="Port for the sagemaker-runtime gateway (0: any free port)."),
+       gateway: bool = typer.Option(True, help="Start the local sagemaker-runtime gateway.")) -> None:
     """Start the local AWS (idempotent) and print how to use it."""
     from mlship import local
 
-    state = local.up(port)
+    state = local.up(port, gateway_port if gateway else None)
     typer.echo(f"local AWS running at {state['endpoint_url']} (pid {state['moto']['pid']})")
+    if "gateway" in state.get("services", {}):
+        typer.echo(f"sagemaker-runtime gateway at {state['services']['gateway']['url']} "
+                   "(invoke_endpoint answers from local `mlship serve` processes)")
     typer.echo('point boto3 at it with: eval "$(mlship local env)"')
 
 
