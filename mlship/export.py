@@ -42,12 +42,15 @@ class ParityPolicy:
     value difference relative to ``max(1, |value|)`` (regressor) exceeds ``tolerance``.
     Export passes when the share of such rows is at most ``max_share_over`` and labels agree
     on at least ``min_label_agreement`` of rows. Tree ensembles compare in float32 in ONNX, so
-    an input within float32 rounding of a split threshold can take the other branch: a strict
-    ``max_share_over=0`` fails such models on a rare row; the default tolerates 0.1%.
+    an input within float32 rounding of a split threshold can take the other branch. Gradient
+    boosting on repeated 2-decimal values (prices) puts split thresholds exactly on data values,
+    and after a float32 StandardScaler a few rows in a thousand land on the other side: a strict
+    ``max_share_over=0`` fails such models; the default tolerates 0.5% of rows, reports them
+    (``rows_over_tolerance_index``) and still demands near-total label agreement.
     """
 
     tolerance: float = 1e-4
-    max_share_over: float = 0.001
+    max_share_over: float = 0.005
     min_label_agreement: float = 0.999
 
 
@@ -179,12 +182,18 @@ def parity_report(task: str, sk: dict[str, np.ndarray], ort: Any, policy: Parity
     """Compare scikit-learn and onnxruntime outputs row by row under the policy."""
     if task == "classification":
         diff = np.abs(sk["probabilities"] - ort.probabilities).max(axis=1)
-        agree = float(np.mean(np.asarray([str(a) for a in sk["labels"]])
-                              == np.asarray([str(b) for b in ort.labels])))
+        same = np.asarray([str(a) for a in sk["labels"]]) == np.asarray([str(b) for b in ort.labels])
+        # a row whose top two probabilities tie (e.g. 50 of 100 trees) has no well-defined label:
+        # argmax tie-breaking differs between libraries, so ties are reported, not counted
+        top2 = np.sort(sk["probabilities"], axis=1)[:, -2:]
+        tied = (top2[:, 1] - top2[:, 0]) <= policy.tolerance
+        agree = float(np.mean(same[~tied])) if (~tied).any() else 1.0
+        extra = {"tied_rows": int(tied.sum()), "label_disagreements_on_ties": int((~same & tied).sum())}
         compared = "probabilities"
     else:
         diff = np.abs(sk["values"] - ort.values) / np.maximum(1.0, np.abs(sk["values"]))
         agree = 1.0
+        extra = {}
         compared = "values (relative to max(1, |value|))"
     over = diff > policy.tolerance
     share = float(over.mean())
@@ -192,10 +201,11 @@ def parity_report(task: str, sk: dict[str, np.ndarray], ort: Any, policy: Parity
     return {"compared": compared, "rows": int(diff.size), "max_abs_diff": float(diff.max()),
             "mean_abs_diff": float(diff.mean()), "p99_abs_diff": float(np.quantile(diff, 0.99)),
             "rows_over_tolerance": int(over.sum()), "share_over_tolerance": share,
+            "rows_over_tolerance_index": [int(i) for i in np.flatnonzero(over)[:20]],
             "label_agreement": agree, "tolerance": policy.tolerance,
             "policy": {"max_share_over_tolerance": policy.max_share_over,
                        "min_label_agreement": policy.min_label_agreement},
-            "passed": bool(passed)}
+            "passed": bool(passed), **extra}
 
 
 def _json_safe(value: Any) -> Any:

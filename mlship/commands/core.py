@@ -30,7 +30,7 @@ def export(
     sensitive: str = typer.Option(None, help="Sensitive attribute column (recorded for fairness checks)."),
     description: str = typer.Option("", help="Free text for the model card."),
     parity_tolerance: float = typer.Option(1e-4, help="Max per-row |sklearn - onnxruntime| difference."),
-    parity_max_share: float = typer.Option(0.001, help="Max share of rows over the tolerance (0 = strict)."),
+    parity_max_share: float = typer.Option(0.005, help="Max share of rows over the tolerance (0 = strict)."),
     enforce_range: bool = typer.Option(False, help="Reject inputs outside the observed range of each feature."),
     golden: int = typer.Option(5, help="How many golden examples to store."),
 ) -> None:

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks that write bench/results/<area>.json; see bench/report.py."""
