@@ -1,0 +1,54 @@
+"""Real-time fixtures: holdout records, a fresh prediction handler bound to a bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def feature_names(churn_bundle: Path) -> list[str]:
+    from mlship.bundle import open_bundle
+
+    return [f["name"] for f in open_bundle(churn_bundle).manifest["input_schema"]["fields"]]
+
+
+@pytest.fixture(scope="session")
+def holdout_records(churn_split: tuple[Any, Any], feature_names: list[str]) -> list[dict[str, Any]]:
+    """50 holdout rows as JSON records (features only; NaN as None)."""
+    import math
+
+    frame = churn_split[1].head(50)
+    out = []
+    for row in frame[feature_names].to_dict(orient="records"):
+        rec = {}
+        for k, v in row.items():
+            v = v.item() if hasattr(v, "item") else v
+            rec[k] = None if isinstance(v, float) and math.isnan(v) else v
+        out.append(rec)
+    return out
+
+
+@pytest.fixture(scope="session")
+def predictor(churn_bundle: Path) -> Any:
+    from mlship.predictor import Predictor
+
+    return Predictor.load(churn_bundle)
+
+
+@pytest.fixture
+def handler(churn_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The prediction handler module with a clean cold-start state, serving ``churn_bundle``."""
+    from functions.predict import handler as module
+
+    monkeypatch.setenv("MODEL_URI", str(churn_bundle))
+    monkeypatch.delenv("RECORDS_BUCKET", raising=False)
+    monkeypatch.delenv("PREDICT_BACKEND", raising=False)
+    monkeypatch.delenv("MLSHIP_PUBLIC_KEY", raising=False)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    module._state.update(backend=None, error=None, failed_at=0.0, writer=None)
+    yield module
+    module._state.update(backend=None, error=None, failed_at=0.0, writer=None)

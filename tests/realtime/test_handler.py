@@ -1,0 +1,345 @@
+"""The prediction Lambda with real-shaped events (REST v1, HTTP API v2, Function URL, direct)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from realtime.helpers import LambdaContext, csv_text, http_v2_event, rest_v1_event
+
+EVENT_KINDS = ("rest-v1", "http-v2", "function-url")
+
+
+def make_event(kind: str, body: Any, content_type: str | None = "application/json", **kw: Any) -> dict:
+    if kind == "rest-v1":
+        return rest_v1_event(body, content_type, **kw)
+    return http_v2_event(body, content_type, function_url=kind == "function-url", **kw)
+
+
+def call(handler: Any, event: Any) -> tuple[int, dict]:
+    resp = handler.handler(event, LambdaContext())
+    if "headers" in resp:
+        assert resp["headers"]["Content-Type"] == "application/json"
+        return resp["statusCode"], json.loads(resp["body"])
+    status = resp.pop("statusCode")
+    return status, resp
+
+
+def assert_same_prediction(body: dict, expected: Any) -> None:
+    assert body["predictions"] == expected.labels.tolist()
+    np.testing.assert_allclose(np.asarray(body["probabilities"]), expected.probabilities, rtol=0, atol=1e-7)
+    assert body["model"] == {"name": "churn", "version": "1"}
+    assert body["classes"] == [0, 1]
+
+
+# ---------------------------------------------------------------------------- success paths
+@pytest.mark.parametrize("kind", EVENT_KINDS)
+@pytest.mark.parametrize("b64", [False, True])
+def test_json_batch_matches_the_predictor(handler, predictor, holdout_records, kind, b64):
+    body = json.dumps({"instances": holdout_records[:20]})
+    status, answer = call(handler, make_event(kind, body, b64=b64))
+    assert status == 200, answer
+    assert_same_prediction(answer, predictor.predict(holdout_records[:20]))
+    assert answer["request_id"] in ("c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "JKJaXmPLvHcESHA=")
+
+
+@pytest.mark.parametrize("kind", EVENT_KINDS)
+@pytest.mark.parametrize("header", [True, False])
+@pytest.mark.parametrize("b64", [False, True])
+def test_csv_with_and_without_header(handler, predictor, holdout_records, feature_names, kind, header, b64):
+    body = csv_text(holdout_records[:15], feature_names, header=header)
+    status, answer = call(handler, make_event(kind, body, "text/csv; charset=utf-8", b64=b64))
+    assert status == 200, answer
+    assert_same_prediction(answer, predictor.predict(holdout_records[:15]))
+
+
+@pytest.mark.parametrize("kind", EVENT_KINDS)
+def test_single_record_and_bare_list(handler, predictor, holdout_records, kind):
+    status, answer = call(handler, make_event(kind, json.dumps(holdout_records[3])))
+    assert status == 200
+    assert_same_prediction(answer, predictor.predict([holdout_records[3]]))
+    status, answer = call(handler, make_event(kind, json.dumps(holdout_records[:4])))
+    assert status == 200
+    assert_same_prediction(answer, predictor.predict(holdout_records[:4]))
+
+
+def test_direct_invocation_shapes(handler, predictor, holdout_records, feature_names):
+    status, answer = call(handler, {"instances": holdout_records[:5]})
+    assert status == 200
+    assert_same_prediction(answer, predictor.predict(holdout_records[:5]))
+    assert answer["request_id"] == LambdaContext().aws_request_id
+    status, answer = call(handler, holdout_records[0])
+    assert status == 200 and len(answer["predictions"]) == 1
+    envelope = {"body": csv_text(holdout_records[:3], feature_names, header=False), "contentType": "text/csv"}
+    status, answer = call(handler, envelope)
+    assert status == 200
+    assert_same_prediction(answer, predictor.predict(holdout_records[:3]))
+    b64 = {"body": base64.b64encode(json.dumps(holdout_records[:2]).encode()).decode(),
+           "contentType": "application/json", "isBase64Encoded": True}
+    assert call(handler, b64)[0] == 200
+
+
+def test_missing_content_type_is_sniffed(handler, holdout_records, feature_names):
+    assert call(handler, rest_v1_event(json.dumps(holdout_records[:2]), None))[0] == 200
+    assert call(handler, rest_v1_event(csv_text(holdout_records[:2], feature_names), None))[0] == 200
+
+
+def test_health_route(handler):
+    status, answer = call(handler, rest_v1_event(None, None, method="GET", path="/health"))
+    assert status == 200
+    assert answer["model"]["name"] == "churn" and answer["model"]["backend"] == "onnx"
+
+
+# ---------------------------------------------------------------------------- bad input
+def _rec(holdout_records: list[dict], **changes: Any) -> dict:
+    rec = dict(holdout_records[0])
+    for k, v in changes.items():
+        if v is KeyError:
+            rec.pop(k)
+        else:
+            rec[k] = v
+    return rec
+
+
+def bad_inputs(records: list[dict], names: list[str]) -> list[tuple[str, Any, str | None, dict, int, str]]:
+    """(id, body, content type, event options, expected status, expected kind) for each bad input."""
+    good_csv = csv_text(records[:2], names)
+    return [
+        ("malformed-json", '{"instances": [', "application/json", {}, 400, "malformed"),
+        ("missing-field", json.dumps(_rec(records, age=KeyError)), "application/json", {}, 400, "missing_field"),
+        ("extra-field", json.dumps(_rec(records, shoe_size=42)), "application/json", {}, 400, "unexpected_field"),
+        ("wrong-type", json.dumps(_rec(records, age="old")), "application/json", {}, 400, "wrong_type"),
+        ("bool-for-number", json.dumps(_rec(records, monthly_charges=True)), "application/json", {}, 400,
+         "wrong_type"),
+        ("fraction-for-integer", json.dumps(_rec(records, support_calls=1.5)), "application/json", {}, 400,
+         "wrong_type"),
+        ("nan-literal", json.dumps(_rec(records, monthly_charges=float("nan"))), "application/json", {}, 400,
+         "malformed"),
+        ("infinity-literal", json.dumps(_rec(records, total_charges=float("inf"))), "application/json", {}, 400,
+         "malformed"),
+        ("null-not-nullable", json.dumps(_rec(records, age=None)), "application/json", {}, 400,
+         "null_not_allowed"),
+        ("unknown-category", json.dumps(_rec(records, contract="weekly")), "application/json", {}, 400,
+         "unknown_category"),
+        ("empty-body", "", "application/json", {}, 400, "empty"),
+        ("empty-instances", '{"instances": []}', "application/json", {}, 400, "empty"),
+        ("instances-not-list", '{"instances": {"a": 1}}', "application/json", {}, 400, "malformed"),
+        ("json-scalar", "42", "application/json", {}, 400, "malformed"),
+        ("row-not-object", '{"instances": [[1, 2, 3]]}', "application/json", {}, 400, "wrong_type"),
+        ("csv-wrong-arity", "1,2,3\n", "text/csv", {}, 400, "wrong_arity"),
+        ("csv-header-missing-column", good_csv.replace("gender", "sex", 1), "text/csv", {}, 400,
+         "missing_field"),
+        ("bad-base64", "not base64!!", "application/json", {"b64": True}, 400, "malformed"),
+        ("not-utf8", base64.b64encode(b"\xff\xfe{}").decode(), "application/json", {"b64": "raw"}, 400,
+         "malformed"),
+        ("unsupported-type", "<xml/>", "application/xml", {}, 415, "unsupported_media_type"),
+        ("form-encoded", "a=1", "application/x-www-form-urlencoded", {}, 415, "unsupported_media_type"),
+        ("wrong-method-get", None, None, {"method": "GET"}, 405, "method_not_allowed"),
+        ("wrong-method-put", json.dumps(records[0]), "application/json", {"method": "PUT"}, 405,
+         "method_not_allowed"),
+        ("too-large", json.dumps({"instances": records * 40}), "application/json", {}, 413, "too_large"),
+    ]
+
+
+@pytest.mark.parametrize("kind", EVENT_KINDS)
+def test_bad_inputs_get_the_right_status_and_message(handler, holdout_records, feature_names, kind, monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", str(16 * 1024))
+    cases = bad_inputs(holdout_records, feature_names)
+    assert len(cases) >= 10
+    for case_id, body, ctype, options, want_status, want_kind in cases:
+        options = dict(options)
+        raw_b64 = options.get("b64") == "raw"
+        if raw_b64:  # body is already base64 of arbitrary bytes
+            options["b64"] = False
+        event = make_event(kind, body, ctype, **options)
+        if raw_b64:
+            event["isBase64Encoded"] = True
+        status, answer = call(handler, event)
+        assert status == want_status, (case_id, answer)
+        text = json.dumps(answer)
+        assert "Traceback" not in text and 'File "' not in text, case_id
+        if want_status == 400:
+            kinds = {e["kind"] for e in answer["errors"]}
+            assert want_kind in kinds, (case_id, answer)
+            assert all(e["message"] for e in answer["errors"]), case_id
+        else:
+            assert answer["kind"] == want_kind, (case_id, answer)
+            assert answer["error"], case_id
+
+
+def test_field_errors_name_the_row_and_field(handler, holdout_records):
+    rows = [holdout_records[0], _rec(holdout_records, age="old", contract="weekly")]
+    status, answer = call(handler, rest_v1_event(json.dumps({"instances": rows})))
+    assert status == 400
+    got = {(e["row"], e["field"], e["kind"]) for e in answer["errors"]}
+    assert got == {(1, "age", "wrong_type"), (1, "contract", "unknown_category")}
+    assert "weekly" in json.dumps(answer)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+                                   lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=16), c,
+                                                                                         max_size=10),
+                                   max_leaves=30).map(lambda d: json.dumps(d).encode())),
+       ctype=st.sampled_from([None, "application/json", "text/csv", "text/plain", "application/json; charset=x",
+                              ""]),
+       method=st.sampled_from(["POST", "POST", "GET", "DELETE"]),
+       b64=st.booleans(), kind=st.sampled_from(EVENT_KINDS))
+def test_property_no_input_causes_a_5xx(handler, body, ctype, method, b64, kind):
+    event = make_event(kind, base64.b64encode(body).decode() if b64 else body.decode("utf-8", "replace"),
+                       ctype, method=method)
+    event["isBase64Encoded"] = b64
+    status, answer = call(handler, event)
+    assert status < 500, answer
+    assert "Traceback" not in json.dumps(answer)
+
+
+def test_property_style_field_values_never_5xx(handler, holdout_records):
+    """Every field set to every awkward JSON value: always 200 or 400."""
+    awkward = [None, "", " ", "NaN", "1e309", -1, 10**30, 1e-300, [], {}, True, "é", "0x10"]
+    for name in holdout_records[0]:
+        for value in awkward:
+            status, answer = call(handler, rest_v1_event(json.dumps(_rec(holdout_records, **{name: value}))))
+            assert status in (200, 400), (name, value, answer)
+
+
+# ---------------------------------------------------------------------------- model unavailable
+def _golden_failing_copy(src: Path, dest: Path) -> Path:
+    """An unsigned copy whose golden examples expect the wrong labels (hashes re-computed)."""
+    from mlship.bundle import GOLDEN_FILE, SIGNATURE, hash_files, write_manifest
+
+    shutil.copytree(src, dest)
+    golden = json.loads((dest / GOLDEN_FILE).read_text())
+    golden["expected"]["labels"] = [1 - int(v) for v in golden["expected"]["labels"]]
+    (dest / GOLDEN_FILE).write_text(json.dumps(golden))
+    (dest / SIGNATURE).unlink()
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["files"] = hash_files(dest)
+    write_manifest(dest, manifest)
+    return dest
+
+
+def test_golden_failure_answers_503_and_keeps_failing_fast(handler, churn_bundle, tmp_path, monkeypatch,
+                                                           holdout_records):
+    bad = _golden_failing_copy(churn_bundle, tmp_path / "bad")
+    monkeypatch.setenv("MODEL_URI", str(bad))
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503
+    assert answer["kind"] == "model_unavailable" and "golden" in answer["reason"]
+    # fix the bundle on disk: a failed function does not retry a deterministic failure
+    shutil.rmtree(bad)
+    shutil.copytree(churn_bundle, bad)
+    status, again = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and again["reason"] == answer["reason"]
+    assert call(handler, rest_v1_event(None, None, method="GET", path="/health"))[0] == 503
+
+
+def test_tampered_bundle_and_wrong_key_answer_503(handler, churn_bundle, tmp_path, monkeypatch, holdout_records):
+    from mlship.signing import generate_keypair
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(churn_bundle, tampered)
+    with open(tampered / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    monkeypatch.setenv("MODEL_URI", str(tampered))
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and "model.onnx" in answer["reason"]
+
+    handler._state.update(backend=None, error=None)
+    generate_keypair(tmp_path / "other")
+    monkeypatch.setenv("MODEL_URI", str(churn_bundle))
+    monkeypatch.setenv("MLSHIP_PUBLIC_KEY", (tmp_path / "other" / "mlship.pub").read_text())
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and "signature" in answer["reason"]
+
+
+def test_right_public_key_serves(handler, signing_keys, monkeypatch, holdout_records):
+    monkeypatch.setenv("MLSHIP_PUBLIC_KEY", (signing_keys / "mlship.pub").read_text())
+    assert call(handler, rest_v1_event(json.dumps(holdout_records[0])))[0] == 200
+
+
+def test_missing_model_uri_is_503(handler, monkeypatch, holdout_records):
+    monkeypatch.delenv("MODEL_URI")
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and "MODEL_URI" in answer["reason"]
+
+
+# ---------------------------------------------------------------------------- observability
+def _emf(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_metrics_in_emf_with_model_dimensions(handler, holdout_records, capsys):
+    capsys.readouterr()
+    call(handler, rest_v1_event(json.dumps({"instances": holdout_records[:7]})))
+    call(handler, rest_v1_event(json.dumps(_rec(holdout_records, contract="weekly"))))
+    blobs = _emf(capsys.readouterr().out)
+    main = [b for b in blobs if "Latency" in b]
+    assert len(main) == 2
+    assert main[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model", "Version"]]
+    assert main[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mlship"
+    assert (main[0]["Model"], main[0]["Version"], main[0]["Rows"]) == ("churn", "1", [7.0])
+    errors = [b for b in blobs if "Errors" in b]
+    assert len(errors) == 1
+    assert errors[0]["ErrorKind"] == "validation"
+    assert errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model", "Version", "ErrorKind"]]
+
+
+def test_structured_logs_carry_the_request_id(handler, holdout_records):
+    import io
+
+    # Powertools' handler holds the stdout of import time: read its stream directly
+    buf = io.StringIO()
+    old = handler.logger.registered_handler.setStream(buf)
+    try:
+        call(handler, rest_v1_event(json.dumps(_rec(holdout_records, age="x"))))
+    finally:
+        handler.logger.registered_handler.setStream(old)
+    logs = [json.loads(line) for line in buf.getvalue().splitlines() if line.startswith('{"level"')]
+    refused = [entry for entry in logs if entry["message"] == "request refused"]
+    assert refused and refused[0]["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert refused[0]["function_name"] == "mlship-predict" and refused[0]["status"] == 400
+
+
+# ---------------------------------------------------------------------------- inference records
+def test_every_prediction_becomes_an_inference_record(handler, aws, monkeypatch, holdout_records, predictor):
+    from mlship.aws import client
+    from mlship.records import read_records
+
+    client("s3").create_bucket(Bucket="records-rt")
+    monkeypatch.setenv("RECORDS_BUCKET", "records-rt")
+    rows = holdout_records[:6]
+    status, answer = call(handler, http_v2_event(json.dumps({"instances": rows})))
+    assert status == 200
+    status, _ = call(handler, http_v2_event(json.dumps(_rec(holdout_records, age="x"))))
+    assert status == 400  # refused requests are not inference records
+    keys = [o["Key"] for o in client("s3").list_objects_v2(Bucket="records-rt")["Contents"]]
+    assert len(keys) == 1
+    assert keys[0].startswith("inference-records/model=churn/version=1/date=") and keys[0].endswith(".jsonl.gz")
+    records = list(read_records("records-rt", "inference-records/"))
+    assert [r["row"] for r in records] == list(range(6))
+    assert {r["request_id"] for r in records} == {"JKJaXmPLvHcESHA="}
+    assert all(r["source"] == "lambda" and r["model"] == {"name": "churn", "version": "1"} for r in records)
+    for rec, row, label, probs in zip(records, rows, answer["predictions"], answer["probabilities"], strict=True):
+        assert rec["outputs"] == {"prediction": label, "probabilities": probs}
+        for name, value in row.items():
+            if isinstance(value, float):
+                assert rec["inputs"][name] == pytest.approx(value, rel=1e-6)
+            else:
+                assert rec["inputs"][name] == value
+
+
+def test_record_write_failure_never_fails_the_request(handler, aws, monkeypatch, holdout_records, caplog):
+    monkeypatch.setenv("RECORDS_BUCKET", "no-such-bucket-rt")
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 200 and len(answer["predictions"]) == 1
+    assert "could not write inference records" in caplog.text
