@@ -1,0 +1,228 @@
+"""EMR Serverless: package the job, upload it, start a job run, follow it.
+
+Artifacts under ``ARTIFACTS`` (an ``s3://bucket/prefix``), content-addressed so that a
+resubmission reuses them::
+
+    ARTIFACTS/batch/code-<sha12>/score.py                 the entry point
+    ARTIFACTS/batch/code-<sha12>/mlship-batch-code.zip    mlship + batch sources (--py-files)
+    ARTIFACTS/batch/deps-<sha12>/mlship-batch-deps.tar.gz third-party wheels unpacked (spark.archives)
+    ARTIFACTS/batch/models/<sha12>.tar.gz                 a local bundle, uploaded when given
+
+The deps archive is unpacked by Spark as ``./deps`` in the driver's and executors' working
+directory and put on ``PYTHONPATH``. It is built with ``pip install --platform
+manylinux_2_28_x86_64 --only-binary=:all: --python-version X.Y --target``: X.Y must match the
+Python of the EMR application's image (see docs/batch.md).
+
+All AWS calls go through :func:`mlship.aws.client`. Against moto, job runs are recorded
+(state SUCCESS at once) but nothing executes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from batch.storage import BatchError, is_s3, split_s3
+
+REPO = Path(__file__).resolve().parents[1]
+CODE_ZIP = "mlship-batch-code.zip"
+DEPS_ARCHIVE = "mlship-batch-deps.tar.gz"
+ENTRY_POINT = "score.py"
+DEFAULT_RELEASE = "emr-7.5.0"
+DEFAULT_PYTHON_VERSION = "3.11"
+# What Spark's Python workers and the driver need besides pyspark (which EMR provides).
+WORKER_REQUIREMENTS = ("numpy>=2.0,<3", "onnxruntime==1.32.0", "cryptography>=44", "pandas>=2.3,<3",
+                       "pyarrow>=25,<26", "scipy>=1.13", "boto3==1.43.117", "rich>=13")
+TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+
+
+def build_code_zip(out_dir: Path) -> Path:
+    """A deterministic zip of the ``mlship`` and ``batch`` packages (Python sources only)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / CODE_ZIP
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in ("mlship", "batch"):
+            for path in sorted((REPO / package).rglob("*.py")):
+                if "__pycache__" in path.parts:
+                    continue
+                info = zipfile.ZipInfo(path.relative_to(REPO).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, path.read_bytes())
+    target.write_bytes(buf.getvalue())
+    return target
+
+
+def build_deps_archive(out_dir: Path, python_version: str = DEFAULT_PYTHON_VERSION,
+                       requirements: tuple[str, ...] = WORKER_REQUIREMENTS) -> Path:
+    """Download manylinux wheels for the workers into a ``.tar.gz`` (cached by requirements)."""
+    key = hashlib.sha256(f"{python_version}|{'|'.join(requirements)}".encode()).hexdigest()[:12]
+    cached = out_dir / f"deps-{key}" / DEPS_ARCHIVE
+    if cached.is_file():
+        return cached
+    target_dir = Path(tempfile.mkdtemp(prefix="mlship-deps-"))
+    try:
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target_dir),
+               "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+               "--python-version", python_version, "--only-binary=:all:", "--implementation", "cp",
+               *requirements]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
+            raise BatchError(f"building the dependencies archive failed: {tail[0]}")
+        for junk in list(target_dir.rglob("__pycache__")) + list(target_dir.rglob("tests")):
+            shutil.rmtree(junk, ignore_errors=True)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".part")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in sorted(target_dir.iterdir()):
+                tar.add(path, arcname=path.name)
+        tmp.replace(cached)
+        return cached
+    finally:
+        shutil.rmtree(target_dir, ignore_errors=True)
+
+
+def _sha12(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _upload(path: Path, uri: str) -> str:
+    from mlship.aws import client
+
+    bucket, key = split_s3(uri)
+    client("s3").upload_file(str(path), bucket, key)
+    return uri
+
+
+def ensure_application(name: str, release_label: str = DEFAULT_RELEASE) -> str:
+    """The id of the EMR Serverless Spark application called ``name`` (created if missing)."""
+    from mlship.aws import client
+
+    emr = client("emr-serverless")
+    for page in emr.get_paginator("list_applications").paginate():
+        for app in page.get("applications", []):
+            if app.get("name") == name and app.get("state") not in ("TERMINATED", "TERMINATING"):
+                return str(app["id"])
+    created = emr.create_application(name=name, releaseLabel=release_label, type="SPARK")
+    return str(created["applicationId"])
+
+
+def submit(*, application_id: str, execution_role_arn: str, artifacts: str, model: str, input: str,
+           output: str, run_id: str, fmt: str | None = None, id_column: str | None = None,
+           deps_archive: str | None = None, build_deps: bool = False,
+           python_version: str = DEFAULT_PYTHON_VERSION, python_executable: str | None = None,
+           log_uri: str | None = None, extra_conf: dict[str, str] | None = None,
+           work_dir: Path | None = None) -> dict[str, Any]:
+    """Package and upload the job, then ``start_job_run``; return the run's identity and artifacts.
+
+    ``deps_archive``: an existing ``s3://`` or local deps ``.tar.gz``; ``build_deps`` builds one
+    with pip (needs PyPI); neither: the application's image must provide the dependencies.
+    The client token is derived from the run id and arguments, so submitting the same run
+    twice returns the same job run instead of starting a second one.
+    """
+    from mlship.aws import client
+
+    if not is_s3(artifacts):
+        raise BatchError(f"--artifacts must be an s3:// URI, got {artifacts!r}")
+    for label, uri in (("--input", input), ("--output", output)):
+        if not is_s3(uri):
+            raise BatchError(f"{label} must be an s3:// URI for EMR Serverless (got {uri!r}): "
+                             "the job cannot read this machine's disk")
+    root = artifacts.rstrip("/") + "/batch"
+    work = work_dir or Path(tempfile.mkdtemp(prefix="mlship-submit-"))
+    code = build_code_zip(work / "code")
+    code_key = f"{root}/code-{_sha12(code)}"
+    uploaded: dict[str, str] = {
+        "entry_point": _upload(REPO / "batch" / "score.py", f"{code_key}/{ENTRY_POINT}"),
+        "code": _upload(code, f"{code_key}/{CODE_ZIP}"),
+    }
+    if build_deps and not deps_archive:
+        deps_archive = str(build_deps_archive(Path.home() / ".cache" / "mlship" / "emr", python_version))
+    if deps_archive:
+        if is_s3(deps_archive):
+            uploaded["deps"] = deps_archive
+        else:
+            local = Path(deps_archive)
+            if not local.is_file():
+                raise BatchError(f"dependencies archive not found: {deps_archive}")
+            uploaded["deps"] = _upload(local, f"{root}/deps-{_sha12(local)}/{DEPS_ARCHIVE}")
+    model_uri = model
+    if not (is_s3(model) or model.startswith("mlship://")):
+        from mlship.bundle import pack_bundle, resolve_local
+
+        packed = pack_bundle(resolve_local(model), work / "model.tar.gz")
+        model_uri = _upload(packed, f"{root}/models/{_sha12(packed)}.tar.gz")
+        uploaded["model"] = model_uri
+    args = ["--model", model_uri, "--input", input, "--output", output, "--run-id", run_id,
+            "--s3-mode", "direct", "--no-progress"]
+    if fmt:
+        args += ["--format", fmt]
+    if id_column:
+        args += ["--id-column", id_column]
+    conf = {"spark.submit.pyFiles": uploaded["code"]}
+    if "deps" in uploaded:
+        conf.update({"spark.archives": f"{uploaded['deps']}#deps",
+                     "spark.executorEnv.PYTHONPATH": "./deps",
+                     "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
+    if python_executable:
+        conf.update({"spark.emr-serverless.driverEnv.PYSPARK_PYTHON": python_executable,
+                     "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": python_executable,
+                     "spark.executorEnv.PYSPARK_PYTHON": python_executable})
+    conf.update(extra_conf or {})
+    params = " ".join(f"--conf {k}={v}" for k, v in conf.items())
+    token = hashlib.sha256("|".join([application_id, *args, params]).encode()).hexdigest()[:32]
+    request: dict[str, Any] = {
+        "applicationId": application_id, "executionRoleArn": execution_role_arn, "clientToken": token,
+        "name": f"mlship-batch-{run_id}"[:256],
+        "jobDriver": {"sparkSubmit": {"entryPoint": uploaded["entry_point"], "entryPointArguments": args,
+                                      "sparkSubmitParameters": params}},
+        "tags": {"mlship:run-id": run_id},
+    }
+    if log_uri:
+        request["configurationOverrides"] = {
+            "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": log_uri}}}
+    response = client("emr-serverless").start_job_run(**request)
+    return {"application_id": application_id, "job_run_id": response["jobRunId"], "arn": response.get("arn"),
+            "run_id": run_id, "artifacts": uploaded, "entry_point_arguments": args,
+            "spark_submit_parameters": params}
+
+
+def status(application_id: str, job_run_id: str) -> dict[str, Any]:
+    """The job run's state and details (``get_job_run``)."""
+    from mlship.aws import client
+
+    try:
+        run = client("emr-serverless").get_job_run(applicationId=application_id, jobRunId=job_run_id)["jobRun"]
+    except Exception as exc:  # botocore ClientError: name the run and AWS's message
+        raise BatchError(f"cannot read job run {job_run_id} of application {application_id}: {exc}") from None
+    return {"application_id": application_id, "job_run_id": job_run_id, "state": run.get("state"),
+            "state_details": run.get("stateDetails", ""), "name": run.get("name"),
+            "created_at": str(run.get("createdAt", "")), "updated_at": str(run.get("updatedAt", "")),
+            "entry_point_arguments": run.get("jobDriver", {}).get("sparkSubmit", {}).get("entryPointArguments")}
+
+
+def wait(application_id: str, job_run_id: str, timeout: float = 3600.0, interval: float = 10.0,
+         on_change: Any = None) -> dict[str, Any]:
+    """Poll until the run reaches SUCCESS, FAILED or CANCELLED (calls ``on_change`` on each new state)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        current = status(application_id, job_run_id)
+        if current["state"] != last and on_change is not None:
+            on_change(current)
+        last = current["state"]
+        if last in TERMINAL:
+            return current
+        if time.monotonic() > deadline:
+            raise BatchError(f"job run {job_run_id} still {last} after {timeout:.0f}s")
+        time.sleep(interval)
