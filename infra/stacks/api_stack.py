@@ -81,7 +81,6 @@ class ApiStack(cdk.Stack):
             log_group=log_group, tracing=lambda_.Tracing.ACTIVE,
             reserved_concurrent_executions=api.reserved_concurrency,
             description=f"mlship predict ({asset.source} asset)")
-        self.function.node.add_dependency(role)
         nag.acknowledge(self.function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
                         "(mlship.packaging --python-version 3.12)")
@@ -99,8 +98,9 @@ class ApiStack(cdk.Stack):
                         "policy for shifting Lambda aliases")
 
         if api.kind == "function_url":
-            url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
-            cdk.CfnOutput(self, "PredictUrl", value=url.url)
+            # No CfnOutput of the URL: moto's CloudFormation cannot resolve AWS::Lambda::Url attributes.
+            # `aws lambda get-function-url-config --function-name <fn> --qualifier live` prints it.
+            self.function_url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         else:
             self.rest_api = self._rest_api(cfg)
             cdk.CfnOutput(self, "PredictUrl", value=self.rest_api.url_for_path("/predict"))

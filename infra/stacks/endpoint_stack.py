@@ -73,7 +73,6 @@ class EndpointStack(cdk.Stack):
                     model_data_url=cfg.model.model_data_url if uri == cfg.model.uri else None)
                 model = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
                                     primary_container=container)
-                model.node.add_dependency(self.role)
                 models[uri] = model
             return models[uri]
 
@@ -120,6 +119,8 @@ class EndpointStack(cdk.Stack):
                     alarms=[sm.CfnEndpoint.AlarmProperty(alarm_name=names.alarm(a)) for a in ROLLBACK_ALARMS])))
         for alarm in self.alarms.values():
             self.endpoint.node.add_dependency(alarm)
+        # the endpoint pulls the image and model with the role's policy: create it first
+        self.endpoint.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
 
         if serverless is None and ep.autoscaling.enabled:
             for v in ep.variants:

@@ -43,7 +43,7 @@ class FoundationStack(cdk.Stack):
         self.log_bucket = s3.Bucket(
             self, "AccessLogs", bucket_name=names.log_bucket, encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED, removal_policy=removal,
+            removal_policy=removal,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=cdk.Duration.days(st.access_log_retention_days),
                                               noncurrent_version_expiration=cdk.Duration.days(7))])
         nag.acknowledge(self.log_bucket, "AwsSolutions-S1",

@@ -78,7 +78,6 @@ class MonitoringStack(cdk.Stack):
             timeout=cdk.Duration.seconds(mon.timeout_seconds), environment=env, log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE, reserved_concurrent_executions=1,  # one run per window
             description=f"mlship monitor ({asset.source} asset)")
-        self.function.node.add_dependency(role)
         nag.acknowledge(self.function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
                         "(mlship.packaging --python-version 3.12)")
