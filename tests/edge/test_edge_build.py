@@ -51,7 +51,8 @@ def test_mlp_variants_are_packaged_within_tolerance(mlp_build, signing_keys) -> 
         predictor = Predictor.load(r.package, public_key=key)
         assert predictor.model_version == "1.0.0"
     assert Bundle(extract_tarball(mlp_build["ort"].package)).manifest["model"]["file"] == "model.ort"
-    tar_names = tarfile.open(mlp_build["int8-dynamic"].package).getnames()
+    with tarfile.open(mlp_build["int8-dynamic"].package) as tar:
+        tar_names = tar.getnames()
     assert {"model.onnx", "manifest.json", "signature.json", "golden.json"} <= set(tar_names)
 
 
