@@ -36,15 +36,13 @@ def lambda_code(name: str, mode: str = "build") -> LambdaAsset:
     """The code of Lambda ``name`` (``functions/<name>``) and its handler path."""
     if mode == "build":
         try:
-            from mlship.packaging import build_lambda_asset
+            from mlship.packaging import HANDLER, build_lambda_asset
         except ImportError:
             print(f"mlship.packaging is not available: shipping functions/{name} without dependencies",
                   file=sys.stderr)
         else:
             path = Path(build_lambda_asset(name))
-            nested = path / "functions" / name / "handler.py"
-            handler = f"functions.{name}.handler.handler" if nested.is_file() else "handler.handler"
-            return LambdaAsset(lambda_.Code.from_asset(str(path)), handler, "build")
+            return LambdaAsset(lambda_.Code.from_asset(str(path)), HANDLER, "build")
     src = ROOT / "functions" / name
     if not (src / "handler.py").is_file():
         raise FileNotFoundError(f"{src}/handler.py does not exist")
@@ -67,3 +65,26 @@ def serving_image(scope: Construct, image_uri: str | None) -> tuple[str, ecr_ass
     asset = ecr_assets.DockerImageAsset(scope, "ServingImage", directory=str(ROOT), file="Dockerfile",
                                         exclude=DOCKER_EXCLUDE, platform=ecr_assets.Platform.LINUX_AMD64)
     return asset.image_uri, asset
+
+
+def batch_code(out_dir: Path) -> Path:
+    """The zip of the mlship + batch sources the Spark job imports (``--py-files``)."""
+    from batch.emr import build_code_zip
+
+    return build_code_zip(out_dir)
+
+
+def batch_dependencies(setting: str | None, build: bool, out_dir: Path) -> str | Path | None:
+    """The worker dependencies archive: an s3:// URI, a local file, a fresh build, or None."""
+    if setting and setting.startswith("s3://"):
+        return setting
+    if setting:
+        path = Path(setting) if Path(setting).is_absolute() else ROOT / setting
+        if not path.is_file():
+            raise FileNotFoundError(f"batch.dependencies_archive {setting} does not exist")
+        return path
+    if build:
+        from batch.emr import build_deps_archive
+
+        return build_deps_archive(out_dir)
+    return None

@@ -248,14 +248,24 @@ class BatchConfig(_Strict):
     enabled: bool = True
     schedule: str = "cron(0 3 * * ? *)"  # EventBridge Scheduler expression, UTC
     schedule_timezone: str = "UTC"
-    release_label: str = "emr-7.9.0"
+    release_label: str = "emr-7.5.0"  # batch.emr.DEFAULT_RELEASE
     input_prefix: str = "batch/input/"
     output_prefix: str = "batch/output/"
     format: Literal["parquet", "csv"] = "parquet"
     max_vcpu: int = Field(16, ge=1, le=4000)
     max_memory_gb: int = Field(64, ge=1, le=16000)
     idle_timeout_minutes: int = Field(15, ge=1, le=10080)
-    dependencies_archive: str = "build/batch/pyspark_deps.tar.gz"  # built by `mlship batch submit`
+    # Worker wheels (batch.emr.build_deps_archive): an s3:// URI or a local .tar.gz; or set
+    # build_dependencies=true to build it at synth time (pip downloads manylinux wheels).
+    dependencies_archive: str | None = None
+    build_dependencies: bool = False
+
+    @field_validator("dependencies_archive")
+    @classmethod
+    def _archive(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".tar.gz"):
+            raise ValueError(f"{value!r}: the dependencies archive is a .tar.gz (mlship-batch-deps.tar.gz)")
+        return value
 
     @field_validator("schedule")
     @classmethod

@@ -1,14 +1,16 @@
 """Batch: an EMR Serverless Spark application and a Scheduler schedule that starts job runs.
 
 The job runs ``batch/score.py --model URI --input URI --output URI --run-id ID --format F``
-(shipped as an asset) with the Python dependencies archive built by ``mlship batch submit``
-(``batch.dependencies_archive``, shipped as an asset when it exists at synth time).
+(an asset) with the mlship + batch sources zip (``--py-files``, built at synth time by
+``batch.emr.build_code_zip``) and the worker-wheels archive (``batch.dependencies_archive``: an
+s3:// URI or a local ``.tar.gz``, or ``batch.build_dependencies=true``), with the same Spark
+settings as ``mlship batch submit``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_emrserverless as emr
@@ -17,7 +19,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from infra.assets import ROOT
+from infra.assets import ROOT, batch_code, batch_dependencies
 from infra.config import MlshipConfig
 from infra.stacks.common import BATCH_LOGS_PREFIX, Names, kms_statement
 
@@ -41,11 +43,14 @@ class BatchStack(cdk.Stack):
                    f"/applications/{self.application.ref}")
 
         script = s3_assets.Asset(self, "Script", path=str(ROOT / "batch" / "score.py"))
-        archive_path = ROOT / b.dependencies_archive
-        archive = s3_assets.Asset(self, "Dependencies", path=str(archive_path)) if archive_path.is_file() else None
-        if archive is None:
-            print(f"note: {b.dependencies_archive} not found; the batch job runs without a dependencies "
-                  "archive (build it with `mlship batch submit`, then synthesize again)", file=sys.stderr)
+        build_dir = ROOT / "build" / "batch"
+        code = s3_assets.Asset(self, "Code", path=str(batch_code(build_dir)))
+        deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
+        deps_asset = s3_assets.Asset(self, "Dependencies", path=str(deps)) if isinstance(deps, Path) else None
+        deps_url = deps_asset.s3_object_url if deps_asset else deps
+        if deps is None:
+            print("note: no batch.dependencies_archive: the scheduled job gets no worker wheels (onnxruntime); "
+                  "set batch.dependencies_archive or batch.build_dependencies=true", file=sys.stderr)
 
         self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
                                  description="EMR Serverless job: read bundles and input, write output and logs")
@@ -55,15 +60,20 @@ class BatchStack(cdk.Stack):
             actions=["s3:PutObject", "s3:DeleteObject"],
             resources=[names.bucket_arn(f"{b.output_prefix}*"), names.bucket_arn(f"{BATCH_LOGS_PREFIX}*")]))
         self.job_role.add_to_policy(kms_statement(key_arn))
-        for asset in filter(None, (script, archive)):
+        for asset in filter(None, (script, code, deps_asset)):
             self.job_role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+        if isinstance(deps, str):  # an archive already in S3
+            bucket, _, key = deps.removeprefix("s3://").partition("/")
+            self.job_role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}"]))
 
-        submit = ["--conf spark.executor.cores=1", "--conf spark.sql.execution.arrow.pyspark.enabled=true"]
-        if archive is not None:
-            submit += [f"--conf spark.archives={archive.s3_object_url}#environment",
-                       "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
-                       "--conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python"]
+        # The same Spark settings `mlship batch submit` uses (batch/emr.py).
+        conf = {"spark.submit.pyFiles": code.s3_object_url}
+        if deps_url:
+            conf.update({"spark.archives": f"{deps_url}#deps", "spark.executorEnv.PYTHONPATH": "./deps",
+                         "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
+        submit = [f"--conf {k}={v}" for k, v in conf.items()]
         job = {
             "ApplicationId": self.application.ref,
             "ExecutionRoleArn": self.job_role.role_arn,
@@ -76,7 +86,7 @@ class BatchStack(cdk.Stack):
                     "--input", f"s3://{names.bucket}/{b.input_prefix}",
                     "--output", f"s3://{names.bucket}/{b.output_prefix}<aws.scheduler.execution-id>/",
                     "--run-id", "<aws.scheduler.execution-id>",
-                    "--format", b.format],
+                    "--format", b.format, "--s3-mode", "direct", "--no-progress"],
                 "SparkSubmitParameters": " ".join(submit)}},
             "ConfigurationOverrides": {"MonitoringConfiguration": {"S3MonitoringConfiguration": {
                 "LogUri": f"s3://{names.bucket}/{BATCH_LOGS_PREFIX}"}}},
@@ -99,5 +109,4 @@ class BatchStack(cdk.Stack):
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
                                                                        maximum_event_age_in_seconds=3600)))
         cdk.CfnOutput(self, "ApplicationId", value=self.application.ref)
-        cdk.CfnOutput(self, "JobSpec", value=json.dumps({"entry_point": "batch/score.py",
-                                                         "archive": b.dependencies_archive}))
+        cdk.CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)

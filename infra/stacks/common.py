@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-
 from aws_cdk import aws_logs as logs
 
 from infra.config import LOG_RETENTION_DAYS, MlshipConfig

@@ -34,7 +34,8 @@ class EdgeStack(cdk.Stack):
         # Devices read packages with temporary credentials from the IoT credentials provider.
         self.device_role = iam.Role(self, "DeviceRole",
                                     assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"),
-                                    description="edge devices: read model packages", max_session_duration=cdk.Duration.hours(1))
+                                    description="edge devices: read model packages",
+                                    max_session_duration=cdk.Duration.hours(1))
         self.device_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[packages]))
         self.device_role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key_arn]))
         alias_name = f"{cfg.name}-device"
@@ -42,7 +43,9 @@ class EdgeStack(cdk.Stack):
                                            role_arn=self.device_role.role_arn, credential_duration_seconds=3600)
 
         # Job pre-signed URLs are signed with this role (IoT service).
+        # Named as edge.publish.presign_role_arn() expects: mlship-<env>-edge-presign.
         self.presign_role = iam.Role(self, "PresignRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
+                                     role_name=f"{cfg.name}-edge-presign",
                                      description="IoT Jobs: pre-sign edge package URLs")
         self.presign_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[packages]))
         self.presign_role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key_arn]))

@@ -44,25 +44,27 @@ class FoundationStack(cdk.Stack):
             self, "AccessLogs", bucket_name=names.log_bucket, encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
             removal_policy=removal,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=cdk.Duration.days(st.access_log_retention_days),
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs",
+                                              expiration=cdk.Duration.days(st.access_log_retention_days),
                                               noncurrent_version_expiration=cdk.Duration.days(7))])
         nag.acknowledge(self.log_bucket, "AwsSolutions-S1",
                         "this is the server-access-log target bucket; logging it to itself would loop")
 
         ia = cdk.Duration.days(st.infrequent_access_after_days)
+        days = cdk.Duration.days
         rules = [
-            s3.LifecycleRule(id="records", prefix=RECORDS_PREFIX, expiration=cdk.Duration.days(st.records_retention_days),
+            s3.LifecycleRule(id="records", prefix=RECORDS_PREFIX, expiration=days(st.records_retention_days),
                              transitions=_ia(ia, st.records_retention_days)),
-            s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=cdk.Duration.days(st.records_retention_days)),
-            s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=cdk.Duration.days(st.records_retention_days),
+            s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=days(st.records_retention_days)),
+            s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=days(st.records_retention_days),
                              transitions=_ia(ia, st.records_retention_days)),
-            s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=cdk.Duration.days(st.reports_retention_days)),
+            s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=days(st.reports_retention_days)),
             s3.LifecycleRule(id="batch-output", prefix=cfg.batch.output_prefix,
-                             expiration=cdk.Duration.days(st.batch_output_retention_days)),
+                             expiration=days(st.batch_output_retention_days)),
             s3.LifecycleRule(id="batch-logs", prefix=BATCH_LOGS_PREFIX,
-                             expiration=cdk.Duration.days(st.batch_output_retention_days)),
+                             expiration=days(st.batch_output_retention_days)),
             s3.LifecycleRule(id="noncurrent-and-uploads",
-                             noncurrent_version_expiration=cdk.Duration.days(st.noncurrent_version_days),
+                             noncurrent_version_expiration=days(st.noncurrent_version_days),
                              abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
         ]
         self.bucket = s3.Bucket(
