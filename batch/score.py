@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-drift", action="store_true", help="skip the drift report")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--summary", default=None, help="also write the summary JSON to this path")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark configuration (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                        format=args.format, id_column=args.id_column, master=master,
                        public_key=args.public_key, s3_mode=args.s3_mode, threads=args.threads,
                        max_records_per_batch=args.batch_rows, drift=not args.no_drift,
-                       progress=not args.no_progress, summary_path=args.summary)
+                       progress=not args.no_progress, summary_path=args.summary,
+                       spark_conf=dict(item.split("=", 1) for item in args.conf))
     try:
         summary = run_job(config)
     except MlshipError as exc:
