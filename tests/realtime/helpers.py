@@ -6,6 +6,7 @@ import base64
 import http.client as httplib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -203,3 +204,18 @@ class GateProxy:
         self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def golden_failing_copy(src: Path, dest: Path) -> Path:
+    """An unsigned copy whose golden examples expect the wrong labels (hashes re-computed)."""
+    from mlship.bundle import GOLDEN_FILE, SIGNATURE, hash_files, write_manifest
+
+    shutil.copytree(src, dest)
+    golden = json.loads((dest / GOLDEN_FILE).read_text())
+    golden["expected"]["labels"] = [1 - int(v) for v in golden["expected"]["labels"]]
+    (dest / GOLDEN_FILE).write_text(json.dumps(golden))
+    (dest / SIGNATURE).unlink()
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["files"] = hash_files(dest)
+    write_manifest(dest, manifest)
+    return dest

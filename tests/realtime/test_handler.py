@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtime.helpers import LambdaContext, csv_text, http_v2_event, rest_v1_event
+from realtime.helpers import LambdaContext, csv_text, golden_failing_copy, http_v2_event, rest_v1_event
 
 EVENT_KINDS = ("rest-v1", "http-v2", "function-url")
 
@@ -213,24 +212,9 @@ def test_property_style_field_values_never_5xx(handler, holdout_records):
 
 
 # ---------------------------------------------------------------------------- model unavailable
-def _golden_failing_copy(src: Path, dest: Path) -> Path:
-    """An unsigned copy whose golden examples expect the wrong labels (hashes re-computed)."""
-    from mlship.bundle import GOLDEN_FILE, SIGNATURE, hash_files, write_manifest
-
-    shutil.copytree(src, dest)
-    golden = json.loads((dest / GOLDEN_FILE).read_text())
-    golden["expected"]["labels"] = [1 - int(v) for v in golden["expected"]["labels"]]
-    (dest / GOLDEN_FILE).write_text(json.dumps(golden))
-    (dest / SIGNATURE).unlink()
-    manifest = json.loads((dest / "manifest.json").read_text())
-    manifest["files"] = hash_files(dest)
-    write_manifest(dest, manifest)
-    return dest
-
-
 def test_golden_failure_answers_503_and_keeps_failing_fast(handler, churn_bundle, tmp_path, monkeypatch,
                                                            holdout_records):
-    bad = _golden_failing_copy(churn_bundle, tmp_path / "bad")
+    bad = golden_failing_copy(churn_bundle, tmp_path / "bad")
     monkeypatch.setenv("MODEL_URI", str(bad))
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 503

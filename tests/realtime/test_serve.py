@@ -1,0 +1,207 @@
+"""``mlship serve`` over real HTTP: the SageMaker inference contract, as a real process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from realtime.helpers import REPO, GateProxy, ServeProcess, csv_text, golden_failing_copy, request
+
+
+@pytest.fixture(scope="module")
+def served(churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    proc = ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", "20000"],
+                        log_path=tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _check(answer: dict, expected: Any) -> None:
+    assert answer["predictions"] == expected.labels.tolist()
+    np.testing.assert_allclose(np.asarray(answer["probabilities"]), expected.probabilities, rtol=0, atol=1e-7)
+    assert answer["model"] == {"name": "churn", "version": "1"}
+
+
+def test_ping_is_503_until_the_model_is_loaded(churn_bundle, moto_env, tmp_path, holdout_records, predictor):
+    """The bundle comes from S3 through a gate that holds every request: while it is closed the
+    model cannot load, so /ping must answer 503; once opened, 200."""
+    from mlship.aws import client
+
+    client("s3").create_bucket(Bucket="serve-gate")
+    client("s3").upload_file(f"{churn_bundle}.tar.gz", "serve-gate", "churn/1/model.tar.gz")
+    gate = GateProxy(moto_env["AWS_ENDPOINT_URL"])
+    proc = ServeProcess("s3://serve-gate/churn/1/model.tar.gz",
+                        env={"AWS_ENDPOINT_URL": gate.url, "MLSHIP_CACHE_DIR": str(tmp_path / "cache")},
+                        log_path=tmp_path / "serve.log")
+    try:
+        proc.wait_listening()
+        status, body = request("GET", f"{proc.url}/ping")
+        assert (status, body["status"]) == (503, "loading")
+        gate.open()
+        proc.wait_ready()
+        status, body = request("GET", f"{proc.url}/ping")
+        assert status == 200 and body["model"]["name"] == "churn"
+        status, answer = request("POST", f"{proc.url}/invocations", json.dumps(holdout_records[:3]).encode(),
+                                 {"Content-Type": "application/json"})
+        assert status == 200
+        _check(answer, predictor.predict(holdout_records[:3]))
+    finally:
+        proc.stop()
+        gate.close()
+
+
+def test_failed_golden_check_keeps_ping_503(churn_bundle, tmp_path, holdout_records):
+    bad = golden_failing_copy(churn_bundle, tmp_path / "bad")
+    proc = ServeProcess(bad, log_path=tmp_path / "serve.log")
+    try:
+        proc.wait_listening()
+        for _ in range(200):  # until the (failing) load has finished
+            status, body = request("GET", f"{proc.url}/ping")
+            if body["status"] != "loading":
+                break
+        assert (status, body["status"]) == (503, "failed")
+        assert "golden" in body["reason"]
+        status, answer = request("POST", f"{proc.url}/invocations", json.dumps(holdout_records[0]).encode(),
+                                 {"Content-Type": "application/json"})
+        assert status == 503 and "golden" in answer["reason"]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_with_and_without_header(served, holdout_records, feature_names, predictor, header):
+    body = csv_text(holdout_records[:25], feature_names, header=header).encode()
+    status, answer = request("POST", f"{served.url}/invocations", body, {"Content-Type": "text/csv"})
+    assert status == 200, answer
+    _check(answer, predictor.predict(holdout_records[:25]))
+
+
+def test_json_instances_and_inference_id(served, holdout_records, predictor):
+    body = json.dumps({"instances": holdout_records[:10]}).encode()
+    status, answer = request("POST", f"{served.url}/invocations", body,
+                             {"Content-Type": "application/json", "X-Amzn-SageMaker-Inference-Id": "inf-42"})
+    assert status == 200
+    _check(answer, predictor.predict(holdout_records[:10]))
+    assert answer["request_id"] == "inf-42"
+
+
+@pytest.mark.parametrize(("method", "path", "body", "ctype", "status", "kind"), [
+    ("POST", "/invocations", b"<a/>", "application/xml", 415, "unsupported_media_type"),
+    ("POST", "/invocations", b"x" * 20001, "text/csv", 413, "too_large"),
+    ("GET", "/invocations", b"", None, 405, "method_not_allowed"),
+    ("POST", "/ping", b"", None, 405, "method_not_allowed"),
+    ("POST", "/invocations", b'{"instances": [', "application/json", 400, "malformed"),
+    ("POST", "/invocations", b'{"age": NaN}', "application/json", 400, "malformed"),
+    ("POST", "/invocations", b"", "text/csv", 400, "empty"),
+])
+def test_refusals(served, method, path, body, ctype, status, kind):
+    got, answer = request(method, f"{served.url}{path}", body, {"Content-Type": ctype} if ctype else {})
+    assert got == status, answer
+    if status == 400:
+        assert kind in {e["kind"] for e in answer["errors"]}
+    else:
+        assert answer["kind"] == kind
+
+
+def test_field_errors_over_http(served, holdout_records):
+    rec = dict(holdout_records[0], contract="weekly")
+    status, answer = request("POST", f"{served.url}/invocations", json.dumps(rec).encode(),
+                             {"Content-Type": "application/json"})
+    assert status == 400
+    assert answer["errors"][0]["field"] == "contract" and answer["errors"][0]["kind"] == "unknown_category"
+
+
+def test_unknown_route_is_404_and_execution_parameters(served):
+    assert request("GET", f"{served.url}/nope")[0] == 404
+    status, params = request("GET", f"{served.url}/execution-parameters")
+    assert status == 200 and params["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_sigterm_lets_in_flight_requests_finish(churn_bundle, tmp_path, holdout_records, feature_names):
+    """Large requests are sent, then SIGTERM: every request already sent gets its full answer,
+    at least one of them after the signal, and the server exits cleanly."""
+    proc = ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", str(64 * 1024 * 1024)],
+                        log_path=tmp_path / "serve.log")
+    proc.wait_ready()
+    rows = holdout_records * 300  # 15,000 rows: parsing and validation take a while
+    body = csv_text(rows, feature_names, header=True).encode()
+    sent = threading.Barrier(4)
+    results: list[tuple[int, int, bool]] = []
+    signalled = threading.Event()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=120)
+        conn.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+        sent.wait()  # the whole body has been handed to the server
+        resp = conn.getresponse()
+        data = json.loads(resp.read())
+        results.append((resp.status, len(data.get("predictions", [])), signalled.is_set()))
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    sent.wait()
+    proc.proc.send_signal(signal.SIGTERM)
+    signalled.set()
+    for t in threads:
+        t.join(120)
+    code = proc.proc.wait(60)
+    assert [(s, n) for s, n, _ in results] == [(200, len(rows))] * 3, proc.log()
+    assert any(after for _, _, after in results), "every answer arrived before SIGTERM: nothing was in flight"
+    assert code == 0, proc.log()
+    assert "Shutting down" in proc.log()
+
+
+def test_cli_invoke_against_serve(served, tmp_path, holdout_records):
+    good = tmp_path / "req.json"
+    good.write_text(json.dumps({"instances": holdout_records[:2]}))
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "mlship", "invoke", str(good), "--url", f"{served.url}/invocations"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"predictions"' in done.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"age": "x"}))
+    done = subprocess.run([sys.executable, "-m", "mlship", "invoke", str(bad), "--url", f"{served.url}/invocations"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["error: HTTP 400: invalid input"]
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_imports_no_training_stack(churn_bundle):
+    code = ("import sys; import mlship.serve.server, mlship.serve.app, mlship.predictor;"
+            "bad = [m for m in ('sklearn', 'pandas', 'pyspark', 'sagemaker', 'aws_cdk') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_tarball_model_dir_like_sagemaker(churn_bundle, tmp_path, holdout_records):
+    """SageMaker extracts model.tar.gz into /opt/ml/model: the bundle directory itself."""
+    model_dir = tmp_path / "opt" / "ml" / "model"
+    shutil.unpack_archive(f"{churn_bundle}.tar.gz", model_dir, "gztar")
+    proc = ServeProcess(model_dir, log_path=tmp_path / "serve.log")
+    try:
+        proc.wait_ready()
+        status, _ = request("POST", f"{proc.url}/invocations", json.dumps(holdout_records[0]).encode(),
+                            {"Content-Type": "application/json"})
+        assert status == 200
+    finally:
+        proc.stop()
