@@ -62,6 +62,13 @@ def add_environment(app: cdk.App, cfg: MlshipConfig) -> dict[str, cdk.Stack]:
     return stacks
 
 
+def cdk_json_context() -> dict[str, object]:
+    """The context of ``cdk.json`` (feature flags and the mlship section) for apps built in Python."""
+    import json
+
+    return dict(json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"])
+
+
 def build_app(configs: list[MlshipConfig], app: cdk.App | None = None) -> cdk.App:
     """An app with the stacks of every config in ``configs`` and cdk-nag enabled."""
     app = app or cdk.App()

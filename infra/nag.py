@@ -85,20 +85,23 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def wildcard_findings(document: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """``(finding, reason or None)`` for every wildcard in an IAM policy document."""
-    out: dict[str, str | None] = {}
+    """``(finding, reason or None)`` for every wildcard in an IAM policy document.
+
+    A finding is acknowledgeable only if every statement producing it is covered by a rule
+    (one unexplained ``Resource::*`` statement leaves the whole finding unacknowledged).
+    """
+    reasons: dict[str, list[str | None]] = {}
     for stmt in document.get("Statement", []):
         if stmt.get("Effect") != "Allow":
             continue
         actions = [a for a in _as_list(stmt.get("Action", [])) if isinstance(a, str)]
         for action in actions:
             if "*" in action:
-                out.setdefault(f"Action::{action}", None)
+                reasons.setdefault(f"Action::{action}", []).append(None)
         for resource in _as_list(stmt.get("Resource", [])):
             flat = flatten(resource)
             if "*" not in flat:
                 continue
-            finding = f"Resource::{flat}"
             reason = None
             if flat == "*":
                 if actions and all(a in NO_RESOURCE_LEVEL_ACTIONS for a in actions):
@@ -109,9 +112,14 @@ def wildcard_findings(document: dict[str, Any]) -> list[tuple[str, str | None]]:
                     if match:
                         reason = template.format(**match.groupdict())
                         break
-            if out.get(finding) is None:
-                out[finding] = reason
-    return list(out.items())
+            reasons.setdefault(f"Resource::{flat}", []).append(reason)
+    out: list[tuple[str, str | None]] = []
+    for finding, found in reasons.items():
+        if any(r is None for r in found):
+            out.append((finding, None))
+        else:
+            out.append((finding, "; ".join(dict.fromkeys(r for r in found if r))))
+    return out
 
 
 def _policy_documents(node: IConstruct) -> Iterable[dict[str, Any]]:
