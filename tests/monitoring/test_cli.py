@@ -29,9 +29,10 @@ def test_drift_between_two_datasets(tmp_path: Path) -> None:
     ref.to_csv(tmp_path / "ref.csv", index=False)
     cur.to_parquet(tmp_path / "cur.parquet")
     out = tmp_path / "report"
-    proc = _mlship("drift", str(tmp_path / "ref.csv"), str(tmp_path / "cur.parquet"), "--out", str(out),
-                   "--batch-rows", "3000", "--fail-on-drift", "--thresholds", '{"share": 0.3}')
-    assert proc.returncode == 3, proc.stderr
+    proc = CliRunner().invoke(app, ["drift", str(tmp_path / "ref.csv"), str(tmp_path / "cur.parquet"), "--out",
+                                    str(out), "--batch-rows", "3000", "--fail-on-drift", "--thresholds",
+                                    '{"share": 0.3}'])
+    assert proc.exit_code == 3, proc.output
     report = json.loads((out / "report.json").read_text())
     assert report["drift"]["drifted_features"] == ["a"]
     assert report["drift"]["rows"] == n
@@ -65,9 +66,9 @@ def test_monitor_run_against_local_aws(moto_env: dict, churn_bundle: Path, tmp_p
     bucket = f"mlship-cli-{uuid.uuid4().hex[:8]}"
     client("s3").create_bucket(Bucket=bucket)
     send_traffic(Predictor.load(churn_bundle), bucket, 1500, seed=21, shift=1.0)
-    proc = _mlship("monitor", "run", "--model", str(churn_bundle), "--records-bucket", bucket,
-                   "--out", str(tmp_path / "out"), env=moto_env)
-    assert proc.returncode == 0, proc.stderr
+    proc = CliRunner().invoke(app, ["monitor", "run", "--model", str(churn_bundle), "--records-bucket", bucket,
+                                    "--out", str(tmp_path / "out")], env=moto_env)
+    assert proc.exit_code == 0, proc.output
     summary = json.loads(proc.stdout[proc.stdout.index("{\n"):])
     assert summary["rows"] == 1500 and "DriftDetected" in summary["events"]
     assert (tmp_path / "out" / "report.html").is_file()
@@ -78,6 +79,7 @@ def test_monitor_run_against_local_aws(moto_env: dict, churn_bundle: Path, tmp_p
     keys = [o["Key"] for o in client("s3").list_objects_v2(Bucket=bucket, Prefix="monitoring/")["Contents"]]
     assert any(k.endswith("report.html") for k in keys)
 
-    missing = _mlship("monitor", "run", "--model", str(churn_bundle), "--records-bucket", "no-such-bucket-x",
-                      env=moto_env)
-    assert missing.returncode == 1 and "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
+    missing = CliRunner().invoke(app, ["monitor", "run", "--model", str(churn_bundle), "--records-bucket",
+                                       "no-such-bucket-x"], env=moto_env)
+    assert missing.exit_code == 1 and "NoSuchBucket" in missing.stderr
+    assert missing.stderr.strip().count("\n") == 0  # one line, no traceback

@@ -60,7 +60,11 @@ def test_discrete_values_are_exact(n_ref: int, n_cur: int) -> None:
     got = _numeric(ref, cur)
     exact = stats.ks_2samp(ref, cur)
     assert got["ks_statistic"] == pytest.approx(exact.statistic, abs=1e-12)
-    assert got["ks_pvalue"] == pytest.approx(exact.pvalue, rel=1e-6, abs=1e-300)
+    # scipy's own computation up to 10,000 effective rows; beyond, Stephens' limit: within 1% of
+    # scipy's value for p > 1e-6 and 3% below
+    effective = n_ref * n_cur / (n_ref + n_cur)
+    rel = 1e-6 if effective <= 10000 else (0.01 if exact.pvalue > 1e-6 else 0.03)
+    assert got["ks_pvalue"] == pytest.approx(exact.pvalue, rel=rel, abs=1e-300)
     # exact wherever F_ref - F_cur keeps its sign inside a bin; the rare tail values between
     # the last edges make it approximate only there
     assert got["wasserstein"] == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-4)
