@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,13 +62,13 @@ PLATFORMS = {
 }
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 LAMBDA_ZIPPED_TARGET = 50 * 1024 * 1024
-BUILD_FORMAT = 3  # bump to invalidate every cached asset when the build steps change
+BUILD_FORMAT = 4  # bump to invalidate every cached asset when the build steps change
 
 # Distributions the Lambda Python runtime provides (boto3 and its dependencies).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python_dateutil", "six")
 # Never shipped even if some module lazily references them: build-time / CLI code.
 DENIED_MODULES = {"cli", "commands", "export", "train", "datasets", "modelcard", "packaging", "gateway",
-                  "serve", "local", "evaluate", "gate", "__main__"}
+                  "local", "evaluate", "gate", "__main__"}
 PRUNE_DIRS = {"__pycache__", "tests", "test", "bin"}
 PRUNE_PATHS = ("onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools",
                "numpy/_pyinstaller", "numpy/distutils")
@@ -143,6 +144,45 @@ def _digest(paths: Iterable[Path], extra: dict[str, Any]) -> str:
         h.update(b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _pins(constraints: Path | None) -> dict[str, str]:
+    """``{normalized name: pin line}`` from a constraints file."""
+    if constraints is None:
+        return {}
+    out = {}
+    for line in constraints.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==", line)
+        if match:
+            out[_normalize(match.group(1))] = line
+    return out
+
+
+def _valid_deps_pins(deps: Path, all_pins: dict[str, str]) -> dict[str, str | None] | None:
+    """The pins a cached dependency dir was built with, if they still match the constraints.
+
+    Only the pins of the distributions actually installed matter: other teams changing
+    unrelated lines of constraints.txt do not trigger a re-download.
+    """
+    marker = deps / ".complete"
+    if not marker.is_file():
+        return None
+    try:
+        stored = json.loads(marker.read_text())["pins"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return stored if all(all_pins.get(name) == pin for name, pin in stored.items()) else None
+
+
+def _fingerprint(requirements: Path, entry: list[Path], modules: list[Path], deps_key: str,
+                 pins: dict[str, str | None], python_version: str) -> str:
+    return _digest([requirements, *entry, *modules], {"deps": deps_key, "pins": pins,
+                                                      "compile": _can_compile(python_version)})
 
 
 def _constraints_file() -> Path | None:
@@ -283,28 +323,30 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
     with open(out_root / f".{function}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         modules = mlship_closure(entry)
-        constraints = _constraints_file()
-        deps_inputs = [requirements] + ([constraints] if constraints else [])
-        deps_key = _digest(deps_inputs, {"python": python_version, "platforms": platforms,
-                                         "format": BUILD_FORMAT})
-        fingerprint = _digest(deps_inputs + entry + list(modules),
-                              {"deps": deps_key, "compile": _can_compile(python_version)})
-        previous = asset_info(function, out_root)
-        fresh = previous and previous.get("fingerprint") == fingerprint and (out / HANDLER_FILE).is_file()
-        if fresh and not force:
-            return out
+        all_pins = _pins(_constraints_file())
+        deps_key = _digest([requirements], {"python": python_version, "platforms": platforms,
+                                            "format": BUILD_FORMAT})
         deps = out_root / ".deps" / f"{function}-{deps_key[:16]}"
-        if force or not (deps / ".complete").is_file():
+        pins = None if force else _valid_deps_pins(deps, all_pins)
+        if pins is not None:
+            fingerprint = _fingerprint(requirements, entry, modules, deps_key, pins, python_version)
+            previous = asset_info(function, out_root)
+            if previous and previous.get("fingerprint") == fingerprint and (out / HANDLER_FILE).is_file():
+                return out
+        else:
             shutil.rmtree(deps, ignore_errors=True)
             staging = Path(tempfile.mkdtemp(prefix=".deps-", dir=out_root))
             try:
                 _pip_install(requirements, staging, python_version, platforms)
+                installed = sorted({_normalize(i.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+                                    for i in staging.glob("*.dist-info")})
+                pins = {name: all_pins.get(name) for name in installed}
                 for name in RUNTIME_PROVIDED:
                     _remove_distribution(staging, name)
                 _prune(staging)
                 saved = _strip_shared_objects(staging)
                 _log(f"stripped shared objects: {saved / 1e6:.1f} MB saved")
-                (staging / ".complete").write_text(deps_key)
+                (staging / ".complete").write_text(json.dumps({"key": deps_key, "pins": pins}, indent=1))
                 deps.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging, deps)
             finally:
@@ -312,6 +354,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
             for stale in (out_root / ".deps").glob(f"{function}-*"):
                 if stale != deps:
                     shutil.rmtree(stale, ignore_errors=True)
+            fingerprint = _fingerprint(requirements, entry, modules, deps_key, pins, python_version)
         staging = Path(tempfile.mkdtemp(prefix=f".{function}-", dir=out_root))
         try:
             shutil.copytree(deps, staging, dirs_exist_ok=True, symlinks=True)

@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: builds Lambda assets (downloads wheels on the first run)")
+
+
 @pytest.fixture(scope="session")
 def feature_names(churn_bundle: Path) -> list[str]:
     from mlship.bundle import open_bundle

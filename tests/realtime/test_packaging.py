@@ -1,0 +1,88 @@
+"""The Lambda asset built without Docker: sizes, contents, and the handler importing from it.
+
+The first run downloads wheels from PyPI (~20 s per asset); later runs reuse the cached
+asset under build/ (rebuilt only when an input changes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlship.packaging import LAMBDA_UNZIPPED_LIMIT, ROOT, asset_info, build_lambda_asset, mlship_closure
+from realtime.helpers import rest_v1_event
+
+pytestmark = pytest.mark.slow
+
+FORBIDDEN = ("sklearn", "scipy", "pandas", "pyspark", "sagemaker", "aws_cdk", "boto3", "botocore", "skl2onnx")
+
+
+@pytest.fixture(scope="module")
+def asset() -> Path:
+    return build_lambda_asset("predict")
+
+
+def test_asset_fits_lambda_and_has_only_serving_code(asset):
+    info = asset_info("predict")
+    assert info is not None and info["runtime"] == "python3.12" and info["handler"] == "handler.handler"
+    assert info["unzipped_bytes"] < LAMBDA_UNZIPPED_LIMIT
+    assert info["zipped_bytes"] < 50 * 1024 * 1024
+    assert (asset / "handler.py").is_file()
+    for module in ("predictor.py", "schema.py", "bundle.py", "signing.py", "records.py", "aws.py",
+                   "serve/protocol.py"):
+        assert (asset / "mlship" / module).is_file(), module
+    for module in ("export.py", "cli.py", "train.py", "gateway.py", "serve/server.py", "commands"):
+        assert not (asset / "mlship" / module).exists(), module
+    top = {p.name for p in asset.iterdir()}
+    assert not [name for name in FORBIDDEN if name in top]
+    # the onnxruntime extension is the CPython 3.12 manylinux build Lambda needs
+    assert list((asset / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so"))
+    assert not list(asset.rglob("__pycache__"))
+
+
+def test_rebuild_is_cached(asset):
+    before = asset.stat().st_ino, asset_info("predict")["fingerprint"]
+    again = build_lambda_asset("predict")
+    assert (again.stat().st_ino, asset_info("predict")["fingerprint"]) == before
+
+
+def test_closure_follows_lazy_imports():
+    files = {p.as_posix() for p in mlship_closure([ROOT / "functions" / "predict" / "handler.py"])}
+    assert "mlship/predictor.py" in files and "mlship/signing.py" in files  # lazy import in the predictor
+    assert "mlship/export.py" not in files
+
+
+def test_handler_imports_and_predicts_from_the_asset(churn_bundle, holdout_records, signing_keys):
+    """Python 3.12 is not installed here, so the same build is made for 3.11 wheels and run with
+    the asset first on sys.path (boto3 comes from the runtime, as in Lambda)."""
+    asset = build_lambda_asset("predict", Path("build/lambda-py311"), python_version="3.11")
+    event = rest_v1_event(json.dumps({"instances": holdout_records[:3]}))
+    code = f"""
+import json, os, sys
+sys.path.insert(0, {str(asset)!r})
+os.environ.update(MODEL_URI={str(churn_bundle)!r}, POWERTOOLS_TRACE_DISABLED="1", POWERTOOLS_SERVICE_NAME="t",
+                  MLSHIP_PUBLIC_KEY={(signing_keys / "mlship.pub").read_text()!r})
+import handler
+class Ctx:
+    aws_request_id = "r1"; function_name = "predict"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+resp = handler.handler(json.loads({json.dumps(event)!r}), Ctx())
+origin = {{m: sys.modules[m].__file__ for m in ("numpy", "onnxruntime", "aws_lambda_powertools", "mlship",
+                                                "cryptography", "handler")}}
+heavy = [m for m in {list(FORBIDDEN)!r} if m in sys.modules and m not in ("boto3", "botocore")]
+print("RESULT" + json.dumps({{"status": resp["statusCode"], "body": json.loads(resp["body"]), "origin": origin,
+                              "heavy": heavy}}))
+"""
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
+    result = json.loads(line.removeprefix("RESULT"))
+    assert result["status"] == 200, result["body"]
+    assert len(result["body"]["predictions"]) == 3
+    assert all(path.startswith(str(asset)) for path in result["origin"].values()), result["origin"]
+    assert result["heavy"] == []
