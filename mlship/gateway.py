@@ -8,8 +8,9 @@ call to a ``mlship serve`` process for one of the endpoint's production variants
 * the variants and their weights come from the local AWS (``describe_endpoint``: current
   weights, so ``update_endpoint_weights_and_capacities`` shifts traffic; else the endpoint
   config's initial weights), re-read at most every ``refresh_seconds``;
-* each variant's model is its SageMaker model's ``ModelDataUrl`` (the bundle ``.tar.gz`` in
-  S3); the gateway starts one ``mlship serve`` per model on a free port, on first use, with
+* each variant's model is its container's ``MODEL_URI`` environment variable when set (as in
+  the container), else its ``ModelDataUrl`` (the bundle ``.tar.gz`` in S3); the gateway
+  starts one ``mlship serve`` per model on a free port, on first use, with
   the container's ``Environment``, and waits for ``/ping``;
 * answers are the container's: 200 with ``X-Amzn-Invoked-Production-Variant``, or
   SageMaker's errors: ``ModelError`` (424, with ``OriginalStatusCode``/``OriginalMessage``) when
@@ -161,11 +162,13 @@ class Gateway:
             weight = live.get("CurrentWeight", live.get("DesiredWeight", spec.get("InitialVariantWeight", 1.0)))
             model = sm.describe_model(ModelName=spec["ModelName"])
             container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-            url = container.get("ModelDataUrl")
+            environment = dict(container.get("Environment") or {})
+            # the container loads MODEL_URI when set (as `mlship serve` does), else the model data
+            url = environment.get("MODEL_URI") or container.get("ModelDataUrl")
             if not url:
-                raise GatewayError(424, "ModelError", f"model {spec['ModelName']} has no ModelDataUrl",
+                raise GatewayError(424, "ModelError", f"model {spec['ModelName']} has no ModelDataUrl or MODEL_URI",
                                    OriginalStatusCode=503, OriginalMessage="no model data")
-            out.append(Variant(name, float(weight), url, dict(container.get("Environment") or {})))
+            out.append(Variant(name, float(weight), url, environment))
         self._variants[endpoint] = (time.monotonic(), out)
         return out
 
