@@ -15,6 +15,7 @@ Thresholds file (YAML or JSON)::
       equalized_odds_difference: 0.15         # max
       demographic_parity_ratio: 0.80          # min
     bootstrap: 200           # resamples for confidence intervals (paired between the two models)
+    latency_rows: 200        # single-row calls timed per model (only when latency is gated)
 
 ``min_improvement`` is measured in the metric's better direction (higher for AUC, lower for log
 loss); a negative value tolerates a small regression. With ``significance: true`` the lower
@@ -41,7 +42,6 @@ from mlship.evaluate import (
     Evaluation,
     _clean,
     _table,
-    bootstrap_samples,
     evaluate,
     figure_png,
     interval,
@@ -103,6 +103,7 @@ class Thresholds(BaseModel):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     significance: bool = False
     seed: int = 0
+    latency_rows: int = Field(200, ge=0, le=100000)
 
     @model_validator(mode="after")
     def _something(self) -> Thresholds:
@@ -209,21 +210,27 @@ def improvement(metric: str, candidate: float | None, champion: float | None) ->
     return candidate - champion if metric in HIGHER_IS_BETTER else champion - candidate
 
 
-def paired_improvements(candidate: Evaluation, champion: Evaluation, samples: np.ndarray,
-                        confidence: float) -> dict[str, dict[str, Any]]:
-    """Point improvement and paired bootstrap interval per metric (same rows, same resamples)."""
+def paired_improvements(candidate: Evaluation, champion: Evaluation, confidence: float) -> dict[str, dict[str, Any]]:
+    """Point improvement and paired bootstrap interval per metric: both models scored on the same
+    rows and the same resamples, so the interval is that of the difference, not of each model."""
     from mlship.evaluate import bootstrap_metrics
 
     if candidate.row_index is None or champion.row_index is None or \
             not np.array_equal(candidate.row_index, champion.row_index):
-        return {}
+        return {}  # the two schemas rejected different rows: no pairing possible
     task = candidate.task
-    classes = candidate.details.get("classes")
-    cand = bootstrap_metrics(task, candidate.y_true, candidate.labels, candidate.scores, classes, samples)
-    champ = bootstrap_metrics(task, champion.y_true, champion.labels, champion.scores,
-                              champion.details.get("classes"), samples)
+    samples = candidate.samples
+    if samples is None or len(samples) == 0:
+        return {}
+    cand = candidate.boot
+    champ = champion.boot
+    if champion.samples is None or not np.array_equal(champion.samples, samples):
+        champ = bootstrap_metrics(task, champion.y_true, champion.labels, champion.scores,
+                                  champion.details.get("classes"), samples)
     out = {}
     for m in metric_names(task):
+        if m not in cand or m not in champ:
+            continue
         diffs = cand[m] - champ[m] if m in HIGHER_IS_BETTER else champ[m] - cand[m]
         out[m] = {"candidate": candidate.metrics.get(m), "champion": champion.metrics.get(m),
                   "improvement": improvement(m, candidate.metrics.get(m), champion.metrics.get(m)),
@@ -295,7 +302,8 @@ def run_gate(candidate: Any, champion: Any | None, frame: Any, label: str | None
     sensitive = thresholds.fairness.attribute if thresholds.fairness else None
     label = label or (cand_pred.bundle.manifest.get("lineage") or {}).get("label")
     kwargs = {"slices": thresholds.slices, "sensitive": sensitive, "bootstrap": thresholds.bootstrap,
-              "confidence": thresholds.confidence, "seed": thresholds.seed}
+              "confidence": thresholds.confidence, "seed": thresholds.seed,
+              "latency_rows": thresholds.latency_rows if thresholds.latency is not None else 0}
     say(f"evaluating candidate {cand_pred.model_name}:{cand_pred.model_version}")
     cand_ev = evaluate(cand_pred, frame, label, progress=say, **kwargs)
     champ_ev = None
@@ -307,9 +315,7 @@ def run_gate(candidate: Any, champion: Any | None, frame: Any, label: str | None
         say(f"evaluating champion {champ_pred.model_name}:{champ_pred.model_version} on the same data")
         champ_ev = evaluate(champ_pred, frame, label, progress=say, **kwargs)
         if thresholds.bootstrap:
-            say("paired bootstrap of the improvement")
-            samples = bootstrap_samples(len(cand_ev.y_true), thresholds.bootstrap, thresholds.seed + 1)
-            comparisons = paired_improvements(cand_ev, champ_ev, samples, thresholds.confidence)
+            comparisons = paired_improvements(cand_ev, champ_ev, thresholds.confidence)
     checks = judge(cand_ev, champ_ev, thresholds, comparisons)
     return GateResult(cand_ev, champ_ev, checks, thresholds, comparisons)
 

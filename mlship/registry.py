@@ -389,7 +389,7 @@ class Registry:
             name=name, version=version, content_sha256=content_sha, bundle_uri=self.bundle_uri(name, version),
             registered_at=now(), registered_by=who or whoami(), task=opened.manifest.get("task"),
             signed=signature is not None, size_bytes=len(data), metrics=_scalar_metrics(metrics),
-            description=description)
+            description=description or opened.manifest.get("description") or None)
         if self.sagemaker:
             record.sagemaker_package_arn = self._mirror_version(record, f"s3://{self.bucket}/{metrics_key}")
         body = (json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n").encode()

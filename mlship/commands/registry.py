@@ -225,7 +225,7 @@ def _print_metrics(ev: Any) -> None:
     if ev.fairness:
         for k in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference"):
             table.add_row(f"{k} ({ev.fairness['attribute']})", f"{ev.fairness[k]:.4f}", "")
-    if ev.latency:
+    if ev.latency.get("single_row_ms"):
         lat = ev.latency["single_row_ms"]
         table.add_row("latency p50 / p99 (ms)", f"{lat['p50']:.3f} / {lat['p99']:.3f}", "")
     Console().print(table)
