@@ -248,7 +248,9 @@ class _NumericSketch:
         ends = np.r_[right, s.size]
         self.counts += np.diff(ends, prepend=0)
         self.sums += np.diff(cum[ends], prepend=0.0)
-        self.at_edge += right - left
+        on_edge = right - left
+        on_edge[1:][e[1:] == e[:-1]] = 0  # a repeated edge (constant reference column): counted once
+        self.at_edge += on_edge
         self.below_sum += float(left[0] * e[0] - cum[left[0]])
         self.above_sum += float((cum[-1] - cum[right[-1]]) - (s.size - right[-1]) * e[-1])
         self.sum += float(cum[-1])

@@ -27,19 +27,31 @@ def numeric_profile(values: Any, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
         out.update({"bin_edges": [], "bin_counts": [], "quantiles": {}, "min": None, "max": None,
                     "mean": None, "std": None})
         return out
-    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1)))
+    ordered = np.sort(finite)  # one sort, then edges are located in the data (fast at 1e6+ rows)
+    edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, n_bins + 1)))
     if edges.size == 1:
         edges = np.array([edges[0], edges[0]])
-    counts = bin_counts(finite, edges)
+    counts, on_edge, sums = _sorted_bins(ordered, edges)
     out.update({
         "min": float(finite.min()), "max": float(finite.max()),
         "mean": float(finite.mean()), "std": float(finite.std()),
-        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(finite, QUANTILES), strict=True)},
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(ordered, QUANTILES), strict=True)},
         "bin_edges": [float(e) for e in edges], "bin_counts": [int(c) for c in counts],
-        "edge_counts": [int(c) for c in edge_counts(finite, edges)],
-        "bin_sums": [float(s) for s in bin_sums(finite, edges)],
+        "edge_counts": [int(c) for c in on_edge],
+        "bin_sums": [float(s) for s in sums],
     })
     return out
+
+
+def _sorted_bins(ordered: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bin_counts`, :func:`edge_counts` and :func:`bin_sums` of already sorted values."""
+    left = np.searchsorted(ordered, edges, side="left")
+    right = np.searchsorted(ordered, edges, side="right")
+    ends = np.r_[right, ordered.size]
+    cum = np.r_[0.0, np.cumsum(ordered)]
+    on_edge = right - left
+    on_edge[1:][edges[1:] == edges[:-1]] = 0  # a repeated edge (constant column): counted once
+    return np.diff(ends, prepend=0), on_edge, np.diff(cum[ends], prepend=0.0)
 
 
 def bin_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -200,3 +200,20 @@ def test_non_numeric_values_in_numeric_columns_count_as_nulls() -> None:
     prof = {"rows": 4, "features": {"x": numeric_profile(np.array([1.0, 2.0, 3.0, 4.0]))}}
     got = compare(prof, {"x": np.array([1, "oops", None, 3.5], dtype=object)}).features["x"]
     assert got["null_rate"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kind", ["normal", "poisson", "with-nulls", "constant"])
+def test_profile_bins_agree_with_the_reference_functions(kind: str) -> None:
+    from mlship.profile import bin_counts, bin_sums, edge_counts
+
+    rng = np.random.default_rng(4)
+    x = {"normal": rng.normal(size=50_000), "poisson": rng.poisson(3, 20_000).astype(float),
+         "with-nulls": np.r_[rng.normal(size=1000), [np.nan] * 10], "constant": np.ones(50)}[kind]
+    prof = numeric_profile(x)
+    finite = x[np.isfinite(x)]
+    edges = np.asarray(prof["bin_edges"])
+    assert prof["bin_counts"] == bin_counts(finite, edges).tolist()
+    assert prof["edge_counts"] == edge_counts(finite, edges).tolist()
+    assert np.allclose(prof["bin_sums"], bin_sums(finite, edges), rtol=1e-9, atol=1e-6)
+    same = compare({"rows": finite.size, "features": {"x": prof}}, {"x": finite}).features["x"]
+    assert same["ks_statistic"] == 0.0 and same["wasserstein"] == pytest.approx(0.0, abs=1e-9)
