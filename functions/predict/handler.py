@@ -258,7 +258,7 @@ def _emit_metrics(backend: Any, answer: Answer, latency_ms: float) -> None:
     metrics.add_dimension(name="Version", value=str(version))
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=answer.rows)
-    if answer.error_kind:
+    if answer.error_kind and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
         with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
                            default_dimensions={"Model": str(name), "Version": str(version)}) as metric:
             metric.add_dimension(name="ErrorKind", value=answer.error_kind)
