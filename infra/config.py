@@ -46,6 +46,26 @@ LOG_RETENTION_DAYS = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEE
                       3653: "TEN_YEARS"}
 
 
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _extra_env(value: dict[str, str], reserved: tuple[str, ...]) -> dict[str, str]:
+    for key in value:
+        if not _ENV_NAME.match(key) or key.startswith("AWS_"):
+            raise ValueError(f"{key!r} is not an allowed environment variable name")
+        if key in reserved:
+            raise ValueError(f"{key} is set by the stack from the rest of the config")
+    return value
+
+
+PREDICT_ENV = ("MODEL_URI", "MLSHIP_REGISTRY_BUCKET", "RECORDS_BUCKET", "RECORDS_PREFIX", "PREDICT_BACKEND",
+               "SAGEMAKER_ENDPOINT_NAME", "MLSHIP_PUBLIC_KEY", "MAX_BODY_BYTES", "POWERTOOLS_SERVICE_NAME",
+               "POWERTOOLS_METRICS_NAMESPACE")
+MONITOR_ENV = ("MODEL_URI", "MLSHIP_REGISTRY_BUCKET", "RECORDS_BUCKET", "RECORDS_PREFIX", "LABELS_PREFIX",
+               "REPORTS_BUCKET", "REPORTS_PREFIX", "EVENT_BUS_NAME", "WINDOW_HOURS", "SENSITIVE_ATTRIBUTE",
+               "MLSHIP_PUBLIC_KEY", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
+
+
 def _log_days(value: int) -> int:
     if value not in LOG_RETENTION_DAYS:
         raise ValueError(f"{value} days: CloudWatch Logs retention is one of {sorted(LOG_RETENTION_DAYS)}")
@@ -214,8 +234,10 @@ class ApiConfig(_Strict):
     reserved_concurrency: int | None = Field(None, ge=1)
     rollout: LambdaRollout = Field(default_factory=LambdaRollout)
     log_retention_days: int = 30
+    environment: dict[str, str] = Field(default_factory=dict)  # extra variables, e.g. ORT_THREADS
 
     _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
+    _env = field_validator("environment")(classmethod(lambda cls, v: _extra_env(v, PREDICT_ENV)))
 
 
 class MonitoringConfig(_Strict):
@@ -226,8 +248,11 @@ class MonitoringConfig(_Strict):
     memory_mb: int = Field(1024, ge=128, le=10240)
     timeout_seconds: int = Field(300, ge=1, le=900)
     log_retention_days: int = 30
+    # extra variables read by mlship.monitor.config (PRIMARY_METRIC, DRIFT_THRESHOLDS, RECORDS_LAYOUT, ...)
+    environment: dict[str, str] = Field(default_factory=dict)
 
     _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
+    _env = field_validator("environment")(classmethod(lambda cls, v: _extra_env(v, MONITOR_ENV)))
 
     @field_validator("schedule")
     @classmethod

@@ -73,6 +73,7 @@ class ApiStack(cdk.Stack):
             env["SAGEMAKER_ENDPOINT_NAME"] = names.endpoint
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+        env.update(api.environment)
         asset = lambda_code("predict", cfg.assets.lambda_code)
         self.function = lambda_.Function(
             self, "Predict", function_name=fn_name, runtime=lambda_.Runtime.PYTHON_3_12,

@@ -71,6 +71,7 @@ class MonitoringStack(cdk.Stack):
             env["SENSITIVE_ATTRIBUTE"] = mon.sensitive_attribute
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+        env.update(mon.environment)
         asset = lambda_code("monitor", cfg.assets.lambda_code)
         self.function = lambda_.Function(
             self, "Monitor", function_name=f"{cfg.name}-monitor", runtime=lambda_.Runtime.PYTHON_3_12,

@@ -58,7 +58,8 @@ def synth_configs() -> list[Any]:
     prod = load_config("prod", {
         "mlship:assets.lambda_code": "source",
         "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),
-        "mlship:monitoring.sensitive_attribute": "gender", **prod_image})
+        "mlship:monitoring.sensitive_attribute": "gender",
+        "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}), **prod_image})
     return [dev, prod]
 
 

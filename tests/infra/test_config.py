@@ -151,3 +151,12 @@ def test_lambda_rollout_rules():
         "api.rollout.percentage=0: a step must be 1-99% of traffic",
         "api.rollout.interval_minutes=0: must be at least 1 minute"]
     assert lambda_rollout_problems(LambdaRollout(strategy="ALL_AT_ONCE", percentage=0)) == []
+
+
+def test_extra_lambda_environment_cannot_override_what_the_stack_sets():
+    cfg = load_config("dev", {"mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"})})
+    assert cfg.monitoring.environment == {"PRIMARY_METRIC": "roc_auc"}
+    assert _problems("dev", {"mlship:api.environment": json.dumps({"MODEL_URI": "s3://x/y"})}) == [
+        "api.environment: MODEL_URI is set by the stack from the rest of the config"]
+    assert _problems("dev", {"mlship:api.environment": json.dumps({"AWS_REGION": "eu-west-1"})}) == [
+        "api.environment: 'AWS_REGION' is not an allowed environment variable name"]

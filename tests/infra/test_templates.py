@@ -177,7 +177,7 @@ def test_monitor_runs_on_a_schedule_with_alarms_and_event_routing(synth):
     t.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "mlship-prod-monitor", "Environment": {
         "Variables": Match.object_like({"SENSITIVE_ATTRIBUTE": "gender", "WINDOW_HOURS": "1",
                                         "REPORTS_PREFIX": "monitoring", "LABELS_PREFIX": "labels",
-                                        "EVENT_BUS_NAME": "default"})}})
+                                        "EVENT_BUS_NAME": "default", "PRIMARY_METRIC": "roc_auc"})}})
     t.has_resource_properties("AWS::Lambda::Permission", {"Principal": "events.amazonaws.com"})
     t.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "mlship-prod-drift"})
     t.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "mlship-prod-monitor-errors"})
