@@ -97,9 +97,7 @@ def test_variant_outside_tolerance_is_refused(mlp_bundle, churn_split, signing_k
     assert results["fp32"].status == "packaged"  # offline optimization does not change the numbers
 
 
-def test_cli_build_and_one_line_errors(mlp_bundle, churn_split, signing_keys, tmp_path) -> None:
-    holdout = tmp_path / "holdout.csv"
-    churn_split[1].to_csv(holdout, index=False)
+def test_cli_build_and_one_line_errors(mlp_bundle, signing_keys, tmp_path) -> None:
     ok = subprocess.run(
         [
             sys.executable,
@@ -112,8 +110,6 @@ def test_cli_build_and_one_line_errors(mlp_bundle, churn_split, signing_keys, tm
             str(tmp_path / "o"),
             "--key",
             str(signing_keys / "mlship.key"),
-            "--holdout",
-            str(holdout),
             "--variant",
             "int8-dynamic",
         ],
