@@ -169,7 +169,7 @@ def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Pat
 
     class Synchronised(Registry):
         def set_alias(self, *args: Any, **kwargs: Any) -> Any:
-            barrier.wait(timeout=60)  # both have read the champion and passed the gate
+            barrier.wait(timeout=400)  # both have read the champion and passed the gate
             return super().set_alias(*args, **kwargs)
 
     outcomes: dict[str, Any] = {}
