@@ -97,3 +97,33 @@ def test_cfn_lint_reports_no_errors_on_any_template(synth):
     errors = [m for m in matches if m["Level"] == "Error"]
     assert not errors, json.dumps(errors, indent=1)[:4000]
     assert proc.returncode in (0, 4, 8, 12), proc.stderr[-2000:]  # 4/8: warnings/informational only
+
+
+def test_serving_image_asset_stages_no_heavy_directories(tmp_path, monkeypatch):
+    """The Dockerfile asset's context excludes .venv, node_modules, cdk.out, build and .git."""
+    import aws_cdk as cdk
+
+    from infra import assets
+
+    repo = tmp_path / "repo"
+    (repo / "mlship").mkdir(parents=True)
+    (repo / "mlship" / "serve.py").write_text("print('serve')\n")
+    (repo / "Dockerfile").write_text("FROM public.ecr.aws/docker/library/python:3.12-slim\nCOPY mlship /app/mlship\n")
+    for heavy in (".venv/lib", "node_modules/aws-cdk", "cdk.out/asset.x", "build/lambda", ".git/objects",
+                  "mlship/__pycache__"):
+        (repo / heavy).mkdir(parents=True)
+        (repo / heavy / "big.bin").write_bytes(b"x" * 1024)
+    monkeypatch.setattr(assets, "ROOT", repo)
+    app = cdk.App(outdir=str(tmp_path / "out"))
+    stack = cdk.Stack(app, "Image")
+    uri, asset = assets.serving_image(stack, None)
+    assert asset is not None and "container-assets" in stack.resolve(uri)["Fn::Sub"]
+    app.synth()
+    staged = next((tmp_path / "out").glob("asset.*"))
+    names = {p.relative_to(staged).as_posix() for p in staged.rglob("*")}
+    assert {"Dockerfile", "mlship", "mlship/serve.py"} <= names
+    assert not any(n.split("/")[0] in {".venv", "node_modules", "cdk.out", "build", ".git"} for n in names), names
+    assert "mlship/__pycache__" not in names
+    # With an image URI no asset (and no Docker) is involved.
+    assert assets.serving_image(stack, "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1") == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1", None)
