@@ -60,7 +60,7 @@ class EndpointStack(cdk.Stack):
         self.role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"],
                                                     resources=[names.alarm_arn(a) for a in ROLLBACK_ALARMS]))
 
-        env = {"MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket,
+        env = {"MLSHIP_REGISTRY_BUCKET": names.bucket,
                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
@@ -68,9 +68,12 @@ class EndpointStack(cdk.Stack):
 
         def model_for(uri: str) -> sm.CfnModel:
             if uri not in models:
+                # With ModelDataUrl SageMaker extracts the bundle to /opt/ml/model, which `mlship serve`
+                # reads when MODEL_URI is unset; otherwise the container resolves MODEL_URI itself.
+                data_url = cfg.model.model_data_url if uri == cfg.model.uri else None
+                container_env = dict(env) if data_url else {**env, "MODEL_URI": uri}
                 container = sm.CfnModel.ContainerDefinitionProperty(
-                    image=image, environment={**env, "MODEL_URI": uri},
-                    model_data_url=cfg.model.model_data_url if uri == cfg.model.uri else None)
+                    image=image, environment=container_env, model_data_url=data_url)
                 model = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
                                     primary_container=container)
                 models[uri] = model
