@@ -333,6 +333,10 @@ class Device:
                 self._write_status(state="verifying", job=job)
                 staged = self._stage(source if tarball is None else tarball)
                 bundle, key = self._verify(staged, allow_downgrade, expected_key_id)
+                if announced_version is not None and str(announced_version) != bundle.version:
+                    raise UpdateRejected(
+                        f"the update announced version {announced_version} but the package is {bundle.version}"
+                    )
                 digest = digest or bundle.manifest["files"][bundle.manifest["model"]["file"]]
                 final = self._promote(staged, bundle, digest)
                 staged = None

@@ -253,3 +253,9 @@ def test_status_survives_a_restart(device: Device, versioned) -> None:
     again = Device(device.root)
     assert again.recover() == []
     assert again.status()["current"]["version"] == "1.1.0"
+
+
+def test_package_must_match_the_announced_version(device: Device, versioned, golden_inputs) -> None:
+    result = device.install(versioned("2.0.0"), announced_version="2.1.0")
+    assert result.outcome == "rejected" and "announced version 2.1.0 but the package is 2.0.0" in result.reason
+    assert serving_version(device, golden_inputs) == "1.0.0"

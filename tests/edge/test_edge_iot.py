@@ -168,3 +168,21 @@ def test_fleet_with_an_offline_device(bucket, tmp_path: Path, signing_keys, vers
     for sim in fleet.devices:
         assert sim.device.predict(golden_inputs).model_version == ("1.0.0" if not sim.online else "1.1.0")
     assert {r["status"] for r in fleet.reports} == {"IN_PROGRESS", "SUCCEEDED"}
+
+
+def test_cli_status_of_an_unknown_job_is_one_line(moto_env) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "mlship", "edge", "status", "no-such-job"],
+        cwd=repo,
+        env=moto_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read job no-such-job")
