@@ -396,7 +396,8 @@ def gate_figures(result: GateResult) -> list[tuple[str, str]]:
             if bound and bound.max is not None:
                 ax.hlines(bound.max, j - 0.45, j + 0.45, colors="r", linestyles="--")
         ax.set_xticks(x, names)
-        ax.set(title="Metrics (bars: 95% bootstrap intervals; dashes: thresholds)")
+        conf = result.thresholds.confidence
+        ax.set(title=f"Metrics (bars: {conf:.0%} bootstrap intervals; dashes: thresholds)")
         ax.legend()
         figs.append(("Candidate vs champion", figure_png(fig)))
     if result.comparisons:
