@@ -24,6 +24,7 @@ Lambda handlers and Spark workers call it.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -516,7 +517,8 @@ class Registry:
         """The audit log of an alias, oldest move first (backfilling the latest entry if missing)."""
         current = self.get_alias(name, alias)
         if current is not None:
-            self._write_audit(current)
+            with contextlib.suppress(RegistryError):  # a read-only caller: reported below from the pointer
+                self._write_audit(current)
         prefix = f"{self.prefix}audit/{name}/{alias}/"
         out: list[AliasRecord] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -524,6 +526,8 @@ class Registry:
                 found = self._get_json(obj["Key"])
                 if found is not None:
                     out.append(AliasRecord.from_dict(found[0]))
+        if current is not None and all(r.generation != current.generation for r in out):
+            out.append(AliasRecord.from_dict(current.to_dict()))
         return sorted(out, key=lambda r: r.generation)
 
     # ------------------------------------------------------------------ SageMaker mirror
