@@ -54,8 +54,9 @@ def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path) -
 
     bad = _mlship("drift", str(churn_bundle), str(tmp_path / "missing.csv"))
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
-    bad = _mlship("drift", str(churn_bundle), str(tmp_path / "shifted.csv"), "--thresholds", '{"nope": 1}')
-    assert bad.returncode == 1 and "unknown drift threshold" in bad.stderr and "Traceback" not in bad.stderr
+    bad = runner.invoke(app, ["drift", str(churn_bundle), str(tmp_path / "shifted.csv"), "--thresholds",
+                              '{"nope": 1}'])
+    assert bad.exit_code == 1 and "unknown drift threshold" in bad.stderr
 
 
 def test_monitor_run_against_local_aws(moto_env: dict, churn_bundle: Path, tmp_path: Path) -> None:
