@@ -131,3 +131,43 @@ def test_late_labels_give_quality_and_degradation_event(env: dict[str, Any]) -> 
     assert "PerformanceDegraded" in out["events"]
     types = [e["detail-type"] for e in drain(env["queue"])]
     assert "PerformanceDegraded" in types
+
+
+def test_sagemaker_data_capture_layout(aws: None, churn_bundle: Path) -> None:
+    """Records captured by a SageMaker endpoint (PREFIX/YYYY/MM/DD/HH/*.jsonl) are monitored too."""
+    import base64
+
+    from mlship.datasets import make_churn
+    from mlship.monitor import MonitorConfig, run_monitor
+
+    bucket = f"mlship-cap-{uuid.uuid4().hex[:8]}"
+    s3 = client("s3")
+    s3.create_bucket(Bucket=bucket)
+    predictor = Predictor.load(churn_bundle)
+    df = make_churn(600, seed=31, shift=1.0)
+    now = datetime.now(UTC)
+    lines = []
+    for start in range(0, 600, 100):
+        rows = df.iloc[start:start + 100][predictor.schema.names]
+        inputs = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+                  for r in rows.to_dict("records")]
+        answer = predictor.predict(inputs).to_dict()
+        lines.append(json.dumps({
+            "captureData": {
+                "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "BASE64",
+                                  "data": base64.b64encode(json.dumps({"instances": inputs}).encode()).decode()},
+                "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                                   "data": json.dumps(answer)}},
+            "eventMetadata": {"eventId": uuid.uuid4().hex, "inferenceTime": now.isoformat()},
+            "eventVersion": "0"}))
+    s3.put_object(Bucket=bucket, Key=f"capture/churn-endpoint/AllTraffic/{now:%Y/%m/%d/%H}/part.jsonl",
+                  Body="\n".join(lines).encode())
+    config = MonitorConfig(model_uri=str(churn_bundle), records_bucket=bucket, reports_bucket=None,
+                           records_prefix="capture/churn-endpoint/AllTraffic", layout="data-capture",
+                           metrics_mode="none", emit_events=False)
+    result = run_monitor(config, now=now + timedelta(seconds=1))
+    drift = result.report["drift"]
+    assert drift["rows"] == 600
+    assert "monthly_charges" in drift["drifted_features"] and "age" not in drift["drifted_features"]
+    assert drift["features"]["monthly_charges"]["method"] == "ks"  # 600 rows: a p-value decides
+    assert result.drift_detected
