@@ -318,14 +318,17 @@ def _category_key(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def _columns_of(data: Any) -> Mapping[str, Any]:
-    """Column access for dicts of arrays, pandas DataFrames and Arrow tables (duck typed)."""
+def _columns_of(data: Any, wanted: Iterable[str] | None = None) -> Mapping[str, Any]:
+    """Column access for dicts of arrays, pandas DataFrames and Arrow tables (duck typed);
+    only the ``wanted`` columns are converted."""
     if isinstance(data, Mapping):
         return data
     if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow.Table / RecordBatch
-        return {name: data.column(name).to_numpy(zero_copy_only=False) for name in data.column_names}
+        names = [n for n in data.column_names if wanted is None or n in wanted] or data.column_names[:1]
+        return {name: data.column(name).to_numpy(zero_copy_only=False) for name in names}
     if hasattr(data, "columns") and hasattr(data, "__getitem__"):  # pandas DataFrame
-        return {str(name): data[name].to_numpy() for name in data.columns}
+        names = [n for n in data.columns if wanted is None or str(n) in wanted] or list(data.columns[:1])
+        return {str(name): data[name].to_numpy() for name in names}
     raise TypeError(f"cannot read columns from {type(data).__name__}: pass a dict of arrays, a DataFrame "
                     "or an Arrow table")
 
@@ -359,7 +362,7 @@ class DriftAccumulator:
 
     def update(self, columns: Any, predictions: Mapping[str, Any] | None = None) -> DriftAccumulator:
         """Add one batch of rows (features absent from the batch are reported as missing)."""
-        cols = _columns_of(columns)
+        cols = _columns_of(columns, self.features)
         n = None
         for name, sketch in self.features.items():
             if name in cols:
