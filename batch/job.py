@@ -285,7 +285,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
             t = time.perf_counter()
             sources = storage.staged_keys(data_uri, worker.STATUS)
             result = _summary(meta, written, totals, sorted(sources))
-            storage.publish_s3(sources, cfg.output, cfg.run_id, staging_uri, result)
+            _, result["replaced_previous"] = storage.publish_s3(sources, cfg.output, cfg.run_id, staging_uri, result)
             result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
         else:
             with storage.run_lock(output_root, cfg.run_id):
@@ -301,8 +301,8 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
                     result["replaced_previous"] = replaced
                     if output_is_s3:  # local run, s3:// output: publish the committed run via boto3
                         staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
-                        storage.publish_s3(storage.upload_run(target, staging_uri), cfg.output, cfg.run_id,
-                                           staging_uri)
+                        _, result["replaced_previous"] = storage.publish_s3(
+                            storage.upload_run(target, staging_uri), cfg.output, cfg.run_id, staging_uri)
                     result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)

@@ -237,7 +237,7 @@ def _delete_keys(s3: Any, bucket: str, keys: list[str]) -> None:
 
 
 def publish_s3(sources: dict[str, str], output_uri: str, run_id: str, staging_uri: str,
-               summary: dict[str, Any] | None = None) -> str:
+               summary: dict[str, Any] | None = None) -> tuple[str, bool]:
     """Publish staged objects (``{run-relative path: staged key}``) as ``OUT/run_id=ID/``.
 
     Order: data files are copied from the hidden staging prefix into the run prefix (new names:
@@ -246,7 +246,7 @@ def publish_s3(sources: dict[str, str], output_uri: str, run_id: str, staging_ur
     killed before the copy leaves nothing visible. S3 has no atomic rename: between the copy
     and the delete a plain listing of the run prefix shows both attempts' files. Readers that
     need an atomic view read the file list in ``_summary.json`` (``output.files``), which
-    always names one complete attempt.
+    always names one complete attempt. Returns (run URI, whether a previous attempt was replaced).
     """
     from mlship.aws import client
 
@@ -270,4 +270,4 @@ def publish_s3(sources: dict[str, str], output_uri: str, run_id: str, staging_ur
     _delete_keys(s3, bucket, sorted(previous - written))
     staging_bucket, staging_prefix = split_s3(staging_uri)
     _delete_keys(s3, staging_bucket, _list_keys(s3, staging_bucket, staging_prefix + "/"))
-    return f"s3://{bucket}/{run_prefix}"
+    return f"s3://{bucket}/{run_prefix}", bool(previous)

@@ -108,8 +108,8 @@ def test_direct_mode_commit_publishes_staged_spark_output(bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key=prefix + key, Body=b"x")
     sources = storage.staged_keys(staging + "data")
     assert set(sources) == {"part-1.parquet", "_quarantine/part-1.parquet"}
-    uri = storage.publish_s3(sources, out, "r", staging, summary={"run_id": "r"})
-    assert uri == f"s3://{bucket}/scores/run_id=r/"
+    uri, replaced = storage.publish_s3(sources, out, "r", staging, summary={"run_id": "r"})
+    assert uri == f"s3://{bucket}/scores/run_id=r/" and replaced is True
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="scores/")["Contents"]}
     assert keys == {"scores/run_id=r/part-1.parquet", "scores/run_id=r/_quarantine/part-1.parquet",
                     "scores/run_id=r/_summary.json", "scores/run_id=r/_SUCCESS"}

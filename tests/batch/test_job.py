@@ -221,7 +221,9 @@ def test_s3_input_and_output_are_staged_through_boto3(spark: Any, aws: None, chu
     assert "scores/run_id=r1/_SUCCESS" in keys1 and "scores/run_id=r1/_summary.json" in keys1
     summary = json.loads(s3.get_object(Bucket="batch-s3-test", Key="scores/run_id=r1/_summary.json")["Body"].read())
     assert summary["counts"]["input"] == 120 == summary["counts"]["scored"]
+    assert first["replaced_previous"] is False
     second = run_job(cfg, spark=spark)
+    assert second["replaced_previous"] is True
     keys2 = {o["Key"] for o in s3.list_objects_v2(Bucket="batch-s3-test", Prefix="scores/")["Contents"]}
     data2 = {k for k in keys2 if k.endswith(".parquet")}
     assert data2 == {f"scores/run_id=r1/{f}" for f in second["output"]["files"]}  # previous attempt deleted
