@@ -46,6 +46,10 @@ class EndpointStack(cdk.Stack):
                                                     resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
         self.role.add_to_policy(kms_statement(key_arn))
+        if cfg.model.model_data_url:  # the bundle tarball may live outside the mlship bucket
+            bucket, _, key = cfg.model.model_data_url.removeprefix("s3://").partition("/")
+            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"],
+                                                        resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}"]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                                                              "ecr:BatchCheckLayerAvailability"],

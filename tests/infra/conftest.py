@@ -1,7 +1,7 @@
 """One synthesized mlship app per test run, shared by every infra test (and every xdist worker).
 
 The app holds two environments so both shapes are checked from one synthesis:
-* dev  (defaults): serverless endpoint, ALL_AT_ONCE, Function URL, image override;
+* dev  (defaults + ModelDataUrl): serverless endpoint, ALL_AT_ONCE, Function URL, image override;
 * prod (defaults + shadow variant + data capture): two instances, LINEAR 50%, API Gateway,
   the repo's Dockerfile as an image asset when it exists (else an image override).
 Lambda code comes from ``functions/<name>`` (``assets.lambda_code=source``): building the real
@@ -22,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
+MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,7 +55,8 @@ def synth_configs() -> list[Any]:
     from infra.config import load_config
 
     prod_image = {} if (REPO / "Dockerfile").is_file() else {"mlship:endpoint.image_uri": IMAGE}
-    dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE})
+    dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE,
+                              "mlship:model.model_data_url": MODEL_DATA})
     prod = load_config("prod", {
         "mlship:assets.lambda_code": "source",
         "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),

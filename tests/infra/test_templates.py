@@ -47,6 +47,19 @@ def test_dev_endpoint_is_serverless_all_at_once(synth):
     t.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
 
 
+def test_model_data_url_replaces_model_uri_and_is_readable(synth):
+    dev = synth.template("Mlship-dev-Endpoint")
+    dev.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+        "ModelDataUrl": "s3://models-example/churn/3/bundle.tar.gz",
+        "Environment": Match.object_equals({"MLSHIP_REGISTRY_BUCKET": Match.any_value(),
+                                            "POWERTOOLS_METRICS_NAMESPACE": "mlship"})}})
+    statements = [s for r in synth.resources("Mlship-dev-Endpoint", "AWS::IAM::Policy").values()
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    readable = [flatten(r) for s in statements if "s3:GetObject" in _as_list(s["Action"])
+                for r in _as_list(s["Resource"])]
+    assert "arn:<AWS::Partition>:s3:::models-example/churn/3/bundle.tar.gz" in readable
+
+
 def test_every_rollback_alarm_exists_and_watches_the_endpoint_or_model(synth):
     for env in ("dev", "prod"):
         tpl = synth.templates[f"Mlship-{env}-Endpoint"]
