@@ -39,7 +39,8 @@ def _base_env() -> dict[str, str]:
 
 def _run(args: list[str], *, cwd: Path, env: dict[str, str], log: Path, timeout: int = 420) -> str:
     try:
-        proc = subprocess.run([str(CDK), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([str(CDK), *args, "--no-notices"], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"`cdk {' '.join(args[:2])}` timed out after {timeout}s\n{(exc.stdout or '')[-3000:]}")
     output = proc.stdout + proc.stderr
