@@ -42,7 +42,8 @@ def _run(args: list[str], *, cwd: Path, env: dict[str, str], log: Path, timeout:
         proc = subprocess.run([str(CDK), *args, "--no-notices"], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`cdk {' '.join(args[:2])}` timed out after {timeout}s\n{(exc.stdout or '')[-3000:]}")
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        pytest.fail(f"`cdk {' '.join(args[:2])}` timed out after {timeout}s\n{partial[-3000:]}")
     output = proc.stdout + proc.stderr
     log.write_text(output)
     if proc.returncode != 0:
