@@ -128,12 +128,13 @@ class _Progress:
         return int(value.get(worker.SCORED, 0) + value.get(worker.QUARANTINED, 0))
 
     def _run(self) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         tracker = self.spark.sparkContext.statusTracker()
         columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
                    TextColumn("{task.fields[parts]}"), TimeElapsedColumn())
-        with Progress(*columns, transient=False) as bar:
+        with Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
             task = bar.add_task("rows", total=self.total, parts="")
             while not self._stop.wait(0.5):
                 done = tasks = 0
