@@ -74,6 +74,74 @@ def interleaved(fns: dict[str, Any], n: int, rounds: int = 5, warmup: int = 10) 
     return {k: {m: (v * 1e3 if m != "n" else v) for m, v in summary(t).items()} for k, t in times.items()}
 
 
+def _row(benchmark: str, mine: float, base: float, base_name: str, unit: str) -> dict[str, Any]:
+    return {
+        "benchmark": benchmark,
+        "mlship": round(mine, 4),
+        "baseline": round(base, 4),
+        "baseline_name": base_name,
+        "ratio": round(mine / base, 3) if base else None,
+        "unit": unit,
+    }
+
+
+def table_rows(name: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """README rows: fp32 vs scikit-learn; every other variant's size and latency vs fp32 ONNX."""
+    sk, base, variants = entry["sklearn"], entry["fp32_onnx"], entry["variants"]
+    rows = []
+    if variants.get("fp32", {}).get("status") == "packaged":
+        fp32 = variants["fp32"]
+        rows.append(
+            _row(
+                f"{name}: edge fp32 one-row latency",
+                fp32["one_row_ms"]["median"],
+                sk["one_row_ms"]["median"],
+                "scikit-learn predict_proba",
+                "ms",
+            )
+        )
+        rows.append(
+            _row(
+                f"{name}: edge fp32 1000-row batch",
+                fp32["batch_1000_ms"]["median"],
+                sk["batch_1000_ms"]["median"],
+                "scikit-learn predict_proba",
+                "ms",
+            )
+        )
+    skipped = []
+    for variant, v in variants.items():
+        if variant == "fp32":
+            continue
+        if v["status"] != "packaged":
+            skipped.append(variant)
+            continue
+        rows.append(_row(f"{name}: {variant} model size", v["size_bytes"], base["size_bytes"], "fp32 ONNX", "bytes"))
+        rows.append(
+            _row(
+                f"{name}: {variant} one-row latency",
+                v["one_row_ms"]["median"],
+                base["one_row_ms"]["median"],
+                "fp32 ONNX",
+                "ms",
+            )
+        )
+    if skipped:
+        reason = variants[skipped[0]].get("reason") or ""
+        rows.append(
+            {
+                "benchmark": f"{name}: {', '.join(skipped)}",
+                "mlship": "skipped",
+                "baseline": None,
+                "baseline_name": "fp32 ONNX",
+                "ratio": None,
+                "unit": "-",
+                "note": reason[:160],
+            }
+        )
+    return rows
+
+
 def _sklearn_size(est: Any) -> int:
     import joblib
 
@@ -136,45 +204,17 @@ def main(quick: bool = False) -> None:
             for r in results:
                 if r.status != "packaged":
                     entry["variants"][r.variant] = {"status": r.status, "reason": r.reason}
-                    table.append(
-                        {
-                            "benchmark": f"{name}: {r.variant}",
-                            "mlship": None,
-                            "baseline": None,
-                            "baseline_name": "fp32 ONNX",
-                            "ratio": None,
-                            "unit": r.status,
-                            "note": (r.reason or "")[:160],
-                        }
-                    )
                     continue
-                one, batch = ones[r.variant], batches[r.variant]
                 entry["variants"][r.variant] = {
                     "status": r.status,
                     "size_bytes": r.size_bytes,
                     "package_bytes": Path(r.package).stat().st_size,
-                    "one_row_ms": one,
-                    "batch_1000_ms": batch,
+                    "one_row_ms": ones[r.variant],
+                    "batch_1000_ms": batches[r.variant],
                     "holdout_check": (r.checks or {}).get("holdout"),
                     "metric": (r.checks or {}).get("metric"),
                 }
-                for what, mine, base, base_name, unit in (
-                    ("model size", r.size_bytes, fp32_size, "fp32 ONNX model", "bytes"),
-                    ("one-row latency", one["median"], base_one["median"], "fp32 ONNX", "ms"),
-                    ("one-row latency", one["median"], sk_one["median"], "scikit-learn", "ms"),
-                    ("1000-row batch", batch["median"], base_batch["median"], "fp32 ONNX", "ms"),
-                    ("1000-row batch", batch["median"], sk_batch["median"], "scikit-learn", "ms"),
-                ):
-                    table.append(
-                        {
-                            "benchmark": f"{name}: {r.variant} {what}",
-                            "mlship": round(mine, 4),
-                            "baseline": round(base, 4),
-                            "baseline_name": base_name,
-                            "ratio": round(mine / base, 3) if base else None,
-                            "unit": unit,
-                        }
-                    )
+            table += table_rows(name, entry)
             raw[name] = entry
     path = write_results("edge", table, {"quick": quick, "models": raw})
     view = Table(title="edge variants vs baselines (medians)")

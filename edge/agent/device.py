@@ -231,8 +231,7 @@ class Device:
                     if time.monotonic() > deadline:
                         raise AgentBusy(f"another agent is updating {self.root}") from None
                     time.sleep(0.05)
-            with self._mutex:
-                yield
+            yield  # serving threads keep predicting with the current model meanwhile
         finally:
             fh.close()
 

@@ -158,7 +158,13 @@ def test_local_http_endpoint_serves_and_picks_up_updates(tmp_path, signing_keys,
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 code, body = get("/health")
-                if code == 200 and body["model"]["version"] == version:
+                status = get("/status")[1]  # the switch is visible before the update is committed
+                if (
+                    code == 200
+                    and body["model"]["version"] == version
+                    and status.get("state") == "idle"
+                    and (status.get("current") or {}).get("version") == version
+                ):
                     return body
                 time.sleep(0.1)
             raise AssertionError(f"agent never served {version}: {get('/status')}")
