@@ -13,6 +13,9 @@ import pytest
 from batch.job import JobConfig, run_job
 from batch.storage import BatchError, visible_files
 
+# every Spark test on one xdist worker (make test uses --dist loadgroup): one SparkSession
+pytestmark = pytest.mark.xdist_group("batch-spark")
+
 # row position in the input -> (column, bad value, expected error kind)
 BAD_ROWS = {
     3: ("contract", "weekly", "unknown_category"),

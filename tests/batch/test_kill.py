@@ -11,13 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from batch.job import JobConfig, run_job
 from batch.storage import visible_files
 
 
-def _staged_parquet(out: Path) -> list[Path]:
-    return list((out / "_staging").rglob("*.parquet")) if (out / "_staging").exists() else []
+# every Spark test on one xdist worker (make test uses --dist loadgroup): one SparkSession
+pytestmark = pytest.mark.xdist_group("batch-spark")
+
+
+def _committed_tasks(out: Path) -> list[Path]:
+    """Parquet files of tasks that Spark has committed (FileOutputCommitter: ``_temporary/0/task_*``)
+    while the job as a whole is still running."""
+    if not (out / "_staging").exists():
+        return []
+    return [p for p in (out / "_staging").rglob("*.parquet") if any(x.startswith("task_") for x in p.parts)]
 
 
 def test_driver_killed_midway_leaves_previous_output_intact_and_rerun_is_clean(
@@ -45,10 +54,10 @@ def test_driver_killed_midway_leaves_previous_output_intact_and_rerun_is_clean(
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not _staged_parquet(out) and proc.poll() is None and time.monotonic() < deadline:
+        while not _committed_tasks(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the job finished before it could be killed"
-        assert _staged_parquet(out), "the job never started writing"
+        assert _committed_tasks(out), "no task committed its output in time"
         os.killpg(proc.pid, signal.SIGKILL)  # the driver, its JVM and Python workers (our own process group)
         proc.wait(timeout=30)
     finally:
