@@ -16,7 +16,6 @@ import pytest
 from batch.job import JobConfig, run_job
 from batch.storage import visible_files
 
-
 # every Spark test on one xdist worker (make test uses --dist loadgroup): one SparkSession
 pytestmark = pytest.mark.xdist_group("batch-spark")
 
