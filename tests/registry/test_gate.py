@@ -114,7 +114,7 @@ def test_first_model_then_a_better_one_pass(registry: Registry, churn_bundle: Pa
     registry.register(churn_bundle)
     registry.register(logreg_bundle)
     limits = parse_thresholds(PASSING)
-    first = promote(registry, "churn", "1", holdout, limits, reason="first model", report_dir=tmp_path / "g1")
+    first = promote(registry, "churn", "1", holdout, limits, reason="first model")
     assert first.gate.passed and first.gate.champion is None
     assert not [c for c in first.gate.checks if c.kind == "min_improvement"]  # absolute thresholds only
     assert (first.moved.previous, first.moved.version) == (None, "1")
