@@ -295,12 +295,13 @@ def asset_info(function: str, out_root: Path = DEFAULT_OUT_ROOT) -> dict[str, An
 
 # ---------------------------------------------------------------------------- public entry point
 def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch: str = "x86_64",
-                       python_version: str = PYTHON_VERSION, force: bool = False) -> Path:
+                       python_version: str = PYTHON_VERSION, force: bool = False, measure_zip: bool = True) -> Path:
     """Build (or reuse) ``<out_root>/<function>/`` for ``functions/<function>``; return its path.
 
     A relative ``out_root`` is resolved against the repository root. The build record
     (fingerprint, unzipped/zipped sizes, shipped mlship modules) is written to
-    ``<out_root>/<function>.json``. Raises ``RuntimeError`` when pip fails or the result
+    ``<out_root>/<function>.json`` (``measure_zip=False`` skips zipping to measure, which
+    takes seconds). Raises ``RuntimeError`` when pip fails or the result
     exceeds Lambda's 250 MB unzipped limit, ``FileNotFoundError`` for an unknown function.
 
     Example::
@@ -367,7 +368,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
             if unzipped > LAMBDA_UNZIPPED_LIMIT:
                 raise RuntimeError(f"Lambda asset for {function} is {unzipped / 1e6:.0f} MB unzipped, over "
                                    f"Lambda's {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB limit")
-            zipped = zipped_size(staging)
+            zipped = zipped_size(staging) if measure_zip else None
             trash = out_root / f".{function}-old-{os.getpid()}"
             if out.exists():
                 os.replace(out, trash)
@@ -382,7 +383,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
                 "requirements": requirements.read_text().split()}
         info_path.write_text(json.dumps(info, indent=2) + "\n")
         _log(f"built {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: "
-             f"{unzipped / 1e6:.1f} MB unzipped, {zipped / 1e6:.1f} MB zipped")
+             f"{unzipped / 1e6:.1f} MB unzipped" + (f", {zipped / 1e6:.1f} MB zipped" if zipped else ""))
         return out
 
 
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         path = build_lambda_asset(fn, Path(args.out_root), arch=args.arch, force=args.force)
         info = asset_info(fn, Path(args.out_root)) or {}
         print(f"{fn}: {path} ({info.get('unzipped_bytes', 0) / 1e6:.1f} MB unzipped, "
-              f"{info.get('zipped_bytes', 0) / 1e6:.1f} MB zipped, handler {HANDLER}, runtime {RUNTIME})")
+              f"{(info.get('zipped_bytes') or 0) / 1e6:.1f} MB zipped, handler {HANDLER}, runtime {RUNTIME})")
 
 
 if __name__ == "__main__":

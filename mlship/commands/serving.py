@@ -164,4 +164,4 @@ def register(app: typer.Typer) -> None:
             raise MlshipError(str(exc)) from None
         info = asset_info(function) or {}
         typer.echo(f"{path}: {info.get('unzipped_bytes', 0) / 1e6:.1f} MB unzipped, "
-                   f"{info.get('zipped_bytes', 0) / 1e6:.1f} MB zipped; runtime {RUNTIME}, handler {HANDLER}")
+                   f"{(info.get('zipped_bytes') or 0) / 1e6:.1f} MB zipped; runtime {RUNTIME}, handler {HANDLER}")
