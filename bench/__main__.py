@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-AREAS = ("predictor", "realtime", "batch", "edge", "monitoring")
+AREAS = ("predictor", "realtime", "batch", "edge", "registry", "monitoring")
 
 
 def main() -> int:
