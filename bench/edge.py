@@ -109,12 +109,12 @@ def table_rows(name: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
                 "ms",
             )
         )
-    skipped = []
+    not_packaged: dict[str, list[str]] = {}
     for variant, v in variants.items():
         if variant == "fp32":
             continue
         if v["status"] != "packaged":
-            skipped.append(variant)
+            not_packaged.setdefault(v["status"], []).append(variant)
             continue
         rows.append(_row(f"{name}: {variant} model size", v["size_bytes"], base["size_bytes"], "fp32 ONNX", "bytes"))
         rows.append(
@@ -126,17 +126,17 @@ def table_rows(name: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
                 "ms",
             )
         )
-    if skipped:
-        reason = variants[skipped[0]].get("reason") or ""
+    for status, names in not_packaged.items():
+        reason = variants[names[0]].get("reason") or ""
         rows.append(
             {
-                "benchmark": f"{name}: {', '.join(skipped)}",
-                "mlship": "skipped",
+                "benchmark": f"{name}: {', '.join(names)}",
+                "mlship": status,
                 "baseline": None,
                 "baseline_name": "fp32 ONNX",
                 "ratio": None,
                 "unit": "-",
-                "note": reason[:160],
+                "note": reason[:200],
             }
         )
     return rows
