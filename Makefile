@@ -33,6 +33,7 @@ demo: setup
 	$(PY) -m demo
 
 bench: setup
+	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[bench]'  # Evidently baseline
 	$(PY) -m bench
 
 lint: setup
