@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -259,3 +260,37 @@ def test_package_must_match_the_announced_version(device: Device, versioned, gol
     result = device.install(versioned("2.0.0"), announced_version="2.1.0")
     assert result.outcome == "rejected" and "announced version 2.1.0 but the package is 2.0.0" in result.reason
     assert serving_version(device, golden_inputs) == "1.0.0"
+
+
+def test_recover_cleans_leftovers_and_keeps_current(device: Device, versioned) -> None:
+    device.install(versioned("1.1.0"))
+    current, previous = device.current_dir(), device.previous_dir()
+    (device.versions / ".staging-dead").mkdir()
+    (device.versions / ".staging-dead" / "model.onnx").write_bytes(b"half")
+    orphan = device.versions / "churn-mlp-9.9.9-deadbeef"
+    orphan.mkdir()
+    os.symlink("versions/churn-mlp-9.9.9-deadbeef", device.root / ".current.tmp")
+    assert Device(device.root).recover() == []
+    assert device.current_dir() == current and device.previous_dir() == previous
+    assert sorted(p.name for p in device.versions.iterdir()) == sorted([current.name, previous.name])
+    assert not (device.root / ".current.tmp").exists()
+
+
+def test_recover_finishes_an_interrupted_probation(device: Device, versioned) -> None:
+    device.config.update(health_window_s=3600)
+    assert device.install(versioned("1.1.0")).outcome == "probation"
+    journal = device._journal()
+    device._set_journal({**journal, "deadline": 0})  # the window ended while the agent was down
+    notes = Device(device.root).recover()
+    assert notes == ["committed 1.1.0 after a restart"]
+    assert device._journal()["phase"] == "idle" and device.status()["last_update"]["outcome"] == "installed"
+
+
+def test_recover_rolls_back_a_current_model_that_no_longer_verifies(device: Device, versioned, golden_inputs) -> None:
+    device.install(versioned("1.1.0"))
+    model = device.current_dir() / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-10])  # storage corruption on the device
+    notes = Device(device.root).recover()
+    assert len(notes) == 1 and notes[0].startswith("rolled back: current model fails verification")
+    fresh = Device(device.root)
+    assert serving_version(fresh, golden_inputs) == "1.0.0"
