@@ -205,3 +205,27 @@ def test_tarball_model_dir_like_sagemaker(churn_bundle, tmp_path, holdout_record
         assert status == 200
     finally:
         proc.stop()
+
+
+def test_sagemaker_data_capture_of_serve_answers_reads_as_records(served, holdout_records, feature_names):
+    """What SageMaker data capture stores for a call to this container parses into records."""
+    import base64
+
+    from mlship.records import parse_line
+
+    body = csv_text(holdout_records[:4], feature_names, header=False)
+    status, answer = request("POST", f"{served.url}/invocations", body.encode(), {"Content-Type": "text/csv"})
+    assert status == 200
+    line = json.dumps({
+        "captureData": {
+            "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "BASE64",
+                              "data": base64.b64encode(body.encode()).decode()},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                               "data": json.dumps(answer)}},
+        "eventMetadata": {"eventId": "evt-1", "inferenceTime": "2026-11-23T10:00:00Z"}, "eventVersion": "0"})
+    records = parse_line(line, feature_names)
+    assert [r["outputs"]["prediction"] for r in records] == answer["predictions"]
+    assert [r["outputs"]["probabilities"] for r in records] == answer["probabilities"]
+    assert records[0]["model"] == {"name": "churn", "version": "1"} and records[0]["request_id"] == "evt-1"
+    assert records[2]["inputs"]["contract"] == holdout_records[2]["contract"]
+    assert records[2]["inputs"]["tenure_months"] == holdout_records[2]["tenure_months"]
