@@ -125,8 +125,10 @@ def run(ctx: DemoContext) -> None:
         )
     info = status(second["job_id"])
     con.print(
-        f"job {second['job_id']}: {info['status']} (mlship edge status; per-device reports: "
-        f"{json.dumps(fleet.reports[-2:])})"
+        f"job {second['job_id']}: {info['status']} (mlship edge status). The local AWS has no IoT Jobs data "
+        "plane, so its executions never leave QUEUED; what the agents sent to UpdateJobExecution:"
     )
+    for report in fleet.reports[-4:]:
+        con.print(f"  {json.dumps(report)}")
     con.print("device agent: python -m edge.agent --device DIR run --thing NAME --port 8080  (docs/edge.md)")
     ctx.data.update({"edge_packages": {v: r.package for v, r in mlp_results.items()}, "edge_fleet": fleet.root})
