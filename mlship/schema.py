@@ -158,7 +158,10 @@ class InputSchema:
             except UnicodeDecodeError as exc:
                 raise ValidationError([FieldError(None, None, "malformed",
                                                   f"CSV body is not UTF-8: {exc}")]) from None
-        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+        except csv.Error as exc:
+            raise ValidationError([FieldError(None, None, "malformed", f"CSV body cannot be parsed: {exc}")]) from None
         if not rows:
             raise ValidationError([FieldError(None, None, "empty", "CSV body has no rows")])
         names = self.names

@@ -122,3 +122,9 @@ def test_prediction_shapes(predictor, good):
     assert body["model"] == {"name": "churn", "version": "1"}
     assert len(body["predictions"]) == 2 and len(body["probabilities"][0]) == 2
     assert body["classes"] == [0, 1]
+
+
+@pytest.mark.parametrize("body", ["\r\x00", "a,\"b\nc", "\x00\x00"])
+def test_unparseable_csv_is_a_validation_error(predictor, body):
+    errors = _errors(predictor, body)
+    assert errors[0].kind in {"malformed", "wrong_arity", "empty"}
