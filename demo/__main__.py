@@ -16,14 +16,14 @@ STEPS = ("foundation", "realtime", "registry", "batch", "edge", "monitoring")
 
 
 def main() -> int:
+    import logging
+
     from moto.server import ThreadedMotoServer
     from rich.console import Console
 
     from demo.context import DemoContext
     from mlship import aws
     from mlship.local import free_port
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server access log
     console = Console()
