@@ -149,7 +149,7 @@ def warm_latency(env: dict[str, Any], n: int) -> dict[str, Any]:
         ours = summary(time_calls(run_mlship, n, warmup=50))
     predictor = Predictor.load(env["bundle"])
     batch = predictor.schema.validate([env["record"]])
-    feeds = predictor._feeds(batch.columns)  # the raw session.run lower bound: inputs already built
+    feeds = predictor.onnx_feeds(batch.columns)  # the raw session.run lower bound: inputs already built
     fetch = predictor._fetch
     raw = summary(time_calls(lambda: predictor.session.run(fetch, feeds), n, warmup=50))
     from threadpoolctl import threadpool_limits

@@ -411,7 +411,7 @@ def build_edge(
                     if cols is None:
                         result.reason = "static quantization needs calibration data: pass --holdout; skipped"
                         continue
-                    feeds = ref._feeds({k: v[:calibration_rows] for k, v in cols.items()})
+                    feeds = ref.onnx_feeds({k: v[:calibration_rows] for k, v in cols.items()})
                     n = len(next(iter(feeds.values())))
                     chunks = [{k: v[i : i + 100] for k, v in feeds.items()} for i in range(0, n, 100)]
                     quantize_static_variant(src_model_path, target, chunks)

@@ -96,7 +96,8 @@ def _to_python(arr: np.ndarray | None) -> list[Any]:
     return [v.item() if hasattr(v, "item") else v for v in arr.tolist()]
 
 
-def _load_public_key(public_key: Any) -> Any:
+def resolve_public_key(public_key: Any = None) -> Any:
+    """A public key object from a key, PEM bytes, a path, or (when None) ``$MLSHIP_PUBLIC_KEY``."""
     if public_key is None:
         configured = os.environ.get("MLSHIP_PUBLIC_KEY")
         if not configured:
@@ -146,7 +147,7 @@ class Predictor:
         """
         bundle = open_bundle(uri)
         if verify:
-            bundle.verify(_load_public_key(public_key))
+            bundle.verify(resolve_public_key(public_key))
         predictor = cls(bundle, threads=threads)
         if check_golden:
             predictor.check_golden()
@@ -171,7 +172,7 @@ class Predictor:
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:
         """Predict already-validated column arrays (as produced by :class:`InputSchema`)."""
-        feeds = self._feeds(columns)
+        feeds = self.onnx_feeds(columns)
         results = self.session.run(self._fetch, feeds)
         named = dict(zip(self._output_names, results, strict=True))
         pred = Prediction(self.model_name, self.model_version, self.task, classes=self.classes)
@@ -183,7 +184,8 @@ class Predictor:
             pred.values = np.asarray(named["value"], dtype=np.float64).reshape(-1)
         return pred
 
-    def _feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def onnx_feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The onnxruntime input feeds for validated column arrays (calibration, benchmarks)."""
         if self.schema.layout == "tensor":
             name = self.schema.tensor_input or next(iter(self._inputs))
             matrix = np.column_stack([columns[n] for n in self.schema.names])

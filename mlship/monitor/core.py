@@ -208,9 +208,9 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
 
 def _verify(bundle: Any) -> None:
     """Hashes always; the signature too when MLSHIP_PUBLIC_KEY is set (as the predictor does)."""
-    from mlship.predictor import _load_public_key
+    from mlship.predictor import resolve_public_key
 
-    bundle.verify(_load_public_key(None))
+    bundle.verify(resolve_public_key(None))
 
 
 def _positive_class(manifest: dict[str, Any]) -> Any:
