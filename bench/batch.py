@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import write_results
 
-N_ROWS = 2_000_000
+N_ROWS = int(os.environ.get("MLSHIP_BENCH_BATCH_ROWS", 2_000_000))  # override only to smoke-test the script
 N_FILES = 8
 N_FEATURES = 20
 
@@ -98,9 +98,15 @@ def main(quick: bool = False) -> None:
         bundle, data, rf, features = _prepare(tmp)
         import mlflow.pyfunc
         import mlflow.sklearn
+        import numpy as np
 
         mlflow_model = tmp / "mlflow-rf"
-        mlflow.sklearn.save_model(rf, str(mlflow_model), serialization_format="cloudpickle")
+        import pandas as pd
+        from mlflow.models import infer_signature
+
+        sample = pd.DataFrame(np.zeros((5, N_FEATURES)), columns=features)
+        mlflow.sklearn.save_model(rf, str(mlflow_model), serialization_format="cloudpickle",
+                                  signature=infer_signature(sample, rf.predict(sample)))
 
         from batch.job import JobConfig, run_job
         from batch.spark import get_session
