@@ -10,24 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from demo.context import DemoContext
-
-
-def _variants_table(title: str, results: list) -> Table:
-    table = Table(title=title)
-    for col in ("variant", "status", "model bytes", "1-row p50 ms", "max |Δp| vs fp32", "label agreement", "note"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        hold = (r.checks or {}).get("holdout") or {}
-        table.add_row(
-            r.variant,
-            r.status,
-            f"{r.size_bytes:,}" if r.size_bytes else "-",
-            f"{r.latency['one_row_median_ms']:.3f}" if r.latency else "-",
-            f"{hold['max_abs_diff']:.2e}" if hold else "-",
-            f"{hold['label_agreement']:.4f}" if hold else "-",
-            (r.reason or Path(r.package).name if r.package else r.reason or "")[:90],
-        )
-    return table
+from mlship.commands.edge import variants_table
 
 
 def _tampered(package: Path, out: Path) -> Path:
@@ -64,7 +47,7 @@ def run(ctx: DemoContext) -> None:
 
     # 1. the churn HGB bundle: a tree ensemble, nothing to quantize
     hgb = build_edge(ctx.data["bundle_dir"], out / "hgb", private_key=private, holdout=holdout, latency_repeats=50)
-    con.print(_variants_table("churn HGB bundle -> edge variants (mlship edge build)", hgb))
+    con.print(variants_table("churn HGB bundle -> edge variants (mlship edge build)", hgb))
 
     # 2. an MLP of the same data: int8 variants pay off in size
     train = ctx.data["train_df"]
@@ -86,7 +69,7 @@ def run(ctx: DemoContext) -> None:
         r.variant: r
         for r in build_edge(mlp_bundle, out / "mlp", private_key=private, holdout=holdout, latency_repeats=50)
     }
-    con.print(_variants_table("churn MLP bundle -> edge variants", list(mlp_results.values())))
+    con.print(variants_table("churn MLP bundle -> edge variants", list(mlp_results.values())))
 
     # 3. a fleet: three devices trusting our public key, one of them offline
     fleet = Fleet(ctx.workdir / "fleet", [public], n=3, offline=(2,), env="demo")

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 edge_app = typer.Typer(
     help="Edge devices: build optimized signed ONNX packages, publish them through AWS IoT "
@@ -16,6 +20,28 @@ edge_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+
+def variants_table(title: str, results: list) -> Table:
+    """A rich table of edge build results: status, size, latency and the check against fp32."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("variant", "status", "size (bytes)", "1-row p50 ms", "max |dp| vs fp32", "label agreement",
+                "package / reason"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        hold = (r.checks or {}).get("holdout") or (r.checks or {}).get("golden") or {}
+        table.add_row(
+            r.variant,
+            r.status,
+            f"{r.size_bytes:,}" if r.size_bytes else "-",
+            f"{r.latency['one_row_median_ms']:.3f}" if r.latency else "-",
+            f"{hold['max_abs_diff']:.2e}" if hold else "-",
+            f"{hold['label_agreement']:.4f}" if hold else "-",
+            (Path(r.package).name if r.package else (r.reason or ""))[:90],
+        )
+    return table
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
@@ -41,7 +67,6 @@ def build(
 ) -> None:
     """Build edge variants of a bundle, check each against fp32, sign and package those within tolerance."""
     from rich.console import Console
-    from rich.table import Table
 
     from edge.build import Tolerance, build_edge
     from edge.package import VARIANTS
@@ -65,20 +90,7 @@ def build(
             )
     except (MlshipError, ValueError, OSError) as exc:
         _fail(str(exc))
-    table = Table(title=f"edge variants ({out})")
-    for col in ("variant", "status", "size", "1-row p50 ms", "max diff", "label agree", "package / reason"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        hold = (r.checks or {}).get("holdout") or (r.checks or {}).get("golden") or {}
-        table.add_row(
-            r.variant,
-            r.status,
-            f"{r.size_bytes:,}" if r.size_bytes else "-",
-            f"{r.latency['one_row_median_ms']:.3f}" if r.latency else "-",
-            f"{hold['max_abs_diff']:.2e}" if hold else "-",
-            f"{hold['label_agreement']:.4f}" if hold else "-",
-            Path(r.package).name if r.package else (r.reason or ""),
-        )
+    table = variants_table(f"edge variants ({out})", results)
     Console().print(table)
     for r in results:
         typer.echo(f"{r.variant}: {r.status}" + (f" -> {r.package}" if r.package else f" ({r.reason})"))
