@@ -7,13 +7,11 @@ from typing import Any
 
 import typer
 
+from mlship.commands import fail
+
 batch_app = typer.Typer(help="Batch scoring on Spark (local[*] here, EMR Serverless on AWS).",
                         no_args_is_help=True)
 
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -67,7 +65,7 @@ def run(
     try:
         result = run_job(config)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, default=str))
     else:
@@ -104,9 +102,9 @@ def submit(
                             id_column=id_column, deps_archive=deps_archive, build_deps=build_deps,
                             python_version=python_version, python_executable=python, log_uri=log_uri)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # botocore errors: one line naming the AWS error
-        _fail(f"start_job_run failed: {exc}")
+        fail(f"start_job_run failed: {exc}")
     typer.echo(json.dumps(result))
     typer.secho(f"submitted job run {result['job_run_id']} to application {app_id}; follow it with: "
                 f"mlship batch status --application-id {app_id} --job-run-id {result['job_run_id']} --wait",
@@ -132,7 +130,7 @@ def status(
         result = (emr.wait(application_id, job_run_id, timeout=timeout, interval=interval, on_change=show)
                   if wait else emr.status(application_id, job_run_id))
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(json.dumps(result))
     if result["state"] in ("FAILED", "CANCELLED"):
         raise typer.Exit(1)

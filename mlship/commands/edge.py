@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mlship.commands import fail
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -42,10 +44,6 @@ def variants_table(title: str, results: list) -> Table:
             (Path(r.package).name if r.package else (r.reason or ""))[:90],
         )
     return table
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(1)
 
 
 @edge_app.command("build")
@@ -89,13 +87,13 @@ def build(
                 progress=lambda msg: (status.update(msg), console.log(msg)),
             )
     except (MlshipError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = variants_table(f"edge variants ({out})", results)
     Console().print(table)
     for r in results:
         typer.echo(f"{r.variant}: {r.status}" + (f" -> {r.package}" if r.package else f" ({r.reason})"))
     if not any(r.status == "packaged" for r in results):
-        _fail("no variant was packaged")
+        fail("no variant was packaged")
 
 
 @edge_app.command("publish")
@@ -129,7 +127,7 @@ def publish_cmd(
             create_group=create_group,
         )
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(
         f"job {out['job_id']} created for thing group {out['thing_group']} "
         f"({out['document_bytes']} byte document); package at {out['s3_uri']}"
@@ -149,7 +147,7 @@ def status_cmd(job_id: str = typer.Argument(..., help="IoT job id printed by `ml
     try:
         info = status(job_id)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     counts = {
         k.replace("numberOf", "").replace("Things", ""): v
         for k, v in info["counts"].items()

@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from mlship.commands import fail
+
 local_app = typer.Typer(help="Run a local AWS (moto server on localhost) for demos and tests.",
                         no_args_is_help=True)
 
@@ -52,8 +54,7 @@ def env() -> None:
 
     state = local.read_state()
     if not state:
-        typer.secho("local AWS is not running: run `mlship local up`", fg="red", err=True)
-        raise typer.Exit(1)
+        fail("local AWS is not running: run `mlship local up`")
     for key, value in local.env_exports(state).items():
         typer.echo(f"export {key}={value}")
 

@@ -9,13 +9,11 @@ from typing import Any
 
 import typer
 
+from mlship.commands import fail
+
 monitor_app = typer.Typer(help="Monitor a deployed model: drift, performance with late labels, fairness.",
                           no_args_is_help=True)
 
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def _thresholds(value: str | None) -> dict[str, Any]:
@@ -25,9 +23,9 @@ def _thresholds(value: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        _fail(f"--thresholds is neither a JSON object nor a JSON file: {exc}")
+        fail(f"--thresholds is neither a JSON object nor a JSON file: {exc}")
     if not isinstance(data, dict):
-        _fail("--thresholds must be a JSON object")
+        fail("--thresholds must be a JSON object")
     return data
 
 
@@ -86,7 +84,7 @@ def drift_cmd(
             profile = bundle.profile
             model = {"name": bundle.name, "version": bundle.version}
         if not current.exists():
-            _fail(f"current data not found: {current}")
+            fail(f"current data not found: {current}")
         acc = DriftAccumulator(profile)
         total = count_rows(current)
         with Progress(TextColumn("reading current data"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -97,7 +95,7 @@ def drift_cmd(
                 progress.advance(task, len(next(iter(batch.values()))) if batch else 0)
         result = acc.result(th)
     except (MlshipError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     report = {"format": "mlship-drift-report/1", "generated_at": datetime.now(UTC).isoformat(),
               "model": model, "reference": str(reference), "current": str(current), "drift": result.to_dict()}
@@ -138,9 +136,9 @@ def monitor_run(
     from mlship.monitor import MonitorConfig, run_monitor
 
     if not model or not records_bucket:
-        _fail("--model and --records-bucket (or MODEL_URI and RECORDS_BUCKET) are required")
+        fail("--model and --records-bucket (or MODEL_URI and RECORDS_BUCKET) are required")
     if metrics not in ("api", "emf", "both", "none"):
-        _fail(f"--metrics must be api, emf, both or none, not {metrics!r}")
+        fail(f"--metrics must be api, emf, both or none, not {metrics!r}")
     console = Console(stderr=True)
     config = MonitorConfig(model_uri=model, records_bucket=records_bucket, records_prefix=records_prefix,
                            labels_prefix=labels_prefix, reports_bucket=reports_bucket or records_bucket,
@@ -151,10 +149,10 @@ def monitor_run(
     try:
         result = run_monitor(config, progress=console.log)
     except (MlshipError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     except Exception as exc:  # botocore errors (missing bucket, no credentials): one line, no traceback
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
         return
     if out:
         out.mkdir(parents=True, exist_ok=True)

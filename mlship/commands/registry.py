@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from mlship.commands import fail
 from mlship.errors import MlshipError
 
 models_app = typer.Typer(help="Registered models and versions (S3 registry + SageMaker mirror).",
@@ -20,10 +21,6 @@ BUCKET = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_
 SAGEMAKER = typer.Option(True, "--sagemaker/--no-sagemaker",
                          help="Mirror into the SageMaker Model Registry (default: $MLSHIP_SAGEMAKER_MIRROR or on).")
 
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def _registry(bucket: str | None, sagemaker: bool = True) -> Any:
@@ -55,7 +52,7 @@ def register_cmd(
         record, created = _registry(bucket, sagemaker).register(bundle, public_key=public_key,
                                                                 description=description)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps({**record.to_dict(), "created": created}, indent=2))
         return
@@ -80,7 +77,7 @@ def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--jso
             rows.append({"name": name, "versions": [v.version for v in versions], "aliases": aliases,
                          "latest": versions[-1].version if versions else None})
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -109,11 +106,11 @@ def models_show(name: str = typer.Argument(...), version: str = typer.Argument(N
             return
         versions = reg.list_versions(name)
         if not versions:
-            _fail(f"model {name} has no registered version in s3://{reg.bucket}/{reg.prefix}")
+            fail(f"model {name} has no registered version in s3://{reg.bucket}/{reg.prefix}")
         aliases = reg.list_aliases(name)
         approvals = {v.version: reg.approval_status(name, v.version) for v in versions}
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"name": name, "versions": [v.to_dict() for v in versions],
                                "aliases": {a: r.to_dict() for a, r in aliases.items()},
@@ -142,7 +139,7 @@ def alias_set(name: str = typer.Argument(...), alias: str = typer.Argument(...),
     try:
         record = _registry(bucket, sagemaker=False).set_alias(name, alias, version, expect=expected, reason=reason)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"{name}@{alias}: {record.previous or '(unset)'} -> {record.version} "
                f"(generation {record.generation}, by {record.updated_by})")
 
@@ -155,9 +152,9 @@ def alias_get(name: str = typer.Argument(...), alias: str = typer.Argument(...),
         reg = _registry(bucket, sagemaker=False)
         record = reg.get_alias(name, alias)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if record is None:
-        _fail(f"alias {name}@{alias} is not set")
+        fail(f"alias {name}@{alias} is not set")
     if as_json:
         typer.echo(json.dumps({**record.to_dict(), "uri": reg.bundle_uri(name, record.version)}, indent=2))
     else:
@@ -174,7 +171,7 @@ def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(.
     try:
         entries = _registry(bucket, sagemaker=False).history(name, alias)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -207,7 +204,7 @@ def evaluate_cmd(
                           public_key=public_key, progress=lambda m: (status.update(m), console.log(m)))
         json_path, html_path = write_report(ev, out)
     except (MlshipError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_metrics(ev)
     typer.echo(f"report: {json_path} and {html_path}")
 
@@ -260,7 +257,7 @@ def promote_cmd(
                              public_key=public_key, report_dir=out,
                              progress=lambda m: (status.update(m), console.log(m)))
     except (MlshipError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     gate = result.gate
     champ = gate.champion.model["version"] if gate.champion else None
     table = Table("check", "threshold", "candidate", "champion", "result",
