@@ -8,12 +8,8 @@ from pathlib import Path
 
 import typer
 
+from mlship.commands import fail
 from mlship.errors import MlshipError
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def export(
@@ -53,7 +49,7 @@ def export(
                 enforce_range=enforce_range, data_path=holdout,
                 progress=lambda msg: (status.update(msg), console.log(msg)))
     except (MlshipError, ValueError, FileExistsError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     manifest = json.loads((path / "manifest.json").read_text())
     metrics = {k: v for k, v in manifest["metrics"]["holdout"].items() if isinstance(v, float)}
     typer.echo(f"bundle {manifest['name']}:{manifest['version']} written to {path} (+ {path}.tar.gz)")
@@ -72,7 +68,7 @@ def keygen(out: Path = typer.Option(Path("keys"), "--out", "-o", help="Directory
     try:
         private, public = generate_keypair(out, name)
     except FileExistsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"private key: {private}\npublic key:  {public}\nkey id: {key_id(load_public_key(public))}")
 
 
@@ -98,7 +94,7 @@ def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3
             typer.secho(f"FAIL {problem}", fg="red", err=True)
         raise typer.Exit(1) from None
     except (MlshipError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.secho(f"OK {opened.name}:{opened.version}: {len(opened.manifest['files'])} files match their sha256"
                 + (", signature valid" if key else "") + (f", {checked} golden examples pass" if golden else ""),
                 fg="green")
@@ -109,42 +105,33 @@ def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3
 def predict(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),
             data: Path = typer.Argument(..., help="JSON (records or {'instances': [...]}) or CSV file; - for stdin."),
             public_key: Path = typer.Option(None, help="Trusted public key (signature becomes mandatory).")) -> None:
-    """Predict locally through the shared predictor and print JSON."""
+    """Predict locally through the shared predictor and print JSON.
+
+    The file is decoded exactly like an HTTP request body (``mlship.serve.protocol``): JSON
+    records or ``{"instances": [...]}``, or CSV (by the ``.csv`` extension, else sniffed).
+    """
     from mlship.errors import ValidationError
     from mlship.predictor import Predictor
+    from mlship.serve import protocol
 
-    raw = sys.stdin.read() if str(data) == "-" else _read(data)
+    raw = sys.stdin.buffer.read() if str(data) == "-" else _read(data)
+    content_type = protocol.CSV if str(data).endswith(".csv") else None
     try:
         predictor = Predictor.load(bundle, public_key=public_key)
-        payload = _parse_payload(raw, data)
-        result = predictor.predict(payload)
+        result = predictor.predict(protocol.decode(raw, content_type, max_bytes=len(raw)))
     except ValidationError as exc:
         typer.echo(json.dumps(exc.to_dict(), indent=2), err=True)
-        _fail(str(exc))
+        fail(str(exc))
     except (MlshipError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(json.dumps(result.to_dict(), indent=2))
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> bytes:
     try:
-        return path.read_text("utf-8")
+        return path.read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}")
-    return ""
-
-
-def _parse_payload(raw: str, source: Path) -> object:
-    text = raw.strip()
-    if not text:
-        raise ValueError(f"{source} is empty")
-    if str(source).endswith(".csv") or text[0] not in "[{":
-        return text
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source} is not valid JSON: {exc}") from None
-    return doc.get("instances", doc) if isinstance(doc, dict) else doc
+        fail(f"cannot read {path}: {exc.strerror}")
 
 
 def inspect(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),
@@ -155,9 +142,9 @@ def inspect(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s
     try:
         manifest = open_bundle(bundle).manifest
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if field and field not in manifest:
-        _fail(f"manifest has no field {field!r} (fields: {', '.join(sorted(manifest))})")
+        fail(f"manifest has no field {field!r} (fields: {', '.join(sorted(manifest))})")
     typer.echo(json.dumps(manifest[field] if field else manifest, indent=2))
 
 
@@ -178,9 +165,9 @@ def upload(bundle: Path = typer.Argument(..., help="Bundle directory or .tar.gz.
             tarball = bundle
         client("s3").upload_file(str(tarball), bucket, key)
     except MlshipError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # botocore/S3 errors: one line
-        _fail(f"upload to {uri} failed: {exc}")
+        fail(f"upload to {uri} failed: {exc}")
     typer.echo(f"uploaded {tarball} to {uri}")
 
 
