@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.storage import BatchError, is_s3, split_s3
+from mlship.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_ZIP = "mlship-batch-code.zip"
@@ -93,7 +94,7 @@ def build_deps_archive(out_dir: Path, python_version: str = DEFAULT_PYTHON_VERSI
 
 
 def _sha12(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return sha256_file(path)[:12]
 
 
 def _upload(path: Path, uri: str) -> str:

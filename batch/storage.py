@@ -54,9 +54,14 @@ def is_s3(uri: str | os.PathLike[str]) -> bool:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise BatchError(f"s3 URI has no bucket: {uri}")
+    """Bucket and key (without surrounding slashes) of an ``s3://`` URI, as a BatchError when malformed."""
+    from mlship.bundle import parse_s3_uri
+    from mlship.errors import BundleError
+
+    try:
+        bucket, key = parse_s3_uri(uri)
+    except BundleError as exc:
+        raise BatchError(str(exc)) from None
     return bucket, key.strip("/")
 
 

@@ -105,9 +105,10 @@ def _read_quarantine(summary: dict[str, Any]) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     from mlship.aws import client
+    from mlship.bundle import parse_s3_uri
 
     s3 = client("s3")
-    bucket, _, prefix = summary["output"]["quarantine_path"][5:].partition("/")
+    bucket, prefix = parse_s3_uri(summary["output"]["quarantine_path"])
     rows: list[dict[str, Any]] = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", []):
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import MlshipError
+from mlship.hashing import dataframe_sha256
 from mlship.metrics import classification_metrics, regression_metrics
 
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"}
@@ -227,20 +228,11 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
         model={"name": predictor.model_name, "version": predictor.model_version, "task": task,
                "uri": str(model) if not isinstance(model, Predictor) else str(predictor.bundle.path)},
         data={"rows": int(len(frame)), "valid_rows": int(valid.sum()), "invalid_rows": int((~valid).sum()),
-              "label": label, "fingerprint": fingerprint(frame), "bootstrap": int(len(samples)),
+              "label": label, "fingerprint": dataframe_sha256(frame), "bootstrap": int(len(samples)),
               "confidence": confidence, "seed": seed},
         metrics=metrics, intervals=intervals, slices=slice_out, fairness=fairness, latency=latency,
         details=details, y_true=y_true, labels=labels, scores=scores, row_index=np.flatnonzero(valid),
         boot=boot, samples=samples)
-
-
-def fingerprint(frame: Any) -> str:
-    """sha256 of a DataFrame's content (row hashes), to prove two evaluations used the same data."""
-    import hashlib
-
-    import pandas as pd
-
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
 
 
 def _clean(value: Any) -> Any:

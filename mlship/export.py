@@ -178,6 +178,12 @@ def _sklearn_input(estimator: Any, frame: Any, schema: InputSchema) -> Any:
     return frame[schema.names]
 
 
+def top_two_margin(probabilities: np.ndarray) -> np.ndarray:
+    """Per row, the gap between the two largest class probabilities (0 means a tie)."""
+    top2 = np.sort(np.asarray(probabilities), axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
 def parity_report(task: str, sk: dict[str, np.ndarray], ort: Any, policy: ParityPolicy) -> dict[str, Any]:
     """Compare scikit-learn and onnxruntime outputs row by row under the policy."""
     if task == "classification":
@@ -185,8 +191,7 @@ def parity_report(task: str, sk: dict[str, np.ndarray], ort: Any, policy: Parity
         same = np.asarray([str(a) for a in sk["labels"]]) == np.asarray([str(b) for b in ort.labels])
         # a row whose top two probabilities tie (e.g. 50 of 100 trees) has no well-defined label:
         # argmax tie-breaking differs between libraries, so ties are reported, not counted
-        top2 = np.sort(sk["probabilities"], axis=1)[:, -2:]
-        tied = (top2[:, 1] - top2[:, 0]) <= policy.tolerance
+        tied = top_two_margin(sk["probabilities"]) <= policy.tolerance
         agree = float(np.mean(same[~tied])) if (~tied).any() else 1.0
         extra = {"tied_rows": int(tied.sum()), "label_disagreements_on_ties": int((~same & tied).sum())}
         compared = "probabilities"
@@ -237,8 +242,7 @@ def pick_golden(frame: Any, schema: InputSchema, pred: Any, row_diff: np.ndarray
     stable = row_diff <= tolerance / 10
     if pred.task == "classification":
         # skip near-ties: summation order (batch size, threads) may flip the label of a 0.5/0.5 row
-        top2 = np.sort(pred.probabilities, axis=1)[:, -2:]
-        stable &= (top2[:, 1] - top2[:, 0]) > 0.02
+        stable &= top_two_margin(pred.probabilities) > 0.02
     safe = np.flatnonzero(stable)
     if safe.size == 0:
         safe = np.arange(len(row_diff))
@@ -293,14 +297,11 @@ def _git_commit() -> str | None:
 
 
 def _data_fingerprint(frame: Any, path: str | Path | None) -> dict[str, Any]:
-    from mlship.hashing import sha256_bytes, sha256_file
+    from mlship.hashing import dataframe_sha256, sha256_file
 
     if path is not None and Path(path).is_file():
         return {"path": str(path), "sha256": sha256_file(path), "rows": int(len(frame))}
-    import pandas as pd
-
-    digest = sha256_bytes(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return {"path": None, "sha256": digest, "rows": int(len(frame)), "hash_of": "pandas row hashes"}
+    return {"path": None, "sha256": dataframe_sha256(frame), "rows": int(len(frame)), "hash_of": "pandas row hashes"}
 
 
 def _library_versions() -> dict[str, str]:
@@ -354,7 +355,12 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
         raise ExportError(f"{type(estimator).__name__} has no predict(): is it fitted?")
     names = feature_names(estimator, holdout, label)
     frame = holdout.reset_index(drop=True)
-    combined = frame if reference is None else __import__("pandas").concat([frame[names], reference[names]])
+    if reference is None:
+        combined = frame
+    else:
+        import pandas as pd
+
+        combined = pd.concat([frame[names], reference[names]])
     schema = infer_schema(estimator, combined, names, enforce_range)
 
     step("converting to ONNX")

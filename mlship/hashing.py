@@ -27,3 +27,10 @@ def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes (sorted keys, no whitespace) for hashing and signing."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
+
+
+def dataframe_sha256(frame: Any) -> str:
+    """sha256 of a pandas DataFrame's content (pandas row hashes, index ignored)."""
+    import pandas as pd
+
+    return sha256_bytes(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
