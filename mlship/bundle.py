@@ -10,7 +10,6 @@ This module needs only the standard library, ``cryptography`` for signatures, an
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import shutil
@@ -146,8 +145,10 @@ def sign_bundle(path: str | Path, private_key: Any) -> Path:
 def pack_bundle(path: str | Path, out: str | Path) -> Path:
     """Write a deterministic ``.tar.gz`` of a bundle directory (files at the archive root)."""
     src, out = Path(path), Path(out)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with (open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
+          tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar):
         for p in sorted(src.rglob("*")):
             if not p.is_file():
                 continue
@@ -155,10 +156,6 @@ def pack_bundle(path: str | Path, out: str | Path) -> Path:
             info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
             with open(p, "rb") as fh:
                 tar.addfile(info, fh)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
-        gz.write(buf.getvalue())
     os.replace(tmp, out)
     return out
 
@@ -170,6 +167,16 @@ def cache_dir() -> Path:
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return Path("/tmp/mlship-cache")
     return Path.home() / ".cache" / "mlship"
+
+
+def _move_into_place(staging: Path, target: Path) -> Path:
+    """Rename a fully written staging directory to ``target``; if another process got there
+    first, its copy is identical and ours is discarded."""
+    try:
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def extract_tarball(tarball: str | Path, dest: str | Path | None = None) -> Path:
@@ -188,11 +195,7 @@ def extract_tarball(tarball: str | Path, dest: str | Path | None = None) -> Path
     except (tarfile.TarError, OSError, EOFError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise BundleError(f"{tarball} is not a readable bundle archive: {exc}") from None
-    try:
-        os.replace(staging, dest)
-    except OSError:  # another process won the race: its copy is identical
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest
+    return _move_into_place(staging, dest)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -241,11 +244,7 @@ def download_s3(uri: str) -> Path:
             local = staging / rel
             local.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, obj["Key"], str(local))
-        try:
-            os.replace(staging, target)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+        return _move_into_place(staging, target)
     except BundleError:
         raise
     except Exception as exc:  # botocore errors: name the URI and the AWS error

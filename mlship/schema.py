@@ -167,7 +167,7 @@ class InputSchema:
         names = self.names
         first = [c.strip() for c in rows[0]]
         header: list[str] | None = None
-        if sum(c in names for c in first) * 2 >= len(names) or set(first) == set(names):
+        if sum(c in names for c in first) * 2 >= len(names):  # at least half the cells name fields
             header, rows = first, rows[1:]
             missing = [n for n in names if n not in header]
             extra = [c for c in header if c not in names]
