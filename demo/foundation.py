@@ -11,7 +11,7 @@ from mlship.bundle import open_bundle
 from mlship.datasets import CHURN_LABEL, CHURN_SENSITIVE, make_churn
 from mlship.export import export_bundle
 from mlship.predictor import Predictor
-from mlship.signing import generate_keypair
+from mlship.signing import generate_keypair, load_public_key
 from mlship.train import split, train_pipeline
 
 
@@ -40,7 +40,7 @@ def run(ctx: DemoContext) -> None:
                                description="Churn classifier (demo)", data_path=holdout_path,
                                progress=lambda m: con.log(m))
     bundle = open_bundle(bundle_dir)
-    notes = bundle.verify(public_key=__import__("mlship.signing", fromlist=["x"]).load_public_key(public))
+    notes = bundle.verify(public_key=load_public_key(public))
     con.print(f"verified {bundle.name}:{bundle.version}: {len(bundle.manifest['files'])} files, "
               f"signature OK {notes or ''}   (mlship verify --public-key)")
     parity = bundle.manifest["parity"]
