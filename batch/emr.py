@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -83,11 +84,17 @@ def build_deps_archive(out_dir: Path, python_version: str = DEFAULT_PYTHON_VERSI
         for junk in list(target_dir.rglob("__pycache__")) + list(target_dir.rglob("tests")):
             shutil.rmtree(junk, ignore_errors=True)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".part")
-        with tarfile.open(tmp, "w:gz") as tar:
-            for path in sorted(target_dir.iterdir()):
-                tar.add(path, arcname=path.name)
-        tmp.replace(cached)
+        # a unique temporary name: concurrent builds (pytest-xdist workers, CDK synth) must not share it
+        handle, tmp_name = tempfile.mkstemp(prefix=cached.name + ".", suffix=".part", dir=cached.parent)
+        os.close(handle)
+        tmp = Path(tmp_name)
+        try:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for path in sorted(target_dir.iterdir()):
+                    tar.add(path, arcname=path.name)
+            tmp.replace(cached)
+        finally:
+            tmp.unlink(missing_ok=True)
         return cached
     finally:
         shutil.rmtree(target_dir, ignore_errors=True)

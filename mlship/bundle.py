@@ -222,9 +222,14 @@ def download_s3(uri: str) -> Path:
             tarball = target.with_suffix(".tar.gz")
             if not (target / MANIFEST).is_file():
                 tarball.parent.mkdir(parents=True, exist_ok=True)
-                tmp = tarball.with_name(tarball.name + f".{os.getpid()}.part")
-                s3.download_file(bucket, key, str(tmp))
-                os.replace(tmp, tarball)
+                # one temporary file per download (threads of one process race here too), renamed atomically
+                handle, tmp = tempfile.mkstemp(prefix=tarball.name + ".", suffix=".part", dir=tarball.parent)
+                os.close(handle)
+                try:
+                    s3.download_file(bucket, key, tmp)
+                    os.replace(tmp, tarball)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
             return extract_tarball(tarball, target)
         prefix = key.rstrip("/") + "/" if key else ""
         objects = []

@@ -30,6 +30,27 @@ def test_s3_tarball_and_prefix_load_and_are_cached(aws, churn_bundle, tmp_path, 
     assert open_bundle("s3://bundles/churn/1/bundle.tar.gz").path == from_tar.bundle.path
 
 
+def test_concurrent_loads_of_one_s3_bundle_share_the_cache(aws, churn_bundle, tmp_path, monkeypatch):
+    """Threads of one process downloading the same bundle at once must not trip over each other's files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    s3 = client("s3")
+    s3.create_bucket(Bucket="shared")
+    s3.upload_file(str(churn_bundle) + ".tar.gz", "shared", "churn/1/bundle.tar.gz")
+    for prefix in ("churn/1/bundle.tar.gz", "dirs/"):
+        if prefix == "dirs/":
+            for path in churn_bundle.rglob("*"):
+                if path.is_file():
+                    s3.upload_file(str(path), "shared", f"dirs/{path.relative_to(churn_bundle).as_posix()}")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            paths = list(pool.map(lambda uri: open_bundle(uri).path, [f"s3://shared/{prefix}"] * 16))
+        assert len(set(paths)) == 1
+        assert Predictor.load(paths[0]).bundle.manifest["name"] == Predictor.load(churn_bundle).bundle.manifest["name"]
+    leftovers = [p.name for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".part") or p.name.startswith(".")]
+    assert leftovers == []
+
+
 def test_missing_s3_objects_are_named(aws, tmp_path, monkeypatch):
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     client("s3").create_bucket(Bucket="empty")
