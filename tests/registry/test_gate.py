@@ -169,7 +169,7 @@ def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Pat
 
     class Synchronised(Registry):
         def set_alias(self, *args: Any, **kwargs: Any) -> Any:
-            barrier.wait(timeout=400)  # both have read the champion and passed the gate
+            barrier.wait(timeout=120)  # both have read the champion and passed the gate
             return super().set_alias(*args, **kwargs)
 
     outcomes: dict[str, Any] = {}
@@ -178,6 +178,9 @@ def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Pat
         try:
             outcomes[version] = promote(Synchronised(registry.bucket), "churn", version, holdout, limits)
         except AliasConflictError as exc:
+            outcomes[version] = exc
+        except Exception as exc:  # any other failure: release the partner now and report it below
+            barrier.abort()
             outcomes[version] = exc
 
     threads = [threading.Thread(target=run, args=(v,)) for v in ("2", "3")]
