@@ -16,23 +16,26 @@ import pytest
 
 @pytest.fixture
 def atomic_s3_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's conditional PutObject atomic, as it is in S3.
+    """Make moto's conditional PutObject atomic, and its reads consistent, as they are in S3.
 
     moto 5.2.5 checks If-Match / If-None-Match and then stores the object in two unlocked steps
     (moto/s3/responses.py ``S3Response.put_object``); real S3 evaluates the condition and the
-    write atomically (a concurrent loser gets 412 or 409). Serialising moto's handler gives the
-    race tests S3's semantics; the registry code under test is unchanged.
+    write atomically (a concurrent loser gets 412 or 409). moto also closes a replaced object's
+    buffer while another thread may still be reading it in ``get_object`` ("I/O operation on
+    closed file"); a real S3 GET returns the old or the new object whole. Serialising moto's
+    put/get/head handlers gives the race tests S3's semantics; the registry code is unchanged.
     """
     from moto.s3.responses import S3Response
 
-    lock = threading.Lock()
-    original = S3Response.put_object
+    lock = threading.RLock()
+    for handler in ("put_object", "get_object", "head_object"):
+        original = getattr(S3Response, handler)
 
-    def locked(self: Any) -> Any:
-        with lock:
-            return original(self)
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
 
-    monkeypatch.setattr(S3Response, "put_object", locked)
+        monkeypatch.setattr(S3Response, handler, locked)
 
 
 @pytest.fixture
