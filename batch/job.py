@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -85,23 +86,27 @@ def _public_key_pem(public_key: str | None) -> str | None:
 
 
 def ship_bundle(model: str) -> tuple[Path, str]:
-    """A cached ``.tar.gz`` of the bundle to ship to executors once; returns (path, sha256)."""
-    from mlship.bundle import cache_dir, pack_bundle, resolve_local
-    from mlship.hashing import sha256_file
+    """A cached ``.tar.gz`` of the bundle to ship to executors once; returns (path, sha256).
+
+    The cache key is the bundle's identity: its manifest (which holds the sha256 of every other
+    file) and signature. A rerun with the same bundle ships the archive packed last time; the
+    workers verify hashes and signature on load, so a tampered cache file is still refused.
+    """
+    from mlship.bundle import MANIFEST, SIGNATURE, cache_dir, pack_bundle, resolve_local
+    from mlship.hashing import sha256_bytes, sha256_file
 
     local = resolve_local(model)
+    identity = b"".join(p.read_bytes() for p in (local / MANIFEST, local / SIGNATURE) if p.is_file())
     spark_dir = cache_dir() / "spark-files"
     spark_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=spark_dir))
-    try:
-        packed = pack_bundle(local, tmp / "bundle.tar.gz")
-        digest = sha256_file(packed)
-        target = spark_dir / f"mlship-bundle-{digest[:16]}.tar.gz"
-        if not target.exists():
-            packed.replace(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target, digest
+    target = spark_dir / f"mlship-bundle-{sha256_bytes(identity)[:16]}.tar.gz"
+    if not target.is_file():
+        tmp = Path(tempfile.mkdtemp(dir=spark_dir))
+        try:
+            os.replace(pack_bundle(local, tmp / "bundle.tar.gz"), target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target, sha256_file(target)
 
 
 class _Progress:
