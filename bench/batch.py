@@ -1,8 +1,11 @@
 """Batch benchmark: rows/s of the mlship Spark job on 2M rows at local[2], against raw onnxruntime in
 one process and ``mlflow.pyfunc.spark_udf`` on the scikit-learn model, on the same data, same run.
 
-Model: RandomForestClassifier (100 trees) on 20 float features, exported to a bundle.
-Data: 2,000,000 rows in 8 Parquet files (an id column + 20 features).
+Models, each exported to a bundle, on 20 float features:
+* RandomForestClassifier (100 unpruned trees): the worst case for onnxruntime's tree operator at
+  one thread per worker (see docs/batch.md, "Where the time goes");
+* HistGradientBoostingClassifier (80 iterations): mlship's default model family.
+Data: 2,000,000 rows in 8 Parquet files (an id column + 20 features), shared by both models.
 
 * mlship: ``batch.job.run_job`` end to end (read, validate every row, score through the shared
   Predictor in ``mapInPandas`` with 1 onnxruntime thread per worker, quarantine, write Parquet,
@@ -14,7 +17,8 @@ Data: 2,000,000 rows in 8 Parquet files (an id column + 20 features).
   read and Parquet write (labels only: pyfunc's predict).
 * Spark I/O floor: the same read and write with no model.
 
-Run: ``.venv/bin/python -m bench.batch [--quick]`` (quick: 1 round instead of 3; still 2M rows).
+Run: ``.venv/bin/python -m bench.batch [--quick] [--models rf,hgb]`` (quick: 1 round instead of 3;
+still 2M rows).
 """
 
 from __future__ import annotations
@@ -40,21 +44,19 @@ def _log(msg: str) -> None:
     print(f"[bench.batch {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _prepare(tmp: Path) -> tuple[Path, Path, Any, list[str]]:
+MODELS = {"rf": "RF(100)", "hgb": "HGB(80)"}
+
+
+def _prepare_data(tmp: Path) -> tuple[Any, Path, list[str]]:
+    """Training data for the models and the 2M-row Parquet input every variant scores."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mlship.datasets import make_numeric
-    from mlship.export import export_bundle
-    from mlship.train import make_estimator
 
     train = make_numeric(20_000, n_features=N_FEATURES, seed=4)
     features = [c for c in train.columns if c != "label"]
-    rf = make_estimator("rf").set_params(n_estimators=100).fit(train.iloc[:16_000][features],
-                                                              train.iloc[:16_000]["label"])
-    bundle = export_bundle(rf, train.iloc[16_000:].reset_index(drop=True), "label", tmp / "rf", name="rf",
-                           version="1", tarball=True)
     data = tmp / "input"
     data.mkdir()
     rng = np.random.default_rng(11)
@@ -64,7 +66,30 @@ def _prepare(tmp: Path) -> tuple[Path, Path, Any, list[str]]:
         cols = {"id": pa.array(np.arange(i * per_file, (i + 1) * per_file, dtype=np.int64))}
         cols.update({name: pa.array(x[:, j]) for j, name in enumerate(features)})
         pq.write_table(pa.table(cols), data / f"part-{i}.parquet")
-    return bundle, data, rf, features
+    return train, data, features
+
+
+def _prepare_model(kind: str, train: Any, features: list[str], tmp: Path) -> tuple[Path, Path]:
+    """Fit ``kind``, export it as an mlship bundle and save it as an MLflow model."""
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from mlship.export import export_bundle
+    from mlship.train import make_estimator
+
+    estimator = make_estimator(kind)
+    if kind == "rf":
+        estimator.set_params(n_estimators=100)
+    estimator.fit(train.iloc[:16_000][features], train.iloc[:16_000]["label"])
+    bundle = export_bundle(estimator, train.iloc[16_000:].reset_index(drop=True), "label", tmp / kind, name=kind,
+                           version="1", tarball=True)
+    mlflow_model = tmp / f"mlflow-{kind}"
+    sample = pd.DataFrame(np.zeros((5, N_FEATURES)), columns=features)
+    mlflow.sklearn.save_model(estimator, str(mlflow_model), serialization_format="cloudpickle",
+                              signature=infer_signature(sample, estimator.predict(sample)))
+    return bundle, mlflow_model
 
 
 def _raw_onnxruntime(bundle: Path, data: Path, features: list[str]) -> float:
@@ -87,55 +112,76 @@ def _raw_onnxruntime(bundle: Path, data: Path, features: list[str]) -> float:
     return rows / (time.perf_counter() - t0)
 
 
-def main(quick: bool = False) -> None:
+def _rows_for(kind: str, med: dict[str, float]) -> list[dict[str, Any]]:
+    """The README table rows of one model."""
+    title = f"Spark local[2], {N_ROWS / 1e6:.0f}M rows x {N_FEATURES} features, {MODELS[kind]}"
+    unit = "rows/s (higher is better)"
+    mlship, score_write = med[f"{kind}:mlship"], med[f"{kind}:mlship_score_write"]
+    return [
+        {"benchmark": f"{title}: mlship job end to end vs mlflow spark_udf", "mlship": round(mlship),
+         "baseline": round(med[f"{kind}:mlflow_spark_udf"]), "baseline_name": "mlflow.pyfunc.spark_udf (scikit-learn)",
+         "ratio": round(mlship / med[f"{kind}:mlflow_spark_udf"], 2), "unit": unit},
+        {"benchmark": f"{title}: mlship job end to end vs raw onnxruntime in one process",
+         "mlship": round(mlship), "baseline": round(med[f"{kind}:raw_onnxruntime"]),
+         "baseline_name": "raw onnxruntime, 1 process, 2 threads, no validation/write",
+         "ratio": round(mlship / med[f"{kind}:raw_onnxruntime"], 2), "unit": unit},
+        {"benchmark": f"{title}: mlship score+write stage vs Spark I/O with no model",
+         "mlship": round(score_write), "baseline": round(med["spark_io_floor"]),
+         "baseline_name": "Spark Parquet read + write, no model",
+         "ratio": round(score_write / med["spark_io_floor"], 2), "unit": unit},
+    ]
+
+
+def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS)) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     rounds = 1 if quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="mlship-bench-batch-"))
     os.environ.setdefault("MLSHIP_CACHE_DIR", str(tmp / "cache"))
     os.environ["MLFLOW_TRACKING_URI"] = (tmp / "mlruns").as_uri()
+    results: dict[str, list[float]] = {"spark_io_floor": []}
+    summaries: dict[str, list[dict[str, Any]]] = {}
     try:
-        _log(f"preparing {N_ROWS:,} rows x {N_FEATURES} features in {N_FILES} Parquet files + RF(100) bundle")
-        bundle, data, rf, features = _prepare(tmp)
+        _log(f"preparing {N_ROWS:,} rows x {N_FEATURES} features in {N_FILES} Parquet files")
+        train, data, features = _prepare_data(tmp)
         import mlflow.pyfunc
-        import mlflow.sklearn
-        import numpy as np
-
-        mlflow_model = tmp / "mlflow-rf"
-        import pandas as pd
-        from mlflow.models import infer_signature
-
-        sample = pd.DataFrame(np.zeros((5, N_FEATURES)), columns=features)
-        mlflow.sklearn.save_model(rf, str(mlflow_model), serialization_format="cloudpickle",
-                                  signature=infer_signature(sample, rf.predict(sample)))
 
         from batch.job import JobConfig, run_job
         from batch.spark import get_session
 
         spark = get_session("local[2]", app_name="mlship-bench-batch")
-        udf = mlflow.pyfunc.spark_udf(spark, model_uri=str(mlflow_model), result_type="double",
-                                      env_manager="local")
-        results: dict[str, list[float]] = {"mlship": [], "mlship_score_write": [], "raw_onnxruntime": [],
-                                           "mlflow_spark_udf": [], "spark_io_floor": []}
-        summaries = []
+        models: dict[str, tuple[Path, Any]] = {}
+        for kind in kinds:
+            _log(f"fitting and exporting {MODELS[kind]}")
+            bundle, mlflow_model = _prepare_model(kind, train, features, tmp)
+            udf = mlflow.pyfunc.spark_udf(spark, model_uri=str(mlflow_model), result_type="double",
+                                          env_manager="local")
+            models[kind] = (bundle, udf)
+            for variant in ("mlship", "mlship_score_write", "raw_onnxruntime", "mlflow_spark_udf"):
+                results[f"{kind}:{variant}"] = []
+            summaries[kind] = []
         for r in range(rounds):  # interleaved so that machine noise hits every variant alike
-            _log(f"round {r + 1}/{rounds}: mlship job")
-            t0 = time.perf_counter()
-            summary = run_job(JobConfig(model=str(bundle) + ".tar.gz", input=str(data), output=str(tmp / "out"),
-                                        run_id=f"bench-{r}", master="local[2]", progress=False), spark=spark)
-            results["mlship"].append(N_ROWS / (time.perf_counter() - t0))
-            results["mlship_score_write"].append(summary["throughput_rows_per_s"])
-            assert summary["counts"]["scored"] == N_ROWS, summary["counts"]
-            summaries.append({k: summary[k] for k in ("counts", "durations_s", "throughput_rows_per_s", "spark")})
-            shutil.rmtree(tmp / "out", ignore_errors=True)
+            for kind, (bundle, udf) in models.items():
+                _log(f"round {r + 1}/{rounds}, {MODELS[kind]}: mlship job")
+                t0 = time.perf_counter()
+                summary = run_job(JobConfig(model=str(bundle) + ".tar.gz", input=str(data),
+                                            output=str(tmp / "out"), run_id=f"bench-{kind}-{r}", master="local[2]",
+                                            progress=False), spark=spark)
+                results[f"{kind}:mlship"].append(N_ROWS / (time.perf_counter() - t0))
+                results[f"{kind}:mlship_score_write"].append(summary["throughput_rows_per_s"])
+                assert summary["counts"]["scored"] == N_ROWS, summary["counts"]
+                summaries[kind].append({k: summary[k] for k in ("counts", "durations_s", "throughput_rows_per_s",
+                                                                "spark")})
+                shutil.rmtree(tmp / "out", ignore_errors=True)
 
-            _log(f"round {r + 1}/{rounds}: raw onnxruntime (one process)")
-            results["raw_onnxruntime"].append(_raw_onnxruntime(bundle, data, features))
+                _log(f"round {r + 1}/{rounds}, {MODELS[kind]}: raw onnxruntime (one process)")
+                results[f"{kind}:raw_onnxruntime"].append(_raw_onnxruntime(bundle, data, features))
 
-            _log(f"round {r + 1}/{rounds}: mlflow spark_udf")
-            t0 = time.perf_counter()
-            frame = spark.read.parquet(str(data))
-            frame.withColumn("prediction", udf(*features)).write.mode("overwrite").parquet(str(tmp / "mlflow-out"))
-            results["mlflow_spark_udf"].append(N_ROWS / (time.perf_counter() - t0))
+                _log(f"round {r + 1}/{rounds}, {MODELS[kind]}: mlflow spark_udf")
+                t0 = time.perf_counter()
+                frame = spark.read.parquet(str(data))
+                frame.withColumn("prediction", udf(*features)).write.mode("overwrite").parquet(
+                    str(tmp / "mlflow-out"))
+                results[f"{kind}:mlflow_spark_udf"].append(N_ROWS / (time.perf_counter() - t0))
 
             _log(f"round {r + 1}/{rounds}: Spark read + write, no model")
             t0 = time.perf_counter()
@@ -146,22 +192,9 @@ def main(quick: bool = False) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
-    title = f"Spark local[2], {N_ROWS / 1e6:.0f}M rows x {N_FEATURES} features, RF(100)"
-    unit = "rows/s (higher is better)"
-    table = [
-        {"benchmark": f"{title}: mlship job end to end vs mlflow spark_udf", "mlship": round(med["mlship"]),
-         "baseline": round(med["mlflow_spark_udf"]), "baseline_name": "mlflow.pyfunc.spark_udf (scikit-learn)",
-         "ratio": round(med["mlship"] / med["mlflow_spark_udf"], 2), "unit": unit},
-        {"benchmark": f"{title}: mlship job end to end vs raw onnxruntime in one process",
-         "mlship": round(med["mlship"]), "baseline": round(med["raw_onnxruntime"]),
-         "baseline_name": "raw onnxruntime, 1 process, 2 threads, no validation/write",
-         "ratio": round(med["mlship"] / med["raw_onnxruntime"], 2), "unit": unit},
-        {"benchmark": f"{title}: mlship score+write stage vs Spark I/O with no model",
-         "mlship": round(med["mlship_score_write"]), "baseline": round(med["spark_io_floor"]),
-         "baseline_name": "Spark Parquet read + write, no model",
-         "ratio": round(med["mlship_score_write"] / med["spark_io_floor"], 2), "unit": unit},
-    ]
-    raw = {"rounds": rounds, "rows": N_ROWS, "rows_per_s": results, "medians": med, "mlship_summaries": summaries}
+    table = [row for kind in kinds for row in _rows_for(kind, med)]
+    raw = {"rounds": rounds, "rows": N_ROWS, "models": {k: MODELS[k] for k in kinds}, "rows_per_s": results,
+           "medians": med, "mlship_summaries": summaries}
     path = write_results("batch", table, raw)
     for row in table:
         print(f"{row['benchmark']:<95} mlship {row['mlship']:>9,} vs {row['baseline']:>9,} (x{row['ratio']})")
@@ -171,4 +204,10 @@ def main(quick: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 round instead of 3 (still 2M rows)")
-    main(parser.parse_args().quick)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {sorted(MODELS)}")
+    args = parser.parse_args()
+    chosen = tuple(k.strip() for k in args.models.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in MODELS]
+    if unknown or not chosen:
+        parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
+    main(args.quick, chosen)
