@@ -65,3 +65,30 @@ def clear_cache() -> None:
     """Forget cached clients (tests switch endpoints between moto servers)."""
     with _lock:
         _cache.clear()
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError`` ("" for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: Exception) -> int:
+    """The HTTP status of a botocore ``ClientError`` (0 for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def is_precondition_failure(exc: Exception) -> bool:
+    """S3 refused a conditional write (If-Match / If-None-Match): someone else wrote first."""
+    return error_code(exc) in {"PreconditionFailed", "412"} or http_status(exc) == 412
+
+
+def is_conflict(exc: Exception) -> bool:
+    """S3 answers 409 ConditionalRequestConflict when conditional writes collide: retry."""
+    return error_code(exc) == "ConditionalRequestConflict" or http_status(exc) == 409
+
+
+def is_missing(exc: Exception) -> bool:
+    """The object (or key) does not exist."""
+    return error_code(exc) in {"NoSuchKey", "404", "NotFound"} or http_status(exc) == 404

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from mlship.aws import error_code, is_conflict, is_missing, is_precondition_failure
 from mlship.errors import MlshipError
 
 ENV_BUCKET = "MLSHIP_REGISTRY_BUCKET"
@@ -202,29 +203,6 @@ def resolve_uri(uri: str) -> str:
     return Registry(parse_uri(uri).bucket, sagemaker=False).resolve(uri)
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: Exception) -> int:
-    response = getattr(exc, "response", None) or {}
-    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _is_precondition_failure(exc: Exception) -> bool:
-    return _error_code(exc) in {"PreconditionFailed", "412"} or _status(exc) == 412
-
-
-def _is_conflict(exc: Exception) -> bool:
-    """S3 answers 409 ConditionalRequestConflict when conditional writes collide: retry."""
-    return _error_code(exc) == "ConditionalRequestConflict" or _status(exc) == 409
-
-
-def _is_missing(exc: Exception) -> bool:
-    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"} or _status(exc) == 404
-
-
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.5, 0.02 * (2**attempt))))  # noqa: S311 - jitter, not security
 
@@ -289,7 +267,7 @@ class Registry:
         try:
             return self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 raise NotFoundError(f"s3://{self.bucket}/{key} not found") from None
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
 
@@ -297,9 +275,9 @@ class Registry:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return None
-            if _error_code(exc) == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
         return json.loads(obj["Body"].read()), obj["ETag"]
@@ -309,9 +287,9 @@ class Registry:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return False
-            if _error_code(exc) == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
 
@@ -322,12 +300,12 @@ class Registry:
                 put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
                 return str(put["ETag"])
             except Exception as exc:
-                if _is_precondition_failure(exc):
+                if is_precondition_failure(exc):
                     return None
-                if _is_conflict(exc):
+                if is_conflict(exc):
                     _backoff(attempt)
                     continue
-                if _error_code(exc) == "NoSuchBucket":
+                if error_code(exc) == "NoSuchBucket":
                     raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
                 raise RegistryError(f"cannot write s3://{self.bucket}/{key}: {exc}") from None
         raise RegistryError(f"cannot write s3://{self.bucket}/{key}: conditional writes kept conflicting")
@@ -417,7 +395,7 @@ class Registry:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 out += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         except Exception as exc:
-            if _error_code(exc) == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
             raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from None
         return out
@@ -500,7 +478,7 @@ class Registry:
                 put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=record.body(),
                                          ContentType="application/json", **condition)
             except Exception as exc:
-                if _is_precondition_failure(exc) or _is_conflict(exc) or _is_missing(exc):
+                if is_precondition_failure(exc) or is_conflict(exc) or is_missing(exc):
                     _backoff(attempt)  # someone else moved it: re-read, re-check the expectation
                     continue
                 raise RegistryError(f"cannot move {name}@{alias}: {exc}") from None
@@ -537,7 +515,7 @@ class Registry:
             self.sm.describe_model_package_group(ModelPackageGroupName=group)
             return group
         except Exception as exc:
-            if "does not exist" not in str(exc) and _error_code(exc) not in {"ValidationException",
+            if "does not exist" not in str(exc) and error_code(exc) not in {"ValidationException",
                                                                              "ResourceNotFound"}:
                 raise RegistryError(f"SageMaker: cannot read model package group {group}: {exc}") from None
         try:

@@ -191,13 +191,12 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
     report = _jsonable(report)
     history = publish.read_history(reports_bucket, base) if config.reports_bucket is not None else []
     pred_score = next((p.get("score") for p in drift.to_dict()["predictions"].values()), None)
-    history.append({"time": now.isoformat(), "share": drift.share, "dataset_drift": drift.dataset_drift,
-                    "prediction_score": pred_score, "quality": perf.get("value"), "rows": acc.rows,
-                    "report": uris["html"]})
-    page = html_report.render(report, history)
+    entry = {"time": now.isoformat(), "share": drift.share, "dataset_drift": drift.dataset_drift,
+             "prediction_score": pred_score, "quality": perf.get("value"), "rows": acc.rows, "report": uris["html"]}
+    page = html_report.render(report, [*history, entry])
     result = MonitorResult(report=report, metrics=metrics, events=events, html=page)
     if config.reports_bucket is not None:
-        result.report_uris = publish.write_reports(reports_bucket, base, stamp, report, page, history)
+        result.report_uris = publish.write_reports(reports_bucket, base, stamp, report, page, entry)
         say(f"report written to {result.report_uris['html']}")
     result.report["metrics_published"] = publish.publish_metrics(metrics, config.namespace, config.metrics_mode)
     if config.emit_events and events:

@@ -86,27 +86,59 @@ def report_prefix(prefix: str, model: str, version: str) -> str:
 
 
 def read_history(bucket: str, base: str) -> list[dict[str, Any]]:
-    from mlship.aws import client
+    """The report history of one model version (oldest first; empty when there is none yet)."""
+    return _read_history(bucket, base)[0]
 
-    s3 = client("s3")
+
+def _read_history(bucket: str, base: str) -> tuple[list[dict[str, Any]], str | None]:
+    """(entries, ETag of history.json or None when it does not exist yet)."""
+    from mlship.aws import client, is_missing
+
     try:
-        body = s3.get_object(Bucket=bucket, Key=f"{base}/history.json")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return []
-    except Exception as exc:  # noqa: BLE001 - a missing or unreadable history starts a new one
-        if "NoSuchKey" in str(exc) or "Not Found" in str(exc) or "404" in str(exc):
-            return []
+        obj = client("s3").get_object(Bucket=bucket, Key=f"{base}/history.json")
+    except Exception as exc:  # botocore ClientError: a missing history starts a new one
+        if is_missing(exc):
+            return [], None
         raise
     try:
-        data = json.loads(body)
+        data = json.loads(obj["Body"].read())
     except json.JSONDecodeError:
-        return []
-    return data if isinstance(data, list) else []
+        data = []  # an unreadable history is replaced (under the same condition) rather than blocking runs
+    return (data if isinstance(data, list) else []), obj["ETag"]
+
+
+def append_history(bucket: str, base: str, entry: dict[str, Any], attempts: int = 20) -> list[dict[str, Any]]:
+    """Append one run to ``history.json`` without losing a concurrent run's entry.
+
+    Read-modify-write under S3 conditional writes: ``If-Match`` the ETag we read (``If-None-Match: *``
+    for the first entry); when another run wrote in between (412, or 409 for colliding writes),
+    read again and retry with a short jittered back-off. Returns the history as written.
+    """
+    import random
+    import time
+
+    from mlship.aws import client, is_conflict, is_precondition_failure
+
+    s3 = client("s3")
+    for attempt in range(attempts):
+        history, etag = _read_history(bucket, base)
+        history = [*history, entry][-HISTORY_LIMIT:]
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            s3.put_object(Bucket=bucket, Key=f"{base}/history.json", Body=json.dumps(history).encode(),
+                          ContentType="application/json", **condition)
+            return history
+        except Exception as exc:  # botocore ClientError
+            if not (is_precondition_failure(exc) or is_conflict(exc)):
+                raise
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+    raise RuntimeError(f"s3://{bucket}/{base}/history.json kept changing under {attempts} attempts to append")
 
 
 def write_reports(bucket: str, base: str, stamp: str, report: dict[str, Any], html_text: str,
-                  history: list[dict[str, Any]]) -> dict[str, str]:
-    """Write report.json + report.html under a timestamped key, plus latest.* and history.json."""
+                  entry: dict[str, Any]) -> dict[str, str]:
+    """Write report.json + report.html under a timestamped key, append ``entry`` to history.json
+    (see :func:`append_history`), then point latest.* at this report."""
     from mlship.aws import client
 
     s3 = client("s3")
@@ -115,8 +147,7 @@ def write_reports(bucket: str, base: str, stamp: str, report: dict[str, Any], ht
     keys = {"json": f"{base}/{stamp}/report.json", "html": f"{base}/{stamp}/report.html"}
     s3.put_object(Bucket=bucket, Key=keys["json"], Body=body, ContentType="application/json")
     s3.put_object(Bucket=bucket, Key=keys["html"], Body=page, ContentType="text/html; charset=utf-8")
+    append_history(bucket, base, entry)
     s3.put_object(Bucket=bucket, Key=f"{base}/latest.json", Body=body, ContentType="application/json")
     s3.put_object(Bucket=bucket, Key=f"{base}/latest.html", Body=page, ContentType="text/html; charset=utf-8")
-    s3.put_object(Bucket=bucket, Key=f"{base}/history.json",
-                  Body=json.dumps(history[-HISTORY_LIMIT:]).encode(), ContentType="application/json")
     return {k: f"s3://{bucket}/{v}" for k, v in keys.items()}

@@ -1,41 +1,15 @@
-"""Registry test helpers: unique buckets, cheap extra versions of the shared bundle, and S3's
-atomic conditional writes in moto."""
+"""Registry test helpers: unique buckets and cheap extra versions of the shared bundle."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-@pytest.fixture
-def atomic_s3_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's conditional PutObject atomic, and its reads consistent, as they are in S3.
-
-    moto 5.2.5 checks If-Match / If-None-Match and then stores the object in two unlocked steps
-    (moto/s3/responses.py ``S3Response.put_object``); real S3 evaluates the condition and the
-    write atomically (a concurrent loser gets 412 or 409). moto also closes a replaced object's
-    buffer while another thread may still be reading it in ``get_object`` ("I/O operation on
-    closed file"); a real S3 GET returns the old or the new object whole. Serialising moto's
-    put/get/head handlers gives the race tests S3's semantics; the registry code is unchanged.
-    """
-    from moto.s3.responses import S3Response
-
-    lock = threading.RLock()
-    for handler in ("put_object", "get_object", "head_object"):
-        original = getattr(S3Response, handler)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(S3Response, handler, locked)
 
 
 @pytest.fixture
