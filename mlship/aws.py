@@ -43,7 +43,8 @@ def _ensure_local_credentials() -> None:
 
 
 def client(service: str, *, region_name: str | None = None, **config: Any) -> Any:
-    """A cached boto3 client with standard-mode retries and the endpoint override applied."""
+    """A cached boto3 client with standard-mode retries (5 attempts, or ``AWS_MAX_ATTEMPTS``) and the
+    endpoint override applied."""
     import boto3
     from botocore.config import Config
 
@@ -53,7 +54,9 @@ def client(service: str, *, region_name: str | None = None, **config: Any) -> An
     key = (service, reg, url) if not config else None
     if key is not None and key in _cache:
         return _cache[key]
-    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, **config)
+    # standard-mode retries, 5 attempts unless the standard AWS_MAX_ATTEMPTS variable says otherwise
+    attempts = {} if os.environ.get("AWS_MAX_ATTEMPTS") else {"max_attempts": 5}
+    cfg = Config(retries={"mode": "standard", **attempts}, **config)
     made = boto3.session.Session().client(service, region_name=reg, endpoint_url=url, config=cfg)
     if key is not None:
         with _lock:

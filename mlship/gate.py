@@ -340,7 +340,8 @@ def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thre
 
     The alias move is a compare-and-swap on the pointer read before the evaluation: if another
     promotion moved it meanwhile, :class:`~mlship.registry.AliasConflictError` is raised and
-    nothing changes. On a failed gate nothing in the registry or SageMaker changes.
+    nothing changes. On a failed gate nothing in the registry or SageMaker changes. When the
+    SageMaker approval fails after the move, the alias is moved back (see :func:`_roll_back_alias`).
     """
     from mlship.registry import RegistryError
 
@@ -360,9 +361,32 @@ def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thre
     why = reason or f"gate passed ({len(result.checks)} checks)"
     promotion.moved = registry.set_alias(name, alias, version, expect=current, reason=why, who=who,
                                          evidence={"gate": summary})
-    promotion.package_arn = registry.approve(
-        name, version, description=f"mlship gate passed ({len(result.checks)} checks); {name}@{alias}")
+    try:
+        promotion.package_arn = registry.approve(
+            name, version, description=f"mlship gate passed ({len(result.checks)} checks); {name}@{alias}")
+    except RegistryError as exc:
+        _roll_back_alias(registry, name, alias, current, promotion.moved, who, exc)
     return promotion
+
+
+def _roll_back_alias(registry: Any, name: str, alias: str, previous: Any, moved: Any, who: str | None,
+                     cause: Exception) -> None:
+    """The alias moved but the SageMaker approval failed: move it back (compare-and-swap on our own
+    move, recorded in the audit log) and raise, so the alias and the approval never disagree."""
+    from mlship.registry import RegistryError
+
+    if previous is None:  # there is no earlier champion to return to: say exactly what state we left
+        raise RegistryError(f"{cause}; {name}@{alias} now points at version {moved.version} (it had no "
+                            f"previous version to return to) but its SageMaker package is not approved: "
+                            f"fix the cause and approve it, or move the alias") from None
+    try:
+        registry.set_alias(name, alias, previous.version, expect=moved, who=who,
+                           reason=f"rolled back: SageMaker approval of version {moved.version} failed")
+    except Exception as rollback_exc:  # e.g. someone moved the alias meanwhile: report both
+        raise RegistryError(f"{cause}; rolling {name}@{alias} back to version {previous.version} also failed: "
+                            f"{rollback_exc}") from None
+    raise RegistryError(f"{cause}; {name}@{alias} was moved back to version {previous.version}, "
+                        f"nothing is promoted") from None
 
 
 # ---------------------------------------------------------------------------------- reports

@@ -157,6 +157,50 @@ def test_failing_gate_changes_nothing(registry: Registry, churn_bundle: Path, lo
     assert "REFUSED" in (tmp_path / "refused" / "gate.html").read_text()
 
 
+def _sagemaker_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point SageMaker (only) at a closed local port: a real connection failure from botocore, while
+    S3 stays on moto. Used to make the approval step fail after the alias moved."""
+    from mlship.aws import clear_cache
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # fail at once instead of backing off 5 times
+    clear_cache()
+
+
+def test_failed_approval_moves_the_alias_back(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
+                                              holdout: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlship.aws import clear_cache
+    from mlship.registry import RegistryError
+
+    registry.register(churn_bundle)
+    registry.register(logreg_bundle)
+    limits = parse_thresholds(PASSING)
+    promote(registry, "churn", "1", holdout, limits)
+    _sagemaker_unreachable(monkeypatch)
+    with pytest.raises(RegistryError, match="churn@champion was moved back to version 1, nothing is promoted"):
+        promote(registry, "churn", "2", holdout, limits, who="ci")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SAGEMAKER")
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    clear_cache()
+    assert registry.get_alias("churn", "champion").version == "1"
+    moves = [(h.previous, h.version, h.reason) for h in registry.history("churn", "champion")]
+    assert [(a, b) for a, b, _ in moves] == [(None, "1"), ("1", "2"), ("2", "1")]  # the audit shows both moves
+    assert "rolled back: SageMaker approval of version 2 failed" in moves[-1][2]
+    assert registry.approval_status("churn", "2") == "PendingManualApproval"
+    assert registry.approval_status("churn", "1") == "Approved"
+
+
+def test_failed_first_approval_says_what_state_is_left(registry: Registry, churn_bundle: Path, holdout: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlship.registry import RegistryError
+
+    registry.register(churn_bundle)
+    _sagemaker_unreachable(monkeypatch)
+    with pytest.raises(RegistryError, match="now points at version 1 .* not approved"):
+        promote(registry, "churn", "1", holdout, parse_thresholds(PASSING))
+    assert registry.get_alias("churn", "champion").version == "1"
+
+
 def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
                                            versions: Any, holdout: Any, atomic_s3_conditions: None) -> None:
     """Two promotions judged against the same champion, moving the alias at the same moment."""
