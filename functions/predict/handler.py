@@ -57,6 +57,7 @@ class Request:
     body: bytes
     content_type: str | None
     request_id: str
+    accept: str | None = None
 
 
 @dataclass
@@ -223,14 +224,14 @@ def parse_event(event: Any, context: Any) -> Request:
         ev1 = APIGatewayProxyEvent(event)
         return Request("rest-v1", ev1.http_method.upper(), ev1.path or "/",
                        _decode_body(ev1.body, bool(ev1.is_base64_encoded)), ev1.headers.get("content-type"),
-                       ev1.request_context.request_id or fallback_id)
+                       ev1.request_context.request_id or fallback_id, ev1.headers.get("accept"))
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
         domain = (event["requestContext"].get("domainName") or "")
         ev2 = LambdaFunctionUrlEvent(event) if ".lambda-url." in domain else APIGatewayProxyEventV2(event)
         kind = "function-url" if ".lambda-url." in domain else "http-v2"
         return Request(kind, ev2.request_context.http.method.upper(), ev2.raw_path or "/",
                        _decode_body(ev2.body, bool(ev2.is_base64_encoded)), ev2.headers.get("content-type"),
-                       ev2.request_context.request_id or fallback_id)
+                       ev2.request_context.request_id or fallback_id, ev2.headers.get("accept"))
     # direct invocation
     if isinstance(event, dict) and "body" in event and ("contentType" in event or "isBase64Encoded" in event):
         body = event.get("body")
@@ -244,11 +245,17 @@ def parse_event(event: Any, context: Any) -> Request:
 def _response(req: Request, answer: Answer) -> dict[str, Any]:
     if req.kind == "direct":
         return {"statusCode": answer.status, **answer.body}
-    headers = {"Content-Type": "application/json", "X-Request-Id": req.request_id}
+    media = protocol.JSON
+    if answer.status == 200:
+        try:
+            media = protocol.response_type(req.accept)  # already checked in handle(); JSON if it was refused
+        except protocol.NotAcceptable:
+            media = protocol.JSON
+    text, content_type = protocol.render(answer.body, media)
+    headers = {"Content-Type": content_type, "X-Request-Id": req.request_id}
     if answer.status == 405:
         headers["Allow"] = "POST"
-    return {"statusCode": answer.status, "headers": headers, "body": protocol.dumps(answer.body),
-            "isBase64Encoded": False}
+    return {"statusCode": answer.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
 def _emit_metrics(backend: Any, answer: Answer, latency_ms: float) -> None:
@@ -285,6 +292,7 @@ def handle(req: Request) -> tuple[Answer, Any]:
             return Answer(200, body), backend
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
+        protocol.response_type(req.accept)  # 406 before any work
         return backend.invoke(req, max_bytes, record=_writer() is not None), backend
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
         status, body = protocol.error_answer(exc, req.request_id)

@@ -114,13 +114,14 @@ class InvocationsApp:
         return _json(start_response, 200, {"status": "ok", "model": state.predictor.describe()})
 
     def _invoke(self, environ: dict[str, Any], request_id: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        media = protocol.response_type(environ.get("HTTP_ACCEPT"))  # 406 before any work
         body = _read_body(environ, self.max_bytes)
         predictor = self.state.wait(self.load_wait)
         payload = protocol.decode(body, environ.get("CONTENT_TYPE"), max_bytes=self.max_bytes)
         prediction, columns = protocol.predict(predictor, payload)
         if self.writer is not None:
             self._record(predictor, request_id, prediction, columns)
-        return _json(start_response, 200, protocol.answer(prediction, request_id))
+        return _json(start_response, 200, protocol.answer(prediction, request_id), media=media)
 
     def _record(self, predictor: Any, request_id: str, prediction: Any, columns: Any) -> None:
         from mlship.records import make_records
@@ -147,9 +148,14 @@ def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
     return stream.read(max_bytes + 1)  # chunked: read one byte past the limit to detect it
 
 
-def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any]) -> list[bytes]:
-    data = protocol.dumps(body).encode("utf-8")
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],
+          media: str = protocol.JSON) -> list[bytes]:
+    """Send ``body`` as JSON (or as CSV rows for a prediction when ``media`` is CSV)."""
+    text, content_type = protocol.render(body, media)
+    data = text.encode("utf-8")
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+    if "request_id" in body:
+        headers.append(("X-Request-Id", str(body["request_id"])))
     if status == 405:
         headers.append(("Allow", "POST" if "invocations" in str(body.get("error", "")) else "GET"))
     start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)

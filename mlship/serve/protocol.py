@@ -12,16 +12,23 @@ error                                   status  ``kind`` (metric dimension)
 :class:`~mlship.errors.ValidationError`  400    ``validation``
 body over the size limit                 413    ``too_large``
 unsupported ``Content-Type``             415    ``unsupported_media_type``
+``Accept`` neither JSON nor CSV          406    ``not_acceptable``
 wrong HTTP method                        405    ``method_not_allowed``
 model not loaded / golden check failed   503    ``model_unavailable``
 anything else                            500    ``internal`` (no details)
 ======================================  ======  ===========================
+
+Answers are JSON unless the ``Accept`` header prefers ``text/csv``: then one line per input row,
+no header, ``prediction`` followed by the class probabilities in ``classes`` order (regression:
+the value), the shape SageMaker Batch Transform joins back to its input lines. Errors are JSON.
 
 Imports only the standard library, numpy and the mlship core (it ships in the Lambda asset).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -54,6 +61,53 @@ class UnsupportedMediaType(RequestError):
 
 class MethodNotAllowed(RequestError):
     status, kind = 405, "method_not_allowed"
+
+
+class NotAcceptable(RequestError):
+    status, kind = 406, "not_acceptable"
+
+
+def response_type(accept: str | None) -> str:
+    """The answer's media type for an ``Accept`` header (RFC 9110 media ranges with ``q``).
+
+    JSON when the header is missing or allows anything (``*/*``, ``application/*``); CSV when
+    ``text/csv`` (or ``text/*``) ranks higher; the first listed wins a tie. Raises
+    :class:`NotAcceptable` when neither can be given.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    best, best_q = None, 0.0
+    for part in accept.split(","):
+        media, *params = (field.strip() for field in part.split(";"))
+        media = media.lower()
+        q = 1.0
+        for param in params:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        for candidate in SUPPORTED_TYPES:  # JSON first: */* means JSON
+            if media in (candidate, "*/*", candidate.split("/")[0] + "/*"):
+                if q > best_q:
+                    best, best_q = candidate, q
+                break
+    if best is None:
+        raise NotAcceptable(f"cannot answer with {accept.strip()!r}: accept {JSON} or {CSV}")
+    return best
+
+
+def render(body: Mapping[str, Any], media: str) -> tuple[str, str]:
+    """The response text and its ``Content-Type``: CSV rows for a successful prediction when
+    ``media`` is CSV (see the module docstring), compact JSON for everything else."""
+    if media != CSV or "predictions" not in body:
+        return dumps(body), JSON
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    probabilities = body.get("probabilities")
+    for i, prediction in enumerate(body["predictions"]):
+        writer.writerow([prediction, *(probabilities[i] if probabilities else ())])
+    return out.getvalue(), CSV
 
 
 def _malformed(message: str) -> ValidationError:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from realtime.helpers import REPO, GateProxy, ServeProcess, csv_text, golden_failing_copy, request
+from realtime.test_accept import check_csv
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +230,18 @@ def test_sagemaker_data_capture_of_serve_answers_reads_as_records(served, holdou
     assert records[0]["model"] == {"name": "churn", "version": "1"} and records[0]["request_id"] == "evt-1"
     assert records[2]["inputs"]["contract"] == holdout_records[2]["contract"]
     assert records[2]["inputs"]["tenure_months"] == holdout_records[2]["tenure_months"]
+
+
+def test_serve_answers_csv_when_asked(served: Any, holdout_records: list[dict[str, Any]],
+                                      feature_names: list[str], predictor: Any) -> None:
+    body = csv_text(holdout_records[:12], feature_names, header=False).encode()
+    status, text = request("POST", f"{served.url}/invocations", body,
+                           {"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert status == 200 and isinstance(text, str), text
+    check_csv(text, predictor.predict(holdout_records[:12]))
+    status, answer = request("POST", f"{served.url}/invocations", body,
+                             {"Content-Type": "text/csv", "Accept": "application/xml"})
+    assert status == 406 and answer["kind"] == "not_acceptable", answer
+    status, answer = request("POST", f"{served.url}/invocations", b"age\nold\n",
+                             {"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert status == 400 and answer["errors"], answer  # errors are JSON whatever was accepted
