@@ -70,6 +70,14 @@ def clear_cache() -> None:
         _cache.clear()
 
 
+def backoff(attempt: int) -> None:
+    """Sleep before retrying a lost conditional write: full jitter, 20 ms doubling, at most 0.5 s."""
+    import random
+    import time
+
+    time.sleep(random.uniform(0, min(0.5, 0.02 * (2**attempt))))  # noqa: S311 - jitter, not security
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ``ClientError`` ("" for anything else)."""
     response = getattr(exc, "response", None) or {}

@@ -28,7 +28,6 @@ import contextlib
 import getpass
 import json
 import os
-import random
 import re
 import socket
 import tempfile
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from mlship.aws import error_code, is_conflict, is_missing, is_precondition_failure
+from mlship.aws import backoff, error_code, is_conflict, is_missing, is_precondition_failure
 from mlship.errors import MlshipError
 
 ENV_BUCKET = "MLSHIP_REGISTRY_BUCKET"
@@ -203,10 +202,6 @@ def resolve_uri(uri: str) -> str:
     return Registry(parse_uri(uri).bucket, sagemaker=False).resolve(uri)
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.5, 0.02 * (2**attempt))))  # noqa: S311 - jitter, not security
-
-
 def sagemaker_group_name(name: str) -> str:
     """A SageMaker model package group name for a model (letters, digits and single '-')."""
     cleaned = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
@@ -303,7 +298,7 @@ class Registry:
                 if is_precondition_failure(exc):
                     return None
                 if is_conflict(exc):
-                    _backoff(attempt)
+                    backoff(attempt)
                     continue
                 if error_code(exc) == "NoSuchBucket":
                     raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
@@ -479,7 +474,7 @@ class Registry:
                                          ContentType="application/json", **condition)
             except Exception as exc:
                 if is_precondition_failure(exc) or is_conflict(exc) or is_missing(exc):
-                    _backoff(attempt)  # someone else moved it: re-read, re-check the expectation
+                    backoff(attempt)  # someone else moved it: re-read, re-check the expectation
                     continue
                 raise RegistryError(f"cannot move {name}@{alias}: {exc}") from None
             record.etag = put["ETag"]

@@ -67,6 +67,7 @@ class Answer:
     rows: int = 0
     error_kind: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    media: str = protocol.JSON  # the negotiated answer type (errors are always JSON)
 
 
 # ---------------------------------------------------------------------------- backends
@@ -245,13 +246,7 @@ def parse_event(event: Any, context: Any) -> Request:
 def _response(req: Request, answer: Answer) -> dict[str, Any]:
     if req.kind == "direct":
         return {"statusCode": answer.status, **answer.body}
-    media = protocol.JSON
-    if answer.status == 200:
-        try:
-            media = protocol.response_type(req.accept)  # already checked in handle(); JSON if it was refused
-        except protocol.NotAcceptable:
-            media = protocol.JSON
-    text, content_type = protocol.render(answer.body, media)
+    text, content_type = protocol.render(answer.body, answer.media)
     headers = {"Content-Type": content_type, "X-Request-Id": req.request_id}
     if answer.status == 405:
         headers["Allow"] = "POST"
@@ -292,8 +287,10 @@ def handle(req: Request) -> tuple[Answer, Any]:
             return Answer(200, body), backend
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
-        protocol.response_type(req.accept)  # 406 before any work
-        return backend.invoke(req, max_bytes, record=_writer() is not None), backend
+        media = protocol.response_type(req.accept)  # 406 before any work
+        answer = backend.invoke(req, max_bytes, record=_writer() is not None)
+        answer.media = media
+        return answer, backend
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
         status, body = protocol.error_answer(exc, req.request_id)
         kind = protocol.error_kind(exc)

@@ -112,12 +112,9 @@ def append_history(bucket: str, base: str, entry: dict[str, Any], attempts: int 
 
     Read-modify-write under S3 conditional writes: ``If-Match`` the ETag we read (``If-None-Match: *``
     for the first entry); when another run wrote in between (412, or 409 for colliding writes),
-    read again and retry with a short jittered back-off. Returns the history as written.
+    read again and retry after a jittered back-off. Returns the history as written.
     """
-    import random
-    import time
-
-    from mlship.aws import client, is_conflict, is_precondition_failure
+    from mlship.aws import backoff, client, is_conflict, is_precondition_failure
 
     s3 = client("s3")
     for attempt in range(attempts):
@@ -131,7 +128,7 @@ def append_history(bucket: str, base: str, entry: dict[str, Any], attempts: int 
         except Exception as exc:  # botocore ClientError
             if not (is_precondition_failure(exc) or is_conflict(exc)):
                 raise
-            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            backoff(attempt)
     raise RuntimeError(f"s3://{bucket}/{base}/history.json kept changing under {attempts} attempts to append")
 
 

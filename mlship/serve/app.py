@@ -94,24 +94,24 @@ class InvocationsApp:
                     raise protocol.MethodNotAllowed(f"method {method} is not allowed on /invocations: use POST")
                 return self._invoke(environ, request_id, start_response)
             if path == "/execution-parameters" and method == "GET":
-                return _json(start_response, 200, {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
+                return _respond(start_response, 200, {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
                                                    "MaxPayloadInMB": max(1, self.max_bytes // (1024 * 1024))})
-            return _json(start_response, 404, {"error": f"no route {method} {path}", "request_id": request_id})
+            return _respond(start_response, 404, {"error": f"no route {method} {path}", "request_id": request_id})
         except Exception as exc:  # noqa: BLE001 - statuses, never stack traces
             status, body = protocol.error_answer(exc, request_id)
             if status >= 500:
                 log.error("request %s failed (%s): %s", request_id, protocol.error_kind(exc), exc)
-            return _json(start_response, status, body)
+            return _respond(start_response, status, body)
 
     def _ping(self, method: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if method not in ("GET", "HEAD"):
             raise protocol.MethodNotAllowed(f"method {method} is not allowed on /ping: use GET")
         state = self.state
         if not state.ready.is_set():
-            return _json(start_response, 503, {"status": "loading"})
+            return _respond(start_response, 503, {"status": "loading"})
         if state.error is not None:
-            return _json(start_response, 503, {"status": "failed", "reason": str(state.error)})
-        return _json(start_response, 200, {"status": "ok", "model": state.predictor.describe()})
+            return _respond(start_response, 503, {"status": "failed", "reason": str(state.error)})
+        return _respond(start_response, 200, {"status": "ok", "model": state.predictor.describe()})
 
     def _invoke(self, environ: dict[str, Any], request_id: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         media = protocol.response_type(environ.get("HTTP_ACCEPT"))  # 406 before any work
@@ -121,7 +121,7 @@ class InvocationsApp:
         prediction, columns = protocol.predict(predictor, payload)
         if self.writer is not None:
             self._record(predictor, request_id, prediction, columns)
-        return _json(start_response, 200, protocol.answer(prediction, request_id), media=media)
+        return _respond(start_response, 200, protocol.answer(prediction, request_id), media=media)
 
     def _record(self, predictor: Any, request_id: str, prediction: Any, columns: Any) -> None:
         from mlship.records import make_records
@@ -148,7 +148,7 @@ def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
     return stream.read(max_bytes + 1)  # chunked: read one byte past the limit to detect it
 
 
-def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],
+def _respond(start_response: Callable[..., Any], status: int, body: dict[str, Any],
           media: str = protocol.JSON) -> list[bytes]:
     """Send ``body`` as JSON (or as CSV rows for a prediction when ``media`` is CSV)."""
     text, content_type = protocol.render(body, media)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import http.client as httplib
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -219,3 +223,11 @@ def golden_failing_copy(src: Path, dest: Path) -> Path:
     manifest["files"] = hash_files(dest)
     write_manifest(dest, manifest)
     return dest
+
+
+def check_csv(text: str, expected: Any) -> None:
+    """CSV answer rows equal the predictor's labels and probabilities."""
+    rows = list(csv.reader(io.StringIO(text)))
+    assert [int(r[0]) for r in rows] == expected.labels.tolist()
+    np.testing.assert_allclose(np.array([[float(v) for v in r[1:]] for r in rows]), expected.probabilities,
+                               rtol=0, atol=1e-7)

@@ -4,16 +4,13 @@ Through the Lambda handler with real-shaped events (``mlship serve`` over real H
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
-import numpy as np
 import pytest
 
 from mlship.serve import protocol
-from realtime.helpers import LambdaContext, http_v2_event, rest_v1_event
+from realtime.helpers import LambdaContext, check_csv, http_v2_event, rest_v1_event
 
 
 @pytest.mark.parametrize(("accept", "expected"), [
@@ -41,14 +38,6 @@ def test_render_regression_and_errors() -> None:
     assert (text, ctype) == ("1.5\n-2.0\n", protocol.CSV)
     text, ctype = protocol.render({"error": "bad", "kind": "validation"}, protocol.CSV)  # errors stay JSON
     assert ctype == protocol.JSON and json.loads(text)["kind"] == "validation"
-
-
-def check_csv(text: str, expected: Any) -> None:
-    """CSV answer rows equal the predictor's labels and probabilities."""
-    rows = list(csv.reader(io.StringIO(text)))
-    assert [int(r[0]) for r in rows] == expected.labels.tolist()
-    np.testing.assert_allclose(np.array([[float(v) for v in r[1:]] for r in rows]), expected.probabilities,
-                               rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["rest-v1", "http-v2"])

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime.helpers import REPO, GateProxy, ServeProcess, csv_text, golden_failing_copy, request
-from realtime.test_accept import check_csv
+from realtime.helpers import REPO, GateProxy, ServeProcess, check_csv, csv_text, golden_failing_copy, request
 
 
 @pytest.fixture(scope="module")
