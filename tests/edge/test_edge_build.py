@@ -98,49 +98,18 @@ def test_variant_outside_tolerance_is_refused(mlp_bundle, churn_split, signing_k
 
 
 def test_cli_build_and_one_line_errors(mlp_bundle, signing_keys, tmp_path) -> None:
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlship",
-            "edge",
-            "build",
-            str(mlp_bundle),
-            "--out",
-            str(tmp_path / "o"),
-            "--key",
-            str(signing_keys / "mlship.key"),
-            "--variant",
-            "int8-dynamic",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    def edge_build(variant: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mlship", "edge", "build", str(mlp_bundle), "--out", str(tmp_path / "o"),
+             "--key", str(signing_keys / "mlship.key"), "--variant", variant],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )
+
+    ok = edge_build("int8-dynamic")
     assert ok.returncode == 0, ok.stderr
     assert "int8-dynamic" in ok.stdout and "packaged" in ok.stdout
     assert (tmp_path / "o" / "churn-mlp-1.0.0-int8-dynamic.edge.tar.gz").is_file()
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlship",
-            "edge",
-            "build",
-            str(mlp_bundle),
-            "--out",
-            str(tmp_path / "o"),
-            "--key",
-            str(signing_keys / "mlship.key"),
-            "--variant",
-            "int4",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = edge_build("int4")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         "error: unknown variants ['int4']: choose from fp32, int8-dynamic, int8-static, ort"
