@@ -396,11 +396,17 @@ def evaluation_html(ev: Evaluation) -> str:
     return PAGE.format(title=f"mlship evaluation {html.escape(ev.model['name'])}", body="\n".join(parts))
 
 
-def write_report(ev: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``evaluation.json`` and ``evaluation.html``; returns both paths."""
+def write_report_pair(out_dir: str | Path, stem: str, json_text: str, html_text: str) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.html`` into ``out_dir`` (created); returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out / "evaluation.json", out / "evaluation.html"
-    json_path.write_text(json.dumps(ev.to_dict(), indent=2, allow_nan=False) + "\n", "utf-8")
-    html_path.write_text(evaluation_html(ev), "utf-8")
+    json_path, html_path = out / f"{stem}.json", out / f"{stem}.html"
+    json_path.write_text(json_text, "utf-8")
+    html_path.write_text(html_text, "utf-8")
     return json_path, html_path
+
+
+def write_report(ev: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` and ``evaluation.html``; returns both paths."""
+    return write_report_pair(out_dir, "evaluation", json.dumps(ev.to_dict(), indent=2, allow_nan=False) + "\n",
+                             evaluation_html(ev))

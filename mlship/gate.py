@@ -46,6 +46,7 @@ from mlship.evaluate import (
     figure_png,
     interval,
     metric_names,
+    write_report_pair,
 )
 
 
@@ -459,9 +460,6 @@ def gate_html(result: GateResult) -> str:
 
 def write_gate_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``gate.json`` and ``gate.html``; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out / "gate.json", out / "gate.html"
-    json_path.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str) + "\n", "utf-8")
-    html_path.write_text(gate_html(result), "utf-8")
-    return json_path, html_path
+    return write_report_pair(out_dir, "gate",
+                             json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str) + "\n",
+                             gate_html(result))
