@@ -33,6 +33,21 @@ class GoldenCheckError(BundleError):
     kind = "golden"
 
 
+class ModelOutputError(MlshipError):
+    """The model produced an output no answer can carry (NaN or infinity): a model-side failure.
+
+    HTTP paths answer 5xx with ``kind`` ``model_error`` (counted as a model failure, never as a
+    client's mistake); batch paths quarantine the rows with reason ``non_finite_output``.
+    """
+
+    kind = "model_error"
+
+    def __init__(self, rows: list[int]):
+        self.rows = rows
+        shown = ", ".join(str(r) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+        super().__init__(f"the model produced a non-finite output (NaN or infinity) for row(s) {shown}")
+
+
 class ExportError(MlshipError):
     """An estimator cannot be exported (unsupported, parity failure, bad holdout)."""
 

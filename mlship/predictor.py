@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlship.bundle import Bundle, open_bundle
-from mlship.errors import GoldenCheckError, ValidationError
+from mlship.errors import GoldenCheckError, ModelOutputError, ValidationError
 from mlship.schema import InputSchema, ValidatedBatch
 
 CLASSIFICATION = "classification"
@@ -69,6 +69,13 @@ class Prediction:
             body["predictions"] = self.values.tolist() if self.values is not None else []
         return body
 
+    def non_finite(self) -> np.ndarray:
+        """Boolean mask of the rows whose probabilities or value are NaN or infinite."""
+        out = self.probabilities if self.task == CLASSIFICATION else self.values
+        if out is None or len(self) == 0:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isfinite(np.asarray(out, dtype=np.float64).reshape(len(self), -1)).all(axis=1)
+
     def records(self) -> list[dict[str, Any]]:
         """One dict per row: ``prediction`` and ``probabilities`` (or ``value``)."""
         if self.task == CLASSIFICATION:
@@ -88,6 +95,16 @@ class ScoredBatch:
     @property
     def valid(self) -> np.ndarray:
         return self.validated.valid
+
+    @property
+    def non_finite(self) -> np.ndarray:
+        """Mask over the *scored* rows (``prediction``'s rows) whose output is NaN or infinite.
+
+        Batch paths quarantine these rows with reason ``non_finite_output``: a model-side failure.
+        """
+        if self.prediction is None:
+            return np.zeros(0, dtype=bool)
+        return self.prediction.non_finite()
 
 
 def _to_python(arr: np.ndarray | None) -> list[Any]:
@@ -158,7 +175,19 @@ class Predictor:
         """Validate any input shape and predict; raise :class:`ValidationError` on any bad field."""
         batch = self.schema.validate(data, allow_extra=allow_extra)
         batch.raise_for_errors()
-        return self.predict_columns(batch.columns)
+        return self.predict_checked(batch.columns)
+
+    def predict_checked(self, columns: dict[str, np.ndarray]) -> Prediction:
+        """Predict validated columns; raise :class:`ModelOutputError` if any output is not finite.
+
+        Every answering path (Lambda, ``serve``, the edge agent, ``mlship predict``) predicts
+        through this, so a model that emits NaN is a model failure, never invalid JSON.
+        """
+        prediction = self.predict_columns(columns)
+        bad = prediction.non_finite()
+        if bad.any():
+            raise ModelOutputError(np.flatnonzero(bad).tolist())
+        return prediction
 
     def score(self, data: Any, *, allow_extra: bool = True) -> ScoredBatch:
         """Validate and predict the valid rows only (batch use: bad rows are reported, not raised)."""

@@ -15,6 +15,7 @@ unsupported ``Content-Type``             415    ``unsupported_media_type``
 ``Accept`` neither JSON nor CSV          406    ``not_acceptable``
 wrong HTTP method                        405    ``method_not_allowed``
 model not loaded / golden check failed   503    ``model_unavailable``
+model output NaN or infinite             500    ``model_error``
 anything else                            500    ``internal`` (no details)
 ======================================  ======  ===========================
 
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mlship.errors import BundleError, FieldError, MlshipError, ValidationError
+from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -192,7 +193,7 @@ def predict(predictor: Any, payload: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """Validate with the predictor's schema and predict; return the prediction and the columns."""
     batch = predictor.schema.validate(payload)
     batch.raise_for_errors()
-    return predictor.predict_columns(batch.columns), batch.columns
+    return predictor.predict_checked(batch.columns), batch.columns
 
 
 def _plain(value: Any) -> Any:
@@ -227,6 +228,8 @@ def error_kind(exc: BaseException) -> str:
         return exc.kind
     if isinstance(exc, BundleError):
         return "model_unavailable"
+    if isinstance(exc, ModelOutputError):
+        return "model_error"
     return "internal"
 
 
@@ -239,6 +242,8 @@ def error_answer(exc: BaseException, request_id: str) -> tuple[int, dict[str, An
         status, body = exc.status, {"error": str(exc), "kind": exc.kind}
     elif isinstance(exc, BundleError):
         status, body = 503, {"error": "model unavailable", "reason": str(exc), "kind": "model_unavailable"}
+    elif isinstance(exc, ModelOutputError):
+        status, body = 500, {"error": "model error", "reason": str(exc), "kind": "model_error"}
     else:
         status, body = 500, {"error": "internal error", "kind": "internal"}
     body["request_id"] = request_id
