@@ -27,6 +27,8 @@ LAYOUT_COLUMNS = "columns"  # one ONNX input per feature, shape [N, 1]
 LAYOUT_TENSOR = "tensor"  # one float ONNX input of shape [N, n_features]
 
 _MISSING = object()
+# The model's tensors are float32: a finite float64 beyond this would become +-inf in the feed.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -255,6 +257,9 @@ class InputSchema:
             if not spec.nullable:
                 problems.append((nulls, "null_not_allowed", "is null or NaN but the field is not nullable"))
             problems.append((np.isinf(values), "not_finite", "is infinite"))
+            with np.errstate(invalid="ignore"):
+                beyond = np.abs(values) > FLOAT32_MAX  # inf is reported as not_finite above
+            problems.append((beyond & np.isfinite(values), "out_of_range", _FLOAT32_MESSAGE))
             if spec.dtype == INTEGER:
                 finite = np.isfinite(values)
                 frac = np.zeros_like(nulls)
@@ -273,7 +278,12 @@ class InputSchema:
         return values.astype(np.float32)
 
 
+_FLOAT32_MESSAGE = f"is beyond the float32 range the model takes (magnitude over {FLOAT32_MAX:.7g})"
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, (list, dict)):  # repr of a deeply nested value would recurse without limit
+        return f"{type(value).__name__} of {len(value)} item(s)"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -319,7 +329,11 @@ def _check_values(spec: Field, values: Iterable[Any]) -> tuple[np.ndarray, list[
                 kind = "an integer" if spec.dtype == INTEGER else "a number"
                 errors.append(FieldError(i, spec.name, "wrong_type", f"expected {kind}, got {_describe(v)}"))
                 continue
-            fv = float(v)
+            try:
+                fv = float(v)
+            except OverflowError:  # an int with hundreds of digits: beyond any float
+                errors.append(FieldError(i, spec.name, "out_of_range", _FLOAT32_MESSAGE))
+                continue
             if math.isnan(fv):
                 if not spec.nullable:
                     errors.append(FieldError(i, spec.name, "null_not_allowed",
@@ -329,6 +343,9 @@ def _check_values(spec: Field, values: Iterable[Any]) -> tuple[np.ndarray, list[
                 continue
             if math.isinf(fv):
                 errors.append(FieldError(i, spec.name, "not_finite", f"is {fv} (must be finite)"))
+                continue
+            if abs(fv) > FLOAT32_MAX:
+                errors.append(FieldError(i, spec.name, "out_of_range", _FLOAT32_MESSAGE))
                 continue
             if spec.dtype == INTEGER and not fv.is_integer():
                 errors.append(FieldError(i, spec.name, "wrong_type", f"expected an integer, got {v!r}"))

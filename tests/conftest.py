@@ -146,3 +146,14 @@ def atomic_s3_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
                 return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(S3Response, handler, locked)
+
+
+@pytest.fixture(scope="session")
+def nonfinite_bundle(tmp_path_factory: pytest.TempPathFactory, churn_bundle: Path, signing_keys: Path) -> Path:
+    """A signed copy of ``churn_bundle`` whose probabilities are NaN when monthly_charges > 1000."""
+    from nonfinite import nonfinite_copy
+
+    from mlship.signing import load_private_key
+
+    out = tmp_path_factory.mktemp("bundles") / "churn-nan"
+    return nonfinite_copy(churn_bundle, out, load_private_key(signing_keys / "mlship.key"))

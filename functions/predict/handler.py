@@ -218,23 +218,88 @@ def _decode_body(body: str | None, is_base64: bool) -> bytes:
     return body.encode("utf-8")
 
 
+class MalformedEvent(protocol.RequestError):
+    """An event whose shape no API Gateway, Function URL or direct invocation produces."""
+
+    status, kind = 400, "malformed_event"
+
+
+def _optional(doc: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, types):
+        raise MalformedEvent(f"event {where}{key} must be {_type_names(types)}, got {type(value).__name__}")
+    return value
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "a boolean", dict: "an object"}
+    group = types if isinstance(types, tuple) else (types,)
+    return " or ".join(names.get(t, t.__name__) for t in group)
+
+
+def _check_headers(event: dict[str, Any]) -> None:
+    headers = _optional(event, "headers", dict, "")
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise MalformedEvent(f"event header {name!r} must map a string to a string")
+
+
+def _check_http_event(event: dict[str, Any], version: int) -> None:
+    """Refuse, with a message, the fields this adapter reads when they have the wrong type."""
+    context = _optional(event, "requestContext", dict, "") or {}
+    _optional(context, "requestId", str, "requestContext.")
+    _optional(event, "body", str, "")
+    _optional(event, "isBase64Encoded", bool, "")
+    _check_headers(event)
+    if version == 1:
+        if not isinstance(event.get("httpMethod"), str):
+            raise MalformedEvent("event httpMethod must be a string")
+        _optional(event, "path", str, "")
+        return
+    http = context.get("http")
+    if not isinstance(http, dict) or not isinstance(http.get("method"), str):
+        raise MalformedEvent("a version 2.0 event needs requestContext.http.method (a string)")
+    _optional(context, "domainName", str, "requestContext.")
+    _optional(event, "rawPath", str, "")
+
+
 def parse_event(event: Any, context: Any) -> Request:
-    """Recognise the event shape and extract the request (see the module docstring)."""
-    fallback_id = getattr(context, "aws_request_id", None) or "local"
+    """Recognise the event shape and extract the request (see the module docstring).
+
+    Raises :class:`MalformedEvent` (400) for an event of a known shape with fields of the wrong
+    type: such an event is the caller's mistake, never a server error.
+    """
+    try:
+        return _parse_event(event, getattr(context, "aws_request_id", None) or "local")
+    except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+        raise MalformedEvent(f"the event cannot be read: {type(exc).__name__}") from None
+
+
+def _event_kind(event: Any) -> str:
+    """The response shape an event expects (API Gateway needs statusCode/headers/body)."""
+    if isinstance(event, dict) and ("httpMethod" in event or event.get("version") == "2.0"):
+        return "rest-v1" if "httpMethod" in event else "http-v2"
+    return "direct"
+
+
+def _parse_event(event: Any, fallback_id: str) -> Request:
     if isinstance(event, dict) and "httpMethod" in event and "requestContext" in event:
+        _check_http_event(event, version=1)
         ev1 = APIGatewayProxyEvent(event)
         return Request("rest-v1", ev1.http_method.upper(), ev1.path or "/",
                        _decode_body(ev1.body, bool(ev1.is_base64_encoded)), ev1.headers.get("content-type"),
                        ev1.request_context.request_id or fallback_id, ev1.headers.get("accept"))
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        _check_http_event(event, version=2)
         domain = (event["requestContext"].get("domainName") or "")
         ev2 = LambdaFunctionUrlEvent(event) if ".lambda-url." in domain else APIGatewayProxyEventV2(event)
         kind = "function-url" if ".lambda-url." in domain else "http-v2"
         return Request(kind, ev2.request_context.http.method.upper(), ev2.raw_path or "/",
                        _decode_body(ev2.body, bool(ev2.is_base64_encoded)), ev2.headers.get("content-type"),
                        ev2.request_context.request_id or fallback_id, ev2.headers.get("accept"))
-    # direct invocation
     if isinstance(event, dict) and "body" in event and ("contentType" in event or "isBase64Encoded" in event):
+        _optional(event, "contentType", str, "")
+        _optional(event, "isBase64Encoded", bool, "")
         body = event.get("body")
         if not isinstance(body, str):
             body = json.dumps(body)
@@ -243,10 +308,23 @@ def parse_event(event: Any, context: Any) -> Request:
     return Request("direct", "POST", "/", json.dumps(event).encode("utf-8"), protocol.JSON, fallback_id)
 
 
+def _render(answer: Answer) -> tuple[str, str]:
+    """The body text; an answer JSON cannot carry (NaN from a proxied endpoint) is a model error."""
+    try:
+        return protocol.render(answer.body, answer.media)
+    except (ValueError, TypeError) as exc:
+        logger.error("answer cannot be encoded", extra={"error": f"{type(exc).__name__}: {exc}"})
+        answer.status, answer.error_kind = 500, "model_error"
+        answer.body = {"error": "model error", "reason": "the model's answer is not valid JSON (non-finite number)",
+                       "kind": "model_error", "request_id": answer.body.get("request_id")}
+        return protocol.render(answer.body, protocol.JSON)
+
+
 def _response(req: Request, answer: Answer) -> dict[str, Any]:
     if req.kind == "direct":
+        _render(answer)  # the same check (it may turn the answer into a model error)
         return {"statusCode": answer.status, **answer.body}
-    text, content_type = protocol.render(answer.body, answer.media)
+    text, content_type = _render(answer)
     headers = {"Content-Type": content_type, "X-Request-Id": req.request_id}
     if answer.status == 405:
         headers["Allow"] = "POST"
@@ -310,7 +388,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         req = parse_event(event, context)
     except Exception as exc:  # noqa: BLE001 - a malformed event is a 400, not a crash
-        req = Request("direct", "POST", "/", b"", None, getattr(context, "aws_request_id", "local"))
+        req = Request(_event_kind(event), "POST", "/", b"", None, getattr(context, "aws_request_id", "local"))
         status, body = protocol.error_answer(exc, req.request_id)
         answer, backend = Answer(status, body, error_kind=protocol.error_kind(exc)), None
     else:

@@ -155,8 +155,10 @@ def parse_json(body: bytes) -> list[Any]:
         raise ValidationError([FieldError(None, None, "empty", "request body is empty")])
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError and the NaN/Infinity rejection
+    except ValueError as exc:  # JSONDecodeError, the NaN/Infinity rejection, over-long integers
         raise _malformed(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _malformed("body is not valid JSON: nested too deeply") from None
     if isinstance(doc, Mapping):
         if "instances" not in doc:
             return [doc]
