@@ -25,6 +25,7 @@ from mlship.bundle import FORMAT, GOLDEN_FILE, MODEL_FILE, PROFILE_FILE, Bundle,
 from mlship.bundle import write_manifest as _write_manifest
 from mlship.errors import ExportError
 from mlship.schema import INTEGER, LAYOUT_COLUMNS, LAYOUT_TENSOR, NUMBER, STRING, Field, InputSchema
+from mlship.versions import parse_version
 
 SUPPORTED = (
     "LogisticRegression, LinearRegression, Ridge, Lasso, ElasticNet, SGD*, LinearSVC/SVC/SVR, "
@@ -55,15 +56,23 @@ class ParityPolicy:
 
 
 def load_estimator(path: str | Path) -> Any:
-    """Load a fitted estimator from a joblib or pickle file."""
+    """Load a fitted estimator from a joblib or pickle file.
+
+    The file must come from a source you trust: unpickling runs whatever code the file names.
+    """
     import joblib
+    from sklearn.base import BaseEstimator
 
     try:
-        return joblib.load(path)
+        estimator = joblib.load(path)
     except FileNotFoundError:
         raise ExportError(f"model file not found: {path}") from None
-    except Exception as exc:  # pickle errors come in many types
-        raise ExportError(f"cannot load an estimator from {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling fails in many types; each is one message
+        raise ExportError(f"cannot load an estimator from {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(estimator, BaseEstimator):
+        raise ExportError(f"{path} holds a {type(estimator).__name__}, not a fitted scikit-learn estimator or "
+                          "Pipeline")
+    return estimator
 
 
 def load_table(path: str | Path) -> Any:
@@ -341,6 +350,8 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
             progress(msg)
 
     parity = parity or ParityPolicy()
+    if version is not None:
+        parse_version(version)  # an unparseable version could never be ordered against another
     if label not in holdout.columns:
         raise ExportError(f"label column {label!r} not found in the holdout (columns: {list(holdout.columns)})")
     if len(holdout) < 10:

@@ -13,7 +13,8 @@ from mlship.errors import MlshipError
 
 
 def export(
-    model: Path = typer.Argument(..., help="Fitted scikit-learn estimator/Pipeline (joblib or pickle)."),
+    model: Path = typer.Argument(..., help="Fitted scikit-learn estimator/Pipeline (joblib or pickle). "
+                                 "Only load files you trust: unpickling runs the code the file names."),
     holdout: Path = typer.Argument(..., help="Labelled holdout sample (.csv or .parquet)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (a .tar.gz is written next to it)."),
     name: str = typer.Option(..., help="Model name."),
