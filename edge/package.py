@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
 from mlship.bundle import SIGNATURE, Bundle
 from mlship.errors import VerificationError
+from mlship.versions import InvalidVersionError, Version, parse_version
+from mlship.versions import is_newer as is_newer  # re-exported: the one version ordering (PEP 440)
+from mlship.versions import same_version as same_version
 
 EDGE_FORMAT = "mlship-edge/1"
 PACKAGE_SUFFIX = ".edge.tar.gz"
@@ -54,25 +56,9 @@ def machine() -> str:
     return _ARCH_ALIASES.get(m, m)
 
 
-def version_key(version: str) -> tuple:
-    """Sort key for versions like ``1.2.10``, ``2026.11.23-rc1`` or ``20261123.1015``.
-
-    Numeric parts compare as numbers, other parts as text, and a release sorts after its
-    pre-releases of the same numbers (``1.0.0`` > ``1.0.0-rc1``).
-    """
-    parts = re.split(r"[.\-+_]", str(version))
-    key: list[tuple[int, Any]] = []
-    for part in parts:
-        key.append((1, int(part)) if part.isdigit() else (0, part))
-    return (*key, (2, ""))
-
-
-def is_newer(candidate: str, current: str) -> bool:
-    return version_key(candidate) > version_key(current)
-
-
-def _vtuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+def _runtime_release(text: str) -> Version:
+    """A runtime version without its pre/dev/local parts (a 1.17 dev build satisfies >= 1.17)."""
+    return parse_version(parse_version(text).base_version)
 
 
 def check_constraints(
@@ -83,15 +69,23 @@ def check_constraints(
     if not isinstance(edge, dict) or edge.get("format") != EDGE_FORMAT:
         return [f"manifest has no '{EDGE_FORMAT}' edge section: this is a plain bundle, not an edge package"]
     cons = edge.get("constraints") or {}
+    if not isinstance(cons, dict):
+        return [f"manifest field 'edge.constraints' must be an object, got {type(cons).__name__}"]
     problems = []
     if runtime_version is None:
         import onnxruntime
 
         runtime_version = onnxruntime.__version__
     needed = cons.get("min_onnxruntime")
-    if needed and _vtuple(runtime_version) < _vtuple(needed):
-        problems.append(f"package needs onnxruntime >= {needed}, this device has {runtime_version}")
+    if needed:
+        try:
+            if _runtime_release(runtime_version) < _runtime_release(str(needed)):
+                problems.append(f"package needs onnxruntime >= {needed}, this device has {runtime_version}")
+        except InvalidVersionError as exc:
+            problems.append(f"cannot compare onnxruntime versions: {exc}")
     archs = cons.get("architectures") or [ANY_ARCH]
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        return [*problems, "manifest field 'edge.constraints.architectures' must be a list of strings"]
     here = arch or machine()
     if ANY_ARCH not in archs and here not in archs:
         problems.append(f"package is built for {', '.join(archs)}, this device is {here}")
@@ -101,9 +95,10 @@ def check_constraints(
 def signer_key_id(path: str | Path) -> str | None:
     """The key id recorded in a package's signature.json (None when unsigned/unreadable)."""
     try:
-        return json.loads((Path(path) / SIGNATURE).read_text("utf-8")).get("key_id")
-    except (OSError, ValueError, AttributeError):
+        kid = json.loads((Path(path) / SIGNATURE).read_text("utf-8")).get("key_id")
+    except (OSError, ValueError, AttributeError):  # missing, not JSON, or not a JSON object
         return None
+    return kid if isinstance(kid, str) and kid else None
 
 
 def verify_package(path: str | Path, trusted_keys: dict[str, Any]) -> Bundle:

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one polling round, then exit")
     sub.add_parser("status", help="print the status file")
     sub.add_parser("rollback", help="switch back to the previous model")
-    pred = sub.add_parser("predict", help="predict JSON records (argument or '-' for stdin)")
+    pred = sub.add_parser("predict", help="predict JSON (a record, a list or {\"instances\": [...]}) or CSV text "
+                          "(argument or '-' for stdin)")
     pred.add_argument("data")
     return p
 
@@ -59,7 +60,8 @@ def watch_once(device: Device, directory: Path) -> list[InstallResult]:
     current = device.current_dir()
     for pkg in sorted(directory.glob("*.tar.gz")):
         digest = sha256_file(pkg)
-        if device.was_rejected(digest) or (current is not None and current.name.endswith(digest[:8])):
+        seen = device.was_rejected(digest) or device.was_skipped(digest)
+        if seen or (current is not None and current.name.endswith(digest[:8])):
             continue
         results.append(device.install(pkg, sha256=digest))
         current = device.current_dir()
@@ -102,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             _print(result.to_dict())
             return 0
         if args.command == "predict":
+            from mlship.serve import protocol
+
             text = sys.stdin.read() if args.data == "-" else args.data
-            _print(device.predict(json.loads(text)).to_dict())
+            _print(device.predict(protocol.decode(text.encode("utf-8"), None)).to_dict())  # JSON or CSV
             return 0
         return run(device, args)
     except MlshipError as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import socket
@@ -36,16 +37,20 @@ from pathlib import Path
 from typing import Any
 
 from edge.agent.download import DownloadError, download
-from edge.package import check_constraints, is_newer, signer_key_id, verify_package
+from edge.package import check_constraints, signer_key_id, verify_package
 from mlship.bundle import Bundle, extract_tarball
-from mlship.errors import MlshipError, ValidationError
+from mlship.errors import BundleError, FieldError, MlshipError, ValidationError
 from mlship.hashing import sha256_file
+from mlship.versions import InvalidVersionError, parse_version, same_version
+
+log = logging.getLogger("edge.agent")
 
 CONFIG = "device.json"
 DEFAULTS: dict[str, Any] = {
     "health_window_s": 0.0,  # probation after a switch; 0 = commit right after the health check
     "max_error_rate": 0.2,  # share of failed predictions that triggers a rollback in probation
     "min_requests": 20,  # requests needed before the error rate is judged
+    "max_latency_ms": None,  # in probation, a model run slower than this counts as a failure
     "canary": None,  # JSON file of device inputs the new model must score (relative to the device dir)
     "allow_downgrade": False,
     "download_timeout_s": 30.0,
@@ -57,6 +62,18 @@ class UpdateRejected(MlshipError):
     """An update was refused (verification, downgrade, constraints, smoke test); nothing changed."""
 
     kind = "rejected"
+
+
+class AlreadyInstalled(MlshipError):
+    """The offered version equals the installed one (PEP 440: ``1.0`` == ``1.0.0``): nothing to do."""
+
+    kind = "unchanged"
+
+
+class ModelUnavailable(BundleError):
+    """The device has no model it can serve (none installed, or not signed by a trusted key)."""
+
+    kind = "model_unavailable"
 
 
 class AgentBusy(MlshipError):
@@ -87,6 +104,23 @@ class InstallResult:
             "sha256": self.sha256,
             **self.details,
         }
+
+
+@dataclass
+class _Offer:
+    """One update offer: where the package is and what was announced about it."""
+
+    source: str | Path
+    sha256: str | None
+    size: int | None
+    name: str | None
+    version: str | None
+    key_id: str | None
+    allow_downgrade: bool
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        self.digest = self.sha256
 
 
 Reporter = Callable[[dict[str, Any], InstallResult | None, str], None]
@@ -249,7 +283,7 @@ class Device:
             manifest = Bundle(path).manifest
         except MlshipError:
             return {"path": str(path), "error": "unreadable"}
-        edge = manifest.get("edge") or {}
+        edge = manifest.get("edge") if isinstance(manifest.get("edge"), dict) else {}
         return {
             "name": manifest.get("name"),
             "version": manifest.get("version"),
@@ -277,6 +311,9 @@ class Device:
                 rejected = [r for r in status.get("rejected", []) if r.get("sha256") != last.sha256]
                 rejected.append({"sha256": last.sha256, "version": last.version, "reason": last.reason})
                 status["rejected"] = rejected[-int(self.config["keep_rejected"]) :]
+            if last.outcome == "unchanged" and last.sha256:  # e.g. 1.0 offered over 1.0.0: never retried
+                skipped = [d for d in status.get("skipped", []) if d != last.sha256] + [last.sha256]
+                status["skipped"] = skipped[-int(self.config["keep_rejected"]) :]
         if job is not None:
             status["job"] = job
         _atomic_write_json(self.root / "status.json", status)
@@ -291,6 +328,10 @@ class Device:
 
     def was_rejected(self, sha256: str) -> bool:
         return any(r.get("sha256") == sha256 for r in self.status().get("rejected", []))
+
+    def was_skipped(self, sha256: str) -> bool:
+        """True when this package was offered before and changed nothing (equal version)."""
+        return sha256 in self.status().get("skipped", [])
 
     # ------------------------------------------------------------------ install
     def install(
@@ -314,56 +355,93 @@ class Device:
         allow_downgrade = self.config["allow_downgrade"] if allow_downgrade is None else allow_downgrade
         with self.lock():
             self._report(job, None, "IN_PROGRESS")
-            staged: Path | None = None
-            digest = sha256
+            work = self.versions / f".staging-{uuid.uuid4().hex[:12]}"
+            offer = _Offer(source, sha256, size, announced_name, announced_version, expected_key_id, allow_downgrade)
             try:
-                self._precheck(announced_name, announced_version, allow_downgrade)
-                self._write_status(state="downloading", job=job, source=_safe_source(source))
-                tarball = self._fetch(source, sha256, size)
-                if tarball is not None:
-                    digest = sha256_file(tarball)
-                    if sha256 and digest != sha256.lower():
-                        with contextlib.suppress(OSError):
-                            if tarball.parent == self.root / "downloads":
-                                tarball.unlink()
-                        raise UpdateRejected(
-                            f"sha256 of the download is {digest[:16]}..., the update expects {sha256[:16]}..."
-                        )
-                self._write_status(state="verifying", job=job)
-                staged = self._stage(source if tarball is None else tarball)
-                bundle, key = self._verify(staged, allow_downgrade, expected_key_id)
-                if announced_version is not None and str(announced_version) != bundle.version:
-                    raise UpdateRejected(
-                        f"the update announced version {announced_version} but the package is {bundle.version}"
-                    )
-                digest = digest or bundle.manifest["files"][bundle.manifest["model"]["file"]]
-                final = self._promote(staged, bundle, digest)
-                staged = None
-                if final == self.current_dir():
-                    result = InstallResult("unchanged", bundle.version, "already the current model", digest)
-                    self._write_status(state="idle", last=result, job=job)
-                    self._report(job, result, "SUCCEEDED")
-                    return result
-                self._write_status(state="smoke-testing", job=job)
-                self._smoke_test(final, key)
-            except (MlshipError, OSError, ValueError, KeyError) as exc:
-                version = _peek_version(staged)
-                if staged is not None:
-                    self._discard(staged)
-                reason = str(exc) if isinstance(exc, MlshipError) else f"{type(exc).__name__}: {exc}"
-                result = InstallResult("rejected", version, reason, digest)
-                self._write_status(state="idle" if self.current_dir() else "empty", last=result, job=job)
-                self._report(job, result, "REJECTED" if not isinstance(exc, DownloadError) else "FAILED")
-                return result
+                final, key, digest = self._prepare(offer, work, job)
+            except AlreadyInstalled as exc:
+                return self._finish(InstallResult("unchanged", _peek_version(work), str(exc), offer.digest), job)
+            except Exception as exc:  # noqa: BLE001 - any failure to verify/extract is a rejection, never a crash loop
+                return self._reject(exc, _peek_version(work), offer.digest, job)
+            finally:
+                self._discard(work)  # whatever is left of the staging area (partial extraction included)
+            if final == self.current_dir():
+                result = InstallResult("unchanged", Bundle(final).version, "already the current model", digest)
+                return self._finish(result, job)
             return self._switch_and_check(final, digest, job)
 
-    def _precheck(self, name: str | None, version: str | None, allow_downgrade: bool) -> None:
-        """Refuse an announced downgrade before downloading anything."""
+    def _prepare(self, offer: _Offer, work: Path, job: dict[str, Any] | None) -> tuple[Path, Any, str]:
+        """Fetch, extract into ``work``, verify, promote to ``versions/`` and smoke-test a package."""
+        self._check_version(offer.name, offer.version, offer.allow_downgrade)
+        self._write_status(state="downloading", job=job, source=_safe_source(offer.source))
+        tarball = self._fetch(offer.source, offer.sha256, offer.size)
+        if tarball is not None:
+            offer.digest = sha256_file(tarball)
+            if offer.sha256 and offer.digest != offer.sha256.lower():
+                with contextlib.suppress(OSError):
+                    if tarball.parent == self.root / "downloads":
+                        tarball.unlink()
+                raise UpdateRejected(
+                    f"sha256 of the download is {offer.digest[:16]}..., the update expects {offer.sha256[:16]}..."
+                )
+        self._write_status(state="verifying", job=job)
+        staged = self._stage(offer.source if tarball is None else tarball, work)
+        bundle, key = self._verify(staged, offer.allow_downgrade, offer.key_id)
+        if offer.version is not None and not same_version(offer.version, bundle.version):
+            raise UpdateRejected(f"the update announced version {offer.version} but the package is {bundle.version}")
+        offer.digest = offer.digest or str(bundle.manifest["files"][bundle.manifest["model"]["file"]])
+        final = self._promote(staged, bundle, offer.digest)
+        if final != self.current_dir():
+            self._write_status(state="smoke-testing", job=job)
+            self._smoke_test(final, key)
+        return final, key, offer.digest
+
+    def _finish(self, result: InstallResult, job: dict[str, Any] | None) -> InstallResult:
+        """Record an update that changed nothing (same package, or an equal version)."""
+        self._write_status(state="idle" if self.current_dir() else "empty", last=result, job=job)
+        self._report(job, result, "SUCCEEDED")
+        return result
+
+    def _reject(
+        self, exc: Exception, version: str | None, digest: str | None, job: dict[str, Any] | None
+    ) -> InstallResult:
+        """Record a refused update; the current model keeps serving."""
+        if isinstance(exc, MlshipError):
+            reason = str(exc)
+        else:  # a malformed package the verifier did not anticipate: still a named refusal
+            log.warning("package refused: %s: %s", type(exc).__name__, exc)
+            reason = f"package is malformed ({type(exc).__name__}: {exc})"
+        result = InstallResult("rejected", version, reason[:2000], digest)
+        self._write_status(state="idle" if self.current_dir() else "empty", last=result, job=job)
+        self._report(job, result, "REJECTED" if not isinstance(exc, DownloadError) else "FAILED")
+        return result
+
+    def _check_version(self, name: str | None, version: str | None, allow_downgrade: bool) -> None:
+        """Refuse an unparseable version or a downgrade; raise AlreadyInstalled for an equal version.
+
+        ``name`` None (an announcement without a name) is taken to be the installed model.
+        """
+        if version is None:
+            return
+        candidate = parse_version(version)  # unparseable: refused whatever the options
         current = self.current_dir()
-        if current is None or version is None or allow_downgrade:
+        if current is None:
             return
         cur = Bundle(current)
-        if (name is None or name == cur.name) and is_newer(cur.version, str(version)):
+        if name is not None and name != cur.name:
+            return
+        try:
+            installed = parse_version(cur.version)
+        except InvalidVersionError:
+            if allow_downgrade:
+                return
+            raise UpdateRejected(
+                f"the installed version {cur.version!r} is not a PEP 440 version, so {version} cannot be "
+                "ordered against it (replace it with --allow-downgrade)"
+            ) from None
+        if candidate == installed:
+            raise AlreadyInstalled(f"{cur.name} {version} is already installed (as {cur.version})")
+        if candidate < installed and not allow_downgrade:
             raise UpdateRejected(
                 f"refusing downgrade of {cur.name} from {cur.version} to {version} (allow it with --allow-downgrade)"
             )
@@ -392,14 +470,16 @@ class Device:
             raise UpdateRejected(f"update source not found: {text}")
         return path
 
-    def _stage(self, source: str | Path) -> Path:
-        staging = self.versions / f".staging-{uuid.uuid4().hex[:12]}"
+    def _stage(self, source: str | Path, work: Path) -> Path:
+        """Copy or extract ``source`` to ``work/package``; everything lands inside ``work``."""
+        work.mkdir(parents=True)
+        staged = work / "package"
         src = Path(str(source))
         if src.is_dir():
-            shutil.copytree(src, staging)
+            shutil.copytree(src, staged)
         else:
-            extract_tarball(src, staging)
-        return staging
+            extract_tarball(src, staged)  # its temporary directory is inside ``work`` too
+        return staged
 
     def _verify(self, staged: Path, allow_downgrade: bool, expected_key_id: str | None) -> tuple[Bundle, Any]:
         keys = self.trusted_keys()
@@ -411,14 +491,7 @@ class Device:
         problems = check_constraints(bundle.manifest)
         if problems:
             raise UpdateRejected("package does not fit this device: " + "; ".join(problems))
-        current = self.current_dir()
-        if current is not None and not allow_downgrade:
-            cur = Bundle(current)
-            if cur.name == bundle.name and is_newer(cur.version, bundle.version):
-                raise UpdateRejected(
-                    f"refusing downgrade of {bundle.name} from {cur.version} to {bundle.version} "
-                    "(allow it with --allow-downgrade)"
-                )
+        self._check_version(bundle.name, bundle.version, allow_downgrade)
         return bundle, keys[signer_key_id(staged)]
 
     def _promote(self, staged: Path, bundle: Bundle, digest: str) -> Path:
@@ -427,7 +500,7 @@ class Device:
         if final.is_dir():
             try:
                 verify_package(final, self.trusted_keys())
-            except MlshipError:
+            except Exception:  # noqa: BLE001 - a damaged copy of any kind is replaced
                 if final in (self.current_dir(), self.previous_dir()):
                     raise
                 self._discard(final)
@@ -538,21 +611,28 @@ class Device:
         except Exception as exc:  # onnxruntime failures
             return [f"onnxruntime cannot run the model: {exc}"]
         canary = self.config.get("canary")
-        if canary:
-            try:
-                records = json.loads((self.root / canary).read_text("utf-8"))
-                predictor.predict(records.get("records", records) if isinstance(records, dict) else records)
-            except ValidationError as exc:
-                return [f"the device's canary inputs do not fit the new model: {exc}"]
-            except (OSError, ValueError) as exc:
-                return [f"canary inputs {canary} unreadable: {exc}"]
+        if not canary:
+            return []
+        try:
+            records = _read_canary(self.root / canary)
+        except (OSError, ValidationError) as exc:
+            return [f"canary inputs {canary} unreadable: {exc}"]
+        try:
+            predictor.predict(records)  # validation, then predict_checked: NaN outputs fail too
+        except ValidationError as exc:
+            return [f"the device's canary inputs do not fit the new model: {exc}"]
+        except MlshipError as exc:
+            return [f"the new model fails on the canary inputs: {exc}"]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime failures
+            return [f"onnxruntime cannot score the canary inputs: {exc}"]
         return []
 
     def _reset_health(self) -> None:
         self._requests = self._failures = 0
 
     def record_request(self, ok: bool) -> None:
-        """Count a served request; during probation too many failures trigger a rollback."""
+        """Count a request the model served (``ok``) or failed on; too many failures in probation
+        trigger a rollback. Client errors are never recorded: they say nothing about the model."""
         with self._mutex:
             self._requests += 1
             self._failures += 0 if ok else 1
@@ -641,8 +721,8 @@ class Device:
             elif self.current_dir() is not None:
                 try:
                     verify_package(self.current_dir(), self.trusted_keys())
-                except MlshipError as exc:
-                    result = self._rollback(f"current model fails verification: {exc}", None, None, None)
+                except Exception as exc:  # noqa: BLE001 - a malformed current model must not crash-loop recovery
+                    result = self._rollback(f"current model fails verification: {_reason(exc)}", None, None, None)
                     notes.append(f"rolled back: {result.reason}")
             self.gc()
             if phase == "idle":
@@ -683,35 +763,85 @@ class Device:
 
         current = self.current_dir()
         if current is None:
-            raise MlshipError(f"device {self.device_id} has no model installed yet")
+            raise ModelUnavailable(f"device {self.device_id} has no model installed yet")
         with self._mutex:
             if self._predictor is None or self._predictor_path != current:
                 key = self.trusted_keys().get(signer_key_id(current) or "")
                 if key is None:
-                    raise MlshipError(f"the current model {current.name} is not signed by a trusted key")
+                    raise ModelUnavailable(f"the current model {current.name} is not signed by a trusted key")
                 self._predictor = Predictor.load(current, public_key=key, check_golden=True)
                 self._predictor_path = current
             return self._predictor
 
     def predict(self, data: Any) -> Any:
-        """Predict through the current model, counting failures for the health window."""
+        """Validate ``data`` and predict through the current model.
+
+        Only model-side outcomes count for the health window: a model that cannot load, a runtime
+        error, a non-finite output (:class:`ModelOutputError`) or a run slower than
+        ``max_latency_ms``. Invalid input raises :class:`ValidationError` and is not counted.
+        """
         try:
-            result = self.predictor().predict(data)
+            predictor = self.predictor()
         except Exception:
             self.record_request(False)
             raise
-        self.record_request(True)
+        columns = _validate(predictor, data)
+        started = time.perf_counter()
+        try:
+            result = predictor.predict_checked(columns)
+        except Exception:
+            self.record_request(False)
+            raise
+        self.record_request(self._within_latency(time.perf_counter() - started))
         return result
+
+    def _within_latency(self, seconds: float) -> bool:
+        limit = self.config.get("max_latency_ms")
+        return limit is None or seconds * 1000.0 <= float(limit)
 
 
 def _safe_source(source: str | Path) -> str:
     return str(source).split("?", 1)[0]
 
 
-def _peek_version(staged: Path | None) -> str | None:
-    if staged is None:
-        return None
+def _peek_version(work: Path) -> str | None:
+    """The version a staged package claims (for the status of a refused package), if readable."""
     try:
-        return str(json.loads((staged / "manifest.json").read_text("utf-8")).get("version"))
+        version = json.loads((work / "package" / "manifest.json").read_text("utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         return None
+    return version if isinstance(version, str) else None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MlshipError) else f"{type(exc).__name__}: {exc}"
+
+
+def _validate(predictor: Any, data: Any) -> dict[str, Any]:
+    """The predictor's validated columns for ``data``; every failure here is the client's input."""
+    try:
+        batch = predictor.schema.validate(data)
+    except MlshipError:
+        raise
+    except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:
+        # the schema did not anticipate this input (e.g. an integer too large for a float): still a 400
+        log.warning("input could not be validated: %s: %s", type(exc).__name__, exc)
+        raise ValidationError(
+            [FieldError(None, None, "malformed", f"input could not be validated ({type(exc).__name__})")]
+        ) from None
+    batch.raise_for_errors()
+    return batch.columns
+
+
+def _read_canary(path: Path) -> Any:
+    """A canary file: JSON in the request protocol's shapes (legacy ``{"records": [...]}`` still read)."""
+    from mlship.serve import protocol
+
+    body = path.read_bytes()
+    try:
+        legacy = json.loads(body)
+    except ValueError:
+        legacy = None
+    if isinstance(legacy, dict) and set(legacy) == {"records"}:
+        return legacy["records"]
+    return protocol.parse_json(body)

@@ -89,3 +89,27 @@ def device(tmp_path: Path, signing_keys: Path, versioned: Callable[..., Path]) -
 @pytest.fixture(scope="session")
 def golden_inputs(mlp_bundle: Path) -> list[dict[str, Any]]:
     return json.loads((mlp_bundle / "golden.json").read_text())["inputs"]
+
+
+@pytest.fixture(scope="session")
+def nan_pkg(tmp_path_factory: pytest.TempPathFactory, versioned: Callable[..., Path], signing_keys: Path) -> Path:
+    """Version 1.1.0 of the MLP whose probabilities are NaN when monthly_charges > 1000 (a model-side bug)."""
+    from edge_helpers import nan_package
+
+    out = tmp_path_factory.mktemp("nan") / "churn-mlp-1.1.0-fp32.edge.tar.gz"
+    return nan_package(versioned("1.1.0"), out, signing_keys / "mlship.key")
+
+
+@pytest.fixture
+def served(device: Any) -> Any:
+    """``device`` served by the agent's HTTP server on a free port; yields an ``edge_helpers.Http``."""
+    from edge_helpers import Http
+
+    from edge.agent.server import start_server
+
+    server = start_server(device, "127.0.0.1", 0, timeout=10.0)
+    try:
+        yield Http(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -14,7 +14,6 @@ from edge_helpers import repack
 
 from edge.agent.device import Device
 from mlship.bundle import Bundle
-from mlship.errors import ValidationError
 
 
 def serving_version(device: Device, inputs: list[dict[str, Any]]) -> str:
@@ -221,20 +220,81 @@ def test_failed_health_check_rolls_back(
     assert dev.was_rejected(result.sha256)
 
 
-def test_errors_in_the_health_window_roll_back(device: Device, versioned, golden_inputs) -> None:
-    device.config.update(health_window_s=3600, min_requests=5, max_error_rate=0.5)
+BAD_REQUESTS = [
+    {"instances": [{"tenure_months": "not a number"}]},
+    [{"tenure_months": 3}],  # missing fields
+    {"records": [{"tenure_months": 3}]},  # not the protocol
+    {"instances": "x"},
+    [],
+]
+
+
+def _end_window(device: Device) -> None:
+    """The health window's deadline passes (without waiting for it)."""
+    device._set_journal({**device._journal(), "deadline": 0})
+
+
+def test_client_errors_in_the_health_window_do_not_roll_back(device: Device, versioned, golden_inputs, served) -> None:
+    device.config.update(health_window_s=3600, min_requests=5, max_error_rate=0.2)
     result = device.install(versioned("1.1.0"))
     assert result.outcome == "probation" and device.status()["state"] == "probation"
     assert device.check_probation() is None  # no traffic yet: stays in probation
-    for _ in range(4):
-        with pytest.raises(ValidationError):
-            device.predict([{"tenure_months": "not a number"}])
+    statuses = [served.post_json(BAD_REQUESTS[i % len(BAD_REQUESTS)])[0] for i in range(20)]
+    statuses += [served.request("POST", "/predict", b"{not json", {"Content-Type": "application/json"})[0]]
+    statuses += [served.request("POST", "/predict", b"<x/>", {"Content-Type": "application/xml"})[0]]
+    statuses += [served.request("POST", "/predict", b"a,b\n1", {"Content-Type": "text/csv"})[0]]
+    statuses += [served.request("POST", "/predict", b"[]", {"Accept": "image/png"})[0]]
+    statuses += [served.request("POST", "/predict", b"", length=None)[0]]
+    assert len(statuses) == 25 and all(400 <= s < 500 for s in statuses), statuses
+    assert device.check_probation() is None  # 25 client mistakes say nothing about the model
+    assert served.post_json({"instances": golden_inputs[:2]})[0] == 200
+    _end_window(device)
+    committed = device.check_probation()
+    assert committed is not None and committed.outcome == "installed"
     assert serving_version(device, golden_inputs) == "1.1.0"
+
+
+def test_non_finite_outputs_in_the_health_window_roll_back(device: Device, nan_pkg, golden_inputs, served) -> None:
+    device.config.update(health_window_s=3600, min_requests=5, max_error_rate=0.5)
+    assert device.install(nan_pkg).outcome == "probation"
+    crossing = {**golden_inputs[0], "monthly_charges": 5000.0}
+    for _ in range(4):
+        status, body = served.post_json({"instances": [crossing]})
+        assert status == 500 and body["kind"] == "model_error", body
+    assert served.post_json({"instances": golden_inputs[:1]})[0] == 200
     rolled = device.check_probation()
     assert rolled is not None and rolled.outcome == "rolled_back"
     assert "4 of 5 predictions failed" in rolled.reason
     assert serving_version(device, golden_inputs) == "1.0.0"
     assert device.status()["state"] == "idle"
+
+
+def test_runtime_errors_in_the_health_window_roll_back(device: Device, versioned, golden_inputs, served) -> None:
+    device.config.update(health_window_s=3600, min_requests=5, max_error_rate=0.5)
+    assert device.install(versioned("1.1.0")).outcome == "probation"
+
+    def broken_run(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("onnxruntime: secret internal detail")  # e.g. a kernel failing on this device
+
+    device.predictor().session.run = broken_run
+    for _ in range(5):
+        status, _, body = served.request("POST", "/predict", json.dumps(golden_inputs[:1]).encode())
+        assert status == 500 and json.loads(body)["kind"] == "internal"
+        assert b"secret internal detail" not in body and b"RuntimeError" not in body
+    rolled = device.check_probation()
+    assert rolled is not None and rolled.outcome == "rolled_back" and "5 of 5" in rolled.reason
+    assert serving_version(device, golden_inputs) == "1.0.0"
+
+
+def test_slow_model_runs_in_the_health_window_roll_back(device: Device, versioned, golden_inputs) -> None:
+    # a limit of 0 ms: every real model run is over it, without any timing in the test
+    device.config.update(health_window_s=3600, min_requests=5, max_error_rate=0.5, max_latency_ms=0)
+    assert device.install(versioned("1.1.0")).outcome == "probation"
+    for _ in range(5):
+        assert serving_version(device, golden_inputs) == "1.1.0"  # answered, but too slowly
+    rolled = device.check_probation()
+    assert rolled is not None and rolled.outcome == "rolled_back" and "5 of 5" in rolled.reason
+    assert serving_version(device, golden_inputs) == "1.0.0"
 
 
 def test_healthy_window_commits(device: Device, versioned, golden_inputs) -> None:

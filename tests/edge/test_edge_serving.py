@@ -170,7 +170,7 @@ def test_local_http_endpoint_serves_and_picks_up_updates(tmp_path, signing_keys,
             raise AssertionError(f"agent never served {version}: {get('/status')}")
 
         wait_version("1.0.0")
-        code, body = post(json.dumps({"records": golden_inputs}).encode())
+        code, body = post(json.dumps({"instances": golden_inputs}).encode())
         assert code == 200 and len(body["predictions"]) == len(golden_inputs)
         assert body["model"]["version"] == "1.0.0"
         code, body = post(json.dumps([{**golden_inputs[0], "tenure_months": "abc"}]).encode())
