@@ -34,3 +34,27 @@ def dataframe_sha256(frame: Any) -> str:
     import pandas as pd
 
     return sha256_bytes(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, with an article, for messages ("an array")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def is_sha256_hex(value: Any) -> bool:
+    """True for a 64-digit lowercase hex string, as :func:`sha256_file` returns."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)

@@ -17,9 +17,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from mlship.hashing import canonical_json, sha256_bytes
+from mlship.hashing import canonical_json, is_sha256_hex, json_type, sha256_bytes
 
 ALGORITHM = "ed25519"
+SIGNATURE_BYTES = 64  # an Ed25519 signature
+RECORD_FIELDS = ("algorithm", "key_id", "field_digests", "signature")
 
 
 def generate_keypair(out_dir: str | Path, name: str = "mlship") -> tuple[Path, Path]:
@@ -57,7 +59,10 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 def load_public_key(path_or_pem: str | Path | bytes) -> Ed25519PublicKey:
     """Load an Ed25519 public key from a PEM file path or PEM bytes."""
-    data = path_or_pem if isinstance(path_or_pem, bytes) else Path(path_or_pem).read_bytes()
+    try:
+        data = path_or_pem if isinstance(path_or_pem, bytes) else Path(path_or_pem).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read public key {path_or_pem}: {exc.strerror or exc}") from None
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
@@ -86,18 +91,53 @@ def sign_document(document: Mapping[str, Any], private_key: Ed25519PrivateKey) -
             "field_digests": digests, "signature": base64.b64encode(signature).decode("ascii")}
 
 
-def verify_document(document: Mapping[str, Any], record: Mapping[str, Any],
+def check_record(record: Any, *, label: str = "signature.json") -> list[str]:
+    """Problems with the shape of a signature record (empty when every field has its type).
+
+    Checked before any field is used, so a malformed record is a named verification failure
+    (never a TypeError deep inside the signature check).
+    """
+    if not isinstance(record, dict):
+        return [f"{label} is not a JSON object (got {json_type(record)})"]
+    problems = [f"{label} field '{name}' is missing" for name in RECORD_FIELDS if name not in record]
+    for name in ("algorithm", "key_id", "signature"):
+        if name in record and not isinstance(record[name], str):
+            problems.append(f"{label} field '{name}' must be a string, got {json_type(record[name])}")
+    digests = record.get("field_digests")
+    if "field_digests" in record and not isinstance(digests, dict):
+        problems.append(f"{label} field 'field_digests' must be an object of sha256 digests, "
+                        f"got {json_type(digests)}")
+    elif isinstance(digests, dict):
+        problems += [f"{label} field 'field_digests[{name}]' must be a sha256 hex digest, got {json_type(value)}"
+                     for name, value in sorted(digests.items()) if not is_sha256_hex(value)]
+    if isinstance(record.get("signature"), str) and _decode_signature(record["signature"]) is None:
+        problems.append(f"{label} field 'signature' is not a base64 {SIGNATURE_BYTES}-byte Ed25519 signature")
+    return problems
+
+
+def _decode_signature(text: str) -> bytes | None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error
+        return None
+    return raw if len(raw) == SIGNATURE_BYTES else None
+
+
+def verify_document(document: Mapping[str, Any], record: Any,
                     public_key: Ed25519PublicKey, *, label: str = "manifest") -> list[str]:
     """Check a signature record against a document; return problems (empty when valid)."""
-    if record.get("algorithm") != ALGORITHM:
-        return [f"signature algorithm {record.get('algorithm')!r} is not {ALGORITHM}"]
+    shape = check_record(record)
+    if shape:
+        return shape
+    if record["algorithm"] != ALGORITHM:
+        return [f"signature algorithm {record['algorithm']!r} is not {ALGORITHM}"]
     expected_kid = key_id(public_key)
-    if record.get("key_id") != expected_kid:
-        return [f"signature was made with key {record.get('key_id')}, not the trusted key {expected_kid}"]
-    digests = record.get("field_digests") or {}
+    if record["key_id"] != expected_kid:
+        return [f"signature was made with key {record['key_id']}, not the trusted key {expected_kid}"]
+    digests: dict[str, str] = record["field_digests"]
     try:
-        public_key.verify(base64.b64decode(record.get("signature", "")), canonical_json(digests))
-    except (InvalidSignature, ValueError):
+        public_key.verify(_decode_signature(record["signature"]) or b"", canonical_json(digests))
+    except InvalidSignature:
         return ["signature does not match its signed field digests (signature file altered or wrong key)"]
     problems = []
     actual = field_digests(document)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlship.commands import fail
 from mlship.errors import MlshipError
+
+if TYPE_CHECKING:
+    from mlship.bundle import Bundle
 
 
 def export(
@@ -74,33 +78,45 @@ def keygen(out: Path = typer.Option(Path("keys"), "--out", "-o", help="Directory
 
 
 def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),
-           public_key: Path = typer.Option(None, help="Trusted Ed25519 public key: makes the signature mandatory."),
+           public_key: Path = typer.Option(None, help="Trusted Ed25519 public key (default: $MLSHIP_PUBLIC_KEY, "
+                                           "as every loader): makes the signature mandatory."),
            golden: bool = typer.Option(True, help="Also run the golden examples through onnxruntime.")) -> None:
     """Check every file hash and the signature; name each file or field that does not match."""
     from mlship.bundle import open_bundle
     from mlship.errors import VerificationError
-    from mlship.signing import load_public_key
+    from mlship.predictor import resolve_public_key
 
     try:
-        key = load_public_key(public_key) if public_key else None
+        key = resolve_public_key(public_key)
         opened = open_bundle(bundle)
         notes = opened.verify(key)
-        checked = 0
-        if golden:
-            from mlship.predictor import Predictor
-
-            checked = Predictor(opened).check_golden()
+        checked = _check_golden(opened) if golden else 0
     except VerificationError as exc:
         for problem in exc.problems:
             typer.secho(f"FAIL {problem}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{bundle} failed verification ({len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''})")
     except (MlshipError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read {bundle}: {exc.strerror or exc}")
     typer.secho(f"OK {opened.name}:{opened.version}: {len(opened.manifest['files'])} files match their sha256"
                 + (", signature valid" if key else "") + (f", {checked} golden examples pass" if golden else ""),
                 fg="green")
     for note in notes:
         typer.echo(f"note: {note}")
+
+
+def _check_golden(opened: Bundle) -> int:
+    """Run the golden examples; an onnxruntime failure to load the model is one error line."""
+    from mlship.predictor import Predictor
+
+    try:
+        predictor = Predictor(opened)
+    except MlshipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors for an unloadable model
+        fail(f"onnxruntime cannot load the model: {type(exc).__name__}: {exc}")
+    return predictor.check_golden()
 
 
 def predict(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),
