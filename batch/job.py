@@ -27,6 +27,7 @@ from typing import Any
 from batch import storage, worker
 from batch.storage import BatchError
 
+MALFORMED = "_mlship_malformed_record"  # Spark's corrupt-record column for CSV input (dropped on output)
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 FORMATS = ("parquet", "csv")
 RESERVED = (worker.STATUS, worker.REASON, worker.ERROR_KINDS, worker.PREDICTION, worker.MODEL_NAME,
@@ -153,6 +154,48 @@ class _Progress:
             bar.update(task, completed=self._rows_done(), parts="done")
 
 
+def _read_input(spark: Any, path: str, fmt: str) -> tuple[Any, int]:
+    """The input as a DataFrame, and (CSV) the header's field count.
+
+    CSV is read as records, not lines: quoted fields may hold newlines (``multiLine``; RFC 4180
+    quotes, ``""`` inside a quoted field). Every cell is text (the worker parses numbers, as the
+    HTTP path does). A record whose field count differs from the header's lands in the
+    ``MALFORMED`` column (PERMISSIVE mode; Spark pads/truncates its cells, which the worker then
+    ignores) and is quarantined as ``malformed_row``. ``enforceSchema=false`` checks every file's
+    header against the one the schema came from, so a file with reordered columns fails the run instead of
+    feeding values to the wrong features.
+    """
+    if fmt != "csv":
+        return spark.read.parquet(path), 0
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    options = {"header": "true", "multiLine": "true", "quote": '"', "escape": '"', "inferSchema": "false"}
+    header = spark.read.options(**options).csv(path).columns  # one file's header
+    if MALFORMED in header:
+        raise BatchError(f"input {path} has a column named {MALFORMED!r}, which batch uses internally")
+    schema = StructType([StructField(name, StringType(), True) for name in [*header, MALFORMED]])
+    frame = (spark.read.options(**options, mode="PERMISSIVE", columnNameOfCorruptRecord=MALFORMED,
+                                enforceSchema="false").schema(schema).csv(path))
+    return frame, len(header)
+
+
+_HEADER_MISMATCH = re.compile(r"CSV header does not conform to the schema\.\s*Header: (?P<header>[^\n]*)\n"
+                              r"\s*Schema: (?P<schema>[^\n]*)\n.*?CSV file: (?P<file>\S+)", re.S)
+
+
+def _count_input(frame: Any, uri: str) -> int:
+    """The number of input records; a CSV file whose header differs is a BatchError naming it."""
+    try:
+        return int(frame.count())
+    except Exception as exc:  # py4j wraps Spark's error: only this one is the input's fault
+        found = _HEADER_MISMATCH.search(str(exc))
+        if found is None:
+            raise
+        raise BatchError(f"input {uri}: the CSV files' headers differ: {found['file']} has the header "
+                         f"[{found['header']}], another file has [{found['schema']}]; every file needs the "
+                         "same columns in the same order") from None
+
+
 def _output_schema(input_schema: Any, predictor: Any, probability_columns: list[str]) -> Any:
     from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
@@ -231,11 +274,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         if bundle_tar.name not in {Path(f).name for f in _added_files(sc)}:
             sc.addFile(str(bundle_tar))
 
-        reader = spark.read
-        if fmt == "csv":
-            frame = reader.option("header", "true").option("inferSchema", "false").csv(input_path)
-        else:
-            frame = reader.parquet(input_path)
+        frame, csv_fields = _read_input(spark, input_path, fmt)
         missing = [n for n in predictor.schema.names if n not in frame.columns]
         if missing:
             model_id = f"{predictor.model_name}:{predictor.model_version}"
@@ -258,7 +297,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         else:
             frame = frame.select(F.monotonically_increasing_id().alias(worker.ROW_ID), "*")
         t = time.perf_counter()
-        input_rows = frame.count()
+        input_rows = _count_input(frame, cfg.input)
         timings["count_input_s"] = time.perf_counter() - t
         if input_rows == 0:
             raise BatchError(f"input {cfg.input} has no rows")
@@ -274,8 +313,9 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         spec = worker.WorkerSpec(bundle_file=bundle_tar.name, public_key_pem=pem, threads=cfg.threads,
                                  text_input=fmt == "csv", numeric_fields=numeric,
                                  probability_columns=tuple(probability_columns), task=predictor.task,
-                                 drift=drift_enabled)
-        out_schema = _output_schema(frame.schema, predictor, probability_columns)
+                                 drift=drift_enabled, malformed_column=MALFORMED if fmt == "csv" else None,
+                                 csv_fields=csv_fields)
+        out_schema = _output_schema(frame.drop(MALFORMED).schema, predictor, probability_columns)
         scored = frame.mapInPandas(partial(worker.score_partition, spec=spec, counters=counters,
                                            drift_acc=drift_acc, profile=profile), out_schema)
         run_name = storage.run_dir_name(cfg.run_id)
@@ -353,7 +393,7 @@ def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, in
         drift = {"status": "no valid rows"}
     else:
         drift = {"status": "disabled" if not cfg.drift else "unavailable (mlship.drift is not installed)"}
-    reasons = {k.split(":", 1)[1]: v for k, v in sorted(totals.items()) if k.startswith("kind:")}
+    reasons = {k.removeprefix(worker.KIND): v for k, v in sorted(totals.items()) if k.startswith(worker.KIND)}
     run_uri = meta["run_uri"]
     input_rows = meta["input_rows"]
     durations = {k: round(v, 3) for k, v in timings.items()}
@@ -367,7 +407,10 @@ def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, in
                    "quarantine_path": run_uri.rstrip("/") + "/" + storage.QUARANTINE, "files": files},
         "counts": {"input": input_rows, "scored": written.get(worker.SCORED, 0),
                    "quarantined": written.get(worker.QUARANTINED, 0), "reconciled": True,
-                   "quarantine_reasons": reasons},
+                   "quarantine_reasons": reasons,
+                   # rows, not kinds: bad input vs a model emitting NaN/inf (an alert, not a data issue)
+                   "quarantine_causes": {"input": totals.get(worker.CAUSE_INPUT, 0),
+                                         "model": totals.get(worker.CAUSE_MODEL, 0)}},
         "drift": drift,
         "durations_s": durations,
         "throughput_rows_per_s": round(input_rows / max(timings["score_write_s"], 1e-9), 1),

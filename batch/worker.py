@@ -25,6 +25,11 @@ ROW_ID = "row_id"
 PREDICTION = "prediction"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
+MALFORMED_ROW = "malformed_row"  # a CSV record with the wrong field count (HTTP: 400 wrong_arity)
+NON_FINITE_OUTPUT = "non_finite_output"  # the model emitted NaN/inf: a model-side failure
+KIND = "kind:"  # counter prefix of the per-error-kind counts
+CAUSE_INPUT = "cause:input"
+CAUSE_MODEL = "cause:model"
 
 _lock = threading.Lock()
 _predictors: dict[str, Any] = {}
@@ -42,6 +47,8 @@ class WorkerSpec:
     probability_columns: tuple[str, ...] = ()
     task: str = "classification"
     drift: bool = True
+    malformed_column: str | None = None  # CSV: Spark's corrupt-record column (wrong field count)
+    csv_fields: int = 0  # CSV: the header's field count (for the malformed_row reason)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,58 +117,160 @@ def _coerce_text(frame: Any, spec: WorkerSpec) -> dict[str, np.ndarray]:
 
 
 def score_frame(frame: Any, spec: WorkerSpec, predictor: Any) -> tuple[Any, dict[str, int], Any]:
-    """Score one pandas chunk; return (output chunk, error-kind counts, valid feature columns)."""
+    """Score one pandas chunk; return (output chunk, counts, scored rows' feature columns).
+
+    Three outcomes per row: ``malformed_row`` (the CSV record does not have the header's field
+    count: never validated), an input error from the schema, ``non_finite_output`` (the model
+    emitted NaN/inf: a model-side failure), or scored.
+    """
+    malformed = _malformed_mask(frame, spec)
+    out = frame.copy(deep=False)
+    if spec.malformed_column is not None:
+        del out[spec.malformed_column]
+    wellformed = out if not malformed.any() else out[~malformed]
+    result = _score(wellformed, spec, predictor)
+    outcome = _Outcome.of(result, malformed)
+    _write_outputs(out, spec, predictor, result.prediction, outcome)
+    reasons, error_kinds, kinds = _quarantine_reasons(frame, spec, result.validated, outcome)
+    out[REASON] = reasons
+    out[ERROR_KINDS] = error_kinds
+    out[STATUS] = np.where(outcome.scored, SCORED, QUARANTINED)
+    valid_columns = None
+    if spec.drift and outcome.scored.any():
+        keep = outcome.finite  # over the validated rows: NaN outputs stay out of the drift report
+        valid_columns = {k: v[result.valid][keep] for k, v in result.validated.columns.items()}
+        if result.prediction is not None:
+            valid_columns["__prediction__"] = _subset(result.prediction, keep)
+    return out, kinds, valid_columns
+
+
+def _score(frame: Any, spec: WorkerSpec, predictor: Any) -> Any:
+    """``Predictor.score`` of the well-formed rows (a chunk may have none: nothing to validate)."""
+    if len(frame) == 0:
+        from mlship.predictor import ScoredBatch
+        from mlship.schema import ValidatedBatch
+
+        return ScoredBatch(ValidatedBatch({}, np.zeros(0, dtype=bool)), None)
+    data: Any = frame.assign(**_coerce_text(frame, spec)) if spec.text_input else frame
+    return predictor.score(data, allow_extra=True)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """Row masks of one chunk: over the chunk (``n``) and over the schema-valid rows (``finite``)."""
+
+    malformed: np.ndarray  # chunk rows whose record has the wrong field count
+    predicted: np.ndarray  # chunk rows the model scored (well-formed and schema-valid)
+    finite: np.ndarray  # over the predicted rows: output is finite
+    non_finite: np.ndarray  # chunk rows whose model output is NaN/inf
+    scored: np.ndarray  # chunk rows written as scored
+
+    @classmethod
+    def of(cls, result: Any, malformed: np.ndarray) -> _Outcome:
+        predicted = np.zeros(len(malformed), dtype=bool)
+        predicted[np.flatnonzero(~malformed)[result.valid]] = True
+        bad = np.asarray(result.non_finite, dtype=bool)
+        non_finite = np.zeros(len(malformed), dtype=bool)
+        non_finite[np.flatnonzero(predicted)[bad]] = True
+        return cls(malformed, predicted, ~bad, non_finite, predicted & ~non_finite)
+
+
+def _malformed_mask(frame: Any, spec: WorkerSpec) -> np.ndarray:
+    """Rows whose raw CSV record Spark put in the corrupt-record column (wrong field count)."""
+    if spec.malformed_column is None or spec.malformed_column not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[spec.malformed_column].notna().to_numpy(dtype=bool)
+
+
+def _write_outputs(out: Any, spec: WorkerSpec, predictor: Any, prediction: Any, outcome: _Outcome) -> None:
+    """Prediction columns of the scored rows; null for every quarantined row (NaN outputs too)."""
     import pandas as pd
 
-    n = len(frame)
-    data: Any = frame.assign(**_coerce_text(frame, spec)) if spec.text_input else frame
-    result = predictor.score(data, allow_extra=True)
-    validated, prediction = result.validated, result.prediction
-    valid = validated.valid
-    out = frame.copy(deep=False)
-    kinds: dict[str, int] = {}
+    n = len(out)
+    rows = outcome.scored
+    finite = outcome.finite
     if spec.task == "classification":
         labels = np.empty(n, dtype=object)
         labels[:] = None
         if prediction is not None:
-            labels[valid] = [v.item() if hasattr(v, "item") else v for v in prediction.labels.tolist()]
+            labels[rows] = [v.item() if hasattr(v, "item") else v for v in prediction.labels[finite].tolist()]
         out[PREDICTION] = pd.array(labels.tolist(), dtype=_label_dtype(predictor))
         probs = np.full((n, len(spec.probability_columns)), np.nan)
         if prediction is not None and prediction.probabilities is not None:
-            probs[valid] = prediction.probabilities
+            probs[rows] = prediction.probabilities[finite]
         for j, name in enumerate(spec.probability_columns):
             out[name] = probs[:, j]
     else:
         values = np.full(n, np.nan)
         if prediction is not None:
-            values[valid] = prediction.values
+            values[rows] = prediction.values[finite]
         out[PREDICTION] = values
     out[MODEL_NAME] = predictor.model_name
     out[MODEL_VERSION] = predictor.model_version
-    reasons = np.empty(n, dtype=object)
-    reasons[:] = None
-    error_kinds = np.empty(n, dtype=object)
-    error_kinds[:] = None
-    if not valid.all():
-        for row, text in validated.row_reasons().items():
-            reasons[row] = text
-        per_row: dict[int, list[str]] = {}
-        for err in validated.errors:
-            if err.row is not None and err.kind not in per_row.setdefault(err.row, []):
-                per_row[err.row].append(err.kind)
-        for row, row_kinds in per_row.items():
-            error_kinds[row] = ",".join(row_kinds)
-            for kind in row_kinds:
-                kinds[kind] = kinds.get(kind, 0) + 1
-    out[REASON] = reasons
-    out[ERROR_KINDS] = error_kinds
-    out[STATUS] = np.where(valid, SCORED, QUARANTINED)
-    valid_columns = None
-    if spec.drift and valid.any():
-        valid_columns = {k: v[valid] for k, v in validated.columns.items()}
-        if prediction is not None:
-            valid_columns["__prediction__"] = prediction
-    return out, kinds, valid_columns
+
+
+def _quarantine_reasons(frame: Any, spec: WorkerSpec, validated: Any, outcome: _Outcome
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Per-row ``reason`` and ``error_kinds`` (None when scored) and the chunk's counts.
+
+    Counts are keyed ``kind:<error kind>`` (a row with two kinds counts in both) and carry
+    ``cause:input`` / ``cause:model`` (rows, not kinds), so that a model emitting NaN is never
+    mistaken for bad input in the summary.
+    """
+    n = len(frame)
+    reasons = np.full(n, None, dtype=object)
+    error_kinds = np.full(n, None, dtype=object)
+    kinds: dict[str, int] = {}
+    if outcome.scored.all():
+        return reasons, error_kinds, kinds
+    # schema errors are numbered over the well-formed rows: map them back to chunk positions
+    position = np.flatnonzero(~outcome.malformed)
+    for row, text in validated.row_reasons().items():
+        reasons[position[row]] = text
+    per_row: dict[int, list[str]] = {}
+    for err in validated.errors:
+        if err.row is not None and err.kind not in per_row.setdefault(err.row, []):
+            per_row[err.row].append(err.kind)
+    for row, row_kinds in per_row.items():
+        error_kinds[position[row]] = ",".join(row_kinds)
+        for kind in row_kinds:
+            kinds[KIND + kind] = kinds.get(KIND + kind, 0) + 1
+    if outcome.malformed.any():
+        raw = frame[spec.malformed_column].to_numpy(dtype=object)[outcome.malformed]
+        reasons[outcome.malformed] = [malformed_reason(r, spec.csv_fields) for r in raw]
+        error_kinds[outcome.malformed] = MALFORMED_ROW
+        kinds[KIND + MALFORMED_ROW] = int(outcome.malformed.sum())
+    if outcome.non_finite.any():
+        reasons[outcome.non_finite] = "the model produced a non-finite output (NaN or infinity)"
+        error_kinds[outcome.non_finite] = NON_FINITE_OUTPUT
+        kinds[KIND + NON_FINITE_OUTPUT] = int(outcome.non_finite.sum())
+    n_model = int(outcome.non_finite.sum())
+    kinds[CAUSE_MODEL] = n_model
+    kinds[CAUSE_INPUT] = n - int(outcome.scored.sum()) - n_model
+    return reasons, error_kinds, kinds
+
+
+def malformed_reason(raw: str, expected: int) -> str:
+    """The reason for a record with the wrong field count, naming both counts and the record."""
+    import csv
+
+    # only quarantined records are re-parsed (rare): the scored rows never pay for this
+    fields = next(csv.reader([raw]), [])
+    shown = raw if len(raw) <= 200 else raw[:200] + "..."
+    return f"expected {expected} fields (the header's), got {len(fields)}: {shown!r}"
+
+
+def _subset(prediction: Any, keep: np.ndarray) -> Any:
+    """The prediction of the rows in ``keep`` only (no copy when every row is kept)."""
+    if keep.all():
+        return prediction
+    from dataclasses import replace
+
+    def cut(arr: np.ndarray | None) -> np.ndarray | None:
+        return None if arr is None else arr[keep]
+
+    return replace(prediction, labels=cut(prediction.labels), probabilities=cut(prediction.probabilities),
+                   values=cut(prediction.values))
 
 
 def _label_dtype(predictor: Any) -> str:
@@ -195,8 +304,7 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
         n_bad = int((out[STATUS] == QUARANTINED).sum())
         totals[QUARANTINED] += n_bad
         totals[SCORED] += len(out) - n_bad
-        for kind, count in kinds.items():
-            key = f"kind:{kind}"
+        for key, count in kinds.items():
             totals[key] = totals.get(key, 0) + count
         if partial is not None and valid_columns is not None:
             partial.update(*drift_inputs(valid_columns, spec))

@@ -26,8 +26,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("input rows", f"{counts['input']:,}")
     table.add_row("scored", f"{counts['scored']:,}")
     table.add_row("quarantined", f"{counts['quarantined']:,}")
+    causes = counts.get("quarantine_causes", {})
+    for cause in ("input", "model"):  # bad input vs a model emitting NaN/inf: different owners
+        table.add_row(f"  {cause}", f"{causes.get(cause, 0):,}")
     for kind, n in counts["quarantine_reasons"].items():
-        table.add_row(f"  {kind}", f"{n:,}")
+        table.add_row(f"    {kind}", f"{n:,}")
     table.add_row("reconciled", "yes" if counts["reconciled"] else "NO")
     table.add_row("throughput", f"{summary['throughput_rows_per_s']:,.0f} rows/s")
     table.add_row("total time", f"{summary['durations_s']['total_s']:.1f} s")
