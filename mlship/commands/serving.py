@@ -94,19 +94,31 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        model: str = typer.Argument("/opt/ml/model", help="Bundle: directory, .tar.gz, s3:// or mlship:// URI."),
+        model: str = typer.Argument(None, show_default=False,
+                                    help="Bundle: directory, .tar.gz, s3:// or mlship:// URI "
+                                         "(default: MODEL_URI, else /opt/ml/model)."),
+        model_option: str = typer.Option(None, "--model", show_default=False,
+                                         help="The bundle, as an option (same as the argument)."),
         host: str = typer.Option("0.0.0.0", help="Interface to listen on."),  # noqa: S104
         port: int = typer.Option(8080, help="Port (SageMaker: 8080)."),
         workers: int = typer.Option(0, help="Worker processes (0: one per CPU)."),
-        threads: int = typer.Option(2, help="Request threads per worker."),
+        threads: int = typer.Option(2, help="Request threads per worker (slow clients do not hold them)."),
         max_body_bytes: int = typer.Option(6 * 1024 * 1024, help="Largest accepted request body."),
+        request_timeout: float = typer.Option(20.0, help="Seconds a client has to send a whole request "
+                                                         "(then 408 and the connection closes)."),
         access_log: bool = typer.Option(False, help="Log every request."),
     ) -> None:
         """Serve a bundle with SageMaker's inference contract (/ping, /invocations)."""
-        from mlship.serve.server import ServeConfig, run
+        import os
 
-        run(ServeConfig(model=model, host=host, port=port, workers=workers, threads=threads,
-                        max_body_bytes=max_body_bytes, access_log=access_log))
+        from mlship.errors import MlshipError
+        from mlship.serve.server import DEFAULT_MODEL_DIR, ServeConfig, run
+
+        if model and model_option and model != model_option:
+            raise MlshipError(f"two bundles given ({model} and --model {model_option}): give one")
+        uri = model or model_option or os.environ.get("MODEL_URI") or DEFAULT_MODEL_DIR
+        run(ServeConfig(model=uri, host=host, port=port, workers=workers, threads=threads,
+                        max_body_bytes=max_body_bytes, access_log=access_log, request_timeout=request_timeout))
 
     @app.command("invoke")
     def invoke(

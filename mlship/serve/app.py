@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from mlship.errors import BundleError
@@ -26,8 +27,20 @@ from mlship.serve import protocol
 
 log = logging.getLogger("mlship.serve")
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class RequestTimeout(protocol.RequestError):
+    """The body did not arrive in time (the server's read timeout passed while reading it)."""
+
+    status, kind = 408, "request_timeout"
+
+
+def status_line(status: int) -> str:
+    """``'406 Not Acceptable'``: every status with its reason phrase (``http.HTTPStatus``)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:  # not a registered status: the class's name
+        return f"{status} {HTTPStatus(status // 100 * 100).phrase}"
 
 
 class ModelState:
@@ -135,6 +148,16 @@ class InvocationsApp:
 
 
 def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
+    try:
+        return _read_limited(environ, max_bytes)
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time") from None
+    except OSError:  # the server's body reader: a bad chunk size or terminator, or a body cut short
+        raise protocol.RequestError("the request body could not be read: its chunked framing is invalid "
+                                    "or it ended before its announced length") from None
+
+
+def _read_limited(environ: dict[str, Any], max_bytes: int) -> bytes:
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH")
     if length:
@@ -158,7 +181,7 @@ def _respond(start_response: Callable[..., Any], status: int, body: dict[str, An
         headers.append(("X-Request-Id", str(body["request_id"])))
     if status == 405:
         headers.append(("Allow", "POST" if "invocations" in str(body.get("error", "")) else "GET"))
-    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+    start_response(status_line(status), headers)
     return [data]
 
 

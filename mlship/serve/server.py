@@ -1,24 +1,50 @@
 """``mlship serve``: the SageMaker inference container as a plain process (gunicorn, no Docker).
 
-Several worker processes (``gthread`` workers, keep-alive), each loading the bundle itself
-after the fork (onnxruntime sessions must not cross a fork). SIGTERM is a graceful stop:
-the listening socket closes, in-flight requests finish (up to ``graceful_timeout``), then the
-workers exit. SageMaker's environment is honoured: ``SAGEMAKER_BIND_TO_PORT`` (port),
-``SAGEMAKER_MODEL_SERVER_WORKERS`` (workers) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT``.
+Several worker processes, each loading the bundle itself after the fork (onnxruntime sessions
+must not cross a fork). Each worker is gunicorn's ``gthread`` worker with one change
+(:class:`BufferingWorker`): a request is received in the worker's event loop, without a thread,
+and handed to a request thread only once it is complete. A slow client (headers dribbled byte
+by byte, a body that stalls) therefore holds a buffer, never a thread, and is dropped with a
+408 when ``request_timeout`` passes; ``/ping`` keeps answering. Pipelined requests are answered
+in order. SIGTERM is a graceful stop: the listening socket closes, in-flight requests finish
+(up to ``graceful_timeout``), then the workers exit. SageMaker's environment is honoured:
+``SAGEMAKER_BIND_TO_PORT`` (port), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (workers) and
+``SAGEMAKER_MODEL_SERVER_TIMEOUT``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
+import json
 import logging
 import os
+import re
+import selectors
+import socket
 import sys
+import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+from gunicorn.http.errors import (
+    ExpectationFailed,
+    ForbiddenProxyRequest,
+    LimitRequestHeaders,
+    NoMoreData,
+    ParseException,
+    UnsupportedTransferCoding,
+)
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from mlship.serve import protocol
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
+DEFAULT_REQUEST_TIMEOUT = 20.0
 
 
 @dataclass
@@ -29,12 +55,14 @@ class ServeConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = DEFAULT_PORT
     workers: int = 0  # 0: SAGEMAKER_MODEL_SERVER_WORKERS or the number of CPUs
-    threads: int = 2  # request threads per worker
+    threads: int = 2  # request threads per worker (slow clients do not hold them)
     ort_threads: int = 0  # 0: CPUs / workers
     timeout: int = 60
     graceful_timeout: int = 30
     max_body_bytes: int = protocol.DEFAULT_MAX_BODY_BYTES
     access_log: bool = False
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # a whole request must arrive within this
+    max_connections: int = 1000  # open connections per worker (idle and slow ones included)
 
     def resolved(self) -> ServeConfig:
         cpus = os.cpu_count() or 1
@@ -44,8 +72,302 @@ class ServeConfig:
             port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
         timeout = int(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0") or 0) or self.timeout
         ort = self.ort_threads or max(1, cpus // workers)
-        return ServeConfig(self.model, self.host, port, workers, self.threads, ort, timeout, self.graceful_timeout,
-                           self.max_body_bytes, self.access_log)
+        return dataclasses.replace(self, port=port, workers=workers, ort_threads=ort, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------- request framing
+_RECV_BYTES = 64 * 1024
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """What the bytes received so far say about the request they begin."""
+
+    ready: bool  # hand the request to a thread now (complete, or for the parser to refuse)
+    total: int | None = None  # the request's length in bytes, once its head gave a Content-Length
+    expects_continue: bool = False  # the client waits for ``100 Continue`` before its body
+
+
+def _fields(head: bytes) -> dict[bytes, list[bytes]]:
+    fields: dict[bytes, list[bytes]] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    return fields
+
+
+def _chunked_complete(buf: bytes | bytearray, pos: int) -> bool:
+    """Whether ``buf[pos:]`` holds a whole chunked body (or one the parser will refuse)."""
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return len(buf) - pos > 4096  # an endless size line: let the parser refuse it
+        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].rstrip(b" \t")
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            return True  # malformed: the parser answers 400
+        size = int(size_text, 16)
+        if size == 0:  # the trailer section ends with an empty line
+            return buf.startswith(b"\r\n", eol + 2) or buf.find(b"\r\n\r\n", eol) >= 0
+        pos = eol + 2 + size + 2
+        if pos > len(buf):
+            return False
+
+
+def frame(buf: bytes | bytearray, max_body: int, head_limit: int) -> Framing:
+    """Decide from the bytes received so far whether a request is complete.
+
+    Anything this cannot frame (duplicate or non-numeric Content-Length, unknown transfer
+    codings, bare LF line ends, oversized heads) is "ready": gunicorn's parser then refuses it
+    with a 4xx, exactly as it would have without this buffering. A body over ``max_body`` is
+    ready as soon as its head is: the app answers 413 without reading it.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return Framing(ready=len(buf) > head_limit or b"\n\n" in buf)
+    fields = _fields(bytes(buf[:end]))
+    start = end + 4
+    expects = any(v.lower() == b"100-continue" for v in fields.get(b"expect", []))
+    codings = fields.get(b"transfer-encoding")
+    lengths = fields.get(b"content-length")
+    if codings is not None:
+        if lengths is not None or len(codings) > 1 or codings[0].lower() != b"chunked":
+            return Framing(ready=True)
+        # framing overhead: up to twice the body limit is buffered before the app decides (413)
+        return Framing(ready=len(buf) - start > 2 * max_body or _chunked_complete(buf, start),
+                       expects_continue=expects)
+    if lengths is None:
+        return Framing(ready=True)  # no body
+    if len(lengths) > 1 or not lengths[0].isdigit() or int(lengths[0]) > max_body:
+        return Framing(ready=True)
+    total = start + int(lengths[0])
+    return Framing(ready=len(buf) >= total, total=total, expects_continue=expects)
+
+
+# ---------------------------------------------------------------------------- the worker
+class _BufferedUnreader(SocketUnreader):
+    """gunicorn's socket reader, serving first the pieces the event loop already received."""
+
+    def __init__(self, sock: Any):
+        super().__init__(sock)
+        self.pieces: list[bytes] = []
+
+    def feed(self, data: bytes | bytearray) -> None:
+        # recv-sized pieces: the chunked-body parser copies the rest of a piece per chunk
+        self.pieces.extend(bytes(data[i:i + _RECV_BYTES]) for i in range(0, len(data), _RECV_BYTES))
+        self.pieces.reverse()
+
+    def chunk(self) -> bytes:
+        return self.pieces.pop() if self.pieces else super().chunk()
+
+    def take_buffered(self) -> bytes:
+        rest = b"".join(reversed(self.pieces))
+        self.pieces = []
+        return super().take_buffered() + rest
+
+
+class _Conn(TConn):  # type: ignore[misc]
+    """A connection plus what the event loop has received of its next request."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.buf = bytearray()
+        self.deadline = 0.0
+        self.total: int | None = None
+        self.continued = False
+        self.closing = False
+
+    def next_request(self, leftover: bytes = b"") -> None:
+        self.buf, self.total, self.continued = bytearray(leftover), None, False
+
+
+def _error_response(status: int, body: dict[str, Any]) -> bytes:
+    from http import HTTPStatus
+
+    data = json.dumps(body).encode()
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+def _parse_error_status(exc: BaseException) -> int:
+    if isinstance(exc, LimitRequestHeaders):
+        return 431
+    if isinstance(exc, ExpectationFailed):
+        return 417
+    if isinstance(exc, UnsupportedTransferCoding):
+        return 501
+    if isinstance(exc, ForbiddenProxyRequest):
+        return 403
+    return 400
+
+
+class BufferingWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's ``gthread`` worker, receiving each request in the event loop before a thread
+    handles it (see the module docstring). Configured by class attributes (:func:`worker_class`)."""
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_body_bytes: int = protocol.DEFAULT_MAX_BODY_BYTES
+    linger_seconds: float = 2.0  # after a ``Connection: close`` answer, read until the client closes
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.receiving: dict[_Conn, None] = {}  # connections the event loop reads (insertion-ordered set)
+        self.head_limit = (self.cfg.limit_request_line + 4
+                           + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2))
+        self.last_sweep = 0.0
+
+    # ------------------------------------------------------------------ event loop (main thread)
+    def accept(self, listener: Any) -> None:
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        self.nr_conns += 1
+        self._receive(_Conn(self.cfg, sock, addr, listener.getsockname()), idle=self.request_timeout)
+
+    def _receive(self, conn: _Conn, idle: float) -> None:
+        """Wait (in the event loop) for the rest of the connection's next request."""
+        conn.deadline = time.monotonic() + (self.request_timeout if conn.buf else idle)
+        if conn.buf and self._ready(conn):
+            self._dispatch(conn)
+            return
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        self.receiving[conn] = None
+
+    def _on_readable(self, conn: _Conn, _sock: Any) -> None:
+        try:
+            data = conn.sock.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif conn.closing:
+            pass  # lingering after an answer: the client's unread bytes are discarded
+        else:
+            if not conn.buf:  # the first byte of a request starts its clock
+                conn.deadline = time.monotonic() + self.request_timeout
+            conn.buf += data
+            if self._ready(conn):
+                self._unwatch(conn)
+                self._dispatch(conn)
+
+    def _ready(self, conn: _Conn) -> bool:
+        if conn.total is not None:
+            return len(conn.buf) >= conn.total
+        framing = frame(conn.buf, self.max_body_bytes, self.head_limit)
+        conn.total = framing.total
+        if framing.expects_continue and not framing.ready and not conn.continued:
+            conn.continued = True  # the client sends its body only after this
+            self._send_quietly(conn, _CONTINUE)
+        return framing.ready
+
+    def _dispatch(self, conn: _Conn) -> None:
+        conn.data_ready = True  # gthread must not wait for data again
+        self.enqueue_req(conn)
+
+    def _unwatch(self, conn: _Conn) -> None:
+        self.receiving.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+
+    def _drop(self, conn: _Conn) -> None:
+        self._unwatch(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    @staticmethod
+    def _send_quietly(conn: _Conn, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # a client that cannot take a few bytes is being dropped anyway
+            conn.sock.send(data)
+
+    def finish_request(self, conn: _Conn, fs: Any) -> None:
+        """After a thread answered: wait for the next request, or close."""
+        try:
+            keep = bool(not fs.cancelled() and fs.result())
+        except Exception:  # noqa: BLE001 - the thread already logged it
+            keep = False
+        conn.sock.setblocking(False)
+        if keep and self.alive:
+            conn.next_request(conn.parser.unreader.take_buffered())  # pipelined bytes come first
+            self._receive(conn, idle=self.cfg.keepalive)
+            return
+        self._linger(conn)
+
+    def _linger(self, conn: _Conn) -> None:
+        """Close after an answer without a reset: half-close, then discard what the client still
+        sends until it closes (or ``linger_seconds``), in the event loop rather than a thread."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.closing, conn.buf = True, bytearray()
+        conn.deadline = time.monotonic() + self.linger_seconds
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        self.receiving[conn] = None
+
+    def murder_keepalived(self) -> None:
+        """Runs every loop turn: drop connections past their deadline (at most twice a second)."""
+        super().murder_keepalived()
+        now = time.monotonic()
+        if now - self.last_sweep < 0.5 and self.alive:
+            return
+        self.last_sweep = now
+        for conn in list(self.receiving):
+            if conn.deadline <= now or (not self.alive and not conn.buf):
+                if conn.buf and not conn.closing:
+                    self._send_quietly(conn, _error_response(408, {
+                        "error": f"request not received within {self.request_timeout:g} s",
+                        "kind": "request_timeout"}))
+                self._drop(conn)
+
+    # ------------------------------------------------------------------ request threads
+    def handle(self, conn: _Conn) -> bool:
+        """Parse and answer one complete request; True keeps the connection for another."""
+        req = None
+        try:
+            conn.init()
+            if not isinstance(conn.parser.unreader, _BufferedUnreader):
+                conn.parser.unreader = _BufferedUnreader(conn.sock)
+            # reads past the buffer (an over-limit body) and writes to a client that does not
+            # read are bounded, so no client holds this thread longer than request_timeout
+            conn.sock.settimeout(self.request_timeout)
+            conn.parser.unreader.feed(conn.buf)
+            conn.buf = bytearray()
+            req = next(conn.parser)
+            return bool(req) and self._keepalive_after(conn, self.handle_request(req, conn))
+        except (StopIteration, NoMoreData):
+            return False
+        except OSError as exc:  # timeouts, resets, a body the drain cannot parse: close
+            self.log.debug("closing connection: %s", exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - gunicorn's parser errors become a JSON 4xx
+            self.handle_error(req, conn.sock, conn.client, exc)
+            return False
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """A JSON error (not gunicorn's HTML page), then the connection closes."""
+        if isinstance(exc, ParseException):
+            status = _parse_error_status(exc)
+            body = {"error": f"malformed HTTP request: {exc}", "kind": "bad_request"}
+            self.log.warning("invalid request from %s: %s", (addr or ("",))[0], exc)
+        else:
+            status, body = 500, {"error": "internal error", "kind": "internal"}
+            self.log.exception("error handling request")
+        with contextlib.suppress(OSError):
+            client.sendall(_error_response(status, body))
+
+
+def worker_class(cfg: ServeConfig) -> type[BufferingWorker]:
+    """The worker class carrying this config's request limits (gunicorn has no setting for them)."""
+    return type("MlshipWorker", (BufferingWorker,), {"request_timeout": float(cfg.request_timeout),
+                                                     "max_body_bytes": cfg.max_body_bytes})
 
 
 def _worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn hook signature
@@ -60,8 +382,9 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
     return {
         "bind": f"{cfg.host}:{cfg.port}",
         "workers": cfg.workers,
-        "worker_class": "gthread",
+        "worker_class": worker_class(cfg),
         "threads": cfg.threads,
+        "worker_connections": cfg.max_connections,
         "timeout": cfg.timeout,
         "graceful_timeout": cfg.graceful_timeout,
         "keepalive": 5,
@@ -116,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-body-bytes", type=int, default=protocol.DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
+                        help="seconds a client has to send a whole request (408 and closed after)")
     ns = parser.parse_args(args_in)
     run(ServeConfig(model=ns.model, host=ns.host, port=ns.port, workers=ns.workers, threads=ns.threads,
-                    max_body_bytes=ns.max_body_bytes, access_log=ns.access_log))
+                    max_body_bytes=ns.max_body_bytes, access_log=ns.access_log, request_timeout=ns.request_timeout))
