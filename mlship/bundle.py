@@ -41,6 +41,8 @@ TASKS = ("classification", "regression")
 MAX_BUNDLE_BYTES_ENV = "MLSHIP_MAX_BUNDLE_BYTES"
 MAX_MEMBER_BYTES_ENV = "MLSHIP_MAX_MEMBER_BYTES"
 DEFAULT_MAX_BUNDLE_BYTES = 2 * 1024**3
+# One file: protobuf's largest message, so an ONNX model (without external data) always fits.
+DEFAULT_MAX_MEMBER_BYTES = 2**31 - 1
 MAX_MEMBERS = 10_000
 MAX_DOCUMENT_BYTES = 16 * 1024**2  # manifest.json / signature.json are read into memory
 
@@ -73,14 +75,15 @@ class ExtractLimits:
     """Caps on what extracting one bundle may write (checked from headers, before writing)."""
 
     total_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
-    member_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
     members: int = MAX_MEMBERS
 
     @classmethod
     def from_env(cls) -> ExtractLimits:
-        """``$MLSHIP_MAX_BUNDLE_BYTES`` (total) and ``$MLSHIP_MAX_MEMBER_BYTES`` (default: the total)."""
+        """``$MLSHIP_MAX_BUNDLE_BYTES`` (total, default 2 GiB) and ``$MLSHIP_MAX_MEMBER_BYTES`` (one file,
+        default 2 GiB - 1 or the total if smaller)."""
         total = _env_bytes(MAX_BUNDLE_BYTES_ENV, DEFAULT_MAX_BUNDLE_BYTES)
-        return cls(total, _env_bytes(MAX_MEMBER_BYTES_ENV, total))
+        return cls(total, _env_bytes(MAX_MEMBER_BYTES_ENV, min(total, DEFAULT_MAX_MEMBER_BYTES)))
 
 
 def _env_bytes(name: str, default: int) -> int:
@@ -510,6 +513,11 @@ class _Admission:
         for rel, size in self.seen.items():
             self._check_listed(rel, size)
 
+    def finish(self) -> None:
+        """After the last member: the archive must have held a manifest."""
+        if MANIFEST not in self.seen:
+            raise self.refuse("no_manifest", f"has no {MANIFEST}: not a bundle")
+
 
 def _member_kind(member: tarfile.TarInfo) -> str | None:
     """Why a member is not a plain file or directory (None when it is one)."""
@@ -536,11 +544,12 @@ def _unpack(tarball: Path, staging: Path, limits: ExtractLimits) -> None:
                 if kind is not None:
                     reason = "link" if "link" in kind else "special_file"
                     raise gate.refuse(reason, f"is a {kind}: bundles hold regular files only", member.name)
-                if member.isdir():
-                    if safe_relpath(member.name) is None and member.name.strip("./"):
-                        raise gate.refuse("unsafe_path", "has an absolute or '..' path", member.name)
+                if member.isdir():  # never created from its header: parents come from file paths
+                    if safe_relpath(member.name) is None and member.name not in (".", "./"):
+                        raise gate.refuse("unsafe_path", "has an absolute, empty or '..' path", member.name)
                     continue
                 _write_member(tar, member, staging, gate.admit(member.name, member.size), gate)
+        gate.finish()
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise gate.refuse("unreadable", f"is not a readable bundle archive: {exc}") from None
     except OSError as exc:
@@ -657,13 +666,13 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _download_tarball(s3: Any, uri: str, key: str, target: Path, limits: ExtractLimits) -> Bundle:
+def _download_tarball(s3: Any, uri: str, key: str, base: Path, limits: ExtractLimits) -> Bundle:
     bucket, _ = parse_s3_uri(uri)
     head = s3.head_object(Bucket=bucket, Key=key)
     if int(head.get("ContentLength", 0)) > limits.total_bytes:
         raise ArchiveError(uri, "too_large", f"is {head['ContentLength']} bytes, over the limit of "
                            f"{limits.total_bytes} bytes (${MAX_BUNDLE_BYTES_ENV})")
-    entry = target / sha256_bytes(f"{bucket}/{key}/{head['ETag']}".encode())[:32]
+    entry = base / sha256_bytes(f"{bucket}/{key}/{head['ETag']}".encode())[:32]
     tarball = entry.with_suffix(".tar.gz")
 
     def build(staging: Path) -> None:
@@ -703,6 +712,7 @@ def _download_prefix(s3: Any, uri: str, key: str, base: Path, limits: ExtractLim
             s3.download_file(bucket, obj["Key"], str(local))
             if rel == MANIFEST:
                 gate.manifest(local.read_bytes())
+        gate.finish()
 
     return _cached(base / fingerprint, build)
 
