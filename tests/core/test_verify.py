@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -135,3 +136,79 @@ def test_cli_verify_names_the_tampered_file(bundle_copy, signing_keys, relpath):
     assert proc.returncode == 1
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _cli_verify(target: Path, env: dict[str, str] | None = None, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlship", "verify", str(target), *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+
+
+@pytest.mark.parametrize("document,change,named", [
+    ("signature.json", lambda d: {**d, "signature": 12345}, "signature.json field 'signature' must be a string"),
+    ("signature.json", lambda d: [d], "signature.json is not a JSON object (got an array)"),
+    ("signature.json", lambda d: "signed", "signature.json is not a JSON object (got a string)"),
+    ("manifest.json", lambda d: {**d, "files": sorted(d["files"])}, "manifest.json field 'files' must be an object"),
+    ("manifest.json", lambda d: {**d, "files": {**d["files"], "model.onnx": 7}},
+     "manifest.json field 'files[model.onnx]' must be a sha256 hex digest"),
+])
+def test_malformed_document_types_are_named_verification_failures(bundle_copy, signing_keys, document, change,
+                                                                  named):
+    """Issue 11 item 5: these crashed with TypeError/AttributeError; now each is a named failure."""
+    path = bundle_copy / document
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(VerificationError) as err:
+        Bundle(bundle_copy).verify(load_public_key(signing_keys / "mlship.pub"))
+    assert any(named in p for p in err.value.problems), err.value.problems
+    proc = _cli_verify(bundle_copy, None, "--public-key", str(signing_keys / "mlship.pub"))
+    assert len(_error_lines(proc)) == 1
+    assert named in proc.stderr
+
+
+def test_cli_verify_honours_mlship_public_key(bundle_copy, tmp_path, signing_keys, monkeypatch):
+    """Issue 11 item 12: a bundle signed by another key printed OK when the key came from the environment."""
+    from mlship.bundle import sign_bundle
+    from mlship.signing import load_private_key
+
+    other = generate_keypair(tmp_path / "other")[0]
+    sign_bundle(bundle_copy, load_private_key(other))
+    trusted = signing_keys / "mlship.pub"
+    for configured in (str(trusted), trusted.read_text()):  # a path or the PEM itself, as every loader
+        proc = _cli_verify(bundle_copy, {"MLSHIP_PUBLIC_KEY": configured}, "--no-golden")
+        assert len(_error_lines(proc)) == 1
+        assert "not the trusted key" in proc.stderr
+    monkeypatch.setenv("MLSHIP_PUBLIC_KEY", str(trusted))
+    with pytest.raises(VerificationError, match="not the trusted key"):  # the loader agrees
+        Predictor.load(bundle_copy)
+
+
+def test_cli_verify_with_an_unreadable_key_is_one_error_line(churn_bundle, tmp_path):
+    missing = tmp_path / "missing.pub"
+    proc = _cli_verify(churn_bundle, {"MLSHIP_PUBLIC_KEY": str(missing)}, "--no-golden")
+    assert _error_lines(proc) == [f"error: cannot read public key {missing}: No such file or directory"]
+
+
+def test_declared_sizes_and_links_in_a_directory_are_named(bundle_copy, signing_keys):
+    from mlship.bundle import file_sizes, sign_bundle, write_manifest
+    from mlship.signing import load_private_key
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["sizes"] = file_sizes(bundle_copy)
+    write_manifest(bundle_copy, manifest)
+    sign_bundle(bundle_copy, load_private_key(signing_keys / "mlship.key"))
+    key = load_public_key(signing_keys / "mlship.pub")
+    assert Bundle(bundle_copy).verify(key) == []
+    with (bundle_copy / "profile.json").open("a") as fh:
+        fh.write(" ")
+    (bundle_copy / "card" / "roc.png").unlink()
+    (bundle_copy / "card" / "roc.png").symlink_to(bundle_copy / "model.onnx")
+    with pytest.raises(VerificationError) as err:
+        Bundle(bundle_copy).verify(key)
+    size = manifest["sizes"]["profile.json"]
+    assert err.value.problems == [f"profile.json: {size + 1} bytes, the manifest says {size} (file changed)",
+                                  "card/roc.png: is a symbolic link, not a regular file"]
