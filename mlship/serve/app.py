@@ -35,6 +35,12 @@ class RequestTimeout(protocol.RequestError):
     status, kind = 408, "request_timeout"
 
 
+class LengthRequired(protocol.RequestError):
+    """A body without ``Content-Length`` or chunked framing (read to EOF, it would hold a thread)."""
+
+    status, kind = 411, "length_required"
+
+
 def status_line(status: int) -> str:
     """``'406 Not Acceptable'``: every status with its reason phrase (``http.HTTPStatus``)."""
     try:
@@ -168,6 +174,8 @@ def _read_limited(environ: dict[str, Any], max_bytes: int) -> bytes:
         if n > max_bytes:
             raise protocol.PayloadTooLarge(f"request body is {n} bytes, over the {max_bytes}-byte limit")
         return stream.read(n) if n >= 0 else stream.read(max_bytes + 1)
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        raise LengthRequired("send the body with a Content-Length or Transfer-Encoding: chunked")
     return stream.read(max_bytes + 1)  # chunked: read one byte past the limit to detect it
 
 

@@ -79,6 +79,7 @@ class ServeConfig:
 _RECV_BYTES = 64 * 1024
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DRAIN_WAIT = 0.05  # seconds a thread waits for unread body bytes that were not buffered
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,18 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - gunicorn's parser errors become a JSON 4xx
             self.handle_error(req, conn.sock, conn.client, exc)
             return False
+
+    def _keepalive_after(self, conn: _Conn, keepalive: bool) -> bool:
+        """Discard what the app left unread of the body, and say whether to keep the connection.
+
+        The event loop received the whole request, so this needs no waiting; a body still
+        arriving (one refused 413 or 411 before it was sent) closes the connection, in the event
+        loop (:meth:`_linger`), instead of holding this thread while it drains.
+        """
+        if not keepalive:
+            return False
+        return bool(conn.parser.finish_body(deadline=time.monotonic() + _DRAIN_WAIT,
+                                            max_bytes=2 * self.max_body_bytes + self.head_limit))
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """A JSON error (not gunicorn's HTML page), then the connection closes."""
