@@ -281,13 +281,25 @@ class InputSchema:
 _FLOAT32_MESSAGE = f"is beyond the float32 range the model takes (magnitude over {FLOAT32_MAX:.7g})"
 
 
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (tuple, "array"), (Mapping, "object"), (type(None), "null"))
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type (what a client sent), not Python's (``NoneType``, ``dict``)."""
+    for cls, name in _JSON_TYPES:
+        if isinstance(value, cls):
+            return name
+    return "number" if isinstance(value, (np.integer, np.floating)) else "value"
+
+
 def _describe(value: Any) -> str:
-    if isinstance(value, (list, dict)):  # repr of a deeply nested value would recurse without limit
-        return f"{type(value).__name__} of {len(value)} item(s)"
+    if isinstance(value, (list, tuple, Mapping)):  # repr of a deeply nested value would recurse without limit
+        return f"{json_type(value)} of {len(value)} item(s)"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{json_type(value)} {text}"
 
 
 def _parse_cell(cell: str, spec: Field) -> Any:

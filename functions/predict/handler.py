@@ -36,6 +36,7 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 
 from mlship.errors import BundleError, FieldError, ValidationError
+from mlship.schema import json_type
 from mlship.serve import protocol
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "mlship")
@@ -182,8 +183,8 @@ def load_backend(force: bool = False) -> Any:
         _state.update(error=exc, failed_at=time.monotonic(), backend=None)
         logger.error("model failed to load: the function answers 503", extra={"reason": str(exc)})
         raise
-    except Exception as exc:  # noqa: BLE001 - any load failure must become a 503, not a crash
-        wrapped = BundleError(f"model failed to load: {type(exc).__name__}: {exc}")
+    except Exception:  # noqa: BLE001 - any load failure must become a 503, not a crash
+        wrapped = BundleError("model failed to load: an unexpected error (details in the function's log)")
         _state.update(error=wrapped, failed_at=time.monotonic(), backend=None)
         logger.exception("model failed to load: the function answers 503")
         raise wrapped from None
@@ -227,7 +228,7 @@ class MalformedEvent(protocol.RequestError):
 def _optional(doc: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
     value = doc.get(key)
     if value is not None and not isinstance(value, types):
-        raise MalformedEvent(f"event {where}{key} must be {_type_names(types)}, got {type(value).__name__}")
+        raise MalformedEvent(f"event {where}{key} must be {_type_names(types)}, got a JSON {json_type(value)}")
     return value
 
 
@@ -272,7 +273,8 @@ def parse_event(event: Any, context: Any) -> Request:
     try:
         return _parse_event(event, getattr(context, "aws_request_id", None) or "local")
     except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
-        raise MalformedEvent(f"the event cannot be read: {type(exc).__name__}") from None
+        logger.info("malformed event", extra={"error": type(exc).__name__})  # the class, for the operator only
+        raise MalformedEvent("the event cannot be read: a field has an unexpected type or shape") from None
 
 
 def _event_kind(event: Any) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
+from mlship.schema import json_type
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -169,12 +170,12 @@ def parse_json(body: bytes) -> list[Any]:
                                    for k in extra])
         instances = doc["instances"]
         if not isinstance(instances, list):
-            raise _malformed(f"'instances' must be a list of records, got {type(instances).__name__}")
+            raise _malformed(f"'instances' must be a list of records, got a JSON {json_type(instances)}")
         return instances
     if isinstance(doc, list):
         return doc
     raise _malformed('expected {"instances": [...]}, a record or a list of records, '
-                     f"got a JSON {type(doc).__name__}")
+                     f"got a JSON {json_type(doc)}")
 
 
 def decode(body: bytes, content_type: str | None, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:

@@ -33,15 +33,15 @@ def _errors(predictor, data):
 @pytest.mark.parametrize("change,field,kind,message", [
     (lambda r: r.pop("age"), "age", "missing_field", "required field is missing"),
     (lambda r: r.update(colour="red"), "colour", "unexpected_field", "unexpected field"),
-    (lambda r: r.update(age="forty"), "age", "wrong_type", "expected an integer, got str 'forty'"),
-    (lambda r: r.update(monthly_charges="70"), "monthly_charges", "wrong_type", "expected a number, got str"),
-    (lambda r: r.update(monthly_charges=True), "monthly_charges", "wrong_type", "got bool"),
+    (lambda r: r.update(age="forty"), "age", "wrong_type", "expected an integer, got string 'forty'"),
+    (lambda r: r.update(monthly_charges="70"), "monthly_charges", "wrong_type", "expected a number, got string"),
+    (lambda r: r.update(monthly_charges=True), "monthly_charges", "wrong_type", "got boolean"),
     (lambda r: r.update(age=41.5), "age", "wrong_type", "expected an integer, got 41.5"),
     (lambda r: r.update(monthly_charges=math.nan), "monthly_charges", "null_not_allowed", "not nullable"),
     (lambda r: r.update(monthly_charges=None), "monthly_charges", "null_not_allowed", "not nullable"),
     (lambda r: r.update(monthly_charges=math.inf), "monthly_charges", "not_finite", "must be finite"),
     (lambda r: r.update(contract="weekly"), "contract", "unknown_category", "unknown category 'weekly'"),
-    (lambda r: r.update(contract=3), "contract", "wrong_type", "expected a string, got int"),
+    (lambda r: r.update(contract=3), "contract", "wrong_type", "expected a string, got integer"),
     (lambda r: r.update(gender=None), "gender", "null_not_allowed", "not nullable"),
 ])
 def test_each_bad_field_is_named(predictor, good, change, field, kind, message):
