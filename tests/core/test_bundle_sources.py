@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mlship.aws import client
@@ -72,3 +74,169 @@ def test_tampered_s3_bundle_is_refused(aws, churn_bundle, tmp_path, monkeypatch)
     client("s3").upload_file(str(pack_bundle(copy, tmp_path / "evil.tar.gz")), "evil", "b.tar.gz")
     with pytest.raises(BundleError, match="golden.json: sha256 does not match"):
         Predictor.load("s3://evil/b.tar.gz")
+
+
+# ---------------------------------------------------------------------- extraction limits and cache healing
+def _gzip_of_zeros(size: int, chunk: int = 1 << 20) -> bytes:
+    """``size`` zero bytes as concatenated gzip members (valid gzip) built from one compressed chunk."""
+    import gzip
+
+    one = gzip.compress(b"\0" * chunk, compresslevel=9)
+    return one * (size // chunk) + gzip.compress(b"\0" * (size % chunk))
+
+
+def _bomb(path, churn_bundle, name: str, size: int, *, manifest_first: bool):
+    """A real, complete .tar.gz (a few MB) whose member ``name`` expands to ``size`` zero bytes."""
+    import gzip
+    import tarfile
+
+    def header(member: str, length: int) -> bytes:
+        info = tarfile.TarInfo(member)
+        info.size = length
+        return info.tobuf(tarfile.USTAR_FORMAT)
+
+    head = b""
+    if manifest_first:
+        manifest = (churn_bundle / "manifest.json").read_bytes()
+        head += header("manifest.json", len(manifest)) + manifest + b"\0" * (-len(manifest) % 512)
+    head += header(name, size)  # its data (size is a multiple of 512) and the end blocks follow
+    path.write_bytes(gzip.compress(head) + _gzip_of_zeros(size) + gzip.compress(b"\0" * 10240))
+    return path
+
+
+def _disk_bytes(root) -> int:
+    return sum(p.lstat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("name,size,manifest_first,reason", [
+    ("model.onnx", 2 * 1024**3, False, "per-member limit"),  # first member, nothing known: the header refuses it
+    ("model.onnx", 2 * 1024**3, True, "per-member limit"),
+    ("weights.bin", 1024**3, True, "not listed in manifest.json"),  # within the limits, but not in the manifest
+])
+def test_an_archive_declaring_a_2_gib_member_is_refused_before_writing(churn_bundle, tmp_path, monkeypatch, name,
+                                                                       size, manifest_first, reason):
+    """Issue 11 item 9: a ~2 MB archive with a 2 GiB member used to write 2 GiB before any check."""
+    from mlship.bundle import ArchiveError
+
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLSHIP_MAX_BUNDLE_BYTES", raising=False)
+    bomb = _bomb(tmp_path / "bomb.tar.gz", churn_bundle, name, size, manifest_first=manifest_first)
+    assert bomb.stat().st_size < 8 * 1024**2
+    with pytest.raises(ArchiveError) as err:
+        Predictor.load(bomb)
+    assert err.value.member == name and reason in str(err.value)
+    assert _disk_bytes(tmp_path / "cache") < 64 * 1024  # at most the manifest was written, then removed
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_dir() and p.name.startswith(".")] == []
+
+
+def test_a_bad_limit_setting_is_named(churn_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLSHIP_MAX_BUNDLE_BYTES", "2GB")
+    with pytest.raises(BundleError, match="MLSHIP_MAX_BUNDLE_BYTES must be a positive number of bytes, got '2GB'"):
+        open_bundle(str(churn_bundle) + ".tar.gz")
+
+
+def _corrupt(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _leftovers(root) -> list[str]:
+    return sorted(p.name for p in root.rglob("*") if p.name.startswith((".extract-", ".stale-")) or
+                  p.name.endswith(".part"))
+
+
+def test_a_corrupt_cache_entry_heals_on_the_next_load(churn_bundle, tmp_path, monkeypatch):
+    """Issue 11 item 9: a corrupted extracted copy used to be reused forever, failing every load."""
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    tarball = str(churn_bundle) + ".tar.gz"
+    cached = open_bundle(tarball).path
+    _corrupt(cached / "model.onnx")
+    (cached / "golden.json").unlink()
+    predictor = Predictor.load(tarball)
+    assert predictor.bundle.path == cached
+    assert (cached / "model.onnx").read_bytes() == (churn_bundle / "model.onnx").read_bytes()
+    assert (cached / "golden.json").is_file()
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_a_failed_cache_replace_is_raised_not_swallowed(churn_bundle, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from mlship import bundle as bundle_module
+
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    tarball = str(churn_bundle) + ".tar.gz"
+    cached = open_bundle(tarball).path
+    _corrupt(cached / "model.onnx")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):  # fault injection: root ignores permissions, so a real EACCES is not possible
+        if os.path.basename(src).startswith(".extract-"):
+            raise OSError(errno.EACCES, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(bundle_module.os, "replace", failing_replace)
+    with pytest.raises(BundleError, match=r"cannot move the extracted bundle into .*: Permission denied"):
+        Predictor.load(tarball)
+    monkeypatch.setattr(bundle_module.os, "replace", real_replace)
+    assert Predictor.load(tarball).bundle.path == cached  # and the next load heals it
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_a_corrupt_s3_cache_entry_is_downloaded_again(aws, churn_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    s3 = client("s3")
+    s3.create_bucket(Bucket="heal")
+    s3.upload_file(str(churn_bundle) + ".tar.gz", "heal", "churn/1/bundle.tar.gz")
+    for path in churn_bundle.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), "heal", f"dirs/churn-1/{path.relative_to(churn_bundle).as_posix()}")
+    for uri in ("s3://heal/churn/1/bundle.tar.gz", "s3://heal/dirs/churn-1/"):
+        cached = open_bundle(uri).path
+        _corrupt(cached / "model.onnx")
+        if uri.endswith(".tar.gz"):
+            _corrupt(cached.with_suffix(".tar.gz"))  # the downloaded archive too: only S3 is trusted
+        assert Predictor.load(uri).bundle.path == cached
+        assert (cached / "model.onnx").read_bytes() == (churn_bundle / "model.onnx").read_bytes()
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_s3_prefix_keys_that_escape_are_refused(aws, churn_bundle, tmp_path, monkeypatch):
+    from mlship.bundle import ArchiveError
+
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    s3 = client("s3")
+    s3.create_bucket(Bucket="escape")
+    for path in churn_bundle.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), "escape", f"b/{path.relative_to(churn_bundle).as_posix()}")
+    s3.put_object(Bucket="escape", Key="b/../../../evil.txt", Body=b"x")
+    with pytest.raises(ArchiveError) as err:
+        open_bundle("s3://escape/b/")
+    assert err.value.reason == "unsafe_path" and err.value.member == "../../../evil.txt"
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_an_archive_member_whose_size_differs_from_the_manifest_is_refused_before_writing(churn_bundle, tmp_path,
+                                                                                          monkeypatch, signing_keys):
+    import shutil
+
+    from mlship.bundle import ArchiveError, file_sizes, pack_bundle, sign_bundle, write_manifest
+    from mlship.signing import load_private_key
+
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    copy = shutil.copytree(churn_bundle, tmp_path / "sized")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["sizes"] = file_sizes(copy)
+    write_manifest(copy, manifest)
+    sign_bundle(copy, load_private_key(signing_keys / "mlship.key"))
+    assert Predictor.load(pack_bundle(copy, tmp_path / "sized.tar.gz"), public_key=signing_keys / "mlship.pub")
+    (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes() + b"\0" * 4096)
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache2"))
+    with pytest.raises(ArchiveError) as err:
+        open_bundle(pack_bundle(copy, tmp_path / "grown.tar.gz"))
+    assert err.value.reason == "size_mismatch" and err.value.member == "model.onnx"
+    assert _disk_bytes(tmp_path / "cache2") == 0
