@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -296,7 +297,10 @@ def json_type(value: Any) -> str:
 def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple, Mapping)):  # repr of a deeply nested value would recurse without limit
         return f"{json_type(value)} of {len(value)} item(s)"
-    text = repr(value)
+    try:
+        text = json.dumps(value, allow_nan=False)  # as the client wrote it: null, true, "forty"
+    except (TypeError, ValueError):
+        text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{json_type(value)} {text}"
