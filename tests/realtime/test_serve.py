@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,35 @@ def test_serve_answers_csv_when_asked(served: Any, holdout_records: list[dict[st
     status, answer = request("POST", f"{served.url}/invocations", b"age\nold\n",
                              {"Content-Type": "text/csv", "Accept": "text/csv"})
     assert status == 400 and answer["errors"], answer  # errors are JSON whatever was accepted
+
+
+def test_cli_serve_takes_the_bundle_as_argument_or_model_option(churn_bundle, tmp_path):
+    """The README's `mlship serve --model DIR` and `mlship serve DIR` both serve the bundle."""
+    from mlship.local import free_port
+
+    for how in (["--model", str(churn_bundle)], [str(churn_bundle)]):
+        port = free_port()
+        log = tmp_path / "cli-serve.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "mlship", "serve", *how, "--host", "127.0.0.1",
+                                     "--port", str(port), "--workers", "1"], cwd=REPO, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            status = None
+            for _ in range(600):  # until loaded (bounded)
+                assert proc.poll() is None, log.read_text()
+                try:
+                    status, body = request("GET", f"http://127.0.0.1:{port}/ping", timeout=2)
+                except OSError:
+                    status = None
+                if status == 200:
+                    break
+                time.sleep(0.1)
+            assert status == 200 and body["model"]["name"] == "churn", log.read_text()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    done = subprocess.run([sys.executable, "-m", "mlship", "serve", str(churn_bundle), "--model", "other"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"error: two bundles given ({churn_bundle} and --model other): give one"]
