@@ -452,6 +452,7 @@ class _Admission:
         self.source, self.limits = source, limits
         self.seen: dict[str, int] = {}
         self.parents: set[str] = set()
+        self.headers = 0
         self.total = 0
         self.listed: set[str] | None = None
         self.sizes: dict[str, int] = {}
@@ -459,10 +460,14 @@ class _Admission:
     def refuse(self, reason: str, detail: str, member: str | None = None) -> ArchiveError:
         return ArchiveError(self.source, reason, detail, member)
 
+    def header(self) -> None:
+        """Count one member header of any type (a flood of directory entries is refused too)."""
+        self.headers += 1
+        if self.headers > self.limits.members:
+            raise self.refuse("too_many_members", f"has more than {self.limits.members} members")
+
     def admit(self, name: str, size: int) -> str:
         """The safe relative path for member ``name`` of ``size`` bytes; raise ArchiveError if refused."""
-        if len(self.seen) >= self.limits.members:
-            raise self.refuse("too_many_members", f"has more than {self.limits.members} members")
         rel = safe_relpath(name)
         if rel is None:
             raise self.refuse("unsafe_path", "has an absolute, empty or '..' path", name)
@@ -519,18 +524,18 @@ class _Admission:
             raise self.refuse("no_manifest", f"has no {MANIFEST}: not a bundle")
 
 
-def _member_kind(member: tarfile.TarInfo) -> str | None:
-    """Why a member is not a plain file or directory (None when it is one)."""
+def _member_kind(member: tarfile.TarInfo) -> tuple[str, str] | None:
+    """(reason, what it is) when a member is not a plain file or directory, else None."""
     if member.issym():
-        return "symbolic link"
+        return "link", "symbolic link"
     if member.islnk():
-        return "hard link"
+        return "link", "hard link"
     if member.isdev():
-        return "device or FIFO"
+        return "special_file", "device or FIFO"
     if member.issparse():
-        return "sparse file"
+        return "special_file", "sparse file"
     if not (member.isreg() or member.isdir()):
-        return f"special member (tar type {member.type!r})"
+        return "special_file", f"special member (tar type {member.type!r})"
     return None
 
 
@@ -540,10 +545,10 @@ def _unpack(tarball: Path, staging: Path, limits: ExtractLimits) -> None:
     try:
         with tarfile.open(tarball, "r:*") as tar:
             for member in tar:
+                gate.header()
                 kind = _member_kind(member)
                 if kind is not None:
-                    reason = "link" if "link" in kind else "special_file"
-                    raise gate.refuse(reason, f"is a {kind}: bundles hold regular files only", member.name)
+                    raise gate.refuse(kind[0], f"is a {kind[1]}: bundles hold regular files only", member.name)
                 if member.isdir():  # never created from its header: parents come from file paths
                     if safe_relpath(member.name) is None and member.name not in (".", "./"):
                         raise gate.refuse("unsafe_path", "has an absolute, empty or '..' path", member.name)
@@ -706,6 +711,7 @@ def _download_prefix(s3: Any, uri: str, key: str, base: Path, limits: ExtractLim
     def build(staging: Path) -> None:
         gate = _Admission(uri, limits)
         for obj in members:
+            gate.header()
             rel = gate.admit(obj["Key"][len(prefix):], int(obj.get("Size", 0)))
             local = staging / rel
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -240,3 +240,18 @@ def test_an_archive_member_whose_size_differs_from_the_manifest_is_refused_befor
         open_bundle(pack_bundle(copy, tmp_path / "grown.tar.gz"))
     assert err.value.reason == "size_mismatch" and err.value.member == "model.onnx"
     assert _disk_bytes(tmp_path / "cache2") == 0
+
+
+@pytest.mark.parametrize("limits,reason", [
+    ({"members": 3}, "too_many_members"),
+    ({"total_bytes": 100_000}, "too_large"),
+    ({"member_bytes": 50_000}, "too_large"),
+])
+def test_extraction_limits_by_keyword(churn_bundle, tmp_path, limits, reason):
+    from mlship.bundle import ArchiveError, ExtractLimits, extract_tarball
+
+    with pytest.raises(ArchiveError) as err:
+        extract_tarball(str(churn_bundle) + ".tar.gz", tmp_path / "out", limits=ExtractLimits(**limits))
+    assert err.value.reason == reason
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []  # staging removed too
+    assert extract_tarball(str(churn_bundle) + ".tar.gz", tmp_path / "out") == tmp_path / "out"  # defaults fit
