@@ -82,15 +82,6 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DRAIN_WAIT = 0.05  # seconds a thread waits for unread body bytes that were not buffered
 
 
-@dataclass(frozen=True)
-class Framing:
-    """What the bytes received so far say about the request they begin."""
-
-    ready: bool  # hand the request to a thread now (complete, or for the parser to refuse)
-    total: int | None = None  # the request's length in bytes, once its head gave a Content-Length
-    expects_continue: bool = False  # the client waits for ``100 Continue`` before its body
-
-
 def _fields(head: bytes) -> dict[bytes, list[bytes]]:
     fields: dict[bytes, list[bytes]] = {}
     for line in head.split(b"\r\n")[1:]:
@@ -99,51 +90,76 @@ def _fields(head: bytes) -> dict[bytes, list[bytes]]:
     return fields
 
 
-def _chunked_complete(buf: bytes | bytearray, pos: int) -> bool:
-    """Whether ``buf[pos:]`` holds a whole chunked body (or one the parser will refuse)."""
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return len(buf) - pos > 4096  # an endless size line: let the parser refuse it
-        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].rstrip(b" \t")
-        if not _CHUNK_SIZE.fullmatch(size_text):
-            return True  # malformed: the parser answers 400
-        size = int(size_text, 16)
-        if size == 0:  # the trailer section ends with an empty line
-            return buf.startswith(b"\r\n", eol + 2) or buf.find(b"\r\n\r\n", eol) >= 0
-        pos = eol + 2 + size + 2
-        if pos > len(buf):
-            return False
+class RequestScanner:
+    """Decides, as the bytes of a request arrive, whether it is complete.
 
-
-def frame(buf: bytes | bytearray, max_body: int, head_limit: int) -> Framing:
-    """Decide from the bytes received so far whether a request is complete.
-
-    Anything this cannot frame (duplicate or non-numeric Content-Length, unknown transfer
-    codings, bare LF line ends, oversized heads) is "ready": gunicorn's parser then refuses it
-    with a 4xx, exactly as it would have without this buffering. A body over ``max_body`` is
-    ready as soon as its head is: the app answers 413 without reading it.
+    Incremental (each call looks only at new bytes), so a client sending one byte at a time
+    costs linear, not quadratic, work. Anything it cannot frame (duplicate or non-numeric
+    Content-Length, unknown transfer codings, bare LF line ends, oversized heads, bad chunk
+    sizes) counts as complete: gunicorn's parser then refuses it with a 4xx, as it would have
+    without this buffering. A body over ``max_body`` is complete as soon as its head is: the
+    app answers 413 without reading it.
     """
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return Framing(ready=len(buf) > head_limit or b"\n\n" in buf)
-    fields = _fields(bytes(buf[:end]))
-    start = end + 4
-    expects = any(v.lower() == b"100-continue" for v in fields.get(b"expect", []))
-    codings = fields.get(b"transfer-encoding")
-    lengths = fields.get(b"content-length")
-    if codings is not None:
-        if lengths is not None or len(codings) > 1 or codings[0].lower() != b"chunked":
-            return Framing(ready=True)
-        # framing overhead: up to twice the body limit is buffered before the app decides (413)
-        return Framing(ready=len(buf) - start > 2 * max_body or _chunked_complete(buf, start),
-                       expects_continue=expects)
-    if lengths is None:
-        return Framing(ready=True)  # no body
-    if len(lengths) > 1 or not lengths[0].isdigit() or int(lengths[0]) > max_body:
-        return Framing(ready=True)
-    total = start + int(lengths[0])
-    return Framing(ready=len(buf) >= total, total=total, expects_continue=expects)
+
+    def __init__(self, max_body: int, head_limit: int):
+        self.max_body, self.head_limit = max_body, head_limit
+        self.reset()
+
+    def reset(self) -> None:
+        """Start on the next request of the connection."""
+        self.scanned = 0  # head bytes searched so far for the blank line
+        self.body_start: int | None = None
+        self.total: int | None = None  # the request's length, from its Content-Length
+        self.chunk_at: int | None = None  # the next chunk-size line of a chunked body
+        self.expects_continue = False  # the client waits for ``100 Continue`` before its body
+
+    def complete(self, buf: bytes | bytearray) -> bool:
+        if self.body_start is None and not self._head(buf):
+            return len(buf) > self.head_limit or buf.find(b"\n\n", max(0, self.scanned - 2)) >= 0
+        if self.total is not None:
+            return len(buf) >= self.total
+        if self.chunk_at is not None:
+            # framing overhead: up to twice the body limit is buffered before the app decides (413)
+            return len(buf) - (self.body_start or 0) > 2 * self.max_body or self._chunks_done(buf)
+        return True
+
+    def _head(self, buf: bytes | bytearray) -> bool:
+        """Find the end of the head; once found, read its framing headers."""
+        end = buf.find(b"\r\n\r\n", max(0, self.scanned - 3))
+        if end < 0:
+            self.scanned = len(buf)
+            return False
+        self.body_start = start = end + 4
+        fields = _fields(bytes(buf[:end]))
+        self.expects_continue = any(v.lower() == b"100-continue" for v in fields.get(b"expect", []))
+        codings, lengths = fields.get(b"transfer-encoding"), fields.get(b"content-length")
+        if codings is not None:
+            if lengths is None and len(codings) == 1 and codings[0].lower() == b"chunked":
+                self.chunk_at = start
+        elif lengths is not None and len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) < 19 \
+                and int(lengths[0]) <= self.max_body:  # else the parser refuses it, or the app (413)
+            self.total = start + int(lengths[0])
+        return True
+
+    def _chunks_done(self, buf: bytes | bytearray) -> bool:
+        """Walk the chunk-size lines received so far; True at the last chunk or a malformed one."""
+        pos = self.chunk_at or 0
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                self.chunk_at = pos
+                return len(buf) - pos > 4096  # an endless size line: let the parser refuse it
+            size_text = bytes(buf[pos:eol]).split(b";", 1)[0].rstrip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                return True  # malformed: the parser answers 400
+            size = int(size_text, 16)
+            if size == 0:  # the trailer section ends with an empty line
+                self.chunk_at = pos
+                return buf.startswith(b"\r\n", eol + 2) or buf.find(b"\r\n\r\n", eol) >= 0
+            if eol + 2 + size + 2 > len(buf):
+                self.chunk_at = pos
+                return False
+            pos = eol + 2 + size + 2
 
 
 # ---------------------------------------------------------------------------- the worker
@@ -171,16 +187,17 @@ class _BufferedUnreader(SocketUnreader):
 class _Conn(TConn):  # type: ignore[misc]
     """A connection plus what the event loop has received of its next request."""
 
-    def __init__(self, *args: Any):
+    def __init__(self, scanner: RequestScanner, *args: Any):
         super().__init__(*args)
+        self.scanner = scanner
         self.buf = bytearray()
         self.deadline = 0.0
-        self.total: int | None = None
         self.continued = False
         self.closing = False
 
     def next_request(self, leftover: bytes = b"") -> None:
-        self.buf, self.total, self.continued = bytearray(leftover), None, False
+        self.buf, self.continued = bytearray(leftover), False
+        self.scanner.reset()
 
 
 def _error_response(status: int, body: dict[str, Any]) -> bytes:
@@ -227,7 +244,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 return
             raise
         self.nr_conns += 1
-        self._receive(_Conn(self.cfg, sock, addr, listener.getsockname()), idle=self.request_timeout)
+        conn = _Conn(RequestScanner(self.max_body_bytes, self.head_limit), self.cfg, sock, addr,
+                     listener.getsockname())
+        self._receive(conn, idle=self.request_timeout)
 
     def _receive(self, conn: _Conn, idle: float) -> None:
         """Wait (in the event loop) for the rest of the connection's next request."""
@@ -258,14 +277,11 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 self._dispatch(conn)
 
     def _ready(self, conn: _Conn) -> bool:
-        if conn.total is not None:
-            return len(conn.buf) >= conn.total
-        framing = frame(conn.buf, self.max_body_bytes, self.head_limit)
-        conn.total = framing.total
-        if framing.expects_continue and not framing.ready and not conn.continued:
+        complete = conn.scanner.complete(conn.buf)
+        if conn.scanner.expects_continue and not complete and not conn.continued:
             conn.continued = True  # the client sends its body only after this
             self._send_quietly(conn, _CONTINUE)
-        return framing.ready
+        return complete
 
     def _dispatch(self, conn: _Conn) -> None:
         conn.data_ready = True  # gthread must not wait for data again
@@ -292,22 +308,20 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             keep = bool(not fs.cancelled() and fs.result())
         except Exception:  # noqa: BLE001 - the thread already logged it
             keep = False
-        conn.sock.setblocking(False)
-        if keep and self.alive:
-            conn.next_request(conn.parser.unreader.take_buffered())  # pipelined bytes come first
-            self._receive(conn, idle=self.cfg.keepalive)
-            return
-        self._linger(conn)
+        try:
+            conn.sock.setblocking(False)
+            if keep and self.alive:
+                conn.next_request(conn.parser.unreader.take_buffered())  # pipelined bytes come first
+                self._receive(conn, idle=self.cfg.keepalive)
+            else:
+                self._linger(conn)
+        except (OSError, ValueError):  # a socket gone bad: an event-loop callback must not raise
+            self._drop(conn)
 
     def _linger(self, conn: _Conn) -> None:
         """Close after an answer without a reset: half-close, then discard what the client still
         sends until it closes (or ``linger_seconds``), in the event loop rather than a thread."""
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self.nr_conns -= 1
-            conn.close()
-            return
+        conn.sock.shutdown(socket.SHUT_WR)
         conn.closing, conn.buf = True, bytearray()
         conn.deadline = time.monotonic() + self.linger_seconds
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
