@@ -13,6 +13,7 @@ Every answer is JSON (or CSV predictions); 500 answers never carry exception tex
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,8 @@ from mlship.serve import protocol
 
 MAX_BODY = protocol.DEFAULT_MAX_BODY_BYTES
 READ_TIMEOUT_S = 30.0  # a client that announces more bytes than it sends is cut off after this
+LINGER_BYTES = 8 * 1024 * 1024  # unread request bytes drained after an early answer (then the socket closes)
+LINGER_S = 1.0
 log = logging.getLogger("edge.agent.server")
 
 
@@ -72,6 +75,22 @@ def make_handler(device: Device, *, max_bytes: int = MAX_BODY, timeout: float = 
         def setup(self) -> None:
             self.timeout = timeout  # socket timeout for every read: no request can hang a thread
             super().setup()
+
+        def handle_one_request(self) -> None:
+            self.unread = True  # until a parsed request shows there is no body, or the body is read
+            super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            ok = super().parse_request()
+            if ok:
+                length = (self.headers.get("Content-Length") or "0").strip()
+                self.unread = length != "0" or self.headers.get("Transfer-Encoding") is not None
+            return ok
+
+        def finish(self) -> None:
+            super().finish()
+            if self.unread:
+                _linger(self.connection)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             log.debug("%s " + format, self.address_string(), *args)
@@ -142,18 +161,35 @@ def make_handler(device: Device, *, max_bytes: int = MAX_BODY, timeout: float = 
                 self._send(status, body)
 
         def _predict(self, request_id: str) -> None:
-            media = protocol.response_type(self.headers.get("Accept"))  # 406 before reading anything
-            length = body_length(self.headers, max_bytes)
+            length = body_length(self.headers, max_bytes)  # 411/400/413 before reading anything
             try:
                 body = self.rfile.read(length)
             except TimeoutError:
                 raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
             if len(body) < length:
                 raise protocol.RequestError(f"the body ended after {len(body)} of {length} bytes")
+            self.unread = False
+            media = protocol.response_type(self.headers.get("Accept"))
             prediction = device.predict(decode(body, self.headers.get("Content-Type"), max_bytes))
             self._send(200, protocol.answer(prediction, request_id), media)
 
     return Handler
+
+
+def _linger(conn: socket.socket) -> None:
+    """Half-close, then drain what the client still sends, so that closing a socket with unread
+    bytes (which makes the kernel send a reset) cannot destroy the answer before the client reads it."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(LINGER_S)
+        drained = 0
+        while drained < LINGER_BYTES:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            drained += len(chunk)
+    except OSError:  # the client is gone or slow: nothing more to protect
+        return
 
 
 class _Server(ThreadingHTTPServer):
