@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 
 from mlship import __version__
-from mlship.bundle import FORMAT, GOLDEN_FILE, MODEL_FILE, PROFILE_FILE, Bundle, hash_files, pack_bundle, sign_bundle
+from mlship.bundle import (
+    FORMAT,
+    GOLDEN_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    Bundle,
+    file_sizes,
+    hash_files,
+    pack_bundle,
+    sign_bundle,
+)
 from mlship.bundle import write_manifest as _write_manifest
 from mlship.errors import ExportError
 from mlship.schema import INTEGER, LAYOUT_COLUMNS, LAYOUT_TENSOR, NUMBER, STRING, Field, InputSchema
@@ -466,6 +476,7 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
     step("rendering the model card")
     render_model_card(out, manifest, y, ort_pred)
     manifest["files"] = hash_files(out)
+    manifest["sizes"] = file_sizes(out)  # lets extraction refuse a member of the wrong size before writing it
     _write_manifest(out, manifest)
     if private_key is not None:
         if isinstance(private_key, (str, Path)):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlship.bundle import Bundle, open_bundle
-from mlship.errors import GoldenCheckError, ModelOutputError, ValidationError
+from mlship.errors import BundleError, GoldenCheckError, ModelOutputError, ValidationError
 from mlship.schema import InputSchema, ValidatedBatch
 
 CLASSIFICATION = "classification"
@@ -148,8 +148,12 @@ class Predictor:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(bundle.file(manifest["model"]["file"])), options,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(bundle.file(manifest["model"]["file"])), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for a bad graph
+            raise BundleError(f"model {manifest['model']['file']} cannot be loaded by onnxruntime: "
+                              f"{type(exc).__name__}") from None
         self._inputs = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self._fetch = list(self._output_names.values())
 

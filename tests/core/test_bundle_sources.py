@@ -72,7 +72,7 @@ def test_tampered_s3_bundle_is_refused(aws, churn_bundle, tmp_path, monkeypatch)
     (copy / "golden.json").write_text((copy / "golden.json").read_text().replace("0.", "0.9", 1))
     client("s3").create_bucket(Bucket="evil")
     client("s3").upload_file(str(pack_bundle(copy, tmp_path / "evil.tar.gz")), "evil", "b.tar.gz")
-    with pytest.raises(BundleError, match="golden.json: sha256 does not match"):
+    with pytest.raises(BundleError, match="golden.json"):
         Predictor.load("s3://evil/b.tar.gz")
 
 
