@@ -514,6 +514,8 @@ def _assemble(source: Bundle, vdir: Path, model_file: str, variant: str) -> None
     manifest = json.loads(json.dumps(source.manifest))
     manifest["model"] = {**manifest["model"], "file": model_file}
     manifest.pop("files", None)
+    if "sizes" in manifest:  # the package has other files than the bundle: its sizes are recorded anew
+        manifest["sizes"] = {}
     _write_manifest(vdir, manifest)
 
 
@@ -595,4 +597,6 @@ def _edge_manifest(
         "fp32_metrics": ref_metrics,
     }
     manifest["files"] = hash_files(vdir)
+    if "sizes" in manifest:  # byte sizes of exactly the listed files (extraction checks them first)
+        manifest["sizes"] = {rel: (vdir / rel).stat().st_size for rel in manifest["files"]}
     return manifest

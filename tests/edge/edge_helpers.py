@@ -87,6 +87,8 @@ def nan_package(package: Path, out: Path, key: Any) -> Path:
         manifest = json.loads((work / MANIFEST).read_text())
         _inject_nan(work / manifest["model"]["file"])
         manifest["files"] = hash_files(work)
+        if "sizes" in manifest:  # recorded sizes must follow the changed model file
+            manifest["sizes"] = {rel: (work / rel).stat().st_size for rel in manifest["files"]}
         write_manifest(work, manifest)
 
     return repack(package, out, key=key, mutate=mutate, sign_after=True)
