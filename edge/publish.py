@@ -21,6 +21,7 @@ from edge.package import EDGE_FORMAT
 from mlship.bundle import SIGNATURE, Bundle, extract_tarball
 from mlship.errors import MlshipError
 from mlship.hashing import sha256_file
+from mlship.versions import InvalidVersionError, parse_version
 
 PREFIX = "edge-packages/"
 JOB_FORMAT = "mlship-edge-job/1"
@@ -70,6 +71,10 @@ def read_package(package: str | Path) -> tuple[Bundle, dict[str, Any]]:
         )
     if not bundle.is_signed:
         raise PublishError(f"{path.name} is not signed: devices would refuse it")
+    try:
+        parse_version(bundle.version)  # devices order versions by PEP 440 and refuse any other
+    except InvalidVersionError as exc:
+        raise PublishError(f"{path.name}: {exc}: devices would refuse it") from None
     return bundle, bundle.read_json(SIGNATURE)
 
 

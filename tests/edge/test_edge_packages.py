@@ -168,3 +168,11 @@ def test_unparseable_announced_version_is_rejected_before_download(device: Devic
 def test_announced_version_matches_under_pep440(device: Device, versioned) -> None:
     result = device.install(versioned("2.0.0"), announced_version="2.0", sha256=sha256_file(versioned("2.0.0")))
     assert result.outcome == "installed", result.reason
+
+
+def test_publish_refuses_a_version_devices_cannot_order(versioned) -> None:
+    from edge.publish import PublishError, read_package
+
+    with pytest.raises(PublishError, match=r"version 'latest' is not a valid PEP 440 version .*: devices would refuse it"):
+        read_package(versioned("latest"))
+    assert read_package(versioned("01.0.0"))[0].version == "01.0.0"
