@@ -1,6 +1,7 @@
 """``python -m edge.agent``: the device agent's command line.
 
     python -m edge.agent --device DIR init --key mlship.pub [--health-window 60] [--canary canary.json]
+                                           [--max-error-rate 0.2] [--min-requests 20] [--max-latency-ms 50]
     python -m edge.agent --device DIR install PACKAGE.edge.tar.gz | URL | DIR [--sha256 HEX] [--allow-downgrade]
     python -m edge.agent --device DIR run [--watch DIR] [--thing NAME] [--port 8080] [--poll 30] [--once]
     python -m edge.agent --device DIR status | rollback | predict '{"feature": 1, ...}'
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--health-window", type=float, default=0.0, help="probation seconds after a switch")
     init.add_argument("--max-error-rate", type=float, default=0.2)
     init.add_argument("--min-requests", type=int, default=20)
+    init.add_argument("--max-latency-ms", type=float, help="in probation, a model run slower than this is a failure")
     init.add_argument("--canary", help="JSON file (in the device dir) of inputs every new model must score")
     inst = sub.add_parser("install", help="install a package from a file, directory or http(s) URL")
     inst.add_argument("source")
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 health_window_s=args.health_window,
                 max_error_rate=args.max_error_rate,
                 min_requests=args.min_requests,
+                max_latency_ms=args.max_latency_ms,
                 canary=args.canary,
             )
             _print(device.status())
