@@ -328,19 +328,29 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.receiving[conn] = None
 
     def murder_keepalived(self) -> None:
-        """Runs every loop turn: drop connections past their deadline (at most twice a second)."""
+        """Runs every loop turn: drop connections past their deadline (at most twice a second)
+        and, once stopping, the idle ones."""
         super().murder_keepalived()
         now = time.monotonic()
         if now - self.last_sweep < 0.5 and self.alive:
             return
         self.last_sweep = now
         for conn in list(self.receiving):
-            if conn.deadline <= now or (not self.alive and not conn.buf):
+            if conn.deadline <= now:
                 if conn.buf and not conn.closing:
                     self._send_quietly(conn, _error_response(408, {
                         "error": f"request not received within {self.request_timeout:g} s",
                         "kind": "request_timeout"}))
                 self._drop(conn)
+            elif not self.alive and not conn.buf and self._idle(conn):
+                self._drop(conn)
+
+    def _idle(self, conn: _Conn) -> bool:
+        """Whether a connection has sent nothing of a next request (read what the kernel holds
+        first: a request already sent is in flight and must be answered during a graceful stop)."""
+        if not conn.closing:
+            self._on_readable(conn, conn.sock)
+        return conn in self.receiving and not conn.buf
 
     # ------------------------------------------------------------------ request threads
     def handle(self, conn: _Conn) -> bool:
