@@ -61,7 +61,10 @@ def watch_once(device: Device, directory: Path) -> list[InstallResult]:
     results = []
     current = device.current_dir()
     for pkg in sorted(directory.glob("*.tar.gz")):
-        digest = sha256_file(pkg)
+        try:
+            digest = sha256_file(pkg)
+        except OSError:  # removed or unreadable while scanning (a USB stick pulled): next round
+            continue
         seen = device.was_rejected(digest) or device.was_skipped(digest)
         if seen or (current is not None and current.name.endswith(digest[:8])):
             continue

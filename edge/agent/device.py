@@ -360,7 +360,8 @@ class Device:
             try:
                 final, key, digest = self._prepare(offer, work, job)
             except AlreadyInstalled as exc:
-                return self._finish(InstallResult("unchanged", _peek_version(work), str(exc), offer.digest), job)
+                version = _peek_version(work) or offer.version
+                return self._finish(InstallResult("unchanged", version, str(exc), offer.digest), job)
             except Exception as exc:  # noqa: BLE001 - any failure to verify/extract is a rejection, never a crash loop
                 return self._reject(exc, _peek_version(work), offer.digest, job)
             finally:

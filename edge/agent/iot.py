@@ -71,7 +71,7 @@ class IotJobs:
         return {
             "job_id": execution["jobId"],
             "thing": self.thing_name,
-            "document": json.loads(document) if isinstance(document, str) else document,
+            "document": _parse_document(document),
             "version_number": execution.get("versionNumber"),
         }
 
@@ -89,10 +89,21 @@ class IotJobs:
         return report
 
 
+def _parse_document(document: Any) -> Any:
+    """The job document as JSON; None when it is not JSON (the job is then refused, not retried)."""
+    if not isinstance(document, str):
+        return document
+    try:
+        return json.loads(document)
+    except ValueError:
+        return None
+
+
 def apply_job(device: Device, job: dict[str, Any]) -> InstallResult:
     """Install the package a job document describes (reporting through ``device.reporter``)."""
     doc = job.get("document") or {}
-    package = doc.get("package") or {}
+    doc = doc if isinstance(doc, dict) else {}  # a malformed document is refused below, never a crash
+    package = doc.get("package") if isinstance(doc.get("package"), dict) else {}
     job_info = {"job_id": job.get("job_id"), "thing": job.get("thing")}
     if doc.get("operation") != OPERATION or not package.get("url"):
         result = InstallResult(
@@ -113,7 +124,7 @@ def apply_job(device: Device, job: dict[str, Any]) -> InstallResult:
         device._write_status(state=device.status().get("state", "idle"), last=result, job=job_info)
         device._report(job_info, result, "REJECTED")
         return result
-    options = doc.get("options") or {}
+    options = doc.get("options") if isinstance(doc.get("options"), dict) else {}
     return device.install(
         url,
         sha256=package.get("sha256"),

@@ -21,6 +21,7 @@ from edge_helpers import repack
 
 from edge.agent.__main__ import watch_once
 from edge.agent.device import Device
+from edge.agent.iot import OPERATION
 from mlship.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,6 +174,27 @@ def test_announced_version_matches_under_pep440(device: Device, versioned) -> No
 def test_publish_refuses_a_version_devices_cannot_order(versioned) -> None:
     from edge.publish import PublishError, read_package
 
-    with pytest.raises(PublishError, match=r"version 'latest' is not a valid PEP 440 version .*: devices would refuse it"):
+    refused = r"version 'latest' is not a valid PEP 440 version .*: devices would refuse it"
+    with pytest.raises(PublishError, match=refused):
         read_package(versioned("latest"))
     assert read_package(versioned("01.0.0"))[0].version == "01.0.0"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,
+        [1, 2],
+        {"operation": OPERATION, "package": ["url"]},
+        {"operation": OPERATION, "package": {"url": "http://127.0.0.1:9/x", "version": 12345}},
+        {"operation": OPERATION, "package": {"url": "http://127.0.0.1:9/x", "sha256": 7}},
+        {"operation": OPERATION, "package": {"url": "http://127.0.0.1:9/x"}, "options": "downgrade"},
+    ],
+)
+def test_malformed_job_documents_are_rejected(device: Device, golden_inputs, document: Any) -> None:
+    from edge.agent.iot import apply_job
+
+    result = apply_job(device, {"job_id": "job-1", "thing": "dev-1", "document": document})
+    assert result.outcome == "rejected" and result.reason
+    assert device.status()["state"] == "idle"
+    assert device.predict(golden_inputs[:1]).model_version == "1.0.0"
