@@ -99,9 +99,13 @@ def make_handler(device: Device, *, max_bytes: int = MAX_BODY, timeout: float = 
             """The stdlib's own refusals (bad request line, unknown method, huge headers) as JSON."""
             if code == 501:  # no do_<METHOD>: the method is not allowed, not a server failure
                 code, kind, message = 405, "method_not_allowed", f"method {self.command} is not allowed"
+            elif code >= 500:  # 505: an HTTP version the client made up is the client's mistake
+                code, kind = 400, "bad_request"
             else:
-                kind = "bad_request" if code < 500 else "internal"
+                kind = "bad_request"
             self.close_connection = True
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # unparsable request line
+                self.request_version = "HTTP/1.0"  # still answer with a status line and headers
             self._send(code, {"error": message or self.responses.get(code, ("error",))[0], "kind": kind})
 
         def _send(self, code: int, body: dict[str, Any], media: str = protocol.JSON) -> None:

@@ -121,16 +121,17 @@ class Http:
 
     def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-        *, length: str | None = "auto",
+        *, length: str | None = "auto", half_close: bool = False,
     ) -> tuple[int, dict[str, str], bytes]:
-        """A request with ``headers``; ``length`` is the Content-Length text ("auto", or None for none)."""
+        """A request with ``headers``; ``length`` is the Content-Length text ("auto", or None for none);
+        ``half_close`` ends the client's side after sending (a short body then ends, not stalls)."""
         lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if length == "auto":
             lines.append(f"Content-Length: {len(body)}")
         elif length is not None:
             lines.append(f"Content-Length: {length}")
-        return self.raw(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        return self.raw(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, half_close=half_close)
 
     def post_json(self, doc: Any, **headers: str) -> tuple[int, dict[str, Any]]:
         status, _, body = self.request(

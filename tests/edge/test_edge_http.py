@@ -267,5 +267,29 @@ def test_fuzzed_bodies_get_clear_json_answers(fuzz_server, body, headers) -> Non
 def test_fuzzed_framing_gets_clear_json_answers(fuzz_server, method, path, body, headers, length) -> None:
     """Any method, path and Content-Length (missing, negative, not a number, too large, wrong)."""
     http, _ = fuzz_server
-    status, answer_headers, raw = http.request(method, path, body, headers, length=length)
+    status, answer_headers, raw = http.request(method, path, body, headers, length=length, half_close=True)
     _check_answer(status, answer_headers, raw)
+
+
+_request_lines = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"POST /predict HTTP/1.1\r\nnocolon\r\n\r\n",
+                     b"G" * 70000 + b" / HTTP/1.1\r\n\r\n",
+                     b"POST /predict HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+                     b"POST /predict HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+                     b"POST /predict HTTP/1.1\r\nContent-Length: 5\r\n\r\n\x00\x00\x00\x00\x00"]),
+    st.tuples(_methods, st.binary(max_size=40), st.binary(max_size=80)).map(
+        lambda t: t[0].encode() + b" /predict HTTP/1.1\r\n" + t[1] + b"\r\n" + t[2]
+    ),
+).filter(  # a HEAD answer has no body to check; no request line at all gets no answer
+    lambda data: not data.startswith(b"HEAD") and bool(data.split(b"\n", 1)[0].decode("latin-1").split())
+)
+
+
+@settings(_fuzz_settings, max_examples=60)
+@given(data=_request_lines)
+def test_fuzzed_raw_requests_get_clear_json_answers(fuzz_server, data: bytes) -> None:
+    """Arbitrary bytes as the request line and headers: still a status line and a JSON body."""
+    http, _ = fuzz_server
+    status, headers, raw = http.raw(data, half_close=True)
+    _check_answer(status, headers, raw)
