@@ -118,6 +118,7 @@ class _Offer:
     key_id: str | None
     allow_downgrade: bool
     digest: str | None = None
+    promoted: Path | None = None  # its directory in versions/, once moved there
 
     def __post_init__(self) -> None:
         self.digest = self.sha256
@@ -360,10 +361,13 @@ class Device:
             try:
                 final, key, digest = self._prepare(offer, work, job)
             except AlreadyInstalled as exc:
-                version = _peek_version(work) or offer.version
+                version = _peek_version(work / "package") or offer.version
                 return self._finish(InstallResult("unchanged", version, str(exc), offer.digest), job)
             except Exception as exc:  # noqa: BLE001 - any failure to verify/extract is a rejection, never a crash loop
-                return self._reject(exc, _peek_version(work), offer.digest, job)
+                version = _peek_version(work / "package") or _peek_version(offer.promoted)
+                if offer.promoted is not None and offer.promoted not in (self.current_dir(), self.previous_dir()):
+                    self._discard(offer.promoted)  # failed its smoke test: nothing points at it
+                return self._reject(exc, version, offer.digest, job)
             finally:
                 self._discard(work)  # whatever is left of the staging area (partial extraction included)
             if final == self.current_dir():
@@ -391,7 +395,7 @@ class Device:
         if offer.version is not None and not same_version(offer.version, bundle.version):
             raise UpdateRejected(f"the update announced version {offer.version} but the package is {bundle.version}")
         offer.digest = offer.digest or str(bundle.manifest["files"][bundle.manifest["model"]["file"]])
-        final = self._promote(staged, bundle, offer.digest)
+        final = offer.promoted = self._promote(staged, bundle, offer.digest)
         if final != self.current_dir():
             self._write_status(state="smoke-testing", job=job)
             self._smoke_test(final, key)
@@ -805,10 +809,12 @@ def _safe_source(source: str | Path) -> str:
     return str(source).split("?", 1)[0]
 
 
-def _peek_version(work: Path) -> str | None:
-    """The version a staged package claims (for the status of a refused package), if readable."""
+def _peek_version(package: Path | None) -> str | None:
+    """The version a package directory claims (for the status of a refused package), if readable."""
+    if package is None:
+        return None
     try:
-        version = json.loads((work / "package" / "manifest.json").read_text("utf-8")).get("version")
+        version = json.loads((package / "manifest.json").read_text("utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         return None
     return version if isinstance(version, str) else None

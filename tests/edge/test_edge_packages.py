@@ -198,3 +198,28 @@ def test_malformed_job_documents_are_rejected(device: Device, golden_inputs, doc
     assert result.outcome == "rejected" and result.reason
     assert device.status()["state"] == "idle"
     assert device.predict(golden_inputs[:1]).model_version == "1.0.0"
+
+
+def test_package_failing_its_smoke_test_leaves_nothing_behind(
+    device: Device, versioned, golden_inputs, tmp_path: Path, signing_keys: Path
+) -> None:
+    """Signed, verified, but its golden examples disagree with its model: refused after promotion."""
+    from mlship.bundle import MANIFEST, hash_files, write_manifest
+
+    def wrong_golden(work: Path) -> None:
+        golden = json.loads((work / "golden.json").read_text())
+        golden["expected"]["probabilities"] = [[1.0 - p for p in row] for row in golden["expected"]["probabilities"]]
+        (work / "golden.json").write_text(json.dumps(golden))
+        manifest = json.loads((work / MANIFEST).read_text())
+        manifest["files"] = hash_files(work)
+        if "sizes" in manifest:
+            manifest["sizes"] = {rel: (work / rel).stat().st_size for rel in manifest["files"]}
+        write_manifest(work, manifest)
+
+    bad = repack(versioned("2.0.0"), tmp_path / "golden.edge.tar.gz", key=signing_keys / "mlship.key",
+                 mutate=wrong_golden, sign_after=True)
+    result = device.install(bad)
+    assert result.outcome == "rejected" and result.reason.startswith("smoke test failed")
+    assert result.version == "2.0.0"
+    _only_current_left(device)
+    assert device.predict(golden_inputs[:1]).model_version == "1.0.0"
