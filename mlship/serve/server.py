@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn.http.errors import (
@@ -79,7 +79,6 @@ class ServeConfig:
 _RECV_BYTES = 64 * 1024
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_DRAIN_WAIT = 0.05  # seconds a thread waits for unread body bytes that were not buffered
 
 
 def _fields(head: bytes) -> dict[bytes, list[bytes]]:
@@ -171,9 +170,10 @@ class _BufferedUnreader(SocketUnreader):
         self.pieces: list[bytes] = []
 
     def feed(self, data: bytes | bytearray) -> None:
+        """Queue ``data`` after what is queued (``pieces`` is a stack: the next piece is last)."""
         # recv-sized pieces: the chunked-body parser copies the rest of a piece per chunk
-        self.pieces.extend(bytes(data[i:i + _RECV_BYTES]) for i in range(0, len(data), _RECV_BYTES))
-        self.pieces.reverse()
+        new = [bytes(data[i:i + _RECV_BYTES]) for i in range(0, len(data), _RECV_BYTES)]
+        self.pieces[:0] = reversed(new)
 
     def chunk(self) -> bytes:
         return self.pieces.pop() if self.pieces else super().chunk()
@@ -201,9 +201,8 @@ class _Conn(TConn):  # type: ignore[misc]
 
 
 def _error_response(status: int, body: dict[str, Any]) -> bytes:
-    from http import HTTPStatus
-
-    data = json.dumps(body).encode()
+    """A whole JSON error answer that closes the connection (for errors outside the app)."""
+    data = protocol.dumps(body).encode()
     return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
 
@@ -379,14 +378,19 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _keepalive_after(self, conn: _Conn, keepalive: bool) -> bool:
         """Discard what the app left unread of the body, and say whether to keep the connection.
 
-        The event loop received the whole request, so this needs no waiting; a body still
-        arriving (one refused 413 or 411 before it was sent) closes the connection, in the event
-        loop (:meth:`_linger`), instead of holding this thread while it drains.
+        The event loop received the whole request, so this reads only buffered bytes, without
+        waiting: a body still arriving (one refused 413 or 411 before it was sent) closes the
+        connection, in the event loop (:meth:`_linger`), instead of holding this thread.
         """
         if not keepalive:
             return False
-        return bool(conn.parser.finish_body(deadline=time.monotonic() + _DRAIN_WAIT,
-                                            max_bytes=2 * self.max_body_bytes + self.head_limit))
+        conn.sock.settimeout(0.0)
+        try:
+            return bool(conn.parser.finish_body(max_bytes=2 * self.max_body_bytes + self.head_limit))
+        except BlockingIOError:  # the rest of the body was never received
+            return False
+        finally:
+            conn.sock.settimeout(self.request_timeout)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """A JSON error (not gunicorn's HTML page), then the connection closes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,9 +29,20 @@ def served(churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                         log_path=tmp_path_factory.mktemp("serve-slow") / "serve.log")
     try:
         proc.wait_ready()
+        _wait_all_workers_loaded(proc, 2)
         yield proc
     finally:
         proc.stop()
+
+
+def _wait_all_workers_loaded(proc: ServeProcess, workers: int) -> None:
+    """``wait_ready`` saw one worker answer 200; a probe may reach another one still loading."""
+    assert proc.log_path is not None
+    for _ in range(1200):  # bounded: 60 s
+        if proc.log_path.read_text().count("golden examples pass") >= workers:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"not every worker loaded the model: {proc.log()}")
 
 
 def _connect(proc: ServeProcess, timeout: float = 10.0) -> socket.socket:
