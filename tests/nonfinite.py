@@ -1,7 +1,7 @@
 """A signed bundle whose model emits NaN for some inputs: the model-side failure every path must catch.
 
-The copy's ONNX graph adds ``Sqrt(threshold - x) * 0`` to the classifier's probabilities: 0 while
-``x <= threshold``, NaN above it. The golden examples stay below the threshold, so the bundle
+The copy's ONNX graph replaces the classifier's probabilities with NaN where ``x > threshold``
+(labels unchanged). The golden examples stay below the threshold, so the bundle
 verifies and passes its golden check like a real model with a latent numerical bug.
 """
 
@@ -17,25 +17,19 @@ THRESHOLD = 1_000.0  # far above the churn data's range: only crafted requests c
 
 
 def _inject_nan(model_path: Path, feature: str, threshold: float) -> None:
+    import numpy as np
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper, numpy_helper
 
     model = onnx.load(str(model_path))
     graph = model.graph
-    target = next(o for o in graph.output if o.name == "probabilities")
-    producer = next(n for n in graph.node if target.name in n.output)
-    raw = "probabilities_before_nan"
-    producer.output[list(producer.output).index(target.name)] = raw
-    graph.initializer.extend([
-        helper.make_tensor("nan_threshold", TensorProto.FLOAT, [], [threshold]),
-        helper.make_tensor("nan_zero", TensorProto.FLOAT, [], [0.0]),
-    ])
-    graph.node.extend([
-        helper.make_node("Sub", ["nan_threshold", feature], ["nan_room"]),
-        helper.make_node("Sqrt", ["nan_room"], ["nan_root"]),
-        helper.make_node("Mul", ["nan_root", "nan_zero"], ["nan_term"]),
-        helper.make_node("Add", [raw, "nan_term"], [target.name]),
-    ])
+    probs = next(o for o in graph.output if o.name == "probabilities")
+    for node in graph.node:  # the original probabilities become an inner tensor
+        node.output[:] = ["probabilities_raw" if name == probs.name else name for name in node.output]
+    graph.initializer.extend([numpy_helper.from_array(np.array(threshold, np.float32), "nan_threshold"),
+                              numpy_helper.from_array(np.array(np.nan, np.float32), "nan_value")])
+    graph.node.extend([helper.make_node("Greater", [feature, "nan_threshold"], ["nan_rows"]),
+                       helper.make_node("Where", ["nan_rows", "nan_value", "probabilities_raw"], [probs.name])])
     onnx.checker.check_model(model)
     onnx.save(model, str(model_path))
 
@@ -43,13 +37,15 @@ def _inject_nan(model_path: Path, feature: str, threshold: float) -> None:
 def nonfinite_copy(src: Path, dest: Path, private_key: Any, *, feature: str = FEATURE,
                    threshold: float = THRESHOLD) -> Path:
     """A re-hashed, re-signed copy of ``src`` whose probabilities are NaN when ``feature > threshold``."""
-    from mlship.bundle import MANIFEST, MODEL_FILE, SIGNATURE, hash_files, sign_bundle, write_manifest
+    from mlship.bundle import MANIFEST, MODEL_FILE, SIGNATURE, file_sizes, hash_files, sign_bundle, write_manifest
 
     shutil.copytree(src, dest)
     manifest = json.loads((dest / MANIFEST).read_text())
     _inject_nan(dest / MODEL_FILE, feature, threshold)
     (dest / SIGNATURE).unlink(missing_ok=True)
     manifest["files"] = hash_files(dest)
+    if "sizes" in manifest:
+        manifest["sizes"] = file_sizes(dest)
     write_manifest(dest, manifest)
     sign_bundle(dest, private_key)
     return dest

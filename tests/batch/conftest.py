@@ -42,41 +42,17 @@ def holdout(churn_split: tuple[Any, Any]) -> Any:
 @pytest.fixture(scope="session")
 def nan_above() -> float:
     """``monthly_charges`` above this make ``nan_bundle``'s probabilities NaN (golden rows stay below)."""
-    return 1000.0
+    from nonfinite import THRESHOLD
+
+    return THRESHOLD
 
 
 @pytest.fixture(scope="session")
-def nan_bundle(tmp_path_factory: pytest.TempPathFactory, churn_bundle: Path, signing_keys: Path,
-               nan_above: float) -> Path:
-    """The churn bundle with its ONNX graph wrapped so that probabilities are NaN when
-    ``monthly_charges > nan_above`` (labels unchanged), re-hashed, signed and packed with the
-    same bundle code as ``mlship export``: a signed, valid bundle whose model emits NaN."""
-    import shutil
+def nan_bundle(nonfinite_bundle: Path) -> Path:
+    """The shared NaN-emitting signed bundle (``tests/nonfinite.py``), packed as a ``.tar.gz`` too."""
+    from mlship.bundle import pack_bundle
 
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    from mlship.bundle import MODEL_FILE, Bundle, hash_files, pack_bundle, sign_bundle, write_manifest
-    from mlship.signing import load_private_key
-
-    out = tmp_path_factory.mktemp("nan-bundles") / "churn-nan"
-    shutil.copytree(churn_bundle, out)
-    model = onnx.load(out / MODEL_FILE)
-    graph = model.graph
-    probs = next(o for o in graph.output if o.name == "probabilities")
-    for node in graph.node:  # the original probabilities become an inner tensor
-        node.output[:] = ["probabilities_raw" if name == probs.name else name for name in node.output]
-    graph.initializer.extend([numpy_helper.from_array(np.array(nan_above, np.float32), "nan_threshold"),
-                              numpy_helper.from_array(np.array(np.nan, np.float32), "nan_value")])
-    graph.node.extend([helper.make_node("Greater", ["monthly_charges", "nan_threshold"], ["nan_rows"]),
-                       helper.make_node("Where", ["nan_rows", "nan_value", "probabilities_raw"],
-                                        ["probabilities"])])
-    onnx.checker.check_model(model)
-    (out / MODEL_FILE).write_bytes(model.SerializeToString())
-    manifest = Bundle(out).manifest
-    manifest["files"] = hash_files(out)
-    write_manifest(out, manifest)
-    sign_bundle(out, load_private_key(signing_keys / "mlship.key"))
-    pack_bundle(out, out.with_name(out.name + ".tar.gz"))
-    return out
+    tarball = nonfinite_bundle.with_name(nonfinite_bundle.name + ".tar.gz")
+    if not tarball.exists():
+        pack_bundle(nonfinite_bundle, tarball)
+    return nonfinite_bundle
