@@ -3,8 +3,10 @@
 * ``GET /ping``: 200 once the bundle is loaded, verified and its golden examples pass; 503
   (with the reason) while loading or after a failed load.
 * ``POST /invocations``: ``application/json`` or ``text/csv`` (see :mod:`mlship.serve.protocol`);
-  415 for other media types, 413 over the size limit, 400 with field errors, 405 for other
-  methods. The request id is SageMaker's ``X-Amzn-SageMaker-Inference-Id`` header when given.
+  415 for other media types, 406 when ``Accept`` allows neither, 413 over the size limit, 411
+  for a body with neither ``Content-Length`` nor chunked framing, 400 with field errors or for a
+  body that cannot be read (bad chunked framing), 405 for other methods. The request id is
+  SageMaker's ``X-Amzn-SageMaker-Inference-Id`` header when given.
 * ``GET /execution-parameters``: batch-transform hints.
 
 The model loads in a background thread so ``/ping`` answers 503 (not "connection refused")
@@ -26,7 +28,6 @@ from mlship.errors import BundleError
 from mlship.serve import protocol
 
 log = logging.getLogger("mlship.serve")
-
 
 
 class RequestTimeout(protocol.RequestError):
