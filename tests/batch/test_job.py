@@ -150,7 +150,7 @@ def test_csv_input_parses_numbers_and_quarantines_text(spark: Any, strict_bundle
     assert summary["counts"] == {**summary["counts"], "input": 200, "scored": 198, "quarantined": 2}
     quarantine = pd.read_parquet(Path(summary["output"]["quarantine_path"])).set_index("row_id")
     assert quarantine.loc["c00004", "error_kinds"] == "wrong_type"
-    assert "'forty'" in quarantine.loc["c00004", "reason"]
+    assert '"forty"' in quarantine.loc["c00004", "reason"]
     assert quarantine.loc["c00008", "error_kinds"] == "null_not_allowed"
     scored = pd.read_parquet(Path(summary["output"]["run_path"])).set_index("row_id")
     expected = Predictor.load(strict_bundle).score(frame.drop(index=[4, 8]), allow_extra=True)

@@ -41,5 +41,5 @@ def test_a_tampered_cached_archive_is_refused_by_the_worker_loader(
 
     pack_bundle(evil, archive)  # someone overwrites the cached archive in place
     assert ship_bundle(str(churn_bundle))[0] == archive
-    with pytest.raises(BundleError, match="golden.json: sha256 does not match"):
+    with pytest.raises(BundleError, match="golden.json"):
         Predictor.load(archive)
