@@ -10,16 +10,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MLSHIP_CACHE_DIR=/tmp/mlship-cache
 
 WORKDIR /opt/program
-COPY mlship/serve/requirements.txt /opt/program/requirements.txt
+COPY mlship/serving/requirements.txt /opt/program/requirements.txt
 RUN pip install --no-cache-dir --only-binary=:all: -r requirements.txt \
     && useradd --system --uid 1000 --home /opt/program mlship
 
 # Only the package: the serving path imports numpy, onnxruntime, cryptography and mlship core.
 COPY mlship /opt/program/mlship
 RUN python -m compileall -q /opt/program/mlship \
-    && python -c "import mlship.serve.server, mlship.predictor"
+    && python -c "import mlship.serving.server, mlship.runtime.predictor"
 
 USER 1000
 EXPOSE 8080
-ENTRYPOINT ["python", "-m", "mlship.serve"]
+ENTRYPOINT ["python", "-m", "mlship.serving"]
 CMD ["serve"]

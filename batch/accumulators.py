@@ -20,7 +20,7 @@ class CountsParam(AccumulatorParam):
 
 
 class DriftParam(AccumulatorParam):
-    """Merges per-partition :class:`mlship.drift.DriftAccumulator` objects (None is the zero)."""
+    """Merges per-partition :class:`mlship.stats.drift.DriftAccumulator` objects (None is the zero)."""
 
     def zero(self, value: Any) -> Any:
         return None

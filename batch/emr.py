@@ -13,7 +13,7 @@ directory and put on ``PYTHONPATH``. It is built with ``pip install --platform
 manylinux_2_28_x86_64 --only-binary=:all: --python-version X.Y --target``: X.Y must match the
 Python of the EMR application's image (see docs/batch.md).
 
-All AWS calls go through :func:`mlship.aws.client`. Against moto, job runs are recorded
+All AWS calls go through :func:`mlship.aws.clients.client`. Against moto, job runs are recorded
 (state SUCCESS at once) but nothing executes.
 """
 
@@ -32,8 +32,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from batch.storage import BatchError, is_s3, split_s3
-from mlship.hashing import sha256_file
+from mlship.batch.storage import BatchError, is_s3, split_s3
+
+from mlship.runtime.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_ZIP = "mlship-batch-code.zip"
@@ -48,16 +49,20 @@ TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
 def build_code_zip(out_dir: Path) -> Path:
-    """A deterministic zip of the ``mlship`` and ``batch`` packages (Python sources only)."""
+    """A deterministic zip of the ``mlship`` package with ``batch/`` as ``mlship/batch`` (sources only).
+
+    The layout an installed wheel has: ``mlship.batch`` imports the same on EMR as here.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / CODE_ZIP
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for package in ("mlship", "batch"):
-            for path in sorted((REPO / package).rglob("*.py")):
+        for source, prefix in ((REPO / "mlship", "mlship"), (REPO / "batch", "mlship/batch")):
+            for path in sorted(source.rglob("*.py")):
                 if "__pycache__" in path.parts:
                     continue
-                info = zipfile.ZipInfo(path.relative_to(REPO).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+                name = f"{prefix}/{path.relative_to(source).as_posix()}"
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, path.read_bytes())
     target.write_bytes(buf.getvalue())
@@ -105,7 +110,7 @@ def _sha12(path: Path) -> str:
 
 
 def _upload(path: Path, uri: str) -> str:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket, key = split_s3(uri)
     client("s3").upload_file(str(path), bucket, key)
@@ -114,7 +119,7 @@ def _upload(path: Path, uri: str) -> str:
 
 def ensure_application(name: str, release_label: str = DEFAULT_RELEASE) -> str:
     """The id of the EMR Serverless Spark application called ``name`` (created if missing)."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     emr = client("emr-serverless")
     for page in emr.get_paginator("list_applications").paginate():
@@ -138,7 +143,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     The client token is derived from the run id and arguments, so submitting the same run
     twice returns the same job run instead of starting a second one.
     """
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     if not is_s3(artifacts):
         raise BatchError(f"--artifacts must be an s3:// URI, got {artifacts!r}")
@@ -166,7 +171,8 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
             uploaded["deps"] = _upload(local, f"{root}/deps-{_sha12(local)}/{DEPS_ARCHIVE}")
     model_uri = model
     if not (is_s3(model) or model.startswith("mlship://")):
-        from mlship.bundle import pack_bundle, resolve_local
+        from mlship.runtime.archive import pack_bundle
+        from mlship.runtime.sources import resolve_local
 
         packed = pack_bundle(resolve_local(model), work / "model.tar.gz")
         model_uri = _upload(packed, f"{root}/models/{_sha12(packed)}.tar.gz")
@@ -207,7 +213,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
 
 def status(application_id: str, job_run_id: str) -> dict[str, Any]:
     """The job run's state and details (``get_job_run``)."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     try:
         run = client("emr-serverless").get_job_run(applicationId=application_id, jobRunId=job_run_id)["jobRun"]

@@ -4,7 +4,7 @@ Driver side only (imports pyspark). The per-row work lives in :mod:`batch.worker
 
 Example::
 
-    from batch.job import JobConfig, run_job
+    from mlship.batch.job import JobConfig, run_job
     summary = run_job(JobConfig(model="bundles/churn-1.tar.gz", input="data/in.parquet",
                                 output="out/scores", run_id="2026-11-23"))
     summary["counts"]  # {"input": ..., "scored": ..., "quarantined": ..., "reconciled": True}
@@ -24,8 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from batch import storage, worker
-from batch.storage import BatchError
+from mlship.batch import storage, worker
+from mlship.batch.storage import BatchError
 
 MALFORMED = "_mlship_malformed_record"  # Spark's corrupt-record column for CSV input (dropped on output)
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -93,8 +93,10 @@ def ship_bundle(model: str) -> tuple[Path, str]:
     file) and signature. A rerun with the same bundle ships the archive packed last time; the
     workers verify hashes and signature on load, so a tampered cache file is still refused.
     """
-    from mlship.bundle import MANIFEST, SIGNATURE, cache_dir, pack_bundle, resolve_local
-    from mlship.hashing import sha256_bytes, sha256_file
+    from mlship.runtime.archive import cache_dir, pack_bundle
+    from mlship.runtime.bundle import MANIFEST, SIGNATURE
+    from mlship.runtime.hashing import sha256_bytes, sha256_file
+    from mlship.runtime.sources import resolve_local
 
     local = resolve_local(model)
     identity = b"".join(p.read_bytes() for p in (local / MANIFEST, local / SIGNATURE) if p.is_file())
@@ -223,7 +225,7 @@ def _probability_columns(predictor: Any) -> list[str]:
 
 def _drift_available() -> bool:
     try:
-        from mlship.drift import DriftAccumulator  # noqa: F401
+        from mlship.stats.drift import DriftAccumulator  # noqa: F401
     except ImportError:
         return False
     return True
@@ -231,7 +233,7 @@ def _drift_available() -> bool:
 
 def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
     """Run one scoring job end to end and return its summary (also written next to the output)."""
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     cfg = config
     if not RUN_ID.match(cfg.run_id):
@@ -241,7 +243,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     s3_mode = cfg.s3_mode
     if s3_mode == "auto":
-        from mlship.aws import is_local
+        from mlship.aws.clients import is_local
 
         local_master = cfg.master is not None and cfg.master.startswith("local")
         s3_mode = "stage" if (is_local() or local_master) else "direct"
@@ -265,7 +267,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         output_root = workdir / "output" if output_is_s3 else Path(cfg.output).expanduser().resolve()
         timings["stage_input_s"] = time.perf_counter() - t
 
-        from batch.spark import get_session
+        from mlship.batch.spark import get_session
 
         spark = spark or get_session(cfg.master, conf={
             "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.max_records_per_batch), **cfg.spark_conf})
@@ -303,7 +305,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
             raise BatchError(f"input {cfg.input} has no rows")
 
         # ---------------------------------------------------------------- score + write to staging
-        from batch.accumulators import CountsParam, DriftParam
+        from mlship.batch.accumulators import CountsParam, DriftParam
 
         drift_enabled = cfg.drift and _drift_available()
         profile = predictor.bundle.profile if drift_enabled else None
@@ -392,7 +394,7 @@ def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, in
     elif drift_acc is not None:
         drift = {"status": "no valid rows"}
     else:
-        drift = {"status": "disabled" if not cfg.drift else "unavailable (mlship.drift is not installed)"}
+        drift = {"status": "disabled" if not cfg.drift else "unavailable (mlship.stats.drift is not installed)"}
     reasons = {k.removeprefix(worker.KIND): v for k, v in sorted(totals.items()) if k.startswith(worker.KIND)}
     run_uri = meta["run_uri"]
     input_rows = meta["input_rows"]

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if __package__ in (None, ""):  # run as a script: make the repo (or the deps archive) importable
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from batch.job import JobConfig, run_job
+    from mlship.batch.job import JobConfig, run_job
+
     from mlship.errors import MlshipError
 
     master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[*]")

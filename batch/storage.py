@@ -55,7 +55,7 @@ def is_s3(uri: str | os.PathLike[str]) -> bool:
 
 def split_s3(uri: str) -> tuple[str, str]:
     """Bucket and key (without surrounding slashes) of an ``s3://`` URI, as a BatchError when malformed."""
-    from mlship.bundle import parse_s3_uri
+    from mlship.aws.s3 import parse_s3_uri
     from mlship.errors import BundleError
 
     try:
@@ -168,7 +168,7 @@ def commit_local(run: Path, output_root: Path, run_id: str) -> tuple[Path, bool]
 # ---------------------------------------------------------------------------- S3 staging (local runs)
 def download_s3(uri: str, dest: Path) -> Path:
     """Download an s3:// object or every object under a prefix into ``dest``; return the local path."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket, key = split_s3(uri)
     s3 = client("s3")
@@ -206,7 +206,7 @@ def s3_staging_prefix(output_uri: str, run_id: str) -> str:
 
 def upload_run(run: Path, staging_uri: str) -> dict[str, str]:
     """Upload an assembled local run directory under the staging prefix; return {relative path: key}."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket, prefix = split_s3(staging_uri)
     s3 = client("s3")
@@ -220,7 +220,7 @@ def upload_run(run: Path, staging_uri: str) -> dict[str, str]:
 
 def staged_keys(data_uri: str, status_col: str = "status") -> dict[str, str]:
     """Map Spark's ``status=...`` output under an s3 staging prefix to run-relative paths."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket, prefix = split_s3(data_uri)
     mapping = {}
@@ -253,7 +253,7 @@ def publish_s3(sources: dict[str, str], output_uri: str, run_id: str, staging_ur
     need an atomic view read the file list in ``_summary.json`` (``output.files``), which
     always names one complete attempt. Returns (run URI, whether a previous attempt was replaced).
     """
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket, root = split_s3(output_uri)
     s3 = client("s3")

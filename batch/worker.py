@@ -68,7 +68,7 @@ def get_predictor(path: str, public_key_pem: str | None = None, threads: int = 1
         return cached
     with _lock:
         if path not in _predictors:
-            from mlship.predictor import Predictor
+            from mlship.runtime.predictor import Predictor
 
             key = public_key_pem.encode() if public_key_pem else None
             _predictors[path] = Predictor.load(path, public_key=key, threads=threads)
@@ -147,8 +147,8 @@ def score_frame(frame: Any, spec: WorkerSpec, predictor: Any) -> tuple[Any, dict
 def _score(frame: Any, spec: WorkerSpec, predictor: Any) -> Any:
     """``Predictor.score`` of the well-formed rows (a chunk may have none: nothing to validate)."""
     if len(frame) == 0:
-        from mlship.predictor import ScoredBatch
-        from mlship.schema import ValidatedBatch
+        from mlship.runtime.predictor import ScoredBatch
+        from mlship.runtime.schema import ValidatedBatch
 
         return ScoredBatch(ValidatedBatch({}, np.zeros(0, dtype=bool)), None)
     data: Any = frame.assign(**_coerce_text(frame, spec)) if spec.text_input else frame
@@ -287,14 +287,14 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
     """The ``mapInPandas`` function: score every chunk of a partition through the shared Predictor.
 
     ``counters`` (a Spark accumulator of dicts) receives scored/quarantined/error-kind counts;
-    ``drift_acc`` receives this partition's :class:`mlship.drift.DriftAccumulator`, merged on
+    ``drift_acc`` receives this partition's :class:`mlship.stats.drift.DriftAccumulator`, merged on
     the driver. Both are applied once per successful task.
     """
     predictor = get_predictor(bundle_path(spec), spec.public_key_pem, spec.threads)
     totals: dict[str, int] = {SCORED: 0, QUARANTINED: 0}
     partial = None
     if drift_acc is not None and profile is not None:
-        from mlship.drift import DriftAccumulator
+        from mlship.stats.drift import DriftAccumulator
 
         partial = DriftAccumulator(profile)
     for frame in frames:
@@ -317,7 +317,7 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
 
 def drift_inputs(valid_columns: dict[str, Any], spec: WorkerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """Feature columns and model outputs of the valid rows, as ``DriftAccumulator.update`` takes them."""
-    from mlship.profile import prediction_score
+    from mlship.stats.profile import prediction_score
 
     cols = dict(valid_columns)
     prediction = cols.pop("__prediction__", None)

@@ -53,7 +53,7 @@ def _prepare_data(tmp: Path) -> tuple[Any, Path, list[str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlship.datasets import make_numeric
+    from mlship.local.datasets import make_numeric
 
     train = make_numeric(20_000, n_features=N_FEATURES, seed=4)
     features = [c for c in train.columns if c != "label"]
@@ -76,8 +76,8 @@ def _prepare_model(kind: str, train: Any, features: list[str], tmp: Path) -> tup
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from mlship.export import export_bundle
-    from mlship.train import make_estimator
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import make_estimator
 
     estimator = make_estimator(kind)
     if kind == "rf":
@@ -144,9 +144,8 @@ def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS)) -> None:
         _log(f"preparing {N_ROWS:,} rows x {N_FEATURES} features in {N_FILES} Parquet files")
         train, data, features = _prepare_data(tmp)
         import mlflow.pyfunc
-
-        from batch.job import JobConfig, run_job
-        from batch.spark import get_session
+        from mlship.batch.job import JobConfig, run_job
+        from mlship.batch.spark import get_session
 
         spark = get_session("local[2]", app_name="mlship-bench-batch")
         models: dict[str, tuple[Path, Any]] = {}

@@ -24,9 +24,9 @@ from bench.common import summary, time_calls, write_results
 def _models(tmp: Path, quick: bool) -> list[tuple[str, Any, Path, Any, str]]:
     from sklearn.neural_network import MLPClassifier
 
-    from mlship.datasets import make_churn, make_numeric
-    from mlship.export import ParityPolicy, export_bundle
-    from mlship.train import churn_pipeline, make_estimator, split
+    from mlship.evaluation.export import ParityPolicy, export_bundle
+    from mlship.local.datasets import make_churn, make_numeric
+    from mlship.local.train import churn_pipeline, make_estimator, split
 
     churn = make_churn(4000 if quick else 10_000, seed=5)
     train, holdout = split(churn)
@@ -151,13 +151,13 @@ def _sklearn_size(est: Any) -> int:
 
 
 def main(quick: bool = False) -> None:
+    from mlship.edge.build import build_edge
     from rich.console import Console
     from rich.table import Table
 
-    from edge.build import build_edge
-    from mlship.bundle import open_bundle
-    from mlship.predictor import Predictor
-    from mlship.signing import generate_keypair
+    from mlship.runtime.predictor import Predictor
+    from mlship.runtime.signing import generate_keypair
+    from mlship.runtime.sources import open_bundle
 
     console = Console()
     n_one = 300 if quick else 2000

@@ -64,8 +64,8 @@ def job_data_only(n: int) -> dict[str, Any]:
 
 
 def job_mlship(n: int) -> dict[str, Any]:
-    from mlship.drift import DriftAccumulator
-    from mlship.profile import build_profile
+    from mlship.stats.drift import DriftAccumulator
+    from mlship.stats.profile import build_profile
 
     ref, cur = make_data(n, 1, False), make_data(n, 2, True)
     t0 = time.perf_counter()
@@ -108,8 +108,8 @@ def _chunk(k: int, shifted: bool) -> dict[str, np.ndarray]:
 
 
 def job_stream_mlship(n_current: int, n_ref: int) -> dict[str, Any]:
-    from mlship.drift import DriftAccumulator
-    from mlship.profile import build_profile
+    from mlship.stats.drift import DriftAccumulator
+    from mlship.stats.profile import build_profile
 
     ref = make_data(n_ref, 1, False)
     profile = build_profile(ref, dict.fromkeys(ref, True))

@@ -16,10 +16,10 @@ from bench.common import summary, time_calls, write_results
 
 
 def _models(tmp: Path, quick: bool) -> list[tuple[str, object, object, object]]:
-    from mlship.datasets import make_churn, make_numeric
-    from mlship.export import export_bundle
-    from mlship.predictor import Predictor
-    from mlship.train import make_estimator, split, train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.datasets import make_churn, make_numeric
+    from mlship.local.train import make_estimator, split, train_pipeline
+    from mlship.runtime.predictor import Predictor
 
     out = []
     churn = make_churn(12_000, seed=3)

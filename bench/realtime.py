@@ -108,9 +108,9 @@ def _event(record: dict[str, Any]) -> dict[str, Any]:
 def _setup(tmp: Path) -> dict[str, Any]:
     import joblib
 
-    from mlship.datasets import make_churn
-    from mlship.export import export_bundle
-    from mlship.train import split, train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.datasets import make_churn
+    from mlship.local.train import split, train_pipeline
 
     train, holdout = split(make_churn(8000, seed=5))
     pipe = train_pipeline(train, "hgb")
@@ -134,7 +134,7 @@ def warm_latency(env: dict[str, Any], n: int) -> dict[str, Any]:
     import sk_handler  # noqa: PLC0415 - written by _setup
 
     from functions.predict import handler as mlship_handler
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     event, ctx = _event(env["record"]), _Ctx()
     sink = io.StringIO()
@@ -196,7 +196,7 @@ def cold_start(env: dict[str, Any], runs: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- package size
 def package_sizes() -> dict[str, Any]:
-    from mlship import packaging
+    from mlship.deploy import lambda_asset as packaging
 
     asset = packaging.build_lambda_asset("predict")
     info = packaging.asset_info("predict") or {}
@@ -318,13 +318,13 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 def serve_load(env: dict[str, Any], seconds: int, connections: int) -> dict[str, Any]:
-    from mlship.local import free_port
+    from mlship.local.environment import free_port
 
     body = json.dumps(env["record"])
     child_env = {**os.environ, "SKLEARN_MODEL": str(env["model"]), "OMP_NUM_THREADS": "1"}
     out: dict[str, Any] = {}
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlship.serve", "serve", "--model", str(env["bundle"]), "--host",
+    proc = subprocess.Popen([sys.executable, "-m", "mlship.serving", "serve", "--model", str(env["bundle"]), "--host",
                              "127.0.0.1", "--port", str(port)], env=child_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=REPO)
     try:

@@ -36,7 +36,7 @@ def _bootstrap_sklearn(y: np.ndarray, labels: np.ndarray, probs: np.ndarray, sam
 
 
 def bench_bootstrap(rows: int, rounds: int, repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from mlship.evaluate import bootstrap_metrics, bootstrap_samples
+    from mlship.evaluation.evaluate import bootstrap_metrics, bootstrap_samples
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, rows)
@@ -64,9 +64,9 @@ def _timed(fn: Any) -> float:
 def bench_aliases(n: int, bundle: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from moto.server import ThreadedMotoServer
 
-    from mlship import aws
-    from mlship.local import free_port
-    from mlship.registry import Registry
+    from mlship.aws import clients as aws
+    from mlship.local.environment import free_port
+    from mlship.registry.store import Registry
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()
@@ -112,9 +112,9 @@ def bench_aliases(n: int, bundle: Path) -> tuple[list[dict[str, Any]], dict[str,
 
 
 def _bundle(workdir: Path) -> Path:
-    from mlship.datasets import make_churn
-    from mlship.export import export_bundle
-    from mlship.train import split, train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.datasets import make_churn
+    from mlship.local.train import split, train_pipeline
 
     train, holdout = split(make_churn(3000, seed=1))
     return export_bundle(train_pipeline(train, "logreg"), holdout, "churned", workdir / "bundle", name="bench",

@@ -22,8 +22,8 @@ def main() -> int:
     from rich.console import Console
 
     from demo.context import DemoContext
-    from mlship import aws
-    from mlship.local import free_port
+    from mlship.aws import clients as aws
+    from mlship.local.environment import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server access log
     console = Console()

@@ -19,8 +19,8 @@ def _landing_batch(ctx: DemoContext, rows: int) -> tuple[str, int]:
     """Upload a drifted day of traffic with some broken rows as Parquet files; return its s3 URI."""
     import numpy as np
 
-    from mlship.aws import client
-    from mlship.datasets import make_churn
+    from mlship.aws.clients import client
+    from mlship.local.datasets import make_churn
 
     frame = make_churn(rows, seed=23, shift=0.8).drop(columns=["churned"])
     frame.insert(0, "customer_id", [f"cust-{i:06d}" for i in range(rows)])
@@ -40,13 +40,13 @@ def _landing_batch(ctx: DemoContext, rows: int) -> tuple[str, int]:
 
 
 def run(ctx: DemoContext) -> None:
+    from mlship.batch import emr
+    from mlship.batch.cli import _print_summary
+    from mlship.batch.job import JobConfig, run_job
+    from mlship.batch.spark import get_session
     from rich.table import Table
 
-    from batch import emr
-    from batch.job import JobConfig, run_job
-    from batch.spark import get_session
-    from mlship.aws import client
-    from mlship.commands.batch import _print_summary
+    from mlship.aws.clients import client
 
     con = ctx.console
     ctx.step("Batch: score a day of traffic on Spark (local[2]) from S3, quarantine bad rows, rerun")
@@ -104,8 +104,8 @@ def _read_quarantine(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
     import pyarrow.parquet as pq
 
-    from mlship.aws import client
-    from mlship.bundle import parse_s3_uri
+    from mlship.aws.clients import client
+    from mlship.aws.s3 import parse_s3_uri
 
     s3 = client("s3")
     bucket, prefix = parse_s3_uri(summary["output"]["quarantine_path"])

@@ -7,15 +7,15 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from mlship.edge.cli import variants_table
 from rich.table import Table
 
 from demo.context import DemoContext
-from mlship.commands.edge import variants_table
 
 
 def _tampered(package: Path, out: Path) -> Path:
     """A copy of the package with one byte of the model flipped (signature left as it was)."""
-    from mlship.bundle import pack_bundle
+    from mlship.runtime.archive import pack_bundle
 
     work = out.with_suffix(".dir")
     with tarfile.open(package) as tar:
@@ -29,14 +29,14 @@ def _tampered(package: Path, out: Path) -> Path:
 
 
 def run(ctx: DemoContext) -> None:
+    from mlship.edge.build import build_edge
+    from mlship.edge.publish import publish, status
+    from mlship.edge.simulator import Fleet
     from sklearn.neural_network import MLPClassifier
 
-    from edge.build import build_edge
-    from edge.publish import publish, status
-    from edge.simulator import Fleet
-    from mlship.datasets import CHURN_LABEL
-    from mlship.export import export_bundle
-    from mlship.train import churn_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.datasets import CHURN_LABEL
+    from mlship.local.train import churn_pipeline
 
     ctx.step("Edge: optimized, signed ONNX packages -> AWS IoT Jobs -> devices that never brick")
     con = ctx.console
@@ -113,5 +113,5 @@ def run(ctx: DemoContext) -> None:
     )
     for report in fleet.reports[-4:]:
         con.print(f"  {json.dumps(report)}")
-    con.print("device agent: python -m edge.agent --device DIR run --thing NAME --port 8080  (docs/edge.md)")
+    con.print("device agent: python -m mlship.edge.agent --device DIR run --thing NAME --port 8080  (docs/edge.md)")
     ctx.data.update({"edge_packages": {v: r.package for v, r in mlp_results.items()}, "edge_fleet": fleet.root})

@@ -6,13 +6,13 @@ import joblib
 from rich.table import Table
 
 from demo.context import DemoContext
-from mlship.aws import client
-from mlship.bundle import open_bundle
-from mlship.datasets import CHURN_LABEL, CHURN_SENSITIVE, make_churn
-from mlship.export import export_bundle
-from mlship.predictor import Predictor
-from mlship.signing import generate_keypair, load_public_key
-from mlship.train import split, train_pipeline
+from mlship.aws.clients import client
+from mlship.evaluation.export import export_bundle
+from mlship.local.datasets import CHURN_LABEL, CHURN_SENSITIVE, make_churn
+from mlship.local.train import split, train_pipeline
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.signing import generate_keypair, load_public_key
+from mlship.runtime.sources import open_bundle
 
 
 def run(ctx: DemoContext) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 from rich.table import Table
 
 from demo.context import DemoContext
-from mlship.aws import client
-from mlship.datasets import CHURN_LABEL, make_churn
+from mlship.aws.clients import client
+from mlship.local.datasets import CHURN_LABEL, make_churn
 
 ROWS_PER_REQUEST = 100
 
@@ -55,7 +55,7 @@ def _event_queue() -> str:
     sqs, events = client("sqs"), client("events")
     url = sqs.create_queue(QueueName="mlship-monitor-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="mlship-monitor-alarms", EventPattern=json.dumps({"source": ["mlship.monitor"]}))
+    events.put_rule(Name="mlship-monitor-alarms", EventPattern=json.dumps({"source": ["mlship.monitoring"]}))
     events.put_targets(Rule="mlship-monitor-alarms", Targets=[{"Id": "alarms-queue", "Arn": arn}])
     return url
 

@@ -45,8 +45,8 @@ def _function_url(body: bytes, ctype: str) -> dict[str, Any]:
 
 
 def run(ctx: DemoContext) -> None:
-    from mlship import aws
-    from mlship.predictor import Predictor
+    from mlship.aws import clients as aws
+    from mlship.runtime.predictor import Predictor
 
     ctx.step("Real-time: the prediction Lambda (API Gateway + Function URL events)")
     tarball = ctx.data["bundle_tar"]
@@ -72,8 +72,8 @@ def run(ctx: DemoContext) -> None:
 
 
 def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str, Any]], model_uri: str) -> None:
-    from mlship import aws
-    from mlship.gateway import GatewayServer
+    from mlship.aws import clients as aws
+    from mlship.serving.gateway import GatewayServer
 
     con = ctx.console
     s3 = aws.client("s3")

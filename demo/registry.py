@@ -10,8 +10,8 @@ from typing import Any
 from rich.table import Table
 
 from demo.context import DemoContext
-from mlship.datasets import CHURN_LABEL, CHURN_SENSITIVE
-from mlship.registry import Registry, VersionExistsError
+from mlship.local.datasets import CHURN_LABEL, CHURN_SENSITIVE
+from mlship.registry.store import Registry, VersionExistsError
 
 THRESHOLDS = """\
 # mlship gate: every threshold must hold for the alias to move
@@ -43,8 +43,8 @@ def _checks_table(title: str, promotion: Any) -> Table:
 
 
 def _export(ctx: DemoContext, kind: str, version: str, description: str) -> Any:
-    from mlship.export import export_bundle
-    from mlship.train import train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import train_pipeline
 
     model = train_pipeline(ctx.data["train_df"], kind)
     return export_bundle(model, ctx.data["holdout_df"], CHURN_LABEL, ctx.workdir / "bundles" / f"churn-{version}",
@@ -53,7 +53,7 @@ def _export(ctx: DemoContext, kind: str, version: str, description: str) -> Any:
 
 
 def run(ctx: DemoContext) -> None:
-    from mlship.gate import load_thresholds, promote
+    from mlship.evaluation.gate import load_thresholds, promote
 
     ctx.step("Registry and evaluation gate: champion, challenger, promotions")
     con = ctx.console
@@ -128,7 +128,7 @@ def run(ctx: DemoContext) -> None:
         audit.add_row(str(e.generation), e.updated_at, e.updated_by, e.previous or "-", e.version, e.reason)
     con.print(audit)
 
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     champion = Predictor.load("mlship://churn@champion", public_key=public)
     con.print(f"mlship://churn@champion resolves to {reg.resolve('mlship://churn@champion')} "
@@ -143,7 +143,7 @@ def _edited_copy(src: Any, dst: Any) -> None:
     import json
     import shutil
 
-    from mlship.bundle import write_manifest
+    from mlship.runtime.bundle import write_manifest
 
     shutil.copytree(src, dst)
     (dst / "signature.json").unlink(missing_ok=True)

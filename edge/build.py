@@ -32,21 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mlship.edge.package import ANY_ARCH, EDGE_FORMAT, VARIANTS, package_filename
 
-from edge.package import ANY_ARCH, EDGE_FORMAT, VARIANTS, package_filename
-from mlship.bundle import (
-    GOLDEN_FILE,
-    MANIFEST,
-    PROFILE_FILE,
-    Bundle,
-    hash_files,
-    open_bundle,
-    pack_bundle,
-    sign_bundle,
-)
-from mlship.bundle import write_manifest as _write_manifest
 from mlship.errors import MlshipError
-from mlship.hashing import sha256_file
+from mlship.runtime.archive import pack_bundle
+from mlship.runtime.bundle import GOLDEN_FILE, MANIFEST, PROFILE_FILE, Bundle, hash_files, sign_bundle
+from mlship.runtime.bundle import write_manifest as _write_manifest
+from mlship.runtime.hashing import sha256_file
+from mlship.runtime.sources import open_bundle
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
 TREE_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble")
@@ -279,7 +272,7 @@ def compare(task: str, ref: Any, got: Any, tol: Tolerance) -> dict[str, Any]:
 
 
 def _metrics(task: str, y: Any, pred: Any, classes: list[Any] | None) -> dict[str, Any]:
-    from mlship.metrics import classification_metrics, regression_metrics
+    from mlship.stats.metrics import classification_metrics, regression_metrics
 
     if task == "classification":
         return classification_metrics(y, pred.labels, pred.probabilities, classes or [])
@@ -313,7 +306,7 @@ def measure_latency(
 def _load_holdout(holdout: Any) -> Any:
     if holdout is None or not isinstance(holdout, (str, Path)):
         return holdout
-    from mlship.export import load_table
+    from mlship.evaluation.export import load_table
 
     return load_table(holdout)
 
@@ -343,8 +336,8 @@ def build_edge(
     """
     import onnx
 
-    from mlship.predictor import Predictor
-    from mlship.signing import load_private_key
+    from mlship.runtime.predictor import Predictor
+    from mlship.runtime.signing import load_private_key
 
     def step(msg: str) -> None:
         if progress is not None:

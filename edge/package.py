@@ -1,7 +1,7 @@
 """The edge package format: an mlship bundle whose model file is one edge variant.
 
 An edge package is a signed bundle directory (packed as ``NAME-VERSION-VARIANT.edge.tar.gz``)
-that :class:`mlship.predictor.Predictor` loads like any bundle. Its manifest carries an
+that :class:`mlship.runtime.predictor.Predictor` loads like any bundle. Its manifest carries an
 extra ``edge`` section::
 
     "edge": {
@@ -25,11 +25,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from mlship.bundle import SIGNATURE, Bundle
 from mlship.errors import VerificationError
-from mlship.versions import InvalidVersionError, Version, parse_version
-from mlship.versions import is_newer as is_newer  # re-exported: the one version ordering (PEP 440)
-from mlship.versions import same_version as same_version
+from mlship.runtime.bundle import SIGNATURE, Bundle
+from mlship.runtime.versions import InvalidVersionError, Version, parse_version
+from mlship.runtime.versions import is_newer as is_newer  # re-exported: the one version ordering (PEP 440)
+from mlship.runtime.versions import same_version as same_version
 
 EDGE_FORMAT = "mlship-edge/1"
 PACKAGE_SUFFIX = ".edge.tar.gz"
@@ -104,7 +104,7 @@ def signer_key_id(path: str | Path) -> str | None:
 def verify_package(path: str | Path, trusted_keys: dict[str, Any]) -> Bundle:
     """Verify an extracted package: every hash, an Ed25519 signature by a trusted key, edge section.
 
-    ``trusted_keys`` maps key id -> Ed25519 public key (see :func:`mlship.signing.key_id`).
+    ``trusted_keys`` maps key id -> Ed25519 public key (see :func:`mlship.runtime.signing.key_id`).
     Raises :class:`VerificationError` naming the problem.
     """
     bundle = Bundle(path)

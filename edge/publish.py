@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.agent.iot import OPERATION
-from edge.package import EDGE_FORMAT
-from mlship.bundle import SIGNATURE, Bundle, extract_tarball
+from mlship.edge.agent.iot import OPERATION
+from mlship.edge.package import EDGE_FORMAT
+
 from mlship.errors import MlshipError
-from mlship.hashing import sha256_file
-from mlship.versions import InvalidVersionError, parse_version
+from mlship.runtime.archive import extract_tarball
+from mlship.runtime.bundle import SIGNATURE, Bundle
+from mlship.runtime.hashing import sha256_file
+from mlship.runtime.versions import InvalidVersionError, parse_version
 
 PREFIX = "edge-packages/"
 JOB_FORMAT = "mlship-edge-job/1"
@@ -50,7 +52,7 @@ def job_template(env: str) -> str:
 
 def presign_role_arn(env: str) -> str:
     """Default role IoT assumes to presign the download URL (provisioned by infra)."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     account = client("sts").get_caller_identity()["Account"]
     return f"arn:aws:iam::{account}:role/mlship-{env}-edge-presign"
@@ -128,7 +130,7 @@ def publish(
     """Upload a package and create the IoT job; return ids, URIs and the job document."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     path = Path(package)
     bundle, signature = read_package(path)
@@ -189,7 +191,7 @@ def status(job_id: str) -> dict[str, Any]:
     """The job's status, counts per state and every execution with its status details."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     iot = client("iot")
     try:

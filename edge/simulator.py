@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.agent.__main__ import watch_once
-from edge.agent.device import Device, InstallResult
-from edge.agent.iot import PLACEHOLDER, apply_job
-from edge.publish import thing_group
+from mlship.edge.agent.__main__ import watch_once
+from mlship.edge.agent.device import Device, InstallResult
+from mlship.edge.agent.iot import PLACEHOLDER, apply_job
+from mlship.edge.publish import thing_group
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Fleet:
 
     def register(self, create_group: bool = True) -> None:
         """Create the online devices' IoT things and add them to the thing group."""
-        from mlship.aws import client
+        from mlship.aws.clients import client
 
         iot = client("iot")
         try:
@@ -87,7 +87,7 @@ class Fleet:
                 iot.add_thing_to_thing_group(thingGroupName=self.group, thingName=sim.name)
 
     def _presign(self, url: str, expires: int = 3600) -> str:
-        from mlship.aws import client
+        from mlship.aws.clients import client
 
         target = url[len(PLACEHOLDER) :].rstrip("}")
         bucket, _, key = target.split("://", 1)[1].split("/", 1)[1].partition("/")
@@ -97,7 +97,7 @@ class Fleet:
 
     def deliver_jobs(self) -> list[tuple[str, str, InstallResult]]:
         """Hand every job that targets the group to each online device once; return the outcomes."""
-        from mlship.aws import client
+        from mlship.aws.clients import client
 
         iot = client("iot")
         group_arn = iot.describe_thing_group(thingGroupName=self.group)["thingGroupArn"]

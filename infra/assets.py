@@ -1,7 +1,7 @@
 """Where the app's code and images come from: Lambda assets, the serving image, batch files.
 
 Switch Lambda packaging in one place (:func:`lambda_code`): ``build`` uses
-``mlship.packaging.build_lambda_asset`` (dependencies + mlship core, built without Docker);
+``mlship.deploy.lambda_asset.build_lambda_asset`` (dependencies + mlship core, built without Docker);
 ``source`` ships ``functions/<name>/`` alone (fast; for tests and when packaging is unavailable).
 """
 
@@ -36,9 +36,9 @@ def lambda_code(name: str, mode: str = "build") -> LambdaAsset:
     """The code of Lambda ``name`` (``functions/<name>``) and its handler path."""
     if mode == "build":
         try:
-            from mlship.packaging import HANDLER, build_lambda_asset
+            from mlship.deploy.lambda_asset import HANDLER, build_lambda_asset
         except ImportError:
-            print(f"mlship.packaging is not available: shipping functions/{name} without dependencies",
+            print(f"mlship.deploy.lambda_asset is not available: shipping functions/{name} without dependencies",
                   file=sys.stderr)
         else:
             path = Path(build_lambda_asset(name))
@@ -69,7 +69,7 @@ def serving_image(scope: Construct, image_uri: str | None) -> tuple[str, ecr_ass
 
 def batch_code(out_dir: Path) -> Path:
     """The zip of the mlship + batch sources the Spark job imports (``--py-files``)."""
-    from batch.emr import build_code_zip
+    from mlship.batch.emr import build_code_zip
 
     return build_code_zip(out_dir)
 
@@ -84,7 +84,7 @@ def batch_dependencies(setting: str | None, build: bool, out_dir: Path) -> str |
             raise FileNotFoundError(f"batch.dependencies_archive {setting} does not exist")
         return path
     if build:
-        from batch.emr import build_deps_archive
+        from mlship.batch.emr import build_deps_archive
 
         return build_deps_archive(out_dir)
     return None

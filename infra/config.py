@@ -248,7 +248,7 @@ class MonitoringConfig(_Strict):
     memory_mb: int = Field(1024, ge=128, le=10240)
     timeout_seconds: int = Field(300, ge=1, le=900)
     log_retention_days: int = 30
-    # extra variables read by mlship.monitor.config (PRIMARY_METRIC, DRIFT_THRESHOLDS, RECORDS_LAYOUT, ...)
+    # extra variables read by mlship.monitoring.config (PRIMARY_METRIC, DRIFT_THRESHOLDS, RECORDS_LAYOUT, ...)
     environment: dict[str, str] = Field(default_factory=dict)
 
     _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
@@ -338,7 +338,7 @@ class ModelConfig(_Strict):
 
 
 class AssetsConfig(_Strict):
-    # "build": mlship.packaging.build_lambda_asset (dependencies + core); "source": functions/<name> only
+    # "build": mlship.deploy.lambda_asset.build_lambda_asset (dependencies + core); "source": functions/<name> only
     lambda_code: Literal["build", "source"] = "build"
 
 

@@ -40,7 +40,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def churn_df() -> Any:
     """6,000 rows of synthetic churn data (deterministic)."""
-    from mlship.datasets import make_churn
+    from mlship.local.datasets import make_churn
 
     return make_churn(6000, seed=0)
 
@@ -48,7 +48,7 @@ def churn_df() -> Any:
 @pytest.fixture(scope="session")
 def churn_split(churn_df: Any) -> tuple[Any, Any]:
     """(train, holdout) split of ``churn_df``."""
-    from mlship.train import split
+    from mlship.local.train import split
 
     return split(churn_df)
 
@@ -56,7 +56,7 @@ def churn_split(churn_df: Any) -> tuple[Any, Any]:
 @pytest.fixture(scope="session")
 def churn_model(churn_split: tuple[Any, Any]) -> Any:
     """A fitted ColumnTransformer + HistGradientBoosting pipeline."""
-    from mlship.train import train_pipeline
+    from mlship.local.train import train_pipeline
 
     return train_pipeline(churn_split[0], "hgb")
 
@@ -64,7 +64,7 @@ def churn_model(churn_split: tuple[Any, Any]) -> Any:
 @pytest.fixture(scope="session")
 def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory with ``mlship.key`` and ``mlship.pub``."""
-    from mlship.signing import generate_keypair
+    from mlship.runtime.signing import generate_keypair
 
     out = tmp_path_factory.mktemp("keys")
     generate_keypair(out)
@@ -75,7 +75,7 @@ def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def churn_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any], churn_model: Any,
                  signing_keys: Path) -> Path:
     """A signed bundle directory (``<dir>.tar.gz`` next to it) of the churn pipeline, version 1."""
-    from mlship.export import export_bundle
+    from mlship.evaluation.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "churn-1"
     return export_bundle(churn_model, churn_split[1], "churned", out, name="churn", version="1",
@@ -88,7 +88,7 @@ def moto_server() -> Iterator[str]:
     """A moto server on localhost (for subprocesses and the CDK CLI); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    from mlship.local import free_port
+    from mlship.local.environment import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="localhost", port=port, verbose=False)
@@ -102,7 +102,7 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def moto_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point this process (and subprocesses given ``os.environ``) at the moto server."""
-    from mlship import aws
+    from mlship.aws import clients as aws
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     aws.clear_cache()
@@ -115,7 +115,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process moto (``mock_aws``) with no endpoint override."""
     from moto import mock_aws
 
-    from mlship import aws as aws_factory
+    from mlship.aws import clients as aws_factory
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     aws_factory.clear_cache()
@@ -153,7 +153,7 @@ def nonfinite_bundle(tmp_path_factory: pytest.TempPathFactory, churn_bundle: Pat
     """A signed copy of ``churn_bundle`` whose probabilities are NaN when monthly_charges > 1000."""
     from nonfinite import nonfinite_copy
 
-    from mlship.signing import load_private_key
+    from mlship.runtime.signing import load_private_key
 
     out = tmp_path_factory.mktemp("bundles") / "churn-nan"
     return nonfinite_copy(churn_bundle, out, load_private_key(signing_keys / "mlship.key"))

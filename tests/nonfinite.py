@@ -37,7 +37,15 @@ def _inject_nan(model_path: Path, feature: str, threshold: float) -> None:
 def nonfinite_copy(src: Path, dest: Path, private_key: Any, *, feature: str = FEATURE,
                    threshold: float = THRESHOLD) -> Path:
     """A re-hashed, re-signed copy of ``src`` whose probabilities are NaN when ``feature > threshold``."""
-    from mlship.bundle import MANIFEST, MODEL_FILE, SIGNATURE, file_sizes, hash_files, sign_bundle, write_manifest
+    from mlship.runtime.bundle import (
+        MANIFEST,
+        MODEL_FILE,
+        SIGNATURE,
+        file_sizes,
+        hash_files,
+        sign_bundle,
+        write_manifest,
+    )
 
     shutil.copytree(src, dest)
     manifest = json.loads((dest / MANIFEST).read_text())

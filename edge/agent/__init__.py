@@ -5,6 +5,6 @@ core modules (no boto3, pandas, scikit-learn or pydantic). The optional AWS IoT 
 (:mod:`edge.agent.iot`) imports botocore lazily, only when a thing name is configured.
 """
 
-from edge.agent.device import Device, InstallResult, UpdateRejected
+from mlship.edge.agent.device import Device, InstallResult, UpdateRejected
 
 __all__ = ["Device", "InstallResult", "UpdateRejected"]

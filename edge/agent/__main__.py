@@ -1,10 +1,10 @@
-"""``python -m edge.agent``: the device agent's command line.
+"""``python -m mlship.edge.agent``: the device agent's command line.
 
-    python -m edge.agent --device DIR init --key mlship.pub [--health-window 60] [--canary canary.json]
+    python -m mlship.edge.agent --device DIR init --key mlship.pub [--health-window 60] [--canary canary.json]
                                            [--max-error-rate 0.2] [--min-requests 20] [--max-latency-ms 50]
-    python -m edge.agent --device DIR install PACKAGE.edge.tar.gz | URL | DIR [--sha256 HEX] [--allow-downgrade]
-    python -m edge.agent --device DIR run [--watch DIR] [--thing NAME] [--port 8080] [--poll 30] [--once]
-    python -m edge.agent --device DIR status | rollback | predict '{"feature": 1, ...}'
+    python -m mlship.edge.agent --device DIR install PACKAGE.edge.tar.gz | URL | DIR [--sha256 HEX] [--allow-downgrade]
+    python -m mlship.edge.agent --device DIR run [--watch DIR] [--thing NAME] [--port 8080] [--poll 30] [--once]
+    python -m mlship.edge.agent --device DIR status | rollback | predict '{"feature": 1, ...}'
 
 Every command first recovers from an interrupted update. Exit codes: 0 ok, 1 update refused or
 rolled back / error (one line on stderr), 2 usage.
@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.agent.device import Device, InstallResult
+from mlship.edge.agent.device import Device, InstallResult
+
 from mlship.errors import MlshipError
-from mlship.hashing import sha256_file
+from mlship.runtime.hashing import sha256_file
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.agent", description="mlship device agent")
+    p = argparse.ArgumentParser(prog="python -m mlship.edge.agent", description="mlship device agent")
     p.add_argument("--device", required=True, type=Path, help="device directory")
     sub = p.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create a device directory")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             _print(result.to_dict())
             return 0
         if args.command == "predict":
-            from mlship.serve import protocol
+            from mlship.runtime import protocol
 
             text = sys.stdin.read() if args.data == "-" else args.data
             _print(device.predict(protocol.decode(text.encode("utf-8"), None)).to_dict())  # JSON or CSV
@@ -128,13 +129,13 @@ def run(device: Device, args: argparse.Namespace) -> int:
     """The agent loop: serve, poll the update sources, manage the health window."""
     jobs = None
     if args.thing:
-        from edge.agent.iot import IotJobs
+        from mlship.edge.agent.iot import IotJobs
 
         jobs = IotJobs(args.thing)
         device.reporter = jobs.reporter(device)
     server = None
     if args.port:
-        from edge.agent.server import start_server
+        from mlship.edge.agent.server import start_server
 
         server = start_server(device, args.host, args.port)
         print(f"serving on http://{args.host}:{server.server_address[1]}", file=sys.stderr, flush=True)
@@ -147,7 +148,7 @@ def run(device: Device, args: argparse.Namespace) -> int:
                 for result in watch_once(device, args.watch):
                     print(f"update {result.outcome}: {result.version} {result.reason or ''}", file=sys.stderr)
             if jobs is not None:
-                from edge.agent.iot import apply_job
+                from mlship.edge.agent.iot import apply_job
 
                 try:
                     job = jobs.next_job()

@@ -36,12 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.agent.download import DownloadError, download
-from edge.package import check_constraints, signer_key_id, verify_package
-from mlship.bundle import Bundle, extract_tarball
+from mlship.edge.agent.download import DownloadError, download
+from mlship.edge.package import check_constraints, signer_key_id, verify_package
+
 from mlship.errors import BundleError, FieldError, MlshipError, ValidationError
-from mlship.hashing import sha256_file
-from mlship.versions import InvalidVersionError, parse_version, same_version
+from mlship.runtime.archive import extract_tarball
+from mlship.runtime.bundle import Bundle
+from mlship.runtime.hashing import sha256_file
+from mlship.runtime.versions import InvalidVersionError, parse_version, same_version
 
 log = logging.getLogger("edge.agent")
 
@@ -156,7 +158,7 @@ class Device:
         if not (self.root / CONFIG).is_file():
             raise MlshipError(
                 f"{self.root} is not an mlship device directory ({CONFIG} missing): "
-                "run `python -m edge.agent --device DIR init --key KEY.pub` first"
+                "run `python -m mlship.edge.agent --device DIR init --key KEY.pub` first"
             )
         self.config: dict[str, Any] = {**DEFAULTS, **json.loads((self.root / CONFIG).read_text("utf-8"))}
         self.reporter = reporter
@@ -177,7 +179,7 @@ class Device:
         **config: Any,
     ) -> Device:
         """Create a device directory trusting ``public_keys`` (PEM paths or bytes)."""
-        from mlship.signing import key_id, load_public_key
+        from mlship.runtime.signing import key_id, load_public_key
 
         root = Path(root)
         (root / "keys").mkdir(parents=True, exist_ok=True)
@@ -201,7 +203,7 @@ class Device:
 
     def trusted_keys(self) -> dict[str, Any]:
         """Key id -> public key for every ``keys/*.pub``."""
-        from mlship.signing import key_id, load_public_key
+        from mlship.runtime.signing import key_id, load_public_key
 
         keys = {}
         for path in sorted((self.root / "keys").glob("*.pub")):
@@ -457,7 +459,7 @@ class Device:
         if text.startswith(("http://", "https://")):
             downloads = self.root / "downloads"
             downloads.mkdir(exist_ok=True)
-            from mlship.hashing import sha256_bytes
+            from mlship.runtime.hashing import sha256_bytes
 
             name = (sha256 or sha256_bytes(text.split("?", 1)[0].encode()))[:32]
             return download(
@@ -517,7 +519,7 @@ class Device:
         return final
 
     def _smoke_test(self, path: Path, key: Any) -> Any:
-        from mlship.predictor import Predictor
+        from mlship.runtime.predictor import Predictor
 
         try:
             return Predictor.load(path, public_key=key, check_golden=True, threads=1)
@@ -594,7 +596,7 @@ class Device:
         return result
 
     def rollback(self, reason: str = "manual rollback") -> InstallResult:
-        """Switch back to the previous model (e.g. ``python -m edge.agent rollback``)."""
+        """Switch back to the previous model (e.g. ``python -m mlship.edge.agent rollback``)."""
         with self.lock():
             journal = self._journal()
             current = self.current_dir()
@@ -763,8 +765,8 @@ class Device:
 
     # ------------------------------------------------------------------ serving
     def predictor(self) -> Any:
-        """The shared :class:`~mlship.predictor.Predictor` for ``current`` (reloaded after a switch)."""
-        from mlship.predictor import Predictor
+        """The shared :class:`~mlship.runtime.predictor.Predictor` for ``current`` (reloaded after a switch)."""
+        from mlship.runtime.predictor import Predictor
 
         current = self.current_dir()
         if current is None:
@@ -842,7 +844,7 @@ def _validate(predictor: Any, data: Any) -> dict[str, Any]:
 
 def _read_canary(path: Path) -> Any:
     """A canary file: JSON in the request protocol's shapes (legacy ``{"records": [...]}`` still read)."""
-    from mlship.serve import protocol
+    from mlship.runtime import protocol
 
     body = path.read_bytes()
     try:

@@ -1,7 +1,7 @@
 """The AWS IoT Jobs channel: take the next pending job, apply it, report the execution status.
 
 The agent talks to the IoT Jobs data plane (``iot-jobs-data``) through a botocore client that
-is created lazily (``mlship.aws.client``), only when the agent runs with ``--thing``; local
+is created lazily (``mlship.aws.clients.client``), only when the agent runs with ``--thing``; local
 directories and HTTP(S) URLs need no AWS library at all. Pass ``client=`` to inject one
 (tests use botocore's ``Stubber``: moto does not implement the IoT Jobs data plane).
 
@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any
 
-from edge.agent.device import Device, InstallResult
+from mlship.edge.agent.device import Device, InstallResult
 
 PLACEHOLDER = "${aws:iot:s3-presigned-url:"
 OPERATION = "mlship.install"
@@ -54,7 +54,7 @@ class IotJobs:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlship.aws import client  # boto3/botocore: only devices that use IoT Jobs need it
+            from mlship.aws.clients import client  # boto3/botocore: only devices that use IoT Jobs need it
 
             self._client = client("iot-jobs-data")
         return self._client

@@ -2,7 +2,7 @@
 
 ``GET /health`` (200 with the model identity, 503 without a model), ``GET /status`` (the status
 file) and ``POST /predict``, which speaks the request protocol of the Lambda and ``mlship serve``
-(:mod:`mlship.serve.protocol`): ``{"instances": [...]}``, a single record, a list of records or
+(:mod:`mlship.runtime.protocol`): ``{"instances": [...]}``, a single record, a list of records or
 CSV, ``Content-Type`` sniffed when absent (415 for other types), ``Accept`` JSON or CSV (406
 otherwise), and the same error statuses (400 with every field error, 413, 503 without a model,
 500 ``model_error`` for a non-finite output). The body must come with a ``Content-Length``
@@ -20,9 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.agent.device import Device
+from mlship.edge.agent.device import Device
+
 from mlship.errors import FieldError, MlshipError, ValidationError
-from mlship.serve import protocol
+from mlship.runtime import protocol
 
 MAX_BODY = protocol.DEFAULT_MAX_BODY_BYTES
 READ_TIMEOUT_S = 30.0  # a client that announces more bytes than it sends is cut off after this

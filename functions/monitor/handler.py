@@ -1,9 +1,9 @@
 """Monitor Lambda: scheduled (EventBridge) every hour; adapts the event and calls the core.
 
 Reads the latest window of inference records from S3, computes drift, performance with late
-labels and fairness (``mlship.monitor.run_monitor``), publishes CloudWatch metrics as EMF,
+labels and fairness (``mlship.monitoring.run_monitor``), publishes CloudWatch metrics as EMF,
 writes JSON + HTML reports to S3 and sends ``DriftDetected`` / ``PerformanceDegraded`` events.
-Configuration: environment variables (see ``mlship.monitor.config.MonitorConfig.from_env``).
+Configuration: environment variables (see ``mlship.monitoring.config.MonitorConfig.from_env``).
 An event may override the run time with ``{"time": "2026-11-23T10:00:00Z"}`` (EventBridge
 scheduled events carry it) and the window with ``{"window_hours": 6}``.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from mlship.monitor import MonitorConfig, run_monitor
-from mlship.monitor.window import parse_time
+from mlship.monitoring import MonitorConfig, run_monitor
+from mlship.monitoring.window import parse_time
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-monitor"))
 

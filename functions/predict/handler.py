@@ -1,8 +1,8 @@
 """Prediction Lambda: API Gateway REST (v1), HTTP API (v2), Function URL and direct invocation.
 
 A thin adapter: it turns the event into ``(method, body bytes, content type, request id)``,
-hands the body to :mod:`mlship.serve.protocol` (decoding, status mapping) and the shared
-:class:`~mlship.predictor.Predictor` (validation, prediction), and turns the answer back into
+hands the body to :mod:`mlship.runtime.protocol` (decoding, status mapping) and the shared
+:class:`~mlship.runtime.predictor.Predictor` (validation, prediction), and turns the answer back into
 the event's response shape. Powertools provides structured logs, EMF metrics (``Latency``,
 ``Rows``, ``Errors`` by ``ErrorKind``; dimensions ``Model`` and ``Version``) and tracing.
 
@@ -36,8 +36,8 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 
 from mlship.errors import BundleError, FieldError, ValidationError
-from mlship.schema import json_type
-from mlship.serve import protocol
+from mlship.runtime import protocol
+from mlship.runtime.schema import json_type
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "mlship")
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-predict"))
@@ -78,7 +78,7 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, uri: str):
-        from mlship.predictor import Predictor
+        from mlship.runtime.predictor import Predictor
 
         threads = int(os.environ.get("ORT_THREADS", "0")) or None
         self.predictor = Predictor.load(uri, threads=threads)
@@ -89,7 +89,7 @@ class OnnxBackend:
         prediction, columns = protocol.predict(self.predictor, payload)
         answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
         if record:
-            from mlship.records import make_records
+            from mlship.runtime.records import make_records
 
             answer.records = make_records(req.request_id, self.model_name, self.model_version,
                                           protocol.input_rows(columns, self.predictor.schema.names),
@@ -121,7 +121,7 @@ class SageMakerBackend:
     def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:  # noqa: ARG002
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from mlship.aws import client
+        from mlship.aws.clients import client
 
         protocol.check_size(req.body, max_bytes)
         mtype = protocol.resolve_media_type(req.content_type, req.body)
@@ -199,7 +199,8 @@ def _writer() -> Any:
     if not bucket:
         return None
     if _state["writer"] is None:
-        from mlship.records import DEFAULT_PREFIX, RecordWriter
+        from mlship.aws.records import RecordWriter
+        from mlship.runtime.records import DEFAULT_PREFIX
 
         _state["writer"] = RecordWriter(bucket, os.environ.get("RECORDS_PREFIX") or DEFAULT_PREFIX,
                                         max_records=10_000)

@@ -84,7 +84,7 @@ class ApiStack(cdk.Stack):
             description=f"mlship predict ({asset.source} asset)")
         nag.acknowledge(self.function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
-                        "(mlship.packaging --python-version 3.12)")
+                        "(mlship.deploy.lambda_asset --python-version 3.12)")
         self.alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
 
         self.alarms = self._alarms(cfg, names, topic)

@@ -2,7 +2,7 @@
 
 The monitor reads inference records (and late labels), publishes ``mlship`` metrics
 (DriftShare, FeatureDrift, ModelQuality, PerformanceDegraded) that the endpoint's rollback
-alarms read, writes reports and emits ``mlship.monitor`` events, routed here to the alarm topic.
+alarms read, writes reports and emits ``mlship.monitoring`` events, routed here to the alarm topic.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class MonitoringStack(cdk.Stack):
             description=f"mlship monitor ({asset.source} asset)")
         nag.acknowledge(self.function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
-                        "(mlship.packaging --python-version 3.12)")
+                        "(mlship.deploy.lambda_asset --python-version 3.12)")
 
         self.schedule = events.Rule(
             self, "Schedule", rule_name=f"{cfg.name}-monitor-schedule",
@@ -93,7 +93,7 @@ class MonitoringStack(cdk.Stack):
         self.events_rule = events.Rule(
             self, "MonitorEvents", rule_name=f"{cfg.name}-monitor-events",
             description="drift / performance events from the monitor to the alarm topic",
-            event_pattern=events.EventPattern(source=["mlship.monitor"],
+            event_pattern=events.EventPattern(source=["mlship.monitoring"],
                                               detail_type=["DriftDetected", "PerformanceDegraded"]),
             targets=[targets.SnsTopic(topic)])
 

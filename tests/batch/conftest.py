@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """A real SparkSession (local[2]); started once (~10 s) and shared by every batch test."""
-    from batch.spark import get_session
+    from mlship.batch.spark import get_session
 
     session = get_session("local[2]", app_name="mlship-batch-tests",
                           conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
@@ -24,7 +24,7 @@ def spark() -> Iterator[Any]:
 def strict_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any], churn_model: Any,
                   signing_keys: Path) -> Path:
     """The churn pipeline exported with enforce_range=True (so out-of-range rows are rejected)."""
-    from mlship.export import export_bundle
+    from mlship.evaluation.export import export_bundle
 
     out = tmp_path_factory.mktemp("batch-bundles") / "churn-strict"
     return export_bundle(churn_model, churn_split[1], "churned", out, name="churn", version="7",
@@ -50,7 +50,7 @@ def nan_above() -> float:
 @pytest.fixture(scope="session")
 def nan_bundle(nonfinite_bundle: Path) -> Path:
     """The shared NaN-emitting signed bundle (``tests/nonfinite.py``), packed as a ``.tar.gz`` too."""
-    from mlship.bundle import pack_bundle
+    from mlship.runtime.archive import pack_bundle
 
     tarball = nonfinite_bundle.with_name(nonfinite_bundle.name + ".tar.gz")
     if not tarball.exists():

@@ -21,7 +21,7 @@ ROLE = "arn:aws:iam::123456789012:role/mlship-batch"
 
 @pytest.fixture
 def bucket(aws: None) -> str:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     client("s3").create_bucket(Bucket="batch-emr-test")
     return "batch-emr-test"
@@ -33,7 +33,7 @@ def _submit(*extra: str) -> object:
 
 def test_submit_uploads_the_job_and_starts_a_run_that_status_follows(bucket: str, churn_bundle: Path,
                                                                      tmp_path: Path) -> None:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     deps = tmp_path / "deps.tar.gz"
     deps.write_bytes(b"not really a tarball: only uploaded here")
@@ -49,7 +49,8 @@ def test_submit_uploads_the_job_and_starts_a_run_that_status_follows(bucket: str
         s3.head_object(Bucket=bucket, Key=key)
     code_key = submitted["artifacts"]["code"].split("/", 3)[3]
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=code_key)["Body"].read())).namelist()
-    assert {"batch/job.py", "batch/worker.py", "mlship/predictor.py", "mlship/schema.py"} <= set(names)
+    assert {"mlship/batch/job.py", "mlship/batch/worker.py", "mlship/runtime/predictor.py",
+            "mlship/runtime/schema.py"} <= set(names)
     assert not any(n.startswith(("tests/", "infra/")) for n in names)
 
     emr = client("emr-serverless")
@@ -95,8 +96,9 @@ def test_submit_refuses_local_input_and_status_names_unknown_runs(bucket: str, c
 
 def test_direct_mode_commit_publishes_staged_spark_output(bucket: str) -> None:
     # On EMR the job writes Spark's output to an s3 staging prefix; boto3 then publishes it.
-    from batch import storage
-    from mlship.aws import client
+    from mlship.batch import storage
+
+    from mlship.aws.clients import client
 
     s3 = client("s3")
     out = f"s3://{bucket}/scores"

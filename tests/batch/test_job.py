@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
-from batch.job import JobConfig, run_job
-from batch.storage import BatchError, visible_files
+from mlship.batch.job import JobConfig, run_job
+from mlship.batch.storage import BatchError, visible_files
 
 # every Spark test on one xdist worker (make test uses --dist loadgroup): one SparkSession
 pytestmark = pytest.mark.xdist_group("batch-spark")
@@ -84,7 +83,7 @@ def test_counts_reconcile_and_every_bad_row_is_quarantined_with_its_reason(bad_r
 
 
 def test_batch_predictions_equal_the_predictors(bad_run: Any, strict_bundle: Path) -> None:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     summary, frame, out = bad_run
     scored = pd.read_parquet(Path(summary["output"]["run_path"])).set_index("row_id")
@@ -119,7 +118,7 @@ def test_summary_records_model_paths_durations_and_drift(bad_run: Any) -> None:
 
 
 def test_drift_of_a_shifted_batch_is_flagged(spark: Any, churn_bundle: Path, tmp_path: Path) -> None:
-    from mlship.datasets import make_churn
+    from mlship.local.datasets import make_churn
 
     shifted = make_churn(3000, seed=5, shift=1.0)
     source = write_parquet(shifted, tmp_path / "in", files=2)
@@ -131,7 +130,7 @@ def test_drift_of_a_shifted_batch_is_flagged(spark: Any, churn_bundle: Path, tmp
 
 def test_csv_input_parses_numbers_and_quarantines_text(spark: Any, strict_bundle: Path, holdout: pd.DataFrame,
                                                        tmp_path: Path) -> None:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     frame = holdout.iloc[:200].reset_index(drop=True)
     source = tmp_path / "in.csv"
@@ -208,7 +207,7 @@ def test_bad_run_id_and_tampered_bundle_are_refused(spark: Any, churn_bundle: Pa
 def test_s3_input_and_output_are_staged_through_boto3(spark: Any, aws: None, churn_bundle: Path,
                                                       holdout: pd.DataFrame, tmp_path: Path) -> None:
     # In-process moto (mock_aws): only the driver talks to S3; Spark reads/writes local staging.
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     s3 = client("s3")
     s3.create_bucket(Bucket="batch-s3-test")

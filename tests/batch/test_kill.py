@@ -12,9 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from batch.job import JobConfig, run_job
-from batch.storage import visible_files
+from mlship.batch.job import JobConfig, run_job
+from mlship.batch.storage import visible_files
 
 # every Spark test on one xdist worker (make test uses --dist loadgroup): one SparkSession
 pytestmark = pytest.mark.xdist_group("batch-spark")

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
-from batch.job import JobConfig, run_job
-from batch.storage import BatchError, visible_files
+from mlship.batch.job import JobConfig, run_job
+from mlship.batch.storage import BatchError, visible_files
 
 pytestmark = pytest.mark.xdist_group("batch-spark")
 
@@ -37,7 +36,7 @@ def scored_and_quarantined(summary: dict[str, Any]) -> tuple[pd.DataFrame, pd.Da
 
 def test_quoted_newlines_are_one_record_with_a_unique_row_id(spark: Any, churn_bundle: Path,
                                                              holdout: pd.DataFrame, tmp_path: Path) -> None:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     frame = with_notes(holdout.iloc[:401].reset_index(drop=True), every=25)  # 17 multi-line records
     source = tmp_path / "in"
@@ -61,7 +60,7 @@ def test_quoted_newlines_are_one_record_with_a_unique_row_id(spark: Any, churn_b
 
 def test_rows_with_the_wrong_field_count_are_quarantined_as_http_refuses_them(
         spark: Any, churn_bundle: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     frame = with_notes(holdout.iloc[:120].reset_index(drop=True), every=40)
     source = tmp_path / "in.csv"
@@ -115,7 +114,7 @@ def test_a_file_whose_header_differs_is_refused_before_writing(spark: Any, churn
 def test_non_finite_model_outputs_are_quarantined_and_the_rest_scored(
         spark: Any, churn_bundle: Path, nan_bundle: Path, nan_above: float, holdout: pd.DataFrame,
         tmp_path: Path) -> None:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     frame = holdout.iloc[:300].reset_index(drop=True)
     nan_rows = [5, 50, 151, 299]

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlship.batch.job import ship_bundle
 
-from batch.job import ship_bundle
-from mlship.bundle import extract_tarball
 from mlship.errors import BundleError
-from mlship.predictor import Predictor
+from mlship.runtime.archive import extract_tarball
+from mlship.runtime.predictor import Predictor
 
 
 def test_same_bundle_is_packed_once_and_another_bundle_gets_its_own_archive(
@@ -37,7 +37,7 @@ def test_a_tampered_cached_archive_is_refused_by_the_worker_loader(
     archive, _ = ship_bundle(str(churn_bundle))
     evil = shutil.copytree(churn_bundle, tmp_path / "evil")
     (evil / "golden.json").write_text((evil / "golden.json").read_text().replace("0.", "0.9", 1))
-    from mlship.bundle import pack_bundle
+    from mlship.runtime.archive import pack_bundle
 
     pack_bundle(evil, archive)  # someone overwrites the cached archive in place
     assert ship_bundle(str(churn_bundle))[0] == archive

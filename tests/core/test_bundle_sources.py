@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from mlship.aws import client
-from mlship.bundle import open_bundle
+from mlship.aws.clients import client
 from mlship.errors import BundleError
-from mlship.predictor import Predictor
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.sources import open_bundle
 
 
 def test_s3_tarball_and_prefix_load_and_are_cached(aws, churn_bundle, tmp_path, monkeypatch):
@@ -65,7 +65,7 @@ def test_missing_s3_objects_are_named(aws, tmp_path, monkeypatch):
 def test_tampered_s3_bundle_is_refused(aws, churn_bundle, tmp_path, monkeypatch):
     import shutil
 
-    from mlship.bundle import pack_bundle
+    from mlship.runtime.archive import pack_bundle
 
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     copy = shutil.copytree(churn_bundle, tmp_path / "copy")
@@ -116,7 +116,7 @@ def _disk_bytes(root) -> int:
 def test_an_archive_declaring_a_2_gib_member_is_refused_before_writing(churn_bundle, tmp_path, monkeypatch, name,
                                                                        size, manifest_first, reason):
     """Issue 11 item 9: a ~2 MB archive with a 2 GiB member used to write 2 GiB before any check."""
-    from mlship.bundle import ArchiveError
+    from mlship.runtime.archive import ArchiveError
 
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MLSHIP_MAX_BUNDLE_BYTES", raising=False)
@@ -165,7 +165,7 @@ def test_a_failed_cache_replace_is_raised_not_swallowed(churn_bundle, tmp_path, 
     import errno
     import os
 
-    from mlship import bundle as bundle_module
+    from mlship.runtime import bundle as bundle_module
 
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     tarball = str(churn_bundle) + ".tar.gz"
@@ -205,7 +205,7 @@ def test_a_corrupt_s3_cache_entry_is_downloaded_again(aws, churn_bundle, tmp_pat
 
 
 def test_s3_prefix_keys_that_escape_are_refused(aws, churn_bundle, tmp_path, monkeypatch):
-    from mlship.bundle import ArchiveError
+    from mlship.runtime.archive import ArchiveError
 
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     s3 = client("s3")
@@ -224,8 +224,9 @@ def test_an_archive_member_whose_size_differs_from_the_manifest_is_refused_befor
                                                                                           monkeypatch, signing_keys):
     import shutil
 
-    from mlship.bundle import ArchiveError, file_sizes, pack_bundle, sign_bundle, write_manifest
-    from mlship.signing import load_private_key
+    from mlship.runtime.archive import ArchiveError, pack_bundle
+    from mlship.runtime.bundle import file_sizes, sign_bundle, write_manifest
+    from mlship.runtime.signing import load_private_key
 
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     copy = shutil.copytree(churn_bundle, tmp_path / "sized")
@@ -248,7 +249,7 @@ def test_an_archive_member_whose_size_differs_from_the_manifest_is_refused_befor
     ({"member_bytes": 50_000}, "too_large"),
 ])
 def test_extraction_limits_by_keyword(churn_bundle, tmp_path, limits, reason):
-    from mlship.bundle import ArchiveError, ExtractLimits, extract_tarball
+    from mlship.runtime.archive import ArchiveError, ExtractLimits, extract_tarball
 
     with pytest.raises(ArchiveError) as err:
         extract_tarball(str(churn_bundle) + ".tar.gz", tmp_path / "out", limits=ExtractLimits(**limits))

@@ -88,7 +88,7 @@ def test_missing_s3_bundle_names_the_uri(tmp_path, cli_env):
 
 
 def test_local_up_status_down(tmp_path):
-    from mlship.local import free_port
+    from mlship.local.environment import free_port
 
     env = dict(os.environ, MLSHIP_STATE_DIR=str(tmp_path / "state"))
     env.pop("AWS_ENDPOINT_URL", None)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from mlship.datasets import make_numeric
 from mlship.errors import ExportError
-from mlship.export import ParityPolicy, export_bundle
-from mlship.predictor import Predictor
-from mlship.train import make_estimator
+from mlship.evaluation.export import ParityPolicy, export_bundle
+from mlship.local.datasets import make_numeric
+from mlship.local.train import make_estimator
+from mlship.runtime.predictor import Predictor
 
 CLASSIFIERS = ["logreg", "rf", "gb", "hgb", "mlp", "knn", "svc"]
 REGRESSORS = ["ridge", "rf", "gb", "hgb", "mlp"]

@@ -46,8 +46,8 @@ def test_a_corrupt_pickle_is_one_error_line(holdout_file, tmp_path):
 
 @pytest.mark.parametrize("version", ["one", "1.2.3-beta_x!", "v1..2", ""])
 def test_unparseable_versions_are_refused_at_export(churn_model, churn_split, tmp_path, version):
-    from mlship.export import export_bundle
-    from mlship.versions import InvalidVersionError
+    from mlship.evaluation.export import export_bundle
+    from mlship.runtime.versions import InvalidVersionError
 
     with pytest.raises(InvalidVersionError):
         export_bundle(churn_model, churn_split[1], "churned", tmp_path / "b", name="churn", version=version)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlship.metrics import classification_metrics, regression_metrics
+from mlship.stats.metrics import classification_metrics, regression_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

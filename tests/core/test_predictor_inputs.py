@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from mlship.errors import ValidationError
-from mlship.predictor import Predictor
+from mlship.runtime.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

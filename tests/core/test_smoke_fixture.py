@@ -1,6 +1,6 @@
 """The shared fixtures produce a bundle that verifies and serves."""
 
-from mlship.predictor import Predictor
+from mlship.runtime.predictor import Predictor
 
 
 def test_churn_bundle_loads_and_serves(churn_bundle, signing_keys):

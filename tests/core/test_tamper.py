@@ -23,11 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mlship.bundle import _TOP_FIELDS, MANIFEST, SIGNATURE, ArchiveError, Bundle, MalformedDocumentError, pack_bundle
 from mlship.cli import app
 from mlship.errors import BundleError, VerificationError
-from mlship.predictor import Predictor
-from mlship.signing import RECORD_FIELDS, load_public_key
+from mlship.runtime.archive import ArchiveError, pack_bundle
+from mlship.runtime.bundle import MANIFEST, SIGNATURE, Bundle
+from mlship.runtime.manifest import _TOP_FIELDS, MalformedDocumentError
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.signing import RECORD_FIELDS, load_public_key
 
 # one value of every JSON type; a case uses each one whose type differs from the field's own
 JSON_VALUES: dict[str, Any] = {"integer": 12345, "number": 1.5, "boolean": True, "null": None,

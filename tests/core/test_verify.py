@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mlship.bundle import Bundle, open_bundle, pack_bundle
 from mlship.errors import VerificationError
-from mlship.predictor import Predictor
-from mlship.signing import generate_keypair, load_public_key
+from mlship.runtime.archive import pack_bundle
+from mlship.runtime.bundle import Bundle
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.signing import generate_keypair, load_public_key
+from mlship.runtime.sources import open_bundle
 
 
 @pytest.fixture
@@ -172,8 +174,8 @@ def test_malformed_document_types_are_named_verification_failures(bundle_copy, s
 
 def test_cli_verify_honours_mlship_public_key(bundle_copy, tmp_path, signing_keys, monkeypatch):
     """Issue 11 item 12: a bundle signed by another key printed OK when the key came from the environment."""
-    from mlship.bundle import sign_bundle
-    from mlship.signing import load_private_key
+    from mlship.runtime.bundle import sign_bundle
+    from mlship.runtime.signing import load_private_key
 
     other = generate_keypair(tmp_path / "other")[0]
     sign_bundle(bundle_copy, load_private_key(other))
@@ -194,8 +196,8 @@ def test_cli_verify_with_an_unreadable_key_is_one_error_line(churn_bundle, tmp_p
 
 
 def test_declared_sizes_and_links_in_a_directory_are_named(bundle_copy, signing_keys):
-    from mlship.bundle import file_sizes, sign_bundle, write_manifest
-    from mlship.signing import load_private_key
+    from mlship.runtime.bundle import file_sizes, sign_bundle, write_manifest
+    from mlship.runtime.signing import load_private_key
 
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["sizes"] = file_sizes(bundle_copy)

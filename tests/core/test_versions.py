@@ -1,4 +1,4 @@
-"""mlship.versions: one PEP 440 ordering, typed refusal of unparseable versions."""
+"""mlship.runtime.versions: one PEP 440 ordering, typed refusal of unparseable versions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from mlship.errors import MlshipError
-from mlship.versions import InvalidVersionError, is_newer, parse_version, same_version
+from mlship.runtime.versions import InvalidVersionError, is_newer, parse_version, same_version
 
 
 def test_short_version_is_not_newer_than_longer_release() -> None:

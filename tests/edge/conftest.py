@@ -16,8 +16,8 @@ def mlp_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any,
     """A signed bundle of a ColumnTransformer + MLP pipeline (MatMul weights: quantization applies)."""
     from sklearn.neural_network import MLPClassifier
 
-    from mlship.export import export_bundle
-    from mlship.train import churn_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import churn_pipeline
 
     train, holdout = churn_split
     pipe = churn_pipeline("mlp")
@@ -44,7 +44,7 @@ def mlp_build(
     tmp_path_factory: pytest.TempPathFactory, mlp_bundle: Path, churn_split: tuple[Any, Any], signing_keys: Path
 ) -> dict[str, Any]:
     """``build_edge`` results of the MLP bundle, keyed by variant."""
-    from edge.build import build_edge
+    from mlship.edge.build import build_edge
 
     out = tmp_path_factory.mktemp("edge-packages")
     results = build_edge(
@@ -78,7 +78,7 @@ def versioned(
 @pytest.fixture
 def device(tmp_path: Path, signing_keys: Path, versioned: Callable[..., Path]) -> Any:
     """A device with version 1.0.0 of the MLP installed."""
-    from edge.agent.device import Device
+    from mlship.edge.agent.device import Device
 
     dev = Device.init(tmp_path / "device", [signing_keys / "mlship.pub"], device_id="dev-1")
     result = dev.install(versioned("1.0.0"))
@@ -104,8 +104,7 @@ def nan_pkg(tmp_path_factory: pytest.TempPathFactory, versioned: Callable[..., P
 def served(device: Any) -> Any:
     """``device`` served by the agent's HTTP server on a free port; yields an ``edge_helpers.Http``."""
     from edge_helpers import Http
-
-    from edge.agent.server import start_server
+    from mlship.edge.agent.server import start_server
 
     server = start_server(device, "127.0.0.1", 0, timeout=10.0)
     try:

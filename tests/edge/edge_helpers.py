@@ -22,8 +22,9 @@ def repack(
 ) -> Path:
     """Copy a package with a new version (re-signed with ``key``) and/or a mutation (for tampering;
     with ``sign_after`` the mutation is signed too)."""
-    from mlship.bundle import MANIFEST, pack_bundle, sign_bundle
-    from mlship.signing import load_private_key
+    from mlship.runtime.archive import pack_bundle
+    from mlship.runtime.bundle import MANIFEST, sign_bundle
+    from mlship.runtime.signing import load_private_key
 
     work = out.with_name(out.name + ".dir")
     shutil.rmtree(work, ignore_errors=True)
@@ -81,7 +82,7 @@ def nan_package(package: Path, out: Path, key: Any) -> Path:
     Its golden examples stay below the threshold, so it verifies, passes its smoke test and health
     check, and fails only on the requests that cross it: a latent model-side bug.
     """
-    from mlship.bundle import MANIFEST, hash_files, write_manifest
+    from mlship.runtime.bundle import MANIFEST, hash_files, write_manifest
 
     def mutate(work: Path) -> None:
         manifest = json.loads((work / MANIFEST).read_text())

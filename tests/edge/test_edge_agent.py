@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from edge_helpers import repack
+from mlship.edge.agent.device import Device
 
-from edge.agent.device import Device
-from mlship.bundle import Bundle
+from mlship.runtime.bundle import Bundle
 
 
 def serving_version(device: Device, inputs: list[dict[str, Any]]) -> str:
@@ -72,7 +72,7 @@ def test_tampered_manifest_field_is_named(device: Device, versioned, tmp_path) -
 
 
 def test_wrong_key_is_rejected(device: Device, versioned, tmp_path, golden_inputs) -> None:
-    from mlship.signing import generate_keypair
+    from mlship.runtime.signing import generate_keypair
 
     other_key, _ = generate_keypair(tmp_path / "other")
     bad = repack(versioned("2.0.0"), tmp_path / "other.edge.tar.gz", key=other_key)
@@ -146,7 +146,7 @@ class _RangeServer:
 
 
 def test_truncated_download_is_rejected_then_resumed(device: Device, versioned, golden_inputs) -> None:
-    from mlship.hashing import sha256_file
+    from mlship.runtime.hashing import sha256_file
 
     pkg = versioned("2.0.0")
     payload = pkg.read_bytes()
@@ -181,10 +181,10 @@ def extra_feature_package(tmp_path_factory, churn_split, signing_keys) -> Path:
     """A model that needs a feature ('sensor_b') this device's inputs do not have: it passes its own
     golden examples, so only the device's health check can catch it."""
     import numpy as np
+    from mlship.edge.build import build_edge
 
-    from edge.build import build_edge
-    from mlship.export import export_bundle
-    from mlship.train import train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import train_pipeline
 
     train, holdout = (df.assign(sensor_b=np.arange(len(df)) % 7) for df in churn_split)
     model = train_pipeline(train, "logreg")

@@ -8,11 +8,13 @@ import sys
 import tarfile
 from pathlib import Path
 
-from edge.build import Tolerance, build_edge
-from edge.package import EDGE_FORMAT, check_constraints, verify_package
-from mlship.bundle import Bundle, extract_tarball
-from mlship.predictor import Predictor
-from mlship.signing import key_id, load_public_key
+from mlship.edge.build import Tolerance, build_edge
+from mlship.edge.package import EDGE_FORMAT, check_constraints, verify_package
+
+from mlship.runtime.archive import extract_tarball
+from mlship.runtime.bundle import Bundle
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.signing import key_id, load_public_key
 
 REPO = Path(__file__).resolve().parents[2]
 

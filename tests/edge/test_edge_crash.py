@@ -4,7 +4,7 @@ verifiable model that passes its golden examples.
 Each update runs the agent's real entry point (``edge.agent.__main__.main``) in its own process,
 killed with SIGKILL at a random delay. To fit 50+ kills in the test budget, the processes are
 forked from a pre-imported parent (a "zygote", like Android's) instead of paying interpreter
-start-up for each; the last update of the test is a fresh ``python -m edge.agent`` process that
+start-up for each; the last update of the test is a fresh ``python -m mlship.edge.agent`` process that
 must recover whatever the kills left behind.
 """
 
@@ -21,17 +21,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge.agent.device import Device
-from edge.package import verify_package
-from mlship.predictor import Predictor
+from mlship.edge.agent.device import Device
+from mlship.edge.package import verify_package
+
+from mlship.runtime.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 50
 
 ZYGOTE = r"""
 import json, os, sys
-from edge.agent.__main__ import main
-import mlship.predictor, mlship.signing, onnxruntime  # what the agent loads anyway
+from mlship.edge.agent.__main__ import main
+import mlship.runtime.predictor, mlship.runtime.signing, onnxruntime  # what the agent loads anyway
 out = sys.stdout
 out.write("ready\n"); out.flush()
 for line in sys.stdin:
@@ -126,7 +127,8 @@ def test_sigkill_during_updates_never_bricks(tmp_path: Path, signing_keys: Path,
     # a fresh agent process recovers from whatever the last kill left and completes an update
     version = _assert_valid(device)
     fresh = subprocess.run(
-        [sys.executable, "-m", "edge.agent", "--device", str(root), "install", other(version), "--allow-downgrade"],
+        [sys.executable, "-m", "mlship.edge.agent", "--device", str(root), "install", other(version),
+         "--allow-downgrade"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -1,6 +1,6 @@
 """The device agent's HTTP endpoint over real sockets (issue 11, items 8 and 12).
 
-It speaks the protocol of the Lambda and ``mlship serve`` (``mlship.serve.protocol``), refuses
+It speaks the protocol of the Lambda and ``mlship serve`` (``mlship.runtime.protocol``), refuses
 bad framing with a JSON answer (411, 400, 413: never a hang or a dropped connection) and never
 shows exception text in a 5xx. A hypothesis fuzz sends a few hundred malformed requests.
 """
@@ -14,9 +14,8 @@ import pytest
 from edge_helpers import Http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from edge.agent.device import Device
-from edge.agent.server import MAX_BODY, start_server
+from mlship.edge.agent.device import Device
+from mlship.edge.agent.server import MAX_BODY, start_server
 
 
 def _json(body: bytes) -> dict[str, Any]:

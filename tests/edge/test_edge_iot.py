@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from botocore.stub import ANY, Stubber
+from mlship.edge.agent.device import Device
+from mlship.edge.agent.iot import PLACEHOLDER, IotJobs, apply_job
+from mlship.edge.publish import MAX_DOCUMENT_BYTES, PublishError, publish, status
+from mlship.edge.simulator import Fleet
 
-from edge.agent.device import Device
-from edge.agent.iot import PLACEHOLDER, IotJobs, apply_job
-from edge.publish import MAX_DOCUMENT_BYTES, PublishError, publish, status
-from edge.simulator import Fleet
-from mlship.aws import client
+from mlship.aws.clients import client
 
 ROLE = "arn:aws:iam::123456789012:role/mlship-test-edge-presign"
 
@@ -64,7 +64,7 @@ def test_publish_uses_the_rollout_template_when_present(bucket, versioned) -> No
 
 
 def test_publish_refuses_a_plain_bundle(bucket, mlp_bundle, tmp_path) -> None:
-    from mlship.bundle import pack_bundle
+    from mlship.runtime.archive import pack_bundle
 
     tar = pack_bundle(mlp_bundle, tmp_path / "plain.tar.gz")
     with pytest.raises(PublishError, match="not an edge package"):

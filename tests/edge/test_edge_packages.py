@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from edge_helpers import repack
+from mlship.edge.agent.__main__ import watch_once
+from mlship.edge.agent.device import Device
+from mlship.edge.agent.iot import OPERATION
 
-from edge.agent.__main__ import watch_once
-from edge.agent.device import Device
-from edge.agent.iot import OPERATION
-from mlship.hashing import sha256_file
+from mlship.runtime.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +107,8 @@ def test_watch_loop_survives_a_directory_of_malformed_packages(
     _truncated(versioned("2.0.0"), usb / "truncated.edge.tar.gz")
     for _ in range(2):  # a second round finds nothing new to try
         run = subprocess.run(
-            [sys.executable, "-m", "edge.agent", "--device", str(device.root), "run", "--watch", str(usb), "--once"],
+            [sys.executable, "-m", "mlship.edge.agent", "--device", str(device.root), "run", "--watch", str(usb),
+             "--once"],
             cwd=REPO, capture_output=True, text=True, timeout=120,
         )
         assert run.returncode == 0, run.stderr
@@ -172,7 +173,7 @@ def test_announced_version_matches_under_pep440(device: Device, versioned) -> No
 
 
 def test_publish_refuses_a_version_devices_cannot_order(versioned) -> None:
-    from edge.publish import PublishError, read_package
+    from mlship.edge.publish import PublishError, read_package
 
     refused = r"version 'latest' is not a valid PEP 440 version .*: devices would refuse it"
     with pytest.raises(PublishError, match=refused):
@@ -192,7 +193,7 @@ def test_publish_refuses_a_version_devices_cannot_order(versioned) -> None:
     ],
 )
 def test_malformed_job_documents_are_rejected(device: Device, golden_inputs, document: Any) -> None:
-    from edge.agent.iot import apply_job
+    from mlship.edge.agent.iot import apply_job
 
     result = apply_job(device, {"job_id": "job-1", "thing": "dev-1", "document": document})
     assert result.outcome == "rejected" and result.reason
@@ -204,7 +205,7 @@ def test_package_failing_its_smoke_test_leaves_nothing_behind(
     device: Device, versioned, golden_inputs, tmp_path: Path, signing_keys: Path
 ) -> None:
     """Signed, verified, but its golden examples disagree with its model: refused after promotion."""
-    from mlship.bundle import MANIFEST, hash_files, write_manifest
+    from mlship.runtime.bundle import MANIFEST, hash_files, write_manifest
 
     def wrong_golden(work: Path) -> None:
         golden = json.loads((work / "golden.json").read_text())

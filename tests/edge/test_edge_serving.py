@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlship.local import free_port, wait_http
+from mlship.local.environment import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKED = (
@@ -65,7 +65,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _agent(env: dict[str, str], device: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge.agent", "--device", str(device), *args],
+        [sys.executable, "-m", "mlship.edge.agent", "--device", str(device), *args],
         cwd=tmp_cwd(env),
         env=env,
         capture_output=True,

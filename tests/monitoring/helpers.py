@@ -6,9 +6,10 @@ import json
 import uuid
 from typing import Any
 
-from mlship.datasets import CHURN_LABEL, make_churn
-from mlship.predictor import Predictor
-from mlship.records import RecordWriter, make_records
+from mlship.aws.records import RecordWriter
+from mlship.local.datasets import CHURN_LABEL, make_churn
+from mlship.runtime.predictor import Predictor
+from mlship.runtime.records import make_records
 
 
 def send_traffic(predictor: Predictor, bucket: str, n_rows: int, *, seed: int, shift: float = 0.0,
@@ -38,20 +39,20 @@ def put_labels(s3: Any, bucket: str, model: str, labels: list[dict[str, Any]], k
 
 
 def event_queue(bucket_suffix: str) -> str:
-    """An SQS queue targeted by a rule on the default bus matching source mlship.monitor; returns its URL."""
-    from mlship.aws import client
+    """An SQS queue targeted by a rule on the default bus matching source mlship.monitoring; returns its URL."""
+    from mlship.aws.clients import client
 
     sqs, events = client("sqs"), client("events")
     url = sqs.create_queue(QueueName=f"monitor-events-{bucket_suffix}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     rule = f"mlship-monitor-{bucket_suffix}"
-    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["mlship.monitor"]}))
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["mlship.monitoring"]}))
     events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
     return url
 
 
 def drain(queue_url: str) -> list[dict[str, Any]]:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     sqs = client("sqs")
     out = []

@@ -41,7 +41,7 @@ def test_drift_between_two_datasets(tmp_path: Path) -> None:
 
 
 def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path) -> None:
-    from mlship.datasets import make_churn
+    from mlship.local.datasets import make_churn
 
     make_churn(3000, seed=5, shift=1.0).to_csv(tmp_path / "shifted.csv", index=False)
     runner = CliRunner()
@@ -60,8 +60,8 @@ def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path) -
 
 
 def test_monitor_run_against_local_aws(moto_env: dict, churn_bundle: Path, tmp_path: Path) -> None:
-    from mlship.aws import client
-    from mlship.predictor import Predictor
+    from mlship.aws.clients import client
+    from mlship.runtime.predictor import Predictor
     from monitoring.helpers import send_traffic
 
     bucket = f"mlship-cli-{uuid.uuid4().hex[:8]}"

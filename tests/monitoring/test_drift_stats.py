@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlship.drift import DriftAccumulator, DriftThresholds, compare, ks_pvalue, psi
-from mlship.profile import build_profile, categorical_profile, numeric_profile
+from mlship.stats.drift import DriftAccumulator, DriftThresholds, compare, ks_pvalue, psi
+from mlship.stats.profile import build_profile, categorical_profile, numeric_profile
 
 # Stated tolerances (docs/monitoring.md): KS exact on discrete data (every value on a bin edge);
 # on continuous data KS D within 0.01 (one reference bin's mass with 100 bins) and within 0.001
@@ -204,7 +204,7 @@ def test_non_numeric_values_in_numeric_columns_count_as_nulls() -> None:
 
 @pytest.mark.parametrize("kind", ["normal", "poisson", "with-nulls", "constant"])
 def test_profile_bins_agree_with_the_reference_functions(kind: str) -> None:
-    from mlship.profile import bin_counts, bin_sums, edge_counts
+    from mlship.stats.profile import bin_counts, bin_sums, edge_counts
 
     rng = np.random.default_rng(4)
     x = {"normal": rng.normal(size=50_000), "poisson": rng.poisson(3, 20_000).astype(float),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlship.fairness import fairness_metrics
-from mlship.monitor.performance import LabelledWindow, evaluate, join
+from mlship.monitoring.performance import LabelledWindow, evaluate, join
+from mlship.stats.fairness import fairness_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

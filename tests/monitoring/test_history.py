@@ -7,8 +7,8 @@ import json
 import threading
 from typing import Any
 
-from mlship.aws import client
-from mlship.monitor.publish import HISTORY_LIMIT, append_history, read_history
+from mlship.aws.clients import client
+from mlship.monitoring.publish import HISTORY_LIMIT, append_history, read_history
 
 BASE = "reports/model=churn/version=1"
 
@@ -51,7 +51,7 @@ def test_first_entry_creates_the_history_and_the_limit_holds(aws: None) -> None:
 
 def test_a_write_between_read_and_put_is_retried_not_overwritten(aws: None, monkeypatch: Any) -> None:
     """Deterministic interleaving: another run writes right after our first read."""
-    import mlship.monitor.publish as publish
+    import mlship.monitoring.publish as publish
 
     client("s3").create_bucket(Bucket="reports")
     append_history("reports", BASE, {"time": "t0"})

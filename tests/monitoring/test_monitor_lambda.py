@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mlship.aws import client
-from mlship.predictor import Predictor
+from mlship.aws.clients import client
+from mlship.runtime.predictor import Predictor
 from monitoring.helpers import drain, event_queue, put_labels, send_traffic
 
 
@@ -88,7 +88,7 @@ def test_shifted_traffic_raises_drift_and_writes_reports(env: dict[str, Any], ca
     # the event reached the SQS queue through the rule
     events = drain(env["queue"])
     assert [e["detail-type"] for e in events] == ["DriftDetected"]
-    assert events[0]["source"] == "mlship.monitor"
+    assert events[0]["source"] == "mlship.monitoring"
     assert events[0]["detail"]["model"] == {"name": "churn", "version": "1"}
     assert "monthly_charges" in events[0]["detail"]["drifted_features"]
 
@@ -137,8 +137,8 @@ def test_sagemaker_data_capture_layout(aws: None, churn_bundle: Path) -> None:
     """Records captured by a SageMaker endpoint (PREFIX/YYYY/MM/DD/HH/*.jsonl) are monitored too."""
     import base64
 
-    from mlship.datasets import make_churn
-    from mlship.monitor import MonitorConfig, run_monitor
+    from mlship.local.datasets import make_churn
+    from mlship.monitoring import MonitorConfig, run_monitor
 
     bucket = f"mlship-cap-{uuid.uuid4().hex[:8]}"
     s3 = client("s3")

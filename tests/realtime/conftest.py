@@ -15,7 +15,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def feature_names(churn_bundle: Path) -> list[str]:
-    from mlship.bundle import open_bundle
+    from mlship.runtime.sources import open_bundle
 
     return [f["name"] for f in open_bundle(churn_bundle).manifest["input_schema"]["fields"]]
 
@@ -38,7 +38,7 @@ def holdout_records(churn_split: tuple[Any, Any], feature_names: list[str]) -> l
 
 @pytest.fixture(scope="session")
 def predictor(churn_bundle: Path) -> Any:
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
 
     return Predictor.load(churn_bundle)
 

@@ -107,18 +107,18 @@ def request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | 
 
 
 class ServeProcess:
-    """``python -m mlship.serve serve`` as a real subprocess on a free port."""
+    """``python -m mlship.serving serve`` as a real subprocess on a free port."""
 
     def __init__(self, model: str | Path, *, workers: int = 1, env: dict[str, str] | None = None,
                  extra: list[str] | None = None, log_path: Path | None = None):
-        from mlship.local import free_port
+        from mlship.local.environment import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlship.serve", "serve", "--model", str(model), "--host", "127.0.0.1",
+            [sys.executable, "-m", "mlship.serving", "serve", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), *(extra or [])],
             cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
 
@@ -212,7 +212,7 @@ class GateProxy:
 
 def golden_failing_copy(src: Path, dest: Path) -> Path:
     """An unsigned copy whose golden examples expect the wrong labels (hashes re-computed)."""
-    from mlship.bundle import GOLDEN_FILE, SIGNATURE, hash_files, write_manifest
+    from mlship.runtime.bundle import GOLDEN_FILE, SIGNATURE, hash_files, write_manifest
 
     shutil.copytree(src, dest)
     golden = json.loads((dest / GOLDEN_FILE).read_text())

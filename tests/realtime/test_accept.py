@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlship.serve import protocol
+from mlship.runtime import protocol
 from realtime.helpers import LambdaContext, check_csv, http_v2_event, rest_v1_event
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from mlship.gateway import GatewayServer
-from mlship.local import is_alive
+from mlship.local.environment import is_alive
+from mlship.serving.gateway import GatewayServer
 from realtime.helpers import REPO, LambdaContext, csv_text, rest_v1_event
 
 ROLE = "arn:aws:iam::123456789012:role/mlship-sagemaker"
@@ -26,7 +26,7 @@ ROLE = "arn:aws:iam::123456789012:role/mlship-sagemaker"
 
 def create_endpoint(tarball: str, name: str, weights: dict[str, float]) -> None:
     """A SageMaker model per variant (same bundle, separate S3 keys), a config and an endpoint in moto."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     s3, sm = client("s3"), client("sagemaker")
     bucket = f"models-{uuid.uuid4().hex[:10]}"
@@ -47,7 +47,7 @@ def create_endpoint(tarball: str, name: str, weights: dict[str, float]) -> None:
 @pytest.fixture(scope="module")
 def gateway_env(moto_server: str, churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A moto endpoint 'churn-rt' (blue weight 1, green weight 0) and a gateway in front of it."""
-    from mlship import aws
+    from mlship.aws import clients as aws
 
     old = os.environ.get("AWS_ENDPOINT_URL")
     os.environ["AWS_ENDPOINT_URL"] = moto_server
@@ -86,7 +86,7 @@ def test_invoke_endpoint_returns_the_predictors_answers(gateway_env, holdout_rec
 
 
 def test_routing_follows_the_variant_weights_in_the_local_aws(gateway_env, holdout_records):
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     rt, body = gateway_env["runtime"], json.dumps(holdout_records[0])
     seen = {rt.invoke_endpoint(EndpointName="churn-rt", ContentType="application/json",
@@ -128,7 +128,7 @@ def test_sagemaker_errors(gateway_env, holdout_records):
 
 def test_lambda_endpoint_backend_runs_unchanged_against_the_gateway(gateway_env, handler, monkeypatch,
                                                                     holdout_records, predictor):
-    from mlship import aws
+    from mlship.aws import clients as aws
 
     monkeypatch.setenv("PREDICT_BACKEND", "sagemaker")
     monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "churn-rt")
@@ -166,8 +166,8 @@ def test_cli_invoke_endpoint(gateway_env, tmp_path, holdout_records, feature_nam
 def test_mlship_local_up_starts_the_gateway(churn_bundle, tmp_path, holdout_records):
     """`mlship local up` as a user runs it: moto + gateway; `local env` points sagemaker-runtime at
     the gateway; `local down` stops the gateway and the serve processes it started."""
-    from mlship import aws
-    from mlship.local import free_port
+    from mlship.aws import clients as aws
+    from mlship.local.environment import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.update(MLSHIP_STATE_DIR=str(tmp_path / "state"), MLSHIP_CACHE_DIR=str(tmp_path / "cache"))

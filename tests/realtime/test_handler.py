@@ -228,7 +228,7 @@ def test_golden_failure_answers_503_and_keeps_failing_fast(handler, churn_bundle
 
 
 def test_tampered_bundle_and_wrong_key_answer_503(handler, churn_bundle, tmp_path, monkeypatch, holdout_records):
-    from mlship.signing import generate_keypair
+    from mlship.runtime.signing import generate_keypair
 
     tampered = tmp_path / "tampered"
     shutil.copytree(churn_bundle, tampered)
@@ -296,8 +296,8 @@ def test_structured_logs_carry_the_request_id(handler, holdout_records):
 
 # ---------------------------------------------------------------------------- inference records
 def test_every_prediction_becomes_an_inference_record(handler, aws, monkeypatch, holdout_records, predictor):
-    from mlship.aws import client
-    from mlship.records import read_records
+    from mlship.aws.clients import client
+    from mlship.aws.records import read_records
 
     client("s3").create_bucket(Bucket="records-rt")
     monkeypatch.setenv("RECORDS_BUCKET", "records-rt")

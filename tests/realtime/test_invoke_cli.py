@@ -11,8 +11,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from mlship import aws
-from mlship.commands.serving import invoke_function
+from mlship.aws import clients as aws
+from mlship.cli.serving import invoke_function
 from mlship.errors import MlshipError
 from realtime.helpers import LambdaContext
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship.packaging import LAMBDA_UNZIPPED_LIMIT, ROOT, asset_info, build_lambda_asset, mlship_closure
+from mlship.deploy.lambda_asset import LAMBDA_UNZIPPED_LIMIT, ROOT, asset_info, build_lambda_asset, mlship_closure
 from realtime.helpers import rest_v1_event
 
 pytestmark = pytest.mark.slow
@@ -32,10 +32,10 @@ def test_asset_fits_lambda_and_has_only_serving_code(asset):
     assert info["unzipped_bytes"] < LAMBDA_UNZIPPED_LIMIT
     assert info["zipped_bytes"] < 50 * 1024 * 1024
     assert (asset / "handler.py").is_file()
-    for module in ("predictor.py", "schema.py", "bundle.py", "signing.py", "records.py", "aws.py",
-                   "serve/protocol.py"):
+    for module in ("runtime/predictor.py", "runtime/schema.py", "runtime/bundle.py", "runtime/signing.py",
+                   "runtime/records.py", "runtime/protocol.py", "aws/clients.py", "aws/records.py"):
         assert (asset / "mlship" / module).is_file(), module
-    for module in ("export.py", "cli.py", "train.py", "gateway.py", "serve/server.py", "commands"):
+    for module in ("evaluation", "cli", "local", "serving", "deploy"):
         assert not (asset / "mlship" / module).exists(), module
     top = {p.name for p in asset.iterdir()}
     assert not [name for name in FORBIDDEN if name in top]
@@ -52,8 +52,9 @@ def test_rebuild_is_cached(asset):
 
 def test_closure_follows_lazy_imports():
     files = {p.as_posix() for p in mlship_closure([ROOT / "functions" / "predict" / "handler.py"])}
-    assert "mlship/predictor.py" in files and "mlship/signing.py" in files  # lazy import in the predictor
-    assert "mlship/export.py" not in files
+    assert "mlship/runtime/predictor.py" in files  # the handler's lazy import
+    assert "mlship/runtime/signing.py" in files  # a lazy import in the predictor
+    assert "mlship/evaluation/export.py" not in files
 
 
 def test_handler_imports_and_predicts_from_the_asset(churn_bundle, holdout_records, signing_keys):

@@ -41,7 +41,7 @@ def _check(answer: dict, expected: Any) -> None:
 def test_ping_is_503_until_the_model_is_loaded(churn_bundle, moto_env, tmp_path, holdout_records, predictor):
     """The bundle comes from S3 through a gate that holds every request: while it is closed the
     model cannot load, so /ping must answer 503; once opened, 200."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     client("s3").create_bucket(Bucket="serve-gate")
     client("s3").upload_file(f"{churn_bundle}.tar.gz", "serve-gate", "churn/1/model.tar.gz")
@@ -187,7 +187,7 @@ def test_cli_invoke_against_serve(served, tmp_path, holdout_records):
 
 
 def test_serve_imports_no_training_stack(churn_bundle):
-    code = ("import sys; import mlship.serve.server, mlship.serve.app, mlship.predictor;"
+    code = ("import sys; import mlship.serving.server, mlship.serving.app, mlship.runtime.predictor;"
             "bad = [m for m in ('sklearn', 'pandas', 'pyspark', 'sagemaker', 'aws_cdk') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -212,7 +212,7 @@ def test_sagemaker_data_capture_of_serve_answers_reads_as_records(served, holdou
     """What SageMaker data capture stores for a call to this container parses into records."""
     import base64
 
-    from mlship.records import parse_line
+    from mlship.runtime.records import parse_line
 
     body = csv_text(holdout_records[:4], feature_names, header=False)
     status, answer = request("POST", f"{served.url}/invocations", body.encode(), {"Content-Type": "text/csv"})
@@ -249,7 +249,7 @@ def test_serve_answers_csv_when_asked(served: Any, holdout_records: list[dict[st
 
 def test_cli_serve_takes_the_bundle_as_argument_or_model_option(churn_bundle, tmp_path):
     """The README's `mlship serve --model DIR` and `mlship serve DIR` both serve the bundle."""
-    from mlship.local import free_port
+    from mlship.local.environment import free_port
 
     for how in (["--model", str(churn_bundle)], [str(churn_bundle)]):
         port = free_port()

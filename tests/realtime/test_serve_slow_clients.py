@@ -209,6 +209,6 @@ def test_every_status_line_has_its_reason_phrase_and_a_json_body(served, raw, li
 @pytest.mark.parametrize(("status", "line"), [(500, "500 Internal Server Error"), (503, "503 Service Unavailable"),
                                               (408, "408 Request Timeout")])
 def test_statuses_not_reachable_with_a_healthy_model_have_reason_phrases(status, line):
-    from mlship.serve.app import status_line
+    from mlship.serving.app import status_line
 
     assert status_line(status) == line

@@ -15,7 +15,7 @@ import pytest
 @pytest.fixture
 def bucket(aws: None) -> str:
     """A fresh registry bucket in in-process moto."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     name = f"mlship-reg-{uuid.uuid4().hex[:12]}"
     client("s3").create_bucket(Bucket=name)
@@ -24,14 +24,14 @@ def bucket(aws: None) -> str:
 
 @pytest.fixture
 def registry(bucket: str) -> Any:
-    from mlship.registry import Registry
+    from mlship.registry.store import Registry
 
     return Registry(bucket, sagemaker=True)
 
 
 def make_version(source: Path, out: Path, version: str, *, description: str | None = None) -> Path:
     """An unsigned copy of ``source`` with another version (and optionally another description)."""
-    from mlship.bundle import write_manifest
+    from mlship.runtime.bundle import write_manifest
 
     target = out / f"v{version}-{uuid.uuid4().hex[:6]}"
     shutil.copytree(source, target)
@@ -53,8 +53,8 @@ def versions(churn_bundle: Path, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def logreg_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any]) -> Path:
     """A second, different model of the same name: logistic regression, version 2 (unsigned)."""
-    from mlship.export import export_bundle
-    from mlship.train import train_pipeline
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import train_pipeline
 
     model = train_pipeline(churn_split[0], "logreg")
     out = tmp_path_factory.mktemp("bundles") / "churn-2-logreg"

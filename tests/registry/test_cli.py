@@ -16,7 +16,7 @@ import pytest
 
 @pytest.fixture
 def cli_env(moto_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     bucket = f"mlship-cli-{uuid.uuid4().hex[:10]}"
     client("s3").create_bucket(Bucket=bucket)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlship.evaluate import evaluate, write_report
-from mlship.gate import GateError, load_thresholds, parse_thresholds, promote
-from mlship.registry import AliasConflictError, Registry
+from mlship.evaluation.evaluate import evaluate, write_report
+from mlship.evaluation.gate import GateError, load_thresholds, parse_thresholds, promote
+from mlship.registry.store import AliasConflictError, Registry
 
 PASSING = {"metrics": {"roc_auc": {"min": 0.7, "min_improvement": 0.0}, "log_loss": {"max": 0.7}},
            "latency": {"p50_ms": 1000}, "fairness": {"attribute": "gender", "demographic_parity_difference": 0.2},
@@ -160,7 +160,7 @@ def test_failing_gate_changes_nothing(registry: Registry, churn_bundle: Path, lo
 def _sagemaker_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point SageMaker (only) at a closed local port: a real connection failure from botocore, while
     S3 stays on moto. Used to make the approval step fail after the alias moved."""
-    from mlship.aws import clear_cache
+    from mlship.aws.clients import clear_cache
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # fail at once instead of backing off 5 times
@@ -169,8 +169,8 @@ def _sagemaker_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_failed_approval_moves_the_alias_back(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
                                               holdout: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlship.aws import clear_cache
-    from mlship.registry import RegistryError
+    from mlship.aws.clients import clear_cache
+    from mlship.registry.store import RegistryError
 
     registry.register(churn_bundle)
     registry.register(logreg_bundle)
@@ -192,7 +192,7 @@ def test_failed_approval_moves_the_alias_back(registry: Registry, churn_bundle: 
 
 def test_failed_first_approval_says_what_state_is_left(registry: Registry, churn_bundle: Path, holdout: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlship.registry import RegistryError
+    from mlship.registry.store import RegistryError
 
     registry.register(churn_bundle)
     _sagemaker_unreachable(monkeypatch)

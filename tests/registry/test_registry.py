@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlship.registry import (
+from mlship.registry.store import (
     AliasConflictError,
     NotFoundError,
     Registry,
@@ -44,7 +44,7 @@ def test_register_requires_valid_signature_when_key_given(registry: Registry, ve
 
 
 def test_versions_are_immutable(registry: Registry, versions: Any, bucket: str) -> None:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     first = versions("7", description="first")
     record, created = registry.register(first)
@@ -108,7 +108,7 @@ def test_alias_moves_and_audit_log(registry: Registry, versions: Any) -> None:
 
 def test_audit_entry_backfilled_after_crash(registry: Registry, versions: Any, bucket: str) -> None:
     """A mover that dies between the pointer write and the audit write loses no entry."""
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     for v in ("1", "2", "3"):
         registry.register(versions(v))
@@ -189,8 +189,8 @@ def test_racing_unconditional_moves_lose_no_update(registry: Registry, versions:
 
 def test_uris_resolve_through_bundle_loader(registry: Registry, versions: Any, bucket: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlship.bundle import resolve_local
-    from mlship.predictor import Predictor
+    from mlship.runtime.predictor import Predictor
+    from mlship.runtime.sources import resolve_local
 
     registry.register(versions("1"))
     registry.set_alias("churn", "champion", "1")
@@ -225,7 +225,7 @@ def test_registry_module_is_import_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, mlship.registry, mlship.bundle; "
+    code = ("import sys, mlship.registry.store, mlship.runtime.bundle; "
             "heavy = ('pandas', 'sklearn', 'sagemaker', 'matplotlib', 'pyspark'); "
             "bad = [m for m in heavy if m in sys.modules]; "
             "print(bad)")
@@ -234,7 +234,7 @@ def test_registry_module_is_import_light() -> None:
 
 
 def test_sagemaker_mirror_versions_and_approval(registry: Registry, versions: Any, bucket: str) -> None:
-    from mlship.aws import client
+    from mlship.aws.clients import client
 
     r1, _ = registry.register(versions("1"))
     r2, _ = registry.register(versions("2"))

@@ -1,0 +1,2 @@
+"""Deployment assets built without Docker (Lambda packages).
+"""

@@ -1,0 +1,412 @@
+"""Evaluate a bundle on labelled data through :class:`mlship.runtime.predictor.Predictor` (onnxruntime,
+what will actually serve): holdout metrics with bootstrap confidence intervals, metrics per
+slice, fairness by a sensitive attribute, and single-row / batch latency.
+
+Example::
+
+    from mlship.evaluation.evaluate import evaluate, write_report
+    ev = evaluate("mlship://churn@champion", frame, label="churned", slices=["plan"], sensitive="gender")
+    ev.metrics["roc_auc"], ev.intervals["roc_auc"], ev.fairness["demographic_parity_difference"]
+    write_report(ev, "reports/churn-2")      # evaluation.json + evaluation.html (plots)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.errors import MlshipError
+from mlship.runtime.hashing import dataframe_sha256
+from mlship.stats.metrics import classification_metrics, regression_metrics
+
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"}
+LOWER_IS_BETTER = {"log_loss", "mae", "mse", "rmse"}
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss")
+REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
+MAX_SLICE_VALUES = 20
+NUMERIC_SLICE_BINS = 4
+
+
+class EvaluationError(MlshipError):
+    """An evaluation cannot run (missing label or slice column, no valid rows, bad data)."""
+
+    kind = "evaluation"
+
+
+@dataclass
+class Evaluation:
+    """The outcome of :func:`evaluate`; ``to_dict()`` is the JSON report. The raw arrays stay in
+    memory (not in the JSON) so the gate can compute paired comparisons on the same rows."""
+
+    model: dict[str, Any]
+    data: dict[str, Any]
+    metrics: dict[str, float | None]
+    intervals: dict[str, dict[str, float | None]]
+    slices: dict[str, dict[str, dict[str, Any]]]
+    fairness: dict[str, Any] | None
+    latency: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, classes
+    y_true: np.ndarray | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    scores: np.ndarray | None = field(default=None, repr=False)  # probabilities (n, k) or values (n,)
+    row_index: np.ndarray | None = field(default=None, repr=False)  # rows of the input that were valid
+    boot: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # metric per bootstrap resample
+    samples: np.ndarray | None = field(default=None, repr=False)  # the resampling indices behind ``boot``
+
+    @property
+    def task(self) -> str:
+        return str(self.model["task"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({"model": self.model, "data": self.data, "metrics": self.metrics,
+                       "intervals": self.intervals, "slices": self.slices, "fairness": self.fairness,
+                       "latency": self.latency, "details": self.details})
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """The scalar metrics evaluated for a task."""
+    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+
+
+def compute_metrics(task: str, y_true: np.ndarray, labels: np.ndarray | None, scores: np.ndarray | None,
+                    classes: list[Any] | None) -> dict[str, Any]:
+    """Full metrics (``mlship.stats.metrics``) of one set of predictions."""
+    if task == "classification":
+        return classification_metrics(y_true, labels, scores, classes or [])
+    return regression_metrics(y_true, scores)
+
+
+def _scalars(task: str, full: dict[str, Any]) -> dict[str, float | None]:
+    return {m: (None if full.get(m) is None else float(full[m])) for m in metric_names(task)}
+
+
+def bootstrap_samples(n: int, rounds: int, seed: int) -> np.ndarray:
+    """``rounds`` x ``n`` resampling indices (shared by candidate and champion in the gate)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(rounds, n))
+
+
+def bootstrap_metrics(task: str, y_true: np.ndarray, labels: np.ndarray | None, scores: np.ndarray | None,
+                      classes: list[Any] | None, samples: np.ndarray) -> dict[str, np.ndarray]:
+    """Each scalar metric on each bootstrap resample (NaN where undefined)."""
+    out = {m: np.full(len(samples), np.nan) for m in metric_names(task)}
+    for b, idx in enumerate(samples):
+        full = compute_metrics(task, y_true[idx], None if labels is None else labels[idx],
+                               None if scores is None else scores[idx], classes)
+        for m in out:
+            if full.get(m) is not None:
+                out[m][b] = float(full[m])
+    return out
+
+
+def interval(values: np.ndarray, confidence: float) -> dict[str, float | None]:
+    """Percentile interval of bootstrap values."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 2:
+        return {"low": None, "high": None, "std": None}
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(finite, [alpha, 1 - alpha])
+    return {"low": float(low), "high": float(high), "std": float(finite.std(ddof=1))}
+
+
+def _slice_groups(frame: Any, column: str) -> list[tuple[str, np.ndarray]]:
+    import pandas as pd
+
+    col = frame[column]
+    if pd.api.types.is_numeric_dtype(col) and col.nunique(dropna=True) > MAX_SLICE_VALUES:
+        edges = np.unique(np.nanquantile(col.to_numpy(dtype=float), np.linspace(0, 1, NUMERIC_SLICE_BINS + 1)))
+        binned = pd.cut(col, edges, include_lowest=True, duplicates="drop")
+        keys = binned.astype(str).to_numpy()
+        return [(k, keys == k) for k in [str(c) for c in binned.cat.categories] if (keys == k).any()]
+    values = col.astype(object).where(col.notna(), "<null>").astype(str).to_numpy()
+    uniques, counts = np.unique(values, return_counts=True)
+    top = [u for _, u in sorted(zip(-counts, uniques, strict=True))][:MAX_SLICE_VALUES]
+    return [(u, values == u) for u in top]
+
+
+def measure_latency(predictor: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Single-row latency percentiles of ``predict([record])`` (validation included), in ms."""
+    if not records:
+        return {}
+    predictor.predict(records[:1], allow_extra=True)  # warm-up
+    times = []
+    for rec in records:
+        start = time.perf_counter()
+        predictor.predict([rec], allow_extra=True)
+        times.append((time.perf_counter() - start) * 1000.0)
+    arr = np.asarray(times)
+    return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "n": len(times)}
+
+
+def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequence[str] = (),
+             sensitive: str | None = None, bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
+             latency_rows: int = 200, public_key: Any = None, samples: np.ndarray | None = None,
+             progress: Callable[[str], None] | None = None) -> Evaluation:
+    """Evaluate a bundle (URI or loaded :class:`~mlship.runtime.predictor.Predictor`) on a labelled DataFrame.
+
+    ``label`` and ``sensitive`` default to the ones recorded at export. Rows that fail the
+    model's schema are counted and left out. ``samples`` (from :func:`bootstrap_samples`) fixes
+    the bootstrap resamples, e.g. to share them between two models.
+    """
+    from mlship.runtime.predictor import Predictor
+
+    say = progress or (lambda _msg: None)
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, public_key=public_key)
+    manifest = predictor.bundle.manifest
+    lineage = manifest.get("lineage") or {}
+    label = label or lineage.get("label")
+    if not label or label not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise EvaluationError(f"label column {label!r} is not in the data (columns: {columns})")
+    for col in [*slices, *([sensitive] if sensitive else [])]:
+        if col not in frame.columns:
+            raise EvaluationError(f"column {col!r} (slice or sensitive attribute) is not in the data")
+    say(f"predicting {len(frame)} rows with {predictor.model_name}:{predictor.model_version} (onnxruntime)")
+    started = time.perf_counter()
+    scored = predictor.score(frame, allow_extra=True)
+    batch_seconds = time.perf_counter() - started
+    valid = np.asarray(scored.valid, dtype=bool)
+    if scored.prediction is None or not valid.any():
+        reasons = scored.validated.errors[:3]
+        raise EvaluationError(f"no row of the data is valid for {predictor.model_name}:{predictor.model_version}: "
+                              + "; ".join(str(e) for e in reasons))
+    pred = scored.prediction
+    task = predictor.task
+    kept = frame.loc[valid]
+    y_true = kept[label].to_numpy()
+    if task == "classification":
+        labels, scores = pred.labels, pred.probabilities
+        y_true = np.asarray([v.item() if hasattr(v, "item") else v for v in y_true], dtype=object)
+    else:
+        labels, scores = None, pred.values
+        y_true = y_true.astype(np.float64)
+    classes = predictor.classes
+    full = compute_metrics(task, y_true, labels, scores, classes)
+    metrics = _scalars(task, full)
+    say(f"bootstrapping {bootstrap} resamples")
+    if samples is None or samples.shape[1] != len(y_true):
+        samples = bootstrap_samples(len(y_true), bootstrap, seed)
+    boot = bootstrap_metrics(task, y_true, labels, scores, classes, samples) if len(samples) else {}
+    intervals = {m: interval(v, confidence) for m, v in boot.items()}
+    slice_out: dict[str, dict[str, dict[str, Any]]] = {}
+    for col in slices:
+        slice_out[col] = {}
+        for key, mask in _slice_groups(kept, col):
+            sub = compute_metrics(task, y_true[mask], None if labels is None else labels[mask],
+                                  None if scores is None else scores[mask], classes)
+            slice_out[col][key] = {"rows": int(mask.sum()), **_scalars(task, sub)}
+    fairness = None
+    if sensitive:
+        if task != "classification":
+            raise EvaluationError("fairness metrics need a classifier (demographic parity / equalized odds)")
+        from mlship.stats.fairness import fairness_metrics
+
+        positive = classes[-1] if classes else 1
+        fairness = {"attribute": sensitive,
+                    **fairness_metrics(y_true, labels, kept[sensitive].to_numpy(), positive_label=positive)}
+    say(f"measuring latency ({min(latency_rows, len(kept))} single-row calls)")
+    features = kept[predictor.schema.names]
+    records = json.loads(features.head(latency_rows).to_json(orient="records")) if latency_rows else []
+    latency: dict[str, Any] = {"batch": {"rows": int(len(frame)), "seconds": batch_seconds,
+                                         "rows_per_s": len(frame) / batch_seconds if batch_seconds > 0 else None}}
+    if records:
+        latency["single_row_ms"] = measure_latency(predictor, records)
+    details: dict[str, Any] = {}
+    if task == "classification":
+        details = {"classes": full.get("classes"), "confusion_matrix": full.get("confusion_matrix")}
+    return Evaluation(
+        model={"name": predictor.model_name, "version": predictor.model_version, "task": task,
+               "uri": str(model) if not isinstance(model, Predictor) else str(predictor.bundle.path)},
+        data={"rows": int(len(frame)), "valid_rows": int(valid.sum()), "invalid_rows": int((~valid).sum()),
+              "label": label, "fingerprint": dataframe_sha256(frame), "bootstrap": int(len(samples)),
+              "confidence": confidence, "seed": seed},
+        metrics=metrics, intervals=intervals, slices=slice_out, fairness=fairness, latency=latency,
+        details=details, y_true=y_true, labels=labels, scores=scores, row_index=np.flatnonzero(valid),
+        boot=boot, samples=samples)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    return value
+
+
+# ---------------------------------------------------------------------------------- reports
+def figure_png(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG data URI (closed afterwards)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _curves(ev: Evaluation) -> dict[str, Any]:
+    """ROC and precision-recall points (binary classifiers)."""
+    if ev.task != "classification" or ev.scores is None or ev.scores.ndim != 2 or ev.scores.shape[1] != 2:
+        return {}
+    classes = ev.details.get("classes") or []
+    positive = classes[-1] if classes else 1
+    y = np.array([v == positive or str(v) == str(positive) for v in ev.y_true.tolist()], dtype=int)
+    s = ev.scores[:, 1]
+    order = np.argsort(-s, kind="mergesort")
+    tps, fps = np.cumsum(y[order]), np.cumsum(1 - y[order])
+    pos, neg = max(int(y.sum()), 1), max(int(len(y) - y.sum()), 1)
+    tpr, fpr = np.r_[0, tps / pos], np.r_[0, fps / neg]
+    precision = tps / np.maximum(tps + fps, 1)
+    bins = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(s, bins) - 1, 0, 9)
+    calib = [(float(s[which == b].mean()), float(y[which == b].mean())) for b in range(10) if (which == b).any()]
+    return {"fpr": fpr, "tpr": tpr, "recall": tps / pos, "precision": precision, "calibration": calib}
+
+
+def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
+    """(title, PNG data URI) pairs for an evaluation report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs: list[tuple[str, str]] = []
+    curves = _curves(ev)
+    if curves:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        axes[0].plot(curves["fpr"], curves["tpr"], lw=2)
+        axes[0].plot([0, 1], [0, 1], "k--", lw=1)
+        axes[0].set(title=f"ROC (AUC {ev.metrics.get('roc_auc') or float('nan'):.3f})", xlabel="false positive rate",
+                    ylabel="true positive rate")
+        axes[1].plot(curves["recall"], curves["precision"], lw=2)
+        axes[1].set(title=f"Precision-recall (AP {ev.metrics.get('pr_auc') or float('nan'):.3f})",
+                    xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+        if curves["calibration"]:
+            mean_p, frac = zip(*curves["calibration"], strict=True)
+            axes[2].plot(mean_p, frac, "o-")
+        axes[2].plot([0, 1], [0, 1], "k--", lw=1)
+        axes[2].set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
+        figs.append(("Curves", figure_png(fig)))
+    elif ev.task == "regression" and ev.scores is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].scatter(ev.y_true, ev.scores, s=4, alpha=0.4)
+        axes[0].set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
+        axes[1].hist(ev.scores - ev.y_true, bins=50)
+        axes[1].set(title="Residuals", xlabel="predicted - actual")
+        figs.append(("Predictions", figure_png(fig)))
+    names = [m for m, v in ev.metrics.items() if v is not None]
+    if names:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        vals = [ev.metrics[m] for m in names]
+        lows = [ev.metrics[m] - (ev.intervals.get(m, {}).get("low") or ev.metrics[m]) for m in names]
+        highs = [(ev.intervals.get(m, {}).get("high") or ev.metrics[m]) - ev.metrics[m] for m in names]
+        ax.bar(names, vals, yerr=[lows, highs], capsize=4, color="#4c72b0")
+        conf = ev.data.get("confidence", 0.95)
+        ax.set(title=f"Metrics with {conf:.0%} bootstrap intervals ({ev.data.get('bootstrap')} resamples)")
+        figs.append(("Metrics", figure_png(fig)))
+    primary = "roc_auc" if ev.task == "classification" else "rmse"
+    for col, groups in ev.slices.items():
+        keys = list(groups)
+        vals = [groups[k].get(primary) or 0.0 for k in keys]
+        fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(keys) + 2), 3.2))
+        ax.bar(keys, vals, color="#55a868")
+        if ev.metrics.get(primary) is not None:
+            ax.axhline(ev.metrics[primary], color="k", ls="--", lw=1, label="overall")
+            ax.legend()
+        ax.set(title=f"{primary} by {col}", ylabel=primary)
+        ax.tick_params(axis="x", rotation=30)
+        figs.append((f"Slices: {col}", figure_png(fig)))
+    if ev.fairness:
+        groups = ev.fairness["groups"]
+        keys = list(groups)
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(keys) + 2), 3.2))
+        width = 0.27
+        x = np.arange(len(keys))
+        for i, (metric, colour) in enumerate([("selection_rate", "#4c72b0"), ("tpr", "#55a868"),
+                                              ("fpr", "#c44e52")]):
+            ax.bar(x + (i - 1) * width, [groups[k].get(metric) or 0.0 for k in keys], width, label=metric,
+                   color=colour)
+        ax.set_xticks(x, keys)
+        ax.set(title=f"Rates by {ev.fairness['attribute']}")
+        ax.legend()
+        figs.append(("Fairness", figure_png(fig)))
+    return figs
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return html.escape("" if v is None else str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+th{{background:#f3f3f3}}td:first-child{{text-align:left}}.pass{{color:#17803d;font-weight:bold}}
+.fail{{color:#b3261e;font-weight:bold}}img{{max-width:100%}}</style></head><body>{body}</body></html>"""
+
+
+def evaluation_html(ev: Evaluation) -> str:
+    """A self-contained HTML report (tables + embedded plots)."""
+    parts = [f"<h1>Evaluation of {html.escape(ev.model['name'])}:{html.escape(ev.model['version'])}</h1>",
+             f"<p>{ev.data['valid_rows']} of {ev.data['rows']} rows valid; label <code>{html.escape(ev.data['label'])}"
+             f"</code>; predictions through onnxruntime.</p>", "<h2>Metrics</h2>",
+             _table([[m, v, ev.intervals.get(m, {}).get("low"), ev.intervals.get(m, {}).get("high")]
+                     for m, v in ev.metrics.items()], ["metric", "value", "CI low", "CI high"])]
+    if ev.latency.get("single_row_ms"):
+        lat = ev.latency["single_row_ms"]
+        parts += ["<h2>Latency</h2>", _table([["single row p50 (ms)", lat["p50"]], ["single row p99 (ms)", lat["p99"]],
+                                               ["batch rows/s (validation + scoring)",
+                                                ev.latency["batch"]["rows_per_s"]]], ["measure", "value"])]
+    if ev.fairness:
+        f = ev.fairness
+        parts += [f"<h2>Fairness by {html.escape(f['attribute'])}</h2>",
+                  _table([[k, f.get(k)] for k in ("demographic_parity_difference", "demographic_parity_ratio",
+                                                  "equalized_odds_difference")], ["metric", "value"]),
+                  _table([[g, e["count"], e["selection_rate"], e.get("tpr"), e.get("fpr")]
+                          for g, e in f["groups"].items()], ["group", "rows", "selection rate", "TPR", "FPR"])]
+    for col, groups in ev.slices.items():
+        names = list(metric_names(ev.task))
+        parts += [f"<h2>Slices by {html.escape(col)}</h2>",
+                  _table([[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()],
+                         [col, "rows", *names])]
+    for title, uri in evaluation_figures(ev):
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
+    return PAGE.format(title=f"mlship evaluation {html.escape(ev.model['name'])}", body="\n".join(parts))
+
+
+def write_report_pair(out_dir: str | Path, stem: str, json_text: str, html_text: str) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.html`` into ``out_dir`` (created); returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / f"{stem}.json", out / f"{stem}.html"
+    json_path.write_text(json_text, "utf-8")
+    html_path.write_text(html_text, "utf-8")
+    return json_path, html_path
+
+
+def write_report(ev: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` and ``evaluation.html``; returns both paths."""
+    return write_report_pair(out_dir, "evaluation", json.dumps(ev.to_dict(), indent=2, allow_nan=False) + "\n",
+                             evaluation_html(ev))

@@ -1,0 +1,465 @@
+"""The evaluation gate: judge a candidate against thresholds and the current champion, and
+promote it (move the alias, approve the SageMaker package) only if every check passes.
+
+Thresholds file (YAML or JSON)::
+
+    metrics:                 # holdout metrics: absolute bounds and improvement over the champion
+      roc_auc: {min: 0.80, min_improvement: 0.0}
+      accuracy: {min: 0.70}
+      log_loss: {max: 0.60}
+    latency:                 # single-row latency through onnxruntime, milliseconds
+      p95_ms: 20
+    fairness:                # by a sensitive attribute (fairlearn's definitions)
+      attribute: gender
+      demographic_parity_difference: 0.10     # max
+      equalized_odds_difference: 0.15         # max
+      demographic_parity_ratio: 0.80          # min
+    bootstrap: 200           # resamples for confidence intervals (paired between the two models)
+    latency_rows: 200        # single-row calls timed per model (only when latency is gated)
+
+``min_improvement`` is measured in the metric's better direction (higher for AUC, lower for log
+loss); a negative value tolerates a small regression. With ``significance: true`` the lower
+bound of the paired bootstrap interval of the improvement must clear it. The first model of a
+name (no champion yet) is judged on the absolute thresholds alone.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlship.errors import MlshipError
+from mlship.evaluation.evaluate import (
+    HIGHER_IS_BETTER,
+    PAGE,
+    Evaluation,
+    _clean,
+    _table,
+    evaluate,
+    figure_png,
+    interval,
+    metric_names,
+    write_report_pair,
+)
+
+
+class GateError(MlshipError):
+    """The gate cannot run (bad thresholds file, unknown metric, data mismatch)."""
+
+    kind = "gate"
+
+
+class Bound(BaseModel):
+    """Bounds on one metric."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: float | None = None
+    max: float | None = None
+    min_improvement: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Bound:
+        if self.min is None and self.max is None and self.min_improvement is None:
+            raise ValueError("give at least one of min, max, min_improvement")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class LatencyLimits(BaseModel):
+    """Maximum single-row latency percentiles (ms)."""
+
+    model_config = ConfigDict(extra="forbid")
+    p50_ms: float | None = Field(None, gt=0)
+    p95_ms: float | None = Field(None, gt=0)
+    p99_ms: float | None = Field(None, gt=0)
+
+
+class FairnessLimits(BaseModel):
+    """Maximum fairness gaps by a sensitive attribute."""
+
+    model_config = ConfigDict(extra="forbid")
+    attribute: str
+    demographic_parity_difference: float | None = Field(None, ge=0, le=1)
+    equalized_odds_difference: float | None = Field(None, ge=0, le=1)
+    demographic_parity_ratio: float | None = Field(None, ge=0, le=1)
+
+
+class Thresholds(BaseModel):
+    """The gate's configuration (validated; unknown keys are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metrics: dict[str, Bound] = Field(default_factory=dict)
+    latency: LatencyLimits | None = None
+    fairness: FairnessLimits | None = None
+    slices: list[str] = Field(default_factory=list)
+    bootstrap: int = Field(200, ge=0, le=10000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    significance: bool = False
+    seed: int = 0
+    latency_rows: int = Field(200, ge=0, le=100000)
+
+    @model_validator(mode="after")
+    def _something(self) -> Thresholds:
+        if not self.metrics and self.latency is None and self.fairness is None:
+            raise ValueError("no thresholds: give at least one of metrics, latency, fairness")
+        return self
+
+    def check_metrics(self, task: str) -> None:
+        """Refuse metric names the task does not produce."""
+        known = metric_names(task)
+        unknown = sorted(set(self.metrics) - set(known))
+        if unknown:
+            raise GateError(f"unknown {task} metric(s) in thresholds: {', '.join(unknown)} "
+                            f"(known: {', '.join(known)})")
+
+
+def load_thresholds(path: str | Path) -> Thresholds:
+    """Read and validate a thresholds file (``.yaml``/``.yml`` or ``.json``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise GateError(f"thresholds file not found: {p}")
+    text = p.read_text("utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise GateError(f"{p.name} is not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
+                        f"{exc}") from None
+    return parse_thresholds(data, source=p.name)
+
+
+def parse_thresholds(data: Any, source: str = "thresholds") -> Thresholds:
+    """Validate a thresholds mapping; errors name every bad field."""
+    try:
+        return Thresholds.model_validate(data or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise GateError(f"{source}: {problems}") from None
+
+
+@dataclass
+class Check:
+    """One threshold and the value it was compared with."""
+
+    name: str
+    kind: str  # min | max | min_improvement | latency | fairness
+    threshold: float
+    value: float | None
+    passed: bool
+    champion: float | None = None
+    interval: dict[str, float | None] | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        value = "n/a" if self.value is None else f"{self.value:.4f}"
+        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<=", "fairness": "<="}[self.kind]
+        if self.kind == "fairness" and self.name.endswith("ratio"):
+            sign = ">="
+        extra = f" (champion {self.champion:.4f})" if self.champion is not None else ""
+        return f"{self.name}: {value} {sign} {self.threshold:g}{extra}{' - ' + self.note if self.note else ''}"
+
+
+@dataclass
+class GateResult:
+    """Every check of one gate run, and the evaluations behind them."""
+
+    candidate: Evaluation
+    champion: Evaluation | None
+    checks: list[Check]
+    thresholds: Thresholds
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> dict[str, Any]:
+        """A compact, JSON-ready summary (stored with the alias move as evidence)."""
+        return _clean({"passed": self.passed,
+                       "candidate": f"{self.candidate.model['name']}:{self.candidate.model['version']}",
+                       "champion": None if self.champion is None else
+                       f"{self.champion.model['name']}:{self.champion.model['version']}",
+                       "data_fingerprint": self.candidate.data["fingerprint"],
+                       "checks": [c.__dict__ for c in self.checks]})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({**self.summary(), "thresholds": self.thresholds.model_dump(),
+                       "comparisons": self.comparisons, "candidate_evaluation": self.candidate.to_dict(),
+                       "champion_evaluation": None if self.champion is None else self.champion.to_dict()})
+
+
+def improvement(metric: str, candidate: float | None, champion: float | None) -> float | None:
+    """How much better the candidate is, in the metric's better direction."""
+    if candidate is None or champion is None:
+        return None
+    return candidate - champion if metric in HIGHER_IS_BETTER else champion - candidate
+
+
+def paired_improvements(candidate: Evaluation, champion: Evaluation, confidence: float) -> dict[str, dict[str, Any]]:
+    """Point improvement and paired bootstrap interval per metric: both models scored on the same
+    rows and the same resamples, so the interval is that of the difference, not of each model."""
+    from mlship.evaluation.evaluate import bootstrap_metrics
+
+    if candidate.row_index is None or champion.row_index is None or \
+            not np.array_equal(candidate.row_index, champion.row_index):
+        return {}  # the two schemas rejected different rows: no pairing possible
+    task = candidate.task
+    samples = candidate.samples
+    if samples is None or len(samples) == 0:
+        return {}
+    cand = candidate.boot
+    champ = champion.boot
+    if champion.samples is None or not np.array_equal(champion.samples, samples):
+        champ = bootstrap_metrics(task, champion.y_true, champion.labels, champion.scores,
+                                  champion.details.get("classes"), samples)
+    out = {}
+    for m in metric_names(task):
+        if m not in cand or m not in champ:
+            continue
+        diffs = cand[m] - champ[m] if m in HIGHER_IS_BETTER else champ[m] - cand[m]
+        out[m] = {"candidate": candidate.metrics.get(m), "champion": champion.metrics.get(m),
+                  "improvement": improvement(m, candidate.metrics.get(m), champion.metrics.get(m)),
+                  "interval": interval(diffs, confidence)}
+    return out
+
+
+def judge(candidate: Evaluation, champion: Evaluation | None, thresholds: Thresholds,
+          comparisons: dict[str, dict[str, Any]] | None = None) -> list[Check]:
+    """Compare evaluations with thresholds; one :class:`Check` per threshold."""
+    checks: list[Check] = []
+    comparisons = comparisons or {}
+    for metric, bound in thresholds.metrics.items():
+        value = candidate.metrics.get(metric)
+        champ = None if champion is None else champion.metrics.get(metric)
+        ci = candidate.intervals.get(metric)
+        missing = "metric not available on this data" if value is None else ""
+        if bound.min is not None:
+            checks.append(Check(metric, "min", bound.min, value, value is not None and value >= bound.min,
+                                champ, ci, missing))
+        if bound.max is not None:
+            checks.append(Check(metric, "max", bound.max, value, value is not None and value <= bound.max,
+                                champ, ci, missing))
+        if bound.min_improvement is not None:
+            if champion is None:
+                continue  # first model of a name: absolute thresholds only
+            gain = improvement(metric, value, champ)
+            gain_ci = (comparisons.get(metric) or {}).get("interval")
+            judged = gain
+            note = "improvement over the champion"
+            if thresholds.significance:
+                judged = None if not gain_ci else gain_ci.get("low")
+                note = f"lower bound of the {thresholds.confidence:.0%} paired interval of the improvement"
+            checks.append(Check(f"{metric} improvement", "min_improvement", bound.min_improvement, judged,
+                                judged is not None and judged >= bound.min_improvement, champ, gain_ci, note))
+    if thresholds.latency is not None:
+        lat = (candidate.latency or {}).get("single_row_ms") or {}
+        champ_lat = ((champion.latency or {}).get("single_row_ms") or {}) if champion else {}
+        for pct in ("p50", "p95", "p99"):
+            limit = getattr(thresholds.latency, f"{pct}_ms")
+            if limit is None:
+                continue
+            value = lat.get(pct)
+            checks.append(Check(f"latency {pct} (ms)", "latency", limit, value,
+                                value is not None and value <= limit, champ_lat.get(pct)))
+    if thresholds.fairness is not None:
+        fair = candidate.fairness or {}
+        champ_fair = (champion.fairness or {}) if champion else {}
+        limits = thresholds.fairness
+        for metric in ("demographic_parity_difference", "equalized_odds_difference", "demographic_parity_ratio"):
+            limit = getattr(limits, metric)
+            if limit is None:
+                continue
+            value = fair.get(metric)
+            ok = value is not None and (value >= limit if metric.endswith("ratio") else value <= limit)
+            checks.append(Check(f"{metric} by {limits.attribute}", "fairness", limit, value, ok,
+                                champ_fair.get(metric)))
+    return checks
+
+
+def run_gate(candidate: Any, champion: Any | None, frame: Any, label: str | None, thresholds: Thresholds, *,
+             public_key: Any = None, progress: Callable[[str], None] | None = None) -> GateResult:
+    """Evaluate the candidate (and the champion, when there is one) on the same data and judge."""
+    from mlship.runtime.predictor import Predictor
+
+    say = progress or (lambda _m: None)
+    cand_pred = candidate if isinstance(candidate, Predictor) else Predictor.load(candidate, public_key=public_key)
+    thresholds.check_metrics(cand_pred.task)
+    sensitive = thresholds.fairness.attribute if thresholds.fairness else None
+    label = label or (cand_pred.bundle.manifest.get("lineage") or {}).get("label")
+    kwargs = {"slices": thresholds.slices, "sensitive": sensitive, "bootstrap": thresholds.bootstrap,
+              "confidence": thresholds.confidence, "seed": thresholds.seed,
+              "latency_rows": thresholds.latency_rows if thresholds.latency is not None else 0}
+    say(f"evaluating candidate {cand_pred.model_name}:{cand_pred.model_version}")
+    cand_ev = evaluate(cand_pred, frame, label, progress=say, **kwargs)
+    champ_ev = None
+    comparisons: dict[str, dict[str, Any]] = {}
+    if champion is not None:
+        champ_pred = champion if isinstance(champion, Predictor) else Predictor.load(champion, public_key=public_key)
+        if champ_pred.task != cand_pred.task:
+            raise GateError(f"candidate is a {cand_pred.task} model but the champion is a {champ_pred.task} model")
+        say(f"evaluating champion {champ_pred.model_name}:{champ_pred.model_version} on the same data")
+        champ_ev = evaluate(champ_pred, frame, label, progress=say, **kwargs)
+        if thresholds.bootstrap:
+            comparisons = paired_improvements(cand_ev, champ_ev, thresholds.confidence)
+    checks = judge(cand_ev, champ_ev, thresholds, comparisons)
+    return GateResult(cand_ev, champ_ev, checks, thresholds, comparisons)
+
+
+# ---------------------------------------------------------------------------------- promotion
+@dataclass
+class Promotion:
+    """The outcome of :func:`promote`: the gate result and, when it passed, the alias move."""
+
+    gate: GateResult
+    alias: str
+    moved: Any = None  # AliasRecord when the alias moved
+    package_arn: str | None = None
+    report_paths: tuple[Path, Path] | None = None
+
+
+def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thresholds, *,
+            label: str | None = None, alias: str = "champion", reason: str = "", who: str | None = None,
+            public_key: Any = None, report_dir: str | Path | None = None,
+            progress: Callable[[str], None] | None = None) -> Promotion:
+    """Gate ``NAME/VERSION`` against ``NAME@ALIAS`` and move the alias only if every check passes.
+
+    The alias move is a compare-and-swap on the pointer read before the evaluation: if another
+    promotion moved it meanwhile, :class:`~mlship.registry.store.AliasConflictError` is raised and
+    nothing changes. On a failed gate nothing in the registry or SageMaker changes. When the
+    SageMaker approval fails after the move, the alias is moved back (see :func:`_roll_back_alias`).
+    """
+    from mlship.registry.store import RegistryError
+
+    registry.get_version(name, version)  # the candidate must be registered
+    current = registry.get_alias(name, alias)
+    if current is not None and current.version == version:
+        raise RegistryError(f"{name}@{alias} already points at version {version}")
+    champion_uri = registry.bundle_uri(name, current.version) if current else None
+    result = run_gate(registry.bundle_uri(name, version), champion_uri, frame, label, thresholds,
+                      public_key=public_key, progress=progress)
+    promotion = Promotion(gate=result, alias=alias)
+    if report_dir is not None:
+        promotion.report_paths = write_gate_report(result, report_dir)
+    if not result.passed:
+        return promotion
+    summary = result.summary()
+    why = reason or f"gate passed ({len(result.checks)} checks)"
+    promotion.moved = registry.set_alias(name, alias, version, expect=current, reason=why, who=who,
+                                         evidence={"gate": summary})
+    try:
+        promotion.package_arn = registry.approve(
+            name, version, description=f"mlship gate passed ({len(result.checks)} checks); {name}@{alias}")
+    except RegistryError as exc:
+        _roll_back_alias(registry, name, alias, current, promotion.moved, who, exc)
+    return promotion
+
+
+def _roll_back_alias(registry: Any, name: str, alias: str, previous: Any, moved: Any, who: str | None,
+                     cause: Exception) -> None:
+    """The alias moved but the SageMaker approval failed: move it back (compare-and-swap on our own
+    move, recorded in the audit log) and raise, so the alias and the approval never disagree."""
+    from mlship.registry.store import RegistryError
+
+    if previous is None:  # there is no earlier champion to return to: say exactly what state we left
+        raise RegistryError(f"{cause}; {name}@{alias} now points at version {moved.version} (it had no "
+                            f"previous version to return to) but its SageMaker package is not approved: "
+                            f"fix the cause and approve it, or move the alias") from None
+    try:
+        registry.set_alias(name, alias, previous.version, expect=moved, who=who,
+                           reason=f"rolled back: SageMaker approval of version {moved.version} failed")
+    except Exception as rollback_exc:  # e.g. someone moved the alias meanwhile: report both
+        raise RegistryError(f"{cause}; rolling {name}@{alias} back to version {previous.version} also failed: "
+                            f"{rollback_exc}") from None
+    raise RegistryError(f"{cause}; {name}@{alias} was moved back to version {previous.version}, "
+                        f"nothing is promoted") from None
+
+
+# ---------------------------------------------------------------------------------- reports
+def gate_figures(result: GateResult) -> list[tuple[str, str]]:
+    """Candidate vs champion metric bars with intervals, and the threshold checks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    cand, champ = result.candidate, result.champion
+    names = [m for m in metric_names(cand.task) if cand.metrics.get(m) is not None]
+    if names:
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+        x = np.arange(len(names))
+        width = 0.38 if champ else 0.6
+        models = [("candidate " + cand.model["version"], cand, "#4c72b0")]
+        if champ:
+            models.append(("champion " + champ.model["version"], champ, "#dd8452"))
+        for i, (label, ev, colour) in enumerate(models):
+            vals = [ev.metrics.get(m) or 0.0 for m in names]
+            err = [[v - (ev.intervals.get(m, {}).get("low") or v) for m, v in zip(names, vals, strict=True)],
+                   [(ev.intervals.get(m, {}).get("high") or v) - v for m, v in zip(names, vals, strict=True)]]
+            offset = (i - (len(models) - 1) / 2) * width
+            ax.bar(x + offset, vals, width, yerr=err, capsize=3, label=label, color=colour)
+        for j, m in enumerate(names):
+            bound = result.thresholds.metrics.get(m)
+            if bound and bound.min is not None:
+                ax.hlines(bound.min, j - 0.45, j + 0.45, colors="g", linestyles="--")
+            if bound and bound.max is not None:
+                ax.hlines(bound.max, j - 0.45, j + 0.45, colors="r", linestyles="--")
+        ax.set_xticks(x, names)
+        conf = result.thresholds.confidence
+        ax.set(title=f"Metrics (bars: {conf:.0%} bootstrap intervals; dashes: thresholds)")
+        ax.legend()
+        figs.append(("Candidate vs champion", figure_png(fig)))
+    if result.comparisons:
+        ms = [m for m, c in result.comparisons.items() if c.get("improvement") is not None]
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        vals = [result.comparisons[m]["improvement"] for m in ms]
+        lows = [v - (result.comparisons[m]["interval"].get("low") or v) for m, v in zip(ms, vals, strict=True)]
+        highs = [(result.comparisons[m]["interval"].get("high") or v) - v for m, v in zip(ms, vals, strict=True)]
+        ax.bar(ms, vals, yerr=[lows, highs], capsize=4, color=["#55a868" if v >= 0 else "#c44e52" for v in vals])
+        ax.axhline(0, color="k", lw=1)
+        ax.set(title="Improvement over the champion (paired bootstrap)", ylabel="better →")
+        figs.append(("Improvement", figure_png(fig)))
+    return figs
+
+
+def gate_html(result: GateResult) -> str:
+    """A self-contained HTML gate report."""
+    from mlship.evaluation.evaluate import evaluation_figures
+
+    verdict = "<span class='pass'>PASSED</span>" if result.passed else "<span class='fail'>REFUSED</span>"
+    cand = result.candidate.model
+    champ = "none (first model: absolute thresholds only)" if result.champion is None else \
+        f"{result.champion.model['name']}:{result.champion.model['version']}"
+    rows = [[c.name, c.kind, c.threshold, c.value, c.champion, "pass" if c.passed else "FAIL", c.note]
+            for c in result.checks]
+    parts = [f"<h1>Gate: {html.escape(cand['name'])}:{html.escape(cand['version'])} {verdict}</h1>",
+             f"<p>Champion: {html.escape(champ)}. Data: {result.candidate.data['valid_rows']} rows "
+             f"(fingerprint {result.candidate.data['fingerprint'][:12]}).</p>",
+             "<h2>Checks</h2>", _table(rows, ["check", "kind", "threshold", "candidate", "champion", "result",
+                                              "note"])]
+    for title, uri in gate_figures(result) + evaluation_figures(result.candidate):
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
+    return PAGE.format(title=f"mlship gate {html.escape(cand['name'])}", body="\n".join(parts))
+
+
+def write_gate_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``gate.json`` and ``gate.html``; returns both paths."""
+    return write_report_pair(out_dir, "gate",
+                             json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str) + "\n",
+                             gate_html(result))

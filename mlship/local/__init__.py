@@ -1,0 +1,3 @@
+"""Local stand-ins and demo material: the local AWS (moto server), synthetic datasets and
+reference training pipelines.
+"""

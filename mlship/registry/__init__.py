@@ -1,0 +1,2 @@
+"""The model registry: immutable versions, aliases by compare-and-swap, the audit log.
+"""

@@ -1,0 +1,265 @@
+"""The one prediction code path: a verified bundle, one onnxruntime session, schema validation.
+
+Every target (Lambda, ``mlship serve``, Spark, the edge agent, evaluation and monitoring)
+predicts through :class:`Predictor`. It imports only numpy and onnxruntime (plus the
+bundle/schema modules), so it is light enough for Lambda and devices.
+
+Example::
+
+    from mlship.runtime.predictor import Predictor
+    predictor = Predictor.load("bundles/churn")          # dir, .tar.gz, s3:// or mlship://
+    result = predictor.predict([{"tenure_months": 3, ...}])
+    result.labels, result.probabilities, result.model_version
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.errors import BundleError, GoldenCheckError, ModelOutputError, ValidationError
+from mlship.runtime.bundle import Bundle
+from mlship.runtime.schema import InputSchema, ValidatedBatch
+from mlship.runtime.sources import open_bundle
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(string)": object,
+}
+
+
+@dataclass
+class Prediction:
+    """Outputs for a batch of valid rows: labels and probabilities, or regression values."""
+
+    model_name: str
+    model_version: str
+    task: str
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+    classes: list[Any] | None = None
+
+    def __len__(self) -> int:
+        ref = self.labels if self.labels is not None else self.values
+        return 0 if ref is None else int(ref.shape[0])
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """The main output: labels for a classifier, values for a regressor."""
+        return self.labels if self.task == CLASSIFICATION else self.values  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready answer: predictions, probabilities/values and the model identity."""
+        body: dict[str, Any] = {"model": {"name": self.model_name, "version": self.model_version}}
+        if self.task == CLASSIFICATION:
+            body["predictions"] = _to_python(self.labels)
+            body["probabilities"] = self.probabilities.tolist() if self.probabilities is not None else None
+            body["classes"] = self.classes
+        else:
+            body["predictions"] = self.values.tolist() if self.values is not None else []
+        return body
+
+    def non_finite(self) -> np.ndarray:
+        """Boolean mask of the rows whose probabilities or value are NaN or infinite."""
+        out = self.probabilities if self.task == CLASSIFICATION else self.values
+        if out is None or len(self) == 0:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isfinite(np.asarray(out, dtype=np.float64).reshape(len(self), -1)).all(axis=1)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per row: ``prediction`` and ``probabilities`` (or ``value``)."""
+        if self.task == CLASSIFICATION:
+            probs = self.probabilities.tolist() if self.probabilities is not None else [None] * len(self)
+            return [{"prediction": lbl, "probabilities": p} for lbl, p in zip(_to_python(self.labels), probs,
+                                                                             strict=True)]
+        return [{"prediction": v} for v in self.values.tolist()]
+
+
+@dataclass
+class ScoredBatch:
+    """Predictions for the valid rows of a batch plus the validation outcome of every row."""
+
+    validated: ValidatedBatch
+    prediction: Prediction | None
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.validated.valid
+
+    @property
+    def non_finite(self) -> np.ndarray:
+        """Mask over the *scored* rows (``prediction``'s rows) whose output is NaN or infinite.
+
+        Batch paths quarantine these rows with reason ``non_finite_output``: a model-side failure.
+        """
+        if self.prediction is None:
+            return np.zeros(0, dtype=bool)
+        return self.prediction.non_finite()
+
+
+def _to_python(arr: np.ndarray | None) -> list[Any]:
+    if arr is None:
+        return []
+    return [v.item() if hasattr(v, "item") else v for v in arr.tolist()]
+
+
+def resolve_public_key(public_key: Any = None) -> Any:
+    """A public key object from a key, PEM bytes, a path, or (when None) ``$MLSHIP_PUBLIC_KEY``."""
+    if public_key is None:
+        configured = os.environ.get("MLSHIP_PUBLIC_KEY")
+        if not configured:
+            return None
+        public_key = configured.encode() if configured.lstrip().startswith("-----BEGIN") else configured
+    if isinstance(public_key, (str, Path, bytes)):
+        from mlship.runtime.signing import load_public_key
+
+        return load_public_key(public_key)
+    return public_key
+
+
+class Predictor:
+    """A loaded bundle with one onnxruntime session; the only way mlship predicts."""
+
+    def __init__(self, bundle: Bundle, *, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.bundle = bundle
+        manifest = bundle.manifest
+        self.schema = InputSchema.from_dict(manifest["input_schema"])
+        self.task: str = manifest["task"]
+        self.model_name = bundle.name
+        self.model_version = bundle.version
+        outputs = manifest["output_schema"]
+        self.classes: list[Any] | None = outputs.get("classes")
+        self._output_names: dict[str, str] = outputs["onnx_outputs"]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(bundle.file(manifest["model"]["file"])), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for a bad graph
+            raise BundleError(f"model {manifest['model']['file']} cannot be loaded by onnxruntime: "
+                              f"{type(exc).__name__}") from None
+        self._inputs = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
+        self._fetch = list(self._output_names.values())
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, uri: str | Path, *, public_key: Any = None, verify: bool = True,
+             check_golden: bool = True, threads: int | None = None) -> Predictor:
+        """Open a bundle from any URI, verify it, start a session and check its golden examples.
+
+        ``public_key`` (a key object, PEM bytes or a path; default ``$MLSHIP_PUBLIC_KEY``) makes
+        the signature mandatory. Raises :class:`~mlship.errors.BundleError` subclasses on failure.
+        """
+        bundle = open_bundle(uri)
+        if verify:
+            bundle.verify(resolve_public_key(public_key))
+        predictor = cls(bundle, threads=threads)
+        if check_golden:
+            predictor.check_golden()
+        return predictor
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, data: Any, *, allow_extra: bool = False) -> Prediction:
+        """Validate any input shape and predict; raise :class:`ValidationError` on any bad field."""
+        batch = self.schema.validate(data, allow_extra=allow_extra)
+        batch.raise_for_errors()
+        return self.predict_checked(batch.columns)
+
+    def predict_checked(self, columns: dict[str, np.ndarray]) -> Prediction:
+        """Predict validated columns; raise :class:`ModelOutputError` if any output is not finite.
+
+        Every answering path (Lambda, ``serve``, the edge agent, ``mlship predict``) predicts
+        through this, so a model that emits NaN is a model failure, never invalid JSON.
+        """
+        prediction = self.predict_columns(columns)
+        bad = prediction.non_finite()
+        if bad.any():
+            raise ModelOutputError(np.flatnonzero(bad).tolist())
+        return prediction
+
+    def score(self, data: Any, *, allow_extra: bool = True) -> ScoredBatch:
+        """Validate and predict the valid rows only (batch use: bad rows are reported, not raised)."""
+        batch = self.schema.validate(data, allow_extra=allow_extra)
+        if not batch.valid.any():
+            return ScoredBatch(batch, None)
+        if batch.valid.all():
+            return ScoredBatch(batch, self.predict_columns(batch.columns))
+        subset = {k: v[batch.valid] for k, v in batch.columns.items()}
+        return ScoredBatch(batch, self.predict_columns(subset))
+
+    def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:
+        """Predict already-validated column arrays (as produced by :class:`InputSchema`)."""
+        feeds = self.onnx_feeds(columns)
+        results = self.session.run(self._fetch, feeds)
+        named = dict(zip(self._output_names, results, strict=True))
+        pred = Prediction(self.model_name, self.model_version, self.task, classes=self.classes)
+        if self.task == CLASSIFICATION:
+            pred.labels = np.asarray(named["label"]).reshape(-1)
+            probs = named.get("probabilities")
+            pred.probabilities = None if probs is None else np.asarray(probs, dtype=np.float64)
+        else:
+            pred.values = np.asarray(named["value"], dtype=np.float64).reshape(-1)
+        return pred
+
+    def onnx_feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The onnxruntime input feeds for validated column arrays (calibration, benchmarks)."""
+        if self.schema.layout == "tensor":
+            name = self.schema.tensor_input or next(iter(self._inputs))
+            matrix = np.column_stack([columns[n] for n in self.schema.names])
+            return {name: matrix.astype(self._inputs[name], copy=False)}
+        feeds = {}
+        for name, dtype in self._inputs.items():
+            col = columns[name].reshape(-1, 1)
+            feeds[name] = col if dtype is object else col.astype(dtype, copy=False)
+        return feeds
+
+    # ------------------------------------------------------------------ golden examples
+    def check_golden(self) -> int:
+        """Predict the bundle's golden examples and compare; raise GoldenCheckError on mismatch."""
+        golden = self.bundle.golden
+        tolerance = float(golden.get("tolerance", 1e-4))
+        try:
+            result = self.predict(golden["inputs"])
+        except ValidationError as exc:
+            raise GoldenCheckError(f"golden examples do not validate against the schema: {exc}") from None
+        expected = golden["expected"]
+        problems: list[str] = []
+        if self.task == CLASSIFICATION:
+            got_labels = _to_python(result.labels)
+            for i, (want, got) in enumerate(zip(expected["labels"], got_labels, strict=True)):
+                if want != got:
+                    problems.append(f"example {i}: label {got!r} != expected {want!r}")
+            if expected.get("probabilities") is not None and result.probabilities is not None:
+                diff = np.abs(np.asarray(expected["probabilities"]) - result.probabilities).max(axis=1)
+                problems += [f"example {i}: probabilities differ by {d:.2e} > {tolerance:g}"
+                             for i, d in enumerate(diff) if d > tolerance]
+        else:
+            diff = np.abs(np.asarray(expected["values"]) - result.values)
+            problems += [f"example {i}: value differs by {d:.2e} > {tolerance:g}"
+                         for i, d in enumerate(diff) if d > tolerance * max(1.0, abs(expected["values"][i]))]
+        if problems:
+            raise GoldenCheckError(f"model {self.model_name}:{self.model_version} fails its golden examples: "
+                                   + "; ".join(problems))
+        return len(golden["inputs"])
+
+    def describe(self) -> dict[str, Any]:
+        """Identity and schema summary (for health endpoints and logs)."""
+        return {"name": self.model_name, "version": self.model_version, "task": self.task,
+                "features": self.schema.names, "classes": self.classes}

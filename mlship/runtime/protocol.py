@@ -1,0 +1,258 @@
+"""The HTTP prediction protocol shared by the Lambda handler and ``mlship serve``.
+
+Request bodies are ``application/json`` (``{"instances": [{...}, ...]}``, a single record
+``{...}`` or a bare list of records) or ``text/csv`` (with or without a header row). A missing
+``Content-Type`` is sniffed (``{``/``[`` means JSON, anything else CSV); any other media type
+is refused. Validation and prediction are the predictor's; this module only decodes bodies,
+shapes answers and maps errors to HTTP statuses:
+
+======================================  ======  ===========================
+error                                   status  ``kind`` (metric dimension)
+======================================  ======  ===========================
+:class:`~mlship.errors.ValidationError`  400    ``validation``
+body over the size limit                 413    ``too_large``
+unsupported ``Content-Type``             415    ``unsupported_media_type``
+``Accept`` neither JSON nor CSV          406    ``not_acceptable``
+wrong HTTP method                        405    ``method_not_allowed``
+model not loaded / golden check failed   503    ``model_unavailable``
+model output NaN or infinite             500    ``model_error``
+anything else                            500    ``internal`` (no details)
+======================================  ======  ===========================
+
+Answers are JSON unless the ``Accept`` header prefers ``text/csv``: then one line per input row,
+no header, ``prediction`` followed by the class probabilities in ``classes`` order (regression:
+the value), the shape SageMaker Batch Transform joins back to its input lines. Errors are JSON.
+
+Imports only the standard library, numpy and the mlship core (it ships in the Lambda asset).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
+from mlship.runtime.schema import json_type
+
+JSON = "application/json"
+CSV = "text/csv"
+SUPPORTED_TYPES = (JSON, CSV)
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit and SageMaker's
+
+
+class RequestError(MlshipError):
+    """A request the protocol refuses before validation (size, media type, method)."""
+
+    status = 400
+    kind = "bad_request"
+
+
+class PayloadTooLarge(RequestError):
+    status, kind = 413, "too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status, kind = 415, "unsupported_media_type"
+
+
+class MethodNotAllowed(RequestError):
+    status, kind = 405, "method_not_allowed"
+
+
+class NotAcceptable(RequestError):
+    status, kind = 406, "not_acceptable"
+
+
+def response_type(accept: str | None) -> str:
+    """The answer's media type for an ``Accept`` header (RFC 9110 media ranges with ``q``).
+
+    JSON when the header is missing or allows anything (``*/*``, ``application/*``); CSV when
+    ``text/csv`` (or ``text/*``) ranks higher; the first listed wins a tie. Raises
+    :class:`NotAcceptable` when neither can be given.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    best, best_q = None, 0.0
+    for part in accept.split(","):
+        media, *params = (field.strip() for field in part.split(";"))
+        media = media.lower()
+        q = 1.0
+        for param in params:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        for candidate in SUPPORTED_TYPES:  # JSON first: */* means JSON
+            if media in (candidate, "*/*", candidate.split("/")[0] + "/*"):
+                if q > best_q:
+                    best, best_q = candidate, q
+                break
+    if best is None:
+        raise NotAcceptable(f"cannot answer with {accept.strip()!r}: accept {JSON} or {CSV}")
+    return best
+
+
+def render(body: Mapping[str, Any], media: str) -> tuple[str, str]:
+    """The response text and its ``Content-Type``: CSV rows for a successful prediction when
+    ``media`` is CSV (see the module docstring), compact JSON for everything else."""
+    if media != CSV or "predictions" not in body:
+        return dumps(body), JSON
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    probabilities = body.get("probabilities")
+    for i, prediction in enumerate(body["predictions"]):
+        writer.writerow([prediction, *(probabilities[i] if probabilities else ())])
+    return out.getvalue(), CSV
+
+
+def _malformed(message: str) -> ValidationError:
+    return ValidationError([FieldError(None, None, "malformed", message)])
+
+
+def media_type(content_type: str | None) -> str | None:
+    """``'Application/JSON; charset=utf-8'`` -> ``'application/json'`` (None when absent)."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
+
+
+def check_size(body: bytes, max_bytes: int) -> None:
+    """Raise :class:`PayloadTooLarge` when ``body`` exceeds ``max_bytes``."""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes, over the {max_bytes}-byte limit")
+
+
+def resolve_media_type(content_type: str | None, body: bytes) -> str:
+    """The media type to parse ``body`` as; raise :class:`UnsupportedMediaType` for others."""
+    mtype = media_type(content_type)
+    if mtype is None:
+        head = body.lstrip()[:1]
+        return JSON if head in (b"{", b"[") else CSV
+    if mtype in (JSON, "application/x-json", "text/json") or mtype.endswith("+json"):
+        return JSON
+    if mtype in (CSV, "application/csv", "text/x-csv"):
+        return CSV
+    raise UnsupportedMediaType(f"unsupported Content-Type {mtype!r}: send {JSON} or {CSV}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def parse_json(body: bytes) -> list[Any]:
+    """Decode a JSON body into a list of records (raise ValidationError when malformed)."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"body is not UTF-8: {exc}") from None
+    if not text.strip():
+        raise ValidationError([FieldError(None, None, "empty", "request body is empty")])
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError, the NaN/Infinity rejection, over-long integers
+        raise _malformed(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _malformed("body is not valid JSON: nested too deeply") from None
+    if isinstance(doc, Mapping):
+        if "instances" not in doc:
+            return [doc]
+        extra = [k for k in doc if k != "instances"]
+        if extra:
+            raise ValidationError([FieldError(None, str(k), "unexpected_field",
+                                              "unexpected top-level key (expected only 'instances')")
+                                   for k in extra])
+        instances = doc["instances"]
+        if not isinstance(instances, list):
+            raise _malformed(f"'instances' must be a list of records, got a JSON {json_type(instances)}")
+        return instances
+    if isinstance(doc, list):
+        return doc
+    raise _malformed('expected {"instances": [...]}, a record or a list of records, '
+                     f"got a JSON {json_type(doc)}")
+
+
+def decode(body: bytes, content_type: str | None, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    """Check the size and media type of a body and decode it into predictor input.
+
+    Returns a list of records (JSON) or the CSV bytes (the schema parses CSV itself).
+    """
+    check_size(body, max_bytes)
+    mtype = resolve_media_type(content_type, body)
+    if mtype == JSON:
+        return parse_json(body)
+    if not body.strip():
+        raise ValidationError([FieldError(None, None, "empty", "request body is empty")])
+    return body
+
+
+def predict(predictor: Any, payload: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """Validate with the predictor's schema and predict; return the prediction and the columns."""
+    batch = predictor.schema.validate(payload)
+    batch.raise_for_errors()
+    return predictor.predict_checked(batch.columns), batch.columns
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.floating):
+        fv = float(str(value))  # shortest repr: float32(0.1) -> 0.1, not 0.10000000149
+        return None if math.isnan(fv) else fv
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def input_rows(columns: Mapping[str, np.ndarray], names: list[str]) -> list[dict[str, Any]]:
+    """Validated columns back to one JSON-ready dict per row (for inference records)."""
+    if not names:
+        return []
+    n = len(columns[names[0]])
+    return [{name: _plain(columns[name][i]) for name in names} for i in range(n)]
+
+
+def answer(prediction: Any, request_id: str) -> dict[str, Any]:
+    """The success body: predictions, probabilities/classes (or values), model and request id."""
+    body = prediction.to_dict()
+    body["request_id"] = request_id
+    return body
+
+
+def error_kind(exc: BaseException) -> str:
+    """The ``ErrorKind`` metric dimension of an exception."""
+    if isinstance(exc, ValidationError):
+        return "validation"
+    if isinstance(exc, RequestError):
+        return exc.kind
+    if isinstance(exc, BundleError):
+        return "model_unavailable"
+    if isinstance(exc, ModelOutputError):
+        return "model_error"
+    return "internal"
+
+
+def error_answer(exc: BaseException, request_id: str) -> tuple[int, dict[str, Any]]:
+    """Map an exception to ``(status, body)``; never includes a stack trace."""
+    if isinstance(exc, ValidationError):
+        body = exc.to_dict()
+        status = 400
+    elif isinstance(exc, RequestError):
+        status, body = exc.status, {"error": str(exc), "kind": exc.kind}
+    elif isinstance(exc, BundleError):
+        status, body = 503, {"error": "model unavailable", "reason": str(exc), "kind": "model_unavailable"}
+    elif isinstance(exc, ModelOutputError):
+        status, body = 500, {"error": "model error", "reason": str(exc), "kind": "model_error"}
+    else:
+        status, body = 500, {"error": "internal error", "kind": "internal"}
+    body["request_id"] = request_id
+    return status, body
+
+
+def dumps(body: Mapping[str, Any]) -> str:
+    """Compact JSON (numbers are already finite: NaN would be a bug, so fail loudly)."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)

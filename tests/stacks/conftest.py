@@ -1,0 +1,105 @@
+"""One synthesized mlship app per test run, shared by every infra test (and every xdist worker).
+
+The app holds two environments so both shapes are checked from one synthesis:
+* dev  (defaults + ModelDataUrl): serverless endpoint, ALL_AT_ONCE, Function URL, image override;
+* prod (defaults + shadow variant + data capture): two instances, LINEAR 50%, API Gateway,
+  the repo's Dockerfile as an image asset when it exists (else an image override).
+Lambda code comes from ``functions/<name>`` (``assets.lambda_code=source``): building the real
+asset downloads wheels from PyPI, which mlship.deploy.lambda_asset's own tests cover.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
+MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs the real CDK CLI (tens of seconds)")
+
+
+@dataclass
+class Synth:
+    """The synthesized cloud assembly: templates, metadata and the validation report."""
+
+    outdir: Path
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    docker_asset: bool = False
+
+    def template(self, stack: str) -> Any:
+        from aws_cdk.assertions import Template
+
+        return Template.from_json(self.templates[stack])
+
+    def resources(self, stack: str, rtype: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.templates[stack]["Resources"].items() if v["Type"] == rtype}
+
+    def all_resources(self, rtype: str) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(s, k, v) for s, t in self.templates.items() for k, v in t["Resources"].items()
+                if v["Type"] == rtype]
+
+
+def synth_configs() -> list[Any]:
+    from infra.config import load_config
+
+    prod_image = {} if (REPO / "Dockerfile").is_file() else {"mlship:endpoint.image_uri": IMAGE}
+    dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE,
+                              "mlship:model.model_data_url": MODEL_DATA})
+    prod = load_config("prod", {
+        "mlship:assets.lambda_code": "source",
+        "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),
+        "mlship:monitoring.sensitive_attribute": "gender",
+        "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}), **prod_image})
+    return [dev, prod]
+
+
+def _synthesize(outdir: Path) -> None:
+    import aws_cdk as cdk
+
+    from infra.app import build_app, cdk_json_context
+
+    context = {k: v for k, v in cdk_json_context().items() if k not in ("env", "mlship")}
+    app = cdk.App(outdir=str(outdir), context=context)
+    build_app(synth_configs(), app)
+    app.synth()
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The synthesized app, built once and shared across xdist workers through a lock file."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    outdir = shared / "infra-synth"
+    ok, failed = shared / "infra-synth.ok", shared / "infra-synth.error"
+    with open(shared / "infra-synth.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ok.is_file() and not failed.is_file():
+            started = time.monotonic()
+            try:
+                _synthesize(outdir)
+            except Exception as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+            ok.write_text(f"{time.monotonic() - started:.1f}")
+    if failed.is_file():
+        pytest.fail(f"synthesis of the mlship app failed: {failed.read_text()[:4000]}")
+    out = Synth(outdir)
+    for path in outdir.glob("*.template.json"):
+        out.templates[path.name.removesuffix(".template.json")] = json.loads(path.read_text())
+    for path in outdir.glob("*.metadata.json"):
+        out.metadata[path.name.removesuffix(".metadata.json")] = json.loads(path.read_text())
+    out.docker_asset = any(outdir.glob("asset.*/Dockerfile"))
+    return out
