@@ -16,7 +16,12 @@ FEATURE = "monthly_charges"
 THRESHOLD = 1_000.0  # far above the churn data's range: only crafted requests cross it
 
 
-def _inject_nan(model_path: Path, feature: str, threshold: float) -> None:
+def inject_nan(model_path: Path, feature: str = FEATURE, threshold: float = THRESHOLD) -> None:
+    """Rewrite an ONNX classifier so that its ``probabilities`` output is NaN where ``feature > threshold``.
+
+    The graph's own consumers of the probabilities (an MLP's ArgMax) keep the untouched tensor, so
+    labels stay right and only the answer carries NaN.
+    """
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -26,6 +31,7 @@ def _inject_nan(model_path: Path, feature: str, threshold: float) -> None:
     probs = next(o for o in graph.output if o.name == "probabilities")
     for node in graph.node:  # the original probabilities become an inner tensor
         node.output[:] = ["probabilities_raw" if name == probs.name else name for name in node.output]
+        node.input[:] = ["probabilities_raw" if name == probs.name else name for name in node.input]
     graph.initializer.extend([numpy_helper.from_array(np.array(threshold, np.float32), "nan_threshold"),
                               numpy_helper.from_array(np.array(np.nan, np.float32), "nan_value")])
     graph.node.extend([helper.make_node("Greater", [feature, "nan_threshold"], ["nan_rows"]),
@@ -49,7 +55,7 @@ def nonfinite_copy(src: Path, dest: Path, private_key: Any, *, feature: str = FE
 
     shutil.copytree(src, dest)
     manifest = json.loads((dest / MANIFEST).read_text())
-    _inject_nan(dest / MODEL_FILE, feature, threshold)
+    inject_nan(dest / MODEL_FILE, feature, threshold)
     (dest / SIGNATURE).unlink(missing_ok=True)
     manifest["files"] = hash_files(dest)
     if "sizes" in manifest:

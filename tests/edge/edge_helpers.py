@@ -48,45 +48,19 @@ def repack(
     return out
 
 
-def _inject_nan(model_path: Path, feature: str = "monthly_charges", threshold: float = 1_000.0) -> None:
-    """Make the ``probabilities`` output ``p + Sqrt(threshold - feature) * 0`` (NaN above the threshold).
-
-    Unlike ``tests/nonfinite.py`` this rewires the graph's own consumers of ``probabilities`` (the
-    MLP's ArgMax) to the untouched tensor, so labels stay right and only the answer carries NaN.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load(str(model_path))
-    graph, raw = model.graph, "probabilities_before_nan"
-    for node in graph.node:
-        node.output[:] = [raw if o == "probabilities" else o for o in node.output]
-        node.input[:] = [raw if i == "probabilities" else i for i in node.input]
-    graph.initializer.extend([
-        helper.make_tensor("nan_threshold", TensorProto.FLOAT, [], [threshold]),
-        helper.make_tensor("nan_zero", TensorProto.FLOAT, [], [0.0]),
-    ])
-    graph.node.extend([
-        helper.make_node("Sub", ["nan_threshold", feature], ["nan_room"]),
-        helper.make_node("Sqrt", ["nan_room"], ["nan_root"]),
-        helper.make_node("Mul", ["nan_root", "nan_zero"], ["nan_term"]),
-        helper.make_node("Add", [raw, "nan_term"], ["probabilities"]),
-    ])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(model_path))
-
-
 def nan_package(package: Path, out: Path, key: Any) -> Path:
     """A signed copy of an fp32 edge package whose model emits NaN for monthly_charges > 1000.
 
     Its golden examples stay below the threshold, so it verifies, passes its smoke test and health
     check, and fails only on the requests that cross it: a latent model-side bug.
     """
+    from nonfinite import inject_nan
+
     from mlship.runtime.bundle import MANIFEST, hash_files, write_manifest
 
     def mutate(work: Path) -> None:
         manifest = json.loads((work / MANIFEST).read_text())
-        _inject_nan(work / manifest["model"]["file"])
+        inject_nan(work / manifest["model"]["file"])
         manifest["files"] = hash_files(work)
         if "sizes" in manifest:  # recorded sizes must follow the changed model file
             manifest["sizes"] = {rel: (work / rel).stat().st_size for rel in manifest["files"]}
