@@ -261,7 +261,9 @@ def _settings_error(
     location = str(first["loc"][0]) if first.get("loc") else ""
     env = env_names.get(location, location)
     if first.get("type") == "missing":
-        return SettingsError(env, None, type_label(fields[location].annotation) if location in fields else "a value")
+        by_env = {env_names[name]: info for name, info in fields.items()}
+        info = fields.get(location) or by_env.get(location)
+        return SettingsError(env, None, type_label(info.annotation) if info is not None else "a value")
     message = str(first.get("msg", "a valid value"))
     expected = message.removeprefix("Input should be ").removeprefix("Value error, ")
     return SettingsError(env, raw.get(env), expected)
