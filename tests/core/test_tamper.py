@@ -9,18 +9,17 @@ One good signed bundle per module (the session fixture); every case mutates a ha
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tamper import HOSTILE, archive, file_member, members
 from typer.testing import CliRunner
 
 from mlship.cli import app
@@ -253,37 +252,6 @@ def test_generated_documents_never_crash(good, scratch, signing_keys, data, docu
 
 
 # ---------------------------------------------------------------------- archives
-def _members(good: dict[str, Any]) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-    with tarfile.open(good["tar"]) as tar:
-        for info in tar.getmembers():
-            yield info, tar.extractfile(info).read()
-
-
-def _archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
-    with tarfile.open(path, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, None if data is None else io.BytesIO(data))
-    return path
-
-
-def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, target
-    return info, None
-
-
-def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    return info, None
-
-
 @pytest.mark.parametrize("cut", [0, 10, 200, 0.25, 0.5, 0.75, 0.95])
 def test_truncated_archive(good, tmp_path, cut):
     data = good["tar"].read_bytes()
@@ -295,27 +263,10 @@ def test_truncated_archive(good, tmp_path, cut):
     assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing half-extracted left in the cache
 
 
-HOSTILE: dict[str, tuple[Callable[[list[Any]], list[Any]], str, str]] = {
-    # name: (mutation of the good member list, ArchiveError reason, name in the message)
-    "extra_after_manifest": (lambda m: [*m, _file("extra.bin", b"x")], "unexpected", "extra.bin"),
-    "symlink": (lambda m: [*m, _link("evil", "/etc/passwd", tarfile.SYMTYPE)], "link", "evil"),
-    "symlink_over_listed": (lambda m: [m[0], _link("golden.json", "../x", tarfile.SYMTYPE), *m[1:]], "link",
-                            "golden.json"),
-    "hardlink": (lambda m: [*m, _link("copy.onnx", "model.onnx", tarfile.LNKTYPE)], "link", "copy.onnx"),
-    "device": (lambda m: [*m, _special("dev", tarfile.CHRTYPE)], "special_file", "dev"),
-    "fifo": (lambda m: [*m, _special("pipe", tarfile.FIFOTYPE)], "special_file", "pipe"),
-    "dotdot": (lambda m: [_file("../evil.txt", b"x"), *m], "unsafe_path", "../evil.txt"),
-    "nested_dotdot": (lambda m: [_file("card/../../evil.txt", b"x"), *m], "unsafe_path", "card/../../evil.txt"),
-    "absolute": (lambda m: [_file("/tmp/evil.txt", b"x"), *m], "unsafe_path", "/tmp/evil.txt"),
-    "duplicate": (lambda m: [*m, _file("model.onnx", b"other model")], "duplicate", "model.onnx"),
-    "no_manifest": (lambda m: [x for x in m if x[0].name != MANIFEST], "no_manifest", MANIFEST),
-}
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archive(good, tmp_path, case):
     mutate, reason, name = HOSTILE[case]
-    target = _archive(tmp_path / f"{case}.tar.gz", mutate(list(_members(good))))
+    target = archive(tmp_path / f"{case}.tar.gz", mutate(list(members(good["tar"]))))
     error = _refused(target, name)
     assert isinstance(error, ArchiveError) and error.reason == reason
     assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
@@ -324,8 +275,8 @@ def test_hostile_archive(good, tmp_path, case):
 
 @pytest.mark.parametrize("missing", ["model.onnx", "golden.json", "card/roc.png", SIGNATURE])
 def test_missing_member(good, tmp_path, missing):
-    members = [m for m in _members(good) if m[0].name != missing]
-    target = _archive(tmp_path / "missing.tar.gz", members)
+    kept = [m for m in members(good["tar"]) if m[0].name != missing]
+    target = archive(tmp_path / "missing.tar.gz", kept)
     if missing == SIGNATURE:  # a trusted key makes the signature mandatory
         _refused(target, f"{SIGNATURE} is missing")
     else:
@@ -335,7 +286,7 @@ def test_missing_member(good, tmp_path, missing):
 
 def test_extra_member_before_the_manifest_is_named(good, tmp_path):
     """Members met before the manifest (an archive not packed manifest-first) are checked once it is read."""
-    target = _archive(tmp_path / "early.tar.gz", [_file("aaa.bin", b"x"), *_members(good)])
+    target = archive(tmp_path / "early.tar.gz", [file_member("aaa.bin", b"x"), *members(good["tar"])])
     error = _refused(target, "aaa.bin", f"is not listed in {MANIFEST}")
     assert isinstance(error, ArchiveError) and error.reason == "unexpected"
 

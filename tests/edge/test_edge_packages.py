@@ -21,6 +21,7 @@ from edge_helpers import repack
 from mlship.edge.agent.__main__ import watch_once
 from mlship.edge.agent.device import Device
 from mlship.edge.agent.iot import OPERATION
+from tamper import HOSTILE, archive, members
 
 from mlship.runtime.hashing import sha256_file
 
@@ -224,3 +225,28 @@ def test_package_failing_its_smoke_test_leaves_nothing_behind(
     assert result.version == "2.0.0"
     _only_current_left(device)
     assert device.predict(golden_inputs[:1]).model_version == "1.0.0"
+
+
+# ---------------------------------------------------------------------------- hostile archives (tamper suite)
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_rejected_and_old_model_serves(
+    device: Device, versioned, golden_inputs, tmp_path: Path, case: str
+) -> None:
+    """The core tamper suite's hostile archives (links, devices, traversal, duplicates, unlisted or
+    missing members) through the agent: each a named rejection, nothing written outside staging."""
+    mutate, _, name = HOSTILE[case]
+    bad = archive(tmp_path / f"{case}.edge.tar.gz", mutate(list(members(versioned("2.0.0")))))
+    result = device.install(bad)
+    _assert_refused_and_serving(device, result, golden_inputs)
+    assert name in result.reason, result.reason
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+
+
+def test_oversized_member_is_rejected_before_it_is_written(
+    device: Device, versioned, golden_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSHIP_MAX_MEMBER_BYTES", "1000")  # every model file is larger
+    result = device.install(versioned("2.0.0"))
+    monkeypatch.delenv("MLSHIP_MAX_MEMBER_BYTES")
+    _assert_refused_and_serving(device, result, golden_inputs)
+    assert "MLSHIP_MAX_MEMBER_BYTES" in result.reason, result.reason
