@@ -311,6 +311,71 @@ def _load_holdout(holdout: Any) -> Any:
     return load_table(holdout)
 
 
+@dataclass
+class EdgeBuildOptions:
+    """What ``build_edge`` was asked for beyond the bundle: where, how strict, what to promise."""
+
+    out_dir: Path
+    private_key: Any
+    tolerance: Tolerance
+    architectures: list[str] | None = None
+    min_runtime: str | None = None
+    calibration_rows: int = 500
+    latency_repeats: int = 200
+
+
+@dataclass
+class VariantSpec:
+    """One variant being built: its name and the work folder that becomes its package."""
+
+    variant: str
+    vdir: Path
+
+    @property
+    def model_format(self) -> str:
+        return "ort" if self.variant == "ort" else "onnx"
+
+    @property
+    def model_file(self) -> str:
+        return f"model.{self.model_format}"
+
+    @property
+    def target(self) -> Path:
+        return self.vdir / self.model_file
+
+
+@dataclass
+class _Reference:
+    """The verified source bundle and the fp32 answers every variant is compared with."""
+
+    source: Bundle
+    predictor: Any
+    model_path: Path
+    analysis: dict[str, Any]
+    golden: dict[str, Any]
+    golden_columns: dict[str, np.ndarray]
+    golden_prediction: Any
+    holdout_columns: dict[str, np.ndarray] | None
+    holdout_prediction: Any
+    holdout_labels: Any
+    metrics: dict[str, Any] | None
+    latency: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return str(self.predictor.task)
+
+    @property
+    def one_row(self) -> dict[str, np.ndarray]:
+        return {k: v[:1] for k, v in self.golden_columns.items()}
+
+    @property
+    def latency_batch(self) -> dict[str, np.ndarray] | None:
+        if self.holdout_columns is None:
+            return None
+        return {k: v[:1000] for k, v in self.holdout_columns.items()}
+
+
 def build_edge(
     bundle_uri: str | Path,
     out_dir: str | Path,
@@ -334,169 +399,228 @@ def build_edge(
     package (Ed25519 key or PEM path). Writes ``out_dir/NAME-VERSION-VARIANT.edge.tar.gz`` and
     ``out_dir/edge-build.json``.
     """
-    import onnx
-
-    from mlship.runtime.predictor import Predictor
     from mlship.runtime.signing import load_private_key
 
-    def step(msg: str) -> None:
-        if progress is not None:
-            progress(msg)
-
-    tol = tolerance or Tolerance()
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise EdgeBuildError(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
-    if isinstance(private_key, (str, Path)):
-        private_key = load_private_key(private_key)
-    source = open_bundle(bundle_uri)
-    source.verify()
-    ref = Predictor(source)
-    task = ref.task
-    src_model_path = source.file(source.manifest["model"]["file"])
-    info = analyse(onnx.load(str(src_model_path)))
-
-    golden = source.golden
-    golden_cols = ref.schema.validate(golden["inputs"]).columns
-    golden_ref = ref.predict_columns(golden_cols)
-    frame = _load_holdout(holdout)
-    cols = y = hold_ref = None
-    if frame is not None:
-        label = label or (source.manifest.get("lineage") or {}).get("label")
-        scored = ref.score(frame, allow_extra=True)
-        if not scored.valid.any():
-            raise EdgeBuildError(f"no holdout row fits the model's schema: {scored.validated.errors[:3]}")
-        cols = {k: v[scored.valid] for k, v in scored.validated.columns.items()}
-        hold_ref = scored.prediction
-        if label and label in frame.columns:
-            y = frame[label].to_numpy()[scored.valid]
-    classes = ref.classes
-    ref_metrics = _metrics(task, y, hold_ref, classes) if y is not None else None
-    one = {k: v[:1] for k, v in golden_cols.items()}
-    batch = {k: v[:1000] for k, v in cols.items()} if cols is not None else None
-    fp32_latency = measure_latency(ref, one, batch, latency_repeats)
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".edge-build-", dir=out))
+    options = EdgeBuildOptions(
+        out_dir=Path(out_dir),
+        private_key=load_private_key(private_key) if isinstance(private_key, (str, Path)) else private_key,
+        tolerance=tolerance or Tolerance(),
+        architectures=architectures,
+        min_runtime=min_runtime,
+        calibration_rows=calibration_rows,
+        latency_repeats=latency_repeats,
+    )
+    ref = _reference(bundle_uri, holdout, label, latency_repeats)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".edge-build-", dir=options.out_dir))
     results: list[VariantResult] = []
     try:
-        optimized = optimize(src_model_path, work / "optimized.onnx")
+        optimized = optimize(ref.model_path, work / "optimized.onnx")
         for variant in variants:
-            step(f"building variant {variant}")
-            result = VariantResult(variant, "skipped")
-            results.append(result)
-            model_file = "model.ort" if variant == "ort" else "model.onnx"
-            vdir = work / variant
-            vdir.mkdir()
-            target = vdir / model_file
-            try:
-                if variant == "fp32":
-                    shutil.copyfile(optimized, target)
-                elif variant == "ort":
-                    optimize(optimized, target, ort_format=True)
-                elif info["quantizable_nodes"] == 0:
-                    result.reason = info["no_quantization_reason"]
-                    continue
-                elif variant == "int8-dynamic":
-                    quantize_dynamic_variant(src_model_path, target)
-                else:
-                    if cols is None:
-                        result.reason = "static quantization needs calibration data: pass --holdout; skipped"
-                        continue
-                    feeds = ref.onnx_feeds({k: v[:calibration_rows] for k, v in cols.items()})
-                    n = len(next(iter(feeds.values())))
-                    chunks = [{k: v[i : i + 100] for k, v in feeds.items()} for i in range(0, n, 100)]
-                    quantize_static_variant(src_model_path, target, chunks)
-            except Exception as exc:  # onnxruntime's optimizer/quantizer raise many types
-                result.status, result.reason = "refused", f"{variant} conversion failed: {str(exc)[:300]}"
-                continue
-            if variant.startswith("int8"):
-                qmodel = onnx.load(str(target))
-                if not any(n.op_type in QUANTIZED_OPS for n in qmodel.graph.node):
-                    result.reason = "the quantizer changed nothing in this graph; skipped"
-                    continue
-            _assemble(source, vdir, model_file, variant)
-            candidate = Predictor(Bundle(vdir))
-            golden_got = candidate.predict_columns(golden_cols)
-            checks: dict[str, Any] = {
-                "tolerance": asdict(tol),
-                "golden": compare(task, golden_ref, golden_got, tol),
-            }
-            problems = []
-            g = checks["golden"]
-            if g["label_agreement"] < 1.0 or g["rows_over_tolerance"]:
-                problems.append(
-                    f"golden examples: label agreement {g['label_agreement']:.2f}, "
-                    f"{g['rows_over_tolerance']} rows differ by more than {tol.max_prob_diff:g} "
-                    f"(max {g['max_abs_diff']:.3g})"
-                )
-            if cols is not None:
-                got = candidate.predict_columns(cols)
-                h = checks["holdout"] = compare(task, hold_ref, got, tol)
-                if h["label_agreement"] < tol.min_label_agreement:
-                    problems.append(f"holdout label agreement {h['label_agreement']:.4f} < {tol.min_label_agreement}")
-                if h["share_over_tolerance"] > tol.max_share_over:
-                    problems.append(
-                        f"{h['share_over_tolerance']:.2%} of holdout rows differ by more than "
-                        f"{tol.max_prob_diff:g} (max {h['max_abs_diff']:.3g}; allowed "
-                        f"{tol.max_share_over:.2%})"
-                    )
-                if ref_metrics is not None:
-                    name, base = primary_metric(task, ref_metrics)
-                    _, value = primary_metric(task, _metrics(task, y, got, classes))
-                    if base is not None and value is not None:
-                        delta = float(base - value)
-                        checks["metric"] = {"name": name, "fp32": base, "variant": value, "drop": delta}
-                        if delta > tol.max_metric_delta:
-                            problems.append(
-                                f"holdout {name} drops by {delta:.4f} ({base:.4f} -> {value:.4f}; "
-                                f"allowed {tol.max_metric_delta})"
-                            )
-            else:
-                checks["holdout"] = None
-            result.checks = checks
-            result.size_bytes = target.stat().st_size
-            result.latency = measure_latency(candidate, one, batch, latency_repeats)
-            if problems:
-                result.status = "refused"
-                result.reason = f"{variant} is outside tolerance and was not packaged: " + "; ".join(problems)
-                continue
-            _write_golden(vdir, golden, golden_got, task, variant, tol, source)
-            manifest = _edge_manifest(
-                source,
-                vdir,
-                model_file,
-                variant,
-                target,
-                src_model_path,
-                result,
-                fp32_latency,
-                architectures,
-                min_runtime,
-                info,
-                ref_metrics,
-            )
-            _write_manifest(vdir, manifest)
-            Predictor(Bundle(vdir)).check_golden()
-            sign_bundle(vdir, private_key)
-            Bundle(vdir).verify(private_key.public_key())
-            pkg = pack_bundle(vdir, out / package_filename(source.name, source.version, variant))
-            result.status, result.package, result.sha256 = "packaged", str(pkg), sha256_file(pkg)
+            if progress is not None:
+                progress(f"building variant {variant}")
+            spec = VariantSpec(variant, work / variant)
+            spec.vdir.mkdir()
+            results.append(_build_variant(spec, ref, optimized, options))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _write_report(options.out_dir, ref, results)
+    return results
+
+
+def _reference(bundle_uri: str | Path, holdout: Any, label: str | None, latency_repeats: int) -> _Reference:
+    """Open and verify the bundle, predict its golden examples and holdout, time the fp32 model."""
+    import onnx
+
+    from mlship.runtime.predictor import Predictor
+
+    source = open_bundle(bundle_uri)
+    source.verify()
+    predictor = Predictor(source)
+    model_path = source.file(source.manifest["model"]["file"])
+    analysis = analyse(onnx.load(str(model_path)))
+    golden = source.golden
+    golden_columns = predictor.schema.validate(golden["inputs"]).columns
+    golden_prediction = predictor.predict_columns(golden_columns)
+    columns, prediction, labels = _score_holdout(predictor, source, holdout, label)
+    metrics = _metrics(predictor.task, labels, prediction, predictor.classes) if labels is not None else None
+    ref = _Reference(
+        source=source,
+        predictor=predictor,
+        model_path=model_path,
+        analysis=analysis,
+        golden=golden,
+        golden_columns=golden_columns,
+        golden_prediction=golden_prediction,
+        holdout_columns=columns,
+        holdout_prediction=prediction,
+        holdout_labels=labels,
+        metrics=metrics,
+    )
+    ref.latency = measure_latency(predictor, ref.one_row, ref.latency_batch, latency_repeats)
+    return ref
+
+
+def _score_holdout(
+    predictor: Any, source: Bundle, holdout: Any, label: str | None
+) -> tuple[dict[str, np.ndarray] | None, Any, Any]:
+    """The holdout's schema-valid columns, their fp32 prediction and labels (``None`` without one)."""
+    frame = _load_holdout(holdout)
+    if frame is None:
+        return None, None, None
+    label = label or (source.manifest.get("lineage") or {}).get("label")
+    scored = predictor.score(frame, allow_extra=True)
+    if not scored.valid.any():
+        raise EdgeBuildError(f"no holdout row fits the model's schema: {scored.validated.errors[:3]}")
+    columns = {k: v[scored.valid] for k, v in scored.validated.columns.items()}
+    labels = frame[label].to_numpy()[scored.valid] if label and label in frame.columns else None
+    return columns, scored.prediction, labels
+
+
+def _build_variant(spec: VariantSpec, ref: _Reference, optimized: Path, options: EdgeBuildOptions) -> VariantResult:
+    """Convert one variant, compare it with fp32 and package it when it is within tolerance."""
+    from mlship.runtime.predictor import Predictor
+
+    result = VariantResult(spec.variant, "skipped")
+    if not _convert(spec, ref, optimized, options.calibration_rows, result):
+        return result
+    _assemble(ref.source, spec.vdir, spec.model_file, spec.variant)
+    candidate = Predictor(Bundle(spec.vdir))
+    golden_got = candidate.predict_columns(ref.golden_columns)
+    result.checks, problems = _check_variant(ref, candidate, golden_got, options.tolerance)
+    result.size_bytes = spec.target.stat().st_size
+    result.latency = measure_latency(candidate, ref.one_row, ref.latency_batch, options.latency_repeats)
+    if problems:
+        result.status = "refused"
+        result.reason = f"{spec.variant} is outside tolerance and was not packaged: " + "; ".join(problems)
+        return result
+    _package(spec, ref, options, result, golden_got)
+    return result
+
+
+def _convert(spec: VariantSpec, ref: _Reference, optimized: Path, calibration_rows: int, result: VariantResult) -> bool:
+    """Write the variant's model file; when there is none, say why on ``result`` and return False."""
+    try:
+        reason = _write_variant_model(spec, ref, optimized, calibration_rows)
+    except Exception as exc:  # onnxruntime's optimizer/quantizer raise many types
+        result.status, result.reason = "refused", f"{spec.variant} conversion failed: {str(exc)[:300]}"
+        return False
+    if reason is None and spec.variant.startswith("int8") and not _has_quantized_ops(spec.target):
+        reason = "the quantizer changed nothing in this graph; skipped"
+    result.reason = reason
+    return reason is None
+
+
+def _write_variant_model(spec: VariantSpec, ref: _Reference, optimized: Path, calibration_rows: int) -> str | None:
+    """Optimize or quantize the model into ``spec.target``; return the reason when it is skipped."""
+    if spec.variant == "fp32":
+        shutil.copyfile(optimized, spec.target)
+    elif spec.variant == "ort":
+        optimize(optimized, spec.target, ort_format=True)
+    elif ref.analysis["quantizable_nodes"] == 0:
+        return str(ref.analysis["no_quantization_reason"])
+    elif spec.variant == "int8-dynamic":
+        quantize_dynamic_variant(ref.model_path, spec.target)
+    elif ref.holdout_columns is None:
+        return "static quantization needs calibration data: pass --holdout; skipped"
+    else:
+        feeds = ref.predictor.onnx_feeds({k: v[:calibration_rows] for k, v in ref.holdout_columns.items()})
+        n = len(next(iter(feeds.values())))
+        chunks = [{k: v[i : i + 100] for k, v in feeds.items()} for i in range(0, n, 100)]
+        quantize_static_variant(ref.model_path, spec.target, chunks)
+    return None
+
+
+def _has_quantized_ops(model_path: Path) -> bool:
+    import onnx
+
+    return any(n.op_type in QUANTIZED_OPS for n in onnx.load(str(model_path)).graph.node)
+
+
+def _check_variant(
+    ref: _Reference, candidate: Any, golden_got: Any, tol: Tolerance
+) -> tuple[dict[str, Any], list[str]]:
+    """The variant's checks against fp32 (golden, holdout, primary metric) and what failed."""
+    golden = compare(ref.task, ref.golden_prediction, golden_got, tol)
+    checks: dict[str, Any] = {"tolerance": asdict(tol), "golden": golden}
+    problems = []
+    if golden["label_agreement"] < 1.0 or golden["rows_over_tolerance"]:
+        problems.append(
+            f"golden examples: label agreement {golden['label_agreement']:.2f}, "
+            f"{golden['rows_over_tolerance']} rows differ by more than {tol.max_prob_diff:g} "
+            f"(max {golden['max_abs_diff']:.3g})"
+        )
+    if ref.holdout_columns is None:
+        checks["holdout"] = None
+        return checks, problems
+    got = candidate.predict_columns(ref.holdout_columns)
+    checks["holdout"] = compare(ref.task, ref.holdout_prediction, got, tol)
+    problems += _holdout_problems(checks["holdout"], tol)
+    metric = _metric_check(ref, got) if ref.metrics is not None else None
+    if metric is not None:
+        checks["metric"] = metric
+        if metric["drop"] > tol.max_metric_delta:
+            problems.append(
+                f"holdout {metric['name']} drops by {metric['drop']:.4f} ({metric['fp32']:.4f} -> "
+                f"{metric['variant']:.4f}; allowed {tol.max_metric_delta})"
+            )
+    return checks, problems
+
+
+def _holdout_problems(holdout: dict[str, Any], tol: Tolerance) -> list[str]:
+    problems = []
+    if holdout["label_agreement"] < tol.min_label_agreement:
+        problems.append(f"holdout label agreement {holdout['label_agreement']:.4f} < {tol.min_label_agreement}")
+    if holdout["share_over_tolerance"] > tol.max_share_over:
+        problems.append(
+            f"{holdout['share_over_tolerance']:.2%} of holdout rows differ by more than "
+            f"{tol.max_prob_diff:g} (max {holdout['max_abs_diff']:.3g}; allowed "
+            f"{tol.max_share_over:.2%})"
+        )
+    return problems
+
+
+def _metric_check(ref: _Reference, got: Any) -> dict[str, Any] | None:
+    """The primary metric on the holdout, fp32 against the variant (``None`` when undefined)."""
+    name, base = primary_metric(ref.task, ref.metrics or {})
+    _, value = primary_metric(ref.task, _metrics(ref.task, ref.holdout_labels, got, ref.predictor.classes))
+    if base is None or value is None:
+        return None
+    return {"name": name, "fp32": base, "variant": value, "drop": float(base - value)}
+
+
+def _package(
+    spec: VariantSpec, ref: _Reference, options: EdgeBuildOptions, result: VariantResult, golden_got: Any
+) -> None:
+    """Write the variant's golden file and manifest, check, sign, verify and pack it."""
+    from mlship.runtime.predictor import Predictor
+
+    _write_golden(spec, ref, golden_got, options.tolerance)
+    _write_manifest(spec.vdir, _edge_manifest(spec, ref, result, options))
+    Predictor(Bundle(spec.vdir)).check_golden()
+    sign_bundle(spec.vdir, options.private_key)
+    Bundle(spec.vdir).verify(options.private_key.public_key())
+    source = ref.source
+    pkg = pack_bundle(spec.vdir, options.out_dir / package_filename(source.name, source.version, spec.variant))
+    result.status, result.package, result.sha256 = "packaged", str(pkg), sha256_file(pkg)
+
+
+def _write_report(out: Path, ref: _Reference, results: list[VariantResult]) -> None:
+    """``edge-build.json``: the source bundle, its analysis and fp32 numbers, and every variant."""
     report = {
-        "bundle": {"name": source.name, "version": source.version, "path": str(source.path)},
-        "analysis": info,
+        "bundle": {"name": ref.source.name, "version": ref.source.version, "path": str(ref.source.path)},
+        "analysis": ref.analysis,
         "fp32_source": {
-            "size_bytes": src_model_path.stat().st_size,
-            "latency": fp32_latency,
-            "metrics": ref_metrics,
+            "size_bytes": ref.model_path.stat().st_size,
+            "latency": ref.latency,
+            "metrics": ref.metrics,
         },
         "variants": [r.to_dict() for r in results],
     }
     (out / "edge-build.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return results
 
 
 def _assemble(source: Bundle, vdir: Path, model_file: str, variant: str) -> None:
@@ -512,14 +636,13 @@ def _assemble(source: Bundle, vdir: Path, model_file: str, variant: str) -> None
     _write_manifest(vdir, manifest)
 
 
-def _write_golden(
-    vdir: Path, golden: dict[str, Any], got: Any, task: str, variant: str, tol: Tolerance, source: Bundle
-) -> None:
+def _write_golden(spec: VariantSpec, ref: _Reference, got: Any, tol: Tolerance) -> None:
     """The variant's golden file: the same inputs, the variant's own outputs (checked against fp32)."""
+    golden = ref.golden
     tolerance = float(golden.get("tolerance", 1e-4))
-    if variant.startswith("int8"):
+    if spec.variant.startswith("int8"):
         tolerance = max(tolerance, tol.max_prob_diff / 10)  # int8 kernels differ slightly across CPUs
-    if task == "classification":
+    if ref.task == "classification":
         labels = [v.item() if hasattr(v, "item") else v for v in got.labels.tolist()]
         expected = {"labels": labels, "probabilities": np.asarray(got.probabilities).tolist()}
     else:
@@ -529,39 +652,20 @@ def _write_golden(
         "expected": expected,
         "tolerance": tolerance,
         "fp32_expected": golden["expected"],
-        "source": f"{source.name}:{source.version}",
+        "source": f"{ref.source.name}:{ref.source.version}",
     }
-    (vdir / GOLDEN_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    (spec.vdir / GOLDEN_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _edge_manifest(
-    source: Bundle,
-    vdir: Path,
-    model_file: str,
-    variant: str,
-    target: Path,
-    src_model: Path,
-    result: VariantResult,
-    fp32_latency: dict[str, float],
-    architectures: list[str] | None,
-    min_runtime: str | None,
-    info: dict[str, Any],
-    ref_metrics: dict[str, Any] | None,
-) -> dict:
+def _edge_manifest(spec: VariantSpec, ref: _Reference, result: VariantResult, options: EdgeBuildOptions) -> dict:
+    """The variant's manifest: the source's, with its model, golden file, edge section and hashes."""
     import onnxruntime
 
+    vdir = spec.vdir
     manifest = json.loads((vdir / MANIFEST).read_text())
-    model_format = "ort" if variant == "ort" else "onnx"
-    if model_format == "onnx":
-        import onnx
-
-        model = onnx.load(str(target))
-        opset = {d.domain or "ai.onnx": d.version for d in model.opset_import}
-        ops = required_operators(model)
-    else:
-        opset, ops = dict(info["opset"]), None
+    opset, ops = _variant_operators(spec, ref)
     golden = json.loads((vdir / GOLDEN_FILE).read_text())
-    manifest["model"].update({"file": model_file, "opset": opset, "format": model_format})
+    manifest["model"].update({"file": spec.model_file, "opset": opset, "format": spec.model_format})
     manifest["golden"] = {
         "file": GOLDEN_FILE,
         "count": len(golden["inputs"]),
@@ -569,27 +673,37 @@ def _edge_manifest(
     }
     manifest["edge"] = {
         "format": EDGE_FORMAT,
-        "variant": variant,
+        "variant": spec.variant,
         "source": {
-            "name": source.name,
-            "version": source.version,
-            "model_sha256": sha256_file(src_model),
-            "size_bytes": src_model.stat().st_size,
+            "name": ref.source.name,
+            "version": ref.source.version,
+            "model_sha256": sha256_file(ref.model_path),
+            "size_bytes": ref.model_path.stat().st_size,
         },
         "constraints": {
             "opset": opset,
-            "min_onnxruntime": min_runtime or min_onnxruntime(opset, model_format),
-            "architectures": architectures or [ANY_ARCH],
-            "model_format": model_format,
+            "min_onnxruntime": options.min_runtime or min_onnxruntime(opset, spec.model_format),
+            "architectures": options.architectures or [ANY_ARCH],
+            "model_format": spec.model_format,
             "required_operators": ops,
         },
         "checks": result.checks,
         "size_bytes": result.size_bytes,
-        "latency": {"variant": result.latency, "fp32_source": fp32_latency},
+        "latency": {"variant": result.latency, "fp32_source": ref.latency},
         "built_with": {"onnxruntime": onnxruntime.__version__},
-        "fp32_metrics": ref_metrics,
+        "fp32_metrics": ref.metrics,
     }
     manifest["files"] = hash_files(vdir)
     if "sizes" in manifest:  # byte sizes of exactly the listed files (extraction checks them first)
         manifest["sizes"] = {rel: (vdir / rel).stat().st_size for rel in manifest["files"]}
     return manifest
+
+
+def _variant_operators(spec: VariantSpec, ref: _Reference) -> tuple[dict[str, int], dict[str, list[str]] | None]:
+    """The variant's opsets and operators (an ORT-format file is not readable by onnx: the source's opsets)."""
+    if spec.model_format == "ort":
+        return dict(ref.analysis["opset"]), None
+    import onnx
+
+    model = onnx.load(str(spec.target))
+    return {d.domain or "ai.onnx": d.version for d in model.opset_import}, required_operators(model)
