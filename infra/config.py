@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.rollout import (
+from mlship.release.policy import (
     CapacitySize,
     EndpointRollout,
     LambdaRollout,

@@ -22,7 +22,7 @@ from constructs import Construct
 from infra import nag
 from infra.assets import lambda_code
 from infra.config import MlshipConfig
-from infra.rollout import LambdaRollout
+from mlship.release.policy import LambdaRollout
 from infra.stacks.common import (
     METRICS_NAMESPACE,
     RECORDS_PREFIX,

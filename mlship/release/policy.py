@@ -1,6 +1,7 @@
 """Rollout settings for blue/green deployments, checked against the services' documented limits.
 
-Import-light (pydantic only, no aws_cdk) so the checks run in unit tests and before synthesis.
+Import-light (pydantic only, no aws_cdk): the CDK stacks, ``mlship rollout`` and unit tests use
+the same settings and the same checks.
 
 SageMaker limits (API reference: TrafficRoutingConfig, BlueGreenUpdatePolicy, AutoRollbackConfig,
 CapacitySize; developer guide: deployment guardrails):
@@ -23,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +72,21 @@ class EndpointRollout(_Strict):
         if self.strategy == "LINEAR" and self.linear_step is not None:
             return max(1, math.ceil(100.0 / max(self.linear_step.percent_of(instance_count), 1e-9)))
         return 1
+
+    def deployment_config(self, alarm_names: list[str]) -> dict[str, Any]:
+        """The ``DeploymentConfig`` of ``UpdateEndpoint`` (boto3 shape) for these settings."""
+        routing: dict[str, Any] = {"Type": self.strategy, "WaitIntervalInSeconds": self.wait_interval_seconds}
+        if self.strategy == "CANARY" and self.canary is not None:
+            routing["CanarySize"] = {"Type": self.canary.type, "Value": self.canary.value}
+        if self.strategy == "LINEAR" and self.linear_step is not None:
+            routing["LinearStepSize"] = {"Type": self.linear_step.type, "Value": self.linear_step.value}
+        config: dict[str, Any] = {"BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": self.termination_wait_seconds,
+            "MaximumExecutionTimeoutInSeconds": self.maximum_execution_timeout_seconds}}
+        if alarm_names:
+            config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name} for name in alarm_names]}
+        return config
 
     def total_wait_seconds(self, instance_count: int) -> int:
         """Baking time between steps plus the termination wait (must fit in the maximum time)."""

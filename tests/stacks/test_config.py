@@ -7,7 +7,7 @@ import json
 import pytest
 
 from infra.config import ENVIRONMENTS, ConfigError, load_config
-from infra.rollout import (
+from mlship.release.policy import (
     CapacitySize,
     EndpointRollout,
     LambdaRollout,

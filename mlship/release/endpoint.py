@@ -1,0 +1,136 @@
+"""Drive a SageMaker blue/green endpoint update and follow it to its verdict.
+
+:func:`prepare_config` builds a model and an endpoint configuration for one concrete registry
+version (same variant names as the live configuration, so traffic shifts between fleets of the
+same variants); :meth:`EndpointRollout.start` calls ``UpdateEndpoint`` with a ``DeploymentConfig``
+(blue/green traffic routing and automatic rollback on alarms); :meth:`EndpointRollout.follow`
+polls ``DescribeEndpoint`` and ``DescribeAlarms``, records each phase, and decides the outcome with
+:func:`mlship.release.outcome.judge` (never with the ``endpoint_in_service`` waiter).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlship.errors import MlshipError
+from mlship.release.outcome import Phase, RolloutOutcome, fired_alarm, judge, observe
+from mlship.release.policy import EndpointRollout as RolloutPolicy
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9-]+")
+
+
+class RolloutError(MlshipError):
+    """A rollout that cannot start (bad input, an endpoint already updating, a missing resource)."""
+
+    kind = "rollout"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model a new configuration serves: one registry version, its bundle and its container."""
+
+    name: str
+    version: str
+    bundle_uri: str  # s3://.../bundle.tar.gz
+    image_uri: str
+    role_arn: str
+
+
+def resource_name(endpoint: str, version: str, stamp: str) -> str:
+    """A SageMaker name (63 chars, letters, digits, '-') that says which version it serves."""
+    cleaned = _NAME_CHARS.sub("-", f"{endpoint}-v{version}").strip("-")
+    return f"{cleaned[: 62 - len(stamp)]}-{stamp}"
+
+
+def prepare_config(sagemaker: Any, endpoint: str, model: ModelSpec, *, stamp: str | None = None) -> str:
+    """Create a model and an endpoint configuration for ``model`` shaped like the live one; return its name."""
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    live = sagemaker.describe_endpoint(EndpointName=endpoint)
+    current = sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+    name = resource_name(endpoint, model.version, stamp)
+    sagemaker.create_model(
+        ModelName=name, ExecutionRoleArn=model.role_arn,
+        PrimaryContainer={"Image": model.image_uri, "ModelDataUrl": model.bundle_uri,
+                          "Environment": {"MLSHIP_MODEL_NAME": model.name, "MLSHIP_MODEL_VERSION": model.version}})
+    variants = [{**_variant_settings(v), "ModelName": name} for v in current["ProductionVariants"]]
+    extra = {k: current[k] for k in ("DataCaptureConfig", "KmsKeyId") if current.get(k)}
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **extra)
+    return name
+
+
+def _variant_settings(variant: dict[str, Any]) -> dict[str, Any]:
+    keep = ("VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight", "ServerlessConfig",
+            "ContainerStartupHealthCheckTimeoutInSeconds", "ModelDataDownloadTimeoutInSeconds")
+    return {k: variant[k] for k in keep if k in variant}
+
+
+def _new_state(item: dict[str, Any]) -> str | None:
+    """The state an alarm-history item moved to (from its JSON ``HistoryData``, not its summary text)."""
+    try:
+        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
+    except (ValueError, AttributeError):
+        return None
+
+
+class EndpointRollout:
+    """One blue/green update of one endpoint, from ``UpdateEndpoint`` to its verdict."""
+
+    def __init__(self, sagemaker: Any, cloudwatch: Any, *, poll_seconds: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.sagemaker, self.cloudwatch = sagemaker, cloudwatch
+        self.poll_seconds, self.clock, self.sleep = poll_seconds, clock, sleep
+
+    def start(self, endpoint: str, config: str, policy: RolloutPolicy, alarm_names: list[str]) -> None:
+        """``UpdateEndpoint`` to ``config`` with blue/green routing and rollback on ``alarm_names``."""
+        status = self.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
+        if status != "InService":
+            raise RolloutError(f"endpoint {endpoint} is {status}: wait for the update in progress to end "
+                               "(mlship rollout watch) before starting another")
+        self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config,
+                                       DeploymentConfig=policy.deployment_config(alarm_names),
+                                       RetainAllVariantProperties=False)
+
+    def follow(self, endpoint: str, config: str, alarm_names: list[str], timeout_seconds: float,
+               on_phase: Callable[[Phase], None] | None = None) -> RolloutOutcome:
+        """Poll until the update ends (or ``timeout_seconds`` pass) and decide its outcome."""
+        started, wall_start = self.clock(), datetime.now(UTC)
+        phases: list[Phase] = []
+        while True:
+            describe = self.sagemaker.describe_endpoint(EndpointName=endpoint)
+            alarms = self._alarm_states(alarm_names)
+            phase = observe(describe, self.clock() - started, alarms)
+            if not phases or phase.key() != phases[-1].key():
+                phases.append(phase)
+                if on_phase is not None:
+                    on_phase(phase)
+            verdict, reason = judge(describe, config)
+            if verdict != "in_progress":
+                alarm = None
+                if verdict == "rolled_back":
+                    alarm = fired_alarm(reason, alarms, self._alarm_history(alarm_names, wall_start))
+                return RolloutOutcome(verdict, endpoint, config, reason=reason, alarm=alarm, phases=phases)
+            if self.clock() - started >= timeout_seconds:
+                return RolloutOutcome("timeout", endpoint, config, phases=phases,
+                                      reason=f"still {describe.get('EndpointStatus')} after {timeout_seconds:.0f} s")
+            self.sleep(self.poll_seconds)
+
+    def _alarm_states(self, names: list[str]) -> dict[str, str]:
+        if not names:
+            return {}
+        found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
+        return {a["AlarmName"]: a["StateValue"] for a in found}
+
+    def _alarm_history(self, names: list[str], since: datetime) -> dict[str, bool]:
+        """Which alarms went to ALARM since the rollout started (an alarm may be OK again by now)."""
+        went: dict[str, bool] = {}
+        for name in names:
+            items = self.cloudwatch.describe_alarm_history(
+                AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
+            went[name] = any(_new_state(item) == "ALARM" for item in items)
+        return went
