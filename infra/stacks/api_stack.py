@@ -22,7 +22,6 @@ from constructs import Construct
 from infra import nag
 from infra.assets import lambda_code
 from infra.config import MlshipConfig
-from mlship.release.policy import LambdaRollout
 from infra.stacks.common import (
     METRICS_NAMESPACE,
     RECORDS_PREFIX,
@@ -32,6 +31,7 @@ from infra.stacks.common import (
     metrics_statement,
     retention,
 )
+from mlship.release.policy import LambdaRollout
 
 
 class ApiStack(cdk.Stack):

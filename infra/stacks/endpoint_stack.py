@@ -22,8 +22,8 @@ from constructs import Construct
 
 from infra.assets import serving_image
 from infra.config import MlshipConfig, VariantConfig
-from mlship.release.policy import CapacitySize
 from infra.stacks.common import CAPTURE_PREFIX, METRICS_NAMESPACE, Names, kms_statement, metrics_statement
+from mlship.release.policy import CapacitySize
 
 ROLLBACK_ALARMS = ("endpoint-5xx", "endpoint-latency", "model-quality", "performance-degraded")
 
