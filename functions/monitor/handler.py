@@ -3,7 +3,9 @@
 Reads the latest window of inference records from S3, computes drift, performance with late
 labels and fairness (``mlship.monitoring.run_monitor``), publishes CloudWatch metrics as EMF,
 writes JSON + HTML reports to S3 and sends ``DriftDetected`` / ``PerformanceDegraded`` events.
-Configuration: environment variables (see ``mlship.monitoring.config.MonitorConfig.from_env``).
+Configuration: environment variables (``mlship.monitoring.settings.MonitorSettings``), validated
+before any work; a bad one is logged naming the variable and fails the invocation (the
+MonitorErrors alarm fires) instead of producing a report.
 An event may override the run time with ``{"time": "2026-11-23T10:00:00Z"}`` (EventBridge
 scheduled events carry it) and the window with ``{"window_hours": 6}``.
 """
@@ -17,7 +19,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mlship.monitoring import MonitorConfig, run_monitor
+from mlship.monitoring.settings import MonitorSettings
 from mlship.monitoring.window import parse_time
+from mlship.runtime.settings import SettingsError
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-monitor"))
 
@@ -26,7 +30,7 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-monito
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     """Run one monitoring pass; returns a summary (verdicts, events sent, report locations)."""
     event = event or {}
-    config = MonitorConfig.from_env()
+    config = _config()
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     overrides = {**detail, **{k: v for k, v in event.items() if k in ("window_hours", "now")}}
     if overrides.get("window_hours"):
@@ -36,3 +40,12 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     summary = result.summary()
     logger.info("monitor run complete", extra={"summary": summary})
     return {"statusCode": 200, **summary}
+
+
+def _config() -> MonitorConfig:
+    """This run's configuration from the environment (read per invocation: the stack may change it)."""
+    try:
+        return MonitorSettings.from_env().to_config()
+    except SettingsError as exc:
+        logger.error("monitor configuration is invalid", extra={"variable": exc.variable, "reason": str(exc)})
+        raise

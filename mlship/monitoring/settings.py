@@ -1,0 +1,75 @@
+"""The monitor Lambda's environment, validated once per run: ``MonitorSettings.from_env()``.
+
+The infra stack sets these variables (see docs/monitoring.md); ``to_config`` turns them into
+the ``MonitorConfig`` that ``run_monitor`` takes (the CLI builds that object from its options).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlship.monitoring.config import LAYOUT_MLSHIP, MonitorConfig
+from mlship.runtime.records import DEFAULT_PREFIX, LABELS_PREFIX
+from mlship.runtime.settings import BaseSettingsMixin
+from mlship.stats.drift import DriftThresholds
+
+
+class MonitorSettings(BaseSettingsMixin, BaseSettings):
+    """Where the records, labels and reports live, and when the monitor raises alarms."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    model_uri: str = Field(alias="MODEL_URI", description="bundle being monitored (its profile is the reference)")
+    records_bucket: str = Field(alias="RECORDS_BUCKET", description="bucket holding the inference records")
+    reports_bucket: str | None = Field(None, alias="REPORTS_BUCKET",
+                                       description="bucket for the JSON + HTML reports (default: RECORDS_BUCKET)")
+    records_prefix: str = Field(DEFAULT_PREFIX, alias="RECORDS_PREFIX", description="key prefix of the records")
+    labels_prefix: str = Field(LABELS_PREFIX, alias="LABELS_PREFIX", description="key prefix of late labels")
+    reports_prefix: str = Field("monitoring", alias="REPORTS_PREFIX", description="key prefix of the reports")
+    event_bus_name: str = Field("default", alias="EVENT_BUS_NAME", description="bus for DriftDetected events")
+    window_hours: float = Field(1.0, alias="WINDOW_HOURS", gt=0, description="hours of records per run")
+    label_window_hours: float = Field(24.0, alias="LABEL_WINDOW_HOURS", gt=0,
+                                      description="hours of records joined with late labels")
+    sensitive_attribute: str | None = Field(None, alias="SENSITIVE_ATTRIBUTE",
+                                            description="feature whose groups fairness compares")
+    namespace: str = Field("mlship", alias="POWERTOOLS_METRICS_NAMESPACE", description="CloudWatch namespace")
+    layout: Literal["mlship", "data-capture"] = Field(
+        LAYOUT_MLSHIP, alias="RECORDS_LAYOUT", description="records key layout (mlship or SageMaker data capture)")
+    thresholds: dict[str, Any] = Field(default_factory=dict, alias="DRIFT_THRESHOLDS",
+                                       description="drift threshold overrides (JSON object)")
+    primary_metric: str | None = Field(None, alias="PRIMARY_METRIC",
+                                       description="metric the performance check compares (default: the bundle's)")
+    performance_tolerance: float = Field(0.05, alias="PERFORMANCE_TOLERANCE", ge=0,
+                                         description="allowed drop of the primary metric")
+    min_labelled_rows: int = Field(50, alias="MIN_LABELLED_ROWS", ge=0,
+                                   description="labelled rows needed before performance is judged")
+    fairness_threshold: float = Field(0.2, alias="FAIRNESS_THRESHOLD", ge=0,
+                                      description="largest allowed gap between groups")
+    metrics_mode: Literal["emf", "api", "both", "none"] = Field(
+        "emf", alias="METRICS_MODE", description="emf (log lines), api (PutMetricData), both or none")
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds_json(cls, value: Any) -> Any:
+        """A JSON object whose keys ``DriftThresholds`` knows (checked here, not mid-run)."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"a JSON object ({exc})") from None
+        if not isinstance(value, Mapping):
+            raise ValueError("a JSON object")
+        DriftThresholds.from_dict(value)
+        return value
+
+    def to_config(self) -> MonitorConfig:
+        """The run configuration; the reports go to the records bucket unless told otherwise."""
+        values = self.model_dump()
+        values["reports_bucket"] = self.reports_bucket or self.records_bucket
+        values["thresholds"] = dict(self.thresholds)
+        return MonitorConfig(**values)
