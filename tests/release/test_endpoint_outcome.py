@@ -32,8 +32,9 @@ def _variant(statuses: list[str], weight: float = 1.0) -> dict[str, Any]:
 
 def _describe(status: str, config: str, *, green: list[str] | None = None, reason: str = "") -> dict[str, Any]:
     arn = f"arn:aws:sagemaker:us-east-1:1:endpoint/{ENDPOINT}"
-    doc: dict[str, Any] = {"EndpointName": ENDPOINT, "EndpointArn": arn, "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": T0,
-                           "LastModifiedTime": T0, "ProductionVariants": [_variant([])]}
+    doc: dict[str, Any] = {"EndpointName": ENDPOINT, "EndpointArn": arn, "EndpointConfigName": config,
+                           "EndpointStatus": status, "CreationTime": T0, "LastModifiedTime": T0,
+                           "ProductionVariants": [_variant([])]}
     if green is not None:
         doc["PendingDeploymentSummary"] = {"EndpointConfigName": NEW, "StartTime": T0,
                                            "ProductionVariants": [_variant(green, 0.0)]}
