@@ -151,59 +151,45 @@ class InputSchema:
                 elif not allow_extra:
                     errors.append(FieldError(i, str(key), "unexpected_field",
                                              f"unexpected field (expected only {names})"))
-        return self._check_raw(raw, n, errors)
+        return self._check_columns(raw, n, errors)
 
     def validate_csv(self, text: str | bytes, *, allow_extra: bool = False) -> ValidatedBatch:
         """Validate CSV text, with or without a header row (a header must name the fields)."""
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise ValidationError([FieldError(None, None, "malformed",
-                                                  f"CSV body is not UTF-8: {exc}")]) from None
-        try:
-            rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
-        except csv.Error as exc:
-            raise ValidationError([FieldError(None, None, "malformed", f"CSV body cannot be parsed: {exc}")]) from None
-        if not rows:
-            raise ValidationError([FieldError(None, None, "empty", "CSV body has no rows")])
+        rows = _csv_rows(text)
         names = self.names
         first = [c.strip() for c in rows[0]]
         header: list[str] | None = None
         if sum(c in names for c in first) * 2 >= len(names):  # at least half the cells name fields
             header, rows = first, rows[1:]
-            missing = [n for n in names if n not in header]
-            extra = [c for c in header if c not in names]
-            problems = [FieldError(None, m, "missing_field", "column missing from the CSV header")
-                        for m in missing]
-            if not allow_extra:
-                problems += [FieldError(None, x, "unexpected_field", "unexpected column in the CSV header")
-                             for x in extra]
-            if problems:
-                raise ValidationError(problems)
+            self._check_header(header, allow_extra)
             if not rows:
                 raise ValidationError([FieldError(None, None, "empty", "CSV body has a header but no rows")])
-        by_name = {f.name: f for f in self.fields}
         order = header or names
-        records: list[Any] = []
-        errors: list[FieldError] = []
-        for i, row in enumerate(rows):
-            if len(row) != len(order):
-                errors.append(FieldError(i, None, "wrong_arity",
-                                         f"expected {len(order)} values ({', '.join(order)}), got {len(row)}"))
-                records.append({})
-                continue
-            rec: dict[str, Any] = {}
-            for name, cell in zip(order, row, strict=True):
-                spec = by_name.get(name)
-                if spec is not None:
-                    rec[name] = _parse_cell(cell, spec)
-            records.append(rec)
-        batch = self.validate_records(records, allow_extra=True)
-        bad_arity = {e.row for e in errors}
-        batch.errors = errors + [e for e in batch.errors if e.row not in bad_arity]
-        batch.errors.sort(key=lambda e: (e.row if e.row is not None else -1))
+        width = len(order)
+        arity_errors = [FieldError(i, None, "wrong_arity",
+                                   f"expected {width} values ({', '.join(order)}), got {len(row)}")
+                        for i, row in enumerate(rows) if len(row) != width]
+        table = np.empty((len(rows), width), dtype=object)
+        table[:] = [row if len(row) == width else [""] * width for row in rows]
+        by_name = {f.name: f for f in self.fields}
+        columns = {name: parse_numeric_text(table[:, j]) if by_name[name].is_numeric else _csv_strings(table[:, j])
+                   for j, name in enumerate(order) if name in by_name}
+        batch = self._check_columns(columns, len(rows), [])
+        malformed = [e.row for e in arity_errors]
+        batch.valid[malformed] = False
+        batch.errors = arity_errors + [e for e in batch.errors if e.row not in set(malformed)]
+        batch.errors.sort(key=_row_order)
         return batch
+
+    def _check_header(self, header: list[str], allow_extra: bool) -> None:
+        names = self.names
+        problems = [FieldError(None, m, "missing_field", "column missing from the CSV header")
+                    for m in names if m not in header]
+        if not allow_extra:
+            problems += [FieldError(None, x, "unexpected_field", "unexpected column in the CSV header")
+                         for x in header if x not in names]
+        if problems:
+            raise ValidationError(problems)
 
     def validate_columns(self, columns: Mapping[str, Any], *, allow_extra: bool = False) -> ValidatedBatch:
         """Validate named column arrays (from a DataFrame or Arrow table), vectorized where typed."""
@@ -218,69 +204,183 @@ class InputSchema:
         n = len(next(iter(columns.values()))) if columns else 0
         if n == 0:
             raise ValidationError([FieldError(None, None, "empty", "no rows to score")])
-        valid = np.ones(n, dtype=bool)
-        out: dict[str, np.ndarray] = {}
-        errors: list[FieldError] = []
-        for spec in self.fields:
-            arr = np.asarray(columns[spec.name])
-            if spec.is_numeric and arr.dtype.kind in "fiu":
-                out[spec.name] = self._check_numeric_array(spec, arr, valid, errors)
-            else:
-                vals, col_errors = _check_values(spec, list(arr))
-                out[spec.name] = vals
-                for e in col_errors:
-                    valid[e.row] = False
-                errors.extend(col_errors)
-        errors.sort(key=lambda e: (e.row if e.row is not None else -1))
-        return ValidatedBatch(out, valid, errors)
+        return self._check_columns(columns, n, [])
 
     # ------------------------------------------------------------------ internals
-    def _check_raw(self, raw: dict[str, list[Any]], n: int, errors: list[FieldError]) -> ValidatedBatch:
-        valid = np.ones(n, dtype=bool)
+    def _check_columns(self, columns: Mapping[str, Any], n: int, errors: list[FieldError]) -> ValidatedBatch:
+        """Check every field's column; a row with any error (``errors`` included) is invalid."""
         out: dict[str, np.ndarray] = {}
         for spec in self.fields:
-            vals, col_errors = _check_values(spec, raw[spec.name])
-            out[spec.name] = vals
-            errors.extend(col_errors)
-        for e in errors:
-            if e.row is not None:
-                valid[e.row] = False
-        errors.sort(key=lambda e: (e.row if e.row is not None else -1))
+            out[spec.name] = check_column(spec, columns[spec.name], errors)
+        valid = np.ones(n, dtype=bool)
+        valid[[e.row for e in errors if e.row is not None]] = False
+        errors.sort(key=_row_order)
         return ValidatedBatch(out, valid, errors)
 
-    @staticmethod
-    def _check_numeric_array(spec: Field, arr: np.ndarray, valid: np.ndarray,
-                             errors: list[FieldError]) -> np.ndarray:
-        values = arr.astype(np.float64, copy=False)
-        problems: list[tuple[np.ndarray, str, str]] = []
-        if arr.dtype.kind == "f":
-            nulls = np.isnan(values)
-            if not spec.nullable:
-                problems.append((nulls, "null_not_allowed", "is null or NaN but the field is not nullable"))
-            problems.append((np.isinf(values), "not_finite", "is infinite"))
-            with np.errstate(invalid="ignore"):
-                beyond = np.abs(values) > FLOAT32_MAX  # inf is reported as not_finite above
-            problems.append((beyond & np.isfinite(values), "out_of_range", _FLOAT32_MESSAGE))
-            if spec.dtype == INTEGER:
-                finite = np.isfinite(values)
-                frac = np.zeros_like(nulls)
-                frac[finite] = values[finite] != np.round(values[finite])
-                problems.append((frac, "wrong_type", "expected an integer, got a fraction"))
-        if spec.enforce_range and (spec.minimum is not None or spec.maximum is not None):
-            lo = -np.inf if spec.minimum is None else spec.minimum
-            hi = np.inf if spec.maximum is None else spec.maximum
-            with np.errstate(invalid="ignore"):
-                out_of_range = (values < lo) | (values > hi)
-            problems.append((out_of_range, "out_of_range", f"outside the allowed range [{lo}, {hi}]"))
-        for mask, kind, message in problems:
-            for row in np.flatnonzero(mask):
-                valid[row] = False
-                errors.append(FieldError(int(row), spec.name, kind, message))
-        with np.errstate(over="ignore"):  # rows beyond float32 are refused above; their cast is never fed
-            return values.astype(np.float32)
+
+def _row_order(err: FieldError) -> int:
+    return err.row if err.row is not None else -1
 
 
 _FLOAT32_MESSAGE = f"is beyond the float32 range the model takes (magnitude over {FLOAT32_MAX:.7g})"
+_NULL_MESSAGE = "is null or NaN but the field is not nullable"
+
+
+def check_column(spec: Field, values: Any, errors: list[FieldError]) -> np.ndarray:
+    """One field's column checked: the model's array (float32 or str objects), errors appended.
+
+    A typed numeric array is checked as is; Python values (records, object columns) are first
+    converted to one float64 array, recording wrong types per row. Each row of a field gets at
+    most one error: the first of missing, null, type, finiteness, float32 range, integer, range.
+    """
+    if not spec.is_numeric:
+        return _check_strings(spec, values, errors)
+    arr = values if isinstance(values, np.ndarray) else None
+    if arr is not None and arr.dtype.kind in "fiu":
+        numbers, reported = arr.astype(np.float64, copy=False), np.zeros(len(arr), dtype=bool)
+    else:
+        numbers, reported = _python_numbers(spec, values, errors)
+    return _check_numbers(spec, numbers, reported, errors)
+
+
+def _python_numbers(spec: Field, values: Iterable[Any],
+                    errors: list[FieldError]) -> tuple[np.ndarray, np.ndarray]:
+    """Python values of a numeric field as float64 (null is NaN) and the rows already reported."""
+    values = list(values)
+    numbers = np.zeros(len(values), dtype=np.float64)
+    reported = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if v is None:
+            numbers[i] = np.nan
+            continue
+        problem = _number_problem(spec, v)
+        if problem is None:
+            try:
+                numbers[i] = float(v)
+                continue
+            except OverflowError:  # an int with hundreds of digits: beyond any float
+                problem = ("out_of_range", _FLOAT32_MESSAGE)
+        errors.append(FieldError(i, spec.name, *problem))
+        reported[i] = True
+    return numbers, reported
+
+
+def _number_problem(spec: Field, value: Any) -> tuple[str, str] | None:
+    """(kind, message) when a Python value cannot be a number at all, else None."""
+    if value is _MISSING:
+        return "missing_field", "required field is missing"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        expected = "an integer" if spec.dtype == INTEGER else "a number"
+        return "wrong_type", f"expected {expected}, got {_describe(value)}"
+    return None
+
+
+def _check_numbers(spec: Field, numbers: np.ndarray, reported: np.ndarray,
+                   errors: list[FieldError]) -> np.ndarray:
+    """The vectorised checks of a float64 column; rows in ``reported`` already have their error."""
+    finite = np.isfinite(numbers)
+    with np.errstate(invalid="ignore"):
+        checks: list[tuple[np.ndarray, str, Any]] = [
+            (np.isnan(numbers) if not spec.nullable else np.zeros_like(finite), "null_not_allowed",
+             lambda v: _NULL_MESSAGE),
+            (np.isinf(numbers), "not_finite", lambda v: f"is infinite ({v}): must be finite"),
+            (finite & (np.abs(numbers) > FLOAT32_MAX), "out_of_range", lambda v: _FLOAT32_MESSAGE),
+        ]
+        if spec.dtype == INTEGER:
+            fraction = np.zeros_like(finite)
+            fraction[finite] = numbers[finite] != np.round(numbers[finite])
+            checks.append((fraction, "wrong_type", lambda v: f"expected an integer, got {v!r}"))
+        if spec.enforce_range and (spec.minimum is not None or spec.maximum is not None):
+            lo = -np.inf if spec.minimum is None else spec.minimum
+            hi = np.inf if spec.maximum is None else spec.maximum
+            checks.append(((numbers < lo) | (numbers > hi), "out_of_range",
+                           lambda v: f"{v} is outside the allowed range [{lo}, {hi}]"))
+    reported = reported.copy()
+    for mask, kind, message in checks:
+        for row in np.flatnonzero(mask & ~reported):
+            errors.append(FieldError(int(row), spec.name, kind, message(float(numbers[row]))))
+        reported |= mask
+    with np.errstate(over="ignore"):  # rows beyond float32 are refused above; their cast is never fed
+        return numbers.astype(np.float32)
+
+
+def _check_strings(spec: Field, values: Iterable[Any], errors: list[FieldError]) -> np.ndarray:
+    """Python values of a string field as an object array (invalid rows hold a placeholder)."""
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    out[:] = spec.categories[0] if spec.categories else ""
+    cats = set(spec.categories) if spec.categories else None
+    for i, v in enumerate(values):
+        problem = _string_problem(spec, v, cats)
+        if problem is not None:
+            errors.append(FieldError(i, spec.name, *problem))
+        elif isinstance(v, str):
+            out[i] = v
+    return out
+
+
+def _string_problem(spec: Field, value: Any, cats: set[str] | None) -> tuple[str, str] | None:
+    if value is _MISSING:
+        return "missing_field", "required field is missing"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None if spec.nullable else ("null_not_allowed", _NULL_MESSAGE)
+    if not isinstance(value, str):
+        return "wrong_type", f"expected a string, got {_describe(value)}"
+    if cats is not None and value not in cats:
+        shown = ", ".join(repr(c) for c in sorted(cats)[:10])
+        return "unknown_category", f"unknown category {value!r} (expected one of {shown})"
+    return None
+
+
+def parse_numeric_text(cells: Any) -> np.ndarray:
+    """Text cells of a numeric field (CSV) as numbers, vectorised; the one CSV number parser.
+
+    Surrounding whitespace is ignored and an empty or None cell is null. When every cell parses
+    the result is float64 (null is NaN). Otherwise it is an object array of floats, None for
+    nulls and the stripped text of each cell that is not a number, so that validation reports
+    that cell as ``wrong_type`` with its value instead of mistaking it for a null.
+    """
+    text = np.asarray(cells, dtype=object)
+    missing = np.equal(text, None)
+    stripped = np.char.strip(np.where(missing, "", text).astype(str))
+    empty = stripped == ""
+    try:
+        return np.where(empty, "nan", stripped).astype(np.float64)
+    except ValueError:  # some cell is not a number: only then is each cell parsed on its own
+        return np.array([None if blank else _float_or_text(cell)
+                         for cell, blank in zip(stripped.tolist(), empty.tolist(), strict=True)], dtype=object)
+
+
+def _float_or_text(cell: str) -> float | str:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
+def _csv_strings(cells: np.ndarray) -> np.ndarray:
+    """Text cells of a string field: stripped, an empty cell is null (None)."""
+    stripped = np.char.strip(cells.astype(str))
+    out = stripped.astype(object)
+    out[stripped == ""] = None
+    return out
+
+
+def _csv_rows(text: str | bytes) -> list[list[str]]:
+    """The non-blank rows of a CSV body (UTF-8, an optional byte-order mark)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValidationError([FieldError(None, None, "malformed",
+                                              f"CSV body is not UTF-8: {exc}")]) from None
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise ValidationError([FieldError(None, None, "malformed", f"CSV body cannot be parsed: {exc}")]) from None
+    if not rows:
+        raise ValidationError([FieldError(None, None, "empty", "CSV body has no rows")])
+    return rows
 
 
 _JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
@@ -305,84 +405,3 @@ def _describe(value: Any) -> str:
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{json_type(value)} {text}"
-
-
-def _parse_cell(cell: str, spec: Field) -> Any:
-    """Turn one CSV cell into a Python value for the field (empty means null)."""
-    cell = cell.strip()
-    if cell == "":
-        return None
-    if spec.is_numeric:
-        try:
-            return float(cell)
-        except ValueError:
-            return cell  # reported as wrong_type by the checker
-    return cell
-
-
-def _check_values(spec: Field, values: Iterable[Any]) -> tuple[np.ndarray, list[FieldError]]:
-    """Check Python values of one field, returning a typed column array and the errors."""
-    values = list(values)
-    errors: list[FieldError] = []
-    if spec.is_numeric:
-        out = np.zeros(len(values), dtype=np.float32)
-    else:
-        out = np.empty(len(values), dtype=object)
-        out[:] = spec.categories[0] if spec.categories else ""
-    cats = set(spec.categories) if spec.categories else None
-    for i, v in enumerate(values):
-        if v is _MISSING:
-            errors.append(FieldError(i, spec.name, "missing_field", "required field is missing"))
-            continue
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            if not spec.nullable:
-                errors.append(FieldError(i, spec.name, "null_not_allowed",
-                                         "is null or NaN but the field is not nullable"))
-            elif spec.is_numeric:
-                out[i] = np.nan
-            continue
-        if spec.is_numeric:
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-                kind = "an integer" if spec.dtype == INTEGER else "a number"
-                errors.append(FieldError(i, spec.name, "wrong_type", f"expected {kind}, got {_describe(v)}"))
-                continue
-            try:
-                fv = float(v)
-            except OverflowError:  # an int with hundreds of digits: beyond any float
-                errors.append(FieldError(i, spec.name, "out_of_range", _FLOAT32_MESSAGE))
-                continue
-            if math.isnan(fv):
-                if not spec.nullable:
-                    errors.append(FieldError(i, spec.name, "null_not_allowed",
-                                             "is null or NaN but the field is not nullable"))
-                else:
-                    out[i] = np.nan
-                continue
-            if math.isinf(fv):
-                errors.append(FieldError(i, spec.name, "not_finite", f"is {fv} (must be finite)"))
-                continue
-            if abs(fv) > FLOAT32_MAX:
-                errors.append(FieldError(i, spec.name, "out_of_range", _FLOAT32_MESSAGE))
-                continue
-            if spec.dtype == INTEGER and not fv.is_integer():
-                errors.append(FieldError(i, spec.name, "wrong_type", f"expected an integer, got {v!r}"))
-                continue
-            if spec.enforce_range and (
-                (spec.minimum is not None and fv < spec.minimum)
-                or (spec.maximum is not None and fv > spec.maximum)
-            ):
-                errors.append(FieldError(i, spec.name, "out_of_range",
-                                         f"{fv} is outside the allowed range [{spec.minimum}, {spec.maximum}]"))
-                continue
-            out[i] = fv
-        else:
-            if not isinstance(v, str):
-                errors.append(FieldError(i, spec.name, "wrong_type", f"expected a string, got {_describe(v)}"))
-                continue
-            if cats is not None and v not in cats:
-                shown = ", ".join(repr(c) for c in sorted(cats)[:10])
-                errors.append(FieldError(i, spec.name, "unknown_category",
-                                         f"unknown category {v!r} (expected one of {shown})"))
-                continue
-            out[i] = v
-    return out, errors
