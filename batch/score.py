@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,8 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-id", required=True, help="idempotency key: a rerun replaces this run's output")
     parser.add_argument("--format", choices=("parquet", "csv"), default=None)
     parser.add_argument("--id-column", default=None, help="unique input column used as row_id")
-    parser.add_argument("--master", default=os.environ.get("MLSHIP_SPARK_MASTER"),
-                        help="Spark master (default: spark-submit's, or local[*] when run with python)")
+    parser.add_argument("--master", default=None,
+                        help="Spark master (default: $MLSHIP_SPARK_MASTER, spark-submit's, or local[*] under python)")
     parser.add_argument("--public-key", default=None, help="PEM path/text: require a valid bundle signature")
     parser.add_argument("--s3-mode", choices=("auto", "stage", "direct"), default="auto")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per Python worker")
@@ -42,13 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     if __package__ in (None, ""):  # run as a script: make the repo (or the deps archive) importable
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mlship.batch.job import JobConfig, run_job
+    from mlship.batch.settings import BatchSettings
 
     from mlship.errors import MlshipError
 
-    master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[*]")
+    try:
+        settings = BatchSettings.from_env()
+    except MlshipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     config = JobConfig(model=args.model, input=args.input, output=args.output, run_id=args.run_id,
-                       format=args.format, id_column=args.id_column, master=master,
-                       public_key=args.public_key, s3_mode=args.s3_mode, threads=args.threads,
+                       format=args.format, id_column=args.id_column, master=settings.master(args.master),
+                       public_key=args.public_key or settings.public_key, s3_mode=args.s3_mode, threads=args.threads,
                        max_records_per_batch=args.batch_rows, drift=not args.no_drift,
                        progress=not args.no_progress, summary_path=args.summary,
                        spark_conf=dict(item.split("=", 1) for item in args.conf))
