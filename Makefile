@@ -28,6 +28,7 @@ setup: $(VENV)/.installed node_modules/.installed
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(PY) tests/core/test_import_contracts.py  # lint-imports: the contracts in pyproject.toml
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 demo: setup
