@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from mlship.runtime.jsonutil import python_values
+from mlship.runtime.schema import parse_numeric_text
+
 STATUS = "status"
 SCORED = "scored"
 QUARANTINED = "quarantined"
@@ -75,45 +78,10 @@ def get_predictor(path: str, public_key_pem: str | None = None, threads: int = 1
         return _predictors[path]
 
 
-def parse_text_numbers(values: np.ndarray) -> np.ndarray:
-    """CSV cells of a numeric field: numbers become floats, empty cells None, other text stays text.
-
-    Text that is not a number is kept so that the schema reports it as ``wrong_type`` with the
-    offending value (a blind ``to_numeric(errors='coerce')`` would misreport it as a null).
-    """
-    out = np.empty(len(values), dtype=object)
-    for i, cell in enumerate(values.tolist()):
-        if cell is None:
-            out[i] = None
-            continue
-        text = str(cell).strip()
-        if text == "":
-            out[i] = None
-            continue
-        try:
-            out[i] = float(text)
-        except ValueError:
-            out[i] = cell
-    return out
-
-
-def _coerce_text(frame: Any, spec: WorkerSpec) -> dict[str, np.ndarray]:
-    """Column arrays for validation, with CSV numeric columns parsed (fast path when all parse)."""
-    import pandas as pd
-
-    cols: dict[str, np.ndarray] = {}
-    for name in spec.numeric_fields:
-        if name not in frame.columns:
-            continue
-        raw = frame[name]
-        parsed = pd.to_numeric(raw, errors="coerce")
-        text = raw.astype("string").str.strip()
-        unparsed = parsed.isna() & text.notna() & (text != "")
-        if unparsed.any():
-            cols[name] = parse_text_numbers(raw.to_numpy(dtype=object))
-        else:
-            cols[name] = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
-    return cols
+def _parse_text_columns(frame: Any, spec: WorkerSpec) -> dict[str, np.ndarray]:
+    """The CSV numeric columns parsed by the schema's parser (Spark reads every CSV cell as text)."""
+    return {name: parse_numeric_text(frame[name].to_numpy(dtype=object, na_value=None))
+            for name in spec.numeric_fields if name in frame.columns}
 
 
 def score_frame(frame: Any, spec: WorkerSpec, predictor: Any) -> tuple[Any, dict[str, int], Any]:
@@ -151,7 +119,7 @@ def _score(frame: Any, spec: WorkerSpec, predictor: Any) -> Any:
         from mlship.runtime.schema import ValidatedBatch
 
         return ScoredBatch(ValidatedBatch({}, np.zeros(0, dtype=bool)), None)
-    data: Any = frame.assign(**_coerce_text(frame, spec)) if spec.text_input else frame
+    data: Any = frame.assign(**_parse_text_columns(frame, spec)) if spec.text_input else frame
     return predictor.score(data, allow_extra=True)
 
 
@@ -193,8 +161,8 @@ def _write_outputs(out: Any, spec: WorkerSpec, predictor: Any, prediction: Any, 
         labels = np.empty(n, dtype=object)
         labels[:] = None
         if prediction is not None:
-            labels[rows] = [v.item() if hasattr(v, "item") else v for v in prediction.labels[finite].tolist()]
-        out[PREDICTION] = pd.array(labels.tolist(), dtype=_label_dtype(predictor))
+            labels[rows] = python_values(prediction.labels[finite])
+        out[PREDICTION] = pd.array(labels.tolist(), dtype=label_dtype(predictor))
         probs = np.full((n, len(spec.probability_columns)), np.nan)
         if prediction is not None and prediction.probabilities is not None:
             probs[rows] = prediction.probabilities[finite]
@@ -273,7 +241,8 @@ def _subset(prediction: Any, keep: np.ndarray) -> Any:
                    values=cut(prediction.values))
 
 
-def _label_dtype(predictor: Any) -> str:
+def label_dtype(predictor: Any) -> str:
+    """The pandas dtype of the prediction column: boolean, Int64 or string, from the model's classes."""
     classes = predictor.classes or []
     if classes and all(isinstance(c, bool) for c in classes):
         return "boolean"
@@ -313,6 +282,9 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
         counters.add(totals)
     if partial is not None:
         drift_acc.add(partial)
+
+
+_label_dtype = label_dtype  # the name batch/job.py still calls
 
 
 def drift_inputs(valid_columns: dict[str, Any], spec: WorkerSpec) -> tuple[dict[str, Any], dict[str, Any]]:

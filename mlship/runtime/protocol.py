@@ -31,13 +31,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
+from mlship.runtime.jsonutil import jsonable
 from mlship.runtime.schema import json_type
 
 JSON = "application/json"
@@ -199,21 +199,12 @@ def predict(predictor: Any, payload: Any) -> tuple[Any, dict[str, np.ndarray]]:
     return predictor.predict_checked(batch.columns), batch.columns
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.floating):
-        fv = float(str(value))  # shortest repr: float32(0.1) -> 0.1, not 0.10000000149
-        return None if math.isnan(fv) else fv
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def input_rows(columns: Mapping[str, np.ndarray], names: list[str]) -> list[dict[str, Any]]:
     """Validated columns back to one JSON-ready dict per row (for inference records)."""
     if not names:
         return []
-    n = len(columns[names[0]])
-    return [{name: _plain(columns[name][i]) for name in names} for i in range(n)]
+    plain = [jsonable(columns[name]) for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*plain, strict=True)]
 
 
 def answer(prediction: Any, request_id: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from mlship.runtime.jsonutil import json_default
+
 DEFAULT_PREFIX = "inference-records"
 LABELS_PREFIX = "labels"
 
@@ -64,16 +66,8 @@ def encode(records: Iterable[dict[str, Any]]) -> bytes:
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         for rec in records:
-            gz.write(json.dumps(rec, separators=(",", ":"), default=_json_default).encode() + b"\n")
+            gz.write(json.dumps(rec, separators=(",", ":"), default=json_default).encode() + b"\n")
     return buf.getvalue()
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def iter_lines(body: bytes) -> Iterator[str]:
