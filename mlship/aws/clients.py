@@ -103,3 +103,26 @@ def is_conflict(exc: Exception) -> bool:
 def is_missing(exc: Exception) -> bool:
     """The object (or key) does not exist."""
     return error_code(exc) in {"NoSuchKey", "404", "NotFound"} or http_status(exc) == 404
+
+
+def is_no_such_bucket(exc: Exception) -> bool:
+    """The bucket itself does not exist (S3 answers 404 for it too: check this before :func:`is_missing`)."""
+    return error_code(exc) == "NoSuchBucket"
+
+
+# SageMaker names an unknown resource with ValidationException (Describe* of a model package
+# group, for one) or ResourceNotFound; every other service here uses a *NotFound* code.
+_NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFoundException", "ValidationException",
+                              "NotFoundException", "NoSuchEntity"})
+_ALREADY_EXISTS_CODES = frozenset({"ResourceInUse", "ResourceInUseException", "ResourceAlreadyExistsException",
+                                   "AlreadyExistsException", "EntityAlreadyExists", "ConflictException"})
+
+
+def is_not_found(exc: Exception) -> bool:
+    """A describe or list call named a resource that does not exist (SageMaker, IoT, IAM)."""
+    return error_code(exc) in _NOT_FOUND_CODES
+
+
+def is_already_exists(exc: Exception) -> bool:
+    """A create call named a resource that already exists (someone created it first)."""
+    return error_code(exc) in _ALREADY_EXISTS_CODES

@@ -26,6 +26,7 @@ import numpy as np
 
 from mlship.errors import MlshipError
 from mlship.runtime.hashing import dataframe_sha256
+from mlship.runtime.jsonutil import jsonable, python_values
 from mlship.stats.metrics import classification_metrics, regression_metrics
 
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"}
@@ -67,7 +68,7 @@ class Evaluation:
         return str(self.model["task"])
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({"model": self.model, "data": self.data, "metrics": self.metrics,
+        return jsonable({"model": self.model, "data": self.data, "metrics": self.metrics,
                        "intervals": self.intervals, "slices": self.slices, "fairness": self.fairness,
                        "latency": self.latency, "details": self.details})
 
@@ -186,7 +187,7 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
     y_true = kept[label].to_numpy()
     if task == "classification":
         labels, scores = pred.labels, pred.probabilities
-        y_true = np.asarray([v.item() if hasattr(v, "item") else v for v in y_true], dtype=object)
+        y_true = np.asarray(python_values(y_true), dtype=object)
     else:
         labels, scores = None, pred.values
         y_true = y_true.astype(np.float64)
@@ -233,20 +234,6 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
         metrics=metrics, intervals=intervals, slices=slice_out, fairness=fairness, latency=latency,
         details=details, y_true=y_true, labels=labels, scores=scores, row_index=np.flatnonzero(valid),
         boot=boot, samples=samples)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    return value
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -349,7 +336,8 @@ def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
     return figs
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
+def html_table(rows: list[list[Any]], header: list[str]) -> str:
+    """An HTML table of ``rows`` under ``header`` (floats to 4 decimals, None as an empty cell)."""
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.4f}"
@@ -372,24 +360,24 @@ def evaluation_html(ev: Evaluation) -> str:
     parts = [f"<h1>Evaluation of {html.escape(ev.model['name'])}:{html.escape(ev.model['version'])}</h1>",
              f"<p>{ev.data['valid_rows']} of {ev.data['rows']} rows valid; label <code>{html.escape(ev.data['label'])}"
              f"</code>; predictions through onnxruntime.</p>", "<h2>Metrics</h2>",
-             _table([[m, v, ev.intervals.get(m, {}).get("low"), ev.intervals.get(m, {}).get("high")]
+             html_table([[m, v, ev.intervals.get(m, {}).get("low"), ev.intervals.get(m, {}).get("high")]
                      for m, v in ev.metrics.items()], ["metric", "value", "CI low", "CI high"])]
     if ev.latency.get("single_row_ms"):
         lat = ev.latency["single_row_ms"]
-        parts += ["<h2>Latency</h2>", _table([["single row p50 (ms)", lat["p50"]], ["single row p99 (ms)", lat["p99"]],
-                                               ["batch rows/s (validation + scoring)",
-                                                ev.latency["batch"]["rows_per_s"]]], ["measure", "value"])]
+        latency_rows = [["single row p50 (ms)", lat["p50"]], ["single row p99 (ms)", lat["p99"]],
+                        ["batch rows/s (validation + scoring)", ev.latency["batch"]["rows_per_s"]]]
+        parts += ["<h2>Latency</h2>", html_table(latency_rows, ["measure", "value"])]
     if ev.fairness:
         f = ev.fairness
         parts += [f"<h2>Fairness by {html.escape(f['attribute'])}</h2>",
-                  _table([[k, f.get(k)] for k in ("demographic_parity_difference", "demographic_parity_ratio",
+                  html_table([[k, f.get(k)] for k in ("demographic_parity_difference", "demographic_parity_ratio",
                                                   "equalized_odds_difference")], ["metric", "value"]),
-                  _table([[g, e["count"], e["selection_rate"], e.get("tpr"), e.get("fpr")]
+                  html_table([[g, e["count"], e["selection_rate"], e.get("tpr"), e.get("fpr")]
                           for g, e in f["groups"].items()], ["group", "rows", "selection rate", "TPR", "FPR"])]
     for col, groups in ev.slices.items():
         names = list(metric_names(ev.task))
         parts += [f"<h2>Slices by {html.escape(col)}</h2>",
-                  _table([[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()],
+                  html_table([[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()],
                          [col, "rows", *names])]
     for title, uri in evaluation_figures(ev):
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")

@@ -40,14 +40,14 @@ from mlship.evaluation.evaluate import (
     HIGHER_IS_BETTER,
     PAGE,
     Evaluation,
-    _clean,
-    _table,
     evaluate,
     figure_png,
+    html_table,
     interval,
     metric_names,
     write_report_pair,
 )
+from mlship.runtime.jsonutil import jsonable
 
 
 class GateError(MlshipError):
@@ -191,7 +191,7 @@ class GateResult:
 
     def summary(self) -> dict[str, Any]:
         """A compact, JSON-ready summary (stored with the alias move as evidence)."""
-        return _clean({"passed": self.passed,
+        return jsonable({"passed": self.passed,
                        "candidate": f"{self.candidate.model['name']}:{self.candidate.model['version']}",
                        "champion": None if self.champion is None else
                        f"{self.champion.model['name']}:{self.champion.model['version']}",
@@ -199,7 +199,7 @@ class GateResult:
                        "checks": [c.__dict__ for c in self.checks]})
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({**self.summary(), "thresholds": self.thresholds.model_dump(),
+        return jsonable({**self.summary(), "thresholds": self.thresholds.model_dump(),
                        "comparisons": self.comparisons, "candidate_evaluation": self.candidate.to_dict(),
                        "champion_evaluation": None if self.champion is None else self.champion.to_dict()})
 
@@ -451,7 +451,7 @@ def gate_html(result: GateResult) -> str:
     parts = [f"<h1>Gate: {html.escape(cand['name'])}:{html.escape(cand['version'])} {verdict}</h1>",
              f"<p>Champion: {html.escape(champ)}. Data: {result.candidate.data['valid_rows']} rows "
              f"(fingerprint {result.candidate.data['fingerprint'][:12]}).</p>",
-             "<h2>Checks</h2>", _table(rows, ["check", "kind", "threshold", "candidate", "champion", "result",
+             "<h2>Checks</h2>", html_table(rows, ["check", "kind", "threshold", "candidate", "champion", "result",
                                               "note"])]
     for title, uri in gate_figures(result) + evaluation_figures(result.candidate):
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")

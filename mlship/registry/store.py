@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from mlship.aws.clients import backoff, error_code, is_conflict, is_missing, is_precondition_failure
+from mlship.aws.clients import (
+    backoff,
+    is_already_exists,
+    is_conflict,
+    is_missing,
+    is_no_such_bucket,
+    is_not_found,
+    is_precondition_failure,
+)
 from mlship.aws.s3 import open_source as open_s3
 from mlship.errors import MlshipError
 from mlship.runtime.archive import ExtractLimits
@@ -266,23 +274,27 @@ class Registry:
     def bundle_uri(self, name: str, version: str) -> str:
         return f"s3://{self.bucket}/{self._version_key(name, version, BUNDLE_OBJECT)}"
 
+    def _s3_error(self, exc: Exception, action: str, key: str) -> RegistryError:
+        """The registry error of a failed S3 call: a missing bucket is named as such."""
+        if is_no_such_bucket(exc):
+            return RegistryError(f"registry bucket {self.bucket!r} does not exist")
+        return RegistryError(f"cannot {action} s3://{self.bucket}/{key}: {exc}")
+
     def _head(self, key: str) -> dict[str, Any]:
         try:
             return self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if is_missing(exc):
+            if is_missing(exc) and not is_no_such_bucket(exc):
                 raise NotFoundError(f"s3://{self.bucket}/{key} not found") from None
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+            raise self._s3_error(exc, "read", key) from None
 
     def _get_json(self, key: str) -> tuple[dict[str, Any], str] | None:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if is_missing(exc):
+            if is_missing(exc) and not is_no_such_bucket(exc):
                 return None
-            if error_code(exc) == "NoSuchBucket":
-                raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+            raise self._s3_error(exc, "read", key) from None
         return json.loads(obj["Body"].read()), obj["ETag"]
 
     def _exists(self, key: str) -> bool:
@@ -290,11 +302,9 @@ class Registry:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except Exception as exc:
-            if is_missing(exc):
+            if is_missing(exc) and not is_no_such_bucket(exc):
                 return False
-            if error_code(exc) == "NoSuchBucket":
-                raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+            raise self._s3_error(exc, "read", key) from None
 
     def _create(self, key: str, body: bytes, **extra: Any) -> str | None:
         """Write ``key`` only if absent; return its ETag, or None when it already exists."""
@@ -308,9 +318,7 @@ class Registry:
                 if is_conflict(exc):
                     backoff(attempt)
                     continue
-                if error_code(exc) == "NoSuchBucket":
-                    raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
-                raise RegistryError(f"cannot write s3://{self.bucket}/{key}: {exc}") from None
+                raise self._s3_error(exc, "write", key) from None
         raise RegistryError(f"cannot write s3://{self.bucket}/{key}: conditional writes kept conflicting")
 
     # ------------------------------------------------------------------ versions
@@ -399,9 +407,7 @@ class Registry:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 out += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         except Exception as exc:
-            if error_code(exc) == "NoSuchBucket":
-                raise RegistryError(f"registry bucket {self.bucket!r} does not exist") from None
-            raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from None
+            raise self._s3_error(exc, "list", prefix) from None
         return out
 
     def list_models(self) -> list[str]:
@@ -515,21 +521,27 @@ class Registry:
     # ------------------------------------------------------------------ SageMaker mirror
     def _ensure_group(self, name: str) -> str:
         group = sagemaker_group_name(name)
-        try:
-            self.sm.describe_model_package_group(ModelPackageGroupName=group)
+        if self._group_exists(group):
             return group
-        except Exception as exc:
-            if "does not exist" not in str(exc) and error_code(exc) not in {"ValidationException",
-                                                                             "ResourceNotFound"}:
-                raise RegistryError(f"SageMaker: cannot read model package group {group}: {exc}") from None
         try:
             self.sm.create_model_package_group(ModelPackageGroupName=group,
                                                ModelPackageGroupDescription=f"mlship model {name}",
                                                Tags=[{"Key": "mlship:model", "Value": name}])
         except Exception as exc:
-            if "already exists" not in str(exc):
+            # SageMaker answers a create that lost a race with ValidationException, as it does any bad
+            # input: whether the group exists now decides, not the message.
+            if not (is_already_exists(exc) or self._group_exists(group)):
                 raise RegistryError(f"SageMaker: cannot create model package group {group}: {exc}") from None
         return group
+
+    def _group_exists(self, group: str) -> bool:
+        try:
+            self.sm.describe_model_package_group(ModelPackageGroupName=group)
+            return True
+        except Exception as exc:
+            if is_not_found(exc):
+                return False
+            raise RegistryError(f"SageMaker: cannot read model package group {group}: {exc}") from None
 
     def _mirror_version(self, record: VersionRecord, metrics_uri: str) -> str:
         group = self._ensure_group(record.name)
@@ -569,7 +581,7 @@ class Registry:
                     if summary.get("ModelPackageDescription") == wanted:
                         return str(summary["ModelPackageArn"])
         except Exception as exc:
-            if "does not exist" in str(exc):
+            if is_not_found(exc):
                 return None
             raise RegistryError(f"SageMaker: cannot list packages of {group}: {exc}") from None
         return None
