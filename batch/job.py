@@ -223,137 +223,69 @@ def _probability_columns(predictor: Any) -> list[str]:
     return [f"probability_{re.sub(r'[^A-Za-z0-9_]', '_', str(c))}" for c in predictor.classes]
 
 
-def _drift_available() -> bool:
-    try:
-        from mlship.stats.drift import DriftAccumulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
+@dataclass
+class _Model:
+    """The bundle loaded on the driver (fail fast) and the archive shipped once to executors."""
+
+    predictor: Any
+    public_key_pem: str | None
+    archive: Path
+    sha256: str
+
+
+@dataclass
+class _RunFacts:
+    """What the run summary reports besides the written counts, gathered as the run goes."""
+
+    config: JobConfig
+    model: _Model
+    started: str
+    t0: float  # perf_counter at the start (the summary's total duration)
+    timings: dict[str, float]
+    fmt: str
+    input_rows: int
+    spark_context: Any
+    partitions: int
+    run_uri: str
+    drift_acc: Any  # the drift accumulator, None when drift is off
 
 
 def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
     """Run one scoring job end to end and return its summary (also written next to the output)."""
-    from mlship.runtime.predictor import Predictor
-
     cfg = config
     if not RUN_ID.match(cfg.run_id):
         raise BatchError(f"run id {cfg.run_id!r} must be 1-128 characters of letters, digits, '.', '_', ':' "
                          "or '-', starting with a letter or digit")
     started, t0 = _now(), time.perf_counter()
     timings: dict[str, float] = {}
-    s3_mode = cfg.s3_mode
-    if s3_mode == "auto":
-        from mlship.aws.clients import is_local
-
-        local_master = cfg.master is not None and cfg.master.startswith("local")
-        s3_mode = "stage" if (is_local() or local_master) else "direct"
+    s3_mode = _s3_mode(cfg)
     workdir = Path(tempfile.mkdtemp(prefix="mlship-batch-"))
     try:
-        # ---------------------------------------------------------------- model (fail fast on the driver)
-        pem = _public_key_pem(cfg.public_key)
-        predictor = Predictor.load(cfg.model, public_key=pem.encode() if pem else None, threads=1)
-        bundle_tar, bundle_sha = ship_bundle(cfg.model)
+        model = _load_model(cfg)
         timings["load_model_s"] = time.perf_counter() - t0
-
-        # ---------------------------------------------------------------- input
         t = time.perf_counter()
-        input_path = cfg.input
-        if storage.is_s3(cfg.input) and s3_mode == "stage":
-            input_path = str(storage.download_s3(cfg.input, workdir / "input"))
-        fmt = _detect_format(input_path, cfg.format)
-        if not storage.is_s3(input_path) and not Path(input_path).exists():
-            raise BatchError(f"input not found: {cfg.input}")
+        input_path, fmt = _stage_input(cfg, s3_mode, workdir)
         output_is_s3 = storage.is_s3(cfg.output)
         output_root = workdir / "output" if output_is_s3 else Path(cfg.output).expanduser().resolve()
         timings["stage_input_s"] = time.perf_counter() - t
-
-        from mlship.batch.spark import get_session
-
-        spark = spark or get_session(cfg.master, conf={
-            "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.max_records_per_batch), **cfg.spark_conf})
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.max_records_per_batch))
-        sc = spark.sparkContext
-        if bundle_tar.name not in {Path(f).name for f in _added_files(sc)}:
-            sc.addFile(str(bundle_tar))
-
+        spark = _session(cfg, spark, model.archive)
         frame, csv_fields = _read_input(spark, input_path, fmt)
-        missing = [n for n in predictor.schema.names if n not in frame.columns]
-        if missing:
-            model_id = f"{predictor.model_name}:{predictor.model_version}"
-            raise BatchError(f"input {cfg.input} is missing feature columns {missing} "
-                             f"(model {model_id} needs {predictor.schema.names})")
-        probability_columns = _probability_columns(predictor)
-        clashes = [c for c in frame.columns if c in (*RESERVED, *probability_columns, worker.ROW_ID)
-                   and c != cfg.id_column]
-        if clashes:
-            raise BatchError(f"input columns {clashes} clash with output columns; rename them")
-        from pyspark.sql import functions as F  # noqa: N812
-
-        if cfg.id_column:
-            if cfg.id_column not in frame.columns:
-                raise BatchError(f"id column {cfg.id_column!r} not found in the input "
-                                 f"(columns: {frame.columns})")
-            frame = frame.withColumn(worker.ROW_ID, F.col(cfg.id_column))
-            if cfg.id_column != worker.ROW_ID:
-                frame = frame.select(worker.ROW_ID, *[c for c in frame.columns if c != worker.ROW_ID])
-        else:
-            frame = frame.select(F.monotonically_increasing_id().alias(worker.ROW_ID), "*")
+        frame = _with_row_id(_check_columns(frame, model.predictor, cfg), cfg.id_column)
         t = time.perf_counter()
         input_rows = _count_input(frame, cfg.input)
         timings["count_input_s"] = time.perf_counter() - t
         if input_rows == 0:
             raise BatchError(f"input {cfg.input} has no rows")
-
-        # ---------------------------------------------------------------- score + write to staging
-        from mlship.batch.accumulators import CountsParam, DriftParam
-
-        drift_enabled = cfg.drift and _drift_available()
-        profile = predictor.bundle.profile if drift_enabled else None
-        counters = sc.accumulator({}, CountsParam())
-        drift_acc = sc.accumulator(None, DriftParam()) if drift_enabled else None
-        numeric = tuple(f.name for f in predictor.schema.fields if f.is_numeric)
-        spec = worker.WorkerSpec(bundle_file=bundle_tar.name, public_key_pem=pem, threads=cfg.threads,
-                                 text_input=fmt == "csv", numeric_fields=numeric,
-                                 probability_columns=tuple(probability_columns), task=predictor.task,
-                                 drift=drift_enabled, malformed_column=MALFORMED if fmt == "csv" else None,
-                                 csv_fields=csv_fields)
-        out_schema = _output_schema(frame.drop(MALFORMED).schema, predictor, probability_columns)
-        scored = frame.mapInPandas(partial(worker.score_partition, spec=spec, counters=counters,
-                                           drift_acc=drift_acc, profile=profile), out_schema)
+        scored, counters, drift_acc = _score(spark.sparkContext, frame, model, cfg, fmt, csv_fields)
         run_name = storage.run_dir_name(cfg.run_id)
-        run_uri = (f"{cfg.output.rstrip('/')}/{run_name}/" if output_is_s3
-                   else str(output_root / run_name))
-        meta = {"cfg": cfg, "fmt": fmt, "input_rows": input_rows, "predictor": predictor,
-                "bundle_sha": bundle_sha, "started": started, "t0": t0, "timings": timings, "sc": sc,
-                "partitions": frame.rdd.getNumPartitions(), "run_uri": run_uri, "drift_acc": drift_acc}
+        run_uri = f"{cfg.output.rstrip('/')}/{run_name}/" if output_is_s3 else str(output_root / run_name)
+        facts = _RunFacts(config=cfg, model=model, started=started, t0=t0, timings=timings, fmt=fmt,
+                          input_rows=input_rows, spark_context=spark.sparkContext,
+                          partitions=frame.rdd.getNumPartitions(), run_uri=run_uri, drift_acc=drift_acc)
         if output_is_s3 and s3_mode == "direct":  # on EMR: Spark writes s3:// itself, boto3 commits
-            staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
-            data_uri = staging_uri + "data"
-            written, totals = _write(spark, scored, data_uri, input_rows, counters, cfg.progress, timings)
-            t = time.perf_counter()
-            sources = storage.staged_keys(data_uri, worker.STATUS)
-            result = _summary(meta, written, totals, sorted(sources))
-            _, result["replaced_previous"] = storage.publish_s3(sources, cfg.output, cfg.run_id, staging_uri, result)
-            result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
+            result = _commit_direct(spark, scored, counters, facts)
         else:
-            with storage.run_lock(output_root, cfg.run_id):
-                staging = storage.new_staging(output_root, cfg.run_id)
-                try:
-                    data_dir = staging / "data"
-                    written, totals = _write(spark, scored, str(data_dir), input_rows, counters, cfg.progress,
-                                             timings)
-                    t = time.perf_counter()
-                    result = _summary(meta, written, totals, _data_files(data_dir))
-                    run = storage.assemble_run(staging, data_dir, result, worker.STATUS)
-                    target, replaced = storage.commit_local(run, output_root, cfg.run_id)
-                    result["replaced_previous"] = replaced
-                    if output_is_s3:  # local run, s3:// output: publish the committed run via boto3
-                        staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
-                        _, result["replaced_previous"] = storage.publish_s3(
-                            storage.upload_run(target, staging_uri), cfg.output, cfg.run_id, staging_uri)
-                    result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+            result = _commit_local(spark, scored, counters, facts, output_root)
         if cfg.summary_path:
             import json
 
@@ -363,11 +295,142 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _write(spark: Any, scored: Any, data_path: str, input_rows: int, counters: Any, progress: bool,
-           timings: dict[str, float]) -> tuple[dict[str, int], dict[str, int]]:
-    """Score and write to staging (partitioned by status), then count what was written."""
+def _s3_mode(cfg: JobConfig) -> str:
+    """``stage`` or ``direct``: ``auto`` stages through local disk on local Spark or a local endpoint."""
+    if cfg.s3_mode != "auto":
+        return cfg.s3_mode
+    from mlship.aws.clients import is_local
+
+    local_master = cfg.master is not None and cfg.master.startswith("local")
+    return "stage" if (is_local() or local_master) else "direct"
+
+
+def _load_model(cfg: JobConfig) -> _Model:
+    from mlship.runtime.predictor import Predictor
+
+    pem = _public_key_pem(cfg.public_key)
+    predictor = Predictor.load(cfg.model, public_key=pem.encode() if pem else None, threads=1)
+    archive, sha256 = ship_bundle(cfg.model)
+    return _Model(predictor=predictor, public_key_pem=pem, archive=archive, sha256=sha256)
+
+
+def _stage_input(cfg: JobConfig, s3_mode: str, workdir: Path) -> tuple[str, str]:
+    """The input path Spark reads (s3:// input downloaded first in stage mode) and its format."""
+    input_path = cfg.input
+    if storage.is_s3(cfg.input) and s3_mode == "stage":
+        input_path = str(storage.download_s3(cfg.input, workdir / "input"))
+    fmt = _detect_format(input_path, cfg.format)
+    if not storage.is_s3(input_path) and not Path(input_path).exists():
+        raise BatchError(f"input not found: {cfg.input}")
+    return input_path, fmt
+
+
+def _session(cfg: JobConfig, spark: Any, archive: Path) -> Any:
+    """The Spark session (given or started) with the Arrow batch size set and the bundle shipped."""
+    from mlship.batch.spark import get_session
+
+    batch_rows = str(cfg.max_records_per_batch)
+    spark = spark or get_session(cfg.master, conf={
+        "spark.sql.execution.arrow.maxRecordsPerBatch": batch_rows, **cfg.spark_conf})
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch_rows)
+    sc = spark.sparkContext
+    if archive.name not in {Path(f).name for f in sc.listFiles}:
+        sc.addFile(str(archive))
+    return spark
+
+
+def _check_columns(frame: Any, predictor: Any, cfg: JobConfig) -> Any:
+    """The input frame, once it has every feature and no column the output would overwrite."""
+    missing = [n for n in predictor.schema.names if n not in frame.columns]
+    if missing:
+        model_id = f"{predictor.model_name}:{predictor.model_version}"
+        raise BatchError(f"input {cfg.input} is missing feature columns {missing} "
+                         f"(model {model_id} needs {predictor.schema.names})")
+    reserved = (*RESERVED, *_probability_columns(predictor), worker.ROW_ID)
+    clashes = [c for c in frame.columns if c in reserved and c != cfg.id_column]
+    if clashes:
+        raise BatchError(f"input columns {clashes} clash with output columns; rename them")
+    if cfg.id_column and cfg.id_column not in frame.columns:
+        raise BatchError(f"id column {cfg.id_column!r} not found in the input (columns: {frame.columns})")
+    return frame
+
+
+def _with_row_id(frame: Any, id_column: str | None) -> Any:
+    """The frame with ``row_id`` first: a copy of ``id_column``, or a generated unique id."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    if not id_column:
+        return frame.select(F.monotonically_increasing_id().alias(worker.ROW_ID), "*")
+    frame = frame.withColumn(worker.ROW_ID, F.col(id_column))
+    if id_column != worker.ROW_ID:
+        frame = frame.select(worker.ROW_ID, *[c for c in frame.columns if c != worker.ROW_ID])
+    return frame
+
+
+def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fields: int) -> tuple[Any, Any, Any]:
+    """The lazily scored frame (``mapInPandas``), its counts accumulator and its drift accumulator."""
+    from mlship.batch.accumulators import CountsParam, DriftParam
+
+    predictor = model.predictor
+    probability_columns = _probability_columns(predictor)
+    profile = predictor.bundle.profile if cfg.drift else None
+    counters = sc.accumulator({}, CountsParam())
+    drift_acc = sc.accumulator(None, DriftParam()) if cfg.drift else None
+    numeric = tuple(f.name for f in predictor.schema.fields if f.is_numeric)
+    spec = worker.WorkerSpec(bundle_file=model.archive.name, public_key_pem=model.public_key_pem,
+                             threads=cfg.threads, text_input=fmt == "csv", numeric_fields=numeric,
+                             probability_columns=tuple(probability_columns), task=predictor.task,
+                             drift=cfg.drift, malformed_column=MALFORMED if fmt == "csv" else None,
+                             csv_fields=csv_fields)
+    out_schema = _output_schema(frame.drop(MALFORMED).schema, predictor, probability_columns)
+    scored = frame.mapInPandas(partial(worker.score_partition, spec=spec, counters=counters,
+                                       drift_acc=drift_acc, profile=profile), out_schema)
+    return scored, counters, drift_acc
+
+
+def _commit_direct(spark: Any, scored: Any, counters: Any, facts: _RunFacts) -> dict[str, Any]:
+    """Spark writes to an s3:// staging prefix; boto3 publishes it as the run (EMR)."""
+    cfg = facts.config
+    staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
+    data_uri = staging_uri + "data"
+    written, totals = _write(spark, scored, data_uri, counters, facts)
     t = time.perf_counter()
-    with _Progress(spark, input_rows, counters, progress):
+    sources = storage.staged_keys(data_uri, worker.STATUS)
+    result = _summary(facts, written, totals, sorted(sources))
+    _, result["replaced_previous"] = storage.publish_s3(sources, cfg.output, cfg.run_id, staging_uri, result)
+    result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
+    return result
+
+
+def _commit_local(spark: Any, scored: Any, counters: Any, facts: _RunFacts, output_root: Path) -> dict[str, Any]:
+    """Write to a local staging folder under the run lock, commit it (and upload it for s3:// output)."""
+    cfg = facts.config
+    with storage.run_lock(output_root, cfg.run_id):
+        staging = storage.new_staging(output_root, cfg.run_id)
+        try:
+            data_dir = staging / "data"
+            written, totals = _write(spark, scored, str(data_dir), counters, facts)
+            t = time.perf_counter()
+            result = _summary(facts, written, totals, _data_files(data_dir))
+            run = storage.assemble_run(staging, data_dir, result, worker.STATUS)
+            target, replaced = storage.commit_local(run, output_root, cfg.run_id)
+            result["replaced_previous"] = replaced
+            if storage.is_s3(cfg.output):  # local run, s3:// output: publish the committed run via boto3
+                staging_uri = storage.s3_staging_prefix(cfg.output, cfg.run_id)
+                _, result["replaced_previous"] = storage.publish_s3(
+                    storage.upload_run(target, staging_uri), cfg.output, cfg.run_id, staging_uri)
+            result["durations_s"]["commit_s"] = round(time.perf_counter() - t, 3)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _write(spark: Any, scored: Any, data_path: str, counters: Any,
+           facts: _RunFacts) -> tuple[dict[str, int], dict[str, int]]:
+    """Score and write to staging (partitioned by status), then count what was written."""
+    input_rows, timings = facts.input_rows, facts.timings
+    t = time.perf_counter()
+    with _Progress(spark, input_rows, counters, facts.config.progress):
         scored.write.mode("errorifexists").partitionBy(worker.STATUS).parquet(data_path)
     timings["score_write_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -383,28 +446,31 @@ def _write(spark: Any, scored: Any, data_path: str, input_rows: int, counters: A
     return written, totals
 
 
-def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, int],
+def _drift_summary(facts: _RunFacts) -> dict[str, Any]:
+    drift_acc = facts.drift_acc
+    if drift_acc is None:
+        return {"status": "disabled"}
+    if drift_acc.value is None:
+        return {"status": "no valid rows"}
+    drift: dict[str, Any] = drift_acc.value.result().to_dict()
+    drift["summary"] = drift_acc.value.result().summary()
+    return drift
+
+
+def _summary(facts: _RunFacts, written: dict[str, int], totals: dict[str, int],
              files: list[str]) -> dict[str, Any]:
     """The run summary: identity, counts that reconcile, durations, throughput, drift."""
-    cfg, predictor, timings, sc = meta["cfg"], meta["predictor"], meta["timings"], meta["sc"]
-    drift_acc = meta["drift_acc"]
-    if drift_acc is not None and drift_acc.value is not None:
-        drift: dict[str, Any] = drift_acc.value.result().to_dict()
-        drift["summary"] = drift_acc.value.result().summary()
-    elif drift_acc is not None:
-        drift = {"status": "no valid rows"}
-    else:
-        drift = {"status": "disabled" if not cfg.drift else "unavailable (mlship.stats.drift is not installed)"}
+    cfg, predictor, timings, sc = facts.config, facts.model.predictor, facts.timings, facts.spark_context
     reasons = {k.removeprefix(worker.KIND): v for k, v in sorted(totals.items()) if k.startswith(worker.KIND)}
-    run_uri = meta["run_uri"]
-    input_rows = meta["input_rows"]
+    run_uri = facts.run_uri
+    input_rows = facts.input_rows
     durations = {k: round(v, 3) for k, v in timings.items()}
-    durations["total_s"] = round(time.perf_counter() - meta["t0"], 3)
+    durations["total_s"] = round(time.perf_counter() - facts.t0, 3)
     return {
-        "run_id": cfg.run_id, "status": "succeeded", "started": meta["started"], "finished": _now(),
+        "run_id": cfg.run_id, "status": "succeeded", "started": facts.started, "finished": _now(),
         "model": {"name": predictor.model_name, "version": predictor.model_version, "uri": cfg.model,
-                  "bundle_sha256": meta["bundle_sha"], "task": predictor.task},
-        "input": {"uri": cfg.input, "format": meta["fmt"], "rows": input_rows},
+                  "bundle_sha256": facts.model.sha256, "task": predictor.task},
+        "input": {"uri": cfg.input, "format": facts.fmt, "rows": input_rows},
         "output": {"uri": cfg.output, "run_path": run_uri,
                    "quarantine_path": run_uri.rstrip("/") + "/" + storage.QUARANTINE, "files": files},
         "counts": {"input": input_rows, "scored": written.get(worker.SCORED, 0),
@@ -413,21 +479,14 @@ def _summary(meta: dict[str, Any], written: dict[str, int], totals: dict[str, in
                    # rows, not kinds: bad input vs a model emitting NaN/inf (an alert, not a data issue)
                    "quarantine_causes": {"input": totals.get(worker.CAUSE_INPUT, 0),
                                          "model": totals.get(worker.CAUSE_MODEL, 0)}},
-        "drift": drift,
+        "drift": _drift_summary(facts),
         "durations_s": durations,
         "throughput_rows_per_s": round(input_rows / max(timings["score_write_s"], 1e-9), 1),
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism,
-                  "input_partitions": meta["partitions"], "onnxruntime_threads_per_worker": cfg.threads,
+                  "input_partitions": facts.partitions, "onnxruntime_threads_per_worker": cfg.threads,
                   "arrow_batch_rows": cfg.max_records_per_batch},
         "config": {k: v for k, v in asdict(cfg).items() if k != "public_key"},
     }
-
-
-def _added_files(sc: Any) -> list[str]:
-    try:
-        return list(sc.listFiles)
-    except Exception:  # older pyspark: no listFiles
-        return []
 
 
 def _data_files(data_dir: Path) -> list[str]:
