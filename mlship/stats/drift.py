@@ -486,10 +486,7 @@ def _numeric_stats(ref: Mapping[str, Any], cur: _NumericSketch, th: DriftThresho
     ref_counts = np.asarray(ref.get("bin_counts") or [], dtype=np.float64)
     if edges.size == 0 or ref_counts.sum() == 0:
         return {"status": "empty"}
-    ref_edge = None if ref.get("edge_counts") is None else np.asarray(ref["edge_counts"], dtype=np.float64)
-    if ref_edge is None:  # older profile: only the minimum is known to sit on edge 0
-        ref_edge = np.zeros(edges.size)
-        ref_edge[0] = ref_counts[0]
+    ref_edge = np.asarray(ref["edge_counts"], dtype=np.float64)
     cur_counts = cur.counts.astype(np.float64)
     n_ref, n_cur = ref_counts.sum(), cur_counts.sum()
     if n_cur == 0:
@@ -506,25 +503,19 @@ def _numeric_stats(ref: Mapping[str, Any], cur: _NumericSketch, th: DriftThresho
     widths = np.diff(edges)
     d0, d1 = d_at[:-1], d_minus[1:]
     a0, a1 = np.abs(d0), np.abs(d1)
+    # exact integral of each CDF over a bin from the bin's interior count and sum:
+    # int_a^b F = (b - a) F(a) + sum over interior x of (b - x) / N
+    b = edges[1:]
+    r_in = ref_counts[1:-1] - ref_edge[1:]
+    r_sum = np.asarray(ref["bin_sums"], dtype=np.float64)[1:-1] - ref_edge[1:] * b
+    c_in = cur_counts[1:-1] - cur.at_edge[1:]
+    c_sum = cur.sums[1:-1] - cur.at_edge[1:] * b
+    integral = widths * d0 + (r_in * b - r_sum) / n_ref - (c_in * b - c_sum) / n_cur
+    # a sign change inside a bin: D taken as two linear pieces through zero whose integral is exact
     with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = np.where(a0 + a1 > 0, widths * (d0**2 + d1**2) / (2 * (a0 + a1)), 0.0)
-    ref_sums = ref.get("bin_sums")
-    if ref_sums is not None:
-        # exact integral of each CDF over a bin from the bin's interior count and sum:
-        # int_a^b F = (b - a) F(a) + sum over interior x of (b - x) / N
-        b = edges[1:]
-        r_in = ref_counts[1:-1] - ref_edge[1:]
-        r_sum = np.asarray(ref_sums, dtype=np.float64)[1:-1] - ref_edge[1:] * b
-        c_in = cur_counts[1:-1] - cur.at_edge[1:]
-        c_sum = cur.sums[1:-1] - cur.at_edge[1:] * b
-        integral = widths * d0 + (r_in * b - r_sum) / n_ref - (c_in * b - c_sum) / n_cur
-        # a sign change inside a bin: D taken as two linear pieces through zero whose integral is exact
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.clip(np.where(d0 != d1, (2 * integral / widths - d1) / (d0 - d1), 0.5), 0.0, 1.0)
-        split = widths * (a0 * t + a1 * (1 - t)) / 2
-        area = np.where(d0 * d1 >= 0, np.abs(integral), np.maximum(split, np.abs(integral)))
-    else:  # older profile: CDFs taken as linear inside each bin
-        area = np.where(d0 * d1 >= 0, widths * (a0 + a1) / 2, crossing)
+        t = np.clip(np.where(d0 != d1, (2 * integral / widths - d1) / (d0 - d1), 0.5), 0.0, 1.0)
+    split = widths * (a0 * t + a1 * (1 - t)) / 2
+    area = np.where(d0 * d1 >= 0, np.abs(integral), np.maximum(split, np.abs(integral)))
     wasserstein = float(area.sum() + cur.below_sum / n_cur + cur.above_sum / n_cur)
     std = float(ref.get("std") or 0.0)
     w_norm = wasserstein / std if std > 0 else (0.0 if wasserstein == 0 else math.inf)

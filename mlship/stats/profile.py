@@ -58,7 +58,7 @@ def bin_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Sum of the values in each of the ``len(edges) + 1`` slots of :func:`bin_counts`.
 
     With it, drift monitoring integrates each bin's CDF exactly (Wasserstein distance from bins
-    matches scipy's on skewed data too; added by the monitoring issue, optional when reading).
+    matches scipy's on skewed data too).
     """
     v = np.asarray(values, dtype=np.float64)
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), v, side="left")
@@ -70,7 +70,7 @@ def edge_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
     Drift statistics use it to tell point masses (integer or repeated values, which sit on the
     quantile edges) from mass spread inside a bin, so KS and Wasserstein from bins stay exact
-    on discrete data (added by the monitoring issue; profiles without it are still read).
+    on discrete data.
     """
     e = np.asarray(edges, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
