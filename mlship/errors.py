@@ -17,6 +17,18 @@ class BundleError(MlshipError):
     kind = "bundle"
 
 
+class BundleNotFound(BundleError):
+    """Nothing is stored where the bundle should be (no such key, prefix or bucket): retrying will not help."""
+
+    kind = "bundle_not_found"
+
+
+class TransientDownloadError(BundleError):
+    """A download failed in a way that may pass (throttling, a 5xx answer, a lost connection): retry later."""
+
+    kind = "transient_download"
+
+
 class VerificationError(BundleError):
     """A bundle's hashes or signature do not match; ``problems`` names each file or field."""
 

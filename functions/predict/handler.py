@@ -6,10 +6,12 @@ hands the body to :mod:`mlship.runtime.protocol` (decoding, status mapping) and 
 the event's response shape. Powertools provides structured logs, EMF metrics (``Latency``,
 ``Rows``, ``Errors`` by ``ErrorKind``; dimensions ``Model`` and ``Version``) and tracing.
 
-Configuration (environment): ``MODEL_URI`` (dir, .tar.gz, s3://, mlship://NAME@ALIAS),
-``PREDICT_BACKEND`` (``onnx`` default, or ``sagemaker`` with ``SAGEMAKER_ENDPOINT_NAME``),
-``RECORDS_BUCKET``/``RECORDS_PREFIX`` (inference records), ``MLSHIP_PUBLIC_KEY`` (PEM: makes
-the bundle signature mandatory), ``MAX_BODY_BYTES`` (default 6 MiB), ``ORT_THREADS``.
+Configuration: the environment, read only through :class:`settings.PredictSettings` (``MODEL_URI``,
+``PREDICT_BACKEND``, ``SAGEMAKER_ENDPOINT_NAME``, ``RECORDS_BUCKET``/``RECORDS_PREFIX``,
+``MLSHIP_PUBLIC_KEY``, ``MAX_BODY_BYTES``, ``ORT_THREADS``, ``MLSHIP_EAGER_LOAD``, ...). A missing
+or invalid value is logged and answered 503 naming the variable, as a bundle that cannot load is.
+The model's load, its remembered failure and the retry of a transient download, and the record
+sink are :class:`mlship.runtime.lifecycle.ModelLifecycle`'s.
 
 Direct invocation payloads: the JSON request itself (``{"instances": [...]}``, a record or a
 list of records), or an envelope ``{"body": "...", "contentType": "text/csv",
@@ -22,9 +24,9 @@ import base64
 import binascii
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -37,12 +39,20 @@ from aws_lambda_powertools.utilities.data_classes import (
 
 from mlship.errors import BundleError, FieldError, ValidationError
 from mlship.runtime import protocol
+from mlship.runtime.lifecycle import ModelLifecycle
 from mlship.runtime.schema import json_type
+from mlship.runtime.settings import SettingsError
 
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "mlship")
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-predict"))
+if __package__:  # the repository: functions.predict.handler
+    from .settings import InitSettings, PredictSettings
+else:  # the Lambda asset: functions/predict/*.py sit flat at its root
+    from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
+
+INIT = InitSettings.from_env()
+NAMESPACE = INIT.namespace
+logger = Logger(service=INIT.service)
 metrics = Metrics(namespace=NAMESPACE, service="")  # service="": only the Model/Version dimensions
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mlship-predict"))
+tracer = Tracer(service=INIT.service)
 
 LOAD_RETRY_SECONDS = 60.0  # a failed transient download is retried at most this often
 HEALTH_PATHS = ("/health", "/ping")
@@ -77,11 +87,10 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, *, threads: int | None = None, public_key: str | bytes | None = None):
         from mlship.runtime.predictor import Predictor
 
-        threads = int(os.environ.get("ORT_THREADS", "0")) or None
-        self.predictor = Predictor.load(uri, threads=threads)
+        self.predictor = Predictor.load(uri, threads=threads, public_key=public_key)
         self.model_name, self.model_version = self.predictor.model_name, self.predictor.model_version
 
     def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:
@@ -113,8 +122,6 @@ class SageMakerBackend:
     name = "sagemaker"
 
     def __init__(self, endpoint: str):
-        if not endpoint:
-            raise BundleError("PREDICT_BACKEND=sagemaker needs SAGEMAKER_ENDPOINT_NAME")
         self.endpoint = endpoint
         self.model_name, self.model_version = endpoint, "endpoint"
 
@@ -157,54 +164,99 @@ class SageMakerBackend:
         return {"backend": self.name, "endpoint": self.endpoint}
 
 
-# ---------------------------------------------------------------------------- cold start state
-_state: dict[str, Any] = {"backend": None, "error": None, "failed_at": 0.0, "writer": None}
+# ---------------------------------------------------------------------------- configuration and model
+@dataclass
+class Service:
+    """One configuration of the function: its settings (None when invalid) and the model's lifecycle."""
+
+    settings: PredictSettings | None
+    lifecycle: ModelLifecycle[Any]
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.settings.max_body_bytes if self.settings else protocol.DEFAULT_MAX_BODY_BYTES
+
+    @property
+    def errors_metric(self) -> bool:
+        """Whether refused requests are counted in the ``Errors`` metric."""
+        return not (self.settings and self.settings.metrics_disabled)
+
+
+_service: Service | None = None
+
+
+def service() -> Service:
+    """The current configuration, read from the environment on first use (and after :func:`reset`)."""
+    global _service
+    if _service is None:
+        _service = _configure()
+    return _service
+
+
+def reset() -> None:
+    """Forget the configuration and the model: the next request reads the environment again."""
+    global _service
+    _service = None
 
 
 def load_backend(force: bool = False) -> Any:
-    """Load (once) the configured backend; on failure remember the error and fail fast."""
-    if _state["backend"] is not None and not force:
-        return _state["backend"]
-    error = _state["error"]
-    if error is not None and not force:
-        transient = "cannot download" in str(error) or "model failed to load" in str(error)
-        if not transient or time.monotonic() - _state["failed_at"] < LOAD_RETRY_SECONDS:
-            raise error
-    started = time.perf_counter()
+    """The loaded backend (``force``: re-read the configuration and load again); raises BundleError."""
+    if force:
+        reset()
+    return service().lifecycle.load()
+
+
+class _ResetOnUpdate(dict):  # type: ignore[type-arg]
+    """``_state.update(...)`` is :func:`reset` (tests and demos clear the cold-start state that way)."""
+
+    def update(self, *_args: Any, **_changes: Any) -> None:
+        reset()
+
+
+_state = _ResetOnUpdate()
+
+
+def _configure() -> Service:
     try:
-        if os.environ.get("PREDICT_BACKEND", "onnx").lower() == "sagemaker":
-            backend: Any = SageMakerBackend(os.environ.get("SAGEMAKER_ENDPOINT_NAME", ""))
-        else:
-            uri = os.environ.get("MODEL_URI")
-            if not uri:
-                raise BundleError("MODEL_URI is not set")
-            backend = OnnxBackend(uri)
-    except BundleError as exc:
-        _state.update(error=exc, failed_at=time.monotonic(), backend=None)
-        logger.error("model failed to load: the function answers 503", extra={"reason": str(exc)})
-        raise
-    except Exception:  # noqa: BLE001 - any load failure must become a 503, not a crash
-        wrapped = BundleError("model failed to load: an unexpected error (details in the function's log)")
-        _state.update(error=wrapped, failed_at=time.monotonic(), backend=None)
-        logger.exception("model failed to load: the function answers 503")
-        raise wrapped from None
-    _state.update(backend=backend, error=None)
-    seconds = round(time.perf_counter() - started, 3)
-    logger.info("model loaded", extra={"model": backend.describe(), "load_seconds": seconds})
-    return backend
+        settings = PredictSettings.from_env()
+    except SettingsError as exc:
+        refusal = BundleError(str(exc))  # answered 503 like a bundle that cannot load, naming the variable
+
+        def refuse() -> Any:
+            raise refusal
+
+        return Service(None, ModelLifecycle(refuse, retry_seconds=LOAD_RETRY_SECONDS, log=logger))
+    name = settings.sagemaker_endpoint if settings.backend == "sagemaker" else settings.model_uri
+    lifecycle = ModelLifecycle(partial(open_backend, settings), sink=_records_sink(settings),
+                               retry_seconds=LOAD_RETRY_SECONDS, name=name, log=logger,
+                               on_loaded=_log_loaded, unexpected=_hidden_failure)
+    return Service(settings, lifecycle)
 
 
-def _writer() -> Any:
-    bucket = os.environ.get("RECORDS_BUCKET")
-    if not bucket:
+def open_backend(settings: PredictSettings) -> Any:
+    """The configured backend, loaded (the lifecycle's loader)."""
+    if settings.backend == "sagemaker":
+        return SageMakerBackend(settings.sagemaker_endpoint)
+    key = settings.public_key
+    public_key = key.encode() if key.lstrip().startswith("-----BEGIN") else key or None  # PEM text or a path
+    return OnnxBackend(settings.model_uri, threads=settings.ort_threads or None, public_key=public_key)
+
+
+def _records_sink(settings: PredictSettings) -> Any:
+    if not settings.records_bucket:
         return None
-    if _state["writer"] is None:
-        from mlship.aws.records import RecordWriter
-        from mlship.runtime.records import DEFAULT_PREFIX
+    from mlship.aws.records import RecordWriter
 
-        _state["writer"] = RecordWriter(bucket, os.environ.get("RECORDS_PREFIX") or DEFAULT_PREFIX,
-                                        max_records=10_000)
-    return _state["writer"]
+    return RecordWriter(settings.records_bucket, settings.records_prefix, max_records=10_000)
+
+
+def _log_loaded(backend: Any, seconds: float) -> None:
+    logger.info("model loaded", extra={"model": backend.describe(), "load_seconds": round(seconds, 3)})
+
+
+def _hidden_failure(_exc: Exception) -> BundleError:
+    """An unexpected load failure, as callers see it (the details are in the function's log)."""
+    return BundleError("model failed to load: an unexpected error (details in the function's log)")
 
 
 # ---------------------------------------------------------------------------- event adaptation
@@ -334,42 +386,38 @@ def _response(req: Request, answer: Answer) -> dict[str, Any]:
     return {"statusCode": answer.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
-def _emit_metrics(backend: Any, answer: Answer, latency_ms: float) -> None:
+def _emit_metrics(backend: Any, answer: Answer, latency_ms: float, errors_metric: bool) -> None:
     name = getattr(backend, "model_name", None) or "unknown"
     version = getattr(backend, "model_version", None) or "unknown"
     metrics.add_dimension(name="Model", value=str(name))
     metrics.add_dimension(name="Version", value=str(version))
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=answer.rows)
-    if answer.error_kind and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
+    if answer.error_kind and errors_metric:
         with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
                            default_dimensions={"Model": str(name), "Version": str(version)}) as metric:
             metric.add_dimension(name="ErrorKind", value=answer.error_kind)
 
 
-def _flush_records(writer: Any, answer: Answer) -> None:
-    if writer is None or not answer.records:
-        return
-    try:
-        writer.add(answer.records)
-        writer.flush()
-    except Exception as exc:  # noqa: BLE001 - records must never fail a prediction
-        logger.warning("could not write inference records", extra={"error": f"{type(exc).__name__}: {exc}"})
+def _flush_records(lifecycle: ModelLifecycle[Any], answer: Answer) -> None:
+    """Lambda may freeze the process after the answer: write this invocation's records now."""
+    if answer.records:
+        lifecycle.record(answer.records)
+        lifecycle.flush()
 
 
-def handle(req: Request) -> tuple[Answer, Any]:
+def handle(req: Request, current: Service) -> tuple[Answer, Any]:
     """Route one request: health check, method check, backend call, error mapping."""
-    max_bytes = int(os.environ.get("MAX_BODY_BYTES") or protocol.DEFAULT_MAX_BODY_BYTES)
     backend = None
     try:
-        backend = load_backend()
+        backend = current.lifecycle.load()
         if req.method == "GET" and req.path.rstrip("/").endswith(HEALTH_PATHS):
             body = {"status": "ok", "model": backend.describe(), "request_id": req.request_id}
             return Answer(200, body), backend
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
         media = protocol.response_type(req.accept)  # 406 before any work
-        answer = backend.invoke(req, max_bytes, record=_writer() is not None)
+        answer = backend.invoke(req, current.max_body_bytes, record=current.lifecycle.recording)
         answer.media = media
         return answer, backend
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
@@ -388,6 +436,7 @@ def handle(req: Request) -> tuple[Answer, Any]:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``handler.handler``)."""
     started = time.perf_counter()
+    current = service()
     try:
         req = parse_event(event, context)
     except Exception as exc:  # noqa: BLE001 - a malformed event is a 400, not a crash
@@ -396,16 +445,22 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         answer, backend = Answer(status, body, error_kind=protocol.error_kind(exc)), None
     else:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
-        answer, backend = handle(req)
-    _flush_records(_writer(), answer)
+        answer, backend = handle(req, current)
+    _flush_records(current.lifecycle, answer)
     latency_ms = (time.perf_counter() - started) * 1000.0
-    _emit_metrics(backend, answer, latency_ms)
+    _emit_metrics(backend, answer, latency_ms, current.errors_metric)
     tracer.put_annotation(key="status", value=answer.status)
     return _response(req, answer)
 
 
-if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("MLSHIP_EAGER_LOAD", "1") == "1":
-    # load during the init phase (full CPU, not billed to the first request); a failure is
-    # remembered in _state and requests answer 503
-    with contextlib.suppress(Exception):
-        load_backend()
+def _load_during_init() -> None:
+    """Load in the init phase (full CPU, not billed to the first request); a failure, invalid
+    settings included, is logged now and remembered: requests answer 503."""
+    current = service()
+    if current.settings is None or current.settings.eager_load:
+        with contextlib.suppress(BundleError):
+            current.lifecycle.load()
+
+
+if INIT.function_name:
+    _load_during_init()

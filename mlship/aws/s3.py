@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlship.aws.clients import client
-from mlship.errors import BundleError
+from mlship.aws.clients import client, error_code, http_status, is_missing
+from mlship.errors import BundleError, BundleNotFound, TransientDownloadError
 from mlship.runtime.archive import (
     MAX_BUNDLE_BYTES_ENV,
     Admission,
@@ -68,7 +68,7 @@ def _download_prefix(s3: Any, uri: str, key: str, base: Path, limits: ExtractLim
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         objects += page.get("Contents", [])
     if not objects:
-        raise BundleError(f"nothing found at {uri}")
+        raise BundleNotFound(f"nothing found at {uri}")
     fingerprint = sha256_bytes("".join(f"{o['Key']}{o['ETag']}" for o in objects).encode())[:32]
     members = [o for o in objects if o["Key"][len(prefix):] and not o["Key"].endswith("/")]
     # the manifest first, as in an archive: later objects are then checked against it before download
@@ -103,7 +103,41 @@ def open_source(uri: str, limits: ExtractLimits | None = None) -> Bundle:
     except BundleError:
         raise
     except Exception as exc:  # botocore errors: name the URI and the AWS error
-        raise BundleError(f"cannot download bundle {uri}: {exc}") from None
+        raise download_error(uri, exc) from None
+
+
+# The error codes botocore's standard retry mode treats as throttled or transient: they are still
+# failing after its attempts, and may pass later.
+_THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+    "PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException", "InternalError",
+    "ServiceUnavailable",
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, a 5xx answer, or no answer at all (connection refused/reset, read timeout)."""
+    from boto3.exceptions import RetriesExceededError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError, IncompleteReadError
+
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError, RetriesExceededError)):
+        return True  # RetriesExceededError: s3transfer gave up re-reading a broken object stream
+    if not isinstance(exc, Exception):
+        return False
+    return error_code(exc) in _THROTTLING_CODES or http_status(exc) == 429 or http_status(exc) >= 500
+
+
+def download_error(uri: str, exc: Exception) -> BundleError:
+    """The typed error for a failed download: not found, transient (worth a retry) or neither."""
+    message = f"cannot download bundle {uri}: {exc}"
+    if is_missing(exc) or error_code(exc) == "NoSuchBucket":
+        return BundleNotFound(message)
+    if is_transient(exc):
+        return TransientDownloadError(message)
+    return BundleError(message)
 
 
 def download_s3(uri: str, *, limits: ExtractLimits | None = None) -> Path:

@@ -1,0 +1,68 @@
+"""The prediction Lambda's environment: ``PredictSettings.from_env()``, stdlib only (cold starts).
+
+A sibling of ``handler.py``: the Lambda asset copies ``functions/predict/*.py`` flat to its root,
+so the handler imports this module as ``settings`` there and as ``functions.predict.settings``
+in the repository.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlship.runtime.protocol import DEFAULT_MAX_BODY_BYTES
+from mlship.runtime.records import DEFAULT_PREFIX
+from mlship.runtime.settings import EnvSettings, SettingsError, parse_bool, setting
+
+BACKENDS = ("onnx", "sagemaker")
+
+
+def _backend(raw: str) -> str:
+    name = raw.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(" or ".join(BACKENDS))
+    return name
+
+
+def _loose_flag(raw: str) -> bool:
+    """Powertools' reading of its flags: only 1/true switch them on."""
+    return raw.strip().lower() in ("1", "true")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictSettings(EnvSettings):
+    """What the prediction Lambda reads; a bad value is refused before the model loads."""
+
+    model_uri: str = setting("MODEL_URI", "", doc="bundle to serve: directory, .tar.gz, s3:// or "
+                                                  "mlship://NAME@ALIAS (required with the onnx backend)")
+    backend: str = setting("PREDICT_BACKEND", "onnx", parse=_backend,
+                           doc="onnx (in-process) or sagemaker (proxy to SAGEMAKER_ENDPOINT_NAME)")
+    sagemaker_endpoint: str = setting("SAGEMAKER_ENDPOINT_NAME", "",
+                                      doc="endpoint the sagemaker backend invokes (required with it)")
+    records_bucket: str = setting("RECORDS_BUCKET", "", doc="bucket for inference records (unset: none)")
+    records_prefix: str = setting("RECORDS_PREFIX", DEFAULT_PREFIX, doc="key prefix of inference records")
+    public_key: str = setting("MLSHIP_PUBLIC_KEY", "", doc="PEM public key (or a path): makes the bundle "
+                                                           "signature mandatory")
+    max_body_bytes: int = setting("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1,
+                                  doc="largest accepted request body, in bytes")
+    ort_threads: int = setting("ORT_THREADS", 0, minimum=0, doc="onnxruntime threads (0: its default)")
+    eager_load: bool = setting("MLSHIP_EAGER_LOAD", True, parse=parse_bool,
+                               doc="load the model during the Lambda init phase")
+    metrics_disabled: bool = setting("POWERTOOLS_METRICS_DISABLED", False, parse=_loose_flag,
+                                     doc="no EMF metrics (1 or true)")
+
+    def __post_init__(self) -> None:
+        if self.backend == "onnx" and not self.model_uri:
+            raise SettingsError("MODEL_URI", None, "the bundle to serve: a directory, .tar.gz, s3:// or "
+                                "mlship:// URI")
+        if self.backend == "sagemaker" and not self.sagemaker_endpoint:
+            raise SettingsError("SAGEMAKER_ENDPOINT_NAME", None, "the endpoint PREDICT_BACKEND=sagemaker invokes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitSettings(EnvSettings):
+    """What the handler reads at import: Powertools' names and whether it runs in Lambda (no value
+    is invalid, so the import never fails)."""
+
+    namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "mlship", doc="CloudWatch metrics namespace")
+    service: str = setting("POWERTOOLS_SERVICE_NAME", "mlship-predict", doc="service name in logs and traces")
+    function_name: str = setting("AWS_LAMBDA_FUNCTION_NAME", "", doc="set by Lambda (the model loads during init)")
