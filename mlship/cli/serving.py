@@ -40,7 +40,7 @@ def invoke_endpoint(name: str, body: bytes, content_type: str, variant: str | No
     """``sagemaker-runtime invoke_endpoint`` (honours ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mlship.aws.clients import client
+    from mlship.aws.clients import client, error_code
     from mlship.errors import MlshipError
 
     args: dict[str, Any] = {"EndpointName": name, "ContentType": content_type, "Accept": "application/json",
@@ -50,7 +50,7 @@ def invoke_endpoint(name: str, body: bytes, content_type: str, variant: str | No
     try:
         resp = client("sagemaker-runtime").invoke_endpoint(**args)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ModelError":
+        if error_code(exc) == "ModelError":
             status = int(exc.response.get("OriginalStatusCode") or 500)
             message = exc.response.get("OriginalMessage") or ""
             try:

@@ -337,12 +337,10 @@ class Registry:
 
         opened = open_bundle(bundle)
         key_obj = None
-        if public_key is not None:
-            from mlship.runtime.signing import load_public_key
+        if public_key is not None:  # None means: register unsigned bundles too ($MLSHIP_PUBLIC_KEY is not read)
+            from mlship.runtime.predictor import resolve_public_key
 
-            key_obj = public_key
-            if isinstance(public_key, (str, Path, bytes)):
-                key_obj = load_public_key(public_key)
+            key_obj = resolve_public_key(public_key)
         opened.verify(key_obj, require_signature=key_obj is not None)
         name = check_name("model name", opened.name)
         version = check_name("version", opened.version)
