@@ -7,7 +7,8 @@
     python -m mlship.edge.agent --device DIR status | rollback | predict '{"feature": 1, ...}'
 
 Every command first recovers from an interrupted update. Exit codes: 0 ok, 1 update refused or
-rolled back / error (one line on stderr), 2 usage.
+rolled back / error (one line on stderr, e.g. an invalid environment variable), 2 usage.
+Options left out come from the environment (``mlship.edge.agent.settings.DeviceSettings``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlship.edge.agent.device import Device, InstallResult
+from mlship.edge.agent.settings import DeviceSettings
 
 from mlship.errors import MlshipError
 from mlship.runtime.hashing import sha256_file
@@ -28,7 +30,7 @@ from mlship.runtime.hashing import sha256_file
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mlship.edge.agent", description="mlship device agent")
-    p.add_argument("--device", required=True, type=Path, help="device directory")
+    p.add_argument("--device", type=Path, help="device directory (default: $MLSHIP_DEVICE_DIR)")
     sub = p.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create a device directory")
     init.add_argument("--key", action="append", required=True, type=Path, help="trusted public key (repeatable)")
@@ -45,9 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve and apply updates from a directory and/or AWS IoT Jobs")
     run.add_argument("--watch", type=Path, help="directory of packages (offline updates)")
     run.add_argument("--thing", help="AWS IoT thing name (needs boto3/botocore)")
-    run.add_argument("--port", type=int, help="serve /predict on 127.0.0.1:PORT")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--poll", type=float, default=30.0)
+    run.add_argument("--port", type=int, help="serve /predict on 127.0.0.1:PORT (default: $MLSHIP_AGENT_PORT)")
+    run.add_argument("--host", help="default: $MLSHIP_AGENT_HOST or 127.0.0.1")
+    run.add_argument("--poll", type=float, help="seconds between polls (default: $MLSHIP_AGENT_POLL_SECONDS or 30)")
     run.add_argument("--once", action="store_true", help="one polling round, then exit")
     sub.add_parser("status", help="print the status file")
     sub.add_parser("rollback", help="switch back to the previous model")
@@ -78,9 +80,23 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _apply_settings(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: DeviceSettings) -> None:
+    """Options left out take the environment's values (``DeviceSettings``)."""
+    args.device = args.device or settings.device_dir
+    if args.device is None:
+        parser.error("--device is required (or set MLSHIP_DEVICE_DIR)")
+    if args.command == "run":
+        args.host = args.host or settings.host
+        args.port = args.port if args.port is not None else settings.port
+        args.poll = args.poll if args.poll is not None else settings.poll_seconds
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
+        settings = DeviceSettings.from_env()
+        _apply_settings(parser, args, settings)
         if args.command == "init":
             device = Device.init(
                 args.device,
@@ -94,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             _print(device.status())
             return 0
-        device = Device(args.device)
+        device = Device(args.device, extract_limits=settings.extract_limits())
         if args.command == "status":
             _print(device.status())
             return 0

@@ -40,7 +40,7 @@ from mlship.edge.agent.download import DownloadError, download
 from mlship.edge.package import check_constraints, signer_key_id, verify_package
 
 from mlship.errors import BundleError, FieldError, MlshipError, ValidationError
-from mlship.runtime.archive import extract_tarball
+from mlship.runtime.archive import ExtractLimits, extract_tarball
 from mlship.runtime.bundle import Bundle
 from mlship.runtime.hashing import sha256_file
 from mlship.runtime.versions import InvalidVersionError, parse_version, same_version
@@ -153,7 +153,8 @@ def _now() -> str:
 class Device:
     """One device directory and the operations on it (install, recover, rollback, predict)."""
 
-    def __init__(self, root: str | Path, *, reporter: Reporter | None = None):
+    def __init__(self, root: str | Path, *, reporter: Reporter | None = None,
+                 extract_limits: ExtractLimits | None = None):
         self.root = Path(root).resolve()
         if not (self.root / CONFIG).is_file():
             raise MlshipError(
@@ -162,6 +163,7 @@ class Device:
             )
         self.config: dict[str, Any] = {**DEFAULTS, **json.loads((self.root / CONFIG).read_text("utf-8"))}
         self.reporter = reporter
+        self.extract_limits = extract_limits  # None: ExtractLimits.from_env() at each extraction
         self._predictor: Any = None
         self._predictor_path: Path | None = None
         self._requests = 0
@@ -485,7 +487,7 @@ class Device:
         if src.is_dir():
             shutil.copytree(src, staged)
         else:
-            extract_tarball(src, staged)  # its temporary directory is inside ``work`` too
+            extract_tarball(src, staged, limits=self.extract_limits)  # its temporary directory is inside ``work`` too
         return staged
 
     def _verify(self, staged: Path, allow_downgrade: bool, expected_key_id: str | None) -> tuple[Bundle, Any]:
