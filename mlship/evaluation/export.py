@@ -13,7 +13,8 @@ import json
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,34 @@ def _library_versions() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- the export
+@dataclass
+class _ExportState:
+    """What the export steps share: the estimator, its holdout and schema, the bundle folder and manifest."""
+
+    estimator: Any
+    task: str
+    label: str
+    names: list[str]
+    frame: Any  # the holdout, index reset
+    schema: InputSchema
+    out: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _ParityResult:
+    """The holdout scored by onnxruntime (what will serve) and its comparison with scikit-learn."""
+
+    predictor: Any
+    scored: Any
+    row_diff: np.ndarray  # per row, the largest difference from scikit-learn
+    report: dict[str, Any]
+
+    @property
+    def prediction(self) -> Any:
+        return self.scored.prediction
+
+
 def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path, *, name: str,
                   version: str | None = None, description: str = "", private_key: Any = None,
                   reference: Any = None, train: Any = None, cv: int | None = None,
@@ -347,19 +376,50 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
     is profiled as the drift baseline; ``train`` feeds ``cv``-fold cross-validation;
     ``private_key`` (Ed25519 key object or PEM path) signs the manifest.
     """
-    import onnx
-    from sklearn.base import is_classifier, is_regressor
-
-    from mlship.evaluation.modelcard import render_model_card
-    from mlship.runtime.predictor import Predictor
-    from mlship.stats.metrics import classification_metrics, regression_metrics
-    from mlship.stats.profile import DEFAULT_BINS, build_profile
-
     def step(msg: str) -> None:
         if progress is not None:
             progress(msg)
 
     parity = parity or ParityPolicy()
+    task = _check_export_inputs(estimator, holdout, label, version)
+    names = feature_names(estimator, holdout, label)
+    frame = holdout.reset_index(drop=True)
+    if reference is None:
+        combined = frame
+    else:
+        import pandas as pd
+
+        combined = pd.concat([frame[names], reference[names]])
+    schema = infer_schema(estimator, combined, names, enforce_range)
+
+    step("converting to ONNX")
+    model = _convert_checked(estimator, schema, task)
+    state = _ExportState(estimator, task, label, names, frame, schema, Path(out_dir))
+    _write_model(state, model, name=name, version=version, description=description)
+
+    step("checking parity: scikit-learn vs onnxruntime")
+    checked = _check_parity(state, parity)
+
+    step("computing holdout metrics, profile and golden examples")
+    _write_evaluation(state, checked, reference=reference, n_bins=n_bins, n_golden=n_golden,
+                      tolerance=parity.tolerance)
+    state.manifest["libraries"] = _library_versions()
+    state.manifest["lineage"] = _lineage(state, reference, sensitive, data_path)
+    if cv:
+        step(f"{cv}-fold cross-validation")
+        cv_frame = train if train is not None else frame
+        state.manifest["cross_validation"] = cross_validation(estimator, cv_frame, label, names, cv, task)
+        state.manifest["cross_validation"]["data"] = "train" if train is not None else "holdout"
+
+    step("rendering the model card")
+    _finish(state, checked, private_key, tarball, step)
+    return state.out
+
+
+def _check_export_inputs(estimator: Any, holdout: Any, label: str, version: str | None) -> str:
+    """The task (classification or regression), once the version, holdout and estimator can be exported."""
+    from sklearn.base import is_classifier, is_regressor
+
     if version is not None:
         parse_version(version)  # an unparseable version could never be ordered against another
     if label not in holdout.columns:
@@ -374,107 +434,134 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
         raise ExportError(f"{type(estimator).__name__} is neither a classifier nor a regressor")
     if not hasattr(estimator, "predict"):
         raise ExportError(f"{type(estimator).__name__} has no predict(): is it fitted?")
-    names = feature_names(estimator, holdout, label)
-    frame = holdout.reset_index(drop=True)
-    if reference is None:
-        combined = frame
-    else:
-        import pandas as pd
+    return task
 
-        combined = pd.concat([frame[names], reference[names]])
-    schema = infer_schema(estimator, combined, names, enforce_range)
 
-    step("converting to ONNX")
+def _convert_checked(estimator: Any, schema: InputSchema, task: str) -> Any:
+    """The skl2onnx conversion, once ``onnx.checker`` accepts it."""
+    import onnx
+
     model = convert(estimator, schema, task == "classification")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the converted ONNX model fails onnx.checker: {exc}") from None
+    return model
 
-    out = Path(out_dir)
+
+def _write_model(state: _ExportState, model: Any, *, name: str, version: str | None, description: str) -> None:
+    """A fresh bundle folder with the ONNX model and the manifest's identity, model and schemas."""
+    out, estimator = state.out, state.estimator
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / MODEL_FILE).write_bytes(model.SerializeToString())
     out_names = [o.name for o in model.graph.output]
-    if task == "classification":
+    if state.task == "classification":
         classes = [_json_safe(c) for c in final_estimator(estimator).classes_.tolist()]
         output_schema = {"kind": "probabilities", "classes": classes,
                          "onnx_outputs": {"label": out_names[0], "probabilities": out_names[1]}}
     else:
         output_schema = {"kind": "value", "onnx_outputs": {"value": out_names[0]}}
-    manifest: dict[str, Any] = {
+    state.manifest = {
         "format": FORMAT, "name": name, "version": version or datetime.now(UTC).strftime("%Y%m%d.%H%M%S"),
         "description": description, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": task,
+        "task": state.task,
         "model": {"file": MODEL_FILE, "opset": {d.domain or "ai.onnx": d.version for d in model.opset_import},
                   "ir_version": model.ir_version, "estimator": type(estimator).__name__,
                   "final_estimator": type(final_estimator(estimator)).__name__},
-        "input_schema": schema.to_dict(), "output_schema": output_schema,
+        "input_schema": state.schema.to_dict(), "output_schema": output_schema,
     }
-    _write_manifest(out, manifest)
+    _write_manifest(out, state.manifest)
 
-    step("checking parity: scikit-learn vs onnxruntime")
-    predictor = Predictor(Bundle(out))
-    scored = predictor.score(frame[names], allow_extra=False)
+
+def _check_parity(state: _ExportState, parity: ParityPolicy) -> _ParityResult:
+    """Score the holdout with onnxruntime and scikit-learn; remove the bundle and raise when they differ."""
+    from mlship.runtime.predictor import Predictor
+
+    estimator, frame = state.estimator, state.frame
+    predictor = Predictor(Bundle(state.out))
+    scored = predictor.score(frame[state.names], allow_extra=False)
     if not scored.valid.all():
         raise ExportError(f"holdout rows do not fit the inferred schema: {scored.validated.errors[:5]}")
     ort_pred = scored.prediction
-    x_sk = _sklearn_input(estimator, frame, schema)
-    if task == "classification":
+    x_sk = _sklearn_input(estimator, frame, state.schema)
+    if state.task == "classification":
         sk = {"labels": estimator.predict(x_sk), "probabilities": estimator.predict_proba(x_sk)}
         row_diff = np.abs(sk["probabilities"] - ort_pred.probabilities).max(axis=1)
     else:
         sk = {"values": np.asarray(estimator.predict(x_sk), dtype=np.float64).reshape(-1)}
         row_diff = np.abs(sk["values"] - ort_pred.values) / np.maximum(1.0, np.abs(sk["values"]))
-    report = parity_report(task, sk, ort_pred, parity)
+    report = parity_report(state.task, sk, ort_pred, parity)
     if not report["passed"]:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(state.out, ignore_errors=True)
         raise ExportError(
             f"parity check failed: {report['rows_over_tolerance']} of {report['rows']} rows "
             f"({report['share_over_tolerance']:.3%}) differ by more than {parity.tolerance:g} "
             f"(max {report['max_abs_diff']:.3g}; allowed share {parity.max_share_over:.3%}); label agreement "
             f"{report['label_agreement']:.4f} (min {parity.min_label_agreement}). Raise the tolerance "
             "(--parity-tolerance / --parity-max-share) only if you accept these differences.")
+    return _ParityResult(predictor=predictor, scored=scored, row_diff=row_diff, report=report)
 
-    step("computing holdout metrics, profile and golden examples")
-    y = frame[label].to_numpy()
-    if task == "classification":
-        metrics = classification_metrics(y, ort_pred.labels, ort_pred.probabilities, output_schema["classes"])
+
+def _write_evaluation(state: _ExportState, checked: _ParityResult, *, reference: Any, n_bins: int | None,
+                      n_golden: int, tolerance: float) -> None:
+    """Holdout metrics, the drift baseline profile and the golden examples, into the folder and manifest."""
+    from mlship.stats.metrics import classification_metrics, regression_metrics
+
+    ort_pred = checked.prediction
+    y = state.frame[state.label].to_numpy()
+    if state.task == "classification":
+        classes = state.manifest["output_schema"]["classes"]
+        metrics = classification_metrics(y, ort_pred.labels, ort_pred.probabilities, classes)
     else:
         metrics = regression_metrics(y, ort_pred.values)
-    ref_frame = frame[names] if reference is None else reference[names]
-    ref_batch = predictor.score(ref_frame, allow_extra=False) if reference is not None else scored
-    numeric = {f.name: f.dtype != STRING for f in schema.fields}
-    ref_cols = {f.name: (ref_frame[f.name].to_numpy(dtype=np.float64) if numeric[f.name]
-                         else ref_frame[f.name].to_numpy(dtype=object)) for f in schema.fields}
-    profile = build_profile(ref_cols, numeric, ref_batch.prediction, n_bins or DEFAULT_BINS)
-    profile["source"] = "holdout" if reference is None else "reference"
-    (out / PROFILE_FILE).write_text(json.dumps(_json_safe(profile)) + "\n")
-    golden = pick_golden(frame, schema, ort_pred, row_diff, n_golden, parity.tolerance)
-    (out / GOLDEN_FILE).write_text(json.dumps(_json_safe(golden), indent=2) + "\n")
-
-    manifest.update({
+    profile = _write_profile(state, checked, reference, n_bins)
+    golden = pick_golden(state.frame, state.schema, ort_pred, checked.row_diff, n_golden, tolerance)
+    (state.out / GOLDEN_FILE).write_text(json.dumps(_json_safe(golden), indent=2) + "\n")
+    state.manifest.update({
         "metrics": {"holdout": _json_safe(metrics)},
-        "parity": report,
+        "parity": checked.report,
         "golden": {"file": GOLDEN_FILE, "count": len(golden["inputs"]), "tolerance": golden["tolerance"]},
         "profile": {"file": PROFILE_FILE, "rows": profile["rows"], "source": profile["source"],
                     "n_bins": profile["n_bins"]},
-        "libraries": _library_versions(),
-        "lineage": {"holdout": _data_fingerprint(frame, data_path), "label": label, "sensitive_attribute": sensitive,
-                    "reference": None if reference is None else _data_fingerprint(reference, None),
-                    "git_commit": _git_commit(),
-                    "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__name__}",
-                                  "params": _json_safe(estimator.get_params(deep=False))}},
     })
-    if cv:
-        step(f"{cv}-fold cross-validation")
-        cv_frame = train if train is not None else frame
-        manifest["cross_validation"] = cross_validation(estimator, cv_frame, label, names, cv, task)
-        manifest["cross_validation"]["data"] = "train" if train is not None else "holdout"
 
-    step("rendering the model card")
-    render_model_card(out, manifest, y, ort_pred)
+
+def _write_profile(state: _ExportState, checked: _ParityResult, reference: Any, n_bins: int | None) -> dict:
+    """The drift baseline: a profile of the reference (default: the holdout) and its predictions."""
+    from mlship.stats.profile import DEFAULT_BINS, build_profile
+
+    ref_frame = state.frame[state.names] if reference is None else reference[state.names]
+    ref_batch = checked.predictor.score(ref_frame, allow_extra=False) if reference is not None else checked.scored
+    numeric = {f.name: f.dtype != STRING for f in state.schema.fields}
+    ref_cols = {f.name: (ref_frame[f.name].to_numpy(dtype=np.float64) if numeric[f.name]
+                         else ref_frame[f.name].to_numpy(dtype=object)) for f in state.schema.fields}
+    profile = build_profile(ref_cols, numeric, ref_batch.prediction, n_bins or DEFAULT_BINS)
+    profile["source"] = "holdout" if reference is None else "reference"
+    (state.out / PROFILE_FILE).write_text(json.dumps(_json_safe(profile)) + "\n")
+    return profile
+
+
+def _lineage(state: _ExportState, reference: Any, sensitive: str | None,
+             data_path: str | Path | None) -> dict[str, Any]:
+    """Where the bundle came from: data fingerprints, label, sensitive attribute, commit, estimator."""
+    estimator = state.estimator
+    return {"holdout": _data_fingerprint(state.frame, data_path), "label": state.label,
+            "sensitive_attribute": sensitive,
+            "reference": None if reference is None else _data_fingerprint(reference, None),
+            "git_commit": _git_commit(),
+            "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__name__}",
+                          "params": _json_safe(estimator.get_params(deep=False))}}
+
+
+def _finish(state: _ExportState, checked: _ParityResult, private_key: Any, tarball: bool,
+            step: Callable[[str], None]) -> None:
+    """Render the model card, hash every file into the manifest, sign, and pack the tarball."""
+    from mlship.evaluation.modelcard import render_model_card
+
+    out, manifest = state.out, state.manifest
+    render_model_card(out, manifest, state.frame[state.label].to_numpy(), checked.prediction)
     manifest["files"] = hash_files(out)
     manifest["sizes"] = file_sizes(out)  # lets extraction refuse a member of the wrong size before writing it
     _write_manifest(out, manifest)
@@ -487,4 +574,3 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
         sign_bundle(out, private_key)
     if tarball:
         pack_bundle(out, out.with_name(out.name + ".tar.gz"))
-    return out
