@@ -53,15 +53,23 @@ def start_moto_server(port: int | None = None, log_path: Path | None = None) -> 
     """Start ``moto_server`` on localhost in a new session; return ``{pid, port, url}``."""
     port = port or DEFAULT_PORT
     url = f"http://localhost:{port}"
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "localhost", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pid = _spawn_until_answering([sys.executable, "-m", "moto.server", "-H", "localhost", "-p", str(port)],
+                                 f"{url}/moto-api/", log_path or Path(os.devnull))
+    return {"pid": pid, "port": port, "url": url}
+
+
+def _spawn_until_answering(command: list[str], probe_url: str, log_path: Path,
+                           env: dict[str, str] | None = None) -> int:
+    """Start ``command`` in a new session (output appended to ``log_path``) and wait until ``probe_url``
+    answers; return its pid. A child that never answers is killed."""
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"{url}/moto-api/")
+        wait_http(probe_url)
     except TimeoutError:
         proc.kill()
         raise
-    return {"pid": proc.pid, "port": port, "url": url}
+    return proc.pid
 
 
 def read_state() -> dict[str, Any] | None:
@@ -111,16 +119,10 @@ def start_gateway(aws_url: str, port: int = 0, log_dir: Path | None = None) -> d
            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")}
     env.pop("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", None)
-    log = open(log_dir / "gateway.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "mlship.serving.gateway", "--host", "localhost", "--port", str(port),
-                             "--log-dir", str(log_dir.resolve())],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(f"{url}/ping")
-    except TimeoutError:
-        proc.kill()
-        raise
-    return {"pid": proc.pid, "port": port, "url": url}
+    pid = _spawn_until_answering([sys.executable, "-m", "mlship.serving.gateway", "--host", "localhost",
+                                  "--port", str(port), "--log-dir", str(log_dir.resolve())],
+                                 f"{url}/ping", log_dir / "gateway.log", env)
+    return {"pid": pid, "port": port, "url": url}
 
 
 def write_state(state: dict[str, Any]) -> None:

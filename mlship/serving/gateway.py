@@ -145,13 +145,15 @@ class Gateway:
             return cached[1]
         from botocore.exceptions import ClientError
 
-        from mlship.aws.clients import client
+        from mlship.aws.clients import client, is_not_found
 
         sm = client("sagemaker")
         try:
             desc = sm.describe_endpoint(EndpointName=endpoint)
             config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
         except ClientError as exc:
+            if not is_not_found(exc):  # throttling, credentials: an InternalFailure, not the caller's mistake
+                raise
             raise GatewayError(400, "ValidationError",
                                f"Endpoint {endpoint} of account {ACCOUNT} not found.") from exc
         configured = {v["VariantName"]: v for v in config.get("ProductionVariants", [])}
