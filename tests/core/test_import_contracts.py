@@ -115,6 +115,18 @@ def test_every_core_package_is_bound_by_the_target_contract() -> None:
     assert set(CONTRACTS["core-without-targets"]["forbidden_modules"]) >= targets
 
 
+def test_lambda_tiers_are_closed_under_the_layers() -> None:
+    """A shipped tier may import every tier below it, so those must ship too (or the build fails)."""
+    from mlship.deploy.lambda_asset import SHIPPED_TIERS
+
+    layers = [[f"mlship.{name.strip()}" for name in layer.split("|")] for layer in CONTRACTS["tiers"]["layers"]]
+    shipped = set(SHIPPED_TIERS) - {"mlship"}
+    for position, layer in enumerate(layers):
+        below = {package for lower in layers[position + 1:] for package in lower}
+        for package in shipped.intersection(layer):
+            assert below <= shipped, f"{package} ships but {sorted(below - shipped)} below it do not"
+
+
 @dataclass(frozen=True)
 class Violation:
     contract: str
