@@ -10,22 +10,25 @@
 * ``GET /execution-parameters``: batch-transform hints.
 
 The model loads in a background thread so ``/ping`` answers 503 (not "connection refused")
-while it loads; invocations that arrive meanwhile wait for it (up to ``load_wait`` seconds).
+while it loads; invocations that arrive meanwhile wait for it (up to ``load_wait`` seconds). The
+load, its remembered failure (a transient download is retried, at most every 60 s) and the
+record sink are :class:`mlship.runtime.lifecycle.ModelLifecycle`'s, as in the prediction Lambda.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
-from mlship.errors import BundleError
 from mlship.runtime import protocol
+from mlship.runtime.lifecycle import DEFAULT_RETRY_SECONDS, ModelLifecycle
+from mlship.serving.settings import ServeSettings
 
 log = logging.getLogger("mlship.serving")
 
@@ -50,57 +53,31 @@ def status_line(status: int) -> str:
         return f"{status} {HTTPStatus(status // 100 * 100).phrase}"
 
 
-class ModelState:
-    """Loads the predictor once, in the background, and remembers success or failure."""
+def load_predictor(model_uri: str, *, threads: int | None = None, public_key: Any = None) -> Any:
+    """Load, verify and golden-check the bundle (the lifecycle's loader)."""
+    from mlship.runtime.predictor import Predictor
 
-    def __init__(self, model_uri: str, *, threads: int | None = None, public_key: Any = None):
-        self.model_uri, self.threads, self.public_key = model_uri, threads, public_key
-        self.predictor: Any = None
-        self.error: BaseException | None = None
-        self.ready = threading.Event()
-        self._started = False
-        self._lock = threading.Lock()
+    return Predictor.load(model_uri, public_key=public_key, threads=threads)
 
-    def start(self) -> ModelState:
-        with self._lock:
-            if not self._started:
-                self._started = True
-                threading.Thread(target=self._load, name="mlship-model-load", daemon=True).start()
-        return self
 
-    def _load(self) -> None:
-        from mlship.runtime.predictor import Predictor
+def model_lifecycle(model_uri: str, *, threads: int | None = None, public_key: Any = None,
+                    sink: Any = None, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> ModelLifecycle[Any]:
+    """The lifecycle of one worker's predictor (not started)."""
 
-        started = time.perf_counter()
-        try:
-            self.predictor = Predictor.load(self.model_uri, public_key=self.public_key, threads=self.threads)
-            log.info("model %s:%s loaded from %s in %.2fs (golden examples pass)", self.predictor.model_name,
-                     self.predictor.model_version, self.model_uri, time.perf_counter() - started)
-        except BundleError as exc:
-            self.error = exc
-            log.error("model failed to load from %s: %s", self.model_uri, exc)
-        except Exception as exc:  # noqa: BLE001 - any failure must keep /ping at 503, not kill the worker
-            self.error = BundleError(f"model failed to load: {type(exc).__name__}: {exc}")
-            log.exception("model failed to load from %s", self.model_uri)
-        finally:
-            self.ready.set()
+    def loaded(predictor: Any, seconds: float) -> None:
+        log.info("model %s:%s loaded from %s in %.2fs (golden examples pass)", predictor.model_name,
+                 predictor.model_version, model_uri, seconds)
 
-    def wait(self, timeout: float) -> Any:
-        """The predictor, or raise BundleError (still loading after ``timeout``, or failed)."""
-        if not self.ready.wait(timeout):
-            raise BundleError("the model is still loading")
-        if self.error is not None:
-            raise self.error
-        return self.predictor
+    loader = partial(load_predictor, model_uri, threads=threads, public_key=public_key)
+    return ModelLifecycle(loader, sink=sink, retry_seconds=retry_seconds, name=model_uri, log=log, on_loaded=loaded)
 
 
 class InvocationsApp:
     """WSGI callable implementing ``/ping`` and ``/invocations``."""
 
-    def __init__(self, state: ModelState, *, max_bytes: int = protocol.DEFAULT_MAX_BODY_BYTES,
-                 load_wait: float = 60.0, writer: Any = None, source: str = "sagemaker"):
-        self.state, self.max_bytes, self.load_wait = state, max_bytes, load_wait
-        self.writer, self.source = writer, source
+    def __init__(self, lifecycle: ModelLifecycle[Any], *, max_bytes: int = protocol.DEFAULT_MAX_BODY_BYTES,
+                 load_wait: float = 60.0, source: str = "sagemaker"):
+        self.lifecycle, self.max_bytes, self.load_wait, self.source = lifecycle, max_bytes, load_wait, source
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -126,32 +103,29 @@ class InvocationsApp:
     def _ping(self, method: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if method not in ("GET", "HEAD"):
             raise protocol.MethodNotAllowed(f"method {method} is not allowed on /ping: use GET")
-        state = self.state
-        if not state.ready.is_set():
+        health = self.lifecycle.health()
+        if health.status == "loading":
             return _respond(start_response, 503, {"status": "loading"})
-        if state.error is not None:
-            return _respond(start_response, 503, {"status": "failed", "reason": str(state.error)})
-        return _respond(start_response, 200, {"status": "ok", "model": state.predictor.describe()})
+        if not health.ok:
+            return _respond(start_response, 503, {"status": "failed", "reason": health.reason})
+        return _respond(start_response, 200, {"status": "ok", "model": health.model.describe()})
 
     def _invoke(self, environ: dict[str, Any], request_id: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         media = protocol.response_type(environ.get("HTTP_ACCEPT"))  # 406 before any work
         body = _read_body(environ, self.max_bytes)
-        predictor = self.state.wait(self.load_wait)
+        predictor = self.lifecycle.wait(self.load_wait)
         payload = protocol.decode(body, environ.get("CONTENT_TYPE"), max_bytes=self.max_bytes)
         prediction, columns = protocol.predict(predictor, payload)
-        if self.writer is not None:
+        if self.lifecycle.recording:
             self._record(predictor, request_id, prediction, columns)
         return _respond(start_response, 200, protocol.answer(prediction, request_id), media=media)
 
     def _record(self, predictor: Any, request_id: str, prediction: Any, columns: Any) -> None:
         from mlship.runtime.records import make_records
 
-        try:
-            self.writer.add(make_records(request_id, predictor.model_name, predictor.model_version,
-                                         protocol.input_rows(columns, predictor.schema.names),
-                                         prediction.records(), source=self.source))
-        except Exception as exc:  # noqa: BLE001 - records never fail a prediction
-            log.warning("could not buffer inference records: %s", exc)
+        self.lifecycle.record(make_records(request_id, predictor.model_name, predictor.model_version,
+                                           protocol.input_rows(columns, predictor.schema.names),
+                                           prediction.records(), source=self.source))
 
 
 def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
@@ -194,38 +168,34 @@ def _respond(start_response: Callable[..., Any], status: int, body: dict[str, An
     return [data]
 
 
-def records_writer(source: str = "sagemaker") -> Any:
-    """A RecordWriter when ``RECORDS_BUCKET`` is set, flushed every ``RECORDS_FLUSH_SECONDS``."""
-    bucket = os.environ.get("RECORDS_BUCKET")
-    if not bucket:
+def records_writer(settings: ServeSettings) -> Any:
+    """A RecordWriter when ``RECORDS_BUCKET`` is set (None otherwise)."""
+    if not settings.records_bucket:
         return None
     from mlship.aws.records import RecordWriter
-    from mlship.runtime.records import DEFAULT_PREFIX
 
-    writer = RecordWriter(bucket, os.environ.get("RECORDS_PREFIX") or DEFAULT_PREFIX)
-    interval = float(os.environ.get("RECORDS_FLUSH_SECONDS", "5"))
+    return RecordWriter(settings.records_bucket, settings.records_prefix)
+
+
+def flush_periodically(lifecycle: ModelLifecycle[Any], interval: float) -> None:
+    """Write the buffered records every ``interval`` seconds, in a daemon thread."""
 
     def loop() -> None:
         while True:
             time.sleep(interval)
-            flush_quietly(writer)
+            lifecycle.flush()
 
     threading.Thread(target=loop, name="mlship-records-flush", daemon=True).start()
-    return writer
-
-
-def flush_quietly(writer: Any) -> None:
-    """Flush buffered records; log (never raise) on failure."""
-    if writer is None or not len(writer):
-        return
-    try:
-        writer.flush()
-    except Exception as exc:  # noqa: BLE001 - records never fail serving
-        log.warning("could not write inference records: %s", exc)
 
 
 def create_app(model_uri: str, *, threads: int | None = None, max_bytes: int = protocol.DEFAULT_MAX_BODY_BYTES,
-               load_wait: float = 60.0, public_key: Any = None) -> InvocationsApp:
-    """Build the app and start loading the model in the background."""
-    state = ModelState(model_uri, threads=threads, public_key=public_key).start()
-    return InvocationsApp(state, max_bytes=max_bytes, load_wait=load_wait, writer=records_writer())
+               load_wait: float = 60.0, public_key: Any = None,
+               settings: ServeSettings | None = None) -> InvocationsApp:
+    """Build the app and start loading the model in the background (``settings``: records and the
+    public key; default read from the environment)."""
+    settings = settings or ServeSettings.from_env()
+    lifecycle = model_lifecycle(model_uri, threads=threads, public_key=public_key or settings.public_key_source(),
+                                sink=records_writer(settings))
+    if lifecycle.recording:
+        flush_periodically(lifecycle, settings.records_flush_seconds)
+    return InvocationsApp(lifecycle.start(), max_bytes=max_bytes, load_wait=load_wait)

@@ -7,9 +7,11 @@ and handed to a request thread only once it is complete. A slow client (headers 
 by byte, a body that stalls) therefore holds a buffer, never a thread, and is dropped with a
 408 when ``request_timeout`` passes; ``/ping`` keeps answering. Pipelined requests are answered
 in order. SIGTERM is a graceful stop: the listening socket closes, in-flight requests finish
-(up to ``graceful_timeout``), then the workers exit. SageMaker's environment is honoured:
-``SAGEMAKER_BIND_TO_PORT`` (port), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (workers) and
-``SAGEMAKER_MODEL_SERVER_TIMEOUT``.
+(up to ``graceful_timeout``), then the workers exit. The environment is read once, at start-up,
+through :class:`mlship.serving.settings.ServeSettings`: SageMaker's ``SAGEMAKER_BIND_TO_PORT``
+(port), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (workers) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT``,
+``MODEL_URI``, ``MLSHIP_PUBLIC_KEY`` and the records variables; a bad value stops the server
+before it listens, naming the variable.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from mlship.runtime import protocol
+from mlship.runtime.settings import SettingsError
+from mlship.serving.settings import DEFAULT_MODEL_DIR, ServeSettings
 
-DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
 DEFAULT_REQUEST_TIMEOUT = 20.0
 
@@ -64,13 +67,12 @@ class ServeConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # a whole request must arrive within this
     max_connections: int = 1000  # open connections per worker (idle and slow ones included)
 
-    def resolved(self) -> ServeConfig:
+    def resolved(self, settings: ServeSettings) -> ServeConfig:
+        """Zeros filled in (CPUs, SageMaker's variables); a port left at 8080 yields to ``SAGEMAKER_BIND_TO_PORT``."""
         cpus = os.cpu_count() or 1
-        workers = self.workers or int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "0") or 0) or cpus
-        port = self.port
-        if port == DEFAULT_PORT and os.environ.get("SAGEMAKER_BIND_TO_PORT"):
-            port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
-        timeout = int(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0") or 0) or self.timeout
+        workers = self.workers or settings.workers or cpus
+        port = settings.bind_port if self.port == DEFAULT_PORT and settings.bind_port else self.port
+        timeout = settings.timeout or self.timeout
         ort = self.ort_threads or max(1, cpus // workers)
         return dataclasses.replace(self, port=port, workers=workers, ort_threads=ort, timeout=timeout)
 
@@ -412,10 +414,9 @@ def worker_class(cfg: ServeConfig) -> type[BufferingWorker]:
 
 
 def _worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn hook signature
-    from mlship.serving.app import flush_quietly
-
-    app = getattr(worker, "wsgi", None)
-    flush_quietly(getattr(app, "writer", None))
+    lifecycle = getattr(getattr(worker, "wsgi", None), "lifecycle", None)
+    if lifecycle is not None:
+        lifecycle.flush()  # the records still buffered
 
 
 def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
@@ -439,11 +440,13 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: ServeConfig) -> None:
-    """Run the server in the foreground until SIGTERM/SIGINT."""
+def run(cfg: ServeConfig, settings: ServeSettings | None = None) -> None:
+    """Run the server in the foreground until SIGTERM/SIGINT (``settings``: default read from the
+    environment; raises :class:`~mlship.runtime.settings.SettingsError` for a bad variable)."""
     from gunicorn.app.base import BaseApplication
 
-    cfg = cfg.resolved()
+    settings = settings or ServeSettings.from_env()
+    cfg = cfg.resolved(settings)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
 
@@ -457,7 +460,7 @@ def run(cfg: ServeConfig) -> None:
             from mlship.serving.app import create_app
 
             return create_app(cfg.model, threads=cfg.ort_threads, max_bytes=cfg.max_body_bytes,
-                              load_wait=float(cfg.timeout))
+                              load_wait=float(cfg.timeout), settings=settings)
 
     logging.getLogger("mlship.serving").info(
         "serving %s on %s:%d with %d workers x %d threads (onnxruntime threads %d)",
@@ -473,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     if args_in and args_in[0] == "serve":  # SageMaker starts the container with the argument `serve`
         args_in = args_in[1:]
     parser = argparse.ArgumentParser(prog="mlship-serve", description="SageMaker inference server for a bundle")
-    parser.add_argument("--model", default=os.environ.get("MODEL_URI", DEFAULT_MODEL_DIR))
+    parser.add_argument("--model", default=None, help=f"the bundle (default: MODEL_URI, else {DEFAULT_MODEL_DIR})")
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=0)
@@ -483,5 +486,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
                         help="seconds a client has to send a whole request (408 and closed after)")
     ns = parser.parse_args(args_in)
-    run(ServeConfig(model=ns.model, host=ns.host, port=ns.port, workers=ns.workers, threads=ns.threads,
-                    max_body_bytes=ns.max_body_bytes, access_log=ns.access_log, request_timeout=ns.request_timeout))
+    try:
+        settings = ServeSettings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    run(ServeConfig(model=ns.model or settings.model_uri, host=ns.host, port=ns.port, workers=ns.workers,
+                    threads=ns.threads, max_body_bytes=ns.max_body_bytes, access_log=ns.access_log,
+                    request_timeout=ns.request_timeout), settings)
