@@ -27,6 +27,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from mlship.errors import MlshipError
@@ -128,6 +129,10 @@ def type_label(annotation: Any) -> str:
         label = "number"
     elif inner is str:
         label = "string"
+    elif inner is dict or get_origin(inner) is dict:
+        label = "JSON object"
+    elif isinstance(inner, type) and issubclass(inner, PurePath):
+        label = "path"
     else:
         label = getattr(inner, "__name__", str(inner))
     return label + (" (optional)" if optional else "")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import FrozenInstanceError, dataclass
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -13,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from mlship.errors import MlshipError
-from mlship.runtime.settings import BaseSettingsMixin, EnvSettings, SettingRow, SettingsError, setting
+from mlship.runtime.settings import BaseSettingsMixin, EnvSettings, SettingRow, SettingsError, setting, type_label
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,3 +154,12 @@ def test_pydantic_describe_uses_the_same_rows() -> None:
         SettingRow("HX_MODE", "one of emf, api", "emf", "", False),
         SettingRow("HX_ENABLED", "boolean (true/false)", "true", "", False),
     ]
+
+
+@pytest.mark.parametrize(("annotation", "label"), [
+    (str, "string"), (int | None, "integer (optional)"), (float, "number"), (bool, "boolean (true/false)"),
+    (Literal["a", "b"], "one of a, b"), (tuple[str, ...], "comma-separated list"), (dict, "JSON object"),
+    (dict[str, int], "JSON object"), (Path | None, "path (optional)"),
+])
+def test_type_labels(annotation: object, label: str) -> None:
+    assert type_label(annotation) == label
