@@ -43,7 +43,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
 
 
 def _config() -> MonitorConfig:
-    """This run's configuration from the environment (read per invocation: the stack may change it)."""
+    """This run's configuration, read from the environment before any work (a few microseconds)."""
     try:
         return MonitorSettings.from_env().to_config()
     except SettingsError as exc:
