@@ -130,23 +130,27 @@ def test_lambda_tiers_are_closed_under_the_layers() -> None:
 @dataclass(frozen=True)
 class Violation:
     contract: str
+    case: str
     modules: dict[str, str]  # path in the view -> source
 
     @property
     def label(self) -> str:
-        return f"{self.contract}:{next(iter(self.modules))}"
+        return f"{self.contract}/{self.case}"
 
 
 VIOLATIONS = [
-    Violation("tiers", {"mlship/stats/_violation.py": "from mlship.registry import store\n"}),
-    Violation("tiers", {"mlship/evaluation/_violation.py": "import mlship.monitoring.run\n"}),
-    Violation("deployment-sources", {"functions/_violation.py": "import infra.config\n"}),
-    Violation("core-without-targets", {"mlship/cli/_violation.py": "import mlship.batch.job\n"}),
-    Violation("runtime-dependencies", {"mlship/runtime/_violation.py": "import boto3\n"}),
-    Violation("edge-agent", {"mlship/edge/agent/_violation.py": "from mlship.registry import store\n"}),
-    Violation("edge-agent", {"mlship/edge/agent/_violation.py": "import pandas\n"}),
-    Violation("runtime-acyclic", {"mlship/runtime/_cycle_a.py": "from mlship.runtime import _cycle_b\n",
-                                  "mlship/runtime/_cycle_b.py": "from mlship.runtime import _cycle_a\n"}),
+    Violation("tiers", "stats-imports-registry", {"mlship/stats/_violation.py": "from mlship.registry import store\n"}),
+    Violation("tiers", "evaluation-imports-sibling",
+              {"mlship/evaluation/_violation.py": "import mlship.monitoring.run\n"}),
+    Violation("deployment-sources", "functions-imports-infra", {"functions/_violation.py": "import infra.config\n"}),
+    Violation("core-without-targets", "cli-imports-batch", {"mlship/cli/_violation.py": "import mlship.batch.job\n"}),
+    Violation("runtime-dependencies", "runtime-imports-boto3", {"mlship/runtime/_violation.py": "import boto3\n"}),
+    Violation("edge-agent", "agent-imports-registry",
+              {"mlship/edge/agent/_violation.py": "from mlship.registry import store\n"}),
+    Violation("edge-agent", "agent-imports-pandas", {"mlship/edge/agent/_violation.py": "import pandas\n"}),
+    Violation("runtime-acyclic", "two-module-cycle",
+              {"mlship/runtime/_cycle_a.py": "from mlship.runtime import _cycle_b\n",
+               "mlship/runtime/_cycle_b.py": "from mlship.runtime import _cycle_a\n"}),
 ]
 
 
