@@ -231,7 +231,11 @@ class BaseSettingsMixin:
 
     @classmethod
     def _env_names(cls) -> dict[str, str]:
-        return {name: info.alias or name.upper() for name, info in cls.model_fields.items()}
+        """Field name -> environment variable; every field must name its variable."""
+        unnamed = [name for name, info in cls.model_fields.items() if not info.alias]
+        if unnamed:
+            raise TypeError(f"{cls.__name__}: give {', '.join(unnamed)} a Field(alias='ENV_NAME')")
+        return {name: info.alias for name, info in cls.model_fields.items()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> typing.Self:
@@ -247,11 +251,11 @@ class BaseSettingsMixin:
     def describe(cls) -> list[SettingRow]:
         """One row per setting, in declaration order, for the README configuration table."""
         rows = []
-        for name, info in cls.model_fields.items():
+        for name, env in cls._env_names().items():
+            info = cls.model_fields[name]
             required = info.is_required()
             default = "" if required else format_default(info.get_default(call_default_factory=True))
-            rows.append(SettingRow(info.alias or name.upper(), type_label(info.annotation), default,
-                                   info.description or "", required))
+            rows.append(SettingRow(env, type_label(info.annotation), default, info.description or "", required))
         return rows
 
 

@@ -163,3 +163,11 @@ def test_pydantic_describe_uses_the_same_rows() -> None:
 ])
 def test_type_labels(annotation: object, label: str) -> None:
     assert type_label(annotation) == label
+
+
+def test_pydantic_fields_must_name_their_variable() -> None:
+    class Unnamed(BaseSettingsMixin, BaseSettings):
+        port: int = 8080
+
+    with pytest.raises(TypeError, match="port"):
+        Unnamed.from_env({})
