@@ -56,88 +56,186 @@ def _score_of(outputs_probs: list[Any] | None) -> np.ndarray | None:
     return prediction_score(probs) if probs.ndim == 2 else None
 
 
+@dataclass
+class _Target:
+    """The monitored model: its verified bundle and what the run reads from it."""
+
+    bundle: Any
+    features: list[str]
+    sensitive: str | None  # the attribute fairness is computed by (config, else the bundle's lineage)
+    positive: Any  # the positive class of a binary classifier, else None
+
+    @property
+    def name(self) -> str:
+        return str(self.bundle.name)
+
+    @property
+    def version(self) -> str:
+        return str(self.bundle.version)
+
+    @property
+    def task(self) -> str:
+        return str(self.bundle.task)
+
+
+@dataclass
+class _WindowScan:
+    """One streaming pass over the window's records: drift, and predictions per sensitive group."""
+
+    window: Any
+    prefixes: list[str]
+    drift: Any  # mlship.stats.drift.DriftResult
+    rows: int
+    groups: dict[str, list[int]]  # sensitive group -> [rows, predicted positive]
+
+
+@dataclass
+class _Performance:
+    """Model quality over the label window, from the records the labels join to."""
+
+    label_window: Any
+    perf: dict[str, Any]
+    labelled: Any  # the joined rows, None without labels
+
+
 def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
                 progress: Callable[[str], None] | None = None) -> MonitorResult:
     """Compute and publish one monitoring run (see docs/monitoring.md)."""
-    from mlship.monitoring import html as html_report
     from mlship.monitoring import publish
-    from mlship.monitoring.performance import evaluate, join, read_labels
-    from mlship.monitoring.window import Window, batches, hour_prefixes, iter_window_records
-    from mlship.runtime.sources import open_bundle
-    from mlship.stats.drift import DriftAccumulator
-    from mlship.stats.fairness import fairness_metrics
 
     say = progress or (lambda msg: log.info(msg))
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    target = _target(config)
+    stats: dict[str, int] = {}  # what was read (records, files, labels): the report's input section
+    scan = _scan_window(config, target, now, stats, say)
+    performance = _performance(config, target, now, stats, say)
+    fairness = _fairness(target, scan.groups, performance.labelled)
+    metrics = _run_metrics(target, scan, performance.perf)
+    fair_alert = _fairness_metrics(config, target, fairness, metrics)
+
+    stamp = now.strftime("%Y/%m/%d/%H%M%SZ")
+    base = publish.report_prefix(config.reports_prefix, target.name, target.version)
+    reports_bucket = config.reports_bucket or config.records_bucket
+    uris = {"json": f"s3://{reports_bucket}/{base}/{stamp}/report.json",
+            "html": f"s3://{reports_bucket}/{base}/{stamp}/report.html"}
+    alerts, events = _alerts_and_events(config, target, scan, performance.perf, uris)
+    if fair_alert:
+        alerts.append({"type": "FairnessGap", "message": fair_alert})
+    report = _jsonable({
+        "format": "mlship-monitor-report/1", "generated_at": now.isoformat(),
+        "model": {"name": target.name, "version": target.version, "task": target.task, "uri": config.model_uri},
+        "window": scan.window.to_dict(), "label_window": performance.label_window.to_dict(),
+        "input": {"bucket": config.records_bucket, "prefixes": scan.prefixes, **stats},
+        "drift": scan.drift.to_dict(), "performance": performance.perf, "fairness": fairness, "alerts": alerts,
+        "events": [e["detail_type"] for e in events], "reports": uris})
+    result = MonitorResult(report=report, metrics=metrics, events=events)
+    _publish(config, result, scan, performance.perf, now, base=base, stamp=stamp, say=say)
+    return result
+
+
+def _target(config: MonitorConfig) -> _Target:
+    from mlship.runtime.sources import open_bundle
+
     bundle = open_bundle(config.model_uri)
     _verify(bundle)
-    manifest, profile = bundle.manifest, bundle.profile
-    name, version, task = bundle.name, bundle.version, bundle.task
-    features = list((profile.get("features") or {}).keys())
+    manifest = bundle.manifest
     sensitive = config.sensitive_attribute or (manifest.get("lineage") or {}).get("sensitive_attribute")
-    positive = _positive_class(manifest)
+    features = list((bundle.profile.get("features") or {}).keys())
+    return _Target(bundle=bundle, features=features, sensitive=sensitive, positive=_positive_class(manifest))
 
-    # ---- drift over the window, one streaming pass
+
+def _scan_window(config: MonitorConfig, target: _Target, now: datetime, stats: dict[str, int],
+                 say: Callable[[str], None]) -> _WindowScan:
+    """Drift of the window's records against the bundle's profile, in one streaming pass."""
+    from mlship.monitoring.window import Window, batches, hour_prefixes, iter_window_records
+    from mlship.stats.drift import DriftAccumulator
+
+    name, version = target.name, target.version
     window = Window.ending(now, config.window_hours)
     prefixes = hour_prefixes(config.records_prefix, name, version, window, config.layout)
     say(f"reading records of {name} v{version} from s3://{config.records_bucket}/ "
         f"({len(prefixes)} hour partition(s), {window.start:%Y-%m-%d %H:%M} to {window.end:%H:%M} UTC)")
-    acc = DriftAccumulator(profile)
-    stats: dict[str, int] = {}
-    groups: dict[str, list[int]] = {}  # sensitive group -> [rows, predicted positive]
-    records = iter_window_records(config.records_bucket, prefixes, window, features, stats)
-    for batch in batches(records, features, config.batch_rows):
-        preds: dict[str, Any] = {}
-        if task == "classification":
-            preds["label"] = np.array([str(p) for p in batch.predictions], dtype=object)
-            score = _score_of(batch.probabilities)
-            if score is not None:
-                preds["score"] = score
-        else:
-            preds["value"] = np.array([p if p is not None else np.nan for p in batch.predictions], dtype=float)
-        acc.update(batch.columns, preds)
-        if sensitive and sensitive in batch.columns and positive is not None:
-            for g, p in zip(batch.columns[sensitive].tolist(), batch.predictions, strict=True):
-                entry = groups.setdefault("<null>" if g is None else str(g), [0, 0])
-                entry[0] += 1
-                entry[1] += int(str(p) == str(positive))
+    acc = DriftAccumulator(target.bundle.profile)
+    groups: dict[str, list[int]] = {}
+    records = iter_window_records(config.records_bucket, prefixes, window, target.features, stats)
+    for batch in batches(records, target.features, config.batch_rows):
+        acc.update(batch.columns, _batch_predictions(batch, target.task))
+        _count_groups(groups, batch, target)
         if acc.rows and acc.rows % (config.batch_rows * 20) == 0:
             say(f"  {acc.rows:,} rows")
     drift = acc.result(config.thresholds)
     say(f"{acc.rows:,} rows in the window: {drift.summary()}")
+    return _WindowScan(window=window, prefixes=prefixes, drift=drift, rows=acc.rows, groups=groups)
 
-    # ---- performance over the labelled window
-    perf: dict[str, Any] | None = None
-    labelled = None
-    label_window = Window.ending(now, config.label_window_hours)
-    labels = read_labels(config.records_bucket, config.labels_prefix, name,
-                         since=label_window.start - timedelta(hours=1), stats=stats)
-    if labels:
-        label_prefixes = hour_prefixes(config.records_prefix, name, version, label_window, config.layout)
-        labelled = join(iter_window_records(config.records_bucket, label_prefixes, label_window, features),
-                        labels, sensitive)
-        perf = evaluate(labelled, manifest, metric=config.primary_metric, tolerance=config.performance_tolerance,
-                        min_rows=config.min_labelled_rows)
-        say(f"{len(labels):,} labels, {len(labelled):,} joined to records: {perf['primary_metric']} = "
-            f"{perf.get('value')} (holdout {perf.get('reference')}; {perf['status']})")
+
+def _batch_predictions(batch: Any, task: str) -> dict[str, Any]:
+    """A batch's predictions as the drift accumulator takes them (label and score, or value)."""
+    preds: dict[str, Any] = {}
+    if task == "classification":
+        preds["label"] = np.array([str(p) for p in batch.predictions], dtype=object)
+        score = _score_of(batch.probabilities)
+        if score is not None:
+            preds["score"] = score
     else:
-        perf = {"status": "no-labels", "labelled_rows": 0, "degraded": False}
+        preds["value"] = np.array([p if p is not None else np.nan for p in batch.predictions], dtype=float)
+    return preds
+
+
+def _count_groups(groups: dict[str, list[int]], batch: Any, target: _Target) -> None:
+    """Add a batch's rows and predicted positives per sensitive group (no labels needed)."""
+    sensitive, positive = target.sensitive, target.positive
+    if not sensitive or sensitive not in batch.columns or positive is None:
+        return
+    for g, p in zip(batch.columns[sensitive].tolist(), batch.predictions, strict=True):
+        entry = groups.setdefault("<null>" if g is None else str(g), [0, 0])
+        entry[0] += 1
+        entry[1] += int(str(p) == str(positive))
+
+
+def _performance(config: MonitorConfig, target: _Target, now: datetime, stats: dict[str, int],
+                 say: Callable[[str], None]) -> _Performance:
+    """Labels of the label window joined to their records, and the primary metric against the holdout."""
+    from mlship.monitoring.performance import evaluate, join, read_labels
+    from mlship.monitoring.window import Window, hour_prefixes, iter_window_records
+
+    label_window = Window.ending(now, config.label_window_hours)
+    labels = read_labels(config.records_bucket, config.labels_prefix, target.name,
+                         since=label_window.start - timedelta(hours=1), stats=stats)
+    if not labels:
         say("no labels in the label window")
+        return _Performance(label_window, {"status": "no-labels", "labelled_rows": 0, "degraded": False}, None)
+    label_prefixes = hour_prefixes(config.records_prefix, target.name, target.version, label_window, config.layout)
+    labelled = join(iter_window_records(config.records_bucket, label_prefixes, label_window, target.features),
+                    labels, target.sensitive)
+    perf = evaluate(labelled, target.bundle.manifest, metric=config.primary_metric,
+                    tolerance=config.performance_tolerance, min_rows=config.min_labelled_rows)
+    say(f"{len(labels):,} labels, {len(labelled):,} joined to records: {perf['primary_metric']} = "
+        f"{perf.get('value')} (holdout {perf.get('reference')}; {perf['status']})")
+    return _Performance(label_window, perf, labelled)
 
-    # ---- fairness
-    fairness: dict[str, Any] | None = None
-    if sensitive:
-        fairness = {"attribute": sensitive, "positive_label": positive, "window": _parity_from_counts(groups)}
-        if labelled is not None and len(labelled) and task == "classification" and positive is not None:
-            fairness["labelled"] = fairness_metrics(labelled.y_true, labelled.y_pred, labelled.sensitive,
-                                                    positive_label=positive)
 
-    # ---- metrics, alerts, events
-    dims = {"Model": name, "Version": version}
+def _fairness(target: _Target, groups: dict[str, list[int]], labelled: Any) -> dict[str, Any] | None:
+    """Selection-rate parity over the window and, with labels, fairness metrics of the labelled rows."""
+    from mlship.stats.fairness import fairness_metrics
+
+    if not target.sensitive:
+        return None
+    positive = target.positive
+    fairness = {"attribute": target.sensitive, "positive_label": positive, "window": _parity_from_counts(groups)}
+    if labelled is not None and len(labelled) and target.task == "classification" and positive is not None:
+        fairness["labelled"] = fairness_metrics(labelled.y_true, labelled.y_pred, labelled.sensitive,
+                                                positive_label=positive)
+    return fairness
+
+
+def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any]) -> list[Metric]:
+    """The run's drift and quality metrics (dimensions: model, version and, per feature, feature)."""
+    dims = {"Model": target.name, "Version": target.version}
+    drift = scan.drift
     metrics = [Metric("DriftShare", drift.share, "None", dims),
                Metric("DatasetDrift", float(drift.dataset_drift), "None", dims),
                Metric("PredictionDrift", float(drift.prediction_drift), "None", dims),
-               Metric("Rows", float(acc.rows), "Count", dims)]
+               Metric("Rows", float(scan.rows), "Count", dims)]
     for fname, f in drift.features.items():
         effect = f.get("wasserstein_norm") if f.get("type") == "numeric" else f.get("jensenshannon")
         if effect is not None and np.isfinite(effect):
@@ -146,32 +244,40 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
         metrics.append(Metric("ModelQuality", float(perf["value"]), "None", dims))
         metrics.append(Metric("LabelledRows", float(perf["labelled_rows"]), "Count", dims))
     metrics.append(Metric("PerformanceDegraded", float(bool(perf.get("degraded"))), "None", dims))
-    fair_alert = None
-    if fairness:
-        block = fairness.get("labelled") or fairness.get("window") or {}
-        for key, metric_name in (("demographic_parity_difference", "DemographicParityDifference"),
-                                 ("equalized_odds_difference", "EqualizedOddsDifference")):
-            value = block.get(key)
-            if value is not None and np.isfinite(value):
-                metrics.append(Metric(metric_name, float(value), "None", dims))
-                if value > config.fairness_threshold:
-                    fair_alert = f"{key} {value:.3f} > {config.fairness_threshold:g} by {sensitive}"
+    return metrics
 
-    stamp = now.strftime("%Y/%m/%d/%H%M%SZ")
-    base = publish.report_prefix(config.reports_prefix, name, version)
-    reports_bucket = config.reports_bucket or config.records_bucket
-    uris = {"json": f"s3://{reports_bucket}/{base}/{stamp}/report.json",
-            "html": f"s3://{reports_bucket}/{base}/{stamp}/report.html"}
+
+def _fairness_metrics(config: MonitorConfig, target: _Target, fairness: dict[str, Any] | None,
+                      metrics: list[Metric]) -> str | None:
+    """Append the fairness gap metrics; return the alert message when a gap exceeds the threshold."""
+    if not fairness:
+        return None
+    dims = {"Model": target.name, "Version": target.version}
+    fair_alert = None
+    block = fairness.get("labelled") or fairness.get("window") or {}
+    for key, metric_name in (("demographic_parity_difference", "DemographicParityDifference"),
+                             ("equalized_odds_difference", "EqualizedOddsDifference")):
+        value = block.get(key)
+        if value is not None and np.isfinite(value):
+            metrics.append(Metric(metric_name, float(value), "None", dims))
+            if value > config.fairness_threshold:
+                fair_alert = f"{key} {value:.3f} > {config.fairness_threshold:g} by {target.sensitive}"
+    return fair_alert
+
+
+def _alerts_and_events(config: MonitorConfig, target: _Target, scan: _WindowScan, perf: dict[str, Any],
+                       uris: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Alerts for the report and EventBridge events for drift and degraded performance."""
+    drift = scan.drift
     alerts, events = [], []
-    detail_base = {"model": {"name": name, "version": version}, "report": uris["html"],
-                   "report_json": uris["json"], "window": window.to_dict()}
+    detail_base = {"model": {"name": target.name, "version": target.version}, "report": uris["html"],
+                   "report_json": uris["json"], "window": scan.window.to_dict()}
     if drift.dataset_drift or drift.prediction_drift:
-        msg = drift.summary()
-        alerts.append({"type": "DriftDetected", "message": msg})
+        alerts.append({"type": "DriftDetected", "message": drift.summary()})
         events.append({"detail_type": "DriftDetected",
                        "detail": {**detail_base, "share": drift.share, "dataset_drift": drift.dataset_drift,
                                   "prediction_drift": drift.prediction_drift,
-                                  "drifted_features": drift.drifted_features, "rows": acc.rows}})
+                                  "drifted_features": drift.drifted_features, "rows": scan.rows}})
     if perf.get("degraded"):
         msg = (f"{perf['primary_metric']} {perf['value']:.4f} vs holdout {perf['reference']:.4f} "
                f"over {perf['labelled_rows']} labelled rows (tolerance {config.performance_tolerance:g})")
@@ -179,30 +285,31 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
         events.append({"detail_type": "PerformanceDegraded",
                        "detail": {**detail_base, "metric": perf["primary_metric"], "value": perf["value"],
                                   "reference": perf["reference"], "labelled_rows": perf["labelled_rows"]}})
-    if fair_alert:
-        alerts.append({"type": "FairnessGap", "message": fair_alert})
+    return alerts, events
 
-    report = {"format": "mlship-monitor-report/1", "generated_at": now.isoformat(),
-              "model": {"name": name, "version": version, "task": task, "uri": config.model_uri},
-              "window": window.to_dict(), "label_window": label_window.to_dict(),
-              "input": {"bucket": config.records_bucket, "prefixes": prefixes, **stats},
-              "drift": drift.to_dict(), "performance": perf, "fairness": fairness, "alerts": alerts,
-              "events": [e["detail_type"] for e in events], "reports": uris}
-    report = _jsonable(report)
+
+def _publish(config: MonitorConfig, result: MonitorResult, scan: _WindowScan, perf: dict[str, Any],
+             now: datetime, *, base: str, stamp: str, say: Callable[[str], None]) -> None:
+    """Render the HTML report with its history; write the reports, metrics and events."""
+    from mlship.monitoring import html as html_report
+    from mlship.monitoring import publish
+
+    drift = scan.drift
+    reports_bucket = config.reports_bucket or config.records_bucket
+    html_uri = result.report["reports"]["html"]
     history = publish.read_history(reports_bucket, base) if config.reports_bucket is not None else []
     pred_score = next((p.get("score") for p in drift.to_dict()["predictions"].values()), None)
     entry = {"time": now.isoformat(), "share": drift.share, "dataset_drift": drift.dataset_drift,
-             "prediction_score": pred_score, "quality": perf.get("value"), "rows": acc.rows, "report": uris["html"]}
-    page = html_report.render(report, [*history, entry])
-    result = MonitorResult(report=report, metrics=metrics, events=events, html=page)
+             "prediction_score": pred_score, "quality": perf.get("value"), "rows": scan.rows, "report": html_uri}
+    result.html = html_report.render(result.report, [*history, entry])
     if config.reports_bucket is not None:
-        result.report_uris = publish.write_reports(reports_bucket, base, stamp, report, page, entry)
+        result.report_uris = publish.write_reports(reports_bucket, base, stamp, result.report, result.html, entry)
         say(f"report written to {result.report_uris['html']}")
-    result.report["metrics_published"] = publish.publish_metrics(metrics, config.namespace, config.metrics_mode)
-    if config.emit_events and events:
-        publish.put_events(events, config.event_bus_name)
-        say(f"events sent to bus '{config.event_bus_name}': {', '.join(e['detail_type'] for e in events)}")
-    return result
+    result.report["metrics_published"] = publish.publish_metrics(result.metrics, config.namespace,
+                                                                 config.metrics_mode)
+    if config.emit_events and result.events:
+        publish.put_events(result.events, config.event_bus_name)
+        say(f"events sent to bus '{config.event_bus_name}': {', '.join(e['detail_type'] for e in result.events)}")
 
 
 def _verify(bundle: Any) -> None:
