@@ -146,15 +146,7 @@ def publish(
     iot, s3 = client("iot"), client("s3")
     try:
         s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": digest, "version": bundle.version}})
-        try:
-            group_arn = iot.describe_thing_group(thingGroupName=group)["thingGroupArn"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException" or not create_group:
-                raise PublishError(
-                    f"thing group {group} not found ({exc.response['Error']['Code']}): deploy the "
-                    "edge infrastructure or pass --create-group"
-                ) from None
-            group_arn = iot.create_thing_group(thingGroupName=group)["thingGroupArn"]
+        group_arn = _thing_group_arn(iot, group, create_group)
         kwargs: dict[str, Any] = {
             "jobId": job_id or _job_id(bundle.name, bundle.version, document["package"]["variant"] or "model"),
             "targets": [group_arn],
@@ -163,12 +155,7 @@ def publish(
             "description": f"install {bundle.name} {bundle.version} ({document['package']['variant']})",
             "presignedUrlConfig": {"roleArn": role_arn or presign_role_arn(env), "expiresInSec": int(expires_in)},
         }
-        template = job_template(env)
-        try:
-            kwargs["jobTemplateArn"] = iot.describe_job_template(jobTemplateId=template)["jobTemplateArn"]
-        except ClientError:
-            template = None
-            kwargs.update(abortConfig=ABORT_CONFIG, jobExecutionsRolloutConfig=ROLLOUT_CONFIG)
+        template = _apply_job_template(iot, job_template(env), kwargs)
         job = iot.create_job(**kwargs)
     except PublishError:
         raise
@@ -185,6 +172,34 @@ def publish(
         "document": document,
         "document_bytes": len(text.encode()),
     }
+
+
+def _thing_group_arn(iot: Any, group: str, create: bool) -> str:
+    """The thing group's ARN; a missing group is created only when ``create`` is set."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(iot.describe_thing_group(thingGroupName=group)["thingGroupArn"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException" or not create:
+            raise PublishError(
+                f"thing group {group} not found ({exc.response['Error']['Code']}): deploy the "
+                "edge infrastructure or pass --create-group"
+            ) from None
+    return str(iot.create_thing_group(thingGroupName=group)["thingGroupArn"])
+
+
+def _apply_job_template(iot: Any, template: str, job_kwargs: dict[str, Any]) -> str | None:
+    """Point the job at the rollout template when it exists (its rollout and abort settings win),
+    else set the default ones; return the template used, or None."""
+    from botocore.exceptions import ClientError
+
+    try:
+        job_kwargs["jobTemplateArn"] = iot.describe_job_template(jobTemplateId=template)["jobTemplateArn"]
+    except ClientError:
+        job_kwargs.update(abortConfig=ABORT_CONFIG, jobExecutionsRolloutConfig=ROLLOUT_CONFIG)
+        return None
+    return template
 
 
 def status(job_id: str) -> dict[str, Any]:
