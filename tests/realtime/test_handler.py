@@ -327,3 +327,104 @@ def test_record_write_failure_never_fails_the_request(handler, aws, monkeypatch,
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 200 and len(answer["predictions"]) == 1
     assert "could not write inference records" in caplog.text
+
+
+# ---------------------------------------------------------------------------- settings and the load lifecycle
+@pytest.mark.parametrize(("variable", "value"), [("MAX_BODY_BYTES", "lots"), ("MAX_BODY_BYTES", "0"),
+                                                 ("ORT_THREADS", "-1"), ("PREDICT_BACKEND", "tensorflow"),
+                                                 ("MLSHIP_EAGER_LOAD", "maybe")])
+def test_a_bad_setting_answers_503_naming_the_variable(handler, monkeypatch, holdout_records, variable, value):
+    monkeypatch.setenv(variable, value)
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and answer["kind"] == "model_unavailable"
+    assert f"{variable}={value!r}" in answer["reason"], answer
+    status, answer = call(handler, rest_v1_event(None, None, method="GET", path="/health"))
+    assert status == 503 and variable in answer["reason"]
+
+
+def test_sagemaker_backend_needs_its_endpoint_name(handler, monkeypatch, holdout_records):
+    monkeypatch.setenv("PREDICT_BACKEND", "SageMaker")  # the backend name is case-insensitive
+    monkeypatch.delenv("SAGEMAKER_ENDPOINT_NAME", raising=False)
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and "SAGEMAKER_ENDPOINT_NAME" in answer["reason"]
+
+
+def test_a_transient_download_failure_is_retried_after_the_interval(handler, moto_env, churn_bundle, tmp_path,
+                                                                      monkeypatch, holdout_records):
+    """S3 unreachable at cold start (a closed port: a real connection refused), then back: the
+    function answers 503 without retrying inside the interval, and serves once it has passed."""
+    import time
+
+    from mlship.aws import clients
+    from mlship.local.environment import free_port
+
+    clients.client("s3").create_bucket(Bucket="bundles-rt")
+    clients.client("s3").upload_file(f"{churn_bundle}.tar.gz", "bundles-rt", "churn/1/model.tar.gz")
+    monkeypatch.setenv("MODEL_URI", "s3://bundles-rt/churn/1/model.tar.gz")
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one refused connection, not five with backoff
+    monkeypatch.setattr(handler, "LOAD_RETRY_SECONDS", 2.0)
+    attempts, real_open = [], handler.open_backend
+
+    def counted_open(settings: Any) -> Any:
+        attempts.append(1)
+        return real_open(settings)
+
+    monkeypatch.setattr(handler, "open_backend", counted_open)
+    handler.reset()
+    clients.clear_cache()
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    failed_at = time.monotonic()
+    assert status == 503 and "cannot download bundle" in answer["reason"], answer
+    status, _ = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and len(attempts) == 1  # within the interval: the remembered failure
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_env["AWS_ENDPOINT_URL"])
+    clients.clear_cache()
+    time.sleep(max(0.0, failed_at + 2.1 - time.monotonic()))
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 200 and len(attempts) == 2, answer
+
+
+def test_a_missing_s3_bundle_is_not_retried(handler, moto_env, tmp_path, monkeypatch, holdout_records):
+    from mlship.aws import clients
+
+    clients.client("s3").create_bucket(Bucket="bundles-missing")
+    monkeypatch.setenv("MODEL_URI", "s3://bundles-missing/churn/1/model.tar.gz")
+    monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(handler, "LOAD_RETRY_SECONDS", 0.0)
+    handler.reset()
+    for _ in range(2):
+        status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+        assert status == 503 and "cannot download bundle" in answer["reason"]
+    from mlship.errors import BundleNotFound
+
+    with pytest.raises(BundleNotFound):
+        handler.service().lifecycle.load()
+
+
+@pytest.mark.parametrize(("env", "loaded"), [({}, True), ({"MLSHIP_EAGER_LOAD": "false"}, False),
+                                             ({"MAX_BODY_BYTES": "lots"}, False)])
+def test_the_model_loads_during_init_inside_lambda(churn_bundle, env, loaded):
+    """In Lambda (AWS_LAMBDA_FUNCTION_NAME set) the import loads the model; invalid settings do
+    not fail the import: they are logged then, and requests answer 503."""
+    import os
+    import subprocess
+    import sys
+
+    from realtime.helpers import REPO
+
+    code = ("from functions.predict import handler; h = handler.service().lifecycle.health();"
+            "print('STATUS', h.status, h.reason)")
+    environ = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "mlship-predict", "MODEL_URI": str(churn_bundle),
+               "POWERTOOLS_TRACE_DISABLED": "1", **env}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environ,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status = next(line for line in done.stdout.splitlines() if line.startswith("STATUS")).split()[1]
+    if loaded:
+        assert status == "ok"
+    elif "MAX_BODY_BYTES" in env:
+        assert status == "failed" and "MAX_BODY_BYTES" in done.stdout  # logged at init, remembered
+    else:
+        assert status == "loading"  # not attempted yet: the first request loads

@@ -277,3 +277,42 @@ def test_cli_serve_takes_the_bundle_as_argument_or_model_option(churn_bundle, tm
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         f"error: two bundles given ({churn_bundle} and --model other): give one"]
+
+
+@pytest.mark.parametrize(("variable", "value"), [("SAGEMAKER_MODEL_SERVER_WORKERS", "many"),
+                                                 ("SAGEMAKER_BIND_TO_PORT", "70000"),
+                                                 ("RECORDS_FLUSH_SECONDS", "0")])
+def test_a_bad_variable_stops_serve_with_one_error_line(churn_bundle, variable, value):
+    """Both entry points (the container's ``python -m mlship.serving`` and ``mlship serve``)
+    refuse before listening, naming the variable."""
+    env = {**os.environ, variable: value}
+    for command in (["-m", "mlship.serving", "serve"], ["-m", "mlship", "serve"]):
+        done = subprocess.run([sys.executable, *command, "--model", str(churn_bundle), "--port", "1"],
+                              capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert lines[0].startswith(f"error: environment variable {variable}={value!r} is invalid"), lines
+
+
+def test_model_uri_is_the_default_bundle(churn_bundle, tmp_path):
+    from mlship.local.environment import free_port
+
+    port = free_port()
+    with open(tmp_path / "serve.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mlship.serving", "serve", "--host", "127.0.0.1",
+                                 "--port", str(port), "--workers", "1"], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "MODEL_URI": str(churn_bundle)})
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                status, body = request("GET", f"http://127.0.0.1:{port}/ping", timeout=2)
+            except OSError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200 and body["model"]["name"] == "churn"
+    finally:
+        proc.terminate()
+        proc.wait(30)
