@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlship.aws.clients import client, error_code, http_status, is_missing
+from mlship.aws.clients import client, error_code, http_status, is_missing, is_no_such_bucket
 from mlship.errors import BundleError, BundleNotFound, TransientDownloadError
 from mlship.runtime.archive import (
     MAX_BUNDLE_BYTES_ENV,
@@ -117,7 +117,7 @@ _THROTTLING_CODES = frozenset({
 })
 
 
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: Exception) -> bool:
     """Throttling, a 5xx answer, or no answer at all (connection refused/reset, read timeout)."""
     from boto3.exceptions import RetriesExceededError
     from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -125,15 +125,13 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError, RetriesExceededError)):
         return True  # RetriesExceededError: s3transfer gave up re-reading a broken object stream
-    if not isinstance(exc, Exception):
-        return False
     return error_code(exc) in _THROTTLING_CODES or http_status(exc) == 429 or http_status(exc) >= 500
 
 
 def download_error(uri: str, exc: Exception) -> BundleError:
     """The typed error for a failed download: not found, transient (worth a retry) or neither."""
     message = f"cannot download bundle {uri}: {exc}"
-    if is_missing(exc) or error_code(exc) == "NoSuchBucket":
+    if is_missing(exc) or is_no_such_bucket(exc):
         return BundleNotFound(message)
     if is_transient(exc):
         return TransientDownloadError(message)
