@@ -101,12 +101,17 @@ def is_conflict(exc: Exception) -> bool:
 
 
 def is_missing(exc: Exception) -> bool:
-    """The object (or key) does not exist."""
+    """The object (or key) does not exist; a missing bucket is not a missing key (see :func:`is_no_such_bucket`).
+
+    A HEAD has no body, so S3 cannot name a missing bucket there: it is "404", as a missing key.
+    """
+    if is_no_such_bucket(exc):
+        return False
     return error_code(exc) in {"NoSuchKey", "404", "NotFound"} or http_status(exc) == 404
 
 
 def is_no_such_bucket(exc: Exception) -> bool:
-    """The bucket itself does not exist (S3 answers 404 for it too: check this before :func:`is_missing`)."""
+    """The bucket itself does not exist (S3 answers 404 for it too)."""
     return error_code(exc) == "NoSuchBucket"
 
 

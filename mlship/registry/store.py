@@ -284,7 +284,7 @@ class Registry:
         try:
             return self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if is_missing(exc) and not is_no_such_bucket(exc):
+            if is_missing(exc):
                 raise NotFoundError(f"s3://{self.bucket}/{key} not found") from None
             raise self._s3_error(exc, "read", key) from None
 
@@ -292,7 +292,7 @@ class Registry:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if is_missing(exc) and not is_no_such_bucket(exc):
+            if is_missing(exc):
                 return None
             raise self._s3_error(exc, "read", key) from None
         return json.loads(obj["Body"].read()), obj["ETag"]
@@ -302,7 +302,7 @@ class Registry:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except Exception as exc:
-            if is_missing(exc) and not is_no_such_bucket(exc):
+            if is_missing(exc):
                 return False
             raise self._s3_error(exc, "read", key) from None
 

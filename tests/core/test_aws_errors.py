@@ -29,7 +29,7 @@ def test_a_missing_bucket_is_told_apart_from_a_missing_key(aws: None) -> None:
     no_bucket = _error(s3.get_object, Bucket="mlship-no-such-bucket-x", Key="k")
     no_key = _error(s3.get_object, Bucket=_bucket(), Key="k")
     assert is_no_such_bucket(no_bucket) and not is_no_such_bucket(no_key)
-    assert is_missing(no_key)
+    assert is_missing(no_key) and not is_missing(no_bucket)  # both are HTTP 404
 
 
 @pytest.mark.parametrize("call", [
