@@ -32,8 +32,8 @@ def _loose_flag(raw: str) -> bool:
 class PredictSettings(EnvSettings):
     """What the prediction Lambda reads; a bad value is refused before the model loads."""
 
-    model_uri: str = setting("MODEL_URI", "", doc="bundle to serve: directory, .tar.gz, s3:// or "
-                                                  "mlship://NAME@ALIAS (required with the onnx backend)")
+    model_uri: str = setting("MODEL_URI", "", doc="bundle to serve: directory, .tar.gz, s3:// or mlship://NAME@ALIAS "
+                                                  "(with MLSHIP_REGISTRY_BUCKET); required with the onnx backend")
     backend: str = setting("PREDICT_BACKEND", "onnx", parse=_backend,
                            doc="onnx (in-process) or sagemaker (proxy to SAGEMAKER_ENDPOINT_NAME)")
     sagemaker_endpoint: str = setting("SAGEMAKER_ENDPOINT_NAME", "",

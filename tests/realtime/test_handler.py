@@ -238,7 +238,7 @@ def test_tampered_bundle_and_wrong_key_answer_503(handler, churn_bundle, tmp_pat
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 503 and "model.onnx" in answer["reason"]
 
-    handler._state.update(backend=None, error=None)
+    handler.reset()
     generate_keypair(tmp_path / "other")
     monkeypatch.setenv("MODEL_URI", str(churn_bundle))
     monkeypatch.setenv("MLSHIP_PUBLIC_KEY", (tmp_path / "other" / "mlship.pub").read_text())
@@ -428,3 +428,15 @@ def test_the_model_loads_during_init_inside_lambda(churn_bundle, env, loaded):
         assert status == "failed" and "MAX_BODY_BYTES" in done.stdout  # logged at init, remembered
     else:
         assert status == "loading"  # not attempted yet: the first request loads
+
+
+def test_docs_list_every_setting_with_its_default():
+    """docs/realtime.md's table is checked against the settings classes (regenerate a row from
+    describe() when a setting changes)."""
+    from functions.predict.settings import InitSettings, PredictSettings
+    from realtime.helpers import REPO
+
+    doc = (REPO / "docs" / "realtime.md").read_text()
+    for row in [*PredictSettings.describe(), *InitSettings.describe()]:
+        default = f"`{row.default}`" if row.default else "unset"
+        assert f"| `{row.env}` | {default} | {row.description} |" in doc, row

@@ -316,3 +316,12 @@ def test_model_uri_is_the_default_bundle(churn_bundle, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_docs_list_every_serve_setting_with_its_default():
+    from mlship.serving.settings import ServeSettings
+
+    doc = (REPO / "docs" / "realtime.md").read_text()
+    for row in ServeSettings.describe():
+        default = f"`{row.default}`" if row.default else "unset"
+        assert f"| `{row.env}` | {default} | {row.description} |" in doc, row
