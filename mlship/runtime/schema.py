@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -280,7 +280,7 @@ def _check_numbers(spec: Field, numbers: np.ndarray, reported: np.ndarray,
     """The vectorised checks of a float64 column; rows in ``reported`` already have their error."""
     finite = np.isfinite(numbers)
     with np.errstate(invalid="ignore"):
-        checks: list[tuple[np.ndarray, str, Any]] = [
+        checks: list[tuple[np.ndarray, str, Callable[[float], str]]] = [
             (np.isnan(numbers) if not spec.nullable else np.zeros_like(finite), "null_not_allowed",
              lambda v: _NULL_MESSAGE),
             (np.isinf(numbers), "not_finite", lambda v: f"is infinite ({v}): must be finite"),
