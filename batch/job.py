@@ -73,8 +73,6 @@ def _detect_format(path: str, given: str | None) -> str:
 
 
 def _public_key_pem(public_key: str | None) -> str | None:
-    import os
-
     value = public_key or os.environ.get("MLSHIP_PUBLIC_KEY")
     if not value:
         return None
