@@ -271,3 +271,40 @@ def test_local_paths_are_untouched(tmp_path: Path):
     with pytest.raises(BundleError, match="bundle not found") as raised:
         open_bundle(tmp_path / "nothing-here")
     assert not isinstance(raised.value, TransientDownloadError)
+
+
+# ---------------------------------------------------------------------------- serve's app on the lifecycle
+def _wsgi(app: Any, method: str, path: str, body: bytes = b"") -> tuple[str, dict[str, Any]]:
+    import io
+    import json
+
+    seen: list[str] = []
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(body),
+               "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json"}
+    data = b"".join(app(environ, lambda status, headers: seen.append(status)))
+    return seen[0], json.loads(data)
+
+
+def test_serve_app_retries_a_transient_load_from_ping(predictor, holdout_records):
+    """A worker whose first download failed transiently: /ping says failed, and once the interval
+    has passed a /ping starts the retry; invocations then answer."""
+    import json
+
+    from mlship.serving.app import InvocationsApp
+
+    clock = FakeClock()
+    loader = ScriptedLoader(TransientDownloadError("cannot download bundle s3://b/k.tar.gz: SlowDown"), predictor)
+    lifecycle = ModelLifecycle(loader, retry_seconds=60, clock=clock).start()
+    app = InvocationsApp(lifecycle, load_wait=10)
+    body = json.dumps(holdout_records[0]).encode()
+    status, answer = _wsgi(app, "POST", "/invocations", body)
+    assert status.startswith("503") and "SlowDown" in answer["reason"]
+    status, answer = _wsgi(app, "GET", "/ping")
+    assert status.startswith("503") and answer["status"] == "failed" and loader.calls == 1
+    clock.now += 60
+    _wsgi(app, "GET", "/ping")  # starts the retry in the background
+    assert lifecycle.wait(10) is predictor and loader.calls == 2
+    status, answer = _wsgi(app, "GET", "/ping")
+    assert status.startswith("200") and answer["model"]["name"] == "churn"
+    status, answer = _wsgi(app, "POST", "/invocations", body)
+    assert status.startswith("200") and len(answer["predictions"]) == 1
