@@ -201,7 +201,7 @@ def _output_schema(input_schema: Any, predictor: Any, probability_columns: list[
 
     fields = list(input_schema.fields)
     if predictor.task == "classification":
-        label_type = {"boolean": BooleanType(), "Int64": LongType()}.get(worker._label_dtype(predictor),
+        label_type = {"boolean": BooleanType(), "Int64": LongType()}.get(worker.label_dtype(predictor),
                                                                          StringType())
         fields.append(StructField(worker.PREDICTION, label_type, True))
         fields += [StructField(name, DoubleType(), True) for name in probability_columns]

@@ -284,7 +284,6 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
         drift_acc.add(partial)
 
 
-_label_dtype = label_dtype  # the name batch/job.py still calls
 
 
 def drift_inputs(valid_columns: dict[str, Any], spec: WorkerSpec) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -39,6 +39,7 @@ from mlship.runtime.archive import pack_bundle
 from mlship.runtime.bundle import GOLDEN_FILE, MANIFEST, PROFILE_FILE, Bundle, hash_files, sign_bundle
 from mlship.runtime.bundle import write_manifest as _write_manifest
 from mlship.runtime.hashing import sha256_file
+from mlship.runtime.jsonutil import python_values
 from mlship.runtime.sources import open_bundle
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
@@ -643,7 +644,7 @@ def _write_golden(spec: VariantSpec, ref: _Reference, got: Any, tol: Tolerance) 
     if spec.variant.startswith("int8"):
         tolerance = max(tolerance, tol.max_prob_diff / 10)  # int8 kernels differ slightly across CPUs
     if ref.task == "classification":
-        labels = [v.item() if hasattr(v, "item") else v for v in got.labels.tolist()]
+        labels = python_values(got.labels)
         expected = {"labels": labels, "probabilities": np.asarray(got.probabilities).tolist()}
     else:
         expected = {"values": got.values.tolist()}

@@ -35,6 +35,7 @@ from mlship.runtime.bundle import (
     sign_bundle,
 )
 from mlship.runtime.bundle import write_manifest as _write_manifest
+from mlship.runtime.jsonutil import jsonable, python_value, python_values
 from mlship.runtime.schema import INTEGER, LAYOUT_COLUMNS, LAYOUT_TENSOR, NUMBER, STRING, Field, InputSchema
 from mlship.runtime.versions import parse_version
 
@@ -234,24 +235,15 @@ def parity_report(task: str, sk: dict[str, np.ndarray], ort: Any, policy: Parity
 
 
 def _json_safe(value: Any) -> Any:
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    return repr(value)[:200]
+    """Metadata as JSON; free-form objects (estimator parameters) by a short repr."""
+    return jsonable(value, fallback=lambda v: repr(v)[:200])
 
 
 def _record(row: Any, names: list[str]) -> dict[str, Any]:
     out = {}
     for n in names:
         v = row[n]
-        v = v.item() if hasattr(v, "item") else v
+        v = python_value(v)
         out[n] = None if isinstance(v, float) and not np.isfinite(v) else v
     return out
 
@@ -280,7 +272,7 @@ def pick_golden(frame: Any, schema: InputSchema, pred: Any, row_diff: np.ndarray
             if cand not in chosen:
                 chosen.append(cand)
         chosen = chosen[:n]
-        labels = [v.item() if hasattr(v, "item") else v for v in pred.labels[chosen].tolist()]
+        labels = python_values(pred.labels[chosen])
         expected = {"labels": labels, "probabilities": pred.probabilities[chosen].tolist()}
     else:
         order = safe[np.argsort(pred.values[safe], kind="mergesort")]

@@ -13,6 +13,7 @@ import numpy as np
 
 from mlship.monitoring.config import MonitorConfig
 from mlship.monitoring.publish import Metric
+from mlship.runtime.jsonutil import jsonable
 
 log = logging.getLogger("mlship.monitoring")
 
@@ -121,7 +122,7 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
     alerts, events = _alerts_and_events(config, target, scan, performance.perf, uris)
     if fair_alert:
         alerts.append({"type": "FairnessGap", "message": fair_alert})
-    report = _jsonable({
+    report = jsonable({
         "format": "mlship-monitor-report/1", "generated_at": now.isoformat(),
         "model": {"name": target.name, "version": target.version, "task": target.task, "uri": config.model_uri},
         "window": scan.window.to_dict(), "label_window": performance.label_window.to_dict(),
@@ -333,9 +334,3 @@ def _parity_from_counts(groups: dict[str, list[int]]) -> dict[str, Any]:
     hi, lo = max(vals), min(vals)
     return {"groups": rates, "demographic_parity_difference": hi - lo,
             "demographic_parity_ratio": lo / hi if hi > 0 else 1.0}
-
-
-def _jsonable(value: Any) -> Any:
-    from mlship.stats.drift import _jsonable as drift_jsonable
-
-    return drift_jsonable(value)

@@ -23,6 +23,7 @@ import numpy as np
 
 from mlship.errors import BundleError, GoldenCheckError, ModelOutputError, ValidationError
 from mlship.runtime.bundle import Bundle
+from mlship.runtime.jsonutil import python_values
 from mlship.runtime.schema import InputSchema, ValidatedBatch
 from mlship.runtime.sources import open_bundle
 
@@ -109,9 +110,7 @@ class ScoredBatch:
 
 
 def _to_python(arr: np.ndarray | None) -> list[Any]:
-    if arr is None:
-        return []
-    return [v.item() if hasattr(v, "item") else v for v in arr.tolist()]
+    return [] if arr is None else python_values(arr)
 
 
 def resolve_public_key(public_key: Any = None) -> Any:

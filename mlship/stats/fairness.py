@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from mlship.runtime.jsonutil import python_values
+
 
 def _norm(values: Any) -> np.ndarray:
     arr = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values, dtype=object).reshape(-1)
-    return np.array([v.item() if hasattr(v, "item") else v for v in arr.tolist()], dtype=object)
+    return np.array(python_values(arr), dtype=object)
 
 
 def _is_positive(values: np.ndarray, positive_label: Any) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from mlship.runtime.jsonutil import python_value
+
 EPS = 1e-15
 
 
@@ -109,4 +111,4 @@ def _nanmean(values: list[float | None]) -> float | None:
 
 
 def _norm(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+    return python_value(v)
