@@ -73,15 +73,15 @@ def _detect_format(path: str, given: str | None) -> str:
 
 
 def _public_key_pem(public_key: str | None) -> str | None:
+    from mlship.runtime.signing import read_public_pem
+
     value = public_key or os.environ.get("MLSHIP_PUBLIC_KEY")
     if not value:
         return None
-    if value.lstrip().startswith("-----BEGIN"):
-        return value
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise BatchError(f"public key not found: {value}")
-    return path.read_text()
+    try:
+        return read_public_pem(value).decode()
+    except ValueError as exc:
+        raise BatchError(f"public key not found: {exc}") from None
 
 
 def ship_bundle(model: str) -> tuple[Path, str]:

@@ -116,10 +116,9 @@ def _to_python(arr: np.ndarray | None) -> list[Any]:
 def resolve_public_key(public_key: Any = None) -> Any:
     """A public key object from a key, PEM bytes, a path, or (when None) ``$MLSHIP_PUBLIC_KEY``."""
     if public_key is None:
-        configured = os.environ.get("MLSHIP_PUBLIC_KEY")
-        if not configured:
+        public_key = os.environ.get("MLSHIP_PUBLIC_KEY")
+        if not public_key:
             return None
-        public_key = configured.encode() if configured.lstrip().startswith("-----BEGIN") else configured
     if isinstance(public_key, (str, Path, bytes)):
         from mlship.runtime.signing import load_public_key
 

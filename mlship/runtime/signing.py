@@ -57,12 +57,21 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(path_or_pem: str | Path | bytes) -> Ed25519PublicKey:
-    """Load an Ed25519 public key from a PEM file path or PEM bytes."""
+def read_public_pem(path_or_pem: str | Path | bytes) -> bytes:
+    """The PEM bytes of a public key given as PEM bytes, PEM text or a file path (``~`` expanded)."""
+    if isinstance(path_or_pem, bytes):
+        return path_or_pem
+    if isinstance(path_or_pem, str) and path_or_pem.lstrip().startswith("-----BEGIN"):
+        return path_or_pem.encode()
     try:
-        data = path_or_pem if isinstance(path_or_pem, bytes) else Path(path_or_pem).read_bytes()
+        return Path(path_or_pem).expanduser().read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read public key {path_or_pem}: {exc.strerror or exc}") from None
+
+
+def load_public_key(path_or_pem: str | Path | bytes) -> Ed25519PublicKey:
+    """Load an Ed25519 public key from a PEM file path, PEM text or PEM bytes."""
+    data = read_public_pem(path_or_pem)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
