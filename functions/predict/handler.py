@@ -39,8 +39,8 @@ from aws_lambda_powertools.utilities.data_classes import (
 
 from mlship.errors import BundleError, FieldError, ValidationError
 from mlship.runtime import protocol
+from mlship.runtime.hashing import json_type
 from mlship.runtime.lifecycle import ModelLifecycle
-from mlship.runtime.schema import json_type
 from mlship.runtime.settings import SettingsError
 
 if __package__:  # the repository: functions.predict.handler

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import MlshipError
-from mlship.runtime.hashing import dataframe_sha256
+from mlship.evaluation.lineage import dataframe_sha256
 from mlship.runtime.jsonutil import jsonable, python_values
 from mlship.stats.metrics import classification_metrics, regression_metrics
 

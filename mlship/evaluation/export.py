@@ -309,7 +309,8 @@ def _git_commit() -> str | None:
 
 
 def _data_fingerprint(frame: Any, path: str | Path | None) -> dict[str, Any]:
-    from mlship.runtime.hashing import dataframe_sha256, sha256_file
+    from mlship.evaluation.lineage import dataframe_sha256
+    from mlship.runtime.hashing import sha256_file
 
     if path is not None and Path(path).is_file():
         return {"path": str(path), "sha256": sha256_file(path), "rows": int(len(frame))}

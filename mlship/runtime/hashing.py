@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +31,20 @@ def canonical_json(value: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def dataframe_sha256(frame: Any) -> str:
-    """sha256 of a pandas DataFrame's content (pandas row hashes, index ignored)."""
-    import pandas as pd
-
-    return sha256_bytes(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+_JSON_TYPES = ((bool, "boolean"), (numbers.Integral, "integer"), (numbers.Real, "number"), (str, "string"),
+               ((list, tuple), "array"), (Mapping, "object"), (type(None), "null"))
 
 
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, with an article, for messages ("an array")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+def json_type(value: Any, *, article: bool = False) -> str:
+    """The JSON name of a value's type (``null``, ``array``), never Python's (``NoneType``, ``list``).
+
+    With ``article``: "an array", "a string" (``null`` stays bare), for "must be X, got Y" messages.
+    numpy numbers count as JSON numbers.
+    """
+    name = next((label for cls, label in _JSON_TYPES if isinstance(value, cls)), "value")
+    if not article or name == "null":
+        return name
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def is_sha256_hex(value: Any) -> bool:

@@ -86,7 +86,7 @@ def parse_document(data: bytes, label: str) -> dict[str, Any]:
     except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, over-long integers
         raise MalformedDocumentError(label, [f"{label} is not valid JSON ({exc})"]) from None
     if not isinstance(value, dict):
-        raise MalformedDocumentError(label, [f"{label} is not a JSON object (got {json_type(value)})"])
+        raise MalformedDocumentError(label, [f"{label} is not a JSON object (got {json_type(value, article=True)})"])
     return value
 
 
@@ -134,7 +134,8 @@ class _Shape:
         value = doc[key]
         if (value is None and nullable) or _has_type(value, want):
             return value
-        self.problems.append(f"{self.label} field '{path}' must be {_ARTICLE[want]}, got {json_type(value)}")
+        got = json_type(value, article=True)
+        self.problems.append(f"{self.label} field '{path}' must be {_ARTICLE[want]}, got {got}")
         return None
 
     def add(self, path: str, problem: str) -> None:
@@ -163,7 +164,7 @@ def _check_sections(shape: _Shape, values: Mapping[str, Any]) -> None:
         schema = values["input_schema"]
         for i, item in enumerate(shape.need(schema, "fields", list, "input_schema.fields") or []):
             if not isinstance(item, dict):
-                shape.add(f"input_schema.fields[{i}]", f"must be an object, got {json_type(item)}")
+                shape.add(f"input_schema.fields[{i}]", f"must be an object, got {json_type(item, article=True)}")
                 continue
             shape.need(item, "name", str, f"input_schema.fields[{i}].name")
             shape.need(item, "dtype", str, f"input_schema.fields[{i}].dtype")
@@ -173,7 +174,8 @@ def _check_sections(shape: _Shape, values: Mapping[str, Any]) -> None:
         outputs = values["output_schema"]
         for name, value in (shape.need(outputs, "onnx_outputs", dict, "output_schema.onnx_outputs") or {}).items():
             if not isinstance(value, str):
-                shape.add(f"output_schema.onnx_outputs.{name}", f"must be a string, got {json_type(value)}")
+                got = json_type(value, article=True)
+                shape.add(f"output_schema.onnx_outputs.{name}", f"must be a string, got {got}")
         shape.need(outputs, "classes", list, "output_schema.classes", required=False, nullable=True)
     for section in ("golden", "profile"):
         if values[section] is not None:
@@ -185,9 +187,9 @@ def _check_files(shape: _Shape, files: Mapping[str, Any] | None, sizes: Mapping[
         if safe_relpath(rel) != rel or rel in UNHASHED:
             shape.add(f"files[{rel}]", "is not a relative path of a bundle file")
         if not is_sha256_hex(digest):
-            shape.add(f"files[{rel}]", f"must be a sha256 hex digest, got {json_type(digest)}")
+            shape.add(f"files[{rel}]", f"must be a sha256 hex digest, got {json_type(digest, article=True)}")
     for rel, size in sorted((sizes or {}).items()):
         if not _has_type(size, int) or size < 0:
-            shape.add(f"sizes[{rel}]", f"must be a non-negative integer, got {json_type(size)}")
+            shape.add(f"sizes[{rel}]", f"must be a non-negative integer, got {json_type(size, article=True)}")
         elif files is not None and rel not in files:
             shape.add(f"sizes[{rel}]", "names a file that 'files' does not list")

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
+from mlship.runtime.hashing import json_type
 from mlship.runtime.jsonutil import jsonable
-from mlship.runtime.schema import json_type
 
 JSON = "application/json"
 CSV = "text/csv"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import FieldError, ValidationError
+from mlship.runtime.hashing import json_type
 
 NUMBER = "number"
 INTEGER = "integer"
@@ -385,18 +386,6 @@ def _csv_rows(text: str | bytes) -> list[list[str]]:
     if not rows:
         raise ValidationError([FieldError(None, None, "empty", "CSV body has no rows")])
     return rows
-
-
-_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
-               (tuple, "array"), (Mapping, "object"), (type(None), "null"))
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a value's type (what a client sent), not Python's (``NoneType``, ``dict``)."""
-    for cls, name in _JSON_TYPES:
-        if isinstance(value, cls):
-            return name
-    return "number" if isinstance(value, (np.integer, np.floating)) else "value"
 
 
 def _describe(value: Any) -> str:

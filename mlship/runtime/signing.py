@@ -107,17 +107,18 @@ def check_record(record: Any, *, label: str = "signature.json") -> list[str]:
     (never a TypeError deep inside the signature check).
     """
     if not isinstance(record, dict):
-        return [f"{label} is not a JSON object (got {json_type(record)})"]
+        return [f"{label} is not a JSON object (got {json_type(record, article=True)})"]
     problems = [f"{label} field '{name}' is missing" for name in RECORD_FIELDS if name not in record]
     for name in ("algorithm", "key_id", "signature"):
         if name in record and not isinstance(record[name], str):
-            problems.append(f"{label} field '{name}' must be a string, got {json_type(record[name])}")
+            problems.append(f"{label} field '{name}' must be a string, got {json_type(record[name], article=True)}")
     digests = record.get("field_digests")
     if "field_digests" in record and not isinstance(digests, dict):
         problems.append(f"{label} field 'field_digests' must be an object of sha256 digests, "
-                        f"got {json_type(digests)}")
+                        f"got {json_type(digests, article=True)}")
     elif isinstance(digests, dict):
-        problems += [f"{label} field 'field_digests[{name}]' must be a sha256 hex digest, got {json_type(value)}"
+        problems += [f"{label} field 'field_digests[{name}]' must be a sha256 hex digest, "
+                     f"got {json_type(value, article=True)}"
                      for name, value in sorted(digests.items()) if not is_sha256_hex(value)]
     if isinstance(record.get("signature"), str) and _decode_signature(record["signature"]) is None:
         problems.append(f"{label} field 'signature' is not a base64 {SIGNATURE_BYTES}-byte Ed25519 signature")
