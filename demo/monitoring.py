@@ -89,7 +89,7 @@ def run(ctx: DemoContext) -> None:
     for module in (predict_module, monitor_module):  # keep the demo output to what a user should see
         module.logger.setLevel("WARNING")
 
-    predict_module._state.update(backend=None, error=None, writer=None)  # pick up this step's configuration
+    predict_module.reset()  # pick up this step's configuration
     features = predict_module.load_backend(force=True).predictor.schema.names
     queue = _event_queue()
 

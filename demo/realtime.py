@@ -79,7 +79,7 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
     s3 = aws.client("s3")
     from functions.predict import handler as lambda_handler
 
-    lambda_handler._state.update(backend=None, error=None, writer=None)
+    lambda_handler.reset()
     resp = lambda_handler.handler(_v1(json.dumps({"instances": rows}), "application/json"), _Context())
     answer = json.loads(resp["body"])
     table = Table(title=f"API Gateway (REST v1) -> Lambda: HTTP {resp['statusCode']}, model "
@@ -142,7 +142,7 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
                            for _ in range(20))
             con.print(f"after shifting all traffic to green: {dict(seen)}")
             os.environ.update(PREDICT_BACKEND="sagemaker", SAGEMAKER_ENDPOINT_NAME="churn-demo")
-            lambda_handler._state.update(backend=None, error=None)
+            lambda_handler.reset()
             resp = lambda_handler.handler(_v1(json.dumps({"instances": rows}), "application/json"), _Context())
             answer = json.loads(resp["body"])
             con.print(f"Lambda with PREDICT_BACKEND=sagemaker -> HTTP {resp['statusCode']} via variant "
@@ -150,5 +150,5 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
         finally:
             for key in ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "PREDICT_BACKEND", "SAGEMAKER_ENDPOINT_NAME"):
                 os.environ.pop(key, None)
-            lambda_handler._state.update(backend=None, error=None, writer=None)
+            lambda_handler.reset()
             aws.clear_cache()

@@ -206,16 +206,6 @@ def load_backend(force: bool = False) -> Any:
     return service().lifecycle.load()
 
 
-class _ResetOnUpdate(dict):  # type: ignore[type-arg]
-    """``_state.update(...)`` is :func:`reset` (tests and demos clear the cold-start state that way)."""
-
-    def update(self, *_args: Any, **_changes: Any) -> None:
-        reset()
-
-
-_state = _ResetOnUpdate()
-
-
 def _configure() -> Service:
     try:
         settings = PredictSettings.from_env()
@@ -237,9 +227,8 @@ def open_backend(settings: PredictSettings) -> Any:
     """The configured backend, loaded (the lifecycle's loader)."""
     if settings.backend == "sagemaker":
         return SageMakerBackend(settings.sagemaker_endpoint)
-    key = settings.public_key
-    public_key = key.encode() if key.lstrip().startswith("-----BEGIN") else key or None  # PEM text or a path
-    return OnnxBackend(settings.model_uri, threads=settings.ort_threads or None, public_key=public_key)
+    return OnnxBackend(settings.model_uri, threads=settings.ort_threads or None,
+                       public_key=settings.public_key or None)  # PEM text or a path
 
 
 def _records_sink(settings: PredictSettings) -> Any:

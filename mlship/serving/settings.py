@@ -39,7 +39,6 @@ class ServeSettings(BaseSettingsMixin, BaseSettings):
     records_flush_seconds: float = Field(5.0, alias="RECORDS_FLUSH_SECONDS", gt=0, allow_inf_nan=False,
                                          description="seconds between writes of buffered records")
 
-    def public_key_source(self) -> str | bytes | None:
-        """The key as ``Predictor.load`` takes it: PEM bytes, a path, or None."""
-        key = self.public_key or ""
-        return key.encode() if key.lstrip().startswith("-----BEGIN") else key or None
+    def public_key_source(self) -> str | None:
+        """The key as ``Predictor.load`` takes it: PEM text, a path, or None."""
+        return self.public_key or None

@@ -53,6 +53,6 @@ def handler(churn_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
     monkeypatch.delenv("PREDICT_BACKEND", raising=False)
     monkeypatch.delenv("MLSHIP_PUBLIC_KEY", raising=False)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    module._state.update(backend=None, error=None, failed_at=0.0, writer=None)
+    module.reset()
     yield module
-    module._state.update(backend=None, error=None, failed_at=0.0, writer=None)
+    module.reset()

@@ -146,7 +146,7 @@ def test_lambda_endpoint_backend_runs_unchanged_against_the_gateway(gateway_env,
     resp = handler.handler(rest_v1_event("<a/>", "application/xml"), LambdaContext())
     assert resp["statusCode"] == 415
     monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "missing-endpoint")
-    handler._state.update(backend=None, error=None)
+    handler.reset()
     resp = handler.handler(rest_v1_event(json.dumps(holdout_records[0])), LambdaContext())
     assert resp["statusCode"] == 503 and "missing-endpoint" in json.loads(resp["body"])["reason"]
     aws.clear_cache()

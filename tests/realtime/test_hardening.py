@@ -102,7 +102,7 @@ def test_malformed_event_shapes_are_400(handler, event):
 @pytest.fixture
 def nan_handler(handler: Any, nonfinite_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("MODEL_URI", str(nonfinite_bundle))
-    handler._state.update(backend=None, error=None, failed_at=0.0, writer=None)
+    handler.reset()
     return handler
 
 
