@@ -109,14 +109,13 @@ def register(app: typer.Typer) -> None:
         access_log: bool = typer.Option(False, help="Log every request."),
     ) -> None:
         """Serve a bundle with SageMaker's inference contract (/ping, /invocations)."""
-        import os
-
         from mlship.errors import MlshipError
-        from mlship.serving.server import DEFAULT_MODEL_DIR, ServeConfig, run
+        from mlship.serving.server import ServeConfig, run
+        from mlship.serving.settings import ServeSettings
 
         if model and model_option and model != model_option:
             raise MlshipError(f"two bundles given ({model} and --model {model_option}): give one")
-        uri = model or model_option or os.environ.get("MODEL_URI") or DEFAULT_MODEL_DIR
+        uri = model or model_option or ServeSettings.from_env().model_uri
         run(ServeConfig(model=uri, host=host, port=port, workers=workers, threads=threads,
                         max_body_bytes=max_body_bytes, access_log=access_log, request_timeout=request_timeout))
 
