@@ -47,8 +47,9 @@ from mlship.aws.clients import (
     is_not_found,
     is_precondition_failure,
 )
+from mlship.aws.s3 import is_transient
 from mlship.aws.s3 import open_source as open_s3
-from mlship.errors import MlshipError
+from mlship.errors import MlshipError, TransientDownloadError
 from mlship.runtime.archive import ExtractLimits
 from mlship.runtime.bundle import Bundle
 
@@ -75,6 +76,12 @@ class NotFoundError(RegistryError):
     """A model, version or alias does not exist."""
 
     kind = "not_found"
+
+
+class TransientRegistryError(RegistryError):
+    """S3 throttled the registry read or did not answer: the same call may succeed later."""
+
+    kind = "transient"
 
 
 class VersionExistsError(RegistryError):
@@ -215,7 +222,11 @@ def resolve_uri(uri: str) -> str:
 
 def open_source(uri: str, limits: ExtractLimits | None = None) -> Bundle:
     """The ``mlship://`` source of :func:`mlship.runtime.sources.open_bundle`: resolve, then download."""
-    return open_s3(resolve_uri(uri), limits)
+    try:
+        location = resolve_uri(uri)
+    except TransientRegistryError as exc:  # a loader retries these (ModelLifecycle), unlike a missing alias
+        raise TransientDownloadError(str(exc)) from None
+    return open_s3(location, limits)
 
 
 def sagemaker_group_name(name: str) -> str:
@@ -278,6 +289,8 @@ class Registry:
         """The registry error of a failed S3 call: a missing bucket is named as such."""
         if is_no_such_bucket(exc):
             return RegistryError(f"registry bucket {self.bucket!r} does not exist")
+        if is_transient(exc):
+            return TransientRegistryError(f"cannot {action} s3://{self.bucket}/{key} now: {exc}")
         return RegistryError(f"cannot {action} s3://{self.bucket}/{key}: {exc}")
 
     def _head(self, key: str) -> dict[str, Any]:

@@ -308,3 +308,23 @@ def test_serve_app_retries_a_transient_load_from_ping(predictor, holdout_records
     assert status.startswith("200") and answer["model"]["name"] == "churn"
     status, answer = _wsgi(app, "POST", "/invocations", body)
     assert status.startswith("200") and len(answer["predictions"]) == 1
+
+
+def test_a_throttled_registry_read_is_a_transient_download_error(monkeypatch):
+    """``mlship://`` resolution: S3 throttling the alias read is worth a retry, a missing alias is not.
+
+    Stubber (not moto): moto never throttles; the answer is validated against S3's service model.
+    """
+    import boto3
+    from botocore.stub import Stubber
+
+    from mlship.errors import TransientDownloadError
+    from mlship.registry import store
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(s3)
+    stub.add_client_error("get_object", service_error_code="SlowDown", http_status_code=503)
+    stub.activate()
+    monkeypatch.setattr(store.Registry, "s3", property(lambda self: s3))
+    with pytest.raises(TransientDownloadError, match="SlowDown"):
+        store.open_source("mlship://churn@champion?bucket=reg")
