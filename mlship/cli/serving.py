@@ -89,90 +89,94 @@ def invoke_function(name: str, body: bytes, content_type: str) -> tuple[int, Any
     return status, answer
 
 
+def serve(
+    model: str = typer.Argument(None, show_default=False,
+                                help="Bundle: directory, .tar.gz, s3:// or mlship:// URI "
+                                     "(default: MODEL_URI, else /opt/ml/model)."),
+    model_option: str = typer.Option(None, "--model", show_default=False,
+                                     help="The bundle, as an option (same as the argument)."),
+    host: str = typer.Option("0.0.0.0", help="Interface to listen on."),  # noqa: S104
+    port: int = typer.Option(8080, help="Port (SageMaker: 8080)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per CPU)."),
+    threads: int = typer.Option(2, help="Request threads per worker (slow clients do not hold them)."),
+    max_body_bytes: int = typer.Option(6 * 1024 * 1024, help="Largest accepted request body."),
+    request_timeout: float = typer.Option(20.0, help="Seconds a client has to send a whole request "
+                                                     "(then 408 and the connection closes)."),
+    access_log: bool = typer.Option(False, help="Log every request."),
+) -> None:
+    """Serve a bundle with SageMaker's inference contract (/ping, /invocations)."""
+    from mlship.errors import MlshipError
+    from mlship.serving.server import ServeConfig, run
+    from mlship.serving.settings import ServeSettings
+
+    if model and model_option and model != model_option:
+        raise MlshipError(f"two bundles given ({model} and --model {model_option}): give one")
+    uri = model or model_option or ServeSettings.from_env().model_uri
+    run(ServeConfig(model=uri, host=host, port=port, workers=workers, threads=threads,
+                    max_body_bytes=max_body_bytes, access_log=access_log, request_timeout=request_timeout))
+
+
+def invoke(
+    file: Path = typer.Argument(..., help="A JSON or CSV file to send.", exists=True, dir_okay=False),
+    url: str = typer.Option(None, help="HTTP URL: API Gateway, Function URL or a server's /invocations."),
+    endpoint: str = typer.Option(None, help="SageMaker endpoint name (local gateway or AWS)."),
+    variant: str = typer.Option(None, help="Target production variant of the endpoint."),
+    function: str = typer.Option(None, help="Lambda function name (direct invocation)."),
+    content_type: str = typer.Option(None, help="Override the Content-Type (default from the extension)."),
+) -> None:
+    """Send a JSON or CSV file to a Lambda, an HTTP URL or a SageMaker endpoint and print the answer."""
+    from rich.console import Console
+
+    from mlship.errors import MlshipError
+
+    targets = [t for t in (url, endpoint, function) if t]
+    if len(targets) != 1:
+        raise MlshipError("give exactly one of --url, --endpoint or --function")
+    body = file.read_bytes()
+    ctype = _content_type(file, content_type)
+    if url:
+        status, answer = invoke_url(url, body, ctype)
+    elif endpoint:
+        status, answer = invoke_endpoint(endpoint, body, ctype, variant)
+    else:
+        status, answer = invoke_function(function, body, ctype)
+    Console().print_json(json.dumps(answer))
+    if status >= 400:
+        message = answer.get("error", "request failed") if isinstance(answer, dict) else "request failed"
+        raise MlshipError(f"HTTP {status}: {message}")
+
+
+def gateway(
+    port: int = typer.Option(8081, help="Port of the local sagemaker-runtime gateway."),
+    serve_workers: int = typer.Option(1, help="Workers per local `mlship serve` process."),
+) -> None:
+    """Run the local sagemaker-runtime gateway in the foreground (`mlship local up` starts one)."""
+    from mlship.serving.gateway import main
+
+    main(["--port", str(port), "--serve-workers", str(serve_workers)])
+
+
+def package(
+    function: str = typer.Argument("predict", help="Function under functions/ to package."),
+    force: bool = typer.Option(False, help="Rebuild even if the inputs did not change."),
+) -> None:
+    """Build a Lambda asset directory without Docker (build/lambda/FUNCTION) and print its sizes."""
+    from mlship.deploy.lambda_asset import HANDLER, RUNTIME, asset_info, build_lambda_asset
+
+    try:
+        path = build_lambda_asset(function, force=force)
+    except (FileNotFoundError, RuntimeError) as exc:
+        from mlship.errors import MlshipError
+
+        raise MlshipError(str(exc)) from None
+    info = asset_info(function) or {}
+    typer.echo(f"{path}: {info.get('unzipped_bytes', 0) / 1e6:.1f} MB unzipped, "
+               f"{(info.get('zipped_bytes') or 0) / 1e6:.1f} MB zipped; runtime {RUNTIME}, handler {HANDLER}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this path's commands to the main app."""
-
-    @app.command("serve")
-    def serve(
-        model: str = typer.Argument(None, show_default=False,
-                                    help="Bundle: directory, .tar.gz, s3:// or mlship:// URI "
-                                         "(default: MODEL_URI, else /opt/ml/model)."),
-        model_option: str = typer.Option(None, "--model", show_default=False,
-                                         help="The bundle, as an option (same as the argument)."),
-        host: str = typer.Option("0.0.0.0", help="Interface to listen on."),  # noqa: S104
-        port: int = typer.Option(8080, help="Port (SageMaker: 8080)."),
-        workers: int = typer.Option(0, help="Worker processes (0: one per CPU)."),
-        threads: int = typer.Option(2, help="Request threads per worker (slow clients do not hold them)."),
-        max_body_bytes: int = typer.Option(6 * 1024 * 1024, help="Largest accepted request body."),
-        request_timeout: float = typer.Option(20.0, help="Seconds a client has to send a whole request "
-                                                         "(then 408 and the connection closes)."),
-        access_log: bool = typer.Option(False, help="Log every request."),
-    ) -> None:
-        """Serve a bundle with SageMaker's inference contract (/ping, /invocations)."""
-        from mlship.errors import MlshipError
-        from mlship.serving.server import ServeConfig, run
-        from mlship.serving.settings import ServeSettings
-
-        if model and model_option and model != model_option:
-            raise MlshipError(f"two bundles given ({model} and --model {model_option}): give one")
-        uri = model or model_option or ServeSettings.from_env().model_uri
-        run(ServeConfig(model=uri, host=host, port=port, workers=workers, threads=threads,
-                        max_body_bytes=max_body_bytes, access_log=access_log, request_timeout=request_timeout))
-
-    @app.command("invoke")
-    def invoke(
-        file: Path = typer.Argument(..., help="A JSON or CSV file to send.", exists=True, dir_okay=False),
-        url: str = typer.Option(None, help="HTTP URL: API Gateway, Function URL or a server's /invocations."),
-        endpoint: str = typer.Option(None, help="SageMaker endpoint name (local gateway or AWS)."),
-        variant: str = typer.Option(None, help="Target production variant of the endpoint."),
-        function: str = typer.Option(None, help="Lambda function name (direct invocation)."),
-        content_type: str = typer.Option(None, help="Override the Content-Type (default from the extension)."),
-    ) -> None:
-        """Send a JSON or CSV file to a Lambda, an HTTP URL or a SageMaker endpoint and print the answer."""
-        from rich.console import Console
-
-        from mlship.errors import MlshipError
-
-        targets = [t for t in (url, endpoint, function) if t]
-        if len(targets) != 1:
-            raise MlshipError("give exactly one of --url, --endpoint or --function")
-        body = file.read_bytes()
-        ctype = _content_type(file, content_type)
-        if url:
-            status, answer = invoke_url(url, body, ctype)
-        elif endpoint:
-            status, answer = invoke_endpoint(endpoint, body, ctype, variant)
-        else:
-            status, answer = invoke_function(function, body, ctype)
-        Console().print_json(json.dumps(answer))
-        if status >= 400:
-            message = answer.get("error", "request failed") if isinstance(answer, dict) else "request failed"
-            raise MlshipError(f"HTTP {status}: {message}")
-
-    @app.command("gateway")
-    def gateway(
-        port: int = typer.Option(8081, help="Port of the local sagemaker-runtime gateway."),
-        serve_workers: int = typer.Option(1, help="Workers per local `mlship serve` process."),
-    ) -> None:
-        """Run the local sagemaker-runtime gateway in the foreground (`mlship local up` starts one)."""
-        from mlship.serving.gateway import main
-
-        main(["--port", str(port), "--serve-workers", str(serve_workers)])
-
-    @app.command("package")
-    def package(
-        function: str = typer.Argument("predict", help="Function under functions/ to package."),
-        force: bool = typer.Option(False, help="Rebuild even if the inputs did not change."),
-    ) -> None:
-        """Build a Lambda asset directory without Docker (build/lambda/FUNCTION) and print its sizes."""
-        from mlship.deploy.lambda_asset import HANDLER, RUNTIME, asset_info, build_lambda_asset
-
-        try:
-            path = build_lambda_asset(function, force=force)
-        except (FileNotFoundError, RuntimeError) as exc:
-            from mlship.errors import MlshipError
-
-            raise MlshipError(str(exc)) from None
-        info = asset_info(function) or {}
-        typer.echo(f"{path}: {info.get('unzipped_bytes', 0) / 1e6:.1f} MB unzipped, "
-                   f"{(info.get('zipped_bytes') or 0) / 1e6:.1f} MB zipped; runtime {RUNTIME}, handler {HANDLER}")
+    app.command("serve")(serve)
+    app.command("invoke")(invoke)
+    app.command("gateway")(gateway)
+    app.command("package")(package)
