@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from mlship.errors import BundleError, VerificationError
 from mlship.runtime.bundle import Bundle
@@ -106,8 +107,20 @@ def pack_bundle(path: str | Path, out: str | Path) -> Path:
     """
     src, out = Path(path), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with (open(tmp, "wb") as raw,
+    # a unique temporary file next to the target: two packers of one path never share it
+    handle, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        _write_archive(src, os.fdopen(handle, "wb"))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _write_archive(src: Path, raw_file: BinaryIO) -> None:
+    with (raw_file as raw,
           gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=PACK_GZIP_LEVEL) as gz,
           tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar):
         for p in _pack_order(src):
@@ -116,8 +129,6 @@ def pack_bundle(path: str | Path, out: str | Path) -> Path:
             info.size, info.mode = p.stat().st_size, 0o644
             with open(p, "rb") as fh:
                 tar.addfile(info, fh)
-    os.replace(tmp, out)
-    return out
 
 
 def cache_dir() -> Path:

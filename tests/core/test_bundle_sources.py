@@ -256,3 +256,19 @@ def test_extraction_limits_by_keyword(churn_bundle, tmp_path, limits, reason):
     assert err.value.reason == reason
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []  # staging removed too
     assert extract_tarball(str(churn_bundle) + ".tar.gz", tmp_path / "out") == tmp_path / "out"  # defaults fit
+
+
+def test_concurrent_packs_of_one_path_never_share_a_temporary_file(churn_bundle, tmp_path):
+    """Eight threads pack the same bundle to the same path: every pack succeeds, the result is whole."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlship.runtime.archive import pack_bundle
+
+    out = tmp_path / "same.tar.gz"
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: pack_bundle(churn_bundle, out), range(8)))
+    assert results == [out] * 8
+    with tarfile.open(out) as tar:
+        assert "manifest.json" in tar.getnames()
+    assert [p.name for p in tmp_path.iterdir()] == ["same.tar.gz"]  # no temporary file left behind
