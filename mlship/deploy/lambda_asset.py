@@ -332,7 +332,6 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
     out_root = _resolve_out_root(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     out = out_root / function
-    info_path = out_root / f"{function}.json"
     entry = sorted(p for p in function_dir.glob("*.py") if p.name != "__init__.py")
     platforms = PLATFORMS[arch]
     with open(out_root / f".{function}.lock", "w") as lock:
@@ -349,57 +348,76 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
             if previous and previous.get("fingerprint") == fingerprint and (out / HANDLER_FILE).is_file():
                 return out
         else:
-            shutil.rmtree(deps, ignore_errors=True)
-            staging = Path(tempfile.mkdtemp(prefix=".deps-", dir=out_root))
-            try:
-                _pip_install(requirements, staging, python_version, platforms)
-                installed = sorted({_normalize(i.name.removesuffix(".dist-info").rsplit("-", 1)[0])
-                                    for i in staging.glob("*.dist-info")})
-                pins = {name: all_pins.get(name) for name in installed}
-                for name in RUNTIME_PROVIDED:
-                    _remove_distribution(staging, name)
-                _prune(staging)
-                saved = _strip_shared_objects(staging)
-                _log(f"stripped shared objects: {saved / 1e6:.1f} MB saved")
-                (staging / ".complete").write_text(json.dumps({"key": deps_key, "pins": pins}, indent=1))
-                deps.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging, deps)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            for stale in (out_root / ".deps").glob(f"{function}-*"):
-                if stale != deps:
-                    shutil.rmtree(stale, ignore_errors=True)
+            pins = _install_deps(function, requirements, deps, deps_key, all_pins, python_version, platforms)
             fingerprint = _fingerprint(requirements, entry, modules, deps_key, pins, python_version)
-        staging = Path(tempfile.mkdtemp(prefix=f".{function}-", dir=out_root))
-        try:
-            shutil.copytree(deps, staging, dirs_exist_ok=True, symlinks=True)
-            (staging / ".complete").unlink(missing_ok=True)
-            _copy_sources(staging, function_dir, modules)
-            compiled = _can_compile(python_version)
-            if compiled:
-                compileall.compile_dir(str(staging), quiet=1, workers=0)
-            unzipped = dir_size(staging)
-            if unzipped > LAMBDA_UNZIPPED_LIMIT:
-                raise RuntimeError(f"Lambda asset for {function} is {unzipped / 1e6:.0f} MB unzipped, over "
-                                   f"Lambda's {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB limit")
-            zipped = zipped_size(staging) if measure_zip else None
-            trash = out_root / f".{function}-old-{os.getpid()}"
-            if out.exists():
-                os.replace(out, trash)
-            os.replace(staging, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        unzipped, zipped, compiled = _assemble_asset(function, function_dir, deps, modules, out_root,
+                                                     python_version, measure_zip)
         info = {"function": function, "fingerprint": fingerprint, "runtime": f"python{python_version}",
                 "handler": HANDLER, "platforms": list(platforms), "unzipped_bytes": unzipped,
                 "zipped_bytes": zipped, "pyc_compiled": bool(compiled),
                 "mlship_modules": [m.as_posix() for m in modules],
                 "requirements": requirements.read_text().split()}
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
+        (out_root / f"{function}.json").write_text(json.dumps(info, indent=2) + "\n")
         _log(f"built {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: "
              f"{unzipped / 1e6:.1f} MB unzipped" + (f", {zipped / 1e6:.1f} MB zipped" if zipped else ""))
         return out
 
+
+def _install_deps(function: str, requirements: Path, deps: Path, deps_key: str, all_pins: dict[str, str],
+                  python_version: str, platforms: tuple[str, ...]) -> dict[str, str | None]:
+    """Install, trim and strip the wheels into ``deps`` (atomically); return the installed pins.
+
+    The other cached dependency sets of ``function`` are removed: only the current one is reused.
+    """
+    out_root = deps.parent.parent  # deps is <out_root>/.deps/<function>-<key>
+    shutil.rmtree(deps, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".deps-", dir=out_root))
+    try:
+        _pip_install(requirements, staging, python_version, platforms)
+        installed = sorted({_normalize(i.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+                            for i in staging.glob("*.dist-info")})
+        pins = {name: all_pins.get(name) for name in installed}
+        for name in RUNTIME_PROVIDED:
+            _remove_distribution(staging, name)
+        _prune(staging)
+        saved = _strip_shared_objects(staging)
+        _log(f"stripped shared objects: {saved / 1e6:.1f} MB saved")
+        (staging / ".complete").write_text(json.dumps({"key": deps_key, "pins": pins}, indent=1))
+        deps.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, deps)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for stale in (out_root / ".deps").glob(f"{function}-*"):
+        if stale != deps:
+            shutil.rmtree(stale, ignore_errors=True)
+    return pins
+
+
+def _assemble_asset(function: str, function_dir: Path, deps: Path, modules: list[Path], out_root: Path,
+                    python_version: str, measure_zip: bool) -> tuple[int, int | None, bool]:
+    """Put deps + sources (+ .pyc) in ``<out_root>/<function>`` atomically; return (unzipped, zipped, compiled)."""
+    out = out_root / function
+    staging = Path(tempfile.mkdtemp(prefix=f".{function}-", dir=out_root))
+    try:
+        shutil.copytree(deps, staging, dirs_exist_ok=True, symlinks=True)
+        (staging / ".complete").unlink(missing_ok=True)
+        _copy_sources(staging, function_dir, modules)
+        compiled = _can_compile(python_version)
+        if compiled:
+            compileall.compile_dir(str(staging), quiet=1, workers=0)
+        unzipped = dir_size(staging)
+        if unzipped > LAMBDA_UNZIPPED_LIMIT:
+            raise RuntimeError(f"Lambda asset for {function} is {unzipped / 1e6:.0f} MB unzipped, over "
+                               f"Lambda's {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB limit")
+        zipped = zipped_size(staging) if measure_zip else None
+        trash = out_root / f".{function}-old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, trash)
+        os.replace(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return unzipped, zipped, compiled
 
 HANDLER_FILE = "handler.py"
 
