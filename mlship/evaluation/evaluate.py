@@ -163,15 +163,9 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
 
     say = progress or (lambda _msg: None)
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, public_key=public_key)
-    manifest = predictor.bundle.manifest
-    lineage = manifest.get("lineage") or {}
+    lineage = predictor.bundle.manifest.get("lineage") or {}
     label = label or lineage.get("label")
-    if not label or label not in frame.columns:
-        columns = ", ".join(map(str, frame.columns))
-        raise EvaluationError(f"label column {label!r} is not in the data (columns: {columns})")
-    for col in [*slices, *([sensitive] if sensitive else [])]:
-        if col not in frame.columns:
-            raise EvaluationError(f"column {col!r} (slice or sensitive attribute) is not in the data")
+    _check_columns(frame, label, [*slices, *([sensitive] if sensitive else [])])
     say(f"predicting {len(frame)} rows with {predictor.model_name}:{predictor.model_version} (onnxruntime)")
     started = time.perf_counter()
     scored = predictor.score(frame, allow_extra=True)
@@ -181,47 +175,19 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
         reasons = scored.validated.errors[:3]
         raise EvaluationError(f"no row of the data is valid for {predictor.model_name}:{predictor.model_version}: "
                               + "; ".join(str(e) for e in reasons))
-    pred = scored.prediction
     task = predictor.task
     kept = frame.loc[valid]
-    y_true = kept[label].to_numpy()
-    if task == "classification":
-        labels, scores = pred.labels, pred.probabilities
-        y_true = np.asarray(python_values(y_true), dtype=object)
-    else:
-        labels, scores = None, pred.values
-        y_true = y_true.astype(np.float64)
+    y_true, labels, scores = _outcomes(task, kept[label].to_numpy(), scored.prediction)
     classes = predictor.classes
     full = compute_metrics(task, y_true, labels, scores, classes)
-    metrics = _scalars(task, full)
     say(f"bootstrapping {bootstrap} resamples")
     if samples is None or samples.shape[1] != len(y_true):
         samples = bootstrap_samples(len(y_true), bootstrap, seed)
     boot = bootstrap_metrics(task, y_true, labels, scores, classes, samples) if len(samples) else {}
-    intervals = {m: interval(v, confidence) for m, v in boot.items()}
-    slice_out: dict[str, dict[str, dict[str, Any]]] = {}
-    for col in slices:
-        slice_out[col] = {}
-        for key, mask in _slice_groups(kept, col):
-            sub = compute_metrics(task, y_true[mask], None if labels is None else labels[mask],
-                                  None if scores is None else scores[mask], classes)
-            slice_out[col][key] = {"rows": int(mask.sum()), **_scalars(task, sub)}
-    fairness = None
-    if sensitive:
-        if task != "classification":
-            raise EvaluationError("fairness metrics need a classifier (demographic parity / equalized odds)")
-        from mlship.stats.fairness import fairness_metrics
-
-        positive = classes[-1] if classes else 1
-        fairness = {"attribute": sensitive,
-                    **fairness_metrics(y_true, labels, kept[sensitive].to_numpy(), positive_label=positive)}
+    slice_out = _slice_metrics(task, kept, slices, y_true, labels, scores, classes)
+    fairness = _fairness(task, kept, sensitive, classes, y_true, labels) if sensitive else None
     say(f"measuring latency ({min(latency_rows, len(kept))} single-row calls)")
-    features = kept[predictor.schema.names]
-    records = json.loads(features.head(latency_rows).to_json(orient="records")) if latency_rows else []
-    latency: dict[str, Any] = {"batch": {"rows": int(len(frame)), "seconds": batch_seconds,
-                                         "rows_per_s": len(frame) / batch_seconds if batch_seconds > 0 else None}}
-    if records:
-        latency["single_row_ms"] = measure_latency(predictor, records)
+    latency = _latency(predictor, kept, latency_rows, rows=int(len(frame)), batch_seconds=batch_seconds)
     details: dict[str, Any] = {}
     if task == "classification":
         details = {"classes": full.get("classes"), "confusion_matrix": full.get("confusion_matrix")}
@@ -231,10 +197,63 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
         data={"rows": int(len(frame)), "valid_rows": int(valid.sum()), "invalid_rows": int((~valid).sum()),
               "label": label, "fingerprint": dataframe_sha256(frame), "bootstrap": int(len(samples)),
               "confidence": confidence, "seed": seed},
-        metrics=metrics, intervals=intervals, slices=slice_out, fairness=fairness, latency=latency,
+        metrics=_scalars(task, full), intervals={m: interval(v, confidence) for m, v in boot.items()},
+        slices=slice_out, fairness=fairness, latency=latency,
         details=details, y_true=y_true, labels=labels, scores=scores, row_index=np.flatnonzero(valid),
         boot=boot, samples=samples)
 
+
+def _check_columns(frame: Any, label: str | None, attributes: Sequence[str]) -> None:
+    """Raise :class:`EvaluationError` unless the label and every slice / sensitive column are in ``frame``."""
+    if not label or label not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise EvaluationError(f"label column {label!r} is not in the data (columns: {columns})")
+    for col in attributes:
+        if col not in frame.columns:
+            raise EvaluationError(f"column {col!r} (slice or sensitive attribute) is not in the data")
+
+
+def _outcomes(task: str, y_true: np.ndarray, pred: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(y_true, labels, scores)`` in the types the metrics expect (labels are None for a regressor)."""
+    if task == "classification":
+        return np.asarray(python_values(y_true), dtype=object), pred.labels, pred.probabilities
+    return y_true.astype(np.float64), None, pred.values
+
+
+def _slice_metrics(task: str, kept: Any, slices: Sequence[str], y_true: np.ndarray, labels: np.ndarray | None,
+                   scores: np.ndarray | None, classes: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{column: {group: {"rows": n, metric: value}}}`` for each slice column."""
+    slice_out: dict[str, dict[str, dict[str, Any]]] = {}
+    for col in slices:
+        slice_out[col] = {}
+        for key, mask in _slice_groups(kept, col):
+            sub = compute_metrics(task, y_true[mask], None if labels is None else labels[mask],
+                                  None if scores is None else scores[mask], classes)
+            slice_out[col][key] = {"rows": int(mask.sum()), **_scalars(task, sub)}
+    return slice_out
+
+
+def _fairness(task: str, kept: Any, sensitive: str, classes: Any, y_true: np.ndarray,
+              labels: np.ndarray | None) -> dict[str, Any]:
+    """Fairness metrics of a classifier by the ``sensitive`` column (the last class is the positive one)."""
+    if task != "classification":
+        raise EvaluationError("fairness metrics need a classifier (demographic parity / equalized odds)")
+    from mlship.stats.fairness import fairness_metrics
+
+    positive = classes[-1] if classes else 1
+    return {"attribute": sensitive,
+            **fairness_metrics(y_true, labels, kept[sensitive].to_numpy(), positive_label=positive)}
+
+
+def _latency(predictor: Any, kept: Any, latency_rows: int, *, rows: int, batch_seconds: float) -> dict[str, Any]:
+    """Batch throughput of the scoring run, plus single-row percentiles on up to ``latency_rows`` rows."""
+    features = kept[predictor.schema.names]
+    records = json.loads(features.head(latency_rows).to_json(orient="records")) if latency_rows else []
+    latency: dict[str, Any] = {"batch": {"rows": rows, "seconds": batch_seconds,
+                                         "rows_per_s": rows / batch_seconds if batch_seconds > 0 else None}}
+    if records:
+        latency["single_row_ms"] = measure_latency(predictor, records)
+    return latency
 
 # ---------------------------------------------------------------------------------- reports
 def figure_png(fig: Any) -> str:
@@ -276,65 +295,89 @@ def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
     figs: list[tuple[str, str]] = []
     curves = _curves(ev)
     if curves:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-        axes[0].plot(curves["fpr"], curves["tpr"], lw=2)
-        axes[0].plot([0, 1], [0, 1], "k--", lw=1)
-        axes[0].set(title=f"ROC (AUC {ev.metrics.get('roc_auc') or float('nan'):.3f})", xlabel="false positive rate",
-                    ylabel="true positive rate")
-        axes[1].plot(curves["recall"], curves["precision"], lw=2)
-        axes[1].set(title=f"Precision-recall (AP {ev.metrics.get('pr_auc') or float('nan'):.3f})",
-                    xlabel="recall", ylabel="precision", ylim=(0, 1.02))
-        if curves["calibration"]:
-            mean_p, frac = zip(*curves["calibration"], strict=True)
-            axes[2].plot(mean_p, frac, "o-")
-        axes[2].plot([0, 1], [0, 1], "k--", lw=1)
-        axes[2].set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
-        figs.append(("Curves", figure_png(fig)))
+        figs.append(("Curves", _curves_figure(plt, ev, curves)))
     elif ev.task == "regression" and ev.scores is not None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        axes[0].scatter(ev.y_true, ev.scores, s=4, alpha=0.4)
-        axes[0].set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
-        axes[1].hist(ev.scores - ev.y_true, bins=50)
-        axes[1].set(title="Residuals", xlabel="predicted - actual")
-        figs.append(("Predictions", figure_png(fig)))
+        figs.append(("Predictions", _regression_figure(plt, ev)))
     names = [m for m, v in ev.metrics.items() if v is not None]
     if names:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        vals = [ev.metrics[m] for m in names]
-        lows = [ev.metrics[m] - (ev.intervals.get(m, {}).get("low") or ev.metrics[m]) for m in names]
-        highs = [(ev.intervals.get(m, {}).get("high") or ev.metrics[m]) - ev.metrics[m] for m in names]
-        ax.bar(names, vals, yerr=[lows, highs], capsize=4, color="#4c72b0")
-        conf = ev.data.get("confidence", 0.95)
-        ax.set(title=f"Metrics with {conf:.0%} bootstrap intervals ({ev.data.get('bootstrap')} resamples)")
-        figs.append(("Metrics", figure_png(fig)))
+        figs.append(("Metrics", _metrics_figure(plt, ev, names)))
     primary = "roc_auc" if ev.task == "classification" else "rmse"
     for col, groups in ev.slices.items():
-        keys = list(groups)
-        vals = [groups[k].get(primary) or 0.0 for k in keys]
-        fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(keys) + 2), 3.2))
-        ax.bar(keys, vals, color="#55a868")
-        if ev.metrics.get(primary) is not None:
-            ax.axhline(ev.metrics[primary], color="k", ls="--", lw=1, label="overall")
-            ax.legend()
-        ax.set(title=f"{primary} by {col}", ylabel=primary)
-        ax.tick_params(axis="x", rotation=30)
-        figs.append((f"Slices: {col}", figure_png(fig)))
+        figs.append((f"Slices: {col}", _slice_figure(plt, ev, col, groups, primary)))
     if ev.fairness:
-        groups = ev.fairness["groups"]
-        keys = list(groups)
-        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(keys) + 2), 3.2))
-        width = 0.27
-        x = np.arange(len(keys))
-        for i, (metric, colour) in enumerate([("selection_rate", "#4c72b0"), ("tpr", "#55a868"),
-                                              ("fpr", "#c44e52")]):
-            ax.bar(x + (i - 1) * width, [groups[k].get(metric) or 0.0 for k in keys], width, label=metric,
-                   color=colour)
-        ax.set_xticks(x, keys)
-        ax.set(title=f"Rates by {ev.fairness['attribute']}")
-        ax.legend()
-        figs.append(("Fairness", figure_png(fig)))
+        figs.append(("Fairness", _fairness_figure(plt, ev.fairness)))
     return figs
 
+
+def _curves_figure(plt: Any, ev: Evaluation, curves: dict[str, Any]) -> str:
+    """ROC, precision-recall and calibration of a binary classifier, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    axes[0].plot(curves["fpr"], curves["tpr"], lw=2)
+    axes[0].plot([0, 1], [0, 1], "k--", lw=1)
+    axes[0].set(title=f"ROC (AUC {ev.metrics.get('roc_auc') or float('nan'):.3f})", xlabel="false positive rate",
+                ylabel="true positive rate")
+    axes[1].plot(curves["recall"], curves["precision"], lw=2)
+    axes[1].set(title=f"Precision-recall (AP {ev.metrics.get('pr_auc') or float('nan'):.3f})",
+                xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+    if curves["calibration"]:
+        mean_p, frac = zip(*curves["calibration"], strict=True)
+        axes[2].plot(mean_p, frac, "o-")
+    axes[2].plot([0, 1], [0, 1], "k--", lw=1)
+    axes[2].set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
+    return figure_png(fig)
+
+
+def _regression_figure(plt: Any, ev: Evaluation) -> str:
+    """Predicted against actual values, and the residuals' histogram."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].scatter(ev.y_true, ev.scores, s=4, alpha=0.4)
+    axes[0].set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
+    axes[1].hist(ev.scores - ev.y_true, bins=50)
+    axes[1].set(title="Residuals", xlabel="predicted - actual")
+    return figure_png(fig)
+
+
+def _metrics_figure(plt: Any, ev: Evaluation, names: list[str]) -> str:
+    """The metrics ``names`` as bars with their bootstrap intervals as error bars."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    vals = [ev.metrics[m] for m in names]
+    lows = [ev.metrics[m] - (ev.intervals.get(m, {}).get("low") or ev.metrics[m]) for m in names]
+    highs = [(ev.intervals.get(m, {}).get("high") or ev.metrics[m]) - ev.metrics[m] for m in names]
+    ax.bar(names, vals, yerr=[lows, highs], capsize=4, color="#4c72b0")
+    conf = ev.data.get("confidence", 0.95)
+    ax.set(title=f"Metrics with {conf:.0%} bootstrap intervals ({ev.data.get('bootstrap')} resamples)")
+    return figure_png(fig)
+
+
+def _slice_figure(plt: Any, ev: Evaluation, col: str, groups: dict[str, dict[str, Any]], primary: str) -> str:
+    """The ``primary`` metric per group of slice ``col``, against the overall value."""
+    keys = list(groups)
+    vals = [groups[k].get(primary) or 0.0 for k in keys]
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(keys) + 2), 3.2))
+    ax.bar(keys, vals, color="#55a868")
+    if ev.metrics.get(primary) is not None:
+        ax.axhline(ev.metrics[primary], color="k", ls="--", lw=1, label="overall")
+        ax.legend()
+    ax.set(title=f"{primary} by {col}", ylabel=primary)
+    ax.tick_params(axis="x", rotation=30)
+    return figure_png(fig)
+
+
+def _fairness_figure(plt: Any, fairness: dict[str, Any]) -> str:
+    """Selection rate, TPR and FPR per group of the sensitive attribute."""
+    groups = fairness["groups"]
+    keys = list(groups)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(keys) + 2), 3.2))
+    width = 0.27
+    x = np.arange(len(keys))
+    for i, (metric, colour) in enumerate([("selection_rate", "#4c72b0"), ("tpr", "#55a868"),
+                                          ("fpr", "#c44e52")]):
+        ax.bar(x + (i - 1) * width, [groups[k].get(metric) or 0.0 for k in keys], width, label=metric,
+               color=colour)
+    ax.set_xticks(x, keys)
+    ax.set(title=f"Rates by {fairness['attribute']}")
+    ax.legend()
+    return figure_png(fig)
 
 def html_table(rows: list[list[Any]], header: list[str]) -> str:
     """An HTML table of ``rows`` under ``header`` (floats to 4 decimals, None as an empty cell)."""
