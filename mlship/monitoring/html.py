@@ -114,6 +114,22 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) -> str:
     """The HTML page of a monitor (or ``mlship drift``) report."""
     drift = report.get("drift") or {}
+    out = _summary(report, drift)
+    if history:
+        out += _history_section(history, drift)
+    out += _features_section(drift)
+    perf = report.get("performance")
+    if perf:
+        out += _performance_section(perf)
+    fair = report.get("fairness")
+    if fair:
+        out += _fairness_section(fair)
+    out.append("</body></html>")
+    return "".join(out)
+
+
+def _summary(report: dict[str, Any], drift: dict[str, Any]) -> list[str]:
+    """The page head, the window, the dataset drift verdict and the alerts."""
     model = report.get("model") or {}
     title = f"mlship monitoring: {model.get('name', '')} v{model.get('version', '')}".strip()
     verdict = "DRIFT DETECTED" if drift.get("dataset_drift") else "no dataset drift"
@@ -135,20 +151,29 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
     if alerts:
         out.append("<ul>" + "".join(f"<li><b>{_e(a['type'])}</b>: {_e(a['message'])}</li>" for a in alerts)
                    + "</ul>")
-    if history:
-        labels = [h.get("time", "") for h in history]
-        out.append("<h2>Drift over time</h2>")
-        out.append(line_svg({"drift share": [h.get("share") for h in history],
-                             "prediction drift score": [h.get("prediction_score") for h in history]},
-                            labels, threshold=(drift.get("thresholds") or {}).get("share")))
-        if any(h.get("quality") is not None for h in history):
-            out.append(line_svg({"model quality": [h.get("quality") for h in history]}, labels))
+    return out
+
+
+def _history_section(history: list[dict[str, Any]], drift: dict[str, Any]) -> list[str]:
+    """Drift share, prediction drift and (when known) model quality over the past runs."""
+    labels = [h.get("time", "") for h in history]
+    out = ["<h2>Drift over time</h2>",
+           line_svg({"drift share": [h.get("share") for h in history],
+                     "prediction drift score": [h.get("prediction_score") for h in history]},
+                    labels, threshold=(drift.get("thresholds") or {}).get("share"))]
+    if any(h.get("quality") is not None for h in history):
+        out.append(line_svg({"model quality": [h.get("quality") for h in history]}, labels))
+    return out
+
+
+def _features_section(drift: dict[str, Any]) -> list[str]:
+    """The per-feature drift table (drifted rows highlighted) and a histogram card per feature and prediction."""
     rows = []
     for name, f in (drift.get("features") or {}).items():
         rows.append([name, f.get("type"), f.get("drifted"), f.get("method"), f.get("score"), f.get("threshold"),
                      f.get("ks_statistic"), f.get("ks_pvalue"), f.get("wasserstein_norm"), f.get("psi"),
                      f.get("jensenshannon"), f.get("chi2_pvalue"), f.get("null_rate_change"), f.get("reason")])
-    out.append("<h2>Features</h2>")
+    out = ["<h2>Features</h2>"]
     table = _table(rows, ["feature", "type", "drifted", "method", "score", "threshold", "KS D", "KS p",
                           "Wasserstein (norm.)", "PSI", "JS distance", "chi² p", "Δ null rate", "reason"])
     for name, f in (drift.get("features") or {}).items():
@@ -163,27 +188,32 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
             mark = " <span style='color:#d62728'>(drifted)</span>" if f.get("drifted") else ""
             out.append(f"<div class='card'><h3>{_e(name)}{mark}</h3>{svg}</div>")
     out.append("</div>")
-    perf = report.get("performance")
-    if perf:
-        out.append("<h2>Performance (late labels)</h2>")
-        out.append(f"<p>{_e(perf.get('labelled_rows'))} labelled rows; status <b>{_e(perf.get('status'))}</b>; "
-                   f"primary metric {_e(perf.get('primary_metric'))}: {_fmt(perf.get('value'))} "
-                   f"(holdout {_fmt(perf.get('reference'))}, tolerance {_fmt(perf.get('tolerance'))}).</p>")
-        cur = perf.get("current") or {}
-        hold = perf.get("holdout") or {}
-        names = [k for k in hold if k in cur and k != "rows"]
-        out.append(_table([[k, hold.get(k), cur.get(k)] for k in names], ["metric", "holdout", "window"]))
-    fair = report.get("fairness")
-    if fair:
-        out.append(f"<h2>Fairness by {_e(fair.get('attribute'))}</h2>")
-        for label, block in (("window (predictions)", fair.get("window")), ("labelled window", fair.get("labelled"))):
-            if not block:
-                continue
-            out.append(f"<h3>{_e(label)}: demographic parity difference "
-                       f"{_fmt(block.get('demographic_parity_difference'))}, equalized odds difference "
-                       f"{_fmt(block.get('equalized_odds_difference'))}</h3>")
-            groups = block.get("groups") or {}
-            out.append(_table([[g, v.get("count"), v.get("selection_rate"), v.get("tpr"), v.get("fpr")]
-                               for g, v in groups.items()], ["group", "rows", "selection rate", "TPR", "FPR"]))
-    out.append("</body></html>")
-    return "".join(out)
+    return out
+
+
+def _performance_section(perf: dict[str, Any]) -> list[str]:
+    """Model quality on the late labels against the holdout."""
+    out = ["<h2>Performance (late labels)</h2>",
+           f"<p>{_e(perf.get('labelled_rows'))} labelled rows; status <b>{_e(perf.get('status'))}</b>; "
+           f"primary metric {_e(perf.get('primary_metric'))}: {_fmt(perf.get('value'))} "
+           f"(holdout {_fmt(perf.get('reference'))}, tolerance {_fmt(perf.get('tolerance'))}).</p>"]
+    cur = perf.get("current") or {}
+    hold = perf.get("holdout") or {}
+    names = [k for k in hold if k in cur and k != "rows"]
+    out.append(_table([[k, hold.get(k), cur.get(k)] for k in names], ["metric", "holdout", "window"]))
+    return out
+
+
+def _fairness_section(fair: dict[str, Any]) -> list[str]:
+    """Fairness gaps and per-group rates, on the predictions and on the labelled rows."""
+    out = [f"<h2>Fairness by {_e(fair.get('attribute'))}</h2>"]
+    for label, block in (("window (predictions)", fair.get("window")), ("labelled window", fair.get("labelled"))):
+        if not block:
+            continue
+        out.append(f"<h3>{_e(label)}: demographic parity difference "
+                   f"{_fmt(block.get('demographic_parity_difference'))}, equalized odds difference "
+                   f"{_fmt(block.get('equalized_odds_difference'))}</h3>")
+        groups = block.get("groups") or {}
+        out.append(_table([[g, v.get("count"), v.get("selection_rate"), v.get("tpr"), v.get("fpr")]
+                           for g, v in groups.items()], ["group", "rows", "selection rate", "TPR", "FPR"]))
+    return out
