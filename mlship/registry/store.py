@@ -346,15 +346,8 @@ class Registry:
         """
         from mlship.runtime.archive import pack_bundle
         from mlship.runtime.hashing import canonical_json, sha256_bytes
-        from mlship.runtime.sources import open_bundle
 
-        opened = open_bundle(bundle)
-        key_obj = None
-        if public_key is not None:  # None means: register unsigned bundles too ($MLSHIP_PUBLIC_KEY is not read)
-            from mlship.runtime.predictor import resolve_public_key
-
-            key_obj = resolve_public_key(public_key)
-        opened.verify(key_obj, require_signature=key_obj is not None)
+        opened = _open_verified(bundle, public_key)
         name = check_name("model name", opened.name)
         version = check_name("version", opened.version)
         signature = opened.read_json("signature.json") if opened.is_signed else None
@@ -368,25 +361,12 @@ class Registry:
                                       "mlship-version": version})
         created = etag is not None
         if not created:
-            head = self._head(bundle_key)
-            existing = (head.get("Metadata") or {}).get("content-sha256")
-            if existing != content_sha:
-                raise VersionExistsError(
-                    f"model {name} version {version} is already registered with different content "
-                    f"(sha256 {str(existing)[:12]}... != {content_sha[:12]}...): versions are immutable, "
-                    "export the new model with a new version")
-            found = self._get_json(self._version_key(name, version, VERSION_OBJECT))
-            for _ in range(20):  # a concurrent registration of the same content may still be finishing
-                if found is not None:
-                    return VersionRecord.from_dict(found[0]), False
-                time.sleep(0.05)
-                found = self._get_json(self._version_key(name, version, VERSION_OBJECT))
+            existing_record = self._existing_version(name, version, content_sha)
+            if existing_record is not None:
+                return existing_record, False
             # the first registration crashed after storing the bundle: complete it (idempotent)
         metrics = (opened.manifest.get("metrics") or {}).get("holdout") or {}
-        metrics_key = self._version_key(name, version, METRICS_OBJECT)
-        metrics_doc = {"holdout": metrics, "cross_validation": opened.manifest.get("cross_validation")}
-        metrics_body = json.dumps(metrics_doc, indent=2, sort_keys=True, default=str).encode()
-        self._create(metrics_key, metrics_body, ContentType="application/json")
+        metrics_key = self._store_metrics(name, version, opened.manifest)
         record = VersionRecord(
             name=name, version=version, content_sha256=content_sha, bundle_uri=self.bundle_uri(name, version),
             registered_at=now(), registered_by=who or whoami(), task=opened.manifest.get("task"),
@@ -400,6 +380,35 @@ class Registry:
             found = self._get_json(self._version_key(name, version, VERSION_OBJECT))
             return VersionRecord.from_dict(found[0]) if found else record, False
         return record, created
+
+    def _existing_version(self, name: str, version: str, content_sha: str) -> VersionRecord | None:
+        """The record of a version whose bundle is already stored, or None if its registration never finished.
+
+        Raises :class:`VersionExistsError` when the stored bundle has other content than ``content_sha``.
+        """
+        head = self._head(self._version_key(name, version, BUNDLE_OBJECT))
+        existing = (head.get("Metadata") or {}).get("content-sha256")
+        if existing != content_sha:
+            raise VersionExistsError(
+                f"model {name} version {version} is already registered with different content "
+                f"(sha256 {str(existing)[:12]}... != {content_sha[:12]}...): versions are immutable, "
+                "export the new model with a new version")
+        found = self._get_json(self._version_key(name, version, VERSION_OBJECT))
+        for _ in range(20):  # a concurrent registration of the same content may still be finishing
+            if found is not None:
+                return VersionRecord.from_dict(found[0])
+            time.sleep(0.05)
+            found = self._get_json(self._version_key(name, version, VERSION_OBJECT))
+        return None
+
+    def _store_metrics(self, name: str, version: str, manifest: dict[str, Any]) -> str:
+        """Write a version's holdout and cross-validation metrics (once); return the object key."""
+        metrics_key = self._version_key(name, version, METRICS_OBJECT)
+        metrics_doc = {"holdout": (manifest.get("metrics") or {}).get("holdout") or {},
+                       "cross_validation": manifest.get("cross_validation")}
+        metrics_body = json.dumps(metrics_doc, indent=2, sort_keys=True, default=str).encode()
+        self._create(metrics_key, metrics_body, ContentType="application/json")
+        return metrics_key
 
     def get_version(self, name: str, version: str) -> VersionRecord:
         """The registration record of a version (raises :class:`NotFoundError`)."""
@@ -654,3 +663,17 @@ def _check_expectation(name: str, alias: str, current: AliasRecord | None, expec
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _open_verified(bundle: str | Path, public_key: Any) -> Bundle:
+    """Open a bundle and check its hashes, and its signature when a ``public_key`` is given."""
+    from mlship.runtime.sources import open_bundle
+
+    opened = open_bundle(bundle)
+    key_obj = None
+    if public_key is not None:  # None means: register unsigned bundles too ($MLSHIP_PUBLIC_KEY is not read)
+        from mlship.runtime.predictor import resolve_public_key
+
+        key_obj = resolve_public_key(public_key)
+    opened.verify(key_obj, require_signature=key_obj is not None)
+    return opened
