@@ -145,12 +145,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     """
     from mlship.aws.clients import client
 
-    if not is_s3(artifacts):
-        raise BatchError(f"--artifacts must be an s3:// URI, got {artifacts!r}")
-    for label, uri in (("--input", input), ("--output", output)):
-        if not is_s3(uri):
-            raise BatchError(f"{label} must be an s3:// URI for EMR Serverless (got {uri!r}): "
-                             "the job cannot read this machine's disk")
+    _check_job_uris(artifacts, input, output)
     root = artifacts.rstrip("/") + "/batch"
     work = work_dir or Path(tempfile.mkdtemp(prefix="mlship-submit-"))
     code = build_code_zip(work / "code")
@@ -162,37 +157,17 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     if build_deps and not deps_archive:
         deps_archive = str(build_deps_archive(Path.home() / ".cache" / "mlship" / "emr", python_version))
     if deps_archive:
-        if is_s3(deps_archive):
-            uploaded["deps"] = deps_archive
-        else:
-            local = Path(deps_archive)
-            if not local.is_file():
-                raise BatchError(f"dependencies archive not found: {deps_archive}")
-            uploaded["deps"] = _upload(local, f"{root}/deps-{_sha12(local)}/{DEPS_ARCHIVE}")
+        uploaded["deps"] = _deps_uri(deps_archive, root)
     model_uri = model
     if not (is_s3(model) or model.startswith("mlship://")):
-        from mlship.runtime.archive import pack_bundle
-        from mlship.runtime.sources import resolve_local
-
-        packed = pack_bundle(resolve_local(model), work / "model.tar.gz")
-        model_uri = _upload(packed, f"{root}/models/{_sha12(packed)}.tar.gz")
-        uploaded["model"] = model_uri
+        model_uri = uploaded["model"] = _upload_model(model, work, root)
     args = ["--model", model_uri, "--input", input, "--output", output, "--run-id", run_id,
             "--s3-mode", "direct", "--no-progress"]
     if fmt:
         args += ["--format", fmt]
     if id_column:
         args += ["--id-column", id_column]
-    conf = {"spark.submit.pyFiles": uploaded["code"]}
-    if "deps" in uploaded:
-        conf.update({"spark.archives": f"{uploaded['deps']}#deps",
-                     "spark.executorEnv.PYTHONPATH": "./deps",
-                     "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
-    if python_executable:
-        conf.update({"spark.emr-serverless.driverEnv.PYSPARK_PYTHON": python_executable,
-                     "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": python_executable,
-                     "spark.executorEnv.PYSPARK_PYTHON": python_executable})
-    conf.update(extra_conf or {})
+    conf = _spark_conf(uploaded, python_executable, extra_conf)
     params = " ".join(f"--conf {k}={v}" for k, v in conf.items())
     token = hashlib.sha256("|".join([application_id, *args, params]).encode()).hexdigest()[:32]
     request: dict[str, Any] = {
@@ -209,6 +184,51 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     return {"application_id": application_id, "job_run_id": response["jobRunId"], "arn": response.get("arn"),
             "run_id": run_id, "artifacts": uploaded, "entry_point_arguments": args,
             "spark_submit_parameters": params}
+
+
+def _check_job_uris(artifacts: str, input: str, output: str) -> None:
+    """EMR Serverless reads and writes S3 only: raise :class:`BatchError` for any other URI."""
+    if not is_s3(artifacts):
+        raise BatchError(f"--artifacts must be an s3:// URI, got {artifacts!r}")
+    for label, uri in (("--input", input), ("--output", output)):
+        if not is_s3(uri):
+            raise BatchError(f"{label} must be an s3:// URI for EMR Serverless (got {uri!r}): "
+                             "the job cannot read this machine's disk")
+
+
+def _deps_uri(deps_archive: str, root: str) -> str:
+    """The S3 URI of the dependencies archive, uploading a local one (content-addressed) first."""
+    if is_s3(deps_archive):
+        return deps_archive
+    local = Path(deps_archive)
+    if not local.is_file():
+        raise BatchError(f"dependencies archive not found: {deps_archive}")
+    return _upload(local, f"{root}/deps-{_sha12(local)}/{DEPS_ARCHIVE}")
+
+
+def _upload_model(model: str, work: Path, root: str) -> str:
+    """Pack a local bundle and upload it (content-addressed); return its S3 URI."""
+    from mlship.runtime.archive import pack_bundle
+    from mlship.runtime.sources import resolve_local
+
+    packed = pack_bundle(resolve_local(model), work / "model.tar.gz")
+    return _upload(packed, f"{root}/models/{_sha12(packed)}.tar.gz")
+
+
+def _spark_conf(uploaded: dict[str, str], python_executable: str | None,
+                extra_conf: dict[str, str] | None) -> dict[str, str]:
+    """The job's Spark settings: shipped code, the deps archive on PYTHONPATH, the Python to run."""
+    conf = {"spark.submit.pyFiles": uploaded["code"]}
+    if "deps" in uploaded:
+        conf.update({"spark.archives": f"{uploaded['deps']}#deps",
+                     "spark.executorEnv.PYTHONPATH": "./deps",
+                     "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
+    if python_executable:
+        conf.update({"spark.emr-serverless.driverEnv.PYSPARK_PYTHON": python_executable,
+                     "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": python_executable,
+                     "spark.executorEnv.PYSPARK_PYTHON": python_executable})
+    conf.update(extra_conf or {})
+    return conf
 
 
 def status(application_id: str, job_run_id: str) -> dict[str, Any]:
