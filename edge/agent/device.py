@@ -675,12 +675,7 @@ class Device:
         """Finish or abandon an update interrupted by a crash; clean up leftovers. Returns notes."""
         notes: list[str] = []
         with self.lock():
-            for name in (".current.tmp", ".previous.tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.root / name).unlink()
-            for tmp in self.root.glob(".*.tmp"):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+            self._remove_temp_files()
             journal = self._journal()
             phase = journal.get("phase", "idle")
             current = self.current_dir()
@@ -688,55 +683,76 @@ class Device:
                 self._set_link("current", self.previous_dir())
                 notes.append("current link was missing: restored the previous model")
             if phase == "switching":
-                if current is not None and current.name == journal.get("to"):
-                    phase = "probation"
-                    self._set_journal(
-                        {
-                            "phase": "probation",
-                            "version_dir": journal.get("to"),
-                            "sha256": journal.get("sha256"),
-                            "job": journal.get("job"),
-                            "deadline": time.time() + float(self.config["health_window_s"]),
-                        }
-                    )
-                else:
-                    self._set_journal({"phase": "idle"})
-                    result = InstallResult(
-                        "rejected",
-                        None,
-                        "update interrupted before the switch; the previous model kept serving",
-                        journal.get("sha256"),
-                    )
-                    self._write_status(state="idle", last=result)
-                    notes.append("abandoned an update interrupted before the switch")
-                    phase = "idle"
+                phase = self._resume_switch(journal, current, notes)
             if phase == "probation":
-                problems = self.health_check()
-                current = self.current_dir()
-                version = Bundle(current).version if current else None
-                if problems:
-                    result = self._rollback(
-                        "health check failed after a restart: " + "; ".join(problems),
-                        journal.get("sha256"),
-                        journal.get("job"),
-                        version,
-                    )
-                    notes.append(f"rolled back: {result.reason}")
-                elif time.time() >= float(self._journal().get("deadline", 0)):
-                    self._commit(journal.get("job"), journal.get("sha256"), version)
-                    notes.append(f"committed {version} after a restart")
-                else:
-                    self._write_status(state="probation")
+                self._resume_probation(journal, notes)
             elif self.current_dir() is not None:
-                try:
-                    verify_package(self.current_dir(), self.trusted_keys())
-                except Exception as exc:  # noqa: BLE001 - a malformed current model must not crash-loop recovery
-                    result = self._rollback(f"current model fails verification: {_reason(exc)}", None, None, None)
-                    notes.append(f"rolled back: {result.reason}")
+                self._reverify_current(notes)
             self.gc()
             if phase == "idle":
                 self._write_status(state="idle" if self.current_dir() else "empty")
         return notes
+
+    def _remove_temp_files(self) -> None:
+        """Delete the half-written link and state files a crash can leave (``.*.tmp``)."""
+        for name in (".current.tmp", ".previous.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / name).unlink()
+        for tmp in self.root.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _resume_switch(self, journal: dict[str, Any], current: Path | None, notes: list[str]) -> str:
+        """An update crashed while switching: enter probation if ``current`` (as found) is the new
+        version, else abandon it. Returns the phase to continue from."""
+        if current is not None and current.name == journal.get("to"):
+            self._set_journal(
+                {
+                    "phase": "probation",
+                    "version_dir": journal.get("to"),
+                    "sha256": journal.get("sha256"),
+                    "job": journal.get("job"),
+                    "deadline": time.time() + float(self.config["health_window_s"]),
+                }
+            )
+            return "probation"
+        self._set_journal({"phase": "idle"})
+        result = InstallResult(
+            "rejected",
+            None,
+            "update interrupted before the switch; the previous model kept serving",
+            journal.get("sha256"),
+        )
+        self._write_status(state="idle", last=result)
+        notes.append("abandoned an update interrupted before the switch")
+        return "idle"
+
+    def _resume_probation(self, journal: dict[str, Any], notes: list[str]) -> None:
+        """After a restart in probation: roll back if unhealthy, commit once the window is over."""
+        problems = self.health_check()
+        current = self.current_dir()
+        version = Bundle(current).version if current else None
+        if problems:
+            result = self._rollback(
+                "health check failed after a restart: " + "; ".join(problems),
+                journal.get("sha256"),
+                journal.get("job"),
+                version,
+            )
+            notes.append(f"rolled back: {result.reason}")
+        elif time.time() >= float(self._journal().get("deadline", 0)):
+            self._commit(journal.get("job"), journal.get("sha256"), version)
+            notes.append(f"committed {version} after a restart")
+        else:
+            self._write_status(state="probation")
+
+    def _reverify_current(self, notes: list[str]) -> None:
+        """Roll back when the current model no longer verifies (tampered or damaged on disk)."""
+        try:
+            verify_package(self.current_dir(), self.trusted_keys())
+        except Exception as exc:  # noqa: BLE001 - a malformed current model must not crash-loop recovery
+            result = self._rollback(f"current model fails verification: {_reason(exc)}", None, None, None)
+            notes.append(f"rolled back: {result.reason}")
 
     def gc(self) -> list[str]:
         """Delete version directories that neither ``current`` nor ``previous`` points at."""
