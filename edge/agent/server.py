@@ -67,118 +67,120 @@ def decode(body: bytes, content_type: str | None, max_bytes: int) -> Any:
         raise ValidationError([FieldError(None, None, "malformed", "body is nested too deeply")]) from None
 
 
-def make_handler(device: Device, *, max_bytes: int = MAX_BODY, timeout: float = READ_TIMEOUT_S) -> type:
-    """The request handler class serving ``device``."""
+class DeviceHandler(BaseHTTPRequestHandler):
+    """Serves one device (``device``) over HTTP; :func:`make_handler` binds the device and the limits."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "mlship-edge-agent"
+    server_version = "mlship-edge-agent"
+    device: Device  # set by make_handler on a subclass per server
+    max_bytes: int = MAX_BODY
+    timeout: float = READ_TIMEOUT_S  # socket timeout for every read (stdlib setup()): no request can hang a thread
 
-        def setup(self) -> None:
-            self.timeout = timeout  # socket timeout for every read: no request can hang a thread
-            super().setup()
+    def handle_one_request(self) -> None:
+        self.unread = True  # until a parsed request shows there is no body, or the body is read
+        super().handle_one_request()
 
-        def handle_one_request(self) -> None:
-            self.unread = True  # until a parsed request shows there is no body, or the body is read
-            super().handle_one_request()
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:
+            length = (self.headers.get("Content-Length") or "0").strip()
+            self.unread = length != "0" or self.headers.get("Transfer-Encoding") is not None
+        return ok
 
-        def parse_request(self) -> bool:
-            ok = super().parse_request()
-            if ok:
-                length = (self.headers.get("Content-Length") or "0").strip()
-                self.unread = length != "0" or self.headers.get("Transfer-Encoding") is not None
-            return ok
+    def finish(self) -> None:
+        super().finish()
+        if self.unread:
+            _linger(self.connection)
 
-        def finish(self) -> None:
-            super().finish()
-            if self.unread:
-                _linger(self.connection)
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            log.debug("%s " + format, self.address_string(), *args)
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (bad request line, unknown method, huge headers) as JSON."""
+        if code == 501:  # no do_<METHOD>: the method is not allowed, not a server failure
+            code, kind, message = 405, "method_not_allowed", f"method {self.command} is not allowed"
+        elif code >= 500:  # 505: an HTTP version the client made up is the client's mistake
+            code, kind = 400, "bad_request"
+        else:
+            kind = "bad_request"
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # unparsable request line
+            self.request_version = "HTTP/1.0"  # still answer with a status line and headers
+        self._send(code, {"error": message or self.responses.get(code, ("error",))[0], "kind": kind})
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """The stdlib's own refusals (bad request line, unknown method, huge headers) as JSON."""
-            if code == 501:  # no do_<METHOD>: the method is not allowed, not a server failure
-                code, kind, message = 405, "method_not_allowed", f"method {self.command} is not allowed"
-            elif code >= 500:  # 505: an HTTP version the client made up is the client's mistake
-                code, kind = 400, "bad_request"
-            else:
-                kind = "bad_request"
+    def _send(self, code: int, body: dict[str, Any], media: str = protocol.JSON) -> None:
+        try:
+            text, ctype = protocol.render(body, media)
+        except ValueError:  # not JSON-able (NaN): a bug, answered without details
+            log.exception("answer could not be rendered")
+            code, body = 500, {"error": "internal error", "kind": "internal"}
+            text, ctype = protocol.render(body, protocol.JSON)
+        data = text.encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if "request_id" in body:
+            self.send_header("X-Request-Id", str(body["request_id"]))
+        if code == 405:
+            self.send_header("Allow", "POST" if urlsplit(self.path or "").path == "/predict" else "GET")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self._health()
+        elif path == "/status":
+            self._send(200, self.device.status())
+        elif path == "/predict":
+            self._send(405, {"error": "use POST /predict", "kind": "method_not_allowed"})
+        else:
+            self._send(404, {"error": f"no route {path[:100]}: use /health, /status or POST /predict"})
+
+    def _health(self) -> None:
+        try:
+            model = self.device.predictor().describe()
+        except MlshipError as exc:
+            self._send(503, {"status": "unavailable", "error": str(exc)})
+        except Exception:  # noqa: BLE001 - onnxruntime cannot load the model: logged, not shown
+            log.exception("health: the current model cannot be loaded")
+            self._send(503, {"status": "unavailable", "error": "the current model cannot be loaded"})
+        else:
+            self._send(200, {"status": "ok", "model": model, "state": self.device.status().get("state")})
+
+    def do_POST(self) -> None:  # noqa: N802
+        request_id = uuid.uuid4().hex
+        try:
+            if urlsplit(self.path).path != "/predict":
+                self.close_connection = True  # the body is not read
+                self._send(404, {"error": f"no route {self.path[:100]}: use POST /predict", "kind": "not_found"})
+                return
+            self._predict(request_id)
+        except Exception as exc:  # noqa: BLE001 - statuses, never stack traces
             self.close_connection = True
-            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # unparsable request line
-                self.request_version = "HTTP/1.0"  # still answer with a status line and headers
-            self._send(code, {"error": message or self.responses.get(code, ("error",))[0], "kind": kind})
+            status, body = protocol.error_answer(exc, request_id)
+            if status >= 500:
+                log.error("request %s failed (%s)", request_id, protocol.error_kind(exc), exc_info=exc)
+            self._send(status, body)
 
-        def _send(self, code: int, body: dict[str, Any], media: str = protocol.JSON) -> None:
-            try:
-                text, ctype = protocol.render(body, media)
-            except ValueError:  # not JSON-able (NaN): a bug, answered without details
-                log.exception("answer could not be rendered")
-                code, body = 500, {"error": "internal error", "kind": "internal"}
-                text, ctype = protocol.render(body, protocol.JSON)
-            data = text.encode("utf-8")
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            if "request_id" in body:
-                self.send_header("X-Request-Id", str(body["request_id"]))
-            if code == 405:
-                self.send_header("Allow", "POST" if urlsplit(self.path or "").path == "/predict" else "GET")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+    def _predict(self, request_id: str) -> None:
+        length = body_length(self.headers, self.max_bytes)  # 411/400/413 before reading anything
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestTimeout(f"the body did not arrive within {self.timeout:g} s") from None
+        if len(body) < length:
+            raise protocol.RequestError(f"the body ended after {len(body)} of {length} bytes")
+        self.unread = False
+        media = protocol.response_type(self.headers.get("Accept"))
+        prediction = self.device.predict(decode(body, self.headers.get("Content-Type"), self.max_bytes))
+        self._send(200, protocol.answer(prediction, request_id), media)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-            path = urlsplit(self.path).path
-            if path == "/health":
-                self._health()
-            elif path == "/status":
-                self._send(200, device.status())
-            elif path == "/predict":
-                self._send(405, {"error": "use POST /predict", "kind": "method_not_allowed"})
-            else:
-                self._send(404, {"error": f"no route {path[:100]}: use /health, /status or POST /predict"})
 
-        def _health(self) -> None:
-            try:
-                model = device.predictor().describe()
-            except MlshipError as exc:
-                self._send(503, {"status": "unavailable", "error": str(exc)})
-            except Exception:  # noqa: BLE001 - onnxruntime cannot load the model: logged, not shown
-                log.exception("health: the current model cannot be loaded")
-                self._send(503, {"status": "unavailable", "error": "the current model cannot be loaded"})
-            else:
-                self._send(200, {"status": "ok", "model": model, "state": device.status().get("state")})
-
-        def do_POST(self) -> None:  # noqa: N802
-            request_id = uuid.uuid4().hex
-            try:
-                if urlsplit(self.path).path != "/predict":
-                    self.close_connection = True  # the body is not read
-                    self._send(404, {"error": f"no route {self.path[:100]}: use POST /predict", "kind": "not_found"})
-                    return
-                self._predict(request_id)
-            except Exception as exc:  # noqa: BLE001 - statuses, never stack traces
-                self.close_connection = True
-                status, body = protocol.error_answer(exc, request_id)
-                if status >= 500:
-                    log.error("request %s failed (%s)", request_id, protocol.error_kind(exc), exc_info=exc)
-                self._send(status, body)
-
-        def _predict(self, request_id: str) -> None:
-            length = body_length(self.headers, max_bytes)  # 411/400/413 before reading anything
-            try:
-                body = self.rfile.read(length)
-            except TimeoutError:
-                raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
-            if len(body) < length:
-                raise protocol.RequestError(f"the body ended after {len(body)} of {length} bytes")
-            self.unread = False
-            media = protocol.response_type(self.headers.get("Accept"))
-            prediction = device.predict(decode(body, self.headers.get("Content-Type"), max_bytes))
-            self._send(200, protocol.answer(prediction, request_id), media)
-
-    return Handler
+def make_handler(device: Device, *, max_bytes: int = MAX_BODY,
+                 timeout: float = READ_TIMEOUT_S) -> type[DeviceHandler]:
+    """The request handler class serving ``device``."""
+    return type("Handler", (DeviceHandler,), {"device": device, "max_bytes": max_bytes, "timeout": timeout})
 
 
 def _linger(conn: socket.socket) -> None:

@@ -18,7 +18,6 @@ MAX_LINES = 60
 
 # "path/to/module.py::Qualified.name": why it is still long
 ALLOWED: dict[str, str] = {
-    "edge/agent/server.py::make_handler": "not yet split",
 }
 
 
