@@ -17,8 +17,7 @@ SCANNED = ("mlship", "batch", "edge", "functions")
 MAX_LINES = 60
 
 # "path/to/module.py::Qualified.name": why it is still long
-ALLOWED: dict[str, str] = {
-}
+ALLOWED: dict[str, str] = {}
 
 
 def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
