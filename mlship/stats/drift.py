@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from mlship.runtime.jsonutil import jsonable
+
 NUMERIC_METHODS = ("wasserstein", "ks", "ks_stat", "psi", "jensenshannon")
 CATEGORICAL_METHODS = ("jensenshannon", "chi2", "psi")
 P_VALUE_METHODS = ("ks", "chi2")
@@ -608,7 +610,7 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report (NaN/inf become None)."""
-        return _jsonable({"rows": self.rows, "reference_rows": self.reference_rows,
+        return jsonable({"rows": self.rows, "reference_rows": self.reference_rows,
                           "dataset_drift": self.dataset_drift, "share": self.share,
                           "drifted_features": self.drifted_features,
                           "prediction_drift": self.prediction_drift, "features": self.features,
@@ -621,18 +623,6 @@ class DriftReport:
         return (f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features drifted "
                 f"({self.share:.0%}; threshold {self.thresholds.share:.0%}): {names}; "
                 f"prediction drift: {'yes' if self.prediction_drift else 'no'}; {self.rows} rows")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def compare(profile: Mapping[str, Any], data: Any, predictions: Mapping[str, Any] | None = None,
