@@ -107,19 +107,24 @@ def request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | 
 
 
 class ServeProcess:
-    """``python -m mlship.serving serve`` as a real subprocess on a free port."""
+    """``python -m mlship.serving serve`` as a real subprocess on a free port.
 
-    def __init__(self, model: str | Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 extra: list[str] | None = None, log_path: Path | None = None):
+    ``command`` replaces ``-m mlship.serving serve --model MODEL`` (e.g. ``mlship serve DIR``, or no
+    model at all so that ``MODEL_URI`` names it); host, port and workers are always added.
+    """
+
+    def __init__(self, model: str | Path | None, *, workers: int = 1, env: dict[str, str] | None = None,
+                 extra: list[str] | None = None, log_path: Path | None = None, command: list[str] | None = None):
         from mlship.local.environment import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        head = command if command is not None else ["-m", "mlship.serving", "serve", "--model", str(model)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlship.serving", "serve", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), *(extra or [])],
+            [sys.executable, *head, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+             *(extra or [])],
             cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_listening(self, timeout: float = 60.0) -> None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,30 +248,13 @@ def test_serve_answers_csv_when_asked(served: Any, holdout_records: list[dict[st
 
 def test_cli_serve_takes_the_bundle_as_argument_or_model_option(churn_bundle, tmp_path):
     """The README's `mlship serve --model DIR` and `mlship serve DIR` both serve the bundle."""
-    from mlship.local.environment import free_port
-
     for how in (["--model", str(churn_bundle)], [str(churn_bundle)]):
-        port = free_port()
-        log = tmp_path / "cli-serve.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "mlship", "serve", *how, "--host", "127.0.0.1",
-                                     "--port", str(port), "--workers", "1"], cwd=REPO, stdout=out,
-                                    stderr=subprocess.STDOUT)
+        proc = ServeProcess(None, command=["-m", "mlship", "serve", *how], log_path=tmp_path / "cli-serve.log")
         try:
-            status = None
-            for _ in range(600):  # until loaded (bounded)
-                assert proc.poll() is None, log.read_text()
-                try:
-                    status, body = request("GET", f"http://127.0.0.1:{port}/ping", timeout=2)
-                except OSError:
-                    status = None
-                if status == 200:
-                    break
-                time.sleep(0.1)
-            assert status == 200 and body["model"]["name"] == "churn", log.read_text()
+            proc.wait_ready()
+            assert request("GET", f"{proc.url}/ping")[1]["model"]["name"] == "churn"
         finally:
-            proc.terminate()
-            proc.wait(30)
+            proc.stop()
     done = subprocess.run([sys.executable, "-m", "mlship", "serve", str(churn_bundle), "--model", "other"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
@@ -295,27 +277,13 @@ def test_a_bad_variable_stops_serve_with_one_error_line(churn_bundle, variable, 
 
 
 def test_model_uri_is_the_default_bundle(churn_bundle, tmp_path):
-    from mlship.local.environment import free_port
-
-    port = free_port()
-    with open(tmp_path / "serve.log", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mlship.serving", "serve", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "1"], cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, "MODEL_URI": str(churn_bundle)})
+    proc = ServeProcess(None, command=["-m", "mlship.serving", "serve"], env={"MODEL_URI": str(churn_bundle)},
+                        log_path=tmp_path / "serve.log")
     try:
-        for _ in range(600):
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                status, body = request("GET", f"http://127.0.0.1:{port}/ping", timeout=2)
-            except OSError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.1)
-        assert status == 200 and body["model"]["name"] == "churn"
+        proc.wait_ready()
+        assert request("GET", f"{proc.url}/ping")[1]["model"]["name"] == "churn"
     finally:
-        proc.terminate()
-        proc.wait(30)
+        proc.stop()
 
 
 def test_docs_list_every_serve_setting_with_its_default():
