@@ -2,41 +2,27 @@
 
 Errors from mlship (bad input, failed verification, AWS failures) become one clear line
 on stderr and exit code 1 (2 for usage errors); never a traceback.
+
+The app is built on first use (:mod:`mlship.cli.root`), not when this package is imported: a
+plugin's command module imports ``mlship.cli.common``, and building the app then would load that
+plugin again while it is half-initialised.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from importlib.metadata import entry_points
+from typing import Any
 
-import typer
 
-CORE_MODULES = ("core", "local", "serving", "registry", "monitoring")
-PLUGIN_GROUP = "mlship.cli"  # entry points: ``name = "package.module:register"``
+def __getattr__(name: str) -> Any:  # PEP 562: ``from mlship.cli import app`` builds it lazily
+    if name == "app":
+        from mlship.cli.root import app
 
-app = typer.Typer(name="mlship", help="Ship a scikit-learn model to AWS Lambda, SageMaker, Spark and edge "
-                  "devices from one signed ONNX bundle.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-
-for _module in CORE_MODULES:
-    importlib.import_module(f"mlship.cli.{_module}").register(app)
-# The targets (batch, edge, and any installed plugin) register their own commands: the core
-# never imports a target.
-for _plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
-    _plugin.load()(app)
+        return app
+    raise AttributeError(f"module 'mlship.cli' has no attribute {name!r}")
 
 
 def main() -> None:
-    """Console entry point with mlship errors turned into one clear line."""
-    from mlship.errors import MlshipError
+    """Console entry point (``mlship``)."""
+    from mlship.cli.root import main as run
 
-    try:
-        app()
-    except MlshipError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
+    run()
