@@ -219,7 +219,7 @@ def _configure() -> Service:
     name = settings.sagemaker_endpoint if settings.backend == "sagemaker" else settings.model_uri
     lifecycle = ModelLifecycle(partial(open_backend, settings), sink=_records_sink(settings),
                                retry_seconds=LOAD_RETRY_SECONDS, name=name, log=logger,
-                               on_loaded=_log_loaded, unexpected=_hidden_failure)
+                               on_loaded=_log_loaded)
     return Service(settings, lifecycle)
 
 
@@ -242,10 +242,6 @@ def _records_sink(settings: PredictSettings) -> Any:
 def _log_loaded(backend: Any, seconds: float) -> None:
     logger.info("model loaded", extra={"model": backend.describe(), "load_seconds": round(seconds, 3)})
 
-
-def _hidden_failure(_exc: Exception) -> BundleError:
-    """An unexpected load failure, as callers see it (the details are in the function's log)."""
-    return BundleError("model failed to load: an unexpected error (details in the function's log)")
 
 
 # ---------------------------------------------------------------------------- event adaptation

@@ -58,9 +58,9 @@ class Health(Generic[ModelT]):
         return self.status == "ok"
 
 
-def unexpected_failure(exc: Exception) -> BundleError:
-    """The default wording of a loader's unexpected exception: its class and message."""
-    return BundleError(f"model failed to load: {type(exc).__name__}: {exc}")
+def unexpected_failure(_exc: Exception) -> BundleError:
+    """What callers see of a loader's unexpected exception: no exception text (it is in the log)."""
+    return BundleError("model failed to load: an unexpected error (details in the log)")
 
 
 class ModelLifecycle(Generic[ModelT]):
