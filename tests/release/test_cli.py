@@ -9,51 +9,13 @@ answer against the real SageMaker and CloudWatch service models. A fake clock: n
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-ENDPOINT, OLD, NEW = "mlship-dev-churn", "churn-v1-cfg", "churn-v2-cfg"
-ALARMS = ["mlship-dev-churn-5xx", "mlship-dev-churn-p99"]
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-OK = dict.fromkeys(ALARMS, "OK")
-
-
-def _variant(statuses: list[str], weight: float = 1.0) -> dict[str, Any]:
-    return {"VariantName": "AllTraffic", "CurrentWeight": weight, "DesiredWeight": weight,
-            "CurrentInstanceCount": 2, "DesiredInstanceCount": 2,
-            "VariantStatus": [{"Status": s, "StartTime": T0} for s in statuses]}
-
-
-def _describe(status: str, config: str, *, green: list[str] | None = None, reason: str = "") -> dict[str, Any]:
-    """A DescribeEndpoint answer; its LastDeploymentConfig names the rollback alarms."""
-    doc: dict[str, Any] = {
-        "EndpointName": ENDPOINT, "EndpointArn": f"arn:aws:sagemaker:us-east-1:1:endpoint/{ENDPOINT}",
-        "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": T0, "LastModifiedTime": T0,
-        "ProductionVariants": [_variant([])],
-        "LastDeploymentConfig": {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in ALARMS]}}}
-    if green is not None:
-        doc["PendingDeploymentSummary"] = {"EndpointConfigName": NEW, "StartTime": T0,
-                                           "ProductionVariants": [_variant(green, 0.0)]}
-    if reason:
-        doc["FailureReason"] = reason
-    return doc
-
-
-class Clock:
-    """A fake clock: the driver's sleeps advance it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from release.helpers import ALARMS, ENDPOINT, NEW, OK, OLD, T0, Clock, describe
 
 
 @pytest.fixture
@@ -80,8 +42,8 @@ def _script(stubs: tuple[Stubber, Stubber], first: dict[str, Any], steps: list[t
     """The watch's own DescribeEndpoint, then one DescribeEndpoint + DescribeAlarms per poll."""
     sm, cw = stubs
     sm.add_response("describe_endpoint", first, {"EndpointName": ENDPOINT})
-    for describe, states in steps:
-        sm.add_response("describe_endpoint", describe, {"EndpointName": ENDPOINT})
+    for answer, states in steps:
+        sm.add_response("describe_endpoint", answer, {"EndpointName": ENDPOINT})
         cw.add_response("describe_alarms", {"MetricAlarms": [{"AlarmName": n, "StateValue": s}
                                                              for n, s in states.items()]}, {"AlarmNames": ALARMS})
     for name in ALARMS if history is not None else []:
@@ -106,10 +68,10 @@ def _error_lines(out: Any) -> list[str]:
 
 
 def test_watch_succeeded_prints_the_outcome_document(stubs):
-    _script(stubs, _describe("Updating", OLD, green=["Creating"]), [
-        (_describe("Updating", OLD, green=["Creating"]), OK),
-        (_describe("Updating", OLD, green=["Baking"]), OK),
-        (_describe("InService", NEW), OK),
+    _script(stubs, describe("Updating", OLD, green=["Creating"]), [
+        (describe("Updating", OLD, green=["Creating"]), OK),
+        (describe("Updating", OLD, green=["Baking"]), OK),
+        (describe("InService", NEW), OK),
     ])
     out = mlship("rollout", "watch", "--endpoint", ENDPOINT, "--poll", 30, "--json")
     assert out.exit_code == 0, out.stderr
@@ -125,10 +87,10 @@ def test_watch_succeeded_prints_the_outcome_document(stubs):
 
 def test_watch_rolled_back_names_the_alarm(stubs):
     fired = {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}
-    _script(stubs, _describe("Updating", OLD, green=["Baking"]), [
-        (_describe("Updating", OLD, green=["Baking"]), OK),
-        (_describe("RollingBack", OLD, green=["Deleting"]), fired),
-        (_describe("InService", OLD, reason=f"Alarm {ALARMS[0]} in ALARM state; rolling back"), fired),
+    _script(stubs, describe("Updating", OLD, green=["Baking"]), [
+        (describe("Updating", OLD, green=["Baking"]), OK),
+        (describe("RollingBack", OLD, green=["Deleting"]), fired),
+        (describe("InService", OLD, reason=f"Alarm {ALARMS[0]} in ALARM state; rolling back"), fired),
     ], history={ALARMS[0]: ["ALARM"]})
     out = mlship("rollout", "watch", "--endpoint", ENDPOINT)
     assert out.exit_code == 1
@@ -137,8 +99,8 @@ def test_watch_rolled_back_names_the_alarm(stubs):
 
 
 def test_watch_timeout(stubs):
-    _script(stubs, _describe("Updating", OLD, green=["Baking"]),
-            [(_describe("Updating", OLD, green=["Baking"]), OK)] * 5)
+    _script(stubs, describe("Updating", OLD, green=["Baking"]),
+            [(describe("Updating", OLD, green=["Baking"]), OK)] * 5)
     out = mlship("rollout", "watch", "--endpoint", ENDPOINT, "--timeout", 120, "--poll", 30,
                  "--alarm", ALARMS[0], "--alarm", ALARMS[1])
     assert out.exit_code == 1
@@ -162,7 +124,7 @@ def test_watch_a_non_positive_timeout_is_bad_input(stubs):
 
 
 def test_watch_an_endpoint_not_updating(stubs):
-    _script(stubs, _describe("InService", OLD), [])
+    _script(stubs, describe("InService", OLD), [])
     out = mlship("rollout", "watch", "--endpoint", ENDPOINT)
     assert out.exit_code == 0
     assert f"endpoint {ENDPOINT} is InService on {OLD}: there is no update to watch" in out.stdout

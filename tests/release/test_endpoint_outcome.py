@@ -8,7 +8,6 @@ every answer it reads is validated against the real service model.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -18,46 +17,11 @@ from botocore.stub import ANY, Stubber
 from mlship.release.endpoint import EndpointRollout, ModelSpec, RolloutError, prepare_config, resource_name
 from mlship.release.policy import CapacitySize
 from mlship.release.policy import EndpointRollout as RolloutPolicy
-
-ENDPOINT, OLD, NEW = "mlship-dev-churn", "churn-v1-cfg", "churn-v2-cfg"
-ALARMS = ["mlship-dev-churn-5xx", "mlship-dev-churn-p99"]
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-def _variant(statuses: list[str], weight: float = 1.0) -> dict[str, Any]:
-    return {"VariantName": "AllTraffic", "CurrentWeight": weight, "DesiredWeight": weight,
-            "CurrentInstanceCount": 2, "DesiredInstanceCount": 2,
-            "VariantStatus": [{"Status": s, "StartTime": T0} for s in statuses]}
-
-
-def _describe(status: str, config: str, *, green: list[str] | None = None, reason: str = "") -> dict[str, Any]:
-    arn = f"arn:aws:sagemaker:us-east-1:1:endpoint/{ENDPOINT}"
-    doc: dict[str, Any] = {"EndpointName": ENDPOINT, "EndpointArn": arn, "EndpointConfigName": config,
-                           "EndpointStatus": status, "CreationTime": T0, "LastModifiedTime": T0,
-                           "ProductionVariants": [_variant([])]}
-    if green is not None:
-        doc["PendingDeploymentSummary"] = {"EndpointConfigName": NEW, "StartTime": T0,
-                                           "ProductionVariants": [_variant(green, 0.0)]}
-    if reason:
-        doc["FailureReason"] = reason
-    return doc
+from release.helpers import ALARMS, ENDPOINT, NEW, OK, OLD, T0, Clock, describe
 
 
 def _alarms(states: dict[str, str]) -> dict[str, Any]:
     return {"MetricAlarms": [{"AlarmName": name, "StateValue": state} for name, state in states.items()]}
-
-
-class Clock:
-    """A fake clock: the driver's sleeps advance it (no real waiting in tests)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -69,8 +33,8 @@ def clients() -> tuple[Any, Any]:
 def _script(clients: tuple[Any, Any], steps: list[tuple[dict, dict[str, str]]],
             history: dict[str, list[str]] | None = None) -> tuple[Stubber, Stubber]:
     sm, cw = Stubber(clients[0]), Stubber(clients[1])
-    for describe, states in steps:
-        sm.add_response("describe_endpoint", describe, {"EndpointName": ENDPOINT})
+    for answer, states in steps:
+        sm.add_response("describe_endpoint", answer, {"EndpointName": ENDPOINT})
         cw.add_response("describe_alarms", _alarms(states), {"AlarmNames": ALARMS})
     for name in ALARMS if history is not None else []:
         items = [{"AlarmName": name, "HistoryItemType": "StateUpdate", "Timestamp": T0,
@@ -91,15 +55,14 @@ def _follow(clients: tuple[Any, Any], timeout: float = 3600) -> Any:
     return outcome
 
 
-OK = dict.fromkeys(ALARMS, "OK")
 
 
 def test_success_needs_the_new_config_and_nothing_pending(clients):
     stubs = _script(clients, [
-        (_describe("Updating", OLD, green=["Creating"]), OK),
-        (_describe("Updating", OLD, green=["ActivatingTraffic"]), OK),
-        (_describe("Updating", OLD, green=["Baking"]), OK),
-        (_describe("InService", NEW), OK),
+        (describe("Updating", OLD, green=["Creating"]), OK),
+        (describe("Updating", OLD, green=["ActivatingTraffic"]), OK),
+        (describe("Updating", OLD, green=["Baking"]), OK),
+        (describe("InService", NEW), OK),
     ])
     outcome = _follow(clients)
     assert (outcome.outcome, outcome.ok, outcome.reason, outcome.alarm) == ("succeeded", True, "", None)
@@ -113,9 +76,9 @@ def test_success_needs_the_new_config_and_nothing_pending(clients):
 def test_alarm_rollback_names_the_alarm(clients):
     reason = f"Alarm {ALARMS[0]} in ALARM state; rolling back the deployment"
     _script(clients, [
-        (_describe("Updating", OLD, green=["Baking"]), OK),
-        (_describe("RollingBack", OLD, green=["Deleting"]), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
-        (_describe("InService", OLD, reason=reason), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
+        (describe("Updating", OLD, green=["Baking"]), OK),
+        (describe("RollingBack", OLD, green=["Deleting"]), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
+        (describe("InService", OLD, reason=reason), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
     ], history={ALARMS[0]: ["ALARM"]})
     outcome = _follow(clients)
     assert (outcome.outcome, outcome.ok, outcome.alarm) == ("rolled_back", False, ALARMS[0])
@@ -126,8 +89,8 @@ def test_alarm_rollback_names_the_alarm(clients):
 def test_rollback_with_an_empty_failure_reason_is_still_a_rollback(clients):
     """The waiter's blind spot: InService, no FailureReason, but on the OLD configuration."""
     _script(clients, [
-        (_describe("Updating", OLD, green=["Baking"]), OK),
-        (_describe("InService", OLD), OK),  # the alarm is OK again by now
+        (describe("Updating", OLD, green=["Baking"]), OK),
+        (describe("InService", OLD), OK),  # the alarm is OK again by now
     ], history={ALARMS[1]: ["ALARM", "OK"]})
     outcome = _follow(clients)
     assert outcome.outcome == "rolled_back" and not outcome.ok
@@ -137,15 +100,15 @@ def test_rollback_with_an_empty_failure_reason_is_still_a_rollback(clients):
 
 def test_update_rollback_failed_is_a_failure(clients):
     _script(clients, [
-        (_describe("RollingBack", OLD, green=["Deleting"]), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
-        (_describe("UpdateRollbackFailed", OLD, reason="could not restore the old fleet"), OK),
+        (describe("RollingBack", OLD, green=["Deleting"]), {ALARMS[0]: "ALARM", ALARMS[1]: "OK"}),
+        (describe("UpdateRollbackFailed", OLD, reason="could not restore the old fleet"), OK),
     ])
     outcome = _follow(clients)
     assert (outcome.outcome, outcome.reason) == ("failed", "could not restore the old fleet")
 
 
 def test_a_rollout_that_does_not_end_is_a_timeout(clients):
-    _script(clients, [(_describe("Updating", OLD, green=["Baking"]), OK)] * 5)
+    _script(clients, [(describe("Updating", OLD, green=["Baking"]), OK)] * 5)
     outcome = _follow(clients, timeout=120)
     assert outcome.outcome == "timeout" and "Updating" in outcome.reason
     assert len(outcome.phases) == 1  # the same phase is recorded once
@@ -155,7 +118,7 @@ def test_start_sends_a_valid_blue_green_update(clients):
     policy = RolloutPolicy(strategy="LINEAR", linear_step=CapacitySize(value=25), wait_interval_seconds=60,
                            termination_wait_seconds=30, maximum_execution_timeout_seconds=900)
     sm = Stubber(clients[0])
-    sm.add_response("describe_endpoint", _describe("InService", OLD), {"EndpointName": ENDPOINT})
+    sm.add_response("describe_endpoint", describe("InService", OLD), {"EndpointName": ENDPOINT})
     sm.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/x"}, {
         "EndpointName": ENDPOINT, "EndpointConfigName": NEW, "RetainAllVariantProperties": False,
         "DeploymentConfig": {"BlueGreenUpdatePolicy": {
@@ -170,7 +133,7 @@ def test_start_sends_a_valid_blue_green_update(clients):
 
 def test_a_second_rollout_on_an_updating_endpoint_is_refused(clients):
     sm = Stubber(clients[0])
-    sm.add_response("describe_endpoint", _describe("Updating", OLD, green=["Baking"]), {"EndpointName": ENDPOINT})
+    sm.add_response("describe_endpoint", describe("Updating", OLD, green=["Baking"]), {"EndpointName": ENDPOINT})
     sm.activate()
     with pytest.raises(RolloutError, match="is Updating"):
         EndpointRollout(*clients).start(ENDPOINT, NEW, RolloutPolicy(canary=CapacitySize(value=10)), ALARMS)
@@ -180,7 +143,7 @@ def test_prepare_config_pins_the_version_and_keeps_the_variants(clients):
     sm = Stubber(clients[0])
     name = resource_name(ENDPOINT, "2.0.1", "20261201090000")
     assert name == "mlship-dev-churn-v2-0-1-20261201090000" and len(name) <= 63
-    sm.add_response("describe_endpoint", _describe("InService", OLD), {"EndpointName": ENDPOINT})
+    sm.add_response("describe_endpoint", describe("InService", OLD), {"EndpointName": ENDPOINT})
     variant = {"VariantName": "AllTraffic", "ModelName": "old", "InitialInstanceCount": 2,
                "InstanceType": "ml.c7i.large", "InitialVariantWeight": 1.0}
     capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://c/p",
