@@ -95,14 +95,10 @@ class OnnxBackend:
 
     def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:
         payload = protocol.decode(req.body, req.content_type, max_bytes=max_bytes)
-        prediction, columns = protocol.predict(self.predictor, payload)
+        prediction, columns = self.predictor.predict_with_inputs(payload)
         answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
         if record:
-            from mlship.runtime.records import make_records
-
-            answer.records = make_records(req.request_id, self.model_name, self.model_version,
-                                          protocol.input_rows(columns, self.predictor.schema.names),
-                                          prediction.records(), source="lambda")
+            answer.records = self.predictor.inference_records(req.request_id, prediction, columns, source="lambda")
         return answer
 
     def describe(self) -> dict[str, Any]:
@@ -241,7 +237,6 @@ def _records_sink(settings: PredictSettings) -> Any:
 
 def _log_loaded(backend: Any, seconds: float) -> None:
     logger.info("model loaded", extra={"model": backend.describe(), "load_seconds": round(seconds, 3)})
-
 
 
 # ---------------------------------------------------------------------------- event adaptation

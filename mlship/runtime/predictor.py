@@ -24,6 +24,7 @@ import numpy as np
 from mlship.errors import BundleError, GoldenCheckError, ModelOutputError, ValidationError
 from mlship.runtime.bundle import Bundle
 from mlship.runtime.jsonutil import python_values
+from mlship.runtime.records import input_rows, make_records
 from mlship.runtime.schema import InputSchema, ValidatedBatch
 from mlship.runtime.sources import open_bundle
 
@@ -176,9 +177,19 @@ class Predictor:
     # ------------------------------------------------------------------ predicting
     def predict(self, data: Any, *, allow_extra: bool = False) -> Prediction:
         """Validate any input shape and predict; raise :class:`ValidationError` on any bad field."""
+        return self.predict_with_inputs(data, allow_extra=allow_extra)[0]
+
+    def predict_with_inputs(self, data: Any, *, allow_extra: bool = False) -> tuple[Prediction, dict[str, np.ndarray]]:
+        """:meth:`predict`, also returning the validated input columns (what inference records hold)."""
         batch = self.schema.validate(data, allow_extra=allow_extra)
         batch.raise_for_errors()
-        return self.predict_checked(batch.columns)
+        return self.predict_checked(batch.columns), batch.columns
+
+    def inference_records(self, request_id: str, prediction: Prediction, columns: dict[str, np.ndarray], *,
+                          source: str) -> list[dict[str, Any]]:
+        """One inference record per row of an answered request (see :mod:`mlship.runtime.records`)."""
+        return make_records(request_id, self.model_name, self.model_version,
+                            input_rows(columns, self.schema.names), prediction.records(), source=source)
 
     def predict_checked(self, columns: dict[str, np.ndarray]) -> Prediction:
         """Predict validated columns; raise :class:`ModelOutputError` if any output is not finite.

@@ -34,11 +34,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
 from mlship.runtime.hashing import json_type
-from mlship.runtime.jsonutil import jsonable
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -190,21 +187,6 @@ def decode(body: bytes, content_type: str | None, *, max_bytes: int = DEFAULT_MA
     if not body.strip():
         raise ValidationError([FieldError(None, None, "empty", "request body is empty")])
     return body
-
-
-def predict(predictor: Any, payload: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """Validate with the predictor's schema and predict; return the prediction and the columns."""
-    batch = predictor.schema.validate(payload)
-    batch.raise_for_errors()
-    return predictor.predict_checked(batch.columns), batch.columns
-
-
-def input_rows(columns: Mapping[str, np.ndarray], names: list[str]) -> list[dict[str, Any]]:
-    """Validated columns back to one JSON-ready dict per row (for inference records)."""
-    if not names:
-        return []
-    plain = [jsonable(columns[name]) for name in names]
-    return [dict(zip(names, row, strict=True)) for row in zip(*plain, strict=True)]
 
 
 def answer(prediction: Any, request_id: str) -> dict[str, Any]:

@@ -27,11 +27,11 @@ import gzip
 import io
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mlship.runtime.jsonutil import json_default
+from mlship.runtime.jsonutil import json_default, jsonable
 
 DEFAULT_PREFIX = "inference-records"
 LABELS_PREFIX = "labels"
@@ -50,6 +50,14 @@ def object_key(prefix: str, model_name: str, model_version: str, ts: datetime) -
     ts = ts.astimezone(UTC)
     return (f"{prefix.strip('/')}/model={model_name}/version={model_version}/date={ts:%Y-%m-%d}/hour={ts:%H}/"
             f"{ts:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}.jsonl.gz")
+
+
+def input_rows(columns: Mapping[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """Validated columns back to one JSON-ready dict per row (the ``inputs`` of each record)."""
+    if not names:
+        return []
+    plain = [jsonable(columns[name]) for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*plain, strict=True)]
 
 
 def make_records(request_id: str, model_name: str, model_version: str, inputs: list[dict[str, Any]],

@@ -115,17 +115,10 @@ class InvocationsApp:
         body = _read_body(environ, self.max_bytes)
         predictor = self.lifecycle.wait(self.load_wait)
         payload = protocol.decode(body, environ.get("CONTENT_TYPE"), max_bytes=self.max_bytes)
-        prediction, columns = protocol.predict(predictor, payload)
+        prediction, columns = predictor.predict_with_inputs(payload)
         if self.lifecycle.recording:
-            self._record(predictor, request_id, prediction, columns)
+            self.lifecycle.record(predictor.inference_records(request_id, prediction, columns, source=self.source))
         return _respond(start_response, 200, protocol.answer(prediction, request_id), media=media)
-
-    def _record(self, predictor: Any, request_id: str, prediction: Any, columns: Any) -> None:
-        from mlship.runtime.records import make_records
-
-        self.lifecycle.record(make_records(request_id, predictor.model_name, predictor.model_version,
-                                           protocol.input_rows(columns, predictor.schema.names),
-                                           prediction.records(), source=self.source))
 
 
 def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
