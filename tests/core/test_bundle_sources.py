@@ -12,14 +12,19 @@ from mlship.runtime.predictor import Predictor
 from mlship.runtime.sources import open_bundle
 
 
+def _upload_both_forms(s3, bucket: str, bundle) -> None:
+    """The bundle as one archive (churn/1/bundle.tar.gz) and as a directory prefix (dirs/churn-1/)."""
+    s3.upload_file(str(bundle) + ".tar.gz", bucket, "churn/1/bundle.tar.gz")
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"dirs/churn-1/{path.relative_to(bundle).as_posix()}")
+
+
 def test_s3_tarball_and_prefix_load_and_are_cached(aws, churn_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     s3 = client("s3")
     s3.create_bucket(Bucket="bundles")
-    s3.upload_file(str(churn_bundle) + ".tar.gz", "bundles", "churn/1/bundle.tar.gz")
-    for path in churn_bundle.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), "bundles", f"dirs/churn-1/{path.relative_to(churn_bundle).as_posix()}")
+    _upload_both_forms(s3, "bundles", churn_bundle)
 
     from_tar = Predictor.load("s3://bundles/churn/1/bundle.tar.gz")
     from_prefix = Predictor.load("s3://bundles/dirs/churn-1/")
@@ -190,10 +195,7 @@ def test_a_corrupt_s3_cache_entry_is_downloaded_again(aws, churn_bundle, tmp_pat
     monkeypatch.setenv("MLSHIP_CACHE_DIR", str(tmp_path / "cache"))
     s3 = client("s3")
     s3.create_bucket(Bucket="heal")
-    s3.upload_file(str(churn_bundle) + ".tar.gz", "heal", "churn/1/bundle.tar.gz")
-    for path in churn_bundle.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), "heal", f"dirs/churn-1/{path.relative_to(churn_bundle).as_posix()}")
+    _upload_both_forms(s3, "heal", churn_bundle)
     for uri in ("s3://heal/churn/1/bundle.tar.gz", "s3://heal/dirs/churn-1/"):
         cached = open_bundle(uri).path
         _corrupt(cached / "model.onnx")

@@ -153,6 +153,18 @@ class ServeProcess:
     def log(self) -> str:
         return self.log_path.read_text()[-3000:] if self.log_path and self.log_path.exists() else ""
 
+    def __enter__(self) -> ServeProcess:
+        """Wait until it serves (``/ping`` 200); a process that never gets there is stopped."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()

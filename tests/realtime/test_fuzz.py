@@ -121,12 +121,8 @@ def test_malformed_event_shapes(handler, event):
 # ---------------------------------------------------------------------------- over real HTTP
 @pytest.fixture(scope="module")
 def served(churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    proc = ServeProcess(churn_bundle, workers=1, log_path=tmp_path_factory.mktemp("serve-fuzz") / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(churn_bundle, workers=1, log_path=tmp_path_factory.mktemp("serve-fuzz") / "serve.log") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @settings(max_examples=1000, suppress_health_check=FIXTURES, **fuzz_settings_profile())

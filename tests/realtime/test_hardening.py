@@ -130,12 +130,8 @@ def test_unencodable_answer_never_leaves_the_handler(handler):
 
 @pytest.fixture(scope="module")
 def nan_served(nonfinite_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    proc = ServeProcess(nonfinite_bundle, log_path=tmp_path_factory.mktemp("serve") / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(nonfinite_bundle, log_path=tmp_path_factory.mktemp("serve") / "serve.log") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_nan_output_is_a_model_error_over_http(nan_served, holdout_records):

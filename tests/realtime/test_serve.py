@@ -22,13 +22,9 @@ from realtime.helpers import REPO, GateProxy, ServeProcess, check_csv, csv_text,
 
 @pytest.fixture(scope="module")
 def served(churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    proc = ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", "20000"],
-                        log_path=tmp_path_factory.mktemp("serve") / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", "20000"],
+                      log_path=tmp_path_factory.mktemp("serve") / "serve.log") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _check(answer: dict, expected: Any) -> None:
@@ -197,14 +193,10 @@ def test_tarball_model_dir_like_sagemaker(churn_bundle, tmp_path, holdout_record
     """SageMaker extracts model.tar.gz into /opt/ml/model: the bundle directory itself."""
     model_dir = tmp_path / "opt" / "ml" / "model"
     shutil.unpack_archive(f"{churn_bundle}.tar.gz", model_dir, "gztar")
-    proc = ServeProcess(model_dir, log_path=tmp_path / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(model_dir, log_path=tmp_path / "serve.log") as proc:
         status, _ = request("POST", f"{proc.url}/invocations", json.dumps(holdout_records[0]).encode(),
                             {"Content-Type": "application/json"})
         assert status == 200
-    finally:
-        proc.stop()
 
 
 def test_sagemaker_data_capture_of_serve_answers_reads_as_records(served, holdout_records, feature_names):
@@ -249,12 +241,8 @@ def test_serve_answers_csv_when_asked(served: Any, holdout_records: list[dict[st
 def test_cli_serve_takes_the_bundle_as_argument_or_model_option(churn_bundle, tmp_path):
     """The README's `mlship serve --model DIR` and `mlship serve DIR` both serve the bundle."""
     for how in (["--model", str(churn_bundle)], [str(churn_bundle)]):
-        proc = ServeProcess(None, command=["-m", "mlship", "serve", *how], log_path=tmp_path / "cli-serve.log")
-        try:
-            proc.wait_ready()
+        with ServeProcess(None, command=["-m", "mlship", "serve", *how], log_path=tmp_path / "cli-serve.log") as proc:
             assert request("GET", f"{proc.url}/ping")[1]["model"]["name"] == "churn"
-        finally:
-            proc.stop()
     done = subprocess.run([sys.executable, "-m", "mlship", "serve", str(churn_bundle), "--model", "other"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
@@ -277,13 +265,9 @@ def test_a_bad_variable_stops_serve_with_one_error_line(churn_bundle, variable, 
 
 
 def test_model_uri_is_the_default_bundle(churn_bundle, tmp_path):
-    proc = ServeProcess(None, command=["-m", "mlship.serving", "serve"], env={"MODEL_URI": str(churn_bundle)},
-                        log_path=tmp_path / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(None, command=["-m", "mlship.serving", "serve"], env={"MODEL_URI": str(churn_bundle)},
+                      log_path=tmp_path / "serve.log") as proc:
         assert request("GET", f"{proc.url}/ping")[1]["model"]["name"] == "churn"
-    finally:
-        proc.stop()
 
 
 def test_docs_list_every_serve_setting_with_its_default():

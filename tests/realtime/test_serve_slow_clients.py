@@ -25,14 +25,10 @@ PROBES = 8
 @pytest.fixture(scope="module")
 def served(churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """Two workers with the default threads and request timeout (slow clients stay connected)."""
-    proc = ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", "200000"],
-                        log_path=tmp_path_factory.mktemp("serve-slow") / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(churn_bundle, workers=2, extra=["--max-body-bytes", "200000"],
+                      log_path=tmp_path_factory.mktemp("serve-slow") / "serve.log") as proc:
         _wait_all_workers_loaded(proc, 2)
         yield proc
-    finally:
-        proc.stop()
 
 
 def _wait_all_workers_loaded(proc: ServeProcess, workers: int) -> None:
@@ -126,9 +122,7 @@ def test_ping_answers_while_32_slow_clients_are_connected(served, holdout_record
 
 
 def test_a_half_sent_request_gets_408_and_is_closed(churn_bundle, tmp_path):
-    proc = ServeProcess(churn_bundle, extra=["--request-timeout", "1"], log_path=tmp_path / "serve.log")
-    try:
-        proc.wait_ready()
+    with ServeProcess(churn_bundle, extra=["--request-timeout", "1"], log_path=tmp_path / "serve.log") as proc:
         for partial in (SLOW_HEAD, STALLED_BODY):
             with _connect(proc, timeout=30) as sock:
                 sock.sendall(partial)
@@ -138,8 +132,6 @@ def test_a_half_sent_request_gets_408_and_is_closed(churn_bundle, tmp_path):
                 assert json.loads(body)["kind"] == "request_timeout" and headers["connection"] == "close"
                 assert reader.read() == b""  # closed by the server
         assert _ping_answers(proc)
-    finally:
-        proc.stop()
 
 
 def test_bad_chunk_size_is_a_json_400(served):
