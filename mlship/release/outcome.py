@@ -55,21 +55,18 @@ class RolloutOutcome:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+def _variant_states(variants: list[dict[str, Any]], prefix: str = "") -> dict[str, dict[str, Any]]:
+    return {f"{prefix}{v['VariantName']}": {"weight": v.get("CurrentWeight"),
+                                            "instances": v.get("CurrentInstanceCount"),
+                                            "status": [s.get("Status") for s in v.get("VariantStatus", [])]}
+            for v in variants}
+
+
 def observe(describe: dict[str, Any], at: float, alarms: dict[str, str] | None = None) -> Phase:
-    """A :class:`Phase` from a ``DescribeEndpoint`` answer."""
-    variants = {}
-    for variant in describe.get("ProductionVariants", []):
-        statuses = [s.get("Status") for s in variant.get("VariantStatus", [])]
-        variants[variant["VariantName"]] = {"weight": variant.get("CurrentWeight"),
-                                            "instances": variant.get("CurrentInstanceCount"),
-                                            "status": statuses}
-    pending = describe.get("PendingDeploymentSummary")
-    if pending:
-        for variant in pending.get("ProductionVariants", []):
-            statuses = [s.get("Status") for s in variant.get("VariantStatus", [])]
-            variants[f"green:{variant['VariantName']}"] = {"weight": variant.get("CurrentWeight"),
-                                                           "instances": variant.get("CurrentInstanceCount"),
-                                                           "status": statuses}
+    """A :class:`Phase` from a ``DescribeEndpoint`` answer (the new fleet's variants as ``green:NAME``)."""
+    variants = _variant_states(describe.get("ProductionVariants", []))
+    pending = describe.get("PendingDeploymentSummary") or {}
+    variants.update(_variant_states(pending.get("ProductionVariants", []), "green:"))
     return Phase(round(at, 3), describe.get("EndpointStatus", "Unknown"), variants, dict(alarms or {}))
 
 
