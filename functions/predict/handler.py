@@ -317,21 +317,24 @@ def _event_kind(event: Any) -> str:
     return "direct"
 
 
+def _http_request(kind: str, ev: Any, method: str, path: str | None, fallback_id: str) -> Request:
+    """The request of an API Gateway (v1, v2) or Function URL event, once its shape is checked."""
+    headers = ev.headers  # Powertools builds a case-insensitive copy on each access: read it once
+    return Request(kind, method.upper(), path or "/", _decode_body(ev.body, bool(ev.is_base64_encoded)),
+                   headers.get("content-type"), ev.request_context.request_id or fallback_id, headers.get("accept"))
+
+
 def _parse_event(event: Any, fallback_id: str) -> Request:
     if isinstance(event, dict) and "httpMethod" in event and "requestContext" in event:
         _check_http_event(event, version=1)
         ev1 = APIGatewayProxyEvent(event)
-        return Request("rest-v1", ev1.http_method.upper(), ev1.path or "/",
-                       _decode_body(ev1.body, bool(ev1.is_base64_encoded)), ev1.headers.get("content-type"),
-                       ev1.request_context.request_id or fallback_id, ev1.headers.get("accept"))
+        return _http_request("rest-v1", ev1, ev1.http_method, ev1.path, fallback_id)
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
         _check_http_event(event, version=2)
         domain = (event["requestContext"].get("domainName") or "")
         ev2 = LambdaFunctionUrlEvent(event) if ".lambda-url." in domain else APIGatewayProxyEventV2(event)
         kind = "function-url" if ".lambda-url." in domain else "http-v2"
-        return Request(kind, ev2.request_context.http.method.upper(), ev2.raw_path or "/",
-                       _decode_body(ev2.body, bool(ev2.is_base64_encoded)), ev2.headers.get("content-type"),
-                       ev2.request_context.request_id or fallback_id, ev2.headers.get("accept"))
+        return _http_request(kind, ev2, ev2.request_context.http.method, ev2.raw_path, fallback_id)
     if isinstance(event, dict) and "body" in event and ("contentType" in event or "isBase64Encoded" in event):
         _optional(event, "contentType", str, "")
         _optional(event, "isBase64Encoded", bool, "")
