@@ -1,0 +1,3 @@
+from mlship.local.plane.server import main
+
+main()
