@@ -26,7 +26,6 @@ log = logging.getLogger("mlship.local.plane")
 
 # module:class, in dispatch order; each is built with the PlaneContext
 SERVICES = (
-    "mlship.local.plane.runtime:RuntimeService",
     "mlship.local.plane.sagemaker:SageMakerService",
 )
 

@@ -1,0 +1,226 @@
+"""SageMaker on the plane: endpoints that really run, update blue/green and answer ``invoke_endpoint``.
+
+moto records endpoints but implements no ``UpdateEndpoint`` and serves canned predictions. This
+service answers, in SageMaker's JSON protocol, ``CreateEndpoint`` (recorded in moto, then the
+fleet is started: ``Creating`` until ``/ping`` passes), ``UpdateEndpoint`` (blue/green as in
+:mod:`mlship.local.plane.endpoints`; refused while another update runs, as SageMaker refuses it),
+``DescribeEndpoint``, ``DeleteEndpoint`` and ``UpdateEndpointWeightsAndCapacities``; every other
+SageMaker call passes through to moto. It also answers the sagemaker-runtime route
+``POST /endpoints/{name}/invocations`` from the fleet the traffic share picks, applies rehearsal
+faults, and publishes ``Invocations``, ``Invocation4XXErrors``, ``Invocation5XXErrors`` and
+``ModelLatency`` (microseconds) per variant to the local CloudWatch (namespace ``AWS/SageMaker``,
+dimensions ``EndpointName``, ``VariantName``). Endpoints created in moto behind the plane's back
+(``cdk deploy`` to moto) are adopted on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlship.local.plane.endpoints import Deployer, Deployment, EndpointState, new_state
+from mlship.local.plane.fleet import Fleet, FleetVariant, fleet_from_config
+from mlship.local.plane.http import AwsRequest, AwsResponse, Service, forward
+from mlship.local.plane.metrics import AlarmEvaluator
+from mlship.serving.gateway import ACCOUNT, GatewayError, _http
+
+INVOKE_ROUTE = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
+DEFAULT_DEPLOYMENT = {"BlueGreenUpdatePolicy": {
+    "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+    "TerminationWaitInSeconds": 0}}
+_FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-inference-id", "x-amzn-sagemaker-custom-attributes")
+
+
+def _validation(message: str) -> AwsResponse:
+    return AwsResponse.error(400, "ValidationException", message)
+
+
+class SageMakerService(Service):
+    """The endpoints the plane runs, by name."""
+
+    def __init__(self, context: Any, *, serve_workers: int = 1, ready_timeout: float = 120.0):
+        self.context = context
+        self.sagemaker = context.client("sagemaker")
+        self.alarms = AlarmEvaluator(context)
+        self.serve_workers, self.ready_timeout = serve_workers, ready_timeout
+        self.endpoints: dict[str, EndpointState] = {}
+        self._lock = threading.Lock()
+
+    def fleet_options(self) -> dict[str, Any]:
+        return {"workers": self.serve_workers, "log_dir": self.context.log_dir, "ready_timeout": self.ready_timeout}
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, request: AwsRequest) -> AwsResponse | None:
+        match = INVOKE_ROUTE.match(request.path)
+        if request.method == "POST" and match:
+            return self.invoke(urllib.parse.unquote(match["name"]), request)
+        service, _, operation = request.target.partition(".")
+        if service != "SageMaker":
+            return None
+        handler = {"CreateEndpoint": self.create_endpoint, "UpdateEndpoint": self.update_endpoint,
+                   "DescribeEndpoint": self.describe_endpoint, "DeleteEndpoint": self.delete_endpoint,
+                   "UpdateEndpointWeightsAndCapacities": self.update_weights}.get(operation)
+        return handler(request) if handler else None
+
+    def _state(self, name: str) -> EndpointState | None:
+        """The endpoint's state; one moto knows but the plane does not is adopted (fleet started now)."""
+        with self._lock:
+            state = self.endpoints.get(name)
+        if state is not None:
+            return state
+        try:
+            found = self.sagemaker.describe_endpoint(EndpointName=name)
+        except ClientError:
+            return None
+        state = new_state(self.sagemaker, name, found["EndpointArn"], found["EndpointConfigName"])
+        state.blue.start(**self.fleet_options())
+        state.set_status("InService")
+        with self._lock:
+            return self.endpoints.setdefault(name, state)
+
+    # ------------------------------------------------------------------ control plane calls
+    def create_endpoint(self, request: AwsRequest) -> AwsResponse:
+        """Record the endpoint in moto, then start its fleet in the background."""
+        params = request.json()
+        name = params.get("EndpointName", "")
+        with self._lock:
+            if name in self.endpoints:
+                return _validation(f'Cannot create already existing endpoint "arn:aws:sagemaker:'
+                                   f'{self.context.region}:{ACCOUNT}:endpoint/{name.lower()}".')
+        answer = forward(self.context.upstream, request)
+        if answer.status != 200:
+            return answer
+        state = new_state(self.sagemaker, name, json.loads(answer.body)["EndpointArn"], params["EndpointConfigName"])
+        state.last_deployment_config = params.get("DeploymentConfig")
+        with self._lock:
+            self.endpoints[name] = state
+        threading.Thread(target=self._provision, args=(state,), name=f"create-{name}", daemon=True).start()
+        return answer
+
+    def _provision(self, state: EndpointState) -> None:
+        try:
+            state.blue.start(**self.fleet_options())
+        except GatewayError as exc:
+            state.set_status("Failed", f"The primary container for production variant "
+                             f"{state.blue.variants[0].name} did not pass the ping health check: {exc}")
+        else:
+            state.set_status("InService", "")
+
+    def update_endpoint(self, request: AwsRequest) -> AwsResponse:
+        """Start a blue/green update; refuse one on an endpoint that is not ``InService``."""
+        params = request.json()
+        name, config_name = params.get("EndpointName", ""), params.get("EndpointConfigName", "")
+        state = self._state(name)
+        if state is None:
+            return _validation(f"Could not find endpoint \"{name}\".")
+        try:
+            green = fleet_from_config(self.sagemaker, config_name)
+        except ClientError:
+            return _validation(f"Could not find endpoint configuration \"{config_name}\".")
+        except GatewayError as exc:
+            return _validation(str(exc))
+        policy = params.get("DeploymentConfig") or DEFAULT_DEPLOYMENT
+        alarms = [a["AlarmName"] for a in (policy.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+        with state.lock:
+            if state.status != "InService" or state.deployment is not None:
+                return _validation(f'Cannot update in-progress endpoint "{state.arn}".')
+            state.deployment = Deployment(config_name, green, policy, alarms)
+            state.last_deployment_config = policy
+            state.set_status("Updating", "")
+        threading.Thread(target=Deployer(self, state, state.deployment).run, name=f"update-{name}",
+                         daemon=True).start()
+        return AwsResponse.json({"EndpointArn": state.arn})
+
+    def describe_endpoint(self, request: AwsRequest) -> AwsResponse | None:
+        with self._lock:
+            state = self.endpoints.get(request.json().get("EndpointName", ""))
+        return None if state is None else AwsResponse.json(state.describe())
+
+    def delete_endpoint(self, request: AwsRequest) -> AwsResponse:
+        """Stop the endpoint's fleets and delete it in moto."""
+        with self._lock:
+            state = self.endpoints.pop(request.json().get("EndpointName", ""), None)
+        if state is not None:
+            fleets: list[Fleet] = [state.blue] + ([state.deployment.green] if state.deployment else [])
+            for fleet in fleets:
+                fleet.stop(drain_seconds=5)
+        return forward(self.context.upstream, request)
+
+    def update_weights(self, request: AwsRequest) -> AwsResponse:
+        """Change the live fleet's variant weights (refused during an update, as SageMaker does)."""
+        params = request.json()
+        state = self._state(params.get("EndpointName", ""))
+        if state is not None and state.deployment is not None:
+            return _validation(f'Cannot update in-progress endpoint "{state.arn}".')
+        answer = forward(self.context.upstream, request)
+        if state is not None and answer.status == 200:
+            desired = {d["VariantName"]: d for d in params.get("DesiredWeightsAndCapacities", [])}
+            with state.lock:
+                for variant in state.blue.variants:
+                    if "DesiredWeight" in desired.get(variant.name, {}):
+                        variant.weight = float(desired[variant.name]["DesiredWeight"])
+        return answer
+
+    # ------------------------------------------------------------------ runtime
+    def invoke(self, name: str, request: AwsRequest) -> AwsResponse:
+        """``InvokeEndpoint``: a real prediction from the fleet and variant the traffic share picks."""
+        try:
+            state = self._state(name)
+            if state is None:
+                raise GatewayError(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+            if state.status in ("Creating", "Failed", "Deleting"):
+                raise GatewayError(400, "ValidationError", f"Endpoint {name} is {state.status}: it takes no "
+                                   "invocations")
+            fleet, variant = state.route(request.headers.get("x-amzn-sagemaker-target-variant"))
+            try:
+                return self._call(state, variant, request)
+            finally:
+                fleet.release()
+        except GatewayError as exc:
+            return AwsResponse(exc.status, json.dumps({"message": str(exc), **exc.fields}).encode(),
+                               {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code})
+
+    def _call(self, state: EndpointState, variant: FleetVariant, request: AwsRequest) -> AwsResponse:
+        fault, process = variant.fault, variant.process
+        assert process is not None
+        started = time.perf_counter()
+        if fault.latency_seconds:
+            time.sleep(fault.latency_seconds)
+        if fault.error_rate and state.blue._random.random() < fault.error_rate:
+            status, data = 500, b'{"error": {"kind": "injected_fault", "message": "injected by --fault errors"}}'
+        else:
+            headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
+            try:
+                status, data, _ = _http("POST", f"{process.url}/invocations", request.body, headers)
+            except OSError as exc:  # the container is gone: SageMaker answers a model error
+                status, data = 503, json.dumps({"error": {"kind": "unavailable", "message": str(exc)}}).encode()
+        self._publish(state.name, variant.name, status, (time.perf_counter() - started) * 1e6)
+        if status != 200:
+            kind = "client" if status < 500 else "server"
+            text = data.decode("utf-8", "replace")
+            raise GatewayError(424, "ModelError", f'Received {kind} error ({status}) from primary with message '
+                               f'"{text[:500]}". See {process.log_path} for more information.',
+                               OriginalStatusCode=status, OriginalMessage=text, LogStreamArn=process.log_path or "")
+        return AwsResponse(200, data, {"Content-Type": "application/json",
+                                       "x-Amzn-Invoked-Production-Variant": variant.name})
+
+    def _publish(self, endpoint: str, variant: str, status: int, latency_us: float) -> None:
+        dims = {"EndpointName": endpoint, "VariantName": variant}
+        store = self.context.metrics
+        store.record("AWS/SageMaker", "Invocations", dims, 1, "Count")
+        store.record("AWS/SageMaker", "Invocation4XXErrors", dims, 1 if 400 <= status < 500 else 0, "Count")
+        store.record("AWS/SageMaker", "Invocation5XXErrors", dims, 1 if status >= 500 else 0, "Count")
+        store.record("AWS/SageMaker", "ModelLatency", dims, latency_us, "Microseconds")
+
+    def close(self) -> None:
+        with self._lock:
+            states, self.endpoints = list(self.endpoints.values()), {}
+        for state in states:
+            for fleet in [state.blue] + ([state.deployment.green] if state.deployment else []):
+                fleet.stop(drain_seconds=0)
