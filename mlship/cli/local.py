@@ -1,29 +1,51 @@
-"""``mlship local up | down | status | env``: the moto server that stands in for AWS."""
+"""``mlship local up | down | status | env``: the moto server and control plane that stand in for AWS."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
 from mlship.cli.common import fail
 
-local_app = typer.Typer(help="Run a local AWS (moto server on localhost) for demos and tests.",
+local_app = typer.Typer(help="Run a local AWS (moto server + control plane on localhost) for demos and tests.",
                         no_args_is_help=True)
 
 
 @local_app.command("up")
-def up(port: int = typer.Option(5000, help="Port for the moto server."),
-       gateway_port: int = typer.Option(0, help="Port for the sagemaker-runtime gateway (0: any free port)."),
-       gateway: bool = typer.Option(True, help="Start the local sagemaker-runtime gateway.")) -> None:
-    """Start the local AWS (idempotent) and print how to use it."""
+def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto server."),
+       plane_port: int = typer.Option(0, min=0, max=65535,
+                                      help="Port for the control plane (0: any free port)."),
+       time_scale: float = typer.Option(1.0, min=0.0, help="Multiplier of every simulated wait of the control "
+                                        "plane (rollout baking, alarm periods); e.g. 0.02 for rehearsals."),
+       plane: bool = typer.Option(True, "--plane/--no-plane",
+                                  help="Start the control plane (SageMaker endpoints, Lambda, CodeDeploy)."),
+       bucket: list[str] = typer.Option([], "--bucket", help="An extra bucket to create (repeatable)."),
+       ) -> None:
+    """Start the local AWS (idempotent), create the project's buckets and print how to use it."""
     from mlship.local import environment as local
 
-    state = local.up(port, gateway_port if gateway else None)
-    typer.echo(f"local AWS running at {state['endpoint_url']} (pid {state['moto']['pid']})")
-    if "gateway" in state.get("services", {}):
-        typer.echo(f"sagemaker-runtime gateway at {state['services']['gateway']['url']} "
-                   "(invoke_endpoint answers from local `mlship serve` processes)")
+    try:
+        result = local.up(port, plane_port if plane else None, time_scale=time_scale, buckets=bucket)
+    except (local.PortInUse, local.BucketNameError) as exc:
+        fail(str(exc), code=2)
+    except local.LocalEnvironmentError as exc:
+        fail(str(exc))
+    state = result.state
+    if result.stale:
+        typer.echo(f"removed the state of a local AWS that had stopped (pid {result.stale['moto'].get('pid')})")
+    verb = "local AWS running" if result.started else "local AWS already running"
+    typer.echo(f"{verb} at {state['endpoint_url']} (moto, pid {state['moto']['pid']})")
+    plane_state = state.get("services", {}).get("plane")
+    if plane_state:
+        typer.echo(f"control plane at {plane_state['url']} (pid {plane_state['pid']}, time scale "
+                   f"{plane_state.get('time_scale', 1.0):g}): SageMaker, sagemaker-runtime, Lambda, CodeDeploy")
+    for name in state.get("buckets", []):
+        typer.echo(f"bucket s3://{name}{' (created)' if name in result.created_buckets else ''}")
+    if not result.started and port != state["moto"]["port"]:
+        typer.echo(f"note: --port {port} ignored; run `mlship local down` first to restart on another port")
+    typer.echo(f"state and logs: {local.state_dir()}")
     typer.echo('point boto3 at it with: eval "$(mlship local env)"')
 
 
@@ -37,14 +59,23 @@ def down() -> None:
 
 @local_app.command("status")
 def status() -> None:
-    """Show whether the local AWS is running; exit 1 when it is not."""
+    """Show the running local AWS as JSON; exit 1 when it is not running."""
     from mlship.local import environment as local
 
-    state = local.read_state()
-    if not state or not local.is_alive(state["moto"]["pid"]):
+    state = local.running_state()
+    if state is None:
         typer.echo("local AWS is not running")
         raise typer.Exit(1)
-    typer.echo(json.dumps(state, indent=2))
+    typer.echo(json.dumps(_with_health(state, local.is_ours), indent=2))
+
+
+def _with_health(state: dict[str, Any], is_ours: Any) -> dict[str, Any]:
+    """``state`` with ``running: true|false`` on moto and each service (a plane may die on its own)."""
+    shown = json.loads(json.dumps(state))
+    shown["moto"]["running"] = is_ours(state["moto"])
+    for name, service in (state.get("services") or {}).items():
+        shown["services"][name]["running"] = is_ours(service)
+    return shown
 
 
 @local_app.command("env")
@@ -52,8 +83,8 @@ def env() -> None:
     """Print shell exports that point boto3 at the running local AWS."""
     from mlship.local import environment as local
 
-    state = local.read_state()
-    if not state:
+    state = local.running_state()
+    if state is None:
         fail("local AWS is not running: run `mlship local up`")
     for key, value in local.env_exports(state).items():
         typer.echo(f"export {key}={value}")

@@ -1,0 +1,172 @@
+"""`mlship local` end to end: real moto (and control plane) processes, the CLI in subprocesses,
+one per-user state home shared by commands run from different directories."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from local.helpers import LocalCli, plane_available, wait_gone
+from mlship.local.environment import free_port, is_alive
+
+needs_plane = pytest.mark.skipif(not plane_available(), reason="the control plane's services are not in this checkout")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[LocalCli]:
+    local = LocalCli(tmp_path / "home")
+    try:
+        yield local
+    finally:
+        local.run("down")
+
+
+def _buckets(url: str) -> set[str]:
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    return {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+
+
+def test_up_in_one_directory_env_status_down_from_another(cli: LocalCli, tmp_path: Path) -> None:
+    first, elsewhere = tmp_path / "project", tmp_path / "other" / "deep" / "sub"
+    first.mkdir()
+    elsewhere.mkdir(parents=True)
+    port = free_port()
+    up = cli.ok("up", "--port", str(port), "--no-plane", "--bucket", "extra-bucket", cwd=first)
+    assert f"local AWS running at http://localhost:{port}" in up.stdout
+    assert not (first / ".mlship").exists()  # nothing written to the current directory
+
+    exports = cli.exports(cwd=elsewhere)
+    assert exports["AWS_ENDPOINT_URL"] == f"http://localhost:{port}"
+    assert "AWS_ENDPOINT_URL_SAGEMAKER" not in exports  # no plane
+    data_bucket = exports["MLSHIP_REGISTRY_BUCKET"]
+    assert data_bucket == "mlship-dev-data-123456789012-us-east-1"
+    assert f"bucket s3://{data_bucket} (created)" in up.stdout and "s3://extra-bucket (created)" in up.stdout
+    assert {data_bucket, "extra-bucket"} <= _buckets(exports["AWS_ENDPOINT_URL"])
+
+    status = cli.ok("status", cwd=elsewhere)
+    assert '"running": true' in status.stdout
+    moto_pid = cli.state()["moto"]["pid"]
+    down = cli.ok("down", cwd=elsewhere)
+    assert down.stdout.strip() == "stopped"
+    assert wait_gone(moto_pid)
+    assert cli.run("status").returncode == 1
+    assert not (cli.home / "local.json").exists()
+    assert cli.ok("down").stdout.strip() == "nothing was running"
+
+
+def test_up_twice_is_idempotent_and_adds_buckets(cli: LocalCli) -> None:
+    port = free_port()
+    cli.ok("up", "--port", str(port), "--no-plane")
+    pid = cli.state()["moto"]["pid"]
+    again = cli.ok("up", "--port", str(free_port()), "--no-plane", "--bucket", "later-bucket")
+    assert f"local AWS already running at http://localhost:{port}" in again.stdout
+    assert "--port" in again.stdout and "ignored" in again.stdout
+    assert cli.state()["moto"]["pid"] == pid
+    assert "later-bucket" in cli.state()["buckets"]
+    assert "later-bucket" in _buckets(f"http://localhost:{port}")
+
+
+def test_concurrent_ups_start_one_server(cli: LocalCli) -> None:
+    port = str(free_port())
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: cli.run("up", "--port", port, "--no-plane"), range(2)))
+    assert [d.returncode for d in done] == [0, 0], [d.stderr for d in done]
+    assert sorted("already running" in d.stdout for d in done) == [False, True]
+
+
+def test_taken_moto_port_exits_2_and_records_nothing(cli: LocalCli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli.run("up", "--port", str(port), "--no-plane")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert f"port {port}" in done.stderr and "--port" in done.stderr and "Traceback" not in done.stderr
+    assert not (cli.home / "local.json").exists()
+    assert cli.run("status").returncode == 1
+
+
+def test_taken_plane_port_exits_2_before_moto_starts(cli: LocalCli) -> None:
+    moto_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        plane_port = taken.getsockname()[1]
+        done = cli.run("up", "--port", str(moto_port), "--plane-port", str(plane_port))
+    assert done.returncode == 2
+    assert f"port {plane_port}" in done.stderr and "--plane-port" in done.stderr
+    assert not (cli.home / "local.json").exists()
+    with socket.socket() as probe:  # moto never started on its port
+        assert probe.connect_ex(("localhost", moto_port)) != 0
+
+
+def test_bad_bucket_name_exits_2_before_starting(cli: LocalCli) -> None:
+    done = cli.run("up", "--port", str(free_port()), "--no-plane", "--bucket", "Not_A_Bucket")
+    assert done.returncode == 2 and "not a valid S3 bucket name" in done.stderr
+    assert not (cli.home / "local.json").exists()
+
+
+def test_stale_state_is_cleaned_up(cli: LocalCli) -> None:
+    cli.ok("up", "--port", str(free_port()), "--no-plane")
+    pid = cli.state()["moto"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    status = cli.run("status")
+    assert status.returncode == 1 and "not running" in status.stdout
+    assert not (cli.home / "local.json").exists()
+    assert cli.run("env").returncode == 1
+
+    cli.ok("up", "--port", str(free_port()), "--no-plane")
+    pid = cli.state()["moto"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    restarted = cli.ok("up", "--port", str(free_port()), "--no-plane")  # up itself notices the stale state
+    assert "removed the state of a local AWS that had stopped" in restarted.stdout
+    assert is_alive(cli.state()["moto"]["pid"])
+
+
+@needs_plane
+def test_up_starts_the_plane_and_down_stops_it(cli: LocalCli, tmp_path: Path) -> None:
+    moto_port, plane_port = free_port(), free_port()
+    up = cli.ok("up", "--port", str(moto_port), "--plane-port", str(plane_port), "--time-scale", "0.02")
+    assert f"control plane at http://localhost:{plane_port}" in up.stdout
+    plane = cli.state()["services"]["plane"]
+    assert plane["time_scale"] == 0.02
+    exports = cli.exports(cwd=tmp_path)
+    assert exports["AWS_ENDPOINT_URL"] == f"http://localhost:{moto_port}"
+    for service in ("SAGEMAKER", "SAGEMAKER_RUNTIME", "LAMBDA", "CODEDEPLOY"):
+        assert exports[f"AWS_ENDPOINT_URL_{service}"] == f"http://localhost:{plane_port}"
+    with urllib.request.urlopen(f"{plane['url']}/ping", timeout=5) as answer:  # noqa: S310 - local
+        assert answer.status == 200
+    sagemaker = boto3.client("sagemaker", endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER"],
+                             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert sagemaker.list_models()["Models"] == []  # passed through to moto
+    moto_pid = cli.state()["moto"]["pid"]
+    cli.ok("down")
+    assert wait_gone(plane["pid"]) and wait_gone(moto_pid)
+
+
+@needs_plane
+def test_dead_plane_is_restarted_by_up(cli: LocalCli) -> None:
+    port = str(free_port())
+    cli.ok("up", "--port", port)
+    plane = cli.state()["services"]["plane"]
+    os.killpg(plane["pid"], signal.SIGKILL)
+    assert wait_gone(plane["pid"])
+    status = cli.ok("status")
+    assert '"running": false' in status.stdout
+    cli.ok("up", "--port", port)
+    revived = cli.state()["services"]["plane"]
+    assert revived["pid"] != plane["pid"] and is_alive(revived["pid"])
+    with urllib.request.urlopen(f"{revived['url']}/ping", timeout=5) as answer:  # noqa: S310 - local
+        assert answer.status == 200
