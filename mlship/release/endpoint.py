@@ -113,7 +113,8 @@ class EndpointRollout:
             if verdict != "in_progress":
                 alarm = None
                 if verdict == "rolled_back":
-                    alarm = fired_alarm(reason, alarms, self._alarm_history(alarm_names, wall_start))
+                    alarm = fired_alarm(reason, alarms) or fired_alarm("", {}, self._alarm_history(alarm_names,
+                                                                                                  wall_start))
                 return RolloutOutcome(verdict, endpoint, config, reason=reason, alarm=alarm, phases=phases)
             if self.clock() - started >= timeout_seconds:
                 return RolloutOutcome("timeout", endpoint, config, phases=phases,
@@ -128,9 +129,14 @@ class EndpointRollout:
 
     def _alarm_history(self, names: list[str], since: datetime) -> dict[str, bool]:
         """Which alarms went to ALARM since the rollout started (an alarm may be OK again by now)."""
+        from botocore.exceptions import ClientError
+
         went: dict[str, bool] = {}
         for name in names:
-            items = self.cloudwatch.describe_alarm_history(
-                AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
+            try:
+                items = self.cloudwatch.describe_alarm_history(
+                    AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
+            except ClientError:  # no history to read (moto has no DescribeAlarmHistory): blame no alarm
+                return went
             went[name] = any(_new_state(item) == "ALARM" for item in items)
         return went
