@@ -1,6 +1,8 @@
-"""Demo step: the registry and the gate. Register the HGB model, make it champion, train a second,
-different model (logistic regression) that passes the gate, then a third (a small MLP) that the
-gate refuses without changing anything."""
+"""Demo step: the registry and the gate. Register the HGB model (the gate makes it challenger; with
+no rollout in this step it is made champion by hand), train a second, different model (logistic
+regression) that passes the gate against the champion and becomes challenger (the model the
+release step rolls out), then a third (a small MLP) that is gated against that challenger and
+refused without changing anything."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from mlship.local.datasets import CHURN_LABEL, CHURN_SENSITIVE
 from mlship.registry.store import Registry, VersionExistsError
 
 THRESHOLDS = """\
-# mlship gate: every threshold must hold for the alias to move
+# mlship gate: every threshold must hold for the challenger alias to move
 metrics:
   roc_auc:  {min: 0.75, min_improvement: 0.0}   # at least as good as the champion
   accuracy: {min: 0.70}
@@ -80,53 +82,31 @@ def run(ctx: DemoContext) -> None:
     first = promote(reg, "churn", "1", holdout, limits, label=CHURN_LABEL, reason="first model",
                     report_dir=reports / "gate-churn-1", progress=con.log)
     con.print(_checks_table("gate churn:1 (no champion yet: absolute thresholds only)", first))
-    if first.gate.passed:
-        con.print(f"[green]churn@champion -> 1[/] (approved {first.package_arn})")
-    else:
+    if not first.gate.passed:
         con.print("[red]churn:1 was refused: " + "; ".join(c.describe() for c in first.gate.failures))
+        return
+    con.print(f"[green]churn@challenger -> 1[/] (approved {first.package_arn})")
+    # The gate only moves challenger; champion moves when a rollout succeeds (mlship rollout). Nothing
+    # is rolled out in this step and later steps (batch) load mlship://churn@champion, so the first
+    # model is made champion by hand, as `mlship alias set churn champion 1 --expect none` does.
+    reg.set_alias("churn", "champion", "1", expect=None,
+                  reason="first model: no champion yet and no rollout in this demo step")
+    con.print("churn@champion -> 1 by hand (first model, nothing rolled out yet)   "
+              "(mlship alias set churn champion 1 --expect none)")
 
     con.print("training a second, different model: logistic regression (same features, same holdout)")
-    v2, _ = reg.register(_export(ctx, "logreg", "2", "logistic regression challenger"), public_key=public)
+    reg.register(_export(ctx, "logreg", "2", "logistic regression challenger"), public_key=public)
     second = promote(reg, "churn", "2", holdout, limits, label=CHURN_LABEL, reason="challenger beats champion",
                      report_dir=reports / "gate-churn-2", progress=con.log)
     con.print(_checks_table("gate churn:2 (logistic regression) vs champion churn:1 (HGB)", second))
     if second.gate.passed:
-        con.print(f"[bold green]PASSED[/]: churn@champion {second.moved.previous} -> {second.moved.version}, "
-                  f"approved {second.package_arn}")
+        con.print(f"[bold green]PASSED[/]: churn@challenger {second.moved.previous} -> {second.moved.version}, "
+                  f"approved {second.package_arn}; churn@champion stays 1 until a rollout of 2 succeeds")
     else:
         con.print("[bold red]REFUSED[/] (unexpected on this data): " +
                   "; ".join(c.describe() for c in second.gate.failures))
-
-    con.print("training a third model: a small neural network (MLP, 32 hidden units)")
-    reg.register(_export(ctx, "mlp", "3", "MLP challenger"), public_key=public)
-    before = reg.get_alias("churn", "champion")
-    third = promote(reg, "churn", "3", holdout, limits, label=CHURN_LABEL,
-                    report_dir=reports / "gate-churn-3", progress=con.log)
-    champion_now = reg.get_alias("churn", "champion").version
-    con.print(_checks_table(f"gate churn:3 (MLP) vs champion churn:{before.version}", third))
-    if third.gate.passed:
-        con.print(f"[yellow]churn:3 passed the gate too: churn@champion -> {champion_now}")
-    else:
-        con.print(f"[bold red]REFUSED[/]: {len(third.gate.failures)} of {len(third.gate.checks)} checks failed "
-                  f"({'; '.join(c.describe() for c in third.gate.failures)})")
-        con.print(f"nothing changed: churn@champion is still {champion_now}, churn:3 SageMaker status "
-                  f"{reg.approval_status('churn', '3')}")
-
-    versions = Table(title="mlship models show churn")
-    for col in ("version", "model", "ROC-AUC (holdout)", "SageMaker", "aliases"):
-        versions.add_column(col)
-    aliases = reg.list_aliases("churn")
-    for rec in reg.list_versions("churn"):
-        versions.add_row(rec.version, rec.description or "", f"{rec.metrics.get('roc_auc', float('nan')):.4f}",
-                         str(reg.approval_status("churn", rec.version)),
-                         ", ".join(a for a, r in aliases.items() if r.version == rec.version) or "-")
-    con.print(versions)
-    audit = Table(title="mlship alias history churn champion (audit log)")
-    for col in ("#", "when", "who", "from", "to", "why"):
-        audit.add_column(col)
-    for e in reg.history("churn", "champion"):
-        audit.add_row(str(e.generation), e.updated_at, e.updated_by, e.previous or "-", e.version, e.reason)
-    con.print(audit)
+    _third_model(ctx, reg, limits, reports)
+    _print_registry(con, reg)
 
     from mlship.runtime.predictor import Predictor
 
@@ -134,8 +114,58 @@ def run(ctx: DemoContext) -> None:
     con.print(f"mlship://churn@champion resolves to {reg.resolve('mlship://churn@champion')} "
               f"-> loaded {champion.model_name}:{champion.model_version} (golden examples checked)")
     con.print(f"gate reports: {reports}/gate-churn-*/gate.html")
+    challenger = reg.get_alias("churn", "challenger")
     ctx.data.update({"registry_bucket": ctx.bucket, "champion_uri": "mlship://churn@champion",
-                     "champion_version": champion.model_version, "gate_reports": reports})
+                     "champion_version": champion.model_version, "gate_reports": reports,
+                     "challenger_version": challenger.version if challenger else None})
+
+
+def _third_model(ctx: DemoContext, reg: Registry, limits: Any, reports: Any) -> None:
+    """An MLP competes with the challenger for the next rollout (``--against challenger``): refused.
+
+    Against the HGB champion it would pass (it beats the HGB, not the logistic regression), so it
+    is gated against the current challenger: a challenger is replaced only by a better one."""
+    from mlship.evaluation.gate import promote
+
+    con = ctx.console
+    con.print("training a third model: a small neural network (MLP, 32 hidden units)")
+    reg.register(_export(ctx, "mlp", "3", "MLP challenger"), public_key=ctx.data["public_key"])
+    before = reg.get_alias("churn", "challenger")
+    third = promote(reg, "churn", "3", ctx.data["holdout_df"], limits, label=CHURN_LABEL, against="challenger",
+                    report_dir=reports / "gate-churn-3", progress=con.log)
+    now = reg.get_alias("churn", "challenger").version
+    con.print(_checks_table(f"gate churn:3 (MLP) vs challenger churn:{before.version}   "
+                            "(mlship promote churn 3 --against challenger)", third))
+    if third.gate.passed:
+        con.print(f"[yellow]churn:3 passed the gate too: churn@challenger -> {now}")
+    else:
+        con.print(f"[bold red]REFUSED[/]: {len(third.gate.failures)} of {len(third.gate.checks)} checks failed "
+                  f"({'; '.join(c.describe() for c in third.gate.failures)})")
+        con.print(f"nothing changed: churn@challenger is still {now}, churn@champion "
+                  f"{reg.get_alias('churn', 'champion').version}, churn:3 SageMaker status "
+                  f"{reg.approval_status('churn', '3')}")
+
+
+def _print_registry(con: Any, reg: Registry) -> None:
+    """The tables of ``mlship models show churn`` and ``mlship alias history churn ALIAS``."""
+    versions = Table(title="mlship models show churn")
+    for col in ("version", "model", "ROC-AUC (holdout)", "SageMaker", "aliases", "status"):
+        versions.add_column(col)
+    aliases = reg.list_aliases("churn")
+    statuses = reg.statuses("churn")
+    for rec in reg.list_versions("churn"):
+        versions.add_row(rec.version, rec.description or "", f"{rec.metrics.get('roc_auc', float('nan')):.4f}",
+                         str(reg.approval_status("churn", rec.version)),
+                         ", ".join(a for a, r in aliases.items() if r.version == rec.version) or "-",
+                         statuses.get(rec.version) or "-")
+    con.print(versions)
+    for alias in ("challenger", "champion"):
+        audit = Table(title=f"mlship alias history churn {alias} (audit log)")
+        for col in ("#", "when", "who", "from", "to", "why"):
+            audit.add_column(col)
+        for e in reg.history("churn", alias):
+            audit.add_row(str(e.generation), e.updated_at, e.updated_by, e.previous or "-", e.version, e.reason)
+        con.print(audit)
 
 
 def _edited_copy(src: Any, dst: Any) -> None:

@@ -1,5 +1,5 @@
 """Registry and gate commands: ``register``, ``models list|show``, ``alias set|get|history``,
-``evaluate`` and ``promote``."""
+``evaluate`` and ``promote`` (the offline gate: moves ``challenger``, judged against ``champion``)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def register_cmd(
 
 @models_app.command("list")
 def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--json")) -> None:
-    """List models with their versions and aliases."""
+    """List models with their versions, aliases and rollout status."""
     from rich.console import Console
     from rich.table import Table
 
@@ -75,16 +75,17 @@ def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--jso
             versions = reg.list_versions(name)
             aliases = {a: r.version for a, r in reg.list_aliases(name).items()}
             rows.append({"name": name, "versions": [v.version for v in versions], "aliases": aliases,
-                         "latest": versions[-1].version if versions else None})
+                         "latest": versions[-1].version if versions else None, "status": reg.statuses(name)})
     except MlshipError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("model", "versions", "latest", "aliases")
+    table = Table("model", "versions", "latest", "aliases", "status")
     for row in rows:
         table.add_row(row["name"], str(len(row["versions"])), str(row["latest"]),
-                      ", ".join(f"{a}→{v}" for a, v in sorted(row["aliases"].items())) or "-")
+                      ", ".join(f"{a}→{v}" for a, v in sorted(row["aliases"].items())) or "-",
+                      ", ".join(f"{v} {st}" for v, st in row["status"].items()) or "-")
     Console().print(table)
 
 
@@ -92,38 +93,74 @@ def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--jso
 def models_show(name: str = typer.Argument(...), version: str = typer.Argument(None),
                 bucket: str = BUCKET, sagemaker: bool = SAGEMAKER,
                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show a model's versions (metrics, approval, aliases) or one version's record."""
+    """Show a model's versions (metrics, approval, aliases, status) or one version with its rollouts."""
     from rich.console import Console
     from rich.table import Table
 
+    if version:
+        _show_version(name, version, bucket, sagemaker, as_json)
+        return
     try:
         reg = _registry(bucket, sagemaker)
-        if version:
-            record = reg.get_version(name, version)
-            data = {**record.to_dict(), "approval": reg.approval_status(name, version),
-                    "aliases": [a for a, r in reg.list_aliases(name).items() if r.version == version]}
-            typer.echo(json.dumps(data, indent=2))
-            return
         versions = reg.list_versions(name)
         if not versions:
             fail(f"model {name} has no registered version in s3://{reg.bucket}/{reg.prefix}")
         aliases = reg.list_aliases(name)
         approvals = {v.version: reg.approval_status(name, v.version) for v in versions}
+        statuses = reg.statuses(name)
     except MlshipError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"name": name, "versions": [v.to_dict() for v in versions],
                                "aliases": {a: r.to_dict() for a, r in aliases.items()},
-                               "approval": approvals}, indent=2))
+                               "approval": approvals, "status": statuses}, indent=2))
         return
     metric_cols = [m for m in ("roc_auc", "accuracy", "f1", "rmse", "r2") if any(m in v.metrics for v in versions)]
-    table = Table("version", "registered", "by", *metric_cols, "SageMaker", "aliases", title=f"model {name}")
+    table = Table("version", "registered", "by", *metric_cols, "SageMaker", "aliases", "status",
+                  title=f"model {name}")
     for v in versions:
         table.add_row(v.version, v.registered_at, v.registered_by,
                       *[f"{v.metrics[m]:.4f}" if m in v.metrics else "-" for m in metric_cols],
                       str(approvals.get(v.version) or "-"),
-                      ", ".join(a for a, r in sorted(aliases.items()) if r.version == v.version) or "-")
+                      ", ".join(a for a, r in sorted(aliases.items()) if r.version == v.version) or "-",
+                      statuses.get(v.version) or "-")
     Console().print(table)
+
+
+def _show_version(name: str, version: str, bucket: str | None, sagemaker: bool, as_json: bool) -> None:
+    """``models show NAME VERSION``: the version record, its aliases, status and rollouts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlship.registry.rollouts import latest
+
+    try:
+        reg = _registry(bucket, sagemaker)
+        record = reg.get_version(name, version)
+        rollouts = reg.rollouts(name, version)
+        last = latest(rollouts)
+        data = {**record.to_dict(), "approval": reg.approval_status(name, version),
+                "aliases": [a for a, r in reg.list_aliases(name).items() if r.version == version],
+                "status": None if last is None else last.status, "rollouts": [r.to_dict() for r in rollouts]}
+    except MlshipError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{name} version {version}[/]: {record.description or ''}")
+    for key in ("bundle_uri", "content_sha256", "registered_at", "registered_by", "signed", "approval"):
+        console.print(f"  {key}: {data[key]}")
+    console.print(f"  aliases: {', '.join(data['aliases']) or '-'}")
+    console.print(f"  metrics: {', '.join(f'{k} {v:.4f}' for k, v in record.metrics.items()) or '-'}")
+    console.print(f"  status: {data['status'] or '- (never rolled out)'}")
+    if rollouts:
+        table = Table("when", "outcome", "target", "previous", "alarm", "reason", "by", title="rollouts")
+        for r in rollouts:
+            colour = "green" if r.succeeded else "red"
+            table.add_row(r.recorded_at, f"[{colour}]{r.outcome}[/]", r.target, r.previous_version or "-",
+                          r.alarm or "-", r.reason or "-", r.recorded_by)
+        console.print(table)
 
 
 @alias_app.command("set")
@@ -164,12 +201,13 @@ def alias_get(name: str = typer.Argument(...), alias: str = typer.Argument(...),
 @alias_app.command("history")
 def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(...), bucket: str = BUCKET,
                   as_json: bool = typer.Option(False, "--json")) -> None:
-    """The audit log of an alias: who moved it, when, from, to, why."""
+    """The audit log of an alias (who moved it, when, from, to, why) and, between its moves, the
+    failed rollouts of versions that tried to become it."""
     from rich.console import Console
     from rich.table import Table
 
     try:
-        entries = _registry(bucket, sagemaker=False).history(name, alias)
+        entries = _registry(bucket, sagemaker=False).history_with_rollouts(name, alias)
     except MlshipError as exc:
         fail(str(exc))
     if as_json:
@@ -177,7 +215,13 @@ def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(.
         return
     table = Table("#", "when", "who", "from", "to", "why", title=f"{name}@{alias}")
     for e in entries:
-        table.add_row(str(e.generation), e.updated_at, e.updated_by, e.previous or "-", e.version, e.reason)
+        if e.move is not None:
+            m = e.move
+            table.add_row(str(m.generation), m.updated_at, m.updated_by, m.previous or "-", m.version, m.reason)
+        elif e.rollout is not None:
+            r = e.rollout
+            table.add_row("[red]✗[/]", r.recorded_at, r.recorded_by, e.alias_version or "-",
+                          f"[red]{r.version} {r.outcome}[/]", r.describe(e.alias_version))
     Console().print(table)
 
 
@@ -234,16 +278,17 @@ def promote_cmd(
     data: Path = typer.Option(..., "--data", help="Labelled evaluation data (.csv or .parquet)."),
     thresholds: Path = typer.Option(..., "--thresholds", "-t", help="Thresholds file (.yaml or .json)."),
     label: str = typer.Option(None, help="Label column (default: the one recorded at export)."),
-    alias: str = typer.Option("champion", help="Alias to move when the gate passes."),
+    alias: str = typer.Option("challenger", help="Alias to move when the gate passes."),
+    against: str = typer.Option("champion", help="Alias to gate against (the model in production)."),
     reason: str = typer.Option("", help="Why: stored in the audit log."),
     out: Path = typer.Option(Path("reports/gate"), "--out", "-o", help="Report directory."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundles' signatures."),
     bucket: str = BUCKET,
     sagemaker: bool = SAGEMAKER,
 ) -> None:
-    """Gate VERSION against NAME@ALIAS; move the alias and approve its SageMaker package only if it passes."""
+    """Gate VERSION against NAME@champion; only if it passes, move NAME@challenger to it and approve its
+    SageMaker package. The champion moves when a rollout of the challenger succeeds (`mlship rollout`)."""
     from rich.console import Console
-    from rich.table import Table
 
     from mlship.evaluation.gate import load_thresholds, promote
 
@@ -253,23 +298,14 @@ def promote_cmd(
         frame = _load_frame(data)
         reg = _registry(bucket, sagemaker)
         with console.status("gating") as status:
-            result = promote(reg, name, version, frame, limits, label=label, alias=alias, reason=reason,
-                             public_key=public_key, report_dir=out,
+            result = promote(reg, name, version, frame, limits, label=label, alias=alias, against=against,
+                             reason=reason, public_key=public_key, report_dir=out,
                              progress=lambda m: (status.update(m), console.log(m)))
     except (MlshipError, ValueError) as exc:
         fail(str(exc))
     gate = result.gate
     champ = gate.champion.model["version"] if gate.champion else None
-    table = Table("check", "threshold", "candidate", "champion", "result",
-                  title=f"gate {name}:{version} vs {name}@{alias} ({champ or 'no champion yet'})")
-    for c in gate.checks:
-        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<="}.get(c.kind, "<=")
-        if c.kind == "fairness" and c.name.startswith("demographic_parity_ratio"):
-            sign = ">="
-        table.add_row(c.name, f"{sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
-                      "-" if c.champion is None else f"{c.champion:.4f}",
-                      "[green]pass[/]" if c.passed else "[red]FAIL[/]")
-    Console().print(table)
+    Console().print(_gate_table(gate, f"gate {name}:{version} vs {name}@{against} ({champ or 'not set yet'})"))
     if result.report_paths:
         typer.echo(f"report: {result.report_paths[0]} and {result.report_paths[1]}")
     if not gate.passed:
@@ -279,8 +315,22 @@ def promote_cmd(
         raise typer.Exit(1)
     moved = result.moved
     typer.secho(f"promoted: {name}@{alias} {moved.previous or '(unset)'} -> {moved.version} "
-                f"(generation {moved.generation})" + (f"; approved {result.package_arn}" if result.package_arn
-                                                       else ""), fg="green")
+                f"(generation {moved.generation}; gated against {name}@{against} {champ or '(unset)'})"
+                + (f"; approved {result.package_arn}" if result.package_arn else ""), fg="green")
+
+
+def _gate_table(gate: Any, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table("check", "threshold", "candidate", "champion", "result", title=title)
+    for c in gate.checks:
+        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<="}.get(c.kind, "<=")
+        if c.kind == "fairness" and c.name.startswith("demographic_parity_ratio"):
+            sign = ">="
+        table.add_row(c.name, f"{sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
+                      "-" if c.champion is None else f"{c.champion:.4f}",
+                      "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """The evaluation gate: judge a candidate against thresholds and the current champion, and
-promote it (move the alias, approve the SageMaker package) only if every check passes.
+promote it to challenger (move the alias, approve the SageMaker package) only if every check
+passes. The champion moves only after a successful rollout (mlship rollout).
 
 Thresholds file (YAML or JSON)::
 
@@ -328,46 +329,86 @@ class Promotion:
 
     gate: GateResult
     alias: str
+    against: str = "champion"
     moved: Any = None  # AliasRecord when the alias moved
     package_arn: str | None = None
     report_paths: tuple[Path, Path] | None = None
 
 
 def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thresholds, *,
-            label: str | None = None, alias: str = "champion", reason: str = "", who: str | None = None,
-            public_key: Any = None, report_dir: str | Path | None = None,
+            label: str | None = None, alias: str = "challenger", against: str = "champion", reason: str = "",
+            who: str | None = None, public_key: Any = None, report_dir: str | Path | None = None,
             progress: Callable[[str], None] | None = None) -> Promotion:
-    """Gate ``NAME/VERSION`` against ``NAME@ALIAS`` and move the alias only if every check passes.
+    """Gate ``NAME/VERSION`` against ``NAME@AGAINST`` (the champion) and, only if every check
+    passes, move ``NAME@ALIAS`` (the challenger) to it and approve its SageMaker package.
 
-    The alias move is a compare-and-swap on the pointer read before the evaluation: if another
-    promotion moved it meanwhile, :class:`~mlship.registry.store.AliasConflictError` is raised and
-    nothing changes. On a failed gate nothing in the registry or SageMaker changes. When the
-    SageMaker approval fails after the move, the alias is moved back (see :func:`_roll_back_alias`).
+    The offline gate never moves the champion: a successful rollout does
+    (:meth:`~mlship.registry.store.Registry.promote_after_rollout`). ``Approved`` in SageMaker
+    means "passed the gate, may be rolled out". With no ``AGAINST`` yet, the absolute thresholds
+    alone decide. The move is a compare-and-swap on the ``ALIAS`` pointer read before the
+    evaluation, and ``AGAINST`` is re-read before it: if either moved meanwhile,
+    :class:`~mlship.registry.store.AliasConflictError` is raised and nothing changes. On a failed
+    gate nothing in the registry or SageMaker changes. When the approval fails after the move, the
+    alias is moved back (see :func:`_roll_back_alias`). ``alias == against`` gates against and
+    moves one alias (the behaviour before challenger and champion were split).
     """
-    from mlship.registry.store import RegistryError
-
     registry.get_version(name, version)  # the candidate must be registered
-    current = registry.get_alias(name, alias)
-    if current is not None and current.version == version:
-        raise RegistryError(f"{name}@{alias} already points at version {version}")
-    champion_uri = registry.bundle_uri(name, current.version) if current else None
+    baseline, current = _read_aliases(registry, name, version, alias, against)
+    champion_uri = registry.bundle_uri(name, baseline.version) if baseline else None
     result = run_gate(registry.bundle_uri(name, version), champion_uri, frame, label, thresholds,
                       public_key=public_key, progress=progress)
-    promotion = Promotion(gate=result, alias=alias)
+    promotion = Promotion(gate=result, alias=alias, against=against)
     if report_dir is not None:
         promotion.report_paths = write_gate_report(result, report_dir)
     if not result.passed:
         return promotion
-    summary = result.summary()
-    why = reason or f"gate passed ({len(result.checks)} checks)"
+    if alias != against:
+        _check_unmoved(registry, name, against, baseline)
+    basis = f"against {name}@{against} {baseline.version}" if baseline else f"no {name}@{against} yet"
+    why = reason or f"gate passed ({len(result.checks)} checks, {basis})"
+    evidence = {"gate": result.summary(), "against": {"alias": against,
+                                                      "version": baseline.version if baseline else None}}
     promotion.moved = registry.set_alias(name, alias, version, expect=current, reason=why, who=who,
-                                         evidence={"gate": summary})
-    try:
-        promotion.package_arn = registry.approve(
-            name, version, description=f"mlship gate passed ({len(result.checks)} checks); {name}@{alias}")
-    except RegistryError as exc:
-        _roll_back_alias(registry, name, alias, current, promotion.moved, who, exc)
+                                         evidence=evidence)
+    promotion.package_arn = _approve(registry, name, version, alias, current, promotion.moved, who,
+                                     f"mlship gate passed ({len(result.checks)} checks, {basis}); {name}@{alias}")
     return promotion
+
+
+def _read_aliases(registry: Any, name: str, version: str, alias: str, against: str) -> tuple[Any, Any]:
+    """The pointers the gate is judged against and moves (one read when they are the same alias)."""
+    from mlship.registry.store import RegistryError
+
+    baseline = registry.get_alias(name, against)
+    current = baseline if alias == against else registry.get_alias(name, alias)
+    if baseline is not None and baseline.version == version:
+        raise RegistryError(f"{name}@{against} already points at version {version}: nothing to gate it against")
+    if current is not None and current.version == version:
+        raise RegistryError(f"{name}@{alias} already points at version {version}")
+    return baseline, current
+
+
+def _check_unmoved(registry: Any, name: str, against: str, baseline: Any) -> None:
+    """Refuse the move if the alias the gate judged against moved during the evaluation."""
+    from mlship.registry.store import AliasConflictError
+
+    now = registry.get_alias(name, against)
+    if (now is None) != (baseline is None) or (now is not None and now.etag != baseline.etag):
+        was = baseline.version if baseline else "unset"
+        raise AliasConflictError(f"{name}@{against} moved from {was} to {now.version if now else 'unset'} while "
+                                 f"the gate was judging against it: nothing changed, re-run the gate")
+
+
+def _approve(registry: Any, name: str, version: str, alias: str, previous: Any, moved: Any, who: str | None,
+             description: str) -> str | None:
+    """Approve the candidate's SageMaker package; on failure move the alias back and raise."""
+    from mlship.registry.store import RegistryError
+
+    try:
+        return registry.approve(name, version, description=description)
+    except RegistryError as exc:
+        _roll_back_alias(registry, name, alias, previous, moved, who, exc)
+    return None
 
 
 def _roll_back_alias(registry: Any, name: str, alias: str, previous: Any, moved: Any, who: str | None,
@@ -376,7 +417,7 @@ def _roll_back_alias(registry: Any, name: str, alias: str, previous: Any, moved:
     move, recorded in the audit log) and raise, so the alias and the approval never disagree."""
     from mlship.registry.store import RegistryError
 
-    if previous is None:  # there is no earlier champion to return to: say exactly what state we left
+    if previous is None:  # the alias was unset before: nothing to return to, say exactly what state we left
         raise RegistryError(f"{cause}; {name}@{alias} now points at version {moved.version} (it had no "
                             f"previous version to return to) but its SageMaker package is not approved: "
                             f"fix the cause and approve it, or move the alias") from None

@@ -8,6 +8,8 @@ Layout in the registry bucket (under an optional ``MLSHIP_REGISTRY_PREFIX``)::
     models/NAME/VERSION/metrics.json    holdout metrics (the SageMaker package's ModelQuality source)
     aliases/NAME/ALIAS.json             the alias pointer: moved with If-Match on its ETag
     audit/NAME/ALIAS/GENERATION.json    one entry per alias move (who, when, from, to, why)
+    models/NAME/VERSION/rollouts/STAMP-ID.json   one immutable record per rollout attempt (outcome,
+                                        target, alarm, who, when); the version's status derives from the latest
 
 Every alias move is a compare-and-swap on the pointer object (S3 conditional writes: ``If-Match``
 with the ETag read, ``If-None-Match: *`` for the first move), so two concurrent moves can never
@@ -32,6 +34,7 @@ import re
 import socket
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,16 @@ from mlship.aws.clients import (
 from mlship.aws.s3 import is_transient
 from mlship.aws.s3 import open_source as open_s3
 from mlship.errors import MlshipError, TransientDownloadError
+from mlship.registry.rollouts import (
+    OUTCOMES,
+    ROLLOUTS_DIR,
+    HistoryEntry,
+    RolloutRecord,
+    latest,
+    merge_history,
+    stamp,
+    status_by_version,
+)
 from mlship.runtime.archive import ExtractLimits
 from mlship.runtime.bundle import Bundle
 
@@ -537,6 +550,102 @@ class Registry:
         if current is not None and all(r.generation != current.generation for r in out):
             out.append(AliasRecord.from_dict(current.to_dict()))
         return sorted(out, key=lambda r: r.generation)
+
+    # ------------------------------------------------------------------ rollouts
+    def record_rollout(self, name: str, version: str, *, outcome: str, target: str, reason: str = "",
+                       alarm: str | None = None, previous_version: str | None = None,
+                       details: dict[str, Any] | None = None, alias: str = "champion",
+                       who: str | None = None) -> RolloutRecord:
+        """Store an immutable record of one rollout attempt of ``NAME/VERSION`` to ``target``.
+
+        ``outcome`` is one of :data:`~mlship.registry.rollouts.OUTCOMES`; ``target`` names what was
+        rolled out to (``endpoint:mlship-dev-churn``, ``lambda:mlship-dev-predict:live``); ``alias`` is
+        the registry alias a success moves (shown in that alias's history when the attempt fails).
+        Every call writes its own object (``If-None-Match: *`` on a unique key), so concurrent
+        drivers lose nothing. The record does not move any alias: after a success the caller
+        moves it with :meth:`promote_after_rollout` (record first, then move).
+        """
+        check_name("model name", name)
+        check_name("alias", alias, _ALIAS)
+        if outcome not in OUTCOMES:
+            raise RegistryError(f"invalid rollout outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+        if not isinstance(target, str) or not target.strip():
+            raise RegistryError("a rollout record needs a target (e.g. endpoint:NAME or lambda:FUNCTION:ALIAS)")
+        self.get_version(name, version)  # only registered versions are rolled out
+        at = now()
+        record = RolloutRecord(name=name, version=version, outcome=outcome, target=target, recorded_at=at,
+                               recorded_by=who or whoami(), id=f"{stamp(at)}-{uuid.uuid4().hex[:12]}",
+                               reason=reason, alarm=alarm, previous_version=previous_version, alias=alias,
+                               details=details)
+        body = (json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n").encode()
+        key = self._version_key(name, version, f"{ROLLOUTS_DIR}/{record.id}.json")
+        if self._create(key, body, ContentType="application/json") is None:  # a uuid collision: never in practice
+            raise RegistryError(f"rollout record s3://{self.bucket}/{key} already exists")
+        return RolloutRecord.from_dict(json.loads(body))
+
+    def rollouts(self, name: str, version: str | None = None) -> list[RolloutRecord]:
+        """Rollout records of one version (or of every version when ``version`` is None), oldest first."""
+        base = f"{self.prefix}models/{check_name('model name', name)}/"
+        prefix = base + (f"{check_name('version', version)}/{ROLLOUTS_DIR}/" if version is not None else "")
+        marker = f"/{ROLLOUTS_DIR}/"
+        out: list[RolloutRecord] = []
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    rest = obj["Key"][len(base):]
+                    if marker in rest and rest.endswith(".json"):
+                        found = self._get_json(obj["Key"])
+                        if found is not None:
+                            out.append(RolloutRecord.from_dict(found[0]))
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise self._s3_error(exc, "list", prefix) from None
+        return sorted(out, key=lambda r: (r.recorded_at, r.id))
+
+    def last_rollout(self, name: str, version: str) -> RolloutRecord | None:
+        """The latest rollout record of a version, or None when it was never rolled out."""
+        return latest(self.rollouts(name, version))
+
+    def version_status(self, name: str, version: str) -> str | None:
+        """``deployed`` / ``rolled_back`` / ``failed`` / ``timeout`` from the latest rollout, or None."""
+        record = self.last_rollout(name, version)
+        return None if record is None else record.status
+
+    def statuses(self, name: str) -> dict[str, str]:
+        """The status of every version of a model that was rolled out (one listing)."""
+        return status_by_version(self.rollouts(name))
+
+    def promote_after_rollout(self, name: str, version: str, *, alias: str = "champion",
+                              expected_previous: str | AliasRecord | None, evidence: dict[str, Any] | None = None,
+                              reason: str = "", who: str | None = None) -> AliasRecord:
+        """Move ``NAME@ALIAS`` to ``version`` after its rollout succeeded (compare-and-swap, audited).
+
+        Refused (:class:`RegistryError`) unless the version's latest rollout record succeeded: record
+        the rollout first. ``expected_previous`` is what the alias pointed at when the rollout
+        started (a version, the :class:`AliasRecord` read then, or None: it must still be unset); if
+        it moved meanwhile, :class:`AliasConflictError` is raised and nothing changes. The audit
+        entry's evidence carries the rollout record. An alias already at ``version`` (a re-rollout
+        of the same version) is returned unchanged.
+        """
+        last = self.last_rollout(name, version)
+        if last is None or not last.succeeded:
+            found = "no rollout record" if last is None else f"its latest rollout {last.outcome}"
+            raise RegistryError(f"cannot move {name}@{alias} to {version}: {found}")
+        current = self.get_alias(name, alias)
+        expected_version = expected_previous.version if isinstance(expected_previous, AliasRecord) else \
+            expected_previous
+        if current is not None and current.version == version == expected_version:
+            return current
+        why = reason or f"rollout succeeded on {last.target}"
+        return self.set_alias(name, alias, version, expect=expected_previous, reason=why, who=who,
+                              evidence={"rollout": last.to_dict(), **(evidence or {})})
+
+    def history_with_rollouts(self, name: str, alias: str) -> list[HistoryEntry]:
+        """The alias's moves and the failed rollouts of versions that tried to become it, in time order."""
+        moves = self.history(name, alias)
+        attempts = [r for r in self.rollouts(name) if r.alias == alias]
+        return merge_history(moves, attempts)
 
     # ------------------------------------------------------------------ SageMaker mirror
     def _ensure_group(self, name: str) -> str:

@@ -51,7 +51,7 @@ def test_register_list_show_alias(cli_env: dict[str, str], churn_bundle: Path, l
     assert again.exit_code == 0 and "already registered (same content)" in again.stdout
     assert mlship(cli_env, "register", logreg_bundle).exit_code == 0
     listed = json.loads(mlship(cli_env, "models", "list", "--json").stdout)
-    assert listed == [{"name": "churn", "versions": ["1", "2"], "aliases": {}, "latest": "2"}]
+    assert listed == [{"name": "churn", "versions": ["1", "2"], "aliases": {}, "latest": "2", "status": {}}]
     moved = mlship(cli_env, "alias", "set", "churn", "champion", "1", "--reason", "first")
     assert moved.exit_code == 0 and "(unset) -> 1" in moved.stdout
     assert mlship(cli_env, "alias", "get", "churn", "champion").stdout.strip() == "1"
@@ -108,13 +108,59 @@ def test_promote_refusal_then_pass(cli_env: dict[str, str], churn_bundle: Path, 
     passed = mlship(cli_env, "promote", "churn", "2", "--data", data, "-t", ok, "--reason", "better AUC",
                     "--out", tmp_path / "r2")
     assert passed.exit_code == 0, passed.stderr
-    assert "promoted: churn@champion 1 -> 2" in passed.stdout
+    assert "promoted: churn@challenger (unset) -> 2 (generation 1; gated against churn@champion 1)" in passed.stdout
+    assert mlship(cli_env, "alias", "get", "churn", "champion").stdout.strip() == "1"  # only a rollout moves it
     shown = json.loads(mlship(cli_env, "models", "show", "churn", "2", "--json").stdout)
-    assert shown["approval"] == "Approved" and shown["aliases"] == ["champion"]
-    evaluated = mlship(cli_env, "evaluate", "mlship://churn@champion", "--data", data, "--slice", "contract",
+    assert shown["approval"] == "Approved" and shown["aliases"] == ["challenger"]
+    assert shown["status"] is None and shown["rollouts"] == []
+    evaluated = mlship(cli_env, "evaluate", "mlship://churn@challenger", "--data", data, "--slice", "contract",
                        "--sensitive", "gender", "--bootstrap", "20", "--out", tmp_path / "ev")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert report["model"]["version"] == "2" and report["fairness"]["attribute"] == "gender"
     bad = mlship(cli_env, "promote", "churn", "1", "--data", data, "-t", tmp_path / "nope.yaml")
     assert bad.exit_code == 1 and bad.stderr.strip() == f"error: thresholds file not found: {tmp_path / 'nope.yaml'}"
+
+
+def test_rollouts_in_models_show_list_and_alias_history(cli_env: dict[str, str], churn_bundle: Path,
+                                                        logreg_bundle: Path, versions: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """v2 rolled out and became champion; v3's rollout was rolled back by an alarm: champion stayed 2."""
+    from mlship.registry.store import Registry
+
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps table cells at the terminal width
+    for bundle in (churn_bundle, logreg_bundle, versions("3")):
+        assert mlship(cli_env, "register", bundle, "--no-sagemaker").exit_code == 0
+    reg = Registry(sagemaker=False)
+    reg.set_alias("churn", "champion", "1", expect=None, reason="first model")
+    reg.record_rollout("churn", "2", outcome="succeeded", target="endpoint:mlship-dev-churn", previous_version="1")
+    reg.promote_after_rollout("churn", "2", expected_previous="1")
+    reg.record_rollout("churn", "3", outcome="rolled_back", target="endpoint:mlship-dev-churn", previous_version="2",
+                       alarm="mlship-dev-churn-5xx", reason="traffic returned to churn-2 config")
+
+    shown = mlship(cli_env, "models", "show", "churn", "3")
+    assert shown.exit_code == 0, shown.stderr
+    assert "status: rolled_back" in shown.stdout
+    assert "rolled_back" in shown.stdout and "mlship-dev-churn-5xx" in shown.stdout
+    assert "traffic returned to churn-2 config" in shown.stdout and "ci-bot" in shown.stdout
+    as_json = json.loads(mlship(cli_env, "models", "show", "churn", "3", "--json").stdout)
+    assert as_json["status"] == "rolled_back" and as_json["aliases"] == []
+    assert [(r["outcome"], r["alarm"], r["previous_version"]) for r in as_json["rollouts"]] == [
+        ("rolled_back", "mlship-dev-churn-5xx", "2")]
+    assert "status: - (never rolled out)" in mlship(cli_env, "models", "show", "churn", "1").stdout
+    table = mlship(cli_env, "models", "show", "churn").stdout
+    assert "deployed" in table and "rolled_back" in table
+    listed = json.loads(mlship(cli_env, "models", "list", "--json").stdout)
+    assert listed[0]["status"] == {"2": "deployed", "3": "rolled_back"}
+    assert "2 deployed, 3 rolled_back" in mlship(cli_env, "models", "list").stdout
+
+    history = mlship(cli_env, "alias", "history", "churn", "champion")
+    assert history.exit_code == 0, history.stderr
+    line = "v3 rollout rolled_back on endpoint:mlship-dev-churn (alarm mlship-dev-churn-5xx): champion stayed 2"
+    assert line in history.stdout
+    assert history.stdout.index("rollout succeeded on endpoint:mlship-dev-churn") < history.stdout.index(line)
+    entries = json.loads(mlship(cli_env, "alias", "history", "churn", "champion", "--json").stdout)
+    assert [(e["kind"], e.get("generation"), e["version"]) for e in entries] == [
+        ("move", 1, "1"), ("move", 2, "2"), ("rollout", None, "3")]
+    assert entries[-1]["alias_version"] == "2" and entries[-1]["summary"].startswith(line)
+    assert mlship(cli_env, "alias", "get", "churn", "champion").stdout.strip() == "2"

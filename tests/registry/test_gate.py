@@ -13,7 +13,7 @@ import pytest
 
 from mlship.evaluation.evaluate import evaluate, write_report
 from mlship.evaluation.gate import GateError, load_thresholds, parse_thresholds, promote
-from mlship.registry.store import AliasConflictError, Registry
+from mlship.registry.store import AliasConflictError, Registry, RegistryError
 
 PASSING = {"metrics": {"roc_auc": {"min": 0.7, "min_improvement": 0.0}, "log_loss": {"max": 0.7}},
            "latency": {"p50_ms": 1000}, "fairness": {"attribute": "gender", "demographic_parity_difference": 0.2},
@@ -111,26 +111,77 @@ def _snapshot(registry: Registry) -> tuple[dict[str, str], dict[str, str]]:
 
 def test_first_model_then_a_better_one_pass(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
                                             holdout: Any, tmp_path: Path) -> None:
+    """The gate moves challenger, judges against champion, and never moves champion."""
     registry.register(churn_bundle)
     registry.register(logreg_bundle)
     limits = parse_thresholds(PASSING)
     first = promote(registry, "churn", "1", holdout, limits, reason="first model")
     assert first.gate.passed and first.gate.champion is None
     assert not [c for c in first.gate.checks if c.kind == "min_improvement"]  # absolute thresholds only
-    assert (first.moved.previous, first.moved.version) == (None, "1")
+    assert (first.moved.alias, first.moved.previous, first.moved.version) == ("challenger", None, "1")
+    assert registry.get_alias("churn", "champion") is None
+    champion = registry.set_alias("churn", "champion", "1", expect=None, reason="rolled out")  # as a rollout would
     second = promote(registry, "churn", "2", holdout, limits, report_dir=tmp_path / "g2")
     assert second.gate.passed and second.gate.champion.model["version"] == "1"
     gain = next(c for c in second.gate.checks if c.kind == "min_improvement")
     assert gain.value == pytest.approx(second.gate.candidate.metrics["roc_auc"] - gain.champion)
     assert second.gate.comparisons["roc_auc"]["interval"]["low"] is not None
-    assert registry.get_alias("churn", "champion").version == "2"
+    assert registry.get_alias("churn", "challenger").version == "2"
+    assert registry.get_alias("churn", "champion") == champion  # same generation, same ETag: untouched
     assert registry.approval_status("churn", "2") == "Approved"
-    entry = registry.history("churn", "champion")[-1]
+    entry = registry.history("churn", "challenger")[-1]
     assert (entry.previous, entry.version) == ("1", "2")
+    assert entry.evidence["against"] == {"alias": "champion", "version": "1"}
+    assert "against churn@champion 1" in entry.reason
     assert entry.evidence["gate"]["passed"] and len(entry.evidence["gate"]["checks"]) == len(second.gate.checks)
+    assert [h.version for h in registry.history("churn", "champion")] == ["1"]
     report = json.loads((tmp_path / "g2" / "gate.json").read_text())
     assert report["passed"] and report["champion_evaluation"]["model"]["version"] == "1"
     assert "PASSED" in (tmp_path / "g2" / "gate.html").read_text()
+
+
+def test_gate_judges_against_champion_not_challenger(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
+                                                     versions: Any, holdout: Any) -> None:
+    """Champion 2 (logistic, better) and challenger 3 (a copy of the HGB): the HGB candidate 1 is
+    compared with the champion, so the improvement check fails although it equals the challenger."""
+    registry.register(churn_bundle)
+    registry.register(logreg_bundle)
+    registry.register(versions("3"))
+    registry.set_alias("churn", "champion", "2")
+    registry.set_alias("churn", "challenger", "3")
+    limits = parse_thresholds({"metrics": {"roc_auc": {"min": 0.5, "min_improvement": 0.0}}, "bootstrap": 0})
+    refused = promote(registry, "churn", "1", holdout, limits)
+    assert not refused.gate.passed and refused.gate.champion.model["version"] == "2"
+    assert registry.get_alias("churn", "challenger").version == "3"
+    against_challenger = promote(registry, "churn", "1", holdout, limits, against="challenger")
+    assert against_challenger.gate.passed and against_challenger.gate.champion.model["version"] == "3"
+    assert registry.get_alias("churn", "challenger").version == "1"
+    assert registry.get_alias("churn", "champion").version == "2"
+    with pytest.raises(RegistryError, match="churn@champion already points at version 2"):
+        promote(registry, "churn", "2", holdout, limits)
+    old_style = promote(registry, "churn", "3", holdout, parse_thresholds({"metrics": {"roc_auc": {"min": 0.5}}}),
+                        alias="champion", against="champion")  # one alias gated and moved, as before the split
+    assert old_style.moved.version == "3" and registry.get_alias("churn", "champion").version == "3"
+
+
+def test_champion_moving_during_the_gate_refuses_the_move(registry: Registry, churn_bundle: Path,
+                                                          logreg_bundle: Path, versions: Any, holdout: Any) -> None:
+    """A rollout moves champion while the gate evaluates against the old one: nothing is promoted."""
+    registry.register(churn_bundle)
+    registry.register(logreg_bundle)
+    registry.register(versions("3"))
+    registry.set_alias("churn", "champion", "1")
+    moved: list[str] = []
+
+    def rollout_meanwhile(message: str) -> None:
+        if not moved:
+            moved.append(registry.set_alias("churn", "champion", "3", expect="1", reason="rollout").version)
+
+    limits = parse_thresholds({"metrics": {"roc_auc": {"min": 0.5}}, "bootstrap": 0})
+    with pytest.raises(AliasConflictError, match="churn@champion moved from 1 to 3 while the gate"):
+        promote(registry, "churn", "2", holdout, limits, progress=rollout_meanwhile)
+    assert moved == ["3"] and registry.get_alias("churn", "challenger") is None
+    assert registry.approval_status("churn", "2") == "PendingManualApproval"
 
 
 def test_failing_gate_changes_nothing(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
@@ -170,20 +221,19 @@ def _sagemaker_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_failed_approval_moves_the_alias_back(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
                                               holdout: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlship.aws.clients import clear_cache
-    from mlship.registry.store import RegistryError
 
     registry.register(churn_bundle)
     registry.register(logreg_bundle)
     limits = parse_thresholds(PASSING)
     promote(registry, "churn", "1", holdout, limits)
     _sagemaker_unreachable(monkeypatch)
-    with pytest.raises(RegistryError, match="churn@champion was moved back to version 1, nothing is promoted"):
+    with pytest.raises(RegistryError, match="churn@challenger was moved back to version 1, nothing is promoted"):
         promote(registry, "churn", "2", holdout, limits, who="ci")
     monkeypatch.delenv("AWS_ENDPOINT_URL_SAGEMAKER")
     monkeypatch.delenv("AWS_MAX_ATTEMPTS")
     clear_cache()
-    assert registry.get_alias("churn", "champion").version == "1"
-    moves = [(h.previous, h.version, h.reason) for h in registry.history("churn", "champion")]
+    assert registry.get_alias("churn", "challenger").version == "1"
+    moves = [(h.previous, h.version, h.reason) for h in registry.history("churn", "challenger")]
     assert [(a, b) for a, b, _ in moves] == [(None, "1"), ("1", "2"), ("2", "1")]  # the audit shows both moves
     assert "rolled back: SageMaker approval of version 2 failed" in moves[-1][2]
     assert registry.approval_status("churn", "2") == "PendingManualApproval"
@@ -192,13 +242,12 @@ def test_failed_approval_moves_the_alias_back(registry: Registry, churn_bundle: 
 
 def test_failed_first_approval_says_what_state_is_left(registry: Registry, churn_bundle: Path, holdout: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlship.registry.store import RegistryError
-
     registry.register(churn_bundle)
     _sagemaker_unreachable(monkeypatch)
-    with pytest.raises(RegistryError, match="now points at version 1 .* not approved"):
+    with pytest.raises(RegistryError, match="churn@challenger now points at version 1 .* not approved"):
         promote(registry, "churn", "1", holdout, parse_thresholds(PASSING))
-    assert registry.get_alias("churn", "champion").version == "1"
+    assert registry.get_alias("churn", "challenger").version == "1"
+    assert registry.get_alias("churn", "champion") is None
 
 
 def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Path, logreg_bundle: Path,
@@ -208,6 +257,7 @@ def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Pat
     registry.register(logreg_bundle)
     registry.register(versions("3"))  # a copy of the HGB model: passes absolute thresholds, no gain needed
     registry.set_alias("churn", "champion", "1")
+    registry.set_alias("churn", "challenger", "1")
     limits = parse_thresholds({"metrics": {"roc_auc": {"min": 0.7, "min_improvement": -0.05}}, "bootstrap": 10})
     barrier = threading.Barrier(2)
 
@@ -236,11 +286,12 @@ def test_racing_promotions_have_one_winner(registry: Registry, churn_bundle: Pat
     losers = [v for v, o in outcomes.items() if isinstance(o, AliasConflictError)]
     assert len(winners) == 1 and len(losers) == 1, outcomes
     assert "moved from 1 to" in str(outcomes[losers[0]])
-    assert registry.get_alias("churn", "champion").version == winners[0]
+    assert registry.get_alias("churn", "challenger").version == winners[0]
+    assert registry.get_alias("churn", "champion").version == "1"
     assert registry.approval_status("churn", winners[0]) == "Approved"
     assert registry.approval_status("churn", losers[0]) == "PendingManualApproval"
-    assert [(h.previous, h.version) for h in registry.history("churn", "champion")] == [(None, "1"),
-                                                                                     ("1", winners[0])]
+    assert [(h.previous, h.version) for h in registry.history("churn", "challenger")] == [(None, "1"),
+                                                                                       ("1", winners[0])]
 
 
 def test_gate_refuses_unknown_metric_before_evaluating(registry: Registry, churn_bundle: Path,
@@ -248,4 +299,4 @@ def test_gate_refuses_unknown_metric_before_evaluating(registry: Registry, churn
     registry.register(churn_bundle)
     with pytest.raises(GateError, match="unknown classification metric"):
         promote(registry, "churn", "1", holdout, parse_thresholds({"metrics": {"rmse": {"max": 1}}}))
-    assert registry.get_alias("churn", "champion") is None
+    assert registry.get_alias("churn", "champion") is None and registry.get_alias("churn", "challenger") is None
