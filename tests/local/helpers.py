@@ -60,3 +60,16 @@ def plane_available() -> bool:
                             "import importlib; [importlib.import_module(s.split(':')[0]) for s in SERVICES]"],
                            capture_output=True, text=True, timeout=120)
     return probe.returncode == 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (non-zombie) processes in process group ``pgid`` (Linux /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.helpers import LocalCli, plane_available, wait_gone
+from local.helpers import LocalCli, group_members, plane_available, wait_gone
 from mlship.local.environment import free_port, is_alive
 
 needs_plane = pytest.mark.skipif(not plane_available(), reason="the control plane's services are not in this checkout")
@@ -170,3 +170,29 @@ def test_dead_plane_is_restarted_by_up(cli: LocalCli) -> None:
     assert revived["pid"] != plane["pid"] and is_alive(revived["pid"])
     with urllib.request.urlopen(f"{revived['url']}/ping", timeout=5) as answer:  # noqa: S310 - local
         assert answer.status == 200
+
+
+@needs_plane
+def test_down_stops_the_serve_processes_the_plane_started(cli: LocalCli, churn_bundle: Path) -> None:
+    """An endpoint created through the plane runs `mlship serve` processes in the plane's process
+    group; `mlship local down` leaves none of them behind."""
+    cli.ok("up", "--port", str(free_port()), "--time-scale", "0.01")
+    exports, plane_pid = cli.exports(), cli.state()["services"]["plane"]["pid"]
+    kw = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL"], **kw)
+    s3.upload_file(f"{churn_bundle}.tar.gz", exports["MLSHIP_REGISTRY_BUCKET"], "models/churn/1/bundle.tar.gz")
+    sagemaker = boto3.client("sagemaker", endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER"], **kw)
+    sagemaker.create_model(ModelName="churn-1", ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+                           PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship:1",
+                                             "ModelDataUrl": f"s3://{exports['MLSHIP_REGISTRY_BUCKET']}/"
+                                                             "models/churn/1/bundle.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName="churn-1", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "churn-1", "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}])
+    sagemaker.create_endpoint(EndpointName="churn", EndpointConfigName="churn-1")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="churn", WaiterConfig={"Delay": 1})
+    children = [pid for pid in group_members(plane_pid) if pid != plane_pid]
+    assert children, "the plane started no serve process"
+    cli.ok("down")
+    assert all(wait_gone(pid) for pid in [plane_pid, *children])
+    assert group_members(plane_pid) == []
