@@ -1,8 +1,10 @@
 """Prediction API: the predict Lambda behind a ``live`` alias shifted by CodeDeploy.
 
-Every deploy publishes a new version; CodeDeploy moves the ``live`` alias to it (canary, linear
-or all at once) and rolls back automatically when the alias' error or latency alarm fires.
-Clients reach ``live`` through a Function URL (IAM auth) or an API Gateway REST API (IAM auth,
+The function serves the bundle the last ``mlship rollout`` deployed (``MODEL_URI`` from the SSM
+parameters, resolved on every deploy) unless the config pins one. A change of the function's
+code or settings publishes a new version; CodeDeploy moves the alias to it (canary, linear or
+all at once) and rolls back automatically when the alias' error or latency alarm fires.
+Clients reach the alias through a Function URL (IAM auth) or an API Gateway REST API (IAM auth,
 throttling, access logs).
 """
 
@@ -29,7 +31,10 @@ from infra.stacks.common import (
     kms_statement,
     log_statements,
     metrics_statement,
+    pinned_read_statement,
+    release_outputs,
     retention,
+    served_model,
 )
 from mlship.release.policy import LambdaRollout
 
@@ -43,19 +48,23 @@ class ApiStack(cdk.Stack):
         api = cfg.api
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
                                          f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
-        fn_name = f"{cfg.name}-predict"
-        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group("predict"),
+        release = names.release
+        fn_name = release.function_name
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(fn_name),
                                   retention=retention(api.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="predict Lambda: read bundles, write inference records, metrics")
-        for stmt in log_statements(names.log_group("predict")):
+        for stmt in log_statements(names.log_group(fn_name)):
             role.add_to_policy(stmt)
         role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
         role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
                                                resources=[names.bucket_arn(f"{RECORDS_PREFIX}*")]))
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
         role.add_to_policy(kms_statement(key_arn))
+        pinned = pinned_read_statement(cfg)
+        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
+            role.add_to_policy(pinned)
         role.add_to_policy(metrics_statement())
         if cfg.endpoint.enabled:
             role.add_to_policy(iam.PolicyStatement(
@@ -63,12 +72,16 @@ class ApiStack(cdk.Stack):
                 resources=[f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
                            f"endpoint/{names.endpoint}"]))
 
+        served = served_model(self, names)
         env = {
-            "MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
+            "MODEL_URI": served.bundle_uri, "MLSHIP_MODEL_NAME": cfg.model.name,
+            "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
             "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "PREDICT_BACKEND": api.backend,
             "MAX_BODY_BYTES": str(api.max_body_bytes), "POWERTOOLS_SERVICE_NAME": "mlship-predict",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
+        if served.version is not None:
+            env["MLSHIP_MODEL_VERSION"] = served.version
         if cfg.endpoint.enabled:
             env["SAGEMAKER_ENDPOINT_NAME"] = names.endpoint
         if cfg.model.public_key_pem:
@@ -85,12 +98,16 @@ class ApiStack(cdk.Stack):
         nag.acknowledge(self.function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
                         "(mlship.deploy.lambda_asset --python-version 3.12)")
-        self.alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
+        self.alias = lambda_.Alias(self, "Live", alias_name=release.function_alias,
+                                   version=self.function.current_version)
 
         self.alarms = self._alarms(cfg, names, topic)
+        application = codedeploy.LambdaApplication(self, "Application",
+                                                   application_name=release.codedeploy_application)
         deployment_group = codedeploy.LambdaDeploymentGroup(
-            self, "Deployment", alias=self.alias, deployment_config=_deployment_config(self, api.rollout),
-            alarms=list(self.alarms), deployment_group_name=f"{cfg.name}-predict",
+            self, "Deployment", application=application, alias=self.alias,
+            deployment_config=_deployment_config(self, api.rollout), alarms=list(self.alarms),
+            deployment_group_name=release.codedeploy_deployment_group,
             auto_rollback=codedeploy.AutoRollbackConfig(failed_deployment=True, stopped_deployment=True,
                                                         deployment_in_alarm=True))
         nag.acknowledge(deployment_group, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
@@ -106,14 +123,20 @@ class ApiStack(cdk.Stack):
             self.rest_api = self._rest_api(cfg)
             cdk.CfnOutput(self, "PredictUrl", value=self.rest_api.url_for_path("/predict"))
         cdk.CfnOutput(self, "FunctionName", value=fn_name)
+        cdk.CfnOutput(self, "FunctionAlias", value=release.function_alias)
+        cdk.CfnOutput(self, "CodeDeployApplication", value=release.codedeploy_application)
+        cdk.CfnOutput(self, "CodeDeployDeploymentGroup", value=release.codedeploy_deployment_group)
+        release_outputs(self, names, served, list(release.lambda_alarms.values()))
 
     def _alarms(self, cfg: MlshipConfig, names: Names, topic: sns.ITopic) -> list[cw.Alarm]:
         a = cfg.endpoint.alarms
+        release = names.release
         period = cdk.Duration.seconds(a.period_seconds)
-        dims = {"FunctionName": f"{cfg.name}-predict", "Resource": f"{cfg.name}-predict:live"}
+        dims = {"FunctionName": release.function_name,
+                "Resource": f"{release.function_name}:{release.function_alias}"}
         errors = cw.Alarm(
-            self, "Errors", alarm_name=names.alarm("predict-errors"),
-            alarm_description="Errors of the live alias: stops and rolls back a CodeDeploy shift",
+            self, "Errors", alarm_name=release.lambda_alarms["errors"],
+            alarm_description=f"Errors of the {release.function_alias} alias: stops and rolls back a CodeDeploy shift",
             metric=cw.Metric(namespace="AWS/Lambda", metric_name="Errors", dimensions_map=dims,
                              statistic="Sum", period=period),
             threshold=a.lambda_error_threshold, evaluation_periods=a.evaluation_periods,
@@ -121,8 +144,8 @@ class ApiStack(cdk.Stack):
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
         latency = cw.Alarm(
-            self, "Duration", alarm_name=names.alarm("predict-latency"),
-            alarm_description=f"p99 duration of the live alias above {a.lambda_p99_ms} ms",
+            self, "Duration", alarm_name=release.lambda_alarms["duration_p99"],
+            alarm_description=f"p99 duration of the {release.function_alias} alias above {a.lambda_p99_ms} ms",
             metric=cw.Metric(namespace="AWS/Lambda", metric_name="Duration", dimensions_map=dims,
                              statistic="p99", period=period),
             threshold=a.lambda_p99_ms, evaluation_periods=a.evaluation_periods,

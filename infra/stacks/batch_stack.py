@@ -21,7 +21,7 @@ from constructs import Construct
 
 from infra.assets import ROOT, batch_code, batch_dependencies
 from infra.config import MlshipConfig
-from infra.stacks.common import BATCH_LOGS_PREFIX, Names, kms_statement
+from infra.stacks.common import BATCH_LOGS_PREFIX, Names, kms_statement, monitored_uri, pinned_read_statement
 
 
 class BatchStack(cdk.Stack):
@@ -60,6 +60,9 @@ class BatchStack(cdk.Stack):
             actions=["s3:PutObject", "s3:DeleteObject"],
             resources=[names.bucket_arn(f"{b.output_prefix}*"), names.bucket_arn(f"{BATCH_LOGS_PREFIX}*")]))
         self.job_role.add_to_policy(kms_statement(key_arn))
+        pinned = pinned_read_statement(cfg)
+        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
+            self.job_role.add_to_policy(pinned)
         for asset in filter(None, (script, code, deps_asset)):
             self.job_role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
@@ -82,7 +85,7 @@ class BatchStack(cdk.Stack):
             "JobDriver": {"SparkSubmit": {
                 "EntryPoint": script.s3_object_url,
                 "EntryPointArguments": [
-                    "--model", cfg.model.uri,
+                    "--model", monitored_uri(names),
                     "--input", f"s3://{names.bucket}/{b.input_prefix}",
                     "--output", f"s3://{names.bucket}/{b.output_prefix}<aws.scheduler.execution-id>/",
                     "--run-id", "<aws.scheduler.execution-id>",

@@ -1,14 +1,22 @@
-"""Names shared by the stacks (deterministic, so stacks reference each other without exports)."""
+"""Names shared by the stacks (deterministic, so stacks reference each other without exports).
+
+The names themselves come from :class:`mlship.config.ReleaseNames` (the CLI computes the same
+ones); this module adds what only CDK knows: account and region tokens, ARNs, and the model a
+serving resource loads (:func:`served_model`).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
 
-from infra.config import LOG_RETENTION_DAYS, MlshipConfig
+from infra.config import LOG_RETENTION_DAYS, MlshipConfig, ReleaseNames
 
 RECORDS_PREFIX = "inference-records/"
 LABELS_PREFIX = "labels/"
@@ -21,18 +29,23 @@ METRICS_NAMESPACE = "mlship"
 
 @dataclass(frozen=True)
 class Names:
-    """Physical names of the resources one environment creates."""
+    """Physical names of the resources one environment creates, with CDK tokens where AWS decides."""
 
     cfg: MlshipConfig
 
     @property
+    def release(self) -> ReleaseNames:
+        """The token-free names (endpoint, function, alias, CodeDeploy, alarms, parameters)."""
+        return self.cfg.names
+
+    @property
     def bucket(self) -> str:
         """The data bucket: bundles/registry, inference records, batch I/O, reports."""
-        return f"{self.cfg.name}-data-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+        return self.release.bucket(cdk.Aws.ACCOUNT_ID, cdk.Aws.REGION)
 
     @property
     def log_bucket(self) -> str:
-        return f"{self.cfg.name}-access-logs-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+        return self.release.log_bucket(cdk.Aws.ACCOUNT_ID, cdk.Aws.REGION)
 
     def bucket_arn(self, key_pattern: str | None = None) -> str:
         arn = f"arn:{cdk.Aws.PARTITION}:s3:::{self.bucket}"
@@ -40,28 +53,92 @@ class Names:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.cfg.name}-{self.cfg.model.name}"[:63]
+        return self.release.endpoint_name
 
     @property
     def topic(self) -> str:
-        return f"{self.cfg.name}-alarms"
+        return self.release.topic
 
     def alarm(self, what: str) -> str:
-        return f"{self.cfg.name}-{what}"
+        return self.release.alarm(what)
 
-    def alarm_arn(self, what: str) -> str:
-        return f"arn:{cdk.Aws.PARTITION}:cloudwatch:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:alarm:{self.alarm(what)}"
+    def alarm_arn(self, name: str) -> str:
+        """The ARN of the alarm called ``name`` (a full name, e.g. from ``release.endpoint_alarms``)."""
+        return f"arn:{cdk.Aws.PARTITION}:cloudwatch:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:alarm:{name}"
 
-    def log_group(self, function: str) -> str:
-        return f"/aws/lambda/{self.cfg.name}-{function}"
+    def log_group(self, function_name: str) -> str:
+        return self.release.log_group(function_name)
 
     @property
     def thing_group(self) -> str:
-        return f"{self.cfg.name}-devices"
+        return self.release.thing_group
 
     @property
     def job_template(self) -> str:
-        return f"{self.cfg.name}-model-rollout"
+        return self.release.job_template
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a serving resource loads: a bundle URI and its version (either may be a CDK token)."""
+
+    bundle_uri: str
+    version: str | None
+    pinned: bool  # True: from the config (escape hatch); False: the deployed-model SSM parameters
+
+
+def served_model(scope: Construct, names: Names, variant_uri: str | None = None) -> ServedModel:
+    """The model to serve: a bundle the config pins, else the one the last rollout deployed.
+
+    The deployed bundle and version are read through SSM-typed CloudFormation parameters, which
+    CloudFormation resolves again on every create and update, so ``cdk deploy`` redeploys what the
+    last ``mlship rollout`` recorded instead of reverting it. The stacks never create those
+    parameters: a stack-owned parameter would be reset by the next deploy.
+    """
+    pin = names.release.pinned_model(names.bucket, variant_uri)
+    if pin is not None:
+        return ServedModel(pin.bundle_uri, pin.version, pinned=True)
+    return ServedModel(
+        ssm.StringParameter.value_for_string_parameter(scope, names.release.deployed_bundle_parameter),
+        ssm.StringParameter.value_for_string_parameter(scope, names.release.deployed_version_parameter),
+        pinned=False)
+
+
+def monitored_uri(names: Names) -> str:
+    """What batch jobs and the monitor load: a pinned bundle, else the champion alias.
+
+    These resolve the alias when they run (one version per job or monitor run), and a successful
+    rollout moves the champion to the version it deployed, so they follow rollouts; the SSM
+    parameters would be stale here (resolved only when the stack deploys).
+    """
+    pin = names.release.pinned_model(names.bucket)
+    return pin.bundle_uri if pin is not None else names.release.champion_uri
+
+
+def pinned_objects(cfg: MlshipConfig) -> list[str]:
+    """``bucket/key`` of every S3 tarball the config pins (they may live outside the data bucket)."""
+    uris = [cfg.model.model_data_url, cfg.model.uri, *(v.model_uri for v in cfg.endpoint.variants)]
+    if cfg.endpoint.shadow is not None:
+        uris.append(cfg.endpoint.shadow.model_uri)
+    return sorted({u.removeprefix("s3://") for u in uris if u and u.startswith("s3://")})
+
+
+def pinned_read_statement(cfg: MlshipConfig) -> iam.PolicyStatement | None:
+    """GetObject on the tarballs the config pins (None when it pins none): roles already read the data bucket."""
+    objects = pinned_objects(cfg)
+    if not objects:
+        return None
+    return iam.PolicyStatement(actions=["s3:GetObject"],
+                               resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{obj}" for obj in objects])
+
+
+def release_outputs(scope: Construct, names: Names, model: ServedModel, alarms: list[str]) -> None:
+    """Outputs a rollout needs: where it records the deployed model and which alarms guard it."""
+    release = names.release
+    cdk.CfnOutput(scope, "DeployedBundleParameter", value=release.deployed_bundle_parameter)
+    cdk.CfnOutput(scope, "DeployedVersionParameter", value=release.deployed_version_parameter)
+    cdk.CfnOutput(scope, "ModelSource", value="config-pin" if model.pinned else "deployed-parameters")
+    cdk.CfnOutput(scope, "RollbackAlarms", value=json.dumps(alarms))
 
 
 def log_statements(log_group_name: str) -> list[iam.PolicyStatement]:

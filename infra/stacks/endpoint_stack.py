@@ -1,5 +1,7 @@
 """SageMaker endpoint for ``mlship serve`` with blue/green deployments and automatic rollback.
 
+The model is the bundle the last ``mlship rollout`` deployed (SSM parameters resolved on every
+deploy, see :func:`infra.stacks.common.served_model`) unless the config pins one.
 Model -> EndpointConfig (weighted production variants, optional shadow or serverless variant,
 data capture) -> Endpoint whose ``DeploymentConfig`` shifts traffic CANARY / LINEAR /
 ALL_AT_ONCE on every config change and rolls back when a rollback alarm fires: invocation 5XX
@@ -22,10 +24,17 @@ from constructs import Construct
 
 from infra.assets import serving_image
 from infra.config import MlshipConfig, VariantConfig
-from infra.stacks.common import CAPTURE_PREFIX, METRICS_NAMESPACE, Names, kms_statement, metrics_statement
+from infra.stacks.common import (
+    CAPTURE_PREFIX,
+    METRICS_NAMESPACE,
+    Names,
+    kms_statement,
+    metrics_statement,
+    pinned_read_statement,
+    release_outputs,
+    served_model,
+)
 from mlship.release.policy import CapacitySize
-
-ROLLBACK_ALARMS = ("endpoint-5xx", "endpoint-latency", "model-quality", "performance-degraded")
 
 
 class EndpointStack(cdk.Stack):
@@ -46,10 +55,9 @@ class EndpointStack(cdk.Stack):
                                                     resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
         self.role.add_to_policy(kms_statement(key_arn))
-        if cfg.model.model_data_url:  # the bundle tarball may live outside the mlship bucket
-            bucket, _, key = cfg.model.model_data_url.removeprefix("s3://").partition("/")
-            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"],
-                                                        resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}"]))
+        pinned = pinned_read_statement(cfg)
+        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
+            self.role.add_to_policy(pinned)
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                                                              "ecr:BatchCheckLayerAvailability"],
@@ -61,39 +69,42 @@ class EndpointStack(cdk.Stack):
         self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                                     resources=[f"{log_arn}:*"]))
         self.role.add_to_policy(metrics_statement())
+        alarm_names = list(names.release.endpoint_alarms.values())
         self.role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"],
-                                                    resources=[names.alarm_arn(a) for a in ROLLBACK_ALARMS]))
+                                                    resources=[names.alarm_arn(a) for a in alarm_names]))
 
-        env = {"MLSHIP_REGISTRY_BUCKET": names.bucket,
+        env = {"MLSHIP_REGISTRY_BUCKET": names.bucket, "MLSHIP_MODEL_NAME": cfg.model.name,
                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
-        models: dict[str, sm.CfnModel] = {}
+        models: dict[str | None, sm.CfnModel] = {}
+        self.served = served_model(self, names)
 
-        def model_for(uri: str) -> sm.CfnModel:
-            if uri not in models:
-                # With ModelDataUrl SageMaker extracts the bundle to /opt/ml/model, which `mlship serve`
-                # reads when MODEL_URI is unset; otherwise the container resolves MODEL_URI itself.
-                data_url = cfg.model.model_data_url if uri == cfg.model.uri else None
-                container_env = dict(env) if data_url else {**env, "MODEL_URI": uri}
+        def model_for(variant_uri: str | None) -> sm.CfnModel:
+            if variant_uri not in models:
+                # SageMaker extracts the ModelDataUrl tarball to /opt/ml/model, which `mlship serve` reads
+                # when MODEL_URI is unset: the same container shape `mlship rollout endpoint` creates.
+                served = self.served if variant_uri is None else served_model(self, names, variant_uri)
+                container_env = dict(env)
+                if served.version is not None:
+                    container_env["MLSHIP_MODEL_VERSION"] = served.version
                 container = sm.CfnModel.ContainerDefinitionProperty(
-                    image=image, environment=container_env, model_data_url=data_url)
-                model = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
-                                    primary_container=container)
-                models[uri] = model
-            return models[uri]
+                    image=image, environment=container_env, model_data_url=served.bundle_uri)
+                models[variant_uri] = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
+                                                  primary_container=container)
+            return models[variant_uri]
 
         serverless = ep.serverless
         if serverless is not None:
             variants = [sm.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=ep.variants[0].name, model_name=model_for(cfg.model.uri).attr_model_name,
+                variant_name=ep.variants[0].name, model_name=model_for(ep.variants[0].model_uri).attr_model_name,
                 initial_variant_weight=1.0,
                 serverless_config=sm.CfnEndpointConfig.ServerlessConfigProperty(
                     max_concurrency=serverless.max_concurrency, memory_size_in_mb=serverless.memory_size_mb,
                     provisioned_concurrency=serverless.provisioned_concurrency))]
         else:
-            variants = [self._variant(v, model_for(v.model_uri or cfg.model.uri)) for v in ep.variants]
-        shadow = [self._variant(ep.shadow, model_for(ep.shadow.model_uri or cfg.model.uri))] if ep.shadow else None
+            variants = [self._variant(v, model_for(v.model_uri)) for v in ep.variants]
+        shadow = [self._variant(ep.shadow, model_for(ep.shadow.model_uri))] if ep.shadow else None
         capture = None
         if ep.data_capture.enabled:
             capture = sm.CfnEndpointConfig.DataCaptureConfigProperty(
@@ -123,7 +134,7 @@ class EndpointStack(cdk.Stack):
                     termination_wait_in_seconds=ro.termination_wait_seconds,
                     maximum_execution_timeout_in_seconds=ro.maximum_execution_timeout_seconds),
                 auto_rollback_configuration=sm.CfnEndpoint.AutoRollbackConfigProperty(
-                    alarms=[sm.CfnEndpoint.AlarmProperty(alarm_name=names.alarm(a)) for a in ROLLBACK_ALARMS])))
+                    alarms=[sm.CfnEndpoint.AlarmProperty(alarm_name=a) for a in alarm_names])))
         for alarm in self.alarms.values():
             self.endpoint.node.add_dependency(alarm)
         # the endpoint pulls the image and model with the role's policy: create it first
@@ -134,6 +145,7 @@ class EndpointStack(cdk.Stack):
                 self._autoscale(cfg, names, v)
 
         cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
+        release_outputs(self, names, self.served, alarm_names)
 
     def _variant(self, v: VariantConfig, model: sm.CfnModel) -> sm.CfnEndpointConfig.ProductionVariantProperty:
         return sm.CfnEndpointConfig.ProductionVariantProperty(
@@ -142,11 +154,12 @@ class EndpointStack(cdk.Stack):
 
     def _alarms(self, cfg: MlshipConfig, names: Names, variant: str, topic: sns.ITopic) -> dict[str, cw.IAlarm]:
         a = cfg.endpoint.alarms
+        alarm_name = names.release.endpoint_alarms
         period = cdk.Duration.seconds(a.period_seconds)
         dims = {"EndpointName": names.endpoint, "VariantName": variant}
         alarms: dict[str, cw.IAlarm] = {
             "endpoint-5xx": cw.Alarm(
-                self, "Errors5xx", alarm_name=names.alarm("endpoint-5xx"),
+                self, "Errors5xx", alarm_name=alarm_name["errors_5xx"],
                 alarm_description="Invocation 5XX errors on the endpoint: rolls back a blue/green deployment",
                 metric=cw.Metric(namespace="AWS/SageMaker", metric_name="Invocation5XXErrors",
                                  dimensions_map=dims, statistic="Sum", period=period),
@@ -155,7 +168,7 @@ class EndpointStack(cdk.Stack):
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
             "endpoint-latency": cw.Alarm(
-                self, "Latency", alarm_name=names.alarm("endpoint-latency"),
+                self, "Latency", alarm_name=alarm_name["latency_p99"],
                 alarm_description=f"ModelLatency p99 above {a.model_latency_p99_ms} ms",
                 metric=cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency",  # microseconds
                                  dimensions_map=dims, statistic="p99", period=period),
@@ -165,14 +178,14 @@ class EndpointStack(cdk.Stack):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
             # Fed by the monitor Lambda (labelled window): quality below the floor rolls back.
             "model-quality": cw.Alarm(
-                self, "ModelQuality", alarm_name=names.alarm("model-quality"),
+                self, "ModelQuality", alarm_name=alarm_name["model_quality"],
                 alarm_description=f"{a.model_quality_metric} of {cfg.model.name} below {a.model_quality_min}",
                 metric=_insights(f"MIN({a.model_quality_metric})", cfg.model.name, "ModelQuality"),
                 threshold=a.model_quality_min, evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
             "performance-degraded": cw.Alarm(
-                self, "PerformanceDegraded", alarm_name=names.alarm("performance-degraded"),
+                self, "PerformanceDegraded", alarm_name=alarm_name["performance_degraded"],
                 alarm_description="The monitor flagged degraded model performance",
                 metric=_insights("MAX(PerformanceDegraded)", cfg.model.name, "PerformanceDegraded"),
                 threshold=1, evaluation_periods=1,

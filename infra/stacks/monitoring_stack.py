@@ -30,6 +30,8 @@ from infra.stacks.common import (
     kms_statement,
     log_statements,
     metrics_statement,
+    monitored_uri,
+    pinned_read_statement,
     retention,
 )
 
@@ -43,25 +45,28 @@ class MonitoringStack(cdk.Stack):
         mon = cfg.monitoring
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
                                          f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
-        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group("monitor"),
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(names.release.monitor_function_name),
                                   retention=retention(mon.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="monitor Lambda: read records and labels, write reports, metrics, events")
-        for stmt in log_statements(names.log_group("monitor")):
+        for stmt in log_statements(names.log_group(names.release.monitor_function_name)):
             role.add_to_policy(stmt)
         role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
         role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
                                                resources=[names.bucket_arn(f"{REPORTS_PREFIX}*")]))
         role.add_to_policy(kms_statement(key_arn))
+        pinned = pinned_read_statement(cfg)
+        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
+            role.add_to_policy(pinned)
         role.add_to_policy(metrics_statement())
         role.add_to_policy(iam.PolicyStatement(
             actions=["events:PutEvents"],
             resources=[f"arn:{cdk.Aws.PARTITION}:events:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:event-bus/default"]))
 
         env = {
-            "MODEL_URI": cfg.model.uri, "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
+            "MODEL_URI": monitored_uri(names), "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
             "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "LABELS_PREFIX": LABELS_PREFIX.rstrip("/"),
             "REPORTS_BUCKET": names.bucket, "REPORTS_PREFIX": REPORTS_PREFIX.rstrip("/"),
             "EVENT_BUS_NAME": "default", "WINDOW_HOURS": str(mon.window_hours),
@@ -74,7 +79,7 @@ class MonitoringStack(cdk.Stack):
         env.update(mon.environment)
         asset = lambda_code("monitor", cfg.assets.lambda_code)
         self.function = lambda_.Function(
-            self, "Monitor", function_name=f"{cfg.name}-monitor", runtime=lambda_.Runtime.PYTHON_3_12,
+            self, "Monitor", function_name=names.release.monitor_function_name, runtime=lambda_.Runtime.PYTHON_3_12,
             handler=asset.handler, code=asset.code, role=role, memory_size=mon.memory_mb,
             timeout=cdk.Duration.seconds(mon.timeout_seconds), environment=env, log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE, reserved_concurrent_executions=1,  # one run per window
@@ -116,4 +121,4 @@ class MonitoringStack(cdk.Stack):
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
-        cdk.CfnOutput(self, "FunctionName", value=f"{cfg.name}-monitor")
+        cdk.CfnOutput(self, "FunctionName", value=names.release.monitor_function_name)

@@ -1,9 +1,13 @@
 """One synthesized mlship app per test run, shared by every infra test (and every xdist worker).
 
-The app holds two environments so both shapes are checked from one synthesis:
-* dev  (defaults + ModelDataUrl): serverless endpoint, ALL_AT_ONCE, Function URL, image override;
+The app holds three environments so every shape is checked from one synthesis:
+* dev  (defaults): serverless endpoint, ALL_AT_ONCE, Function URL, image override, and the model
+  read from the deployed-model SSM parameters;
 * prod (defaults + shadow variant + data capture): two instances, LINEAR 50%, API Gateway,
-  the repo's Dockerfile as an image asset when it exists (else an image override).
+  the repo's Dockerfile as an image asset when it exists (else an image override), SSM model;
+* staging (the escape hatch): the model pinned in the config (``model.uri`` names version 3,
+  ``model.model_data_url`` its tarball outside the data bucket) and a shadow variant pinned to
+  registry version 2; no batch or edge stacks (they do not depend on the model source).
 Lambda code comes from ``functions/<name>`` (``assets.lambda_code=source``): building the real
 asset downloads wheels from PyPI, which mlship.deploy.lambda_asset's own tests cover.
 """
@@ -23,6 +27,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
 MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
+PINNED_URI = "mlship://churn/3"
+SHADOW_URI = "mlship://churn/2"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,14 +61,18 @@ def synth_configs() -> list[Any]:
     from infra.config import load_config
 
     prod_image = {} if (REPO / "Dockerfile").is_file() else {"mlship:endpoint.image_uri": IMAGE}
-    dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE,
-                              "mlship:model.model_data_url": MODEL_DATA})
+    dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE})
+    staging = load_config("staging", {
+        "mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE,
+        "mlship:model.uri": PINNED_URI, "mlship:model.model_data_url": MODEL_DATA,
+        "mlship:endpoint.shadow": json.dumps({"name": "shadow", "model_uri": SHADOW_URI}),
+        "mlship:batch.enabled": "false", "mlship:edge.enabled": "false"})
     prod = load_config("prod", {
         "mlship:assets.lambda_code": "source",
         "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),
         "mlship:monitoring.sensitive_attribute": "gender",
         "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}), **prod_image})
-    return [dev, prod]
+    return [dev, prod, staging]
 
 
 def _synthesize(outdir: Path) -> None:
