@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import typer
@@ -87,7 +88,7 @@ def env() -> None:
     if state is None:
         fail("local AWS is not running: run `mlship local up`")
     for key, value in local.env_exports(state).items():
-        typer.echo(f"export {key}={value}")
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 def register(app: typer.Typer) -> None:

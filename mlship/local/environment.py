@@ -458,8 +458,14 @@ def _revive_plane(state: dict[str, Any]) -> bool:
 
 def _create_buckets(state: dict[str, Any], extra: Sequence[str]) -> list[str]:
     """Create the data bucket and ``extra`` buckets on the state's moto; record them in ``state``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     names = [n for n in (state.get("data_bucket"), *extra) if n]
-    created = ensure_buckets(state["endpoint_url"], state.get("region", DEFAULT_REGION), names)
+    try:
+        created = ensure_buckets(state["endpoint_url"], state.get("region", DEFAULT_REGION), names)
+    except (BotoCoreError, ClientError) as exc:
+        raise LocalEnvironmentError(f"cannot create the buckets {', '.join(names)} on "
+                                    f"{state['endpoint_url']}: {exc}") from None
     state["buckets"] = list(dict.fromkeys([*state.get("buckets", []), *names]))
     return created
 
