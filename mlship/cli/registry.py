@@ -152,7 +152,7 @@ def _show_version(name: str, version: str, bucket: str | None, sagemaker: bool, 
     for key in ("bundle_uri", "content_sha256", "registered_at", "registered_by", "signed", "approval"):
         console.print(f"  {key}: {data[key]}")
     console.print(f"  aliases: {', '.join(data['aliases']) or '-'}")
-    console.print(f"  metrics: {', '.join(f'{k} {v:.4f}' for k, v in record.metrics.items()) or '-'}")
+    console.print(f"  metrics: {', '.join(f'{k} {v:.4g}' for k, v in record.metrics.items()) or '-'}")
     console.print(f"  status: {data['status'] or '- (never rolled out)'}")
     if rollouts:
         table = Table("when", "outcome", "target", "previous", "alarm", "reason", "by", title="rollouts")
