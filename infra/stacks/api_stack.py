@@ -45,17 +45,33 @@ class ApiStack(cdk.Stack):
     def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
         super().__init__(scope, cid, **kwargs)
         names = Names(cfg)
-        api = cfg.api
+        release = names.release
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
                                          f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
-        release = names.release
-        fn_name = release.function_name
-        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(fn_name),
-                                  retention=retention(api.log_retention_days),
-                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.served = served_model(self, names)
+        self.function = self._function(cfg, names, self._role(cfg, names, key_arn))
+        self.alias = lambda_.Alias(self, "Live", alias_name=release.function_alias,
+                                   version=self.function.current_version)
+        self.alarms = self._alarms(cfg, names, topic)
+        self._deployment_group(cfg, names)
+
+        if cfg.api.kind == "function_url":
+            # No CfnOutput of the URL: moto's CloudFormation cannot resolve AWS::Lambda::Url attributes.
+            # `aws lambda get-function-url-config --function-name <fn> --qualifier live` prints it.
+            self.function_url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        else:
+            self.rest_api = self._rest_api(cfg)
+            cdk.CfnOutput(self, "PredictUrl", value=self.rest_api.url_for_path("/predict"))
+        cdk.CfnOutput(self, "FunctionName", value=release.function_name)
+        cdk.CfnOutput(self, "FunctionAlias", value=release.function_alias)
+        cdk.CfnOutput(self, "CodeDeployApplication", value=release.codedeploy_application)
+        cdk.CfnOutput(self, "CodeDeployDeploymentGroup", value=release.codedeploy_deployment_group)
+        release_outputs(self, names, self.served, list(release.lambda_alarms.values()))
+
+    def _role(self, cfg: MlshipConfig, names: Names, key_arn: str) -> iam.Role:
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="predict Lambda: read bundles, write inference records, metrics")
-        for stmt in log_statements(names.log_group(fn_name)):
+        for stmt in log_statements(names.log_group(names.release.function_name)):
             role.add_to_policy(stmt)
         role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
         role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
@@ -71,8 +87,11 @@ class ApiStack(cdk.Stack):
                 actions=["sagemaker:InvokeEndpoint"],
                 resources=[f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
                            f"endpoint/{names.endpoint}"]))
+        return role
 
-        served = served_model(self, names)
+    def _function(self, cfg: MlshipConfig, names: Names, role: iam.Role) -> lambda_.Function:
+        api, served = cfg.api, self.served
+        fn_name = names.release.function_name
         env = {
             "MODEL_URI": served.bundle_uri, "MLSHIP_MODEL_NAME": cfg.model.name,
             "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
@@ -87,46 +106,38 @@ class ApiStack(cdk.Stack):
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
         env.update(api.environment)
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(fn_name),
+                                  retention=retention(api.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
         asset = lambda_code("predict", cfg.assets.lambda_code)
-        self.function = lambda_.Function(
+        function = lambda_.Function(
             self, "Predict", function_name=fn_name, runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.X86_64, handler=asset.handler, code=asset.code, role=role,
             memory_size=api.memory_mb, timeout=cdk.Duration.seconds(api.timeout_seconds), environment=env,
             log_group=log_group, tracing=lambda_.Tracing.ACTIVE,
             reserved_concurrent_executions=api.reserved_concurrency,
             description=f"mlship predict ({asset.source} asset)")
-        nag.acknowledge(self.function, "AwsSolutions-L1",
+        nag.acknowledge(function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
                         "(mlship.deploy.lambda_asset --python-version 3.12)")
-        self.alias = lambda_.Alias(self, "Live", alias_name=release.function_alias,
-                                   version=self.function.current_version)
+        return function
 
-        self.alarms = self._alarms(cfg, names, topic)
+    def _deployment_group(self, cfg: MlshipConfig, names: Names) -> codedeploy.LambdaDeploymentGroup:
+        """CodeDeploy application and group with the names the config computes (``mlship rollout lambda``)."""
+        release = names.release
         application = codedeploy.LambdaApplication(self, "Application",
                                                    application_name=release.codedeploy_application)
-        deployment_group = codedeploy.LambdaDeploymentGroup(
+        group = codedeploy.LambdaDeploymentGroup(
             self, "Deployment", application=application, alias=self.alias,
-            deployment_config=_deployment_config(self, api.rollout), alarms=list(self.alarms),
+            deployment_config=_deployment_config(self, cfg.api.rollout), alarms=list(self.alarms),
             deployment_group_name=release.codedeploy_deployment_group,
             auto_rollback=codedeploy.AutoRollbackConfig(failed_deployment=True, stopped_deployment=True,
                                                         deployment_in_alarm=True))
-        nag.acknowledge(deployment_group, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+        nag.acknowledge(group, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
                         "service-role/AWSCodeDeployRoleForLambdaLimited]",
                         "CodeDeploy's AWSCodeDeployRoleForLambdaLimited is the AWS-maintained least-privilege "
                         "policy for shifting Lambda aliases")
-
-        if api.kind == "function_url":
-            # No CfnOutput of the URL: moto's CloudFormation cannot resolve AWS::Lambda::Url attributes.
-            # `aws lambda get-function-url-config --function-name <fn> --qualifier live` prints it.
-            self.function_url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
-        else:
-            self.rest_api = self._rest_api(cfg)
-            cdk.CfnOutput(self, "PredictUrl", value=self.rest_api.url_for_path("/predict"))
-        cdk.CfnOutput(self, "FunctionName", value=fn_name)
-        cdk.CfnOutput(self, "FunctionAlias", value=release.function_alias)
-        cdk.CfnOutput(self, "CodeDeployApplication", value=release.codedeploy_application)
-        cdk.CfnOutput(self, "CodeDeployDeploymentGroup", value=release.codedeploy_deployment_group)
-        release_outputs(self, names, served, list(release.lambda_alarms.values()))
+        return group
 
     def _alarms(self, cfg: MlshipConfig, names: Names, topic: sns.ITopic) -> list[cw.Alarm]:
         a = cfg.endpoint.alarms

@@ -46,65 +46,80 @@ class EndpointStack(cdk.Stack):
         ep = cfg.endpoint
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
                                          f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
-        image, self.image_asset = serving_image(self, ep.image_uri)
+        self.image, self.image_asset = serving_image(self, ep.image_uri)
+        alarm_names = list(names.release.endpoint_alarms.values())
+        self.role = self._execution_role(cfg, names, key_arn, alarm_names)
+        self.served = served_model(self, names)
+        self._models: dict[str | None, sm.CfnModel] = {}
+        self.endpoint_config = self._endpoint_config(cfg, names, key_arn)
+        self.alarms = self._alarms(cfg, names, ep.variants[0].name, topic)
+        self.endpoint = self._endpoint(cfg, names, alarm_names)
+        if ep.serverless is None and ep.autoscaling.enabled:
+            for v in ep.variants:
+                self._autoscale(cfg, names, v)
 
-        self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                             description="mlship serve container: read bundles, write data capture, pull image")
-        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
-        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
-                                                    resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
-        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
-        self.role.add_to_policy(kms_statement(key_arn))
+        cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
+        release_outputs(self, names, self.served, alarm_names)
+
+    def _execution_role(self, cfg: MlshipConfig, names: Names, key_arn: str, alarm_names: list[str]) -> iam.Role:
+        role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description="mlship serve container: read bundles, write data capture, pull image")
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                               resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+        role.add_to_policy(kms_statement(key_arn))
         pinned = pinned_read_statement(cfg)
         if pinned is not None:  # a pinned tarball may live outside the mlship bucket
-            self.role.add_to_policy(pinned)
-        self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                                             "ecr:BatchCheckLayerAvailability"],
-                                                    resources=[_repository_arn(image, self.image_asset)]))
+            role.add_to_policy(pinned)
+        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                                        "ecr:BatchCheckLayerAvailability"],
+                                               resources=[_repository_arn(self.image, self.image_asset)]))
         log_arn = (f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:log-group:"
                    f"/aws/sagemaker/Endpoints/{names.endpoint}")
-        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
-                                                    resources=[log_arn]))
-        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                                    resources=[f"{log_arn}:*"]))
-        self.role.add_to_policy(metrics_statement())
-        alarm_names = list(names.release.endpoint_alarms.values())
-        self.role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"],
-                                                    resources=[names.alarm_arn(a) for a in alarm_names]))
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                                               resources=[log_arn]))
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                               resources=[f"{log_arn}:*"]))
+        role.add_to_policy(metrics_statement())
+        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"],
+                                               resources=[names.alarm_arn(a) for a in alarm_names]))
+        return role
 
-        env = {"MLSHIP_REGISTRY_BUCKET": names.bucket, "MLSHIP_MODEL_NAME": cfg.model.name,
-               "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
-        if cfg.model.public_key_pem:
-            env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
-        models: dict[str | None, sm.CfnModel] = {}
-        self.served = served_model(self, names)
+    def _model(self, cfg: MlshipConfig, names: Names, variant_uri: str | None) -> sm.CfnModel:
+        """One model per distinct bundle: the deployed one (``variant_uri`` None) or a variant's pin."""
+        if variant_uri not in self._models:
+            served = self.served if variant_uri is None else served_model(self, names, variant_uri)
+            env = {"MLSHIP_REGISTRY_BUCKET": names.bucket, "MLSHIP_MODEL_NAME": cfg.model.name,
+                   "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+            if served.version is not None:
+                env["MLSHIP_MODEL_VERSION"] = served.version
+            if cfg.model.public_key_pem:
+                env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
+            # SageMaker extracts the ModelDataUrl tarball to /opt/ml/model, which `mlship serve` reads
+            # when MODEL_URI is unset: the container shape `mlship rollout endpoint` creates too.
+            container = sm.CfnModel.ContainerDefinitionProperty(
+                image=self.image, environment=env, model_data_url=served.bundle_uri)
+            self._models[variant_uri] = sm.CfnModel(self, f"Model{len(self._models)}",
+                                                    execution_role_arn=self.role.role_arn,
+                                                    primary_container=container)
+        return self._models[variant_uri]
 
-        def model_for(variant_uri: str | None) -> sm.CfnModel:
-            if variant_uri not in models:
-                # SageMaker extracts the ModelDataUrl tarball to /opt/ml/model, which `mlship serve` reads
-                # when MODEL_URI is unset: the same container shape `mlship rollout endpoint` creates.
-                served = self.served if variant_uri is None else served_model(self, names, variant_uri)
-                container_env = dict(env)
-                if served.version is not None:
-                    container_env["MLSHIP_MODEL_VERSION"] = served.version
-                container = sm.CfnModel.ContainerDefinitionProperty(
-                    image=image, environment=container_env, model_data_url=served.bundle_uri)
-                models[variant_uri] = sm.CfnModel(self, f"Model{len(models)}", execution_role_arn=self.role.role_arn,
-                                                  primary_container=container)
-            return models[variant_uri]
-
+    def _endpoint_config(self, cfg: MlshipConfig, names: Names, key_arn: str) -> sm.CfnEndpointConfig:
+        ep = cfg.endpoint
         serverless = ep.serverless
         if serverless is not None:
             variants = [sm.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=ep.variants[0].name, model_name=model_for(ep.variants[0].model_uri).attr_model_name,
+                variant_name=ep.variants[0].name,
+                model_name=self._model(cfg, names, ep.variants[0].model_uri).attr_model_name,
                 initial_variant_weight=1.0,
                 serverless_config=sm.CfnEndpointConfig.ServerlessConfigProperty(
                     max_concurrency=serverless.max_concurrency, memory_size_in_mb=serverless.memory_size_mb,
                     provisioned_concurrency=serverless.provisioned_concurrency))]
         else:
-            variants = [self._variant(v, model_for(v.model_uri)) for v in ep.variants]
-        shadow = [self._variant(ep.shadow, model_for(ep.shadow.model_uri))] if ep.shadow else None
+            variants = [self._variant(v, self._model(cfg, names, v.model_uri)) for v in ep.variants]
+        shadow = [self._variant(ep.shadow, self._model(cfg, names, ep.shadow.model_uri))] if ep.shadow else None
         capture = None
         if ep.data_capture.enabled:
             capture = sm.CfnEndpointConfig.DataCaptureConfigProperty(
@@ -115,17 +130,17 @@ class EndpointStack(cdk.Stack):
                                  sm.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output")],
                 capture_content_type_header=sm.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
                     json_content_types=["application/json"], csv_content_types=["text/csv"]))
-        self.endpoint_config = sm.CfnEndpointConfig(
+        return sm.CfnEndpointConfig(
             self, "EndpointConfig", production_variants=variants, shadow_production_variants=shadow,
             data_capture_config=capture, kms_key_id=None if serverless else key_arn)
 
-        self.alarms = self._alarms(cfg, names, ep.variants[0].name, topic)
-        ro = ep.rollout
+    def _endpoint(self, cfg: MlshipConfig, names: Names, alarm_names: list[str]) -> sm.CfnEndpoint:
+        ro = cfg.endpoint.rollout
         routing = sm.CfnEndpoint.TrafficRoutingConfigProperty(
             type=ro.strategy, wait_interval_in_seconds=ro.wait_interval_seconds,
             canary_size=_capacity(ro.canary) if ro.strategy == "CANARY" else None,
             linear_step_size=_capacity(ro.linear_step) if ro.strategy == "LINEAR" else None)
-        self.endpoint = sm.CfnEndpoint(
+        endpoint = sm.CfnEndpoint(
             self, "Endpoint", endpoint_name=names.endpoint,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             deployment_config=sm.CfnEndpoint.DeploymentConfigProperty(
@@ -136,16 +151,10 @@ class EndpointStack(cdk.Stack):
                 auto_rollback_configuration=sm.CfnEndpoint.AutoRollbackConfigProperty(
                     alarms=[sm.CfnEndpoint.AlarmProperty(alarm_name=a) for a in alarm_names])))
         for alarm in self.alarms.values():
-            self.endpoint.node.add_dependency(alarm)
+            endpoint.node.add_dependency(alarm)
         # the endpoint pulls the image and model with the role's policy: create it first
-        self.endpoint.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
-
-        if serverless is None and ep.autoscaling.enabled:
-            for v in ep.variants:
-                self._autoscale(cfg, names, v)
-
-        cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
-        release_outputs(self, names, self.served, alarm_names)
+        endpoint.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        return endpoint
 
     def _variant(self, v: VariantConfig, model: sm.CfnModel) -> sm.CfnEndpointConfig.ProductionVariantProperty:
         return sm.CfnEndpointConfig.ProductionVariantProperty(

@@ -75,6 +75,12 @@ def synth_configs() -> list[Any]:
     return [dev, prod, staging]
 
 
+@pytest.fixture(scope="session")
+def configs() -> dict[str, Any]:
+    """The configs the shared synthesis is built from, by environment (their names are the expected ones)."""
+    return {cfg.env: cfg for cfg in synth_configs()}
+
+
 def _synthesize(outdir: Path) -> None:
     import aws_cdk as cdk
 

@@ -1,6 +1,13 @@
 """Deploy rehearsal: the real CDK CLI synthesizes offline, bootstraps and deploys every dev stack
 to a moto server on localhost, then boto3 checks what was created.
 
+Before the deploy the test writes the two deployed-model SSM parameters, as a successful
+``mlship rollout`` does: the stacks read them through SSM-typed CloudFormation parameters, and
+moto's CloudFormation resolves those parameter types from its SSM store (the checks below read
+the resolved values back from SageMaker and Lambda). moto cannot rehearse the *update* that a
+second ``cdk deploy`` after a rollout would be (updates of a deployed stack fail or leave it
+wrong on moto 5.2.5); that path is covered on the templates (test_release_wiring.py).
+
 moto (5.2.5) only runs CloudFormation ``CreateStack`` far enough for this: the rehearsal deploys
 with ``--method=direct`` (moto's change sets register no exports), and moto silently skips
 resource types it lacks (alarms, bucket policies, CodeDeploy, Lambda aliases/URLs, EMR
@@ -24,7 +31,12 @@ REPO = Path(__file__).resolve().parents[2]
 CDK = REPO / "node_modules" / ".bin" / "cdk"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/mlship-serve:rehearsal"
-CONTEXT = ["-c", "env=dev", "-c", "mlship:assets.lambda_code=source", "-c", f"mlship:endpoint.image_uri={IMAGE}"]
+OVERRIDES = {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE}
+# cdk.json's example section still names the alias mlship://churn@prod as model.uri, which the config
+# refuses (serving pins concrete versions); null clears it (the default: serve the deployed parameters).
+CONTEXT = ["-c", "env=dev", "-c", "mlship:model.uri=null",
+           *(arg for key, value in OVERRIDES.items() for arg in ("-c", f"{key}={value}"))]
+DEPLOYED_VERSION = "3"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CDK.is_file(), reason="CDK CLI not installed (npm ci)")]
 
@@ -64,6 +76,9 @@ def moto_url(tmp_path):
 def test_cdk_synth_offline_then_bootstrap_and_deploy_to_moto(tmp_path, moto_url):
     import boto3
 
+    from mlship.config import load_config
+
+    names = load_config("dev", OVERRIDES).names  # what the core config says the resources are called
     url, moto_log = moto_url
     # 1. Synthesize with no AWS credentials, no endpoint and no Docker: stacks are environment-agnostic.
     assembly = tmp_path / "cdk.out"
@@ -77,8 +92,20 @@ def test_cdk_synth_offline_then_bootstrap_and_deploy_to_moto(tmp_path, moto_url)
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
     work = tmp_path / "work"
     work.mkdir()
+
+    def client(service: str):
+        return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    data_bucket = names.bucket(ACCOUNT, REGION)
+    bundle = f"s3://{data_bucket}/models/churn/{DEPLOYED_VERSION}/bundle.tar.gz"
+    ssm = client("ssm")
     try:
         _run(["bootstrap", f"aws://{ACCOUNT}/{REGION}"], cwd=work, env=aws_env, log=tmp_path / "bootstrap.log")
+        # What a successful rollout records. A first deploy needs them too: CloudFormation refuses a stack
+        # whose SSM-typed parameter names a missing parameter (docs/infra.md: the first deploy).
+        ssm.put_parameter(Name=names.deployed_bundle_parameter, Value=bundle, Type="String")
+        ssm.put_parameter(Name=names.deployed_version_parameter, Value=DEPLOYED_VERSION, Type="String")
         out = _run(["deploy", "--app", str(assembly), "--all", "--require-approval", "never", "--method=direct",
                     "--progress", "events"], cwd=work, env=aws_env, log=tmp_path / "deploy.log")
     except pytest.fail.Exception:
@@ -88,16 +115,23 @@ def test_cdk_synth_offline_then_bootstrap_and_deploy_to_moto(tmp_path, moto_url)
         assert f"✅  {stack}" in out
 
     # 3. What exists now, read back through boto3.
-    def client(service: str):
-        return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
-
     cfn = client("cloudformation")
-    assert {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]
-            if s["StackName"].startswith("Mlship-dev-")} == {s: "CREATE_COMPLETE" for s in stacks}
+    described = {s["StackName"]: s for s in cfn.describe_stacks()["Stacks"] if s["StackName"].startswith("Mlship-dev-")}
+    assert {k: s["StackStatus"] for k, s in described.items()} == {s: "CREATE_COMPLETE" for s in stacks}
+    outputs = {k: {o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])} for k, s in described.items()}
+    assert outputs["Mlship-dev-Endpoint"]["EndpointName"] == names.endpoint_name
+    assert outputs["Mlship-dev-Api"]["FunctionName"] == names.function_name
+    assert outputs["Mlship-dev-Api"]["FunctionAlias"] == names.function_alias
+    assert outputs["Mlship-dev-Api"]["CodeDeployDeploymentGroup"] == names.codedeploy_deployment_group
+    for stack in ("Mlship-dev-Endpoint", "Mlship-dev-Api"):
+        assert outputs[stack]["DeployedBundleParameter"] == names.deployed_bundle_parameter
+        assert outputs[stack]["ModelSource"] == "deployed-parameters"
+    # The stacks created no parameter of their own: only the bootstrap's and the two the "rollout" wrote.
+    parameters = {p["Name"] for p in ssm.describe_parameters(MaxResults=50)["Parameters"]}
+    assert {p for p in parameters if not p.startswith("/cdk-bootstrap/")} == {
+        names.deployed_bundle_parameter, names.deployed_version_parameter}
 
     s3 = client("s3")
-    data_bucket = f"mlship-dev-data-{ACCOUNT}-{REGION}"
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert {data_bucket, f"mlship-dev-access-logs-{ACCOUNT}-{REGION}"} <= buckets
     # moto's CloudFormation applies a bucket's encryption and tags, not its versioning/lifecycle
@@ -106,17 +140,23 @@ def test_cdk_synth_offline_then_bootstrap_and_deploy_to_moto(tmp_path, moto_url)
     assert sse["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
 
     lam = client("lambda")
-    predict = lam.get_function(FunctionName="mlship-dev-predict")["Configuration"]
+    predict = lam.get_function(FunctionName=names.function_name)["Configuration"]
     assert predict["Runtime"] == "python3.12" and predict["Handler"] == "handler.handler"
-    assert predict["Environment"]["Variables"]["RECORDS_BUCKET"] == data_bucket
-    monitor = lam.get_function(FunctionName="mlship-dev-monitor")["Configuration"]
+    variables = predict["Environment"]["Variables"]
+    assert variables["RECORDS_BUCKET"] == data_bucket
+    # moto's CloudFormation resolved the SSM-typed parameters to what the "rollout" recorded
+    assert (variables["MODEL_URI"], variables["MLSHIP_MODEL_VERSION"]) == (bundle, DEPLOYED_VERSION)
+    monitor = lam.get_function(FunctionName=names.monitor_function_name)["Configuration"]
+    assert monitor["Environment"]["Variables"]["MODEL_URI"] == names.champion_uri
 
     sm = client("sagemaker")
     models = sm.list_models()["Models"]
     assert len(models) == 1
     model = sm.describe_model(ModelName=models[0]["ModelName"])
     assert model["PrimaryContainer"]["Image"] == IMAGE
-    assert model["PrimaryContainer"]["Environment"]["MODEL_URI"] == "mlship://churn@prod"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == bundle
+    assert model["PrimaryContainer"]["Environment"]["MLSHIP_MODEL_VERSION"] == DEPLOYED_VERSION
+    assert "MODEL_URI" not in model["PrimaryContainer"]["Environment"]
     configs = sm.list_endpoint_configs()["EndpointConfigs"]
     assert len(configs) == 1
     config = sm.describe_endpoint_config(EndpointConfigName=configs[0]["EndpointConfigName"])

@@ -47,17 +47,18 @@ def test_dev_endpoint_is_serverless_all_at_once(synth):
     t.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
 
 
-def test_model_data_url_replaces_model_uri_and_is_readable(synth):
-    dev = synth.template("Mlship-dev-Endpoint")
-    dev.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+def test_a_pinned_model_data_url_is_served_and_readable(synth):
+    staging = synth.template("Mlship-staging-Endpoint")
+    staging.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
         "ModelDataUrl": "s3://models-example/churn/3/bundle.tar.gz",
-        "Environment": Match.object_equals({"MLSHIP_REGISTRY_BUCKET": Match.any_value(),
-                                            "POWERTOOLS_METRICS_NAMESPACE": "mlship"})}})
-    statements = [s for r in synth.resources("Mlship-dev-Endpoint", "AWS::IAM::Policy").values()
-                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
-    readable = [flatten(r) for s in statements if "s3:GetObject" in _as_list(s["Action"])
-                for r in _as_list(s["Resource"])]
-    assert "arn:<AWS::Partition>:s3:::models-example/churn/3/bundle.tar.gz" in readable
+        "Environment": Match.object_equals({"MLSHIP_REGISTRY_BUCKET": Match.any_value(), "MLSHIP_MODEL_NAME": "churn",
+                                            "MLSHIP_MODEL_VERSION": "3", "POWERTOOLS_METRICS_NAMESPACE": "mlship"})}})
+    for stack in ("Mlship-staging-Endpoint", "Mlship-staging-Api", "Mlship-staging-Monitoring"):
+        statements = [s for r in synth.resources(stack, "AWS::IAM::Policy").values()
+                      for s in r["Properties"]["PolicyDocument"]["Statement"]]
+        readable = [flatten(r) for s in statements if "s3:GetObject" in _as_list(s["Action"])
+                    for r in _as_list(s["Resource"])]
+        assert "arn:<AWS::Partition>:s3:::models-example/churn/3/bundle.tar.gz" in readable, stack
 
 
 def test_every_rollback_alarm_exists_and_watches_the_endpoint_or_model(synth):
@@ -110,7 +111,9 @@ def test_prod_endpoint_config_weights_shadow_capture_and_kms(synth):
     assert flatten(config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"]) == \
         "s3://mlship-prod-data-<AWS::AccountId>-<AWS::Region>/data-capture/churn"
     t.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
-        "Environment": {"MODEL_URI": "mlship://churn@prod", "MLSHIP_REGISTRY_BUCKET": Match.any_value()}}})
+        "ModelDataUrl": {"Ref": Match.string_like_regexp(r"^SsmParameterValuemlshipprodchurndeployedbundleuri")},
+        "Environment": Match.object_like({"MLSHIP_REGISTRY_BUCKET": Match.any_value(), "MLSHIP_MODEL_NAME": "churn",
+                                          "MODEL_URI": Match.absent()})}})
 
 
 def test_prod_autoscaling_tracks_invocations_per_instance(synth):
@@ -206,7 +209,7 @@ def test_batch_application_job_role_and_schedule(synth):
     assert sched["ScheduleExpression"] == "cron(0 3 * * ? *)" and sched["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert flatten(sched["Target"]["Arn"]) == "arn:<AWS::Partition>:scheduler:::aws-sdk:emrserverless:startJobRun"
     job = flatten(sched["Target"]["Input"])
-    for piece in ('"EntryPointArguments":["--model","mlship://churn@prod","--input","s3://mlship-prod-data-',
+    for piece in ('"EntryPointArguments":["--model","mlship://churn@champion","--input","s3://mlship-prod-data-',
                   '"--run-id","<aws.scheduler.execution-id>","--format","parquet","--s3-mode","direct"',
                   'spark.submit.pyFiles=s3://', '"ClientToken":"<aws.scheduler.execution-id>"',
                   '"LogUri":"s3://mlship-prod-data-'):

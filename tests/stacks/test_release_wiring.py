@@ -1,0 +1,163 @@
+"""How the stacks and ``mlship rollout`` share the serving resources, on the shared synthesis.
+
+* dev and prod serve the model the last rollout deployed: SageMaker's ``ModelDataUrl`` and the
+  predict function's ``MODEL_URI`` are SSM-typed CloudFormation parameters (re-resolved on every
+  deploy), never an alias and never a parameter the stack owns;
+* staging pins the model in the config (the escape hatch) and reads no parameter;
+* every output carries the name :class:`mlship.config.ReleaseNames` computes, and the resources
+  really have those names.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.nag import flatten
+
+SSM_TYPE = "AWS::SSM::Parameter::Value<String>"
+DEPLOYED = ("dev", "prod")  # environments serving the deployed-model parameters
+
+
+def _ssm_parameters(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> SSM parameter name of every SSM-typed parameter except the CDK bootstrap's."""
+    return {k: p["Default"] for k, p in template.get("Parameters", {}).items()
+            if p["Type"] == SSM_TYPE and not p["Default"].startswith("/cdk-bootstrap/")}
+
+
+def _ref_to(template: dict[str, Any], parameter_name: str) -> dict[str, str]:
+    ids = [k for k, name in _ssm_parameters(template).items() if name == parameter_name]
+    assert len(ids) == 1, (parameter_name, _ssm_parameters(template))
+    return {"Ref": ids[0]}
+
+
+def _outputs(template: dict[str, Any]) -> dict[str, Any]:
+    return {k: o["Value"] for k, o in template.get("Outputs", {}).items()}
+
+
+def _predict_function(synth, env: str, names) -> dict[str, Any]:
+    functions = [v["Properties"] for v in synth.resources(f"Mlship-{env}-Api", "AWS::Lambda::Function").values()
+                 if v["Properties"].get("FunctionName") == names.function_name]
+    assert len(functions) == 1
+    return functions[0]
+
+
+@pytest.mark.parametrize("env", DEPLOYED)
+def test_the_endpoint_serves_the_deployed_bundle_from_ssm_typed_parameters(synth, configs, env):
+    names = configs[env].names
+    template = synth.templates[f"Mlship-{env}-Endpoint"]
+    assert sorted(_ssm_parameters(template).values()) == sorted(
+        [names.deployed_bundle_parameter, names.deployed_version_parameter])
+    models = synth.resources(f"Mlship-{env}-Endpoint", "AWS::SageMaker::Model")
+    assert len(models) == 1  # prod's shadow variant serves the same deployed model
+    container = next(iter(models.values()))["Properties"]["PrimaryContainer"]
+    assert container["ModelDataUrl"] == _ref_to(template, names.deployed_bundle_parameter)
+    assert container["Environment"]["MLSHIP_MODEL_VERSION"] == _ref_to(template, names.deployed_version_parameter)
+    assert container["Environment"]["MLSHIP_MODEL_NAME"] == configs[env].model.name
+    assert "MODEL_URI" not in container["Environment"]  # the container reads the extracted ModelDataUrl
+
+
+@pytest.mark.parametrize("env", DEPLOYED)
+def test_the_predict_function_serves_the_deployed_bundle_from_ssm_typed_parameters(synth, configs, env):
+    names = configs[env].names
+    template = synth.templates[f"Mlship-{env}-Api"]
+    variables = _predict_function(synth, env, names)["Environment"]["Variables"]
+    assert variables["MODEL_URI"] == _ref_to(template, names.deployed_bundle_parameter)
+    assert variables["MLSHIP_MODEL_VERSION"] == _ref_to(template, names.deployed_version_parameter)
+    assert variables["MLSHIP_MODEL_NAME"] == configs[env].model.name
+
+
+def test_no_stack_creates_the_deployed_model_parameters_or_grants_ssm(synth):
+    """The rollout owns the parameters (a stack-owned one would be reset by cdk deploy), and no runtime
+    role reads them: CloudFormation resolves SSM-typed parameters itself when it deploys."""
+    assert synth.all_resources("AWS::SSM::Parameter") == []
+    for stack, logical, res in synth.all_resources("AWS::IAM::Policy") + synth.all_resources("AWS::IAM::Role"):
+        props = res["Properties"]
+        docs = [props["PolicyDocument"]] if "PolicyDocument" in props else \
+            [p["PolicyDocument"] for p in props.get("Policies", [])]
+        actions = [a for d in docs for s in d["Statement"] for a in
+                   (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+        assert not [a for a in actions if a.lower().startswith("ssm:")], (stack, logical)
+
+
+def test_serving_resources_never_load_a_registry_alias(synth):
+    for stack, _, res in synth.all_resources("AWS::SageMaker::Model"):
+        assert "mlship://" not in json.dumps(res), stack
+    for stack, _, res in synth.all_resources("AWS::Lambda::Function"):
+        if res["Properties"].get("FunctionName", "").endswith("-predict"):
+            assert "@" not in json.dumps(res["Properties"]["Environment"]), stack
+
+
+def test_batch_and_monitor_resolve_the_champion_when_they_run(synth, configs):
+    prod = configs["prod"].names
+    monitor = next(v["Properties"] for v in synth.resources("Mlship-prod-Monitoring", "AWS::Lambda::Function")
+                   .values() if v["Properties"].get("FunctionName") == prod.monitor_function_name)
+    assert monitor["Environment"]["Variables"]["MODEL_URI"] == prod.champion_uri == "mlship://churn@champion"
+    schedule = next(iter(synth.resources("Mlship-prod-Batch", "AWS::Scheduler::Schedule").values()))
+    assert f'"--model","{prod.champion_uri}"' in flatten(schedule["Properties"]["Target"]["Input"])
+    staging = next(v["Properties"] for v in synth.resources("Mlship-staging-Monitoring", "AWS::Lambda::Function")
+                   .values() if v["Properties"].get("FunctionName", "").endswith("-monitor"))
+    assert staging["Environment"]["Variables"]["MODEL_URI"] == configs["staging"].model.model_data_url
+
+
+def test_a_pinned_config_reads_no_parameter_and_pins_each_variant(synth, configs):
+    cfg = configs["staging"]
+    for part in ("Endpoint", "Api"):
+        template = synth.templates[f"Mlship-staging-{part}"]
+        assert _ssm_parameters(template) == {}
+        assert _outputs(template)["ModelSource"] == "config-pin"
+    models = [m["Properties"]["PrimaryContainer"]
+              for m in synth.resources("Mlship-staging-Endpoint", "AWS::SageMaker::Model").values()]
+    by_version = {m["Environment"]["MLSHIP_MODEL_VERSION"]: flatten(m["ModelDataUrl"]) for m in models}
+    assert by_version == {"3": cfg.model.model_data_url,  # model_data_url wins, version from model.uri
+                          "2": "s3://mlship-staging-data-<AWS::AccountId>-<AWS::Region>/models/churn/2/bundle.tar.gz"}
+    variables = _predict_function(synth, "staging", cfg.names)["Environment"]["Variables"]
+    assert (variables["MODEL_URI"], variables["MLSHIP_MODEL_VERSION"]) == (cfg.model.model_data_url, "3")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "staging"])
+def test_outputs_give_the_names_the_core_config_computes(synth, configs, env):
+    names = configs[env].names
+    endpoint, api = (synth.templates[f"Mlship-{env}-{part}"] for part in ("Endpoint", "Api"))
+    source = "config-pin" if env == "staging" else "deployed-parameters"
+    assert _outputs(endpoint) == {
+        "EndpointName": names.endpoint_name, "DeployedBundleParameter": names.deployed_bundle_parameter,
+        "DeployedVersionParameter": names.deployed_version_parameter, "ModelSource": source,
+        "RollbackAlarms": json.dumps(list(names.endpoint_alarms.values()))}
+    # prod's API Gateway URLs (tokens): PredictUrl and the RestApi's own ApiEndpoint output
+    api_outputs = {k: v for k, v in _outputs(api).items() if not k.startswith(("PredictUrl", "ApiEndpoint"))}
+    assert api_outputs == {
+        "FunctionName": names.function_name, "FunctionAlias": names.function_alias,
+        "CodeDeployApplication": names.codedeploy_application,
+        "CodeDeployDeploymentGroup": names.codedeploy_deployment_group,
+        "DeployedBundleParameter": names.deployed_bundle_parameter,
+        "DeployedVersionParameter": names.deployed_version_parameter, "ModelSource": source,
+        "RollbackAlarms": json.dumps(list(names.lambda_alarms.values()))}
+    bucket = _outputs(synth.templates[f"Mlship-{env}-Foundation"])["BucketName"]
+    bucket_resource = synth.templates[f"Mlship-{env}-Foundation"]["Resources"][bucket["Ref"]]
+    assert flatten(bucket_resource["Properties"]["BucketName"]) == names.bucket("<AWS::AccountId>", "<AWS::Region>")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "staging"])
+def test_the_resources_carry_the_output_names(synth, configs, env):
+    names = configs[env].names
+
+    def props(part: str, rtype: str) -> list[dict[str, Any]]:
+        return [r["Properties"] for r in synth.resources(f"Mlship-{env}-{part}", rtype).values()]
+
+    assert [p["EndpointName"] for p in props("Endpoint", "AWS::SageMaker::Endpoint")] == [names.endpoint_name]
+    assert [p["Name"] for p in props("Api", "AWS::Lambda::Alias")] == [names.function_alias]
+    assert [p["ApplicationName"] for p in props("Api", "AWS::CodeDeploy::Application")] == [
+        names.codedeploy_application]
+    assert [p["DeploymentGroupName"] for p in props("Api", "AWS::CodeDeploy::DeploymentGroup")] == [
+        names.codedeploy_deployment_group]
+    endpoint_alarms = {p["AlarmName"] for p in props("Endpoint", "AWS::CloudWatch::Alarm")}
+    assert endpoint_alarms == set(names.endpoint_alarms.values())
+    api_alarms = {p["AlarmName"]: p for p in props("Api", "AWS::CloudWatch::Alarm")}
+    assert set(api_alarms) == set(names.lambda_alarms.values())
+    errors = api_alarms[names.lambda_alarms["errors"]]
+    assert {"Name": "Resource", "Value": f"{names.function_name}:{names.function_alias}"} in errors["Dimensions"]
+    assert _predict_function(synth, env, names)["Environment"]["Variables"].get(
+        "SAGEMAKER_ENDPOINT_NAME") == names.endpoint_name
