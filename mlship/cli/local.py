@@ -23,16 +23,25 @@ def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto 
        plane: bool = typer.Option(True, "--plane/--no-plane",
                                   help="Start the control plane (SageMaker endpoints, Lambda, CodeDeploy)."),
        bucket: list[str] = typer.Option([], "--bucket", help="An extra bucket to create (repeatable)."),
+       env: str | None = typer.Option(None, "--env", help="The configuration's environment whose buckets to "
+                                      "create (default: cdk.json's context env, else dev)."),
        ) -> None:
     """Start the local AWS (idempotent), create the project's buckets and print how to use it."""
     from mlship.local import environment as local
 
+    names = _project_names(env)
     try:
-        result = local.up(port, plane_port if plane else None, time_scale=time_scale, buckets=bucket)
+        result = local.up(port, plane_port if plane else None, time_scale=time_scale, buckets=bucket,
+                          data_bucket=names.bucket if names else None)
     except (local.PortInUse, local.BucketNameError) as exc:
         fail(str(exc), code=2)
     except local.LocalEnvironmentError as exc:
         fail(str(exc))
+    _report(result, port, local.state_dir())
+
+
+def _report(result: Any, port: int, state_dir: Any) -> None:
+    """What ``up`` found or started, the buckets, and how to use it."""
     state = result.state
     if result.stale:
         typer.echo(f"removed the state of a local AWS that had stopped (pid {result.stale['moto'].get('pid')})")
@@ -46,8 +55,27 @@ def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto 
         typer.echo(f"bucket s3://{name}{' (created)' if name in result.created_buckets else ''}")
     if not result.started and port != state["moto"]["port"]:
         typer.echo(f"note: --port {port} ignored; run `mlship local down` first to restart on another port")
-    typer.echo(f"state and logs: {local.state_dir()}")
+    typer.echo(f"state and logs: {state_dir}")
     typer.echo('point boto3 at it with: eval "$(mlship local env)"')
+
+
+def _project_names(env: str | None) -> Any:
+    """The resource names of the project's configuration (``mlship.config``): the nearest
+    ``cdk.json`` with an ``mlship`` context here or in a parent (or ``$MLSHIP_CDK_JSON``), else
+    the built-in defaults. None, with a warning, when the configuration is invalid: the local AWS
+    still starts (it is where one fixes a deployment), only the data bucket is not created."""
+    import os
+
+    from mlship.config import CDK_JSON_ENV, ConfigError, load_project_config
+    from mlship.local.environment import find_project_cdk_json
+
+    cdk_json = None if os.environ.get(CDK_JSON_ENV) else find_project_cdk_json()
+    try:
+        return load_project_config(env, cdk_json).names
+    except ConfigError as exc:
+        typer.secho(f"warning: invalid mlship config for environment {exc.env!r} ({'; '.join(exc.problems)}): "
+                    "no data bucket created", fg="yellow", err=True)
+        return None
 
 
 @local_app.command("down")

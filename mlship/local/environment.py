@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,35 +292,19 @@ def check_bucket_name(name: str) -> str:
     return name
 
 
-def find_cdk_json(start: Path | None = None) -> Path | None:
-    """The nearest ``cdk.json`` in ``start`` (default: the current directory) or a parent."""
+def find_project_cdk_json(start: Path | None = None) -> Path | None:
+    """The nearest ``cdk.json`` with an ``mlship`` context in ``start`` (default: the current
+    directory) or a parent, so ``mlship local up`` finds the project from any of its folders."""
     here = (start or Path.cwd()).absolute()
     for folder in (here, *here.parents):
         candidate = folder / "cdk.json"
-        if candidate.is_file():
+        try:
+            doc = json.loads(candidate.read_text(encoding="utf-8")) if candidate.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return candidate  # the project's, but broken: let the config loader name the problem
+        if isinstance(doc, dict) and isinstance(doc.get("context"), dict) and "mlship" in doc["context"]:
             return candidate
     return None
-
-
-def data_bucket_name(account: str, region: str, cdk_json: Path | None = None) -> str:
-    """The project's data bucket (registry, inference records, reports) in ``account``/``region``:
-    ``<prefix>-<env>-data-<account>-<region>``, as the foundation stack names it.
-
-    ``prefix`` and ``env`` come from ``cdk.json``'s ``context`` (``env``, ``mlship.common.prefix``,
-    ``mlship.environments.<env>.prefix``); without a ``cdk.json`` they are ``mlship`` and ``dev``.
-    """
-    context: dict[str, Any] = {}
-    path = cdk_json or find_cdk_json()
-    if path is not None:
-        try:
-            context = json.loads(path.read_text()).get("context") or {}
-        except (OSError, json.JSONDecodeError, AttributeError) as exc:
-            raise LocalEnvironmentError(f"cannot read {path}: {exc}") from None
-    env = str(context.get("env") or "dev")
-    section = context.get("mlship") if isinstance(context.get("mlship"), dict) else {}
-    prefix = (section.get("common") or {}).get("prefix") or "mlship"
-    prefix = ((section.get("environments") or {}).get(env) or {}).get("prefix") or prefix
-    return check_bucket_name(f"{prefix}-{env}-data-{account}-{region}")
 
 
 def _aws_client(service: str, url: str, region: str) -> Any:
@@ -386,13 +370,16 @@ def running_state() -> dict[str, Any] | None:
 
 
 def up(port: int | None = None, plane_port: int | None = 0, *, time_scale: float = 1.0,
-       buckets: Sequence[str] = (), region: str | None = None) -> UpResult:
+       buckets: Sequence[str] = (), region: str | None = None,
+       data_bucket: Callable[[str, str], str] | None = None) -> UpResult:
     """Start the local AWS unless it runs already, create its buckets, and return what happened.
 
-    ``plane_port`` None starts no control plane; 0 picks a free port. Both ports are checked
-    before anything starts (PortInUse); a process that fails to start stops the ones started
-    before it (StartFailed) and no state is written. When it runs already, only the buckets are
-    created (and a control plane that died is restarted).
+    ``data_bucket(account, region)`` names the project's data bucket (the CLI passes the
+    configuration's ``names.bucket``); it is created, recorded and exported as
+    ``MLSHIP_REGISTRY_BUCKET``. ``plane_port`` None starts no control plane; 0 picks a free
+    port. Both ports are checked before anything starts (PortInUse); a process that fails to
+    start stops the ones started before it (StartFailed) and no state is written. When it runs
+    already, only the buckets are created (and a control plane that died is restarted).
     """
     port = port or DEFAULT_PORT
     for name in buckets:
@@ -404,13 +391,13 @@ def up(port: int | None = None, plane_port: int | None = 0, *, time_scale: float
         state = running_state()
         if state is not None:
             restarted = _revive_plane(state)
-            created = _create_buckets(state, buckets)
+            created = _create_buckets(state, [*_named_buckets(state, data_bucket), *buckets])
             if restarted or created:
                 write_state(state)
             return UpResult(state, started=False, created_buckets=created)
         if plane_port:
             _check_free(plane_port, "control plane", "--plane-port")
-        state = _start(port, plane_port, time_scale, region or _region())
+        state = _start(port, plane_port, time_scale, region or _region(), data_bucket)
         try:
             created = _create_buckets(state, buckets)
         except Exception:
@@ -429,7 +416,8 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def _start(port: int, plane_port: int | None, time_scale: float, region: str) -> dict[str, Any]:
+def _start(port: int, plane_port: int | None, time_scale: float, region: str,
+           data_bucket: Callable[[str, str], str] | None) -> dict[str, Any]:
     folder = state_dir()
     moto = start_moto_server(port, folder / "moto.log")
     state: dict[str, Any] = {"version": STATE_VERSION, "moto": moto, "endpoint_url": moto["url"],
@@ -438,11 +426,21 @@ def _start(port: int, plane_port: int | None, time_scale: float, region: str) ->
         if plane_port is not None:
             state["services"]["plane"] = start_plane(moto["url"], plane_port, folder, time_scale)
         state["account"] = local_account(moto["url"], region)
-        state["data_bucket"] = data_bucket_name(state["account"], region)
+        if data_bucket is not None:
+            state["data_bucket"] = check_bucket_name(data_bucket(state["account"], region))
     except BaseException:
         _stop_all(state)
         raise
     return state
+
+
+def _named_buckets(state: dict[str, Any], data_bucket: Callable[[str, str], str] | None) -> list[str]:
+    """The data bucket ``data_bucket`` names in the running local AWS (another project's, maybe)."""
+    if data_bucket is None:
+        return []
+    region = state.get("region") or DEFAULT_REGION
+    account = state.get("account") or local_account(state["endpoint_url"], region)
+    return [check_bucket_name(data_bucket(account, region))]
 
 
 def _revive_plane(state: dict[str, Any]) -> bool:

@@ -23,13 +23,16 @@ class LocalCli:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("AWS_ENDPOINT_URL") and k not in ("MLSHIP_STATE_DIR", "MLSHIP_REGISTRY_BUCKET")}
+               if not k.startswith("AWS_ENDPOINT_URL")
+               and k not in ("MLSHIP_STATE_DIR", "MLSHIP_REGISTRY_BUCKET", "MLSHIP_CDK_JSON")}
         env["MLSHIP_LOCAL_HOME"] = str(self.home)
         return env
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """By default in the home's parent: outside any project, so the built-in configuration applies."""
+        self.home.mkdir(parents=True, exist_ok=True)
         return subprocess.run([sys.executable, "-m", "mlship", "local", *args], capture_output=True, text=True,
-                              env=self.env, cwd=cwd, timeout=timeout)
+                              env=self.env, cwd=cwd or self.home.parent, timeout=timeout)
 
     def ok(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         done = self.run(*args, cwd=cwd)

@@ -82,16 +82,16 @@ def test_env_exports_point_plane_services_at_the_plane() -> None:
     assert not any(k.startswith("AWS_ENDPOINT_URL_") for k in local.env_exports(state))
 
 
-def test_data_bucket_name_follows_cdk_json(tmp_path: Path, repo_root: Path) -> None:
-    assert local.data_bucket_name("123456789012", "us-east-1", repo_root / "cdk.json") == \
-        "mlship-dev-data-123456789012-us-east-1"
-    cdk_json = tmp_path / "cdk.json"
-    cdk_json.write_text(json.dumps({"context": {"env": "staging", "mlship": {
-        "common": {"prefix": "acme"}, "environments": {"staging": {}}}}}))
-    assert local.data_bucket_name("123456789012", "eu-west-1", cdk_json) == "acme-staging-data-123456789012-eu-west-1"
-    nested = tmp_path / "src" / "pkg"
-    nested.mkdir(parents=True)
-    assert local.find_cdk_json(nested) == cdk_json
+def test_the_project_cdk_json_is_found_from_a_subfolder(tmp_path: Path) -> None:
+    other = tmp_path / "cdk.json"
+    other.write_text(json.dumps({"app": "npx ts-node app.ts", "context": {"env": "x"}}))  # not an mlship one
+    project = tmp_path / "project"
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "cdk.json").write_text(json.dumps({"context": {"mlship": {}}}))
+    assert local.find_project_cdk_json(project / "src" / "pkg") == project / "cdk.json"
+    assert local.find_project_cdk_json(tmp_path) is None
+    (project / "cdk.json").write_text("{broken")
+    assert local.find_project_cdk_json(project / "src") == project / "cdk.json"  # the loader names the problem
 
 
 _VALID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -4,6 +4,7 @@ one per-user state home shared by commands run from different directories."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 import socket
@@ -196,3 +197,24 @@ def test_down_stops_the_serve_processes_the_plane_started(cli: LocalCli, churn_b
     cli.ok("down")
     assert all(wait_gone(pid) for pid in [plane_pid, *children])
     assert group_members(plane_pid) == []
+
+
+def test_up_creates_the_data_bucket_the_project_configuration_names(cli: LocalCli, tmp_path: Path) -> None:
+    project = tmp_path / "acme"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "cdk.json").write_text(json.dumps({"app": "python app.py", "context": {
+        "env": "staging", "mlship": {"common": {"prefix": "acme", "model": {"name": "fraud"}}}}}))
+    cli.ok("up", "--port", str(free_port()), "--no-plane", cwd=project / "notebooks")
+    exports = cli.exports(cwd=tmp_path)
+    assert exports["MLSHIP_REGISTRY_BUCKET"] == "acme-staging-data-123456789012-us-east-1"
+    again = cli.ok("up", "--no-plane", "--env", "prod", cwd=project)  # another environment of the project
+    assert "bucket s3://acme-prod-data-123456789012-us-east-1 (created)" in again.stdout
+    assert {"acme-staging-data-123456789012-us-east-1", "acme-prod-data-123456789012-us-east-1"} <= \
+        _buckets(exports["AWS_ENDPOINT_URL"])
+
+
+def test_an_invalid_configuration_still_starts_without_a_data_bucket(cli: LocalCli, tmp_path: Path) -> None:
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"mlship": {"common": {"prefix": "Bad_Prefix"}}}}))
+    done = cli.ok("up", "--port", str(free_port()), "--no-plane", cwd=tmp_path)
+    assert "warning: invalid mlship config" in done.stderr and "prefix" in done.stderr
+    assert "MLSHIP_REGISTRY_BUCKET" not in cli.exports()
