@@ -11,6 +11,9 @@ from typing import Any
 import typer
 
 from mlship.cli.common import fail
+from mlship.cli.rollout_display import one_line as _one_line
+from mlship.cli.rollout_display import phase_line as _phase_line
+from mlship.cli.rollout_display import verdict_message as _verdict_message
 
 rollout_app = typer.Typer(help="Take a registered version to live traffic, or follow an update to its verdict.",
                           no_args_is_help=True)
@@ -18,10 +21,6 @@ rollout_app = typer.Typer(help="Take a registered version to live traffic, or fo
 # The driver's clock and sleep (tests replace them: no real waiting).
 clock: Callable[[], float] = time.monotonic
 sleep: Callable[[float], None] = time.sleep
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _describe(sagemaker: Any, endpoint: str) -> dict[str, Any]:
@@ -68,34 +67,6 @@ def _default_alarms(describe: dict[str, Any]) -> list[str]:
     """The rollback alarms of the deployment SageMaker reports (``LastDeploymentConfig``)."""
     rollback = (describe.get("LastDeploymentConfig") or {}).get("AutoRollbackConfiguration") or {}
     return [a["AlarmName"] for a in rollback.get("Alarms", []) if a.get("AlarmName")]
-
-
-def _phase_line(phase: Any) -> Any:
-    """One line of the progress display: time, EndpointStatus, each variant, alarm states."""
-    from datetime import datetime
-
-    from rich.text import Text
-
-    now = datetime.now().astimezone().strftime("%H:%M:%S")
-    line = Text.assemble((f"{now} +{phase.at:.0f}s ", "dim"), (f"{phase.endpoint_status:<14}", "bold"))
-    for index, (name, variant) in enumerate(phase.variants.items()):
-        status = ",".join(s for s in variant.get("status") or [] if s) or "-"
-        line.append(f"{' |' if index else ''} {name}: {status} weight={variant.get('weight')}")
-    if phase.alarms:
-        line.append("  alarms:")
-        for name, state in phase.alarms.items():
-            line.append(f" {name}=")
-            line.append(state, style="red bold" if state == "ALARM" else "green" if state == "OK" else "yellow")
-    return line
-
-
-def _verdict_message(outcome: Any) -> str:
-    text = f"rollout of {outcome.endpoint} to {outcome.endpoint_config} {outcome.outcome}"
-    if outcome.reason:
-        text += f": {_one_line(outcome.reason)}"
-    if outcome.alarm:
-        text += f" (alarm {outcome.alarm} fired)"
-    return text
 
 
 @rollout_app.command("watch")
@@ -151,4 +122,7 @@ def watch_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``mlship rollout`` to the main app."""
+    from mlship.cli.rollout_endpoint import endpoint_cmd
+
+    rollout_app.command("endpoint")(endpoint_cmd)
     app.add_typer(rollout_app, name="rollout")

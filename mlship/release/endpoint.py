@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,13 +33,31 @@ class RolloutError(MlshipError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model a new configuration serves: one registry version, its bundle and its container."""
+    """The model a new configuration serves: one registry version, its bundle and its container.
+
+    ``image_uri`` / ``role_arn`` default to the live model's (same container, new model data).
+    """
 
     name: str
     version: str
     bundle_uri: str  # s3://.../bundle.tar.gz
-    image_uri: str
-    role_arn: str
+    image_uri: str | None = None
+    role_arn: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def container(self, image_uri: str) -> dict[str, Any]:
+        """The ``PrimaryContainer``: the bundle, pinned by name and version in the environment."""
+        env = {**self.environment, "MLSHIP_MODEL_NAME": self.name, "MLSHIP_MODEL_VERSION": self.version}
+        return {"Image": image_uri, "ModelDataUrl": self.bundle_uri, "Environment": env}
+
+
+@dataclass(frozen=True)
+class VariantShape:
+    """The production variant of an endpoint created by a first rollout."""
+
+    name: str = "AllTraffic"
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
 
 
 def resource_name(endpoint: str, version: str, stamp: str) -> str:
@@ -54,14 +72,43 @@ def prepare_config(sagemaker: Any, endpoint: str, model: ModelSpec, *, stamp: st
     live = sagemaker.describe_endpoint(EndpointName=endpoint)
     current = sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
     name = resource_name(endpoint, model.version, stamp)
-    sagemaker.create_model(
-        ModelName=name, ExecutionRoleArn=model.role_arn,
-        PrimaryContainer={"Image": model.image_uri, "ModelDataUrl": model.bundle_uri,
-                          "Environment": {"MLSHIP_MODEL_NAME": model.name, "MLSHIP_MODEL_VERSION": model.version}})
+    image, role = model.image_uri, model.role_arn
+    if image is None or role is None:
+        live_model = sagemaker.describe_model(ModelName=current["ProductionVariants"][0]["ModelName"])
+        image = image or _container(live_model).get("Image")
+        role = role or live_model.get("ExecutionRoleArn")
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer=model.container(image))
     variants = [{**_variant_settings(v), "ModelName": name} for v in current["ProductionVariants"]]
     extra = {k: current[k] for k in ("DataCaptureConfig", "KmsKeyId") if current.get(k)}
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **extra)
     return name
+
+
+def create_first_config(sagemaker: Any, endpoint: str, model: ModelSpec, variant: VariantShape, *,
+                        stamp: str | None = None) -> str:
+    """A model and an endpoint configuration for an endpoint that does not exist yet; return its name."""
+    if not model.image_uri or not model.role_arn:
+        raise RolloutError(f"endpoint {endpoint} does not exist yet: creating it needs the serving image "
+                           "(--image or endpoint.image_uri) and the SageMaker execution role (--role)")
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    name = resource_name(endpoint, model.version, stamp)
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=model.role_arn,
+                           PrimaryContainer=model.container(model.image_uri))
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": variant.name, "ModelName": name, "InitialInstanceCount": variant.instance_count,
+        "InstanceType": variant.instance_type, "InitialVariantWeight": 1.0}])
+    return name
+
+
+def _container(model: dict[str, Any]) -> dict[str, Any]:
+    return model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+
+
+def live_version(sagemaker: Any, config_name: str) -> str | None:
+    """The model version an endpoint configuration serves (``MLSHIP_MODEL_VERSION`` of its first model)."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    return (_container(model).get("Environment") or {}).get("MLSHIP_MODEL_VERSION")
 
 
 def _variant_settings(variant: dict[str, Any]) -> dict[str, Any]:

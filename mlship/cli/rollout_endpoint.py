@@ -1,0 +1,200 @@
+"""``mlship rollout endpoint``: take one registry version to a SageMaker endpoint, canary by canary.
+
+Resolves the model to a concrete version and checks its bundle (hashes, signature, golden examples),
+checks the endpoint, the policy and the alarms, and only then creates the endpoint (first use) or
+starts a blue/green ``UpdateEndpoint``. It follows the update with a live progress display and
+decides the outcome itself; the registry records it on the version, and only a success moves
+``champion`` and the deployed-model parameters the stacks read. Exit 0 succeeded, 1 rolled back /
+failed / timed out, 2 bad input (nothing changed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlship.cli.common import fail
+from mlship.cli.rollout_display import one_line, phase_line, verdict_message
+
+STRATEGIES = {"canary": "CANARY", "linear": "LINEAR", "all-at-once": "ALL_AT_ONCE"}
+
+
+def _config(env: str | None) -> Any:
+    from mlship.config import ConfigError, load_project_config
+
+    try:
+        return load_project_config(env)
+    except ConfigError as exc:
+        fail(one_line(str(exc)), code=2)
+
+
+def _policy(cfg: Any, strategy: str | None, size: int | None, size_type: str, wait: int | None,
+            termination_wait: int | None, max_time: int | None) -> Any:
+    """The configured rollout policy with the flags applied (validated by pydantic)."""
+    from pydantic import ValidationError
+
+    from mlship.release.policy import EndpointRollout
+
+    base = cfg.endpoint.rollout.model_dump()
+    if strategy is not None:
+        if strategy not in STRATEGIES:
+            fail(f"--strategy {strategy!r}: use one of {', '.join(STRATEGIES)}", code=2)
+        base.update(strategy=STRATEGIES[strategy], canary=None, linear_step=None)
+    kind = base["strategy"]
+    if size is not None or (strategy is not None and kind != "ALL_AT_ONCE"):
+        step = {"type": "INSTANCE_COUNT" if size_type == "instances" else "CAPACITY_PERCENT",
+                "value": size if size is not None else 10}
+        base.update(canary=step if kind == "CANARY" else None, linear_step=step if kind == "LINEAR" else None)
+    for key, value in (("wait_interval_seconds", wait), ("termination_wait_seconds", termination_wait),
+                       ("maximum_execution_timeout_seconds", max_time)):
+        if value is not None:
+            base[key] = value
+    try:
+        return EndpointRollout.model_validate(base)
+    except ValidationError as exc:
+        fail("rollout policy: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+             code=2)
+
+
+def _registry(bucket: str | None, model: str) -> Any:
+    from mlship.registry.store import Registry
+
+    if model.startswith("s3://") and not (bucket or os.environ.get("MLSHIP_REGISTRY_BUCKET")):
+        return None
+    try:
+        return Registry(bucket, sagemaker=False)
+    except Exception as exc:  # noqa: BLE001 - RegistryError: no bucket configured
+        fail(one_line(str(exc)), code=2)
+
+
+def _resolve(model: str, registry: Any, public_key: Path | None, console: Any) -> Any:
+    from mlship.release.models import ModelRefError, check_deployable, resolve_model
+
+    try:
+        resolved = resolve_model(model, registry)
+        with console.status(f"checking {resolved.ref}: hashes, signature, golden examples"):
+            checked = check_deployable(resolved, public_key)
+    except ModelRefError as exc:
+        fail(one_line(str(exc)), code=2)
+    console.print(f"{resolved.ref} ({resolved.bundle_uri}): verified, {checked} golden examples pass",
+                  markup=False, highlight=False, soft_wrap=True)
+    return resolved
+
+
+def _settle(outcome: Any, resolved: Any, cfg: Any, expected: Any, alias: str, console: Any) -> None:
+    from mlship.aws import clients
+    from mlship.errors import MlshipError
+    from mlship.release.settle import DeployedParameters, settle_rollout
+
+    names = cfg.names
+    parameters = DeployedParameters(names.deployed_bundle_parameter, names.deployed_version_parameter)
+    try:
+        settled = settle_rollout(outcome, resolved, target=f"endpoint:{outcome.endpoint}", expected_champion=expected,
+                                 alias=alias, ssm=clients.client("ssm"), parameters=parameters)
+    except MlshipError as exc:
+        fail(f"the rollout {outcome.outcome} but the registry was not updated: {one_line(str(exc))}")
+    for note in settled.notes:
+        console.print(note, markup=False, highlight=False)
+    if settled.moved is not None:
+        console.print(f"{resolved.name}@{alias}: {settled.moved.previous or '(unset)'} -> {settled.moved.version}",
+                      markup=False, highlight=False)
+    elif resolved.registry is not None and not outcome.ok:
+        console.print(f"{resolved.name}@{alias} unchanged ({getattr(expected, 'version', None) or 'unset'}); "
+                      f"the {outcome.outcome} rollout is recorded on {resolved.ref}", markup=False, highlight=False)
+
+
+def endpoint_cmd(
+    model: str = typer.Option(..., "--model", help="NAME/VERSION, NAME@ALIAS, mlship://... or s3://.../bundle.tar.gz"),
+    endpoint: str = typer.Option(None, "--endpoint", help="SageMaker endpoint (default: from the configuration)."),
+    strategy: str = typer.Option(None, "--strategy", help="canary, linear or all-at-once (default: configured)."),
+    size: int = typer.Option(None, "--size", help="Canary size or linear step (default: 10)."),
+    size_type: str = typer.Option("percent", "--size-type", help="percent (of capacity) or instances."),
+    wait: int = typer.Option(None, "--wait", help="Baking seconds after each traffic shift (0-3600)."),
+    termination_wait: int = typer.Option(None, "--termination-wait", help="Seconds the old fleet is kept (0-3600)."),
+    max_time: int = typer.Option(None, "--max-time", help="MaximumExecutionTimeoutInSeconds (600-28800)."),
+    alarm: list[str] = typer.Option([], "--alarm", help="Rollback alarm (repeatable; must exist)."),
+    image: str = typer.Option(None, "--image", help="Serving image for a new endpoint (default: configured)."),
+    role: str = typer.Option(None, "--role", help="SageMaker execution role for a new endpoint."),
+    instance_type: str = typer.Option(None, "--instance-type", help="Instance type for a new endpoint."),
+    instance_count: int = typer.Option(None, "--instance-count", help="Instances for a new endpoint."),
+    public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
+    fault: str = typer.Option(None, "--fault", help="Local rehearsals only: errors=0.2, latency=400ms or crash "
+                              "on the new fleet."),
+    alias: str = typer.Option(None, "--alias", help="Registry alias a success moves (default: champion)."),
+    bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
+    env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
+    timeout: float = typer.Option(7200.0, "--timeout", help="Give up (outcome timeout) after this many seconds."),
+    poll: float = typer.Option(15.0, "--poll", help="Seconds between two DescribeEndpoint calls."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome document on stdout."),
+) -> None:
+    """Roll MODEL out to a SageMaker endpoint (blue/green, rollback on alarms) and report the verdict."""
+    from rich.console import Console
+
+    if timeout <= 0 or poll <= 0:
+        fail("--timeout and --poll must be positive", code=2)
+    console = Console(stderr=True)
+    cfg = _config(env)
+    policy = _policy(cfg, strategy, size, size_type, wait, termination_wait, max_time)
+    registry = _registry(bucket, model)
+    resolved = _resolve(model, registry, public_key, console)
+    alias = alias or cfg.model.champion_alias
+    expected = registry.get_alias(resolved.name, alias) if registry is not None else None
+    request = _request(cfg, endpoint, resolved, policy, alarm, image, role, instance_type, instance_count, fault)
+    outcome = _run(request, timeout, poll, console)
+    _settle(outcome, resolved, cfg, expected, alias, console)
+    if as_json:
+        typer.echo(outcome.to_json())
+    if not outcome.ok:
+        fail(verdict_message(outcome))
+    if not as_json:
+        typer.echo(verdict_message(outcome))
+
+
+def _request(cfg: Any, endpoint: str | None, resolved: Any, policy: Any, alarm: list[str], image: str | None,
+             role: str | None, instance_type: str | None, instance_count: int | None, fault: str | None) -> Any:
+    from mlship.release.alarms import AlarmThresholds
+    from mlship.release.endpoint import VariantShape
+    from mlship.release.endpoint_release import EndpointReleaseRequest
+
+    first = cfg.endpoint.variants[0]
+    configured = cfg.names.endpoint_alarms
+    return EndpointReleaseRequest(
+        endpoint=endpoint or cfg.names.endpoint_name, model=resolved, policy=policy, alarms=list(alarm),
+        configured_alarms=[configured[k] for k in ("errors_5xx", "latency_p99") if k in configured],
+        alarm_limits=AlarmThresholds(p99_latency_ms=cfg.endpoint.alarms.model_latency_p99_ms,
+                                     period_seconds=cfg.endpoint.alarms.period_seconds),
+        variant=VariantShape(first.name, instance_type or first.instance_type, instance_count or first.instance_count),
+        image_uri=image or cfg.endpoint.image_uri, role_arn=role or os.environ.get("MLSHIP_SAGEMAKER_ROLE"),
+        fault=fault)
+
+
+def _run(request: Any, timeout: float, poll: float, console: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from mlship.aws import clients
+    from mlship.cli import release
+    from mlship.release.endpoint import RolloutError
+    from mlship.release.endpoint_release import EndpointRelease
+
+    runner = EndpointRelease(clients.client("sagemaker"), clients.client("cloudwatch"), poll_seconds=poll,
+                             clock=release.clock, sleep=release.sleep)
+    try:
+        prepared = runner.prepare(request)
+    except RolloutError as exc:
+        fail(one_line(str(exc)), code=2)
+    except (ClientError, BotoCoreError) as exc:
+        fail(f"checking {request.endpoint}: {one_line(str(exc))}")
+    action = "creating" if prepared.live is None else f"updating {prepared.live['EndpointConfigName']} ->"
+    console.print(f"{request.endpoint}: {action} {request.model.ref} ({request.policy.strategy}); alarms: "
+                  f"{', '.join(prepared.alarms)}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        with console.status(f"rolling out {request.model.ref} to {request.endpoint}"):
+            return runner.run(prepared, timeout, on_phase=lambda p: console.print(phase_line(p), soft_wrap=True))
+    except RolloutError as exc:
+        fail(one_line(str(exc)), code=2)
+    except (ClientError, BotoCoreError) as exc:
+        fail(f"rolling out to {request.endpoint}: {clients.error_code(exc) if isinstance(exc, ClientError) else ''} "
+             f"{one_line(str(exc))}")

@@ -1,0 +1,166 @@
+"""``mlship rollout endpoint`` as a Python call: check everything, then create or update, then follow.
+
+:meth:`EndpointRelease.prepare` refuses, before any change, an endpoint being updated, a traffic
+policy outside SageMaker's limits, rollback alarms that do not exist and faults that are not for a
+local rehearsal (:class:`~mlship.release.endpoint.RolloutError`). :meth:`EndpointRelease.run`
+then creates the endpoint on first use, or builds a configuration for the new version and starts a
+blue/green ``UpdateEndpoint``, and follows it to the verdict of :mod:`mlship.release.outcome`.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlship.release.alarms import AlarmThresholds, default_alarm_names, ensure_default_alarms, missing_alarms
+from mlship.release.endpoint import (
+    EndpointRollout,
+    ModelSpec,
+    RolloutError,
+    VariantShape,
+    create_first_config,
+    live_version,
+    prepare_config,
+)
+from mlship.release.models import ResolvedModel
+from mlship.release.outcome import Phase, RolloutOutcome
+from mlship.release.policy import EndpointRollout as RolloutPolicy
+from mlship.release.policy import endpoint_rollout_problems
+
+FAULT_VARIABLE = "MLSHIP_LOCAL_FAULT"  # read by the local control plane only (mlship.local.plane.fleet)
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass
+class EndpointReleaseRequest:
+    """What to roll out where, and how."""
+
+    endpoint: str
+    model: ResolvedModel
+    policy: RolloutPolicy
+    alarms: list[str] = field(default_factory=list)  # explicit: must exist
+    configured_alarms: list[str] = field(default_factory=list)  # from the configuration: used if they exist
+    alarm_limits: AlarmThresholds = field(default_factory=AlarmThresholds)
+    variant: VariantShape = field(default_factory=VariantShape)
+    image_uri: str | None = None
+    role_arn: str | None = None
+    fault: str | None = None
+
+
+@dataclass
+class PreparedRelease:
+    """A request that passed every check."""
+
+    request: EndpointReleaseRequest
+    live: dict[str, Any] | None  # DescribeEndpoint, None when the endpoint is created
+    alarms: list[str]
+    create_alarms: bool  # the default alarms are created when the run starts
+    previous_version: str | None
+    variant: str  # the production variant the default alarms watch
+
+
+def is_local_sagemaker() -> bool:
+    """Whether SageMaker calls go to a local control plane (faults are for rehearsals only)."""
+    url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    return urllib.parse.urlsplit(url).hostname in _LOCAL_HOSTS
+
+
+def check_fault(fault: str | None) -> None:
+    """Refuse a fault that does not parse, or one aimed at a real AWS account."""
+    if not fault:
+        return
+    from mlship.local.plane.fleet import Fault, FaultError
+
+    try:
+        Fault.parse(fault)
+    except FaultError as exc:
+        raise RolloutError(str(exc)) from exc
+    if not is_local_sagemaker():
+        raise RolloutError("--fault is for rehearsals on the local control plane (mlship local up): "
+                           "AWS_ENDPOINT_URL_SAGEMAKER does not point at localhost")
+
+
+class EndpointRelease:
+    """Checks, starts and follows one endpoint rollout."""
+
+    def __init__(self, sagemaker: Any, cloudwatch: Any, *, poll_seconds: float = 15.0,
+                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None):
+        self.sagemaker, self.cloudwatch = sagemaker, cloudwatch
+        options: dict[str, Any] = {"poll_seconds": poll_seconds}
+        if clock is not None:
+            options["clock"] = clock
+        if sleep is not None:
+            options["sleep"] = sleep
+        self.driver = EndpointRollout(sagemaker, cloudwatch, **options)
+
+    def _describe(self, endpoint: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        from mlship.aws.clients import error_code
+
+        try:
+            return self.sagemaker.describe_endpoint(EndpointName=endpoint)
+        except ClientError as exc:
+            if error_code(exc) in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    def prepare(self, request: EndpointReleaseRequest) -> PreparedRelease:
+        """Every check, before any change; raise :class:`RolloutError` naming the problem."""
+        check_fault(request.fault)
+        live = self._describe(request.endpoint)
+        if live is not None and (live.get("EndpointStatus") != "InService" or live.get("PendingDeploymentSummary")):
+            raise RolloutError(f"endpoint {request.endpoint} is {live.get('EndpointStatus')} with an update in "
+                               "progress: follow it with `mlship rollout watch` and roll out when it ends")
+        variant = request.variant.name if live is None else _live_variant(live)
+        alarms, create = self._alarms(request, variant)
+        instances = request.variant.instance_count
+        previous = None
+        if live is not None:
+            config = self.sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+            instances = int(config["ProductionVariants"][0].get("InitialInstanceCount") or 1)
+            previous = live_version(self.sagemaker, live["EndpointConfigName"])
+            problems = endpoint_rollout_problems(request.policy, instance_count=instances, alarm_count=len(alarms),
+                                                 serverless="ServerlessConfig" in config["ProductionVariants"][0])
+            if problems:
+                raise RolloutError("the rollout policy breaks SageMaker's limits: " + "; ".join(problems))
+        return PreparedRelease(request, live, alarms, create, previous, variant)
+
+    def _alarms(self, request: EndpointReleaseRequest, variant: str) -> tuple[list[str], bool]:
+        """Explicit alarms (all must exist), else the configured ones that exist, else the defaults."""
+        if request.alarms:
+            missing = missing_alarms(self.cloudwatch, request.alarms)
+            if missing:
+                raise RolloutError(f"rollback alarm(s) {', '.join(missing)} do not exist in CloudWatch")
+            return list(request.alarms), False
+        existing = [a for a in request.configured_alarms
+                    if a not in missing_alarms(self.cloudwatch, request.configured_alarms)]
+        if existing:
+            return existing, False
+        return default_alarm_names(request.endpoint, variant), True
+
+    def run(self, prepared: PreparedRelease, timeout_seconds: float,
+            on_phase: Callable[[Phase], None] | None = None) -> RolloutOutcome:
+        """Create or update the endpoint and follow it to its verdict."""
+        request = prepared.request
+        if prepared.create_alarms:
+            ensure_default_alarms(self.cloudwatch, request.endpoint, prepared.variant, request.alarm_limits)
+        spec = ModelSpec(request.model.name, request.model.version, request.model.bundle_uri, request.image_uri,
+                         request.role_arn, {FAULT_VARIABLE: request.fault} if request.fault else {})
+        if prepared.live is None:
+            config = create_first_config(self.sagemaker, request.endpoint, spec, request.variant)
+            self.sagemaker.create_endpoint(EndpointName=request.endpoint, EndpointConfigName=config)
+        else:
+            config = prepare_config(self.sagemaker, request.endpoint, spec)
+            self.driver.start(request.endpoint, config, request.policy, prepared.alarms)
+        outcome = self.driver.follow(request.endpoint, config, prepared.alarms, timeout_seconds, on_phase)
+        outcome.model_version, outcome.previous_version = request.model.version, prepared.previous_version
+        return outcome
+
+
+def _live_variant(live: dict[str, Any]) -> str:
+    variants = live.get("ProductionVariants") or [{}]
+    return str(variants[0].get("VariantName", "AllTraffic"))
