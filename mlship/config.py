@@ -657,6 +657,7 @@ class PinnedModel:
 
     bundle_uri: str  # s3://.../bundle.tar.gz: SageMaker's ModelDataUrl and the Lambda's MODEL_URI
     version: str | None  # None when only an S3 tarball is pinned
+    name: str | None = None  # the registry model a variant's mlship:// pin names (else model.name)
 
 
 @dataclass(frozen=True)
@@ -671,6 +672,7 @@ class ReleaseNames:
 
     @property
     def stem(self) -> str:
+        """``{prefix}-{env}``, the start of every name."""
         return self.cfg.name
 
     def bucket(self, account: str, region: str) -> str:
@@ -678,6 +680,7 @@ class ReleaseNames:
         return f"{self.stem}-data-{account}-{region}"
 
     def log_bucket(self, account: str, region: str) -> str:
+        """The server-access-log bucket of the data bucket."""
         return f"{self.stem}-access-logs-{account}-{region}"
 
     @property
@@ -687,25 +690,31 @@ class ReleaseNames:
 
     @property
     def function_name(self) -> str:
+        """``api.function_name``, else ``{prefix}-{env}-predict``."""
         return self.cfg.api.function_name or f"{self.stem}-predict"
 
     @property
     def function_alias(self) -> str:
+        """The predict alias clients call and CodeDeploy shifts (``api.alias``, default ``live``)."""
         return self.cfg.api.alias
 
     @property
     def monitor_function_name(self) -> str:
+        """The scheduled monitor Lambda."""
         return f"{self.stem}-monitor"
 
     @property
     def codedeploy_application(self) -> str:
+        """The CodeDeploy application the Api stack creates for the predict alias."""
         return f"{self.stem}-predict"
 
     @property
     def codedeploy_deployment_group(self) -> str:
+        """Its deployment group (alias, traffic shifting, alarms, automatic rollback)."""
         return f"{self.stem}-predict"
 
     def alarm(self, suffix: str) -> str:
+        """The CloudWatch alarm ``{prefix}-{env}-{suffix}``."""
         return f"{self.stem}-{suffix}"
 
     @property
@@ -720,6 +729,7 @@ class ReleaseNames:
 
     @property
     def deployed_parameter_path(self) -> str:
+        """The SSM path holding the deployed-model parameters (written only by ``mlship rollout``)."""
         return f"/{self.cfg.prefix}/{self.cfg.env}/{self.cfg.model.name}/deployed/"
 
     @property
@@ -739,17 +749,21 @@ class ReleaseNames:
 
     @property
     def topic(self) -> str:
+        """The SNS topic every alarm notifies."""
         return f"{self.stem}-alarms"
 
     def log_group(self, function: str) -> str:
+        """The log group of the Lambda function called ``function``."""
         return f"/aws/lambda/{function}"
 
     @property
     def thing_group(self) -> str:
+        """The IoT thing group of the edge devices."""
         return f"{self.stem}-devices"
 
     @property
     def job_template(self) -> str:
+        """The IoT job template of edge model rollouts."""
         return f"{self.stem}-model-rollout"
 
     def pinned_model(self, bucket: str, uri: str | None = None) -> PinnedModel | None:
@@ -769,7 +783,7 @@ class ReleaseNames:
         if not match["name"]:
             return PinnedModel(match[0], None)
         key = REGISTRY_BUNDLE.format(name=match["name"], version=match["version"])
-        return PinnedModel(f"s3://{bucket}/{key}", match["version"])
+        return PinnedModel(f"s3://{bucket}/{key}", match["version"], match["name"])
 
     def outputs(self) -> dict[str, Any]:
         """Every name the CLI needs, as one JSON-ready document (the stacks output the same values)."""

@@ -85,6 +85,7 @@ class ServedModel:
     bundle_uri: str
     version: str | None
     pinned: bool  # True: from the config (escape hatch); False: the deployed-model SSM parameters
+    name: str | None = None  # a variant pin's registry model, when it names one
 
 
 def served_model(scope: Construct, names: Names, variant_uri: str | None = None) -> ServedModel:
@@ -97,7 +98,7 @@ def served_model(scope: Construct, names: Names, variant_uri: str | None = None)
     """
     pin = names.release.pinned_model(names.bucket, variant_uri)
     if pin is not None:
-        return ServedModel(pin.bundle_uri, pin.version, pinned=True)
+        return ServedModel(pin.bundle_uri, pin.version, pinned=True, name=pin.name)
     return ServedModel(
         ssm.StringParameter.value_for_string_parameter(scope, names.release.deployed_bundle_parameter),
         ssm.StringParameter.value_for_string_parameter(scope, names.release.deployed_version_parameter),

@@ -91,7 +91,7 @@ class EndpointStack(cdk.Stack):
         """One model per distinct bundle: the deployed one (``variant_uri`` None) or a variant's pin."""
         if variant_uri not in self._models:
             served = self.served if variant_uri is None else served_model(self, names, variant_uri)
-            env = {"MLSHIP_REGISTRY_BUCKET": names.bucket, "MLSHIP_MODEL_NAME": cfg.model.name,
+            env = {"MLSHIP_REGISTRY_BUCKET": names.bucket, "MLSHIP_MODEL_NAME": served.name or cfg.model.name,
                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
             if served.version is not None:
                 env["MLSHIP_MODEL_VERSION"] = served.version

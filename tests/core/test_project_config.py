@@ -187,15 +187,15 @@ def test_pinned_model_precedence():
     default = load_config("dev", {})
     assert default.names.pinned_model("data") is None  # serve the deployed parameters
     registry = load_config("dev", {"mlship:model.uri": "mlship://churn/7"})
-    assert registry.names.pinned_model("data") == PinnedModel("s3://data/models/churn/7/bundle.tar.gz", "7")
+    assert registry.names.pinned_model("data") == PinnedModel("s3://data/models/churn/7/bundle.tar.gz", "7", "churn")
     tarball = load_config("dev", {"mlship:model.uri": "mlship://churn/7",
                                   "mlship:model.model_data_url": "s3://elsewhere/churn-7.tar.gz"})
     assert tarball.names.pinned_model("data") == PinnedModel("s3://elsewhere/churn-7.tar.gz", "7")
     only_s3 = load_config("dev", {"mlship:model.uri": "s3://elsewhere/x/bundle.tar.gz"})
     assert only_s3.names.pinned_model("data") == PinnedModel("s3://elsewhere/x/bundle.tar.gz", None)
     # a variant's own pin wins over the model section
-    assert tarball.names.pinned_model("data", "mlship://churn/2") == PinnedModel(
-        "s3://data/models/churn/2/bundle.tar.gz", "2")
+    assert tarball.names.pinned_model("data", "mlship://fraud/2") == PinnedModel(
+        "s3://data/models/fraud/2/bundle.tar.gz", "2", "fraud")  # a variant may serve another model
 
 
 _REGISTRY_NAME = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,40}\Z")
@@ -209,7 +209,7 @@ def test_a_pinned_registry_version_is_the_bundle_the_registry_stores(name, versi
                                                     "endpoint": {"name": "pinned"}}}})
     ref = parse_uri(f"mlship://{name}/{version}")
     expected = Registry("data-bucket", prefix="", sagemaker=False).bundle_uri(ref.name, ref.version)
-    assert cfg.names.pinned_model("data-bucket") == PinnedModel(expected, version)
+    assert cfg.names.pinned_model("data-bucket") == PinnedModel(expected, version, name)
 
 
 @given(name=_REGISTRY_NAME, prefix=st.from_regex(r"\A[a-z][a-z0-9-]{0,30}\Z"))
