@@ -37,10 +37,10 @@ def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto 
         fail(str(exc), code=2)
     except local.LocalEnvironmentError as exc:
         fail(str(exc))
-    _report(result, port, local.state_dir())
+    _report(result, port, time_scale, local.state_dir())
 
 
-def _report(result: Any, port: int, state_dir: Any) -> None:
+def _report(result: Any, port: int, time_scale: float, state_dir: Any) -> None:
     """What ``up`` found or started, the buckets, and how to use it."""
     state = result.state
     if result.stale:
@@ -55,6 +55,8 @@ def _report(result: Any, port: int, state_dir: Any) -> None:
         typer.echo(f"bucket s3://{name}{' (created)' if name in result.created_buckets else ''}")
     if not result.started and port != state["moto"]["port"]:
         typer.echo(f"note: --port {port} ignored; run `mlship local down` first to restart on another port")
+    if not result.started and plane_state and time_scale != plane_state.get("time_scale", 1.0):
+        typer.echo(f"note: --time-scale {time_scale:g} ignored; run `mlship local down` first to change it")
     typer.echo(f"state and logs: {state_dir}")
     typer.echo('point boto3 at it with: eval "$(mlship local env)"')
 

@@ -152,6 +152,9 @@ def test_up_starts_the_plane_and_down_stops_it(cli: LocalCli, tmp_path: Path) ->
     sagemaker = boto3.client("sagemaker", endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER"],
                              region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     assert sagemaker.list_models()["Models"] == []  # passed through to moto
+    again = cli.ok("up", "--port", str(moto_port), "--time-scale", "1")
+    assert "already running" in again.stdout and "--time-scale 1 ignored" in again.stdout
+    assert cli.state()["services"]["plane"]["pid"] == plane["pid"]
     moto_pid = cli.state()["moto"]["pid"]
     cli.ok("down")
     assert wait_gone(plane["pid"]) and wait_gone(moto_pid)
