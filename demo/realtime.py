@@ -1,5 +1,5 @@
 """Demo step: the prediction Lambda (API Gateway and Function URL events) and a local SageMaker
-endpoint (boto3 ``invoke_endpoint`` -> local gateway -> ``mlship serve``), with blue/green weights."""
+endpoint (boto3 ``invoke_endpoint`` -> local control plane -> ``mlship serve``), with blue/green weights."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def run(ctx: DemoContext) -> None:
 
 def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str, Any]], model_uri: str) -> None:
     from mlship.aws import clients as aws
-    from mlship.serving.gateway import GatewayServer
+    from mlship.local.plane.server import ControlPlane
 
     con = ctx.console
     s3 = aws.client("s3")
@@ -106,7 +106,7 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
     con.print(f"inference records: {len(listed)} objects, e.g. s3://{ctx.bucket}/{listed[0]['Key']}"
               if listed else "inference records: none written")
 
-    ctx.step("Real-time: a local SageMaker endpoint (boto3 invoke_endpoint -> gateway -> mlship serve)")
+    ctx.step("Real-time: a local SageMaker endpoint (boto3 invoke_endpoint -> control plane -> mlship serve)")
     sm = aws.client("sagemaker")
     role = "arn:aws:iam::123456789012:role/mlship-sagemaker"
     variants = []
@@ -118,12 +118,12 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
                          "InstanceType": "ml.m5.large", "InitialVariantWeight": weight})
     sm.create_endpoint_config(EndpointConfigName="churn-demo-config", ProductionVariants=variants)
     sm.create_endpoint(EndpointName="churn-demo", EndpointConfigName="churn-demo-config")
-    with GatewayServer(refresh_seconds=0.0, log_dir=ctx.workdir) as gateway:
-        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = gateway.url
+    with ControlPlane(ctx.endpoint_url, log_dir=ctx.workdir / "plane") as gateway:
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = gateway.url
         aws.clear_cache()
         try:
             runtime = aws.client("sagemaker-runtime")
-            con.print(f"gateway at {gateway.url}; starting `mlship serve` for the endpoint's model ...")
+            con.print(f"local control plane at {gateway.url}; starting `mlship serve` for each variant ...")
             body = json.dumps({"instances": rows}).encode()
             resp = runtime.invoke_endpoint(EndpointName="churn-demo", ContentType="application/json", Body=body)
             answer = json.loads(resp["Body"].read())
@@ -134,7 +134,7 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
                                                    Body=json.dumps(rows[0]))["InvokedProductionVariant"]
                            for _ in range(50))
             con.print(f"50 calls at weights blue 0.8 / green 0.2: {dict(seen)}")
-            sm.update_endpoint_weights_and_capacities(
+            aws.client("sagemaker").update_endpoint_weights_and_capacities(  # through the plane, as `local env` sets
                 EndpointName="churn-demo", DesiredWeightsAndCapacities=[
                     {"VariantName": "blue", "DesiredWeight": 0.0}, {"VariantName": "green", "DesiredWeight": 1.0}])
             seen = Counter(runtime.invoke_endpoint(EndpointName="churn-demo", ContentType="application/json",
@@ -148,7 +148,8 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
             con.print(f"Lambda with PREDICT_BACKEND=sagemaker -> HTTP {resp['statusCode']} via variant "
                       f"{answer.get('variant')}: predictions {answer['predictions']}")
         finally:
-            for key in ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "PREDICT_BACKEND", "SAGEMAKER_ENDPOINT_NAME"):
+            for key in ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_SAGEMAKER", "PREDICT_BACKEND",
+                        "SAGEMAKER_ENDPOINT_NAME"):
                 os.environ.pop(key, None)
             lambda_handler.reset()
             aws.clear_cache()

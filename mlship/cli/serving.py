@@ -1,4 +1,5 @@
-"""CLI for real-time serving: ``mlship serve``, ``mlship invoke``, ``mlship gateway``, ``mlship package``."""
+"""CLI for real-time serving: ``mlship serve``, ``mlship invoke``, ``mlship gateway`` (the local control
+plane in the foreground), ``mlship package``."""
 
 from __future__ import annotations
 
@@ -147,13 +148,21 @@ def invoke(
 
 
 def gateway(
-    port: int = typer.Option(8081, help="Port of the local sagemaker-runtime gateway."),
-    serve_workers: int = typer.Option(1, help="Workers per local `mlship serve` process."),
+    port: int = typer.Option(8081, help="Port of the local control plane."),
+    upstream: str = typer.Option(None, help="The moto server it fronts (default: $AWS_ENDPOINT_URL)."),
+    time_scale: float = typer.Option(1.0, help="Multiply every simulated wait (0.01 for quick rehearsals)."),
 ) -> None:
-    """Run the local sagemaker-runtime gateway in the foreground (`mlship local up` starts one)."""
-    from mlship.serving.gateway import main
+    """Run the local control plane in the foreground (`mlship local up` starts one): endpoints that run,
+    blue/green updates, invoke_endpoint and Lambda invoke answered by local processes."""
+    import os
 
-    main(["--port", str(port), "--serve-workers", str(serve_workers)])
+    from mlship.cli.common import fail
+    from mlship.local.plane.server import main
+
+    upstream = upstream or os.environ.get("AWS_ENDPOINT_URL")
+    if not upstream:
+        fail("no moto server: pass --upstream or set AWS_ENDPOINT_URL (mlship local up starts both)", code=2)
+    main(["--upstream", upstream, "--port", str(port), "--time-scale", str(time_scale)])
 
 
 def package(

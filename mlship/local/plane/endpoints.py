@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlship.local.plane.container import ServiceError
 from mlship.local.plane.fleet import Fleet, fleet_from_config
-from mlship.serving.gateway import GatewayError
 
 log = logging.getLogger("mlship.local.plane.endpoints")
 
@@ -151,7 +151,7 @@ class Deployer:
             deployment.phase("Creating", "provisioning the green fleet")
             try:
                 deployment.green.start(**self.plane.fleet_options())
-            except GatewayError as exc:
+            except ServiceError as exc:
                 raise RolledBack(f"the new fleet of {deployment.config_name} failed its health checks: {exc}") \
                     from exc
             self._shift_and_bake()

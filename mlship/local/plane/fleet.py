@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlship.errors import MlshipError
-from mlship.serving.gateway import GatewayError, ServeProcess
+from mlship.local.plane.container import ServeProcess, ServiceError
 
 FAULT_VARIABLE = "MLSHIP_LOCAL_FAULT"
 _LATENCY = re.compile(r"^(?P<value>\d+(\.\d+)?)(?P<unit>ms|s)$")
@@ -101,7 +101,7 @@ class Fleet:
     _idle: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self, *, workers: int, log_dir: Path, ready_timeout: float) -> None:
-        """Start every variant's container and wait until all are healthy; raise GatewayError if one is not."""
+        """Start every variant's container and wait until all are healthy; raise ServiceError if one is not."""
         try:
             for variant in self.variants:
                 container_env = {k: v for k, v in variant.environment.items() if k != FAULT_VARIABLE}
@@ -111,17 +111,17 @@ class Fleet:
             for variant in self.variants:
                 assert variant.process is not None
                 variant.process.wait_ready(ready_timeout)
-        except GatewayError:
+        except ServiceError:
             self.stop(drain_seconds=0)
             raise
 
     def choose(self, target: str | None) -> FleetVariant:
-        """The variant named ``target`` or one drawn by weight (raise GatewayError for an unknown name)."""
+        """The variant named ``target`` or one drawn by weight (raise ServiceError for an unknown name)."""
         if target:
             for variant in self.variants:
                 if variant.name == target:
                     return variant
-            raise GatewayError(400, "ValidationError", f"Target variant {target} not found: variants are "
+            raise ServiceError(400, "ValidationError", f"Target variant {target} not found: variants are "
                                f"{[v.name for v in self.variants]}")
         total = sum(max(v.weight, 0.0) for v in self.variants)
         pick = self._random.uniform(0, total)
@@ -165,7 +165,7 @@ def fleet_from_config(sagemaker: Any, config_name: str) -> Fleet:
         environment = dict(container.get("Environment") or {})
         url = environment.get("MODEL_URI") or container.get("ModelDataUrl")
         if not url:
-            raise GatewayError(400, "ValidationException",
+            raise ServiceError(400, "ValidationException",
                                f"model {spec['ModelName']} has no ModelDataUrl and no MODEL_URI")
         variants.append(FleetVariant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)), url,
                                      environment, int(spec.get("InitialInstanceCount") or 1),

@@ -24,12 +24,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlship.local.plane.container import ServiceError, http_call
 from mlship.local.plane.endpoints import Deployer, Deployment, EndpointState, new_state
 from mlship.local.plane.fleet import Fleet, FleetVariant, fleet_from_config
 from mlship.local.plane.http import AwsRequest, AwsResponse, Service, forward
 from mlship.local.plane.metrics import AlarmEvaluator
-from mlship.serving.gateway import ACCOUNT, GatewayError, _http
 
+ACCOUNT = "123456789012"  # moto's default account
 INVOKE_ROUTE = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
 DEFAULT_DEPLOYMENT = {"BlueGreenUpdatePolicy": {
     "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
@@ -106,7 +107,7 @@ class SageMakerService(Service):
     def _provision(self, state: EndpointState) -> None:
         try:
             state.blue.start(**self.fleet_options())
-        except GatewayError as exc:
+        except ServiceError as exc:
             state.set_status("Failed", f"The primary container for production variant "
                              f"{state.blue.variants[0].name} did not pass the ping health check: {exc}")
         else:
@@ -123,7 +124,7 @@ class SageMakerService(Service):
             green = fleet_from_config(self.sagemaker, config_name)
         except ClientError:
             return _validation(f"Could not find endpoint configuration \"{config_name}\".")
-        except GatewayError as exc:
+        except ServiceError as exc:
             return _validation(str(exc))
         policy = params.get("DeploymentConfig") or DEFAULT_DEPLOYMENT
         alarms = [a["AlarmName"] for a in (policy.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
@@ -173,16 +174,16 @@ class SageMakerService(Service):
         try:
             state = self._state(name)
             if state is None:
-                raise GatewayError(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+                raise ServiceError(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
             if state.status in ("Creating", "Failed", "Deleting"):
-                raise GatewayError(400, "ValidationError", f"Endpoint {name} is {state.status}: it takes no "
+                raise ServiceError(400, "ValidationError", f"Endpoint {name} is {state.status}: it takes no "
                                    "invocations")
             fleet, variant = state.route(request.headers.get("x-amzn-sagemaker-target-variant"))
             try:
                 return self._call(state, variant, request)
             finally:
                 fleet.release()
-        except GatewayError as exc:
+        except ServiceError as exc:
             return AwsResponse(exc.status, json.dumps({"message": str(exc), **exc.fields}).encode(),
                                {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code})
 
@@ -197,14 +198,14 @@ class SageMakerService(Service):
         else:
             headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
             try:
-                status, data, _ = _http("POST", f"{process.url}/invocations", request.body, headers)
+                status, data, _ = http_call("POST", f"{process.url}/invocations", request.body, headers)
             except OSError as exc:  # the container is gone: SageMaker answers a model error
                 status, data = 503, json.dumps({"error": {"kind": "unavailable", "message": str(exc)}}).encode()
         self._publish(state.name, variant.name, status, (time.perf_counter() - started) * 1e6)
         if status != 200:
             kind = "client" if status < 500 else "server"
             text = data.decode("utf-8", "replace")
-            raise GatewayError(424, "ModelError", f'Received {kind} error ({status}) from primary with message '
+            raise ServiceError(424, "ModelError", f'Received {kind} error ({status}) from primary with message '
                                f'"{text[:500]}". See {process.log_path} for more information.',
                                OriginalStatusCode=status, OriginalMessage=text, LogStreamArn=process.log_path or "")
         return AwsResponse(200, data, {"Content-Type": "application/json",

@@ -1,4 +1,5 @@
-"""The local sagemaker-runtime gateway: boto3 ``invoke_endpoint`` answered by real ``mlship serve``."""
+"""The local control plane as sagemaker-runtime: boto3 ``invoke_endpoint`` answered by real ``mlship serve``
+processes for endpoints created in moto (adopted on first use) or through the plane."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlship.local.environment import is_alive
-from mlship.serving.gateway import GatewayServer
+from mlship.local.plane.server import ControlPlane
 from realtime.helpers import REPO, LambdaContext, csv_text, rest_v1_event
 
 ROLE = "arn:aws:iam::123456789012:role/mlship-sagemaker"
@@ -46,17 +47,18 @@ def create_endpoint(tarball: str, name: str, weights: dict[str, float]) -> None:
 
 @pytest.fixture(scope="module")
 def gateway_env(moto_server: str, churn_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A moto endpoint 'churn-rt' (blue weight 1, green weight 0) and a gateway in front of it."""
+    """A moto endpoint 'churn-rt' (blue weight 1, green weight 0) and a control plane in front of moto."""
     from mlship.aws import clients as aws
 
     old = os.environ.get("AWS_ENDPOINT_URL")
     os.environ["AWS_ENDPOINT_URL"] = moto_server
     aws.clear_cache()
     create_endpoint(f"{churn_bundle}.tar.gz", "churn-rt", {"blue": 1.0, "green": 0.0})
-    server = GatewayServer(refresh_seconds=0.0, log_dir=tmp_path_factory.mktemp("gateway")).start()
+    server = ControlPlane(moto_server, log_dir=tmp_path_factory.mktemp("plane")).start()
     try:
         runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1")
-        yield {"server": server, "runtime": runtime, "endpoint": "churn-rt"}
+        sagemaker = boto3.client("sagemaker", endpoint_url=server.url, region_name="us-east-1")
+        yield {"server": server, "runtime": runtime, "sagemaker": sagemaker, "endpoint": "churn-rt"}
     finally:
         server.stop()
         if old is None:
@@ -86,8 +88,7 @@ def test_invoke_endpoint_returns_the_predictors_answers(gateway_env, holdout_rec
 
 
 def test_routing_follows_the_variant_weights_in_the_local_aws(gateway_env, holdout_records):
-    from mlship.aws.clients import client
-
+    client = {"sagemaker": gateway_env["sagemaker"]}.__getitem__  # weights change through the plane
     rt, body = gateway_env["runtime"], json.dumps(holdout_records[0])
     seen = {rt.invoke_endpoint(EndpointName="churn-rt", ContentType="application/json",
                                Body=body)["InvokedProductionVariant"] for _ in range(10)}
@@ -126,7 +127,7 @@ def test_sagemaker_errors(gateway_env, holdout_records):
     assert err.value.response["Error"]["Code"] == "ValidationError"
 
 
-def test_lambda_endpoint_backend_runs_unchanged_against_the_gateway(gateway_env, handler, monkeypatch,
+def test_lambda_endpoint_backend_runs_unchanged_against_the_plane(gateway_env, handler, monkeypatch,
                                                                     holdout_records, predictor):
     from mlship.aws import clients as aws
 
@@ -163,31 +164,37 @@ def test_cli_invoke_endpoint(gateway_env, tmp_path, holdout_records, feature_nam
     assert answer["variant"] == "green" and len(answer["predictions"]) == 3
 
 
-def test_mlship_local_up_starts_the_gateway(churn_bundle, tmp_path, holdout_records):
-    """`mlship local up` as a user runs it: moto + gateway; `local env` points sagemaker-runtime at
-    the gateway; `local down` stops the gateway and the serve processes it started."""
+def test_mlship_local_up_starts_the_control_plane(churn_bundle, tmp_path, holdout_records):
+    """`mlship local up` as a user runs it: moto + control plane; `local env` points sagemaker and
+    sagemaker-runtime at the plane; `local down` stops the plane and the serve processes it started."""
     from mlship.aws import clients as aws
     from mlship.local.environment import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update(MLSHIP_STATE_DIR=str(tmp_path / "state"), MLSHIP_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(MLSHIP_LOCAL_HOME=str(tmp_path / "state"), MLSHIP_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MLSHIP_STATE_DIR", None)
 
     def mlship(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "mlship", *args], capture_output=True, text=True, cwd=REPO,
                               env=env, timeout=120)
 
-    up = mlship("local", "up", "--port", str(free_port()))
+    up = mlship("local", "up", "--port", str(free_port()), "--plane-port", str(free_port()))
     assert up.returncode == 0, up.stderr
     try:
         exports = dict(line.removeprefix("export ").split("=", 1) for line in mlship("local", "env").stdout.split("\n")
                        if line.startswith("export "))
         assert "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME" in exports
         state = json.loads((tmp_path / "state" / "local.json").read_text())
-        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")}
+        saved = {k: os.environ.get(k) for k in exports}
         os.environ.update(exports)
         aws.clear_cache()
         try:
             create_endpoint(f"{churn_bundle}.tar.gz", "churn-local", {"AllTraffic": 1.0})
+            deadline = time.monotonic() + 120  # created through the plane: Creating until /ping passes
+            while aws.client("sagemaker").describe_endpoint(EndpointName="churn-local")["EndpointStatus"] != \
+                    "InService":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
             body = aws.client("sagemaker-runtime").invoke_endpoint(
                 EndpointName="churn-local", ContentType="application/json", Body=json.dumps(holdout_records[0]))
             assert len(json.loads(body["Body"].read())["predictions"]) == 1
@@ -201,7 +208,7 @@ def test_mlship_local_up_starts_the_gateway(churn_bundle, tmp_path, holdout_reco
     finally:
         down = mlship("local", "down")
     assert down.returncode == 0
-    gateway_pid = state["services"]["gateway"]["pid"]
+    gateway_pid = state["services"]["plane"]["pid"]
     for _ in range(300):  # wait (bounded) for the process to go away
         if not _running(gateway_pid):
             break
