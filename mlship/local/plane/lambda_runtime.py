@@ -108,9 +108,11 @@ class Worker:
         """Run one invocation (waits for a previous one to end, as one Lambda instance does)."""
         with self._lock:
             offset = self.log_path.stat().st_size
-            started = time.perf_counter()
-            answer = self._wait_ready(request_id) or self._run(payload, request_id, client_context)
-            answer.duration_ms = (time.perf_counter() - started) * 1000.0
+            answer = self._wait_ready(request_id)
+            if answer is None:  # Duration excludes the init phase, as Lambda's metric does
+                started = time.perf_counter()
+                answer = self._run(payload, request_id, client_context)
+                answer.duration_ms = (time.perf_counter() - started) * 1000.0
             answer.log_tail = self._tail(offset)
             return answer
 

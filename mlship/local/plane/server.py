@@ -26,6 +26,8 @@ log = logging.getLogger("mlship.local.plane")
 
 # module:class, in dispatch order; each is built with the PlaneContext
 SERVICES = (
+    "mlship.local.plane.lambdas:LambdaService",
+    "mlship.local.plane.codedeploy:CodeDeployService",
     "mlship.local.plane.sagemaker:SageMakerService",
 )
 
