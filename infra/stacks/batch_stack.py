@@ -38,46 +38,54 @@ class BatchStack(cdk.Stack):
             auto_start_configuration=emr.CfnApplication.AutoStartConfigurationProperty(enabled=True),
             auto_stop_configuration=emr.CfnApplication.AutoStopConfigurationProperty(
                 enabled=True, idle_timeout_minutes=b.idle_timeout_minutes))
-        # Ref (the application id) rather than GetAtt Arn keeps the template deployable on moto.
-        app_arn = (f"arn:{cdk.Aws.PARTITION}:emr-serverless:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
-                   f"/applications/{self.application.ref}")
-
         script = s3_assets.Asset(self, "Script", path=str(ROOT / "batch" / "score.py"))
         build_dir = ROOT / "build" / "batch"
         code = s3_assets.Asset(self, "Code", path=str(batch_code(build_dir)))
         deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
         deps_asset = s3_assets.Asset(self, "Dependencies", path=str(deps)) if isinstance(deps, Path) else None
-        deps_url = deps_asset.s3_object_url if deps_asset else deps
         if deps is None:
             print("note: no batch.dependencies_archive: the scheduled job gets no worker wheels (onnxruntime); "
                   "set batch.dependencies_archive or batch.build_dependencies=true", file=sys.stderr)
+        self.job_role = self._job_role(cfg, names, key_arn, [a for a in (script, code, deps_asset) if a], deps)
+        deps_url = deps_asset.s3_object_url if deps_asset else deps
+        job = self._job(cfg, names, script, code, deps_url if isinstance(deps_url, str) else None)
+        self.schedule = self._schedule(cfg, job)
+        cdk.CfnOutput(self, "ApplicationId", value=self.application.ref)
+        cdk.CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)
 
-        self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
-                                 description="EMR Serverless job: read bundles and input, write output and logs")
-        self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
-        self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
-        self.job_role.add_to_policy(iam.PolicyStatement(
+    def _job_role(self, cfg: MlshipConfig, names: Names, key_arn: str, assets: list[s3_assets.Asset],
+                  deps: Path | str | None) -> iam.Role:
+        b = cfg.batch
+        role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
+                        description="EMR Serverless job: read bundles and input, write output and logs")
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+        role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:DeleteObject"],
             resources=[names.bucket_arn(f"{b.output_prefix}*"), names.bucket_arn(f"{BATCH_LOGS_PREFIX}*")]))
-        self.job_role.add_to_policy(kms_statement(key_arn))
+        role.add_to_policy(kms_statement(key_arn))
         pinned = pinned_read_statement(cfg)
         if pinned is not None:  # a pinned tarball may live outside the mlship bucket
-            self.job_role.add_to_policy(pinned)
-        for asset in filter(None, (script, code, deps_asset)):
-            self.job_role.add_to_policy(iam.PolicyStatement(
+            role.add_to_policy(pinned)
+        for asset in assets:
+            role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
         if isinstance(deps, str):  # an archive already in S3
             bucket, _, key = deps.removeprefix("s3://").partition("/")
-            self.job_role.add_to_policy(iam.PolicyStatement(
+            role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}"]))
+        return role
 
-        # The same Spark settings `mlship batch submit` uses (batch/emr.py).
+    def _job(self, cfg: MlshipConfig, names: Names, script: s3_assets.Asset, code: s3_assets.Asset,
+             deps_url: str | None) -> dict:
+        """The StartJobRun request: the same Spark settings `mlship batch submit` uses (batch/emr.py)."""
+        b = cfg.batch
         conf = {"spark.submit.pyFiles": code.s3_object_url}
         if deps_url:
             conf.update({"spark.archives": f"{deps_url}#deps", "spark.executorEnv.PYTHONPATH": "./deps",
                          "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
         submit = [f"--conf {k}={v}" for k, v in conf.items()]
-        job = {
+        return {
             "ApplicationId": self.application.ref,
             "ExecutionRoleArn": self.job_role.role_arn,
             "ClientToken": "<aws.scheduler.execution-id>",
@@ -94,6 +102,12 @@ class BatchStack(cdk.Stack):
             "ConfigurationOverrides": {"MonitoringConfiguration": {"S3MonitoringConfiguration": {
                 "LogUri": f"s3://{names.bucket}/{BATCH_LOGS_PREFIX}"}}},
         }
+
+    def _schedule(self, cfg: MlshipConfig, job: dict) -> scheduler.CfnSchedule:
+        b = cfg.batch
+        # Ref (the application id) rather than GetAtt Arn keeps the template deployable on moto.
+        app_arn = (f"arn:{cdk.Aws.PARTITION}:emr-serverless:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
+                   f"/applications/{self.application.ref}")
         self.scheduler_role = iam.Role(self, "SchedulerRole",
                                        assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
                                        description="EventBridge Scheduler: start the batch job run")
@@ -101,7 +115,7 @@ class BatchStack(cdk.Stack):
                                                               resources=[app_arn]))
         self.scheduler_role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"],
                                                               resources=[self.job_role.role_arn]))
-        self.schedule = scheduler.CfnSchedule(
+        return scheduler.CfnSchedule(
             self, "Schedule", name=f"{cfg.name}-batch-scoring", state="ENABLED",
             description="start the mlship batch-scoring job run",
             schedule_expression=b.schedule, schedule_expression_timezone=b.schedule_timezone,
@@ -111,5 +125,3 @@ class BatchStack(cdk.Stack):
                 role_arn=self.scheduler_role.role_arn, input=self.to_json_string(job),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
                                                                        maximum_event_age_in_seconds=3600)))
-        cdk.CfnOutput(self, "ApplicationId", value=self.application.ref)
-        cdk.CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)

@@ -133,6 +133,32 @@ def pinned_read_statement(cfg: MlshipConfig) -> iam.PolicyStatement | None:
                                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{obj}" for obj in objects])
 
 
+def reads_deployed_parameters(cfg: MlshipConfig) -> bool:
+    """Whether the serving stacks read the deployed-model parameters (the config pins no model)."""
+    return cfg.names.pinned_model("") is None
+
+
+def grant_deployed_model_read(stack: cdk.Stack, names: Names) -> iam.Policy | None:
+    """Let the CDK deploy role read exactly the two deployed-model parameters.
+
+    CloudFormation evaluates SSM-typed parameters when the change set is created, with the
+    credentials of its caller: under the default bootstrap that is ``cdk-<qualifier>-deploy-role``,
+    whose own policy reads only the bootstrap-version parameter. None for other synthesizers
+    (whoever deploys then needs ``ssm:GetParameters`` on them).
+    """
+    synthesizer = stack.synthesizer
+    if not isinstance(synthesizer, cdk.DefaultStackSynthesizer) or ":role/" not in synthesizer.deploy_role_arn:
+        return None
+    role_name = cdk.Fn.sub(synthesizer.deploy_role_arn.split(":role/", 1)[1])
+    release = names.release
+    arns = [f"arn:{cdk.Aws.PARTITION}:ssm:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:parameter{name}"
+            for name in (release.deployed_bundle_parameter, release.deployed_version_parameter)]
+    return iam.Policy(stack, "DeployedModelRead", policy_name=f"{release.stem}-deployed-model-read",
+                      roles=[iam.Role.from_role_name(stack, "DeployRole", role_name)],
+                      statements=[iam.PolicyStatement(actions=["ssm:GetParameter", "ssm:GetParameters"],
+                                                      resources=arns)])
+
+
 def release_outputs(scope: Construct, names: Names, model: ServedModel, alarms: list[str]) -> None:
     """Outputs a rollout needs: where it records the deployed model and which alarms guard it."""
     release = names.release

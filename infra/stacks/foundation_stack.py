@@ -19,6 +19,8 @@ from infra.stacks.common import (
     RECORDS_PREFIX,
     REPORTS_PREFIX,
     Names,
+    grant_deployed_model_read,
+    reads_deployed_parameters,
 )
 
 
@@ -78,6 +80,9 @@ class FoundationStack(cdk.Stack):
                                display_name=f"mlship {cfg.env} alarms")
         if cfg.monitoring.alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(cfg.monitoring.alarm_email))
+
+        if reads_deployed_parameters(cfg):  # the Endpoint and Api stacks resolve them at deploy time
+            grant_deployed_model_read(self, names)
 
         cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)

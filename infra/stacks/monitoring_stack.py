@@ -45,9 +45,24 @@ class MonitoringStack(cdk.Stack):
         mon = cfg.monitoring
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"
                                          f"{cdk.Aws.ACCOUNT_ID}:{names.topic}")
-        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(names.release.monitor_function_name),
-                                  retention=retention(mon.log_retention_days),
-                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.function = self._function(cfg, names, self._role(cfg, names, key_arn))
+        self.schedule = events.Rule(
+            self, "Schedule", rule_name=f"{cfg.name}-monitor-schedule",
+            description=f"run the mlship monitor ({mon.schedule})",
+            schedule=events.Schedule.expression(mon.schedule),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2,
+                                            event=events.RuleTargetInput.from_object(
+                                                {"source": "mlship.schedule", "window_hours": mon.window_hours}))])
+        self.events_rule = events.Rule(
+            self, "MonitorEvents", rule_name=f"{cfg.name}-monitor-events",
+            description="drift / performance events from the monitor to the alarm topic",
+            event_pattern=events.EventPattern(source=["mlship.monitoring"],
+                                              detail_type=["DriftDetected", "PerformanceDegraded"]),
+            targets=[targets.SnsTopic(topic)])
+        self.alarms = self._alarms(cfg, names, topic)
+        cdk.CfnOutput(self, "FunctionName", value=names.release.monitor_function_name)
+
+    def _role(self, cfg: MlshipConfig, names: Names, key_arn: str) -> iam.Role:
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="monitor Lambda: read records and labels, write reports, metrics, events")
         for stmt in log_statements(names.log_group(names.release.monitor_function_name)):
@@ -64,7 +79,13 @@ class MonitoringStack(cdk.Stack):
         role.add_to_policy(iam.PolicyStatement(
             actions=["events:PutEvents"],
             resources=[f"arn:{cdk.Aws.PARTITION}:events:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:event-bus/default"]))
+        return role
 
+    def _function(self, cfg: MlshipConfig, names: Names, role: iam.Role) -> lambda_.Function:
+        mon = cfg.monitoring
+        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(names.release.monitor_function_name),
+                                  retention=retention(mon.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
         env = {
             "MODEL_URI": monitored_uri(names), "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
             "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "LABELS_PREFIX": LABELS_PREFIX.rstrip("/"),
@@ -78,31 +99,19 @@ class MonitoringStack(cdk.Stack):
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
         env.update(mon.environment)
         asset = lambda_code("monitor", cfg.assets.lambda_code)
-        self.function = lambda_.Function(
+        function = lambda_.Function(
             self, "Monitor", function_name=names.release.monitor_function_name, runtime=lambda_.Runtime.PYTHON_3_12,
             handler=asset.handler, code=asset.code, role=role, memory_size=mon.memory_mb,
             timeout=cdk.Duration.seconds(mon.timeout_seconds), environment=env, log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE, reserved_concurrent_executions=1,  # one run per window
             description=f"mlship monitor ({asset.source} asset)")
-        nag.acknowledge(self.function, "AwsSolutions-L1",
+        nag.acknowledge(function, "AwsSolutions-L1",
                         "pinned to python3.12: the asset's wheels and .pyc are built for the 3.12 runtime "
                         "(mlship.deploy.lambda_asset --python-version 3.12)")
+        return function
 
-        self.schedule = events.Rule(
-            self, "Schedule", rule_name=f"{cfg.name}-monitor-schedule",
-            description=f"run the mlship monitor ({mon.schedule})",
-            schedule=events.Schedule.expression(mon.schedule),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=2,
-                                            event=events.RuleTargetInput.from_object(
-                                                {"source": "mlship.schedule", "window_hours": mon.window_hours}))])
-        self.events_rule = events.Rule(
-            self, "MonitorEvents", rule_name=f"{cfg.name}-monitor-events",
-            description="drift / performance events from the monitor to the alarm topic",
-            event_pattern=events.EventPattern(source=["mlship.monitoring"],
-                                              detail_type=["DriftDetected", "PerformanceDegraded"]),
-            targets=[targets.SnsTopic(topic)])
-
-        self.alarms = [
+    def _alarms(self, cfg: MlshipConfig, names: Names, topic: sns.ITopic) -> list[cw.Alarm]:
+        alarms = [
             cw.Alarm(self, "MonitorErrors", alarm_name=names.alarm("monitor-errors"),
                      alarm_description="the monitor Lambda failed",
                      metric=self.function.metric_errors(period=cdk.Duration.hours(1), statistic="Sum"),
@@ -119,6 +128,6 @@ class MonitoringStack(cdk.Stack):
                      comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                      treat_missing_data=cw.TreatMissingData.NOT_BREACHING),
         ]
-        for alarm in self.alarms:
+        for alarm in alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
-        cdk.CfnOutput(self, "FunctionName", value=names.release.monitor_function_name)
+        return alarms

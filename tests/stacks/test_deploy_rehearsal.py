@@ -126,6 +126,11 @@ def test_cdk_synth_offline_then_bootstrap_and_deploy_to_moto(tmp_path, moto_url)
     for stack in ("Mlship-dev-Endpoint", "Mlship-dev-Api"):
         assert outputs[stack]["DeployedBundleParameter"] == names.deployed_bundle_parameter
         assert outputs[stack]["ModelSource"] == "deployed-parameters"
+    # The Foundation stack let the deploy role read the two parameters (and nothing else).
+    read = client("iam").get_role_policy(RoleName=f"cdk-hnb659fds-deploy-role-{ACCOUNT}-{REGION}",
+                                         PolicyName=f"{names.stem}-deployed-model-read")["PolicyDocument"]
+    assert sorted(r.rsplit(":parameter", 1)[1] for r in read["Statement"][0]["Resource"]) == sorted(
+        [names.deployed_bundle_parameter, names.deployed_version_parameter])
     # The stacks created no parameter of their own: only the bootstrap's and the two the "rollout" wrote.
     parameters = {p["Name"] for p in ssm.describe_parameters(MaxResults=50)["Parameters"]}
     assert {p for p in parameters if not p.startswith("/cdk-bootstrap/")} == {

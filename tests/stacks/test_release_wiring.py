@@ -4,6 +4,7 @@
   predict function's ``MODEL_URI`` are SSM-typed CloudFormation parameters (re-resolved on every
   deploy), never an alias and never a parameter the stack owns;
 * staging pins the model in the config (the escape hatch) and reads no parameter;
+* only the CDK deploy role may read those parameters (CloudFormation resolves them with it);
 * every output carries the name :class:`mlship.config.ReleaseNames` computes, and the resources
   really have those names.
 """
@@ -69,17 +70,41 @@ def test_the_predict_function_serves_the_deployed_bundle_from_ssm_typed_paramete
     assert variables["MLSHIP_MODEL_NAME"] == configs[env].model.name
 
 
-def test_no_stack_creates_the_deployed_model_parameters_or_grants_ssm(synth):
-    """The rollout owns the parameters (a stack-owned one would be reset by cdk deploy), and no runtime
-    role reads them: CloudFormation resolves SSM-typed parameters itself when it deploys."""
-    assert synth.all_resources("AWS::SSM::Parameter") == []
+def _ssm_grants(synth) -> list[tuple[str, str, dict[str, Any]]]:
+    """(stack, logical id, statement) of every IAM statement that allows an ssm: action."""
+    found = []
     for stack, logical, res in synth.all_resources("AWS::IAM::Policy") + synth.all_resources("AWS::IAM::Role"):
         props = res["Properties"]
         docs = [props["PolicyDocument"]] if "PolicyDocument" in props else \
             [p["PolicyDocument"] for p in props.get("Policies", [])]
-        actions = [a for d in docs for s in d["Statement"] for a in
-                   (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
-        assert not [a for a in actions if a.lower().startswith("ssm:")], (stack, logical)
+        for statement in (s for d in docs for s in d["Statement"]):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.lower().startswith("ssm:") for a in actions):
+                found.append((stack, logical, statement))
+    return found
+
+
+def test_no_stack_creates_the_deployed_model_parameters(synth):
+    """The rollout owns them: a stack-owned parameter would be reset by the next cdk deploy."""
+    assert synth.all_resources("AWS::SSM::Parameter") == []
+
+
+def test_only_the_deploy_role_may_read_the_deployed_model_parameters(synth, configs):
+    """CloudFormation evaluates SSM-typed parameters with the caller's credentials (the CDK deploy
+    role); no runtime role reads them. One policy per environment that reads them, on exactly
+    the two parameters, read-only; none for the pinned staging environment."""
+    grants = _ssm_grants(synth)
+    assert sorted(stack for stack, _, _ in grants) == [f"Mlship-{env}-Foundation" for env in DEPLOYED]
+    for stack, logical, statement in grants:
+        names = configs[stack.split("-")[1]].names
+        assert statement["Effect"] == "Allow"
+        assert sorted(statement["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
+        assert sorted(flatten(r) for r in statement["Resource"]) == sorted(
+            f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{name}"
+            for name in (names.deployed_bundle_parameter, names.deployed_version_parameter))
+        policy = synth.templates[stack]["Resources"][logical]["Properties"]
+        assert policy["PolicyName"] == f"{names.stem}-deployed-model-read"
+        assert policy["Roles"] == [{"Fn::Sub": "cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}"}]
 
 
 def test_serving_resources_never_load_a_registry_alias(synth):
