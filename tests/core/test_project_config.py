@@ -248,9 +248,8 @@ def test_any_cdk_json_gives_a_config_or_a_config_error(tmp_path, doc):
         assert isinstance(cfg, MlshipConfig)
 
 
-@pytest.mark.xfail(strict=True, reason="cdk.json still serves the alias mlship://churn@prod (model.uri); "
-                                       "the stacks now serve the deployed-model parameters: drop that key")
 def test_the_repository_cdk_json_loads_for_every_environment():
     for env in ("dev", "staging", "prod"):
         cfg = load_project_config(env, cdk_json=REPO / "cdk.json")
         assert cfg.names.endpoint_name == f"mlship-{env}-churn"
+        assert cfg.model.uri is None  # serves what the last rollout deployed

@@ -24,9 +24,9 @@ def _problems(env: str, context: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_environment_loads_without_a_model_pin(env):
-    # The repository's cdk.json itself: tests/core/test_project_config.py.
-    cfg = load_config(env, {"mlship": {"common": {"model": {"name": "churn"}, "tags": {"owner": "ml-platform"}}}})
+def test_every_environment_loads_from_cdk_json_without_a_model_pin(env, repo_root):
+    context = json.loads((repo_root / "cdk.json").read_text())["context"]
+    cfg = load_config(env, context)
     assert cfg.env == env and cfg.name == f"mlship-{env}"
     assert cfg.model.uri is None and cfg.names.pinned_model("bucket") is None
 

@@ -32,10 +32,7 @@ CDK = REPO / "node_modules" / ".bin" / "cdk"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/mlship-serve:rehearsal"
 OVERRIDES = {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE}
-# cdk.json's example section still names the alias mlship://churn@prod as model.uri, which the config
-# refuses (serving pins concrete versions); null clears it (the default: serve the deployed parameters).
-CONTEXT = ["-c", "env=dev", "-c", "mlship:model.uri=null",
-           *(arg for key, value in OVERRIDES.items() for arg in ("-c", f"{key}={value}"))]
+CONTEXT = ["-c", "env=dev", *(arg for key, value in OVERRIDES.items() for arg in ("-c", f"{key}={value}"))]
 DEPLOYED_VERSION = "3"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CDK.is_file(), reason="CDK CLI not installed (npm ci)")]
