@@ -9,7 +9,9 @@ the same code that runs against AWS, with plain boto3 clients pointed at the pla
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -98,7 +100,8 @@ def rehearsal(request: pytest.FixtureRequest, moto_server: str, churn_bundle: Pa
               tmp_path: Path) -> Iterator[Rehearsal]:
     from mlship.local.plane.server import ControlPlane
 
-    function = f"rollout-{request.node.name.removeprefix('test_')[:40].replace('_', '-')}"
+    readable = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name.removeprefix("test_"))[:40]
+    function = f"rollout-{readable}-{hashlib.sha1(request.node.name.encode()).hexdigest()[:6]}"
     with ControlPlane(moto_server, log_dir=tmp_path / "plane", time_scale=0.01, services=SERVICES) as plane:
         uri1, uri2 = upload_bundle(moto_server, churn_bundle), upload_bundle(moto_server, churn_bundle_v2)
         v1, v2 = ResolvedModel("churn", "1", uri1), ResolvedModel("churn", "2", uri2)
@@ -254,3 +257,101 @@ def test_predict_env_pins_one_version(rehearsal: Rehearsal) -> None:
     config = rehearsal.client("lambda").get_function_configuration(FunctionName=rehearsal.function, Qualifier=new)
     assert config["Environment"]["Variables"] == {**predict_env(rehearsal.v2.bundle_uri),
                                                   "MLSHIP_MODEL_NAME": "churn", "MLSHIP_MODEL_VERSION": "2"}
+
+
+# ---------------------------------------------------------------------------------- the command
+REGISTRY = "lambda-rollout-registry"
+
+
+@pytest.fixture
+def cli_env(rehearsal: Rehearsal, churn_bundle: Path, churn_bundle_v2: Path, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The process pointed at the plane (Lambda, CodeDeploy) and moto (the rest); v1 and v2 registered;
+    the built-in dev configuration (an empty cdk.json)."""
+    from mlship.aws import clients
+    from mlship.registry.store import Registry
+
+    (tmp_path / "cdk.json").write_text('{"context": {}}')
+    monkeypatch.setenv("MLSHIP_CDK_JSON", str(tmp_path / "cdk.json"))
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", rehearsal.moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", rehearsal.plane.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CODEDEPLOY", rehearsal.plane.url)
+    monkeypatch.setenv("MLSHIP_REGISTRY_BUCKET", REGISTRY)
+    clients.clear_cache()
+    s3 = rehearsal.client("s3", via_plane=False)
+    if REGISTRY not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=REGISTRY)
+    registry = Registry(REGISTRY, sagemaker=False)
+    registry.register(churn_bundle)
+    registry.register(churn_bundle_v2)
+    registry.set_alias("churn", "champion", "1", reason="test start")
+    yield registry
+    clients.clear_cache()
+
+
+def _cli(rehearsal: Rehearsal, *args: str) -> Any:
+    import typer
+    from typer.testing import CliRunner
+
+    from mlship.cli.rollout_lambda import lambda_cmd
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("lambda")(lambda_cmd)
+    f = rehearsal.function
+    out = CliRunner().invoke(app, ["lambda", "--function", f, "--application", f, "--deployment-group", f,
+                                   "--poll", "0.1", "--timeout", "120", *args])
+    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    return out
+
+
+def test_command_succeeds_and_moves_the_champion(rehearsal: Rehearsal, cli_env: Any) -> None:
+    from mlship.config import load_project_config
+
+    out = _cli(rehearsal, "--model", "churn/2", "--json")
+    assert out.exit_code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["outcome"] == "succeeded" and doc["model_version"] == "2" and doc["previous_version"] == "1"
+    assert doc["endpoint"] == f"{rehearsal.function}:live" and doc["deployment_id"]
+    assert "deployment " in out.stderr and "version 2: 10%" in out.stderr  # the progress display
+    assert cli_env.get_alias("churn", "champion").version == "2"
+    names = load_project_config().names
+    ssm = rehearsal.client("ssm", via_plane=False)
+    assert ssm.get_parameter(Name=names.deployed_version_parameter)["Parameter"]["Value"] == "2"
+    live = rehearsal.client("lambda").get_function_configuration(FunctionName=rehearsal.function, Qualifier="live")
+    assert live["Environment"]["Variables"]["MODEL_URI"] == cli_env.bundle_uri("churn", "2")
+
+
+def test_command_rolled_back_exits_1_and_keeps_the_champion(rehearsal: Rehearsal, cli_env: Any) -> None:
+    rehearsal.client("lambda").update_function_code(FunctionName=rehearsal.function, ZipFile=failing_zip())
+    rehearsal.client("codedeploy").create_deployment_config(
+        deploymentConfigName=f"{rehearsal.function}-half", computePlatform="Lambda",
+        trafficRoutingConfig={"type": "TimeBasedCanary",
+                              "timeBasedCanary": {"canaryPercentage": 50, "canaryInterval": 5}})
+    with Traffic(rehearsal.client("lambda"), rehearsal.function, rehearsal.rows):
+        out = _cli(rehearsal, "--model", "churn/2", "--deployment-config", f"{rehearsal.function}-half")
+    assert out.exit_code == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "rolled_back" in errors[0] and f"{rehearsal.function}-errors" in errors[0]
+    assert cli_env.get_alias("churn", "champion").version == "1"
+    assert rehearsal.alias()["FunctionVersion"] == "1"
+
+
+@pytest.mark.parametrize("case", ["no function", "no version", "wrong bundle"])
+def test_command_refuses_bad_input_with_exit_2(rehearsal: Rehearsal, cli_env: Any, case: str) -> None:
+    args = ["--model", "churn/2"]
+    if case == "no function":
+        args += ["--function", "no-such-function"]
+    elif case == "no version":
+        args = ["--model", "churn/9"]
+    else:  # the registered object is not the bundle of churn/2 (tampered storage)
+        s3 = rehearsal.client("s3", via_plane=False)
+        key = cli_env.bundle_uri("churn", "2").split("/", 3)[3]
+        s3.copy_object(Bucket=REGISTRY, Key=key, CopySource={"Bucket": REGISTRY,
+                                                            "Key": cli_env.bundle_uri("churn", "1").split("/", 3)[3]})
+    out = _cli(rehearsal, *args)
+    assert out.exit_code == 2, out.stderr
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+    versions = rehearsal.client("lambda").list_versions_by_function(FunctionName=rehearsal.function)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1"]  # nothing was published
