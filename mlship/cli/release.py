@@ -122,9 +122,10 @@ def watch_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``mlship rollout`` to the main app."""
-    from mlship.cli.rollout_endpoint import endpoint_cmd
+    from mlship.cli.rollout_endpoint import endpoint_cmd, pin_cmd
     from mlship.cli.rollout_lambda import lambda_cmd
 
     rollout_app.command("endpoint")(endpoint_cmd)
     rollout_app.command("lambda")(lambda_cmd)
+    rollout_app.command("pin")(pin_cmd)
     app.add_typer(rollout_app, name="rollout")

@@ -198,3 +198,31 @@ def _run(request: Any, timeout: float, poll: float, console: Any) -> Any:
     except (ClientError, BotoCoreError) as exc:
         fail(f"rolling out to {request.endpoint}: {clients.error_code(exc) if isinstance(exc, ClientError) else ''} "
              f"{one_line(str(exc))}")
+
+
+def pin_cmd(
+    model: str = typer.Option(..., "--model", help="NAME/VERSION or NAME@ALIAS (resolved once, to a version)."),
+    bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
+    env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
+    public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
+) -> None:
+    """Write the deployed-model parameters the stacks read, without a rollout (before the first cdk deploy).
+
+    Moves no alias; the next successful rollout overwrites them.
+    """
+    from rich.console import Console
+
+    from mlship.aws import clients
+    from mlship.release.settle import DeployedParameters, write_deployed
+
+    console = Console(stderr=True)
+    cfg = _config(env)
+    resolved = _resolve(model, _registry(bucket, model), public_key, console)
+    names = cfg.names
+    try:
+        written = write_deployed(clients.client("ssm"), DeployedParameters(
+            names.deployed_bundle_parameter, names.deployed_version_parameter), resolved)
+    except Exception as exc:  # noqa: BLE001 - botocore errors: one line, exit 1
+        fail(f"writing the deployed-model parameters: {one_line(str(exc))}")
+    for name, value in written.items():
+        typer.echo(f"{name} = {value}")

@@ -165,3 +165,18 @@ def test_a_second_rollout_while_one_runs_is_refused(plane: Any, registry: Any) -
     assert second.exit_code == 2
     assert "update in progress" in _errors(second)[0]
     assert results["first"].exit_code == 0, results["first"].stderr
+
+
+def test_pin_writes_the_deployed_parameters_without_moving_champion(plane: Any, registry: Any) -> None:
+    from mlship.aws import clients as aws
+
+    ssm = aws.client("ssm")
+    for model, version in (("churn/3", "3"), ("churn@challenger", "2")):
+        out = mlship("rollout", "pin", "--model", model)
+        assert out.exit_code == 0, out.stderr
+        assert ssm.get_parameter(Name="/mlship/dev/churn/deployed/version")["Parameter"]["Value"] == version
+        assert ssm.get_parameter(Name="/mlship/dev/churn/deployed/bundle-uri")["Parameter"]["Value"].endswith(
+            f"models/churn/{version}/bundle.tar.gz")
+    assert registry.get_alias("churn", "champion") is None
+    refused = mlship("rollout", "pin", "--model", "churn/77")
+    assert refused.exit_code == 2 and "not registered" in _errors(refused)[0]
