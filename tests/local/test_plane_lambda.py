@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,3 +204,93 @@ def test_timeout_and_crash_are_reported_like_lambda(plane: Plane) -> None:
     body, response = invoke(lam, "plane-slow", {"crash": True})
     assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert invoke(lam, "plane-slow", {})[0] == {"left": True}  # a fresh environment after the crash
+
+
+# ---------------------------------------------------------------------------------- CodeDeploy
+def ok_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("handler.py", "import os\ndef handler(event, context):\n"
+                                  "    return {'version': os.environ['AWS_LAMBDA_FUNCTION_VERSION']}\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def deploy_plane(moto_server: str, tmp_path: Path) -> Iterator[Plane]:
+    from mlship.local.plane.server import ControlPlane
+
+    services = (LAMBDA, "mlship.local.plane.codedeploy:CodeDeployService")
+    with ControlPlane(moto_server, log_dir=tmp_path / "plane", time_scale=0.01, services=services) as started:
+        yield Plane(started, moto_server, "", make_role(moto_server))
+
+
+def _two_versions(plane: Plane, name: str) -> Any:
+    lam = plane.client("lambda")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=plane.role, Handler="handler.handler",
+                        Code={"ZipFile": ok_zip()}, Environment={"Variables": {"STEP": "1"}})
+    lam.publish_version(FunctionName=name)
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"STEP": "2"}})
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    return lam
+
+
+def test_yaml_appspec_linear_deployment_with_boto3_waiter(deploy_plane: Plane) -> None:
+    """A custom linear configuration, a YAML AppSpec and boto3's own ``deployment_successful`` waiter."""
+    name = "plane-deploy-linear"
+    lam = _two_versions(deploy_plane, name)
+    cd = deploy_plane.client("codedeploy")
+    cd.create_deployment_config(deploymentConfigName="plane-linear-40", computePlatform="Lambda",
+                                trafficRoutingConfig={"type": "TimeBasedLinear", "timeBasedLinear": {
+                                    "linearPercentage": 40, "linearInterval": 1}})
+    assert cd.get_deployment_config(deploymentConfigName="plane-linear-40")["deploymentConfigInfo"][
+        "trafficRoutingConfig"]["timeBasedLinear"]["linearPercentage"] == 40
+    predefined = cd.get_deployment_config(deploymentConfigName="CodeDeployDefault.LambdaCanary10Percent5Minutes")
+    assert predefined["deploymentConfigInfo"]["trafficRoutingConfig"]["timeBasedCanary"]["canaryInterval"] == 5
+    cd.create_application(applicationName=name, computePlatform="Lambda")
+    cd.create_deployment_group(applicationName=name, deploymentGroupName=name, serviceRoleArn=deploy_plane.role,
+                               deploymentConfigName="plane-linear-40",
+                               alarmConfiguration={"enabled": True, "alarms": [{"name": "plane-none"}]})
+    group = cd.get_deployment_group(applicationName=name, deploymentGroupName=name)["deploymentGroupInfo"]
+    assert group["alarmConfiguration"]["alarms"] == [{"name": "plane-none"}]  # moto drops it; the plane keeps it
+    appspec = (f"version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n      Properties:\n"
+               f"        Name: {name}\n        Alias: live\n        CurrentVersion: '1'\n        TargetVersion: '2'\n")
+    deployment = cd.create_deployment(applicationName=name, deploymentGroupName=name, revision={
+        "revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}})["deploymentId"]
+    seen = set()
+    while cd.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"] in ("Created", "InProgress"):
+        seen.add(json.dumps(lam.get_alias(FunctionName=name, Name="live").get("RoutingConfig"), sort_keys=True))
+        time.sleep(0.02)
+    cd.get_waiter("deployment_successful").wait(deploymentId=deployment, WaiterConfig={"Delay": 1})
+    assert {json.dumps({"AdditionalVersionWeights": {"2": w}}) for w in (0.4, 0.8)} <= seen  # both linear steps
+    alias = lam.get_alias(FunctionName=name, Name="live")
+    assert alias["FunctionVersion"] == "2" and not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+    assert invoke(lam, f"{name}:live", {})[0] == {"version": "2"}
+    listed = cd.list_deployments(applicationName=name, deploymentGroupName=name,
+                                 includeOnlyStatuses=["Succeeded"])["deployments"]
+    assert listed == [deployment]
+
+
+def test_deployment_that_cannot_start_fails_without_moving_the_alias(deploy_plane: Plane) -> None:
+    name = "plane-deploy-bad"
+    lam = _two_versions(deploy_plane, name)
+    cd = deploy_plane.client("codedeploy")
+    cd.create_application(applicationName=name, computePlatform="Lambda")
+    cd.create_deployment_group(applicationName=name, deploymentGroupName=name, serviceRoleArn=deploy_plane.role,
+                               autoRollbackConfiguration={"enabled": True, "events": ["DEPLOYMENT_FAILURE"]})
+    wrong = {"version": 0.0, "Resources": [{"fn": {"Type": "AWS::Lambda::Function", "Properties": {
+        "Name": name, "Alias": "live", "CurrentVersion": "2", "TargetVersion": "1"}}}]}
+    deployment = cd.create_deployment(applicationName=name, deploymentGroupName=name, revision={
+        "revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(wrong)}})["deploymentId"]
+    with pytest.raises(Exception, match="Failed"):
+        cd.get_waiter("deployment_successful").wait(deploymentId=deployment, WaiterConfig={"Delay": 1})
+    info = cd.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    assert info["status"] == "Failed" and info["errorInformation"]["code"] == "INVALID_LAMBDA_CONFIGURATION"
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    with pytest.raises(cd.exceptions.InvalidRevisionException):
+        cd.create_deployment(applicationName=name, deploymentGroupName=name, revision={
+            "revisionType": "AppSpecContent", "appSpecContent": {"content": "Resources: []"}})
+    with pytest.raises(cd.exceptions.DeploymentConfigDoesNotExistException):
+        cd.create_deployment(applicationName=name, deploymentGroupName=name, deploymentConfigName="nope",
+                             revision={"revisionType": "AppSpecContent",
+                                       "appSpecContent": {"content": json.dumps(wrong)}})
