@@ -323,6 +323,20 @@ def test_command_succeeds_and_moves_the_champion(rehearsal: Rehearsal, cli_env: 
     assert live["Environment"]["Variables"]["MODEL_URI"] == cli_env.bundle_uri("churn", "2")
 
 
+def test_mlship_invoke_reaches_the_live_alias(rehearsal: Rehearsal, cli_env: Any, tmp_path: Path) -> None:
+    """``mlship invoke --function NAME:live`` (its own code, unchanged) runs the handler locally."""
+    from typer.testing import CliRunner
+
+    from mlship.cli import app
+
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"instances": rehearsal.rows}))
+    out = CliRunner().invoke(app, ["invoke", str(request), "--function", f"{rehearsal.function}:live"])
+    assert out.exit_code == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert len(answer["predictions"]) == len(rehearsal.rows) and answer["model"]["version"] == "1"
+
+
 def test_command_rolled_back_exits_1_and_keeps_the_champion(rehearsal: Rehearsal, cli_env: Any) -> None:
     rehearsal.client("lambda").update_function_code(FunctionName=rehearsal.function, ZipFile=failing_zip())
     rehearsal.client("codedeploy").create_deployment_config(
