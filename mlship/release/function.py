@@ -32,6 +32,8 @@ from mlship.release.outcome import Phase, RolloutOutcome, Verdict, fired_alarm
 
 ACTIVE = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 TERMINAL = ("Succeeded", "Failed", "Stopped")
+_MISSING_GROUP = ("ApplicationDoesNotExistException", "DeploymentGroupDoesNotExistException",
+                  "ApplicationNameRequiredException", "DeploymentGroupNameRequiredException")
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,14 @@ class FunctionRollout:
         try:
             self.lam.get_function(FunctionName=target.function)
         except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise
             raise RolloutError(f"function {target.function} does not exist: {_message(exc)}") from None
         try:
             alias = self.lam.get_alias(FunctionName=target.function, Name=target.alias)
         except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise
             raise RolloutError(f"alias {target.label} does not exist: {_message(exc)}") from None
         if len(_weights(alias)) > 1:
             raise RolloutError(f"alias {target.label} is shifting traffic ({_weights(alias)}): a deployment is in "
@@ -173,6 +179,8 @@ class FunctionRollout:
             group = self.codedeploy.get_deployment_group(applicationName=target.application,
                                                          deploymentGroupName=target.deployment_group)
         except ClientError as exc:
+            if _code(exc) not in _MISSING_GROUP:
+                raise
             raise RolloutError(f"deployment group {target.application}/{target.deployment_group} does not exist: "
                                f"{_message(exc)}") from None
         info = group["deploymentGroupInfo"]

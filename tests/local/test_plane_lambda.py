@@ -206,6 +206,18 @@ def test_timeout_and_crash_are_reported_like_lambda(plane: Plane) -> None:
     assert invoke(lam, "plane-slow", {})[0] == {"left": True}  # a fresh environment after the crash
 
 
+def test_a_deleted_and_recreated_function_runs_its_new_code(plane: Plane) -> None:
+    lam = plane.client("lambda")
+    lam.create_function(FunctionName="plane-reused", Runtime="python3.12", Role=plane.role,
+                        Handler="handler.handler", Code={"ZipFile": failing_zip("first")})
+    lam.publish_version(FunctionName="plane-reused")
+    assert invoke(lam, "plane-reused", {}, Qualifier="1")[0]["errorMessage"] == "first"
+    lam.delete_function(FunctionName="plane-reused")
+    lam.create_function(FunctionName="plane-reused", Runtime="python3.12", Role=plane.role,
+                        Handler="handler.handler", Code={"ZipFile": failing_zip("second")})
+    lam.publish_version(FunctionName="plane-reused")
+    assert invoke(lam, "plane-reused", {}, Qualifier="1")[0]["errorMessage"] == "second"
+
 # ---------------------------------------------------------------------------------- CodeDeploy
 def ok_zip() -> bytes:
     buffer = io.BytesIO()
@@ -247,12 +259,16 @@ def test_yaml_appspec_linear_deployment_with_boto3_waiter(deploy_plane: Plane) -
         "trafficRoutingConfig"]["timeBasedLinear"]["linearPercentage"] == 40
     predefined = cd.get_deployment_config(deploymentConfigName="CodeDeployDefault.LambdaCanary10Percent5Minutes")
     assert predefined["deploymentConfigInfo"]["trafficRoutingConfig"]["timeBasedCanary"]["canaryInterval"] == 5
+    deploy_plane.client("cloudwatch", via_plane=False).put_metric_alarm(
+        AlarmName=f"{name}-errors", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
+        Dimensions=[{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:live"}],
+        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
     cd.create_application(applicationName=name, computePlatform="Lambda")
     cd.create_deployment_group(applicationName=name, deploymentGroupName=name, serviceRoleArn=deploy_plane.role,
                                deploymentConfigName="plane-linear-40",
-                               alarmConfiguration={"enabled": True, "alarms": [{"name": "plane-none"}]})
+                               alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-errors"}]})
     group = cd.get_deployment_group(applicationName=name, deploymentGroupName=name)["deploymentGroupInfo"]
-    assert group["alarmConfiguration"]["alarms"] == [{"name": "plane-none"}]  # moto drops it; the plane keeps it
+    assert group["alarmConfiguration"]["alarms"] == [{"name": f"{name}-errors"}]  # moto drops it; the plane keeps it
     appspec = (f"version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n      Properties:\n"
                f"        Name: {name}\n        Alias: live\n        CurrentVersion: '1'\n        TargetVersion: '2'\n")
     deployment = cd.create_deployment(applicationName=name, deploymentGroupName=name, revision={
@@ -286,6 +302,19 @@ def test_deployment_that_cannot_start_fails_without_moving_the_alias(deploy_plan
         cd.get_waiter("deployment_successful").wait(deploymentId=deployment, WaiterConfig={"Delay": 1})
     info = cd.get_deployment(deploymentId=deployment)["deploymentInfo"]
     assert info["status"] == "Failed" and info["errorInformation"]["code"] == "INVALID_LAMBDA_CONFIGURATION"
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    cd.create_deployment_group(applicationName=name, deploymentGroupName=f"{name}-alarm",
+                               serviceRoleArn=deploy_plane.role,
+                               alarmConfiguration={"enabled": True, "alarms": [{"name": "plane-no-such-alarm"}]})
+    right = {"version": 0.0, "Resources": [{"fn": {"Type": "AWS::Lambda::Function", "Properties": {
+        "Name": name, "Alias": "live", "CurrentVersion": "1", "TargetVersion": "2"}}}]}
+    missing = cd.create_deployment(applicationName=name, deploymentGroupName=f"{name}-alarm", revision={
+        "revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(right)}})["deploymentId"]
+    with pytest.raises(Exception, match="Failed"):
+        cd.get_waiter("deployment_successful").wait(deploymentId=missing, WaiterConfig={"Delay": 1})
+    info = cd.get_deployment(deploymentId=missing)["deploymentInfo"]
+    assert info["errorInformation"]["code"] == "ALARM_CONFIG" and "plane-no-such-alarm" in info[
+        "errorInformation"]["message"]
     assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
     with pytest.raises(cd.exceptions.InvalidRevisionException):
         cd.create_deployment(applicationName=name, deploymentGroupName=name, revision={

@@ -184,7 +184,16 @@ class AliasShift:
     def _fired(self) -> list[str]:
         if not self.d.alarms:
             return []
-        return sorted(name for name, state in self.evaluate(self.d.alarms).items() if state == "ALARM")
+        try:
+            states = self.evaluate(self.d.alarms)
+        except Exception as exc:  # noqa: BLE001 - CodeDeploy fails a deployment whose alarms it cannot poll
+            raise DeploymentRefused("ALARM_CONFIG", f"the alarms {', '.join(self.d.alarms)} cannot be read: {exc}") \
+                from None
+        missing = sorted(set(self.d.alarms) - set(states))
+        if missing:
+            raise DeploymentRefused("ALARM_CONFIG", f"The deployment failed because of an invalid alarm "
+                                    f"configuration: the alarm(s) {', '.join(missing)} do not exist")
+        return sorted(name for name, state in states.items() if state == "ALARM")
 
     def _bake(self, minutes: float) -> list[str] | None:
         """Wait ``minutes`` (scaled), checking alarms; the fired alarms, or ``None`` when stopped by a user."""

@@ -47,6 +47,7 @@ from mlship.local.plane.lambda_runtime import Invocation, Worker, error_payload
 log = logging.getLogger("mlship.local.plane.lambda")
 REPO = Path(__file__).resolve().parents[3]
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
+_FUNCTION = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/?$")
 _CODE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/code/?$")
 _ARN = re.compile(r"^(?:arn:[^:]+:lambda:[^:]+:)?(?:\d{12}:)?function:(?P<rest>.+)$")
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "SYSTEMROOT", "MLSHIP_CACHE_DIR")
@@ -144,7 +145,20 @@ class LambdaService(Service):
             return self._with_code(request, "Code")
         if request.method == "PUT" and _CODE.match(request.path):
             return self._with_code(request, None)
+        deleted = _FUNCTION.match(request.path)
+        if request.method == "DELETE" and deleted:
+            self._forget(split_function(urllib.parse.unquote(deleted.group("name")), None)[0])
         return None
+
+    def _forget(self, name: str) -> None:
+        """A deleted function: its versions' configurations and processes go (a new one may reuse the name)."""
+        with self._lock:
+            for key in [k for k in self._configs if k[0] == name]:
+                self._configs.pop(key)
+            stale = [k for k in self._workers if k[0].split(":")[6] == name]
+            workers = [self._workers.pop(k) for k in stale]
+        for worker in workers:
+            worker.close()
 
     # ------------------------------------------------------------------ deployed code
     def _with_code(self, request: AwsRequest, field: str | None) -> AwsResponse:
