@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlship.local.plane.lambdas import REPO, split_function, zip_directory
 
@@ -101,6 +103,20 @@ def test_split_function_names() -> None:
     assert split_function("fn:live", None) == ("fn", "live")
     assert split_function("arn:aws:lambda:us-east-1:123456789012:function:fn:7", None) == ("fn", "7")
     assert split_function("123456789012:function:fn", "live") == ("fn", "live")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20).map(json.dumps)))
+def test_appspec_parser_answers_any_text_with_a_target_or_a_refusal(text: str) -> None:
+    from mlship.local.plane.codedeploy import AliasTarget, DeploymentRefused, parse_appspec
+
+    try:
+        assert isinstance(parse_appspec(text), AliasTarget)
+    except DeploymentRefused as exc:
+        assert exc.code == "InvalidRevisionException"
 
 
 def test_invoke_runs_the_deployed_predict_handler(plane: Plane, churn_bundle: Path) -> None:

@@ -221,7 +221,7 @@ def test_bad_targets_are_refused_before_any_change(rehearsal: Rehearsal) -> None
     assert [v["Version"] for v in versions] == ["$LATEST", "1"]  # nothing was published
 
 
-def test_a_second_deployment_is_refused_while_one_runs(rehearsal: Rehearsal) -> None:
+def test_a_second_deployment_is_refused_and_a_slow_one_times_out(rehearsal: Rehearsal) -> None:
     from mlship.release.endpoint import RolloutError
 
     driver = rehearsal.driver()
@@ -234,6 +234,8 @@ def test_a_second_deployment_is_refused_while_one_runs(rehearsal: Rehearsal) -> 
     cd = rehearsal.client("codedeploy")
     with pytest.raises(cd.exceptions.DeploymentLimitExceededException):
         driver.start(rehearsal.target, preflight.current_version, new, rehearsal.v2)
+    waited = driver.follow(rehearsal.target, first, preflight.current_version, new, [], 0.2)
+    assert waited.outcome == "timeout" and "still InProgress" in waited.reason and not waited.ok
     cd.stop_deployment(deploymentId=first, autoRollbackEnabled=True)
     outcome = driver.follow(rehearsal.target, first, preflight.current_version, new, [], 60)
     assert outcome.outcome == "rolled_back" and rehearsal.alias()["FunctionVersion"] == "1"

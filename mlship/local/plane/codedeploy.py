@@ -100,7 +100,7 @@ def parse_appspec(text: str) -> AliasTarget:
 
     try:
         doc = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise DeploymentRefused("InvalidRevisionException", f"the AppSpec is neither JSON nor YAML: {exc}") from None
     resources = doc.get("Resources") if isinstance(doc, dict) else None
     if not isinstance(resources, list) or len(resources) != 1:
@@ -109,6 +109,7 @@ def parse_appspec(text: str) -> AliasTarget:
     if isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry.values())), dict):
         entry = next(iter(entry.values()))  # {logicalId: {Type, Properties}}
     props = entry.get("Properties", entry) if isinstance(entry, dict) else {}
+    props = props if isinstance(props, dict) else {}
     missing = [k for k in ("Name", "Alias", "CurrentVersion", "TargetVersion") if not props.get(k)]
     if missing:
         raise DeploymentRefused("InvalidRevisionException",
