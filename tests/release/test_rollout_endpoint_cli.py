@@ -180,3 +180,40 @@ def test_pin_writes_the_deployed_parameters_without_moving_champion(plane: Any, 
     assert registry.get_alias("churn", "champion") is None
     refused = mlship("rollout", "pin", "--model", "churn/77")
     assert refused.exit_code == 2 and "not registered" in _errors(refused)[0]
+
+
+def test_watch_follows_an_update_started_elsewhere_to_the_same_verdicts(
+        plane: Any, moto_server: str, registry: Any, record: dict) -> None:
+    """An update started with plain boto3 (as cdk deploy would) is judged by `mlship rollout watch`."""
+    from mlship.aws import clients as aws
+    from mlship.release.endpoint import ModelSpec, prepare_config
+    from mlship.release.policy import CapacitySize
+    from mlship.release.policy import EndpointRollout as RolloutPolicy
+
+    assert _rollout("churn-watch", "churn/1").exit_code == 0  # creates the endpoint and its default alarms
+    sm, clients = aws.client("sagemaker"), plane_clients(plane, moto_server)
+    alarms = ["churn-watch-blue-5xx-rate", "churn-watch-blue-p99-latency"]
+    policy = RolloutPolicy(strategy="CANARY", canary=CapacitySize(value=50), wait_interval_seconds=600,
+                           termination_wait_seconds=60).deployment_config(alarms)
+    for version, fault, code, outcome in (("2", None, 0, "succeeded"), ("3", "errors=0.5", 1, "rolled_back")):
+        spec = ModelSpec("churn", version, registry.bundle_uri("churn", version),
+                         environment={"MLSHIP_LOCAL_FAULT": fault} if fault else {})
+        config = prepare_config(sm, "churn-watch", spec)
+        with BackgroundClient(clients["runtime"], "churn-watch", record):
+            sm.update_endpoint(EndpointName="churn-watch", EndpointConfigName=config, DeploymentConfig=policy)
+            out = mlship("rollout", "watch", "--endpoint", "churn-watch", "--poll", "0.1", "--json")
+        assert out.exit_code == code, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["outcome"] == outcome and doc["endpoint_config"] == config
+        if fault:
+            assert doc["alarm"] == "churn-watch-blue-5xx-rate"
+    assert served_version(clients["runtime"], "churn-watch", record) == "2"
+
+
+def test_a_first_rollout_whose_containers_crash_is_failed(plane: Any, registry: Any) -> None:
+    out = _rollout("churn-crash", "churn/1", "--fault", "crash", "--json")
+    assert out.exit_code == 1
+    doc = json.loads(out.stdout)
+    assert doc["outcome"] == "failed" and "ping health check" in doc["reason"]
+    assert registry.get_alias("churn", "champion") is None
+    assert registry.version_status("churn", "1") == "failed"
