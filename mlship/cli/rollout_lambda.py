@@ -146,8 +146,8 @@ def _follow(driver: Any, target: Any, model: Any, preflight: Any, timeout: float
 
 
 def lambda_cmd(
-    model: str = typer.Option(..., "--model", help="NAME/VERSION, NAME@ALIAS or a mlship:// URI (resolved once "
-                              "to a concrete version)."),
+    model: str = typer.Option(..., "--model", help="NAME/VERSION, NAME@ALIAS, a mlship:// URI (resolved once "
+                              "to a concrete version) or an s3://.../bundle.tar.gz."),
     function: str = typer.Option(None, "--function", help="The function. Default: the configuration's."),
     alias: str = typer.Option(None, "--alias", help="The alias CodeDeploy shifts. Default: the configuration's "
                               "(live)."),

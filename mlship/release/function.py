@@ -197,9 +197,11 @@ class FunctionRollout:
     def publish(self, target: FunctionTarget, model: ResolvedModel, preflight: Preflight) -> str:
         """Pin ``model`` on ``$LATEST`` and publish a version; return the version number."""
         env = model_environment(preflight.latest_environment, model)
-        self.lam.update_function_configuration(FunctionName=target.function, Environment={"Variables": env})
         waiter = self.lam.get_waiter("function_updated_v2")
-        waiter.wait(FunctionName=target.function, WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": 300})
+        config = {"Delay": self.waiter_delay, "MaxAttempts": 300}
+        waiter.wait(FunctionName=target.function, WaiterConfig=config)  # an update in progress is refused
+        self.lam.update_function_configuration(FunctionName=target.function, Environment={"Variables": env})
+        waiter.wait(FunctionName=target.function, WaiterConfig=config)
         published = self.lam.publish_version(FunctionName=target.function,
                                              Description=f"mlship model {model.ref}"[:256])
         version = str(published["Version"])
