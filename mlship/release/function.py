@@ -169,6 +169,10 @@ class FunctionRollout:
         alarm_config = group.get("alarmConfiguration") or {}
         alarms = [a["name"] for a in alarm_config.get("alarms", []) if a.get("name")] \
             if alarm_config.get("enabled") else []
+        missing = sorted(set(alarms) - set(self._alarm_states(alarms)))
+        if missing:  # CodeDeploy would fail the deployment (ALARM_CONFIG) after the version is published
+            raise RolloutError(f"deployment group {target.deployment_group} watches alarm(s) that do not exist: "
+                               f"{', '.join(missing)}")
         return Preflight(current, live_env.get("MLSHIP_MODEL_VERSION"), live_env.get("MODEL_URI"),
                          self._environment(target.function, "$LATEST"), alarms)
 

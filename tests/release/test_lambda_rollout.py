@@ -212,9 +212,15 @@ def test_bad_targets_are_refused_before_any_change(rehearsal: Rehearsal) -> None
 
     driver = rehearsal.driver()
     t = rehearsal.target
+    rehearsal.client("codedeploy").create_deployment_group(
+        applicationName=t.application, deploymentGroupName=f"{t.function}-typo",
+        serviceRoleArn=make_role(rehearsal.moto),
+        alarmConfiguration={"enabled": True, "alarms": [{"name": f"{t.function}-errros"}]})
     for bad, words in ((FunctionTarget("no-such-fn", "live", t.application, t.deployment_group), "function"),
                        (FunctionTarget(t.function, "nope", t.application, t.deployment_group), "alias"),
-                       (FunctionTarget(t.function, "live", t.application, "no-group"), "deployment group")):
+                       (FunctionTarget(t.function, "live", t.application, "no-group"), "deployment group"),
+                       (FunctionTarget(t.function, "live", t.application, f"{t.function}-typo"),
+                        "alarm.*do not exist: .*-errros")):
         with pytest.raises(RolloutError, match=words):
             driver.check(bad)
     versions = rehearsal.client("lambda").list_versions_by_function(FunctionName=t.function)["Versions"]
