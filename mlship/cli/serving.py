@@ -120,7 +120,7 @@ def serve(
 def invoke(
     file: Path = typer.Argument(..., help="A JSON or CSV file to send.", exists=True, dir_okay=False),
     url: str = typer.Option(None, help="HTTP URL: API Gateway, Function URL or a server's /invocations."),
-    endpoint: str = typer.Option(None, help="SageMaker endpoint name (local gateway or AWS)."),
+    endpoint: str = typer.Option(None, help="SageMaker endpoint name (local control plane or AWS)."),
     variant: str = typer.Option(None, help="Target production variant of the endpoint."),
     function: str = typer.Option(None, help="Lambda function name (direct invocation)."),
     content_type: str = typer.Option(None, help="Override the Content-Type (default from the extension)."),
