@@ -145,6 +145,9 @@ def endpoint_cmd(
     request = _request(cfg, endpoint, resolved, policy, alarm, image, role, instance_type, instance_count, fault)
     outcome = _run(request, timeout, poll, console)
     _settle(outcome, resolved, cfg, expected, alias, console)
+    if fault and outcome.ok:  # no alarm saw the fault (no traffic during the bake?): it now serves live
+        console.print(f"warning: the rehearsed fault ({fault}) was not caught and now serves all traffic; "
+                      "roll out a clean version", style="yellow", markup=False, highlight=False)
     if as_json:
         typer.echo(outcome.to_json())
     if not outcome.ok:
