@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,12 +77,24 @@ class MetricStore:
         return [v for t, v in points if start <= t < end]
 
     def flush(self) -> None:
-        """Send queued datapoints to CloudWatch (20 per call, one call per namespace batch)."""
+        """Send queued datapoints to CloudWatch: one datum per metric with its values and counts
+        (``Values``/``Counts``, at most 150 distinct values each), 20 data per call."""
         with self._lock:
             outbox, self._outbox = self._outbox, []
-        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        grouped: dict[tuple[str, str], dict[str, Any]] = {}
         for namespace, datum in outbox:
-            by_namespace.setdefault(namespace, []).append(datum)
+            key = (namespace, json.dumps([datum["MetricName"], datum["Dimensions"], datum["Unit"]]))
+            group = grouped.setdefault(key, {**datum, "counts": Counter()})
+            group["counts"][datum["Value"]] += 1
+            group["Timestamp"] = datum["Timestamp"]
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for (namespace, _), group in grouped.items():
+            counts = list(group.pop("counts").items())
+            group.pop("Value")
+            for start in range(0, len(counts), 150):
+                chunk = counts[start:start + 150]
+                by_namespace.setdefault(namespace, []).append(
+                    {**group, "Values": [v for v, _ in chunk], "Counts": [float(c) for _, c in chunk]})
         for namespace, data in by_namespace.items():
             for start in range(0, len(data), 20):
                 try:
