@@ -102,6 +102,27 @@ def _preflight(driver: Any, target: Any, model: Any, public_key: str | None) -> 
     return preflight
 
 
+def _fault_env(fault: str | None) -> dict[str, str] | None:
+    """The new version's rehearsal fault variable; refused unless Lambda calls go to a local plane."""
+    if not fault:
+        return None
+    import os
+    import urllib.parse
+
+    from mlship.local.plane.fleet import Fault, FaultError
+    from mlship.release.endpoint_release import FAULT_VARIABLE
+
+    try:
+        Fault.parse(fault)
+    except FaultError as exc:
+        fail(_one_line(exc), code=2)
+    url = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if urllib.parse.urlsplit(url).hostname not in ("localhost", "127.0.0.1", "::1"):
+        fail("--fault is for rehearsals on the local control plane (mlship local up): AWS_ENDPOINT_URL_LAMBDA "
+             "does not point at localhost", code=2)
+    return {FAULT_VARIABLE: fault}
+
+
 def _settle(outcome: Any, model: Any, target: Any, cfg: Any, champion: Any) -> None:
     from mlship.aws import clients
     from mlship.errors import MlshipError
@@ -120,7 +141,7 @@ def _settle(outcome: Any, model: Any, target: Any, cfg: Any, champion: Any) -> N
 
 
 def _follow(driver: Any, target: Any, model: Any, preflight: Any, timeout: float,
-            deployment_config: str | None) -> Any:
+            deployment_config: str | None, extra_env: dict[str, str] | None) -> Any:
     """Run the rollout with a live progress display on stderr; the outcome."""
     from botocore.exceptions import BotoCoreError, ClientError
     from rich.console import Console
@@ -138,7 +159,8 @@ def _follow(driver: Any, target: Any, model: Any, preflight: Any, timeout: float
     try:
         with console.status(f"shifting {target.label}"):
             return driver.run(target, model, timeout, preflight=preflight, deployment_config=deployment_config,
-                              on_start=started, on_phase=lambda p: console.print(_phase_line(p), soft_wrap=True))
+                              on_start=started, on_phase=lambda p: console.print(_phase_line(p), soft_wrap=True),
+                              extra_env=extra_env)
     except MlshipError as exc:
         fail(_one_line(exc))
     except (ClientError, BotoCoreError) as exc:
@@ -161,6 +183,8 @@ def lambda_cmd(
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket. Default: $MLSHIP_REGISTRY_BUCKET."),
     public_key: str = typer.Option(None, "--public-key", help="Require the bundle's signature by this key. "
                                    "Default: the function's MLSHIP_PUBLIC_KEY."),
+    fault: str = typer.Option(None, "--fault", help="Rehearsals on the local control plane only: inject "
+                              "errors=SHARE, latency=DURATION or crash into the new version."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Give up (outcome timeout) after this many seconds."),
     poll: float = typer.Option(5.0, "--poll", help="Seconds between two GetDeployment calls."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome document on stdout."),
@@ -175,13 +199,14 @@ def lambda_cmd(
 
     if timeout <= 0 or poll <= 0:
         fail(f"--timeout and --poll must be positive, not {timeout:g} and {poll:g}", code=2)
+    extra_env = _fault_env(fault)
     target, cfg = _names(env, function, alias, application, deployment_group)
     resolved = _resolve(model, bucket)
     driver = FunctionRollout(clients.client("lambda"), clients.client("codedeploy"), clients.client("cloudwatch"),
                              poll_seconds=poll, clock=clock, sleep=sleep)
     preflight = _preflight(driver, target, resolved, public_key)
     champion = resolved.registry.get_alias(resolved.name, cfg.model.champion_alias) if resolved.registry else None
-    outcome = _follow(driver, target, resolved, preflight, timeout, deployment_config)
+    outcome = _follow(driver, target, resolved, preflight, timeout, deployment_config, extra_env)
     _settle(outcome, resolved, target, cfg, champion)
     if as_json:
         typer.echo(outcome.to_json())

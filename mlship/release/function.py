@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlship.release.endpoint import RolloutError
+from mlship.release.endpoint_release import FAULT_VARIABLE
 from mlship.release.models import ResolvedModel
 from mlship.release.outcome import Phase, RolloutOutcome, Verdict, fired_alarm
 
@@ -71,10 +72,13 @@ class FunctionOutcome(RolloutOutcome):
     previous_function_version: str | None = None
 
 
-def model_environment(base: dict[str, str], model: ResolvedModel) -> dict[str, str]:
-    """The function's variables with the model pinned to one concrete version."""
-    return {**base, "MODEL_URI": model.bundle_uri, "MLSHIP_MODEL_NAME": model.name,
-            "MLSHIP_MODEL_VERSION": model.version}
+def model_environment(base: dict[str, str], model: ResolvedModel,
+                      extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The function's variables with the model pinned to one concrete version (and ``extra``); a
+    rehearsal fault of an earlier rollout is never carried over."""
+    kept = {k: v for k, v in base.items() if k != FAULT_VARIABLE}
+    return {**kept, "MODEL_URI": model.bundle_uri, "MLSHIP_MODEL_NAME": model.name,
+            "MLSHIP_MODEL_VERSION": model.version, **(extra or {})}
 
 
 def appspec(target: FunctionTarget, current: str, new: str) -> str:
@@ -198,9 +202,10 @@ class FunctionRollout:
         return dict((config.get("Environment") or {}).get("Variables") or {})
 
     # ------------------------------------------------------------------ changes
-    def publish(self, target: FunctionTarget, model: ResolvedModel, preflight: Preflight) -> str:
+    def publish(self, target: FunctionTarget, model: ResolvedModel, preflight: Preflight,
+                extra_env: dict[str, str] | None = None) -> str:
         """Pin ``model`` on ``$LATEST`` and publish a version; return the version number."""
-        env = model_environment(preflight.latest_environment, model)
+        env = model_environment(preflight.latest_environment, model, extra_env)
         waiter = self.lam.get_waiter("function_updated_v2")
         config = {"Delay": self.waiter_delay, "MaxAttempts": 300}
         waiter.wait(FunctionName=target.function, WaiterConfig=config)  # an update in progress is refused
@@ -295,17 +300,21 @@ class FunctionRollout:
     def run(self, target: FunctionTarget, model: ResolvedModel, timeout_seconds: float, *,
             preflight: Preflight | None = None, deployment_config: str | None = None,
             on_phase: Callable[[Phase], None] | None = None,
-            on_start: Callable[[str, str, str], None] | None = None) -> FunctionOutcome:
-        """Check, pin, publish, deploy and follow; ``on_start(deployment_id, current, new)`` once started."""
+            on_start: Callable[[str, str, str], None] | None = None,
+            extra_env: dict[str, str] | None = None) -> FunctionOutcome:
+        """Check, pin, publish, deploy and follow; ``on_start(deployment_id, current, new)`` once started.
+
+        ``extra_env``: more variables for the new version (a rehearsal's ``MLSHIP_LOCAL_FAULT``).
+        """
         preflight = preflight or self.check(target)
-        if preflight.live_model_uri == model.bundle_uri:
+        if preflight.live_model_uri == model.bundle_uri and not extra_env:
             return FunctionOutcome("succeeded", target.label, f"{target.function}:{preflight.current_version}",
                                    model_version=model.version, previous_version=preflight.previous_model_version,
                                    reason=f"{model.ref} is already live on {target.label} "
                                           f"(version {preflight.current_version}): nothing to shift",
                                    function_version=preflight.current_version,
                                    previous_function_version=preflight.current_version)
-        new = self.publish(target, model, preflight)
+        new = self.publish(target, model, preflight, extra_env)
         deployment_id = self.start(target, preflight.current_version, new, model, deployment_config)
         if on_start is not None:
             on_start(deployment_id, preflight.current_version, new)

@@ -234,6 +234,29 @@ def test_a_deleted_and_recreated_function_runs_its_new_code(plane: Plane) -> Non
     lam.publish_version(FunctionName="plane-reused")
     assert invoke(lam, "plane-reused", {}, Qualifier="1")[0]["errorMessage"] == "second"
 
+def test_rehearsal_faults_in_a_versions_variables(plane: Plane) -> None:
+    """``MLSHIP_LOCAL_FAULT`` on a version: injected function errors, delay, crash; the handler never sees it."""
+    lam = plane.client("lambda")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("handler.py", "import os\ndef handler(event, context):\n"
+                                  "    return {'fault': os.environ.get('MLSHIP_LOCAL_FAULT')}\n")
+    lam.create_function(FunctionName="plane-faults", Runtime="python3.12", Role=plane.role,
+                        Handler="handler.handler", Code={"ZipFile": buffer.getvalue()})
+    versions = {}
+    for fault in ("errors=1", "latency=300ms", "crash"):
+        lam.update_function_configuration(FunctionName="plane-faults",
+                                          Environment={"Variables": {"MLSHIP_LOCAL_FAULT": fault}})
+        versions[fault] = lam.publish_version(FunctionName="plane-faults")["Version"]
+    body, response = invoke(lam, "plane-faults", {}, Qualifier=versions["errors=1"])
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "MlshipLocalFault"
+    body, response = invoke(lam, "plane-faults", {}, Qualifier=versions["latency=300ms"])
+    assert body == {"fault": None} and "FunctionError" not in response
+    dims = {"FunctionName": "plane-faults", "Resource": f"plane-faults:{versions['latency=300ms']}"}
+    assert plane.plane.context.metrics.values("AWS/Lambda", "Duration", dims, 0, float("inf"))[0] >= 300
+    body, response = invoke(lam, "plane-faults", {}, Qualifier=versions["crash"])
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
+
 # ---------------------------------------------------------------------------------- CodeDeploy
 def ok_zip() -> bytes:
     buffer = io.BytesIO()

@@ -268,7 +268,6 @@ def test_predict_env_pins_one_version(rehearsal: Rehearsal) -> None:
 
 
 # ---------------------------------------------------------------------------------- the command
-REGISTRY = "lambda-rollout-registry"
 
 
 @pytest.fixture
@@ -285,12 +284,12 @@ def cli_env(rehearsal: Rehearsal, churn_bundle: Path, churn_bundle_v2: Path, tmp
     monkeypatch.setenv("AWS_ENDPOINT_URL", rehearsal.moto)
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", rehearsal.plane.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_CODEDEPLOY", rehearsal.plane.url)
-    monkeypatch.setenv("MLSHIP_REGISTRY_BUCKET", REGISTRY)
+    bucket = f"registry-{hashlib.sha1(rehearsal.function.encode()).hexdigest()[:12]}"  # one per test
+    monkeypatch.setenv("MLSHIP_REGISTRY_BUCKET", bucket)
     clients.clear_cache()
     s3 = rehearsal.client("s3", via_plane=False)
-    if REGISTRY not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
-        s3.create_bucket(Bucket=REGISTRY)
-    registry = Registry(REGISTRY, sagemaker=False)
+    s3.create_bucket(Bucket=bucket)
+    registry = Registry(bucket, sagemaker=False)
     registry.register(churn_bundle)
     registry.register(churn_bundle_v2)
     registry.set_alias("churn", "champion", "1", reason="test start")
@@ -346,32 +345,45 @@ def test_mlship_invoke_reaches_the_live_alias(rehearsal: Rehearsal, cli_env: Any
 
 
 def test_command_rolled_back_exits_1_and_keeps_the_champion(rehearsal: Rehearsal, cli_env: Any) -> None:
-    rehearsal.client("lambda").update_function_code(FunctionName=rehearsal.function, ZipFile=failing_zip())
+    """A rehearsed fault (--fault errors=1) fires the alarm; the next rollout does not inherit it."""
     rehearsal.client("codedeploy").create_deployment_config(
         deploymentConfigName=f"{rehearsal.function}-half", computePlatform="Lambda",
         trafficRoutingConfig={"type": "TimeBasedCanary",
                               "timeBasedCanary": {"canaryPercentage": 50, "canaryInterval": 5}})
     with Traffic(rehearsal.client("lambda"), rehearsal.function, rehearsal.rows):
-        out = _cli(rehearsal, "--model", "churn/2", "--deployment-config", f"{rehearsal.function}-half")
+        out = _cli(rehearsal, "--model", "churn/2", "--deployment-config", f"{rehearsal.function}-half",
+                   "--fault", "errors=1")  # every request to the new version fails (and none waits for its init)
     assert out.exit_code == 1
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "rolled_back" in errors[0] and f"{rehearsal.function}-errors" in errors[0]
     assert cli_env.get_alias("churn", "champion").version == "1"
     assert rehearsal.alias()["FunctionVersion"] == "1"
+    time.sleep(1.5)  # the alarm's two 0.6 s periods pass without errors: it is OK again
+    again = _cli(rehearsal, "--model", "churn/2", "--deployment-config", "CodeDeployDefault.LambdaAllAtOnce")
+    assert again.exit_code == 0, again.stderr
+    live = rehearsal.client("lambda").get_function_configuration(FunctionName=rehearsal.function, Qualifier="live")
+    assert "MLSHIP_LOCAL_FAULT" not in live["Environment"]["Variables"]
+    assert cli_env.get_alias("churn", "champion").version == "2"
 
 
-@pytest.mark.parametrize("case", ["no function", "no version", "wrong bundle"])
-def test_command_refuses_bad_input_with_exit_2(rehearsal: Rehearsal, cli_env: Any, case: str) -> None:
+@pytest.mark.parametrize("case", ["no function", "no version", "wrong bundle", "bad fault", "fault on AWS"])
+def test_command_refuses_bad_input_with_exit_2(rehearsal: Rehearsal, cli_env: Any, case: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     args = ["--model", "churn/2"]
-    if case == "no function":
+    if case == "bad fault":
+        args += ["--fault", "errors=2"]
+    elif case == "fault on AWS":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", "https://lambda.us-east-1.amazonaws.com")
+        args += ["--fault", "errors=0.2"]
+    elif case == "no function":
         args += ["--function", "no-such-function"]
     elif case == "no version":
         args = ["--model", "churn/9"]
     else:  # the registered object is not the bundle of churn/2 (tampered storage)
         s3 = rehearsal.client("s3", via_plane=False)
         key = cli_env.bundle_uri("churn", "2").split("/", 3)[3]
-        s3.copy_object(Bucket=REGISTRY, Key=key, CopySource={"Bucket": REGISTRY,
-                                                            "Key": cli_env.bundle_uri("churn", "1").split("/", 3)[3]})
+        s3.copy_object(Bucket=cli_env.bucket, Key=key, CopySource={
+            "Bucket": cli_env.bucket, "Key": cli_env.bundle_uri("churn", "1").split("/", 3)[3]})
     out = _cli(rehearsal, *args)
     assert out.exit_code == 2, out.stderr
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1

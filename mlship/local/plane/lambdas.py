@@ -18,6 +18,9 @@ alias' ``RoutingConfig`` without routing by it. This service answers
   found again by the version's ``CodeSha256``; otherwise the repository's code: a dotted handler
   naming a module of the repository (``functions.predict.handler.handler``), or ``handler.handler``
   with the function named ``<dir>`` or ``...-<dir>`` for ``functions/<dir>/handler.py``;
+* rehearsal faults, as for endpoint fleets: a version whose variables carry ``MLSHIP_LOCAL_FAULT``
+  (``mlship rollout lambda --fault``) answers that share of invocations with a function error
+  (``errors=0.2``), is delayed (``latency=400ms``) or crashes (``crash``); the handler never sees it;
 * each invocation records ``Invocations``, ``Errors`` and ``Duration`` (ms) in ``AWS/Lambda``
   with the dimension sets Lambda publishes: ``FunctionName``; ``FunctionName`` + ``Resource``
   (``name:qualifier``); and for an alias also ``ExecutedVersion``.
@@ -34,6 +37,7 @@ import os
 import random
 import re
 import threading
+import time
 import urllib.parse
 import uuid
 import zipfile
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mlship.local.plane.context import PlaneContext
+from mlship.local.plane.fleet import FAULT_VARIABLE, Fault, FaultError
 from mlship.local.plane.http import AwsRequest, AwsResponse, Service, forward
 from mlship.local.plane.lambda_runtime import Invocation, Worker, error_payload
 
@@ -116,6 +121,16 @@ class CodeStore:
                     zf.extractall(partial)  # noqa: S202 - a zip this plane was given to deploy
                 partial.rename(target)
         return target
+
+
+def _fault(config: dict[str, Any]) -> Fault:
+    """The rehearsal fault a version carries in ``MLSHIP_LOCAL_FAULT`` (none when it does not parse)."""
+    text = ((config.get("Environment") or {}).get("Variables") or {}).get(FAULT_VARIABLE)
+    try:
+        return Fault.parse(text)
+    except FaultError:
+        log.warning("ignoring %s=%r of %s", FAULT_VARIABLE, text, config.get("FunctionArn"))
+        return Fault()
 
 
 def _client_error(exc: Exception) -> AwsResponse:
@@ -232,15 +247,31 @@ class LambdaService(Service):
 
     def _run(self, config: dict[str, Any], alias: str | None, qualifier: str | None, payload: bytes,
              request_id: str, client_context: str | None) -> Invocation:
+        fault = _fault(config)
+        if fault.crash:
+            answer = Invocation(error_payload("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited "
+                                              "with error: signal: killed (rehearsed crash, MLSHIP_LOCAL_FAULT)"),
+                                "Unhandled")
+        elif fault.error_rate and random.random() < fault.error_rate:  # noqa: S311 - a rehearsal's dice
+            answer = Invocation(error_payload("MlshipLocalFault", "injected error (MLSHIP_LOCAL_FAULT)", request_id),
+                                "Unhandled")
+        else:
+            answer = self._run_handler(config, payload, request_id, client_context, fault.latency_seconds)
+        self._metrics(config, alias, qualifier, answer)
+        return answer
+
+    def _run_handler(self, config: dict[str, Any], payload: bytes, request_id: str, client_context: str | None,
+                     delay: float) -> Invocation:
         try:
             worker = self._worker(config)
         except FunctionCodeMissing as exc:
-            answer = Invocation(error_payload("Runtime.ImportModuleError", str(exc), request_id), "Unhandled")
-        else:
-            answer = worker.invoke(payload, request_id, client_context)
-            if not worker.alive:
-                self._drop(worker)
-        self._metrics(config, alias, qualifier, answer)
+            return Invocation(error_payload("Runtime.ImportModuleError", str(exc), request_id), "Unhandled")
+        if delay:
+            time.sleep(delay)
+        answer = worker.invoke(payload, request_id, client_context)
+        answer.duration_ms += delay * 1000.0
+        if not worker.alive:
+            self._drop(worker)
         return answer
 
     # ------------------------------------------------------------------ workers
@@ -281,7 +312,8 @@ class LambdaService(Service):
         tmp.mkdir(parents=True, exist_ok=True)
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         env.update({"PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp), "POWERTOOLS_TRACE_DISABLED": "1"})
-        env.update((config.get("Environment") or {}).get("Variables") or {})
+        env.update({k: v for k, v in ((config.get("Environment") or {}).get("Variables") or {}).items()
+                    if k != FAULT_VARIABLE})
         env.update({
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
             "AWS_REGION": self.context.region, "AWS_DEFAULT_REGION": self.context.region,
