@@ -131,9 +131,13 @@ class Traffic:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            response = self.lam.invoke(FunctionName=f"{self.name}:live",
-                                       Payload=json.dumps({"instances": self.rows}).encode())
-            body = json.loads(response["Payload"].read() or b"null")
+            try:
+                response = self.lam.invoke(FunctionName=f"{self.name}:live",
+                                           Payload=json.dumps({"instances": self.rows}).encode())
+                body = json.loads(response["Payload"].read() or b"null")
+            except Exception as exc:  # noqa: BLE001 - a failed call is a failed request, never a dead client
+                self.failed[f"client error {type(exc).__name__}"] += 1
+                continue
             version = response["ExecutedVersion"]
             if "FunctionError" in response or body.get("statusCode") != 200:
                 self.failed[version] += 1
