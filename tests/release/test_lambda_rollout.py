@@ -302,16 +302,13 @@ def cli_env(rehearsal: Rehearsal, churn_bundle: Path, churn_bundle_v2: Path, tmp
 
 
 def _cli(rehearsal: Rehearsal, *args: str) -> Any:
-    import typer
+    """``mlship rollout lambda ...`` in-process, against the target of ``rehearsal``."""
     from typer.testing import CliRunner
 
-    from mlship.cli.rollout_lambda import lambda_cmd
+    from mlship.cli import app
 
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    app.command("lambda")(lambda_cmd)
     f = rehearsal.function
-    out = CliRunner().invoke(app, ["lambda", "--function", f, "--application", f, "--deployment-group", f,
+    out = CliRunner().invoke(app, ["rollout", "lambda", "--function", f, "--application", f, "--deployment-group", f,
                                    "--poll", "0.1", "--timeout", "120", *args])
     assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
     return out
