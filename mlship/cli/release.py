@@ -13,7 +13,7 @@ import typer
 from mlship.cli.common import fail
 from mlship.cli.rollout_display import one_line as _one_line
 from mlship.cli.rollout_display import phase_line as _phase_line
-from mlship.cli.rollout_display import verdict_message as _verdict_message
+from mlship.cli.rollout_display import report
 
 rollout_app = typer.Typer(help="Take a registered version to live traffic, or follow an update to its verdict.",
                           no_args_is_help=True)
@@ -112,12 +112,7 @@ def watch_cmd(
         fail(f"following {endpoint}: {clients.error_code(exc)}: {_one_line(str(exc))}")
     except BotoCoreError as exc:
         fail(f"following {endpoint}: {_one_line(str(exc))}")
-    if as_json:
-        typer.echo(outcome.to_json())
-    if not outcome.ok:
-        fail(_verdict_message(outcome))
-    if not as_json:
-        typer.echo(_verdict_message(outcome))
+    report(outcome, as_json)
 
 
 def register(app: typer.Typer) -> None:

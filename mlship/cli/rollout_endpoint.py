@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from mlship.cli.common import fail
-from mlship.cli.rollout_display import one_line, phase_line, verdict_message
+from mlship.cli.rollout_display import one_line, phase_line, report
 
 STRATEGIES = {"canary": "CANARY", "linear": "LINEAR", "all-at-once": "ALL_AT_ONCE"}
 
@@ -148,12 +148,7 @@ def endpoint_cmd(
     if fault and outcome.ok:  # no alarm saw the fault (no traffic during the bake?): it now serves live
         console.print(f"warning: the rehearsed fault ({fault}) was not caught and now serves all traffic; "
                       "roll out a clean version", style="yellow", markup=False, highlight=False)
-    if as_json:
-        typer.echo(outcome.to_json())
-    if not outcome.ok:
-        fail(verdict_message(outcome))
-    if not as_json:
-        typer.echo(verdict_message(outcome))
+    report(outcome, as_json)
 
 
 def _request(cfg: Any, endpoint: str | None, resolved: Any, policy: Any, alarm: list[str], image: str | None,

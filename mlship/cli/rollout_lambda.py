@@ -13,41 +13,12 @@ from typing import Any
 import typer
 
 from mlship.cli.common import fail
+from mlship.cli.rollout_display import one_line as _one_line
+from mlship.cli.rollout_display import phase_line, report
 
 # The driver's clock and sleep (tests may replace them).
 clock: Callable[[], float] = time.monotonic
 sleep: Callable[[float], None] = time.sleep
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _phase_line(phase: Any) -> Any:
-    """One line of the progress display: time, deployment status, traffic per version, alarm states."""
-    from datetime import datetime
-
-    from rich.text import Text
-
-    now = datetime.now().astimezone().strftime("%H:%M:%S")
-    line = Text.assemble((f"{now} +{phase.at:.0f}s ", "dim"), (f"{phase.endpoint_status:<11}", "bold"))
-    line.append(" | ".join(f" {name}: {100 * float(v.get('weight') or 0):.0f}%" for name, v in phase.variants.items()))
-    if phase.alarms:
-        line.append("  alarms:")
-        for name, state in phase.alarms.items():
-            line.append(f" {name}=")
-            line.append(state, style="red bold" if state == "ALARM" else "green" if state == "OK" else "yellow")
-    return line
-
-
-def _verdict_message(outcome: Any) -> str:
-    text = f"rollout of {outcome.model_version or '?'} to {outcome.endpoint} ({outcome.endpoint_config}) " \
-           f"{outcome.outcome}"
-    if outcome.reason:
-        text += f": {_one_line(outcome.reason)}"
-    if outcome.alarm:
-        text += f" (alarm {outcome.alarm} fired)"
-    return text
 
 
 def _names(env: str | None, function: str | None, alias: str | None, application: str | None,
@@ -159,8 +130,8 @@ def _follow(driver: Any, target: Any, model: Any, preflight: Any, timeout: float
     try:
         with console.status(f"shifting {target.label}"):
             return driver.run(target, model, timeout, preflight=preflight, deployment_config=deployment_config,
-                              on_start=started, on_phase=lambda p: console.print(_phase_line(p), soft_wrap=True),
-                              extra_env=extra_env)
+                              on_start=started, extra_env=extra_env,
+                              on_phase=lambda p: console.print(phase_line(p, percent=True), soft_wrap=True))
     except MlshipError as exc:
         fail(_one_line(exc))
     except (ClientError, BotoCoreError) as exc:
@@ -208,9 +179,4 @@ def lambda_cmd(
     champion = resolved.registry.get_alias(resolved.name, cfg.model.champion_alias) if resolved.registry else None
     outcome = _follow(driver, target, resolved, preflight, timeout, deployment_config, extra_env)
     _settle(outcome, resolved, target, cfg, champion)
-    if as_json:
-        typer.echo(outcome.to_json())
-    if not outcome.ok:
-        fail(_verdict_message(outcome))
-    if not as_json:
-        typer.echo(_verdict_message(outcome))
+    report(outcome, as_json)

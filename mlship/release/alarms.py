@@ -7,7 +7,9 @@ microseconds. Both alarms treat missing data as not breaching: a quiet canary is
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 NAMESPACE = "AWS/SageMaker"
@@ -64,3 +66,35 @@ def ensure_default_alarms(cloudwatch: Any, endpoint: str, variant: str,
     for spec in specs:
         cloudwatch.put_metric_alarm(**spec)
     return [spec["AlarmName"] for spec in specs]
+
+
+def alarm_states(cloudwatch: Any, names: list[str]) -> dict[str, str]:
+    """The current state of each named alarm that exists (``DescribeAlarms``)."""
+    if not names:
+        return {}
+    found = cloudwatch.describe_alarms(AlarmNames=list(names)).get("MetricAlarms", [])
+    return {a["AlarmName"]: a["StateValue"] for a in found}
+
+
+def _new_state(item: dict[str, Any]) -> str | None:
+    """The state an alarm-history item moved to (from its JSON ``HistoryData``, not its summary text)."""
+    try:
+        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
+    except (ValueError, AttributeError):
+        return None
+
+
+def went_to_alarm(cloudwatch: Any, names: list[str], since: datetime) -> dict[str, bool]:
+    """Which alarms went to ALARM since ``since`` (an alarm may be OK again by now); empty where
+    CloudWatch keeps no history (moto has no ``DescribeAlarmHistory``)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    went: dict[str, bool] = {}
+    for name in names:
+        try:
+            items = cloudwatch.describe_alarm_history(
+                AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
+        except (ClientError, BotoCoreError):
+            return {}
+        went[name] = any(_new_state(item) == "ALARM" for item in items)
+    return went

@@ -10,7 +10,6 @@ polls ``DescribeEndpoint`` and ``DescribeAlarms``, records each phase, and decid
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlship.errors import MlshipError
+from mlship.release.alarms import alarm_states, went_to_alarm
 from mlship.release.outcome import Phase, RolloutOutcome, fired_alarm, judge, observe
 from mlship.release.policy import EndpointRollout as RolloutPolicy
 
@@ -117,14 +117,6 @@ def _variant_settings(variant: dict[str, Any]) -> dict[str, Any]:
     return {k: variant[k] for k in keep if k in variant}
 
 
-def _new_state(item: dict[str, Any]) -> str | None:
-    """The state an alarm-history item moved to (from its JSON ``HistoryData``, not its summary text)."""
-    try:
-        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
-    except (ValueError, AttributeError):
-        return None
-
-
 class EndpointRollout:
     """One blue/green update of one endpoint, from ``UpdateEndpoint`` to its verdict."""
 
@@ -150,7 +142,7 @@ class EndpointRollout:
         phases: list[Phase] = []
         while True:
             describe = self.sagemaker.describe_endpoint(EndpointName=endpoint)
-            alarms = self._alarm_states(alarm_names)
+            alarms = alarm_states(self.cloudwatch, alarm_names)
             phase = observe(describe, self.clock() - started, alarms)
             if not phases or phase.key() != phases[-1].key():
                 phases.append(phase)
@@ -160,30 +152,11 @@ class EndpointRollout:
             if verdict != "in_progress":
                 alarm = None
                 if verdict == "rolled_back":
-                    alarm = fired_alarm(reason, alarms) or fired_alarm("", {}, self._alarm_history(alarm_names,
-                                                                                                  wall_start))
+                    history = went_to_alarm(self.cloudwatch, alarm_names, wall_start) \
+                        if fired_alarm(reason, alarms) is None else {}
+                    alarm = fired_alarm(reason, alarms, history)
                 return RolloutOutcome(verdict, endpoint, config, reason=reason, alarm=alarm, phases=phases)
             if self.clock() - started >= timeout_seconds:
                 return RolloutOutcome("timeout", endpoint, config, phases=phases,
                                       reason=f"still {describe.get('EndpointStatus')} after {timeout_seconds:.0f} s")
             self.sleep(self.poll_seconds)
-
-    def _alarm_states(self, names: list[str]) -> dict[str, str]:
-        if not names:
-            return {}
-        found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
-        return {a["AlarmName"]: a["StateValue"] for a in found}
-
-    def _alarm_history(self, names: list[str], since: datetime) -> dict[str, bool]:
-        """Which alarms went to ALARM since the rollout started (an alarm may be OK again by now)."""
-        from botocore.exceptions import ClientError
-
-        went: dict[str, bool] = {}
-        for name in names:
-            try:
-                items = self.cloudwatch.describe_alarm_history(
-                    AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
-            except ClientError:  # no history to read (moto has no DescribeAlarmHistory): blame no alarm
-                return went
-            went[name] = any(_new_state(item) == "ALARM" for item in items)
-        return went

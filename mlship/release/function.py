@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlship.release.alarms import alarm_states, went_to_alarm
 from mlship.release.endpoint import RolloutError
 from mlship.release.endpoint_release import FAULT_VARIABLE
 from mlship.release.models import ResolvedModel
@@ -97,14 +98,6 @@ def _message(exc: Exception) -> str:
     return " ".join(str(error.get("Message") or exc).split())
 
 
-def _new_state(item: dict[str, Any]) -> str | None:
-    """The state an alarm-history item moved to (its JSON ``HistoryData``)."""
-    try:
-        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
-    except (ValueError, AttributeError):
-        return None
-
-
 def _weights(alias: dict[str, Any]) -> dict[str, float]:
     """Traffic share by version of a ``GetAlias`` answer."""
     extra = {str(k): float(v) for k, v in ((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or
@@ -173,7 +166,7 @@ class FunctionRollout:
         alarm_config = group.get("alarmConfiguration") or {}
         alarms = [a["name"] for a in alarm_config.get("alarms", []) if a.get("name")] \
             if alarm_config.get("enabled") else []
-        missing = sorted(set(alarms) - set(self._alarm_states(alarms)))
+        missing = sorted(set(alarms) - set(alarm_states(self.cloudwatch, alarms)))
         if missing:  # CodeDeploy would fail the deployment (ALARM_CONFIG) after the version is published
             raise RolloutError(f"deployment group {target.deployment_group} watches alarm(s) that do not exist: "
                                f"{', '.join(missing)}")
@@ -238,7 +231,7 @@ class FunctionRollout:
                  alarms: list[str]) -> tuple[dict[str, Any], dict[str, float], Phase, bool]:
         info = self.codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
         weights = _weights(self.lam.get_alias(FunctionName=target.function, Name=target.alias))
-        states = self._alarm_states(alarms)
+        states = alarm_states(self.cloudwatch, alarms)
         phase = Phase(round(at, 3), str(info.get("status", "Unknown")),
                       {f"version {v}": {"weight": w, "status": []} for v, w in sorted(weights.items())}, states)
         rollback_id = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
@@ -268,33 +261,13 @@ class FunctionRollout:
                 if verdict != "succeeded":
                     # the history only when neither the reason nor a state names the alarm (one call per alarm)
                     outcome.alarm = fired_alarm(reason, phase.alarms) or \
-                        fired_alarm(reason, phase.alarms, self._alarm_history(alarms, wall_start))
+                        fired_alarm(reason, phase.alarms, went_to_alarm(self.cloudwatch, alarms, wall_start))
                 return outcome
             if self.clock() - started >= timeout_seconds:
                 outcome.reason = (f"deployment {deployment_id} still {info.get('status')} after "
                                   f"{timeout_seconds:.0f} s (alias routes {weights})")
                 return outcome
             self.sleep(self.poll_seconds)
-
-    def _alarm_states(self, names: list[str]) -> dict[str, str]:
-        if not names:
-            return {}
-        found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
-        return {a["AlarmName"]: a["StateValue"] for a in found}
-
-    def _alarm_history(self, names: list[str], since: datetime) -> dict[str, bool]:
-        """Which alarms went to ALARM since the rollout started (empty where CloudWatch keeps no history)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        went: dict[str, bool] = {}
-        for name in names:
-            try:
-                items = self.cloudwatch.describe_alarm_history(
-                    AlarmName=name, HistoryItemType="StateUpdate", StartDate=since).get("AlarmHistoryItems", [])
-            except (ClientError, BotoCoreError):
-                return went
-            went[name] = any(_new_state(item) == "ALARM" for item in items)
-        return went
 
     # ------------------------------------------------------------------ all of it
     def run(self, target: FunctionTarget, model: ResolvedModel, timeout_seconds: float, *,
