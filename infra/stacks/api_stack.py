@@ -28,10 +28,9 @@ from infra.stacks.common import (
     METRICS_NAMESPACE,
     RECORDS_PREFIX,
     Names,
-    kms_statement,
+    grant_serving_data,
     log_statements,
     metrics_statement,
-    pinned_read_statement,
     release_outputs,
     retention,
     served_model,
@@ -73,14 +72,7 @@ class ApiStack(cdk.Stack):
                         description="predict Lambda: read bundles, write inference records, metrics")
         for stmt in log_statements(names.log_group(names.release.function_name)):
             role.add_to_policy(stmt)
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
-                                               resources=[names.bucket_arn(f"{RECORDS_PREFIX}*")]))
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
-        role.add_to_policy(kms_statement(key_arn))
-        pinned = pinned_read_statement(cfg)
-        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
-            role.add_to_policy(pinned)
+        grant_serving_data(role, cfg, names, key_arn, RECORDS_PREFIX)
         role.add_to_policy(metrics_statement())
         if cfg.endpoint.enabled:
             role.add_to_policy(iam.PolicyStatement(

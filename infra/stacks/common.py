@@ -168,6 +168,19 @@ def release_outputs(scope: Construct, names: Names, model: ServedModel, alarms: 
     cdk.CfnOutput(scope, "RollbackAlarms", value=json.dumps(alarms))
 
 
+def grant_serving_data(role: iam.Role, cfg: MlshipConfig, names: Names, key_arn: str, write_prefix: str) -> None:
+    """What a serving role needs of the data bucket: read bundles (and a pinned tarball elsewhere),
+    list the bucket, write its records under ``write_prefix``, use the data key."""
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                           resources=[names.bucket_arn(f"{write_prefix}*")]))
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
+    role.add_to_policy(kms_statement(key_arn))
+    pinned = pinned_read_statement(cfg)
+    if pinned is not None:  # a pinned tarball may live outside the mlship bucket
+        role.add_to_policy(pinned)
+
+
 def log_statements(log_group_name: str) -> list[iam.PolicyStatement]:
     """Write access to one log group's streams (the group itself is created by the stack)."""
     arn = f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:log-group:{log_group_name}"

@@ -28,9 +28,8 @@ from infra.stacks.common import (
     CAPTURE_PREFIX,
     METRICS_NAMESPACE,
     Names,
-    kms_statement,
+    grant_serving_data,
     metrics_statement,
-    pinned_read_statement,
     release_outputs,
     served_model,
 )
@@ -64,14 +63,7 @@ class EndpointStack(cdk.Stack):
     def _execution_role(self, cfg: MlshipConfig, names: Names, key_arn: str, alarm_names: list[str]) -> iam.Role:
         role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description="mlship serve container: read bundles, write data capture, pull image")
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
-                                               resources=[names.bucket_arn(f"{CAPTURE_PREFIX}*")]))
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
-        role.add_to_policy(kms_statement(key_arn))
-        pinned = pinned_read_statement(cfg)
-        if pinned is not None:  # a pinned tarball may live outside the mlship bucket
-            role.add_to_policy(pinned)
+        grant_serving_data(role, cfg, names, key_arn, CAPTURE_PREFIX)
         role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         role.add_to_policy(iam.PolicyStatement(actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                                                         "ecr:BatchCheckLayerAvailability"],
