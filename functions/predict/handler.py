@@ -4,14 +4,21 @@ A thin adapter: it turns the event into ``(method, body bytes, content type, req
 hands the body to :mod:`mlship.runtime.protocol` (decoding, status mapping) and the shared
 :class:`~mlship.runtime.predictor.Predictor` (validation, prediction), and turns the answer back into
 the event's response shape. Powertools provides structured logs, EMF metrics (``Latency``,
-``Rows``, ``Errors`` by ``ErrorKind``; dimensions ``Model`` and ``Version``) and tracing.
+``Rows``, ``Errors`` by ``ErrorKind``, ``CaptureErrors``; dimensions ``Model`` and ``Version``) and,
+with ``MLSHIP_TRACING=1``, X-Ray subsegments (off, the X-Ray SDK is never imported: it is most of a
+cold start, and Lambda's active tracing still records the function's segment).
+
+Inference capture (:mod:`capture`): by default one JSON line per captured request on stdout, which
+the log subscription and Firehose deliver to S3, so answering makes no network call;
+``CAPTURE_MODE=s3`` is the old per-request PutObject, ``off`` none; ``CAPTURE_SAMPLING_PERCENTAGE``
+samples. Each record names the function version that answered (``variant``) and the alias invoked.
 
 Configuration: the environment, read only through :class:`settings.PredictSettings` (``MODEL_URI``,
-``PREDICT_BACKEND``, ``SAGEMAKER_ENDPOINT_NAME``, ``RECORDS_BUCKET``/``RECORDS_PREFIX``,
+``PREDICT_BACKEND``, ``SAGEMAKER_ENDPOINT_NAME``, ``CAPTURE_MODE``, ``RECORDS_BUCKET``/``RECORDS_PREFIX``,
 ``MLSHIP_PUBLIC_KEY``, ``MAX_BODY_BYTES``, ``ORT_THREADS``, ``MLSHIP_EAGER_LOAD``, ...). A missing
 or invalid value is logged and answered 503 naming the variable, as a bundle that cannot load is.
-The model's load, its remembered failure and the retry of a transient download, and the record
-sink are :class:`mlship.runtime.lifecycle.ModelLifecycle`'s.
+The model's load, its remembered failure and the retry of a transient download are
+:class:`mlship.runtime.lifecycle.ModelLifecycle`'s.
 
 Direct invocation payloads: the JSON request itself (``{"instances": [...]}``, a record or a
 list of records), or an envelope ``{"body": "...", "contentType": "text/csv",
@@ -29,7 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEvent,
@@ -44,15 +51,28 @@ from mlship.runtime.lifecycle import ModelLifecycle
 from mlship.runtime.settings import SettingsError
 
 if __package__:  # the repository: functions.predict.handler
+    from .capture import Capture, invoked_alias, open_capture
     from .settings import InitSettings, PredictSettings
 else:  # the Lambda asset: functions/predict/*.py sit flat at its root
+    from capture import Capture, invoked_alias, open_capture  # type: ignore[no-redef]
     from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
 
 INIT = InitSettings.from_env()
 NAMESPACE = INIT.namespace
 logger = Logger(service=INIT.service)
 metrics = Metrics(namespace=NAMESPACE, service="")  # service="": only the Model/Version dimensions
-tracer = Tracer(service=INIT.service)
+
+
+def _tracer() -> Any:
+    """Powertools' Tracer when ``MLSHIP_TRACING`` is on (its import loads the X-Ray SDK and botocore)."""
+    if not INIT.tracing:
+        return None
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=INIT.service)
+
+
+tracer = _tracer()
 
 LOAD_RETRY_SECONDS = 60.0  # a failed transient download is retried at most this often
 HEALTH_PATHS = ("/health", "/ping")
@@ -167,6 +187,7 @@ class Service:
 
     settings: PredictSettings | None
     lifecycle: ModelLifecycle[Any]
+    capture: Capture | None = None
 
     @property
     def max_body_bytes(self) -> int:
@@ -213,10 +234,9 @@ def _configure() -> Service:
 
         return Service(None, ModelLifecycle(refuse, retry_seconds=LOAD_RETRY_SECONDS, log=logger))
     name = settings.sagemaker_endpoint if settings.backend == "sagemaker" else settings.model_uri
-    lifecycle = ModelLifecycle(partial(open_backend, settings), sink=_records_sink(settings),
-                               retry_seconds=LOAD_RETRY_SECONDS, name=name, log=logger,
-                               on_loaded=_log_loaded)
-    return Service(settings, lifecycle)
+    lifecycle = ModelLifecycle(partial(open_backend, settings), retry_seconds=LOAD_RETRY_SECONDS, name=name,
+                               log=logger, on_loaded=_log_loaded)
+    return Service(settings, lifecycle, open_capture(settings, settings.function_version or None))
 
 
 def open_backend(settings: PredictSettings) -> Any:
@@ -225,14 +245,6 @@ def open_backend(settings: PredictSettings) -> Any:
         return SageMakerBackend(settings.sagemaker_endpoint)
     return OnnxBackend(settings.model_uri, threads=settings.ort_threads or None,
                        public_key=settings.public_key or None)  # PEM text or a path
-
-
-def _records_sink(settings: PredictSettings) -> Any:
-    if not settings.records_bucket:
-        return None
-    from mlship.aws.records import RecordWriter
-
-    return RecordWriter(settings.records_bucket, settings.records_prefix, max_records=10_000)
 
 
 def _log_loaded(backend: Any, seconds: float) -> None:
@@ -382,11 +394,12 @@ def _emit_metrics(backend: Any, answer: Answer, latency_ms: float, errors_metric
             metric.add_dimension(name="ErrorKind", value=answer.error_kind)
 
 
-def _flush_records(lifecycle: ModelLifecycle[Any], answer: Answer) -> None:
-    """Lambda may freeze the process after the answer: write this invocation's records now."""
-    if answer.records:
-        lifecycle.record(answer.records)
-        lifecycle.flush()
+def _capture(current: Service, answer: Answer, context: Any) -> None:
+    """Capture this invocation's records now (Lambda may freeze the process after the answer); a
+    capture that cannot be written is counted, never raised."""
+    if answer.records and current.capture is not None and not current.capture.write(answer.records,
+                                                                                       invoked_alias(context)):
+        metrics.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
 
 
 def handle(req: Request, current: Service) -> tuple[Answer, Any]:
@@ -400,7 +413,8 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
         media = protocol.response_type(req.accept)  # 406 before any work
-        answer = backend.invoke(req, current.max_body_bytes, record=current.lifecycle.recording)
+        record = current.capture is not None and current.capture.sampled()
+        answer = backend.invoke(req, current.max_body_bytes, record=record)
         answer.media = media
         return answer, backend
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
@@ -414,10 +428,14 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``handler.handler``)."""
+    return _traced(event, context)
+
+
+def answer_event(event: Any, context: Any) -> dict[str, Any]:
+    """One invocation: parse, handle, capture, metrics, response."""
     started = time.perf_counter()
     current = service()
     try:
@@ -429,11 +447,15 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     else:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
         answer, backend = handle(req, current)
-    _flush_records(current.lifecycle, answer)
+    _capture(current, answer, context)
     latency_ms = (time.perf_counter() - started) * 1000.0
     _emit_metrics(backend, answer, latency_ms, current.errors_metric)
-    tracer.put_annotation(key="status", value=answer.status)
+    if tracer is not None:
+        tracer.put_annotation(key="status", value=answer.status)
     return _response(req, answer)
+
+
+_traced = tracer.capture_lambda_handler(answer_event, capture_response=False) if tracer else answer_event
 
 
 def _load_during_init() -> None:

@@ -14,6 +14,14 @@ from mlship.runtime.records import DEFAULT_PREFIX
 from mlship.runtime.settings import EnvSettings, SettingsError, parse_bool, setting
 
 BACKENDS = ("onnx", "sagemaker")
+CAPTURE_MODES = ("log", "s3", "off")
+
+
+def _capture_mode(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in CAPTURE_MODES:
+        raise ValueError(" or ".join(CAPTURE_MODES))
+    return mode
 
 
 def _backend(raw: str) -> str:
@@ -38,7 +46,12 @@ class PredictSettings(EnvSettings):
                            doc="onnx (in-process) or sagemaker (proxy to SAGEMAKER_ENDPOINT_NAME)")
     sagemaker_endpoint: str = setting("SAGEMAKER_ENDPOINT_NAME", "",
                                       doc="endpoint the sagemaker backend invokes (required with it)")
-    records_bucket: str = setting("RECORDS_BUCKET", "", doc="bucket for inference records (unset: none)")
+    capture_mode: str = setting("CAPTURE_MODE", "log", parse=_capture_mode,
+                                doc="inference capture: log (one stdout line per request, delivered by the log "
+                                    "subscription and Firehose), s3 (one PutObject per request, opt-in) or off")
+    sampling_percentage: float = setting("CAPTURE_SAMPLING_PERCENTAGE", 100.0, minimum=0, maximum=100,
+                                         doc="share of answered requests captured, in percent")
+    records_bucket: str = setting("RECORDS_BUCKET", "", doc="bucket for inference records (CAPTURE_MODE=s3)")
     records_prefix: str = setting("RECORDS_PREFIX", DEFAULT_PREFIX, doc="key prefix of inference records")
     public_key: str = setting("MLSHIP_PUBLIC_KEY", "", doc="PEM public key (or a path): makes the bundle "
                                                            "signature mandatory")
@@ -47,6 +60,8 @@ class PredictSettings(EnvSettings):
     ort_threads: int = setting("ORT_THREADS", 0, minimum=0, doc="onnxruntime threads (0: its default)")
     eager_load: bool = setting("MLSHIP_EAGER_LOAD", True, parse=parse_bool,
                                doc="load the model during the Lambda init phase")
+    function_version: str = setting("AWS_LAMBDA_FUNCTION_VERSION", "", doc="set by Lambda: the version answering "
+                                                                          "(each capture record's variant)")
     metrics_disabled: bool = setting("POWERTOOLS_METRICS_DISABLED", False, parse=_loose_flag,
                                      doc="no EMF metrics (1 or true)")
 
@@ -56,6 +71,8 @@ class PredictSettings(EnvSettings):
                                 "mlship:// URI")
         if self.backend == "sagemaker" and not self.sagemaker_endpoint:
             raise SettingsError("SAGEMAKER_ENDPOINT_NAME", None, "the endpoint PREDICT_BACKEND=sagemaker invokes")
+        if self.capture_mode == "s3" and not self.records_bucket:
+            raise SettingsError("RECORDS_BUCKET", None, "the bucket CAPTURE_MODE=s3 writes records to")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,3 +83,6 @@ class InitSettings(EnvSettings):
     namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "mlship", doc="CloudWatch metrics namespace")
     service: str = setting("POWERTOOLS_SERVICE_NAME", "mlship-predict", doc="service name in logs and traces")
     function_name: str = setting("AWS_LAMBDA_FUNCTION_NAME", "", doc="set by Lambda (the model loads during init)")
+    tracing: bool = setting("MLSHIP_TRACING", False, parse=_loose_flag,
+                            doc="X-Ray subsegments from Powertools' Tracer (1 or true); off, the X-Ray SDK is "
+                                "never imported and Lambda's active tracing still records the function segment")

@@ -14,6 +14,19 @@ One line per scored row::
      "inputs": {"tenure_months": 3, ...},
      "outputs": {"prediction": 1, "probabilities": [0.2, 0.8]}}      # or {"prediction": 12.3}
 
+Capture lines (the prediction Lambda's default, off the request path): one JSON line per captured
+request on the function's stdout; a CloudWatch Logs subscription filter sends them to Firehose,
+which writes them gzip'd under the same ``model=/version=/date=/hour=`` layout::
+
+    {"capture": "mlship/1", "request_id": "...", "time": "...", "source": "lambda",
+     "model": {"name": "churn", "version": "1"}, "variant": "7", "alias": "live",
+     "rows": [{"inputs": {...}, "outputs": {...}}, ...]}
+
+``variant`` is what answered (the Lambda function version), ``alias`` the qualifier the caller
+invoked. :func:`parse_line` expands such a line into one record per row (with ``variant`` and
+``alias``), and reads the CloudWatch Logs envelopes Firehose delivers when it does not extract the
+messages itself (``{"messageType": "DATA_MESSAGE", "logEvents": [...]}``, as moto does).
+
 Late ground-truth labels are JSON Lines under ``s3://BUCKET/LABELS_PREFIX/model=NAME/...``
 with ``{"request_id": "...", "row": 0, "label": 1}``; ``(request_id, row)`` is the join key.
 :func:`parse_line` also reads SageMaker data-capture lines (``captureData``/``eventMetadata``).
@@ -34,6 +47,8 @@ from typing import Any
 from mlship.runtime.jsonutil import json_default, jsonable
 
 DEFAULT_PREFIX = "inference-records"
+CAPTURE_FORMAT = "mlship/1"  # the ``capture`` key of a capture line (the subscription filter matches it)
+_DECODER = json.JSONDecoder()
 LABELS_PREFIX = "labels"
 
 
@@ -69,6 +84,36 @@ def make_records(request_id: str, model_name: str, model_version: str, inputs: l
             for i, (inp, out) in enumerate(zip(inputs, outputs, strict=True))]
 
 
+def capture_line(records: list[dict[str, Any]], *, variant: str | None, alias: str | None = None) -> str:
+    """Records of one request (from :func:`make_records`, consecutive rows) as one capture line (no newline)."""
+    first = records[0]
+    doc = {"capture": CAPTURE_FORMAT, "request_id": first["request_id"], "time": first["time"],
+           "source": first["source"], "model": first["model"], "variant": variant, "alias": alias,
+           "rows": [{"inputs": rec["inputs"], "outputs": rec["outputs"]} for rec in records]}
+    if first.get("row"):
+        doc["first_row"] = first["row"]  # a large request split over several lines
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=json_default)
+
+
+def _expand_capture(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    common = {key: doc.get(key) for key in ("request_id", "time", "source", "model", "variant", "alias")}
+    first = int(doc.get("first_row") or 0)
+    return [{**common, "row": first + i, "inputs": row.get("inputs"), "outputs": row.get("outputs")}
+            for i, row in enumerate(doc.get("rows") or [])]
+
+
+def _log_envelope(doc: dict[str, Any], feature_names: list[str] | None) -> list[dict[str, Any]]:
+    """The capture lines among a CloudWatch Logs subscription envelope's events (other lines are skipped)."""
+    if doc.get("messageType") != "DATA_MESSAGE":
+        return []  # CONTROL_MESSAGE: CloudWatch Logs checking the destination
+    records: list[dict[str, Any]] = []
+    for event in doc.get("logEvents") or []:
+        message = str(event.get("message", "")).strip()
+        if message.startswith("{") and CAPTURE_FORMAT in message:
+            records.extend(parse_line(message, feature_names))
+    return records
+
+
 def encode(records: Iterable[dict[str, Any]]) -> bytes:
     """gzip'd JSON Lines."""
     buf = io.BytesIO()
@@ -83,15 +128,40 @@ def iter_lines(body: bytes) -> Iterator[str]:
     if body[:2] == b"\x1f\x8b":
         body = gzip.decompress(body)
     for line in body.decode("utf-8").splitlines():
-        if line.strip():
+        if "}{" in line:  # Firehose with no delimiter: JSON documents back to back
+            yield from _documents(line)
+        elif line.strip():
             yield line
+
+
+def _documents(text: str) -> Iterator[str]:
+    """The JSON documents of ``text`` (back to back); text that does not parse is yielded as is."""
+    pos, end = 0, len(text)
+    while pos < end:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        if pos == end:
+            return
+        try:
+            _, stop = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            yield text[pos:]  # the caller's parser reports it as a bad line
+            return
+        yield text[pos:stop]
+        pos = stop
 
 
 def parse_line(line: str, feature_names: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse one stored line into mlship records (a data-capture line may hold many rows)."""
     doc = json.loads(line)
+    if not isinstance(doc, dict):
+        return [doc]
     if "captureData" in doc:
         return _parse_data_capture(doc, feature_names)
+    if doc.get("capture") == CAPTURE_FORMAT:
+        return _expand_capture(doc)
+    if "logEvents" in doc and "messageType" in doc:
+        return _log_envelope(doc, feature_names)
     return [doc]
 
 

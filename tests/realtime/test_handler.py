@@ -295,11 +295,72 @@ def test_structured_logs_carry_the_request_id(handler, holdout_records):
 
 
 # ---------------------------------------------------------------------------- inference records
-def test_every_prediction_becomes_an_inference_record(handler, aws, monkeypatch, holdout_records, predictor):
+def _capture_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"capture"')]
+
+
+def test_capture_is_one_stdout_line_per_request_with_variant_and_alias(handler, monkeypatch, holdout_records,
+                                                                       capsys):
+    """The default (log) capture: one line per answered request, read back by the record parser."""
+    from mlship.runtime.records import parse_line
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    rows = holdout_records[:6]
+    context = LambdaContext()
+    context.invoked_function_arn += ":live"
+    resp = handler.handler(http_v2_event(json.dumps({"instances": rows})), context)
+    answer = json.loads(resp["body"])
+    assert call(handler, http_v2_event(json.dumps(_rec(holdout_records, age="x"))))[0] == 400  # not captured
+    lines = _capture_lines(capsys.readouterr().out)
+    assert len(lines) == 1
+    records = parse_line(json.dumps(lines[0]))
+    assert [r["row"] for r in records] == list(range(6))
+    assert {r["request_id"] for r in records} == {"JKJaXmPLvHcESHA="}
+    assert all(r["variant"] == "7" and r["alias"] == "live" and r["source"] == "lambda" for r in records)
+    assert all(r["model"] == {"name": "churn", "version": "1"} for r in records)
+    for rec, label, probs in zip(records, answer["predictions"], answer["probabilities"], strict=True):
+        assert rec["outputs"] == {"prediction": label, "probabilities": probs}
+
+
+@pytest.mark.parametrize(("mode", "percentage"), [("off", "100"), ("log", "0")])
+def test_capture_off_or_sampled_out_writes_nothing(handler, monkeypatch, holdout_records, capsys, mode, percentage):
+    monkeypatch.setenv("CAPTURE_MODE", mode)
+    monkeypatch.setenv("CAPTURE_SAMPLING_PERCENTAGE", percentage)
+    for _ in range(5):
+        assert call(handler, rest_v1_event(json.dumps(holdout_records[0])))[0] == 200
+    assert _capture_lines(capsys.readouterr().out) == []
+
+
+def test_sampling_captures_about_its_share(handler, monkeypatch, holdout_records, capsys):
+    monkeypatch.setenv("CAPTURE_SAMPLING_PERCENTAGE", "25")
+    for _ in range(400):
+        assert call(handler, rest_v1_event(json.dumps(holdout_records[0])))[0] == 200
+    captured = len(_capture_lines(capsys.readouterr().out))
+    assert 50 <= captured <= 150  # binomial(400, 0.25): mean 100, sd 8.7
+
+
+def test_a_capture_line_that_cannot_be_written_is_counted_not_raised(handler, holdout_records, capsys,
+                                                                     monkeypatch):
+    class Broken:
+        def write(self, _text: str) -> int:
+            raise OSError("stdout is gone")
+
+        def flush(self) -> None: ...
+
+    handler.service().capture._stream = Broken()
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 200 and len(answer["predictions"]) == 1
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counted = [doc for doc in emf if doc.get("CaptureErrors") == [1.0] or doc.get("CaptureErrors") == 1.0]
+    assert counted and counted[0]["Model"] == "churn", emf
+
+
+def test_s3_mode_is_the_opt_in_put_per_request(handler, aws, monkeypatch, holdout_records):
     from mlship.aws.clients import client
     from mlship.aws.records import read_records
 
     client("s3").create_bucket(Bucket="records-rt")
+    monkeypatch.setenv("CAPTURE_MODE", "s3")
     monkeypatch.setenv("RECORDS_BUCKET", "records-rt")
     rows = holdout_records[:6]
     status, answer = call(handler, http_v2_event(json.dumps({"instances": rows})))
@@ -313,6 +374,7 @@ def test_every_prediction_becomes_an_inference_record(handler, aws, monkeypatch,
     assert [r["row"] for r in records] == list(range(6))
     assert {r["request_id"] for r in records} == {"JKJaXmPLvHcESHA="}
     assert all(r["source"] == "lambda" and r["model"] == {"name": "churn", "version": "1"} for r in records)
+    assert all("variant" in r and r["alias"] is None for r in records)
     for rec, row, label, probs in zip(records, rows, answer["predictions"], answer["probabilities"], strict=True):
         assert rec["outputs"] == {"prediction": label, "probabilities": probs}
         for name, value in row.items():
@@ -322,7 +384,14 @@ def test_every_prediction_becomes_an_inference_record(handler, aws, monkeypatch,
                 assert rec["inputs"][name] == value
 
 
+def test_s3_mode_needs_its_bucket(handler, monkeypatch, holdout_records):
+    monkeypatch.setenv("CAPTURE_MODE", "s3")
+    status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
+    assert status == 503 and "RECORDS_BUCKET" in answer["reason"]
+
+
 def test_record_write_failure_never_fails_the_request(handler, aws, monkeypatch, holdout_records, caplog):
+    monkeypatch.setenv("CAPTURE_MODE", "s3")
     monkeypatch.setenv("RECORDS_BUCKET", "no-such-bucket-rt")
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 200 and len(answer["predictions"]) == 1
@@ -332,7 +401,8 @@ def test_record_write_failure_never_fails_the_request(handler, aws, monkeypatch,
 # ---------------------------------------------------------------------------- settings and the load lifecycle
 @pytest.mark.parametrize(("variable", "value"), [("MAX_BODY_BYTES", "lots"), ("MAX_BODY_BYTES", "0"),
                                                  ("ORT_THREADS", "-1"), ("PREDICT_BACKEND", "tensorflow"),
-                                                 ("MLSHIP_EAGER_LOAD", "maybe")])
+                                                 ("MLSHIP_EAGER_LOAD", "maybe"), ("CAPTURE_MODE", "kafka"),
+                                                 ("CAPTURE_SAMPLING_PERCENTAGE", "101")])
 def test_a_bad_setting_answers_503_naming_the_variable(handler, monkeypatch, holdout_records, variable, value):
     monkeypatch.setenv(variable, value)
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
