@@ -21,9 +21,14 @@ console scripts and onnxruntime's offline tooling (transformers, quantization, t
 objects are ``strip --strip-unneeded``-ed except inside ``*.libs`` directories (vendored
 OpenBLAS breaks when stripped).
 
-``.pyc`` files: they must be compiled by the runtime's Python (3.12). They are compiled only
-when the building interpreter is that version; on a Python 3.11 machine none are shipped and
-the cold start is ~0.2 s longer than it could be.
+``.pyc`` files: Lambda's ``/var/task`` is read-only, so a module without a matching ``.pyc`` is
+compiled again on every cold start. They must be compiled by the runtime's Python (3.12: a
+3.11 ``.pyc`` is ignored), so the build looks for that interpreter (:func:`runtime_python`: the
+building one, ``$MLSHIP_RUNTIME_PYTHON``, ``python3.12`` on ``PATH``, pyenv's or the system's)
+and compiles with ``--invalidation-mode unchecked-hash``: a zip keeps file times at a 2-second
+resolution, so timestamp-checked ``.pyc`` could be judged stale and ignored, and an asset never
+changes after it is built. With no such interpreter none are shipped (``pyc_compiled`` is false
+in the build record). bench/realtime.py measures the cold start with and without them.
 
 Builds are cached: the asset is rebuilt only when one of its inputs changes (requirements,
 constraints, the function's files, the mlship modules it ships, the target platform). A file
@@ -33,8 +38,8 @@ lock makes concurrent builds (pytest-xdist, CDK synth next to a test run) safe.
 from __future__ import annotations
 
 import ast
-import compileall
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -64,7 +69,7 @@ PLATFORMS = {
 }
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 LAMBDA_ZIPPED_TARGET = 50 * 1024 * 1024
-BUILD_FORMAT = 4  # bump to invalidate every cached asset when the build steps change
+BUILD_FORMAT = 5  # bump to invalidate every cached asset when the build steps change
 
 # Distributions the Lambda Python runtime provides (boto3 and its dependencies).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python_dateutil", "six")
@@ -83,7 +88,7 @@ def _shipped(dotted: str) -> bool:
     return any(dotted == tier or dotted.startswith(tier + ".") for tier in SHIPPED_TIERS[1:]) or dotted == "mlship"
 PRUNE_DIRS = {"__pycache__", "tests", "test", "bin"}
 PRUNE_PATHS = ("onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools",
-               "numpy/_pyinstaller", "numpy/distutils")
+               "numpy/_pyinstaller", "numpy/distutils", "numpy/f2py")  # f2py: a Fortran build tool
 
 
 def _log(message: str) -> None:
@@ -196,7 +201,7 @@ def _valid_deps_pins(deps: Path, all_pins: dict[str, str]) -> dict[str, str | No
 def _fingerprint(requirements: Path, entry: list[Path], modules: list[Path], deps_key: str,
                  pins: dict[str, str | None], python_version: str) -> str:
     return _digest([requirements, *entry, *modules], {"deps": deps_key, "pins": pins,
-                                                      "compile": _can_compile(python_version)})
+                                                      "compile": runtime_python(python_version) is not None})
 
 
 def _constraints_file() -> Path | None:
@@ -355,6 +360,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
         info = {"function": function, "fingerprint": fingerprint, "runtime": f"python{python_version}",
                 "handler": HANDLER, "platforms": list(platforms), "unzipped_bytes": unzipped,
                 "zipped_bytes": zipped, "pyc_compiled": bool(compiled),
+                "pyc_python": runtime_python(python_version) if compiled else None,
                 "mlship_modules": [m.as_posix() for m in modules],
                 "requirements": requirements.read_text().split()}
         (out_root / f"{function}.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -402,9 +408,7 @@ def _assemble_asset(function: str, function_dir: Path, deps: Path, modules: list
         shutil.copytree(deps, staging, dirs_exist_ok=True, symlinks=True)
         (staging / ".complete").unlink(missing_ok=True)
         _copy_sources(staging, function_dir, modules)
-        compiled = _can_compile(python_version)
-        if compiled:
-            compileall.compile_dir(str(staging), quiet=1, workers=0)
+        compiled = _compile_pyc(staging, python_version)
         unzipped = dir_size(staging)
         if unzipped > LAMBDA_UNZIPPED_LIMIT:
             raise RuntimeError(f"Lambda asset for {function} is {unzipped / 1e6:.0f} MB unzipped, over "
@@ -420,11 +424,72 @@ def _assemble_asset(function: str, function_dir: Path, deps: Path, modules: list
     return unzipped, zipped, compiled
 
 HANDLER_FILE = "handler.py"
+RUNTIME_PYTHON_ENV = "MLSHIP_RUNTIME_PYTHON"  # an interpreter of the runtime's version, when not on PATH
 
 
-def _can_compile(python_version: str) -> bool:
-    """Only the runtime's own Python version may compile the shipped ``.pyc`` files."""
-    return f"{sys.version_info.major}.{sys.version_info.minor}" == python_version
+def _reports_version(python: str, version: str) -> bool:
+    try:
+        done = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == version
+
+
+@functools.cache
+def runtime_python(python_version: str = PYTHON_VERSION) -> str | None:
+    """An interpreter of the runtime's Python version (it compiles the shipped ``.pyc``), or None.
+
+    Only that version may compile them: CPython ignores a ``.pyc`` of another version. Tried in
+    order: the building interpreter, ``$MLSHIP_RUNTIME_PYTHON``, ``pythonX.Y`` on ``PATH`` (a pyenv
+    shim that is not active fails the version check), pyenv's versions, /usr/local/bin, /usr/bin.
+    """
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
+        return sys.executable
+    name = f"python{python_version}"
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    candidates = [os.environ.get(RUNTIME_PYTHON_ENV), shutil.which(name),
+                  *sorted(str(p) for p in pyenv.glob(f"{python_version}.*/bin/{name}")),
+                  f"/usr/local/bin/{name}", f"/usr/bin/{name}"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and _reports_version(candidate, python_version):
+            return candidate
+    return None
+
+
+def _compile_pyc(target: Path, python_version: str) -> bool:
+    """Compile every module under ``target`` with the runtime's Python (unchecked-hash ``.pyc``, see
+    the module docstring); False when no such interpreter is here (nothing compiled)."""
+    python = runtime_python(python_version)
+    if python is None:
+        _log(f"no Python {python_version} here (set ${RUNTIME_PYTHON_ENV}): no .pyc shipped, slower cold starts")
+        return False
+    # files that do not compile for this version (vendored py2 or template sources) are only skipped
+    subprocess.run([python, "-m", "compileall", "-q", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    str(target)], capture_output=True, check=False)
+    _log(f".pyc compiled by {python}")
+    return True
+
+
+def runtime_stand_in(out_root: Path = DEFAULT_OUT_ROOT, *, arch: str = "x86_64",
+                     python_version: str = PYTHON_VERSION) -> Path:
+    """A stand-in for what Lambda's Python runtime puts on ``sys.path`` after the asset
+    (``/var/runtime``: boto3 and its dependencies, pinned by constraints.txt, compiled as the
+    asset is), for running a built asset outside Lambda (benchmarks, tests); built once, cached."""
+    out = _resolve_out_root(out_root) / ".runtime" / f"python{python_version}-{arch}"
+    if (out / ".complete").is_file():
+        return out
+    requirements = out.parent / "runtime-requirements.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    requirements.write_text("boto3\nbotocore\n")  # their dependencies are the rest of RUNTIME_PROVIDED
+    with open(out.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".complete").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            _pip_install(requirements, out, python_version, PLATFORMS[arch])
+            _compile_pyc(out, python_version)
+            (out / ".complete").write_text("ok")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

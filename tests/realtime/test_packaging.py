@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from mlship.deploy.lambda_asset import LAMBDA_UNZIPPED_LIMIT, ROOT, asset_info, build_lambda_asset, mlship_closure
+from mlship.deploy.lambda_asset import (
+    LAMBDA_UNZIPPED_LIMIT,
+    ROOT,
+    asset_info,
+    build_lambda_asset,
+    mlship_closure,
+    runtime_python,
+    runtime_stand_in,
+)
 from realtime.helpers import rest_v1_event
 
 pytestmark = pytest.mark.slow
@@ -41,7 +49,22 @@ def test_asset_fits_lambda_and_has_only_serving_code(asset):
     assert not [name for name in FORBIDDEN if name in top]
     # the onnxruntime extension is the CPython 3.12 manylinux build Lambda needs
     assert list((asset / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so"))
-    assert not list(asset.rglob("__pycache__"))
+    _check_pyc(asset, info)
+
+
+def _check_pyc(asset: Path, info: dict) -> None:
+    """Shipped .pyc are the runtime's (cpython-312) and unchecked-hash (flags 0b01: a zip's 2-second
+    file times cannot make them stale); none of the building interpreter's when it is another version."""
+    pyc = list(asset.rglob("*.pyc"))
+    assert all(p.name.endswith(".cpython-312.pyc") and p.parent.name == "__pycache__" for p in pyc)
+    if not info["pyc_compiled"]:
+        assert not pyc and runtime_python("3.12") is None
+        return
+    sources = [p for p in asset.rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(pyc) >= 0.95 * len(sources)  # a few vendored files do not compile for 3.12
+    assert (asset / "__pycache__" / "handler.cpython-312.pyc").is_file()
+    assert (asset / "mlship" / "runtime" / "__pycache__" / "predictor.cpython-312.pyc").is_file()
+    assert {int.from_bytes(p.read_bytes()[4:8], "little") for p in pyc} == {0b01}
 
 
 def test_rebuild_is_cached(asset):
@@ -87,3 +110,35 @@ print("RESULT" + json.dumps({{"status": resp["statusCode"], "body": json.loads(r
     assert len(result["body"]["predictions"]) == 3
     assert all(path.startswith(str(asset)) for path in result["origin"].values()), result["origin"]
     assert result["heavy"] == []
+
+
+@pytest.mark.skipif(runtime_python("3.12") is None, reason="no Python 3.12 interpreter here")
+def test_the_built_asset_answers_under_the_runtime_python(asset, churn_bundle, holdout_records, tmp_path):
+    """The real python3.12 asset (its cp312 wheels and .pyc) in a fresh isolated interpreter, with
+    sys.path as Lambda's: the asset (/var/task), then boto3 and its dependencies (/var/runtime);
+    the imported modules come from their shipped .pyc."""
+    provided = runtime_stand_in()
+    event = rest_v1_event(json.dumps({"instances": holdout_records[:2]}))
+    code = f"""
+import json, os, sys
+sys.path[:0] = [{str(asset)!r}, {str(provided)!r}]
+os.environ.update(MODEL_URI={str(churn_bundle)!r}, POWERTOOLS_SERVICE_NAME="t")
+import handler
+class Ctx:
+    aws_request_id = "r1"; function_name = "predict"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+resp = handler.handler(json.loads({json.dumps(event)!r}), Ctx())
+mods = [m for m in ("handler", "numpy", "onnxruntime", "mlship.runtime.predictor") if m in sys.modules]
+print("RESULT" + json.dumps({{"status": resp["statusCode"], "body": json.loads(resp["body"]),
+                              "cached": {{m: sys.modules[m].__cached__ for m in mods}}}}))
+"""
+    # PYTHONDONTWRITEBYTECODE: the asset stays as built (Lambda's /var/task is read-only)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path)}
+    done = subprocess.run([runtime_python("3.12"), "-I", "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd="/", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("RESULT")).removeprefix("RESULT"))
+    assert result["status"] == 200, result["body"]
+    assert len(result["body"]["predictions"]) == 2
+    for module, cached in result["cached"].items():
+        assert cached.startswith(str(asset)) and cached.endswith(".cpython-312.pyc") and Path(cached).is_file(), module
