@@ -15,6 +15,10 @@ Thresholds file (YAML or JSON)::
       demographic_parity_difference: 0.10     # max
       equalized_odds_difference: 0.15         # max
       demographic_parity_ratio: 0.80          # min
+    loadtest:                # optional: the newest load-test report attached to the version (mlship loadtest
+      p99_ms: 50             #   --register): the highest rate whose p99 and error rate meet these limits
+      error_rate: 0.01       #   must reach min_rps
+      min_rps: 200
     bootstrap: 200           # resamples for confidence intervals (paired between the two models)
     latency_rows: 200        # single-row calls timed per model (only when latency is gated)
 
@@ -93,6 +97,16 @@ class FairnessLimits(BaseModel):
     demographic_parity_ratio: float | None = Field(None, ge=0, le=1)
 
 
+class LoadTestLimits(BaseModel):
+    """A load-test SLO: p99 latency (ms, from the intended send time), error rate, and the rate that
+    must meet both. ``mlship loadtest --thresholds`` reads the same section as its SLO."""
+
+    model_config = ConfigDict(extra="forbid")
+    p99_ms: float = Field(..., gt=0)
+    error_rate: float = Field(0.01, ge=0, le=1)
+    min_rps: float | None = Field(None, gt=0)
+
+
 class Thresholds(BaseModel):
     """The gate's configuration (validated; unknown keys are refused)."""
 
@@ -100,6 +114,7 @@ class Thresholds(BaseModel):
     metrics: dict[str, Bound] = Field(default_factory=dict)
     latency: LatencyLimits | None = None
     fairness: FairnessLimits | None = None
+    loadtest: LoadTestLimits | None = None
     slices: list[str] = Field(default_factory=list)
     bootstrap: int = Field(200, ge=0, le=10000)
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -109,8 +124,8 @@ class Thresholds(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> Thresholds:
-        if not self.metrics and self.latency is None and self.fairness is None:
-            raise ValueError("no thresholds: give at least one of metrics, latency, fairness")
+        if not self.metrics and self.latency is None and self.fairness is None and self.loadtest is None:
+            raise ValueError("no thresholds: give at least one of metrics, latency, fairness, loadtest")
         return self
 
     def check_metrics(self, task: str) -> None:
@@ -155,7 +170,7 @@ class Check:
     """One threshold and the value it was compared with."""
 
     name: str
-    kind: str  # min | max | min_improvement | latency | fairness
+    kind: str  # min | max | min_improvement | latency | fairness | loadtest
     threshold: float
     value: float | None
     passed: bool
@@ -165,8 +180,9 @@ class Check:
 
     def describe(self) -> str:
         value = "n/a" if self.value is None else f"{self.value:.4f}"
-        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<=", "fairness": "<="}[self.kind]
-        if self.kind == "fairness" and self.name.endswith("ratio"):
+        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<=", "fairness": "<=",
+                "loadtest": "<="}[self.kind]
+        if (self.kind == "fairness" and self.name.endswith("ratio")) or self.name == LOADTEST_RATE_CHECK:
             sign = ">="
         extra = f" (champion {self.champion:.4f})" if self.champion is not None else ""
         return f"{self.name}: {value} {sign} {self.threshold:g}{extra}{' - ' + self.note if self.note else ''}"
@@ -322,6 +338,55 @@ def run_gate(candidate: Any, champion: Any | None, frame: Any, label: str | None
     return GateResult(cand_ev, champ_ev, checks, thresholds, comparisons)
 
 
+# ---------------------------------------------------------------------------------- load-test SLO
+LOADTEST_DIR = "loadtests"
+LOADTEST_RATE_CHECK = "loadtest rate meeting the SLO (rps)"
+
+
+def loadtest_prefix(registry: Any, name: str, version: str) -> str:
+    """Where ``mlship loadtest --register`` stores a version's reports (the registry's version layout)."""
+    return f"{registry.prefix}models/{name}/{version}/{LOADTEST_DIR}/"
+
+
+def latest_loadtest(registry: Any, name: str, version: str) -> dict[str, Any] | None:
+    """The newest load-test report attached to ``NAME/VERSION`` (keys sort by creation time)."""
+    prefix = loadtest_prefix(registry, name, version)
+    keys: list[str] = []
+    for page in registry.s3.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    if not keys:
+        return None
+    body = registry.s3.get_object(Bucket=registry.bucket, Key=max(keys))["Body"].read()
+    return json.loads(body)
+
+
+def loadtest_checks(report: dict[str, Any] | None, limits: LoadTestLimits) -> list[Check]:
+    """Judge a load-test report's steps against the gate's load-test SLO.
+
+    The judged step is the highest-rate step whose p99 and error rate meet *these* limits (the run's
+    own SLO may have been different); with none, the lowest step, so the failure shows its numbers."""
+    if report is None:
+        note = "no load-test report attached to this version (run mlship loadtest --register NAME/VERSION)"
+        out = [Check("loadtest p99 (ms)", "loadtest", limits.p99_ms, None, False, note=note)]
+        if limits.min_rps is not None:
+            out.append(Check(LOADTEST_RATE_CHECK, "loadtest", limits.min_rps, None, False, note=note))
+        return out
+    steps = [s for s in report.get("steps") or [] if s]
+    good = [s for s in steps if (s["latency_ms"].get("p99") or float("inf")) <= limits.p99_ms
+            and s["error_rate"] <= limits.error_rate]
+    point = max(good, key=lambda s: s["target_rps"]) if good else (steps[0] if steps else None)
+    note = f"report {report.get('id')} of {report.get('created')} on {report.get('target')}"
+    p99 = None if point is None else point["latency_ms"].get("p99")
+    errors = None if point is None else point["error_rate"]
+    out = [Check("loadtest p99 (ms)", "loadtest", limits.p99_ms, p99, bool(good), note=note),
+           Check("loadtest error rate", "loadtest", limits.error_rate, errors, bool(good), note=note)]
+    if limits.min_rps is not None:
+        rate = point["achieved_rps"] if good and point else None
+        out.append(Check(LOADTEST_RATE_CHECK, "loadtest", limits.min_rps, rate,
+                         rate is not None and rate >= limits.min_rps, note=note))
+    return out
+
+
 # ---------------------------------------------------------------------------------- promotion
 @dataclass
 class Promotion:
@@ -357,6 +422,8 @@ def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thre
     champion_uri = registry.bundle_uri(name, baseline.version) if baseline else None
     result = run_gate(registry.bundle_uri(name, version), champion_uri, frame, label, thresholds,
                       public_key=public_key, progress=progress)
+    if thresholds.loadtest is not None:
+        result.checks += loadtest_checks(latest_loadtest(registry, name, version), thresholds.loadtest)
     promotion = Promotion(gate=result, alias=alias, against=against)
     if report_dir is not None:
         promotion.report_paths = write_gate_report(result, report_dir)
