@@ -9,7 +9,9 @@ invocation initialises again), then runs one invocation at a time with a context
 
 The child's stdout and stderr (the handler's logs) go to a log file; the protocol runs on a
 private copy of the original stdout: one JSON line per message, so nothing the handler prints
-can corrupt it. Only the standard library is imported before the handler.
+can corrupt it. Each :class:`Invocation` carries what the function wrote while it ran (``log``),
+which the Lambda service forwards to CloudWatch Logs as Lambda does. Only the standard library
+is imported before the handler.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Invocation:
     function_error: str | None = None  # "Unhandled" when the handler raised, timed out or crashed
     log_tail: bytes = b""
     duration_ms: float = 0.0
+    log: bytes = b""  # everything the function wrote during this invocation (and the init it started)
 
 
 def error_payload(error_type: str, message: str, request_id: str = "", trace: list[str] | None = None) -> bytes:
@@ -56,6 +59,7 @@ class Worker:
     def __init__(self, code_dir: Path, handler: str, env: dict[str, str], log_path: Path, *,
                  timeout_s: float, function_arn: str, memory_mb: int = 128):
         self.handler, self.timeout_s, self.function_arn, self.memory_mb = handler, timeout_s, function_arn, memory_mb
+        self.log_stream = env.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
@@ -104,22 +108,25 @@ class Worker:
                                         self._init_error.get("errorMessage", ""), request_id,
                                         self._init_error.get("stackTrace")), "Unhandled")
 
-    def invoke(self, payload: bytes, request_id: str, client_context: str | None = None) -> Invocation:
-        """Run one invocation (waits for a previous one to end, as one Lambda instance does)."""
+    def invoke(self, payload: bytes, request_id: str, client_context: str | None = None,
+               invoked_arn: str | None = None) -> Invocation:
+        """Run one invocation (waits for a previous one to end, as one Lambda instance does);
+        ``invoked_arn`` is the ARN the caller used (with its alias), the context's ``invoked_function_arn``."""
         with self._lock:
             offset = self.log_path.stat().st_size
             answer = self._wait_ready(request_id)
             if answer is None:  # Duration excludes the init phase, as Lambda's metric does
                 started = time.perf_counter()
-                answer = self._run(payload, request_id, client_context)
+                answer = self._run(payload, request_id, client_context, invoked_arn or self.function_arn)
                 answer.duration_ms = (time.perf_counter() - started) * 1000.0
-            answer.log_tail = self._tail(offset)
+            answer.log = self._since(offset)
+            answer.log_tail = answer.log[-LOG_TAIL_BYTES:]
             return answer
 
-    def _run(self, payload: bytes, request_id: str, client_context: str | None) -> Invocation:
+    def _run(self, payload: bytes, request_id: str, client_context: str | None, arn: str) -> Invocation:
         deadline = time.time() + self.timeout_s
         message = {"request_id": request_id, "payload": payload.decode("utf-8", "replace"),
-                   "deadline_ms": int(deadline * 1000), "arn": self.function_arn, "memory_mb": self.memory_mb,
+                   "deadline_ms": int(deadline * 1000), "arn": arn, "memory_mb": self.memory_mb,
                    "client_context": client_context}
         try:
             assert self.process.stdin is not None
@@ -142,11 +149,11 @@ class Worker:
         return Invocation(error_payload(error.get("errorType", "Exception"), error.get("errorMessage", ""),
                                         request_id, error.get("stackTrace")), "Unhandled")
 
-    def _tail(self, offset: int) -> bytes:
+    def _since(self, offset: int) -> bytes:
         try:
             with open(self.log_path, "rb") as fh:
                 fh.seek(offset)
-                return fh.read()[-LOG_TAIL_BYTES:]
+                return fh.read()
         except OSError:
             return b""
 

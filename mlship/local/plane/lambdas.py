@@ -21,6 +21,10 @@ alias' ``RoutingConfig`` without routing by it. This service answers
 * rehearsal faults, as for endpoint fleets: a version whose variables carry ``MLSHIP_LOCAL_FAULT``
   (``mlship rollout lambda --fault``) answers that share of invocations with a function error
   (``errors=0.2``), is delayed (``latency=400ms``) or crashes (``crash``); the handler never sees it;
+* the function's log lines go to moto's CloudWatch Logs after each invocation, as Lambda sends
+  them: group ``/aws/lambda/<name>``, the process' stream, framed by ``START``/``END``/``REPORT``
+  lines; so a subscription filter on the group (the predict function's capture lines to Firehose
+  and S3) runs locally too;
 * each invocation records ``Invocations``, ``Errors`` and ``Duration`` (ms) in ``AWS/Lambda``
   with the dimension sets Lambda publishes: ``FunctionName``; ``FunctionName`` + ``Resource``
   (``name:qualifier``); and for an alias also ``ExecutedVersion``.
@@ -29,6 +33,7 @@ alias' ``RoutingConfig`` without routing by it. This service answers
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -87,6 +92,69 @@ def repo_code(handler: str, function_name: str, repo: Path = REPO) -> tuple[Path
         f"S3Bucket/S3Key) and the repository has none for handler {handler!r}: expected a module path such "
         f"as functions.predict.handler.handler, or functions/<dir>/{module or 'handler'}.py with the function "
         "named <dir> or ...-<dir>")
+
+
+class LogForwarder:
+    """Puts a function's log lines into moto's CloudWatch Logs (creating the group and stream once)."""
+
+    MAX_EVENTS = 10_000  # PutLogEvents takes at most 10,000 events (and 1 MB) per call
+    MAX_BATCH_BYTES = 900_000
+
+    def __init__(self, context: PlaneContext):
+        self.logs = context.client("logs")
+        self._ready: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def forward(self, function_name: str, stream: str, lines: list[str]) -> None:
+        """Send ``lines`` (one event each, stamped now); a failure is logged, never raised."""
+        group = f"/aws/lambda/{function_name}"
+        try:
+            self._ensure(group, stream)
+            stamp = int(time.time() * 1000)
+            for batch in _batches([line for line in lines if line], self.MAX_EVENTS, self.MAX_BATCH_BYTES):
+                self.logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                         logEvents=[{"timestamp": stamp, "message": line} for line in batch])
+        except Exception:  # noqa: BLE001 - logs are best effort: they never fail an invocation
+            log.info("could not forward the logs of %s to CloudWatch Logs", function_name, exc_info=True)
+
+    def _ensure(self, group: str, stream: str) -> None:
+        with self._lock:
+            if (group, stream) in self._ready:
+                return
+            for call, kwargs in ((self.logs.create_log_group, {"logGroupName": group}),
+                                 (self.logs.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
+                with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
+                    call(**kwargs)
+            self._ready.add((group, stream))
+
+
+def _batches(lines: list[str], max_events: int, max_bytes: int) -> list[list[str]]:
+    """``lines`` cut into PutLogEvents-sized batches (26 bytes of overhead per event, as AWS counts)."""
+    batches: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        cost = len(line.encode()) + 26
+        if batches[-1] and (len(batches[-1]) >= max_events or size + cost > max_bytes):
+            batches.append([])
+            size = 0
+        batches[-1].append(line)
+        size += cost
+    return [batch for batch in batches if batch]
+
+
+def invoked_arn(config: dict[str, Any], qualifier: str | None) -> str:
+    """The ARN the caller invoked: the function's, with the alias or version it named (Lambda's
+    ``context.invoked_function_arn``)."""
+    base = ":".join(str(config["FunctionArn"]).split(":")[:7])
+    return f"{base}:{qualifier}" if qualifier else base
+
+
+def invocation_log_lines(answer: Invocation, request_id: str, version: str) -> list[str]:
+    """What Lambda puts in the log stream for one invocation: START, the function's lines, END, REPORT."""
+    text = answer.log.decode("utf-8", "replace")
+    return [f"START RequestId: {request_id} Version: {version}", *text.splitlines(),
+            f"END RequestId: {request_id}",
+            f"REPORT RequestId: {request_id}\tDuration: {answer.duration_ms:.2f} ms"]
 
 
 class CodeStore:
@@ -148,6 +216,7 @@ class LambdaService(Service):
         self.context = context
         self.lam = context.client("lambda")
         self.code = CodeStore(context.log_dir / "lambda-code")
+        self.logs = LogForwarder(context)
         self._workers: dict[tuple[str, ...], Worker] = {}
         self._configs: dict[tuple[str, str], dict[str, Any]] = {}  # published versions never change
         self._lock = threading.Lock()
@@ -256,20 +325,23 @@ class LambdaService(Service):
             answer = Invocation(error_payload("MlshipLocalFault", "injected error (MLSHIP_LOCAL_FAULT)", request_id),
                                 "Unhandled")
         else:
-            answer = self._run_handler(config, payload, request_id, client_context, fault.latency_seconds)
+            answer = self._run_handler(config, payload, request_id, client_context, fault.latency_seconds,
+                                       invoked_arn(config, qualifier))
         self._metrics(config, alias, qualifier, answer)
         return answer
 
     def _run_handler(self, config: dict[str, Any], payload: bytes, request_id: str, client_context: str | None,
-                     delay: float) -> Invocation:
+                     delay: float, arn: str) -> Invocation:
         try:
             worker = self._worker(config)
         except FunctionCodeMissing as exc:
             return Invocation(error_payload("Runtime.ImportModuleError", str(exc), request_id), "Unhandled")
         if delay:
             time.sleep(delay)
-        answer = worker.invoke(payload, request_id, client_context)
+        answer = worker.invoke(payload, request_id, client_context, arn)
         answer.duration_ms += delay * 1000.0
+        self.logs.forward(config["FunctionName"], worker.log_stream,
+                          invocation_log_lines(answer, request_id, config["Version"]))
         if not worker.alive:
             self._drop(worker)
         return answer
