@@ -74,11 +74,15 @@ def from_bundle(uri: str, count: int = 200, seed: int = 0) -> Bodies:
 
     try:
         bundle = open_bundle(uri)
-        golden = list(bundle.golden().get("inputs") or [])
-        profile = bundle.profile()
+        golden = list(bundle.golden.get("inputs") or [])
         fields = bundle.manifest["input_schema"]["fields"]
-    except MlshipError as exc:
+    except (MlshipError, OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"cannot read bodies from {uri}: {exc}") from None
+    try:
+        profile = bundle.profile
+    except (MlshipError, OSError, ValueError):  # no (readable) baseline profile: the golden examples alone
+        profile = {}
+        count = min(count, len(golden))
     rows = golden[:count] + synthetic_rows(profile, fields, max(0, count - len(golden)), seed)
     if not rows:
         raise BadInput(f"{uri} has neither golden examples nor a profile to build requests from")

@@ -56,7 +56,11 @@ def parse_target(text: str) -> Target:
     if text.startswith("lambda:"):
         name, _, qualifier = text.removeprefix("lambda:").partition(":")
         return LambdaTarget(_checked_name(name, "function"), _checked_name(qualifier, "alias") if qualifier else None)
-    parts = urllib.parse.urlsplit(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # a bad port raises here, not later in the client
+    except ValueError as exc:
+        raise BadInput(f"target {text!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"target {text!r} is not a URL, endpoint:NAME or lambda:NAME[:ALIAS]")
     host = parts.hostname
