@@ -40,19 +40,43 @@ def jsonable(value: Any, *, fallback: Callable[[Any], Any] | None = None) -> Any
     Mappings, lists, tuples and arrays are converted recursively. A value of any other type is
     returned as is, or passed to ``fallback`` when given (e.g. ``repr`` for free-form metadata).
     """
+    if isinstance(value, np.ndarray):
+        flat = _flat_values(value) if value.ndim == 1 else None
+        if flat is not None:
+            return flat
+        narrow = value.dtype.kind == "f" and value.dtype.itemsize < 8  # keep its scalars for python_value
+        return [jsonable(v, fallback=fallback) for v in (value if narrow else value.tolist())]
     if isinstance(value, Mapping):
         return {str(k): jsonable(v, fallback=fallback) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v, fallback=fallback) for v in value]
-    if isinstance(value, np.ndarray):
-        narrow = value.dtype.kind == "f" and value.dtype.itemsize < 8  # keep its scalars for python_value
-        return [jsonable(v, fallback=fallback) for v in (value if narrow else value.tolist())]
     value = python_value(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, (str, int, bool)):
         return value
     return fallback(value) if fallback is not None else value
+
+
+def _flat_values(array: np.ndarray) -> list[Any] | None:
+    """A 1-D array of numbers or strings as :func:`jsonable` makes it, without converting each item
+    on its own (inference records convert every validated column); None for any other array."""
+    kind = array.dtype.kind
+    if kind in "biu":
+        return array.tolist()
+    if kind == "f":
+        if array.dtype.itemsize >= 8:
+            items = array.tolist()
+        elif len(array) < 16:  # the shortest repr of each narrow float (see python_value)
+            items = [float(str(v)) for v in array]
+        else:  # the same digits, one conversion for the whole array
+            items = [float(text) for text in array.astype(str).tolist()]
+        return [v if math.isfinite(v) else None for v in items]
+    if kind in "OU":
+        items = array.tolist()
+        if all(type(v) is str for v in items):
+            return items
+    return None
 
 
 def json_default(value: Any) -> Any:

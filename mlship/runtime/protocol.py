@@ -143,16 +143,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
+# Built once: json.loads and json.dumps with options build a new decoder or encoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def parse_json(body: bytes) -> list[Any]:
     """Decode a JSON body into a list of records (raise ValidationError when malformed)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _malformed(f"body is not UTF-8: {exc}") from None
-    if not text.strip():
+    if not text or text.isspace():
         raise ValidationError([FieldError(None, None, "empty", "request body is empty")])
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = _DECODER.decode(text)
     except ValueError as exc:  # JSONDecodeError, the NaN/Infinity rejection, over-long integers
         raise _malformed(f"body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -228,4 +233,4 @@ def error_answer(exc: BaseException, request_id: str) -> tuple[int, dict[str, An
 
 def dumps(body: Mapping[str, Any]) -> str:
     """Compact JSON (numbers are already finite: NaN would be a bug, so fail loudly)."""
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(body)

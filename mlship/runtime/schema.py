@@ -116,6 +116,8 @@ class InputSchema:
         DataFrame or an Arrow table. ``allow_extra`` ignores unknown columns (batch
         inputs carry ids and labels); otherwise each unknown field is an error.
         """
+        if type(data) is list:  # decoded JSON, the hot path: no abstract-class checks
+            return self.validate_records(data, allow_extra=allow_extra)
         if isinstance(data, Mapping):
             return self.validate_records([data], allow_extra=allow_extra)
         if isinstance(data, (str, bytes)):
@@ -134,6 +136,9 @@ class InputSchema:
 
     def validate_records(self, records: Sequence[Any], *, allow_extra: bool = False) -> ValidatedBatch:
         """Validate a list of JSON-like records (dicts keyed by field name)."""
+        clean = _clean_records(self._value_checks(), records, allow_extra)
+        if clean is not None:
+            return clean
         names = self.names
         known = set(names)
         n = len(records)
@@ -208,6 +213,18 @@ class InputSchema:
         return self._check_columns(columns, n, [])
 
     # ------------------------------------------------------------------ internals
+    def _value_checks(self) -> list[tuple[str, bool, Callable[[Any], bool]]]:
+        """Per field: (name, numeric, a test that a JSON value is plainly valid), built once per field list."""
+        cached = self.__dict__.get("_checks")
+        if cached is not None and len(cached[0]) == len(self.fields) and all(
+                a is b for a, b in zip(cached[0], self.fields, strict=True)):
+            return cached[1]
+        checks = [(spec.name, spec.is_numeric, _plain_value_test(spec)) for spec in self.fields]
+        if len({name for name, _, _ in checks}) != len(checks):
+            checks = []  # duplicate names: only the full checks say which
+        self.__dict__["_checks"] = (tuple(self.fields), checks)
+        return checks
+
     def _check_columns(self, columns: Mapping[str, Any], n: int, errors: list[FieldError]) -> ValidatedBatch:
         """Check every field's column; a row with any error (``errors`` included) is invalid.
 
@@ -228,6 +245,56 @@ class InputSchema:
         position = {spec.name: i for i, spec in enumerate(self.fields)}  # input-level errors come first
         errors.sort(key=lambda e: (_row_order(e), position.get(e.field, -1)))
         return ValidatedBatch(out, valid, errors)
+
+
+def _plain_value_test(spec: Field) -> Callable[[Any], bool]:
+    """A test that one JSON value of ``spec`` needs no error: the exact types JSON decoding gives
+    (``bool`` is not an ``int`` here), finite, within float32, whole for integers, inside an
+    enforced range, a known category. False sends the batch to the checks that name the problem."""
+    lo = -FLOAT32_MAX if not (spec.enforce_range and spec.minimum is not None) else max(-FLOAT32_MAX, spec.minimum)
+    hi = FLOAT32_MAX if not (spec.enforce_range and spec.maximum is not None) else min(FLOAT32_MAX, spec.maximum)
+    if not spec.is_numeric:
+        cats = frozenset(spec.categories) if spec.categories else None
+        return lambda v: type(v) is str and (cats is None or v in cats)
+    nullable, whole = spec.nullable, spec.dtype == INTEGER
+
+    def plain_number(v: Any) -> bool:
+        kind = type(v)
+        if kind is int:
+            return lo <= v <= hi  # exact: Python compares an int with a float without rounding it
+        if kind is float:  # NaN and infinities fail the range test
+            return lo <= v <= hi and (not whole or v.is_integer())
+        return v is None and nullable
+
+    return plain_number
+
+
+def _clean_records(checks: list[tuple[str, bool, Callable[[Any], bool]]], records: Sequence[Any],
+                   allow_extra: bool) -> ValidatedBatch | None:
+    """The batch of records whose every value passes its plain test, built with plain Python (the
+    hot path: one request's few values cost less than one array operation each); None as soon
+    as any record or value needs :meth:`InputSchema._check_columns`, which then names it. The
+    columns are what the full checks give: float64 values cast to float32, str objects."""
+    if not checks or not records or type(records) is not list:
+        return None
+    width = len(checks)
+    values: list[list[Any]] = [[] for _ in checks]
+    for rec in records:
+        if type(rec) is not dict or (len(rec) != width and not allow_extra):
+            return None  # not a JSON object, or a field missing or unexpected
+        for (name, _, plain), column in zip(checks, values, strict=True):
+            value = rec.get(name, _MISSING)
+            if not plain(value):
+                return None
+            column.append(value)
+    out: dict[str, np.ndarray] = {}
+    for (name, numeric, _), column in zip(checks, values, strict=True):
+        if numeric:
+            out[name] = np.array(column, dtype=np.float64).astype(np.float32)  # None (nullable) is NaN
+        else:
+            out[name] = np.empty(len(column), dtype=object)
+            out[name][:] = column
+    return ValidatedBatch(out, np.ones(len(records), dtype=bool), [])
 
 
 def _row_order(err: FieldError) -> int:
