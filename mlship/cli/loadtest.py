@@ -64,11 +64,12 @@ def loadtest_cmd(
         plan.check()
         bodies, model_info = _bodies(model, body)
         cost = _checked(CostBasis(memory_mb, architecture, instance_type, instances))
-    except BadInput as exc:
+        registry = _registered(ref, bucket) if ref else None
+    except (BadInput, MlshipError) as exc:  # refused before any request is sent
         fail(str(exc), code=2)
     try:
         outcome = loadtest(target, bodies, plan, out, cost=cost, model=model_info)
-        where = _attach(ref, bucket, outcome) if ref else None
+        where = _attach(registry, ref, outcome) if ref else None
     except MlshipError as exc:
         fail(str(exc), code=1)
     _print(outcome.report, outcome.paths, where)
@@ -140,11 +141,19 @@ def _register_ref(text: str | None) -> tuple[str, str] | None:
     return name, version
 
 
-def _attach(ref: tuple[str, str], bucket: str | None, outcome: Any) -> str:
-    from mlship.loadtest.attach import attach
+def _registered(ref: tuple[str, str], bucket: str | None) -> Any:
+    """The registry, once ``NAME/VERSION`` is known to be registered (checked before the run)."""
     from mlship.registry.store import Registry
 
-    return attach(Registry(bucket, sagemaker=False), ref[0], ref[1], outcome.report, outcome.paths[1].read_bytes())
+    registry = Registry(bucket, sagemaker=False)
+    registry.get_version(*ref)
+    return registry
+
+
+def _attach(registry: Any, ref: tuple[str, str], outcome: Any) -> str:
+    from mlship.loadtest.attach import attach
+
+    return attach(registry, ref[0], ref[1], outcome.report, outcome.paths[1].read_bytes())
 
 
 def _print(report: dict[str, Any], paths: tuple[Path, Path], where: str | None) -> None:
