@@ -55,7 +55,6 @@ def loadtest_cmd(
 
     try:
         parse_target(target)  # refuse a bad or non-loopback target before reading anything else
-        ref = _register_ref(register)
         plan = Plan(slo=_slo(p99_ms, error_rate, thresholds), rate=rate, step_duration=step_duration,
                     rates=[] if rate is not None else _stairs(rates, start_rate, step_rate, max_rate),
                     warmup=warmup, stress=stress, stress_factor=stress_factor, max_duration=max_duration,
@@ -64,7 +63,7 @@ def loadtest_cmd(
         plan.check()
         bodies, model_info = _bodies(model, body)
         cost = _checked(CostBasis(memory_mb, architecture, instance_type, instances))
-        registry = _registered(ref, bucket) if ref else None
+        ref, registry = _registered(_register_ref(register), bucket)
     except (BadInput, MlshipError) as exc:  # refused before any request is sent
         fail(str(exc), code=2)
     try:
@@ -141,13 +140,15 @@ def _register_ref(text: str | None) -> tuple[str, str] | None:
     return name, version
 
 
-def _registered(ref: tuple[str, str], bucket: str | None) -> Any:
+def _registered(ref: tuple[str, str] | None, bucket: str | None) -> tuple[tuple[str, str] | None, Any]:
     """The registry, once ``NAME/VERSION`` is known to be registered (checked before the run)."""
     from mlship.registry.store import Registry
 
+    if ref is None:
+        return None, None
     registry = Registry(bucket, sagemaker=False)
     registry.get_version(*ref)
-    return registry
+    return ref, registry
 
 
 def _attach(registry: Any, ref: tuple[str, str], outcome: Any) -> str:
