@@ -73,7 +73,7 @@ def _extra_env(value: dict[str, str], reserved: tuple[str, ...]) -> dict[str, st
 
 PREDICT_ENV = ("MODEL_URI", "MLSHIP_MODEL_NAME", "MLSHIP_MODEL_VERSION", "MLSHIP_REGISTRY_BUCKET", "RECORDS_BUCKET",
                "RECORDS_PREFIX", "PREDICT_BACKEND", "SAGEMAKER_ENDPOINT_NAME", "MLSHIP_PUBLIC_KEY", "MAX_BODY_BYTES",
-               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
+               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "CAPTURE_MODE", "CAPTURE_SAMPLING_PERCENTAGE")
 MONITOR_ENV = ("MODEL_URI", "MLSHIP_REGISTRY_BUCKET", "RECORDS_BUCKET", "RECORDS_PREFIX", "LABELS_PREFIX",
                "REPORTS_BUCKET", "REPORTS_PREFIX", "EVENT_BUS_NAME", "WINDOW_HOURS", "SENSITIVE_ATTRIBUTE",
                "MLSHIP_PUBLIC_KEY", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
@@ -257,6 +257,29 @@ class EndpointConfig(_Strict):
         return len(ENDPOINT_ALARMS)
 
 
+class CaptureConfig(_Strict):
+    """Inference capture of the predict Lambda: ``log`` (default) is one stdout line per captured request,
+    delivered by a log subscription filter and Firehose (no network call on the request path); ``s3`` is
+    the old synchronous PutObject per request (opt-in); ``enabled: false`` captures nothing."""
+
+    enabled: bool = True
+    mode: Literal["log", "s3"] = "log"
+    sampling_percentage: float = Field(100.0, ge=0, le=100)  # like SageMaker's InitialSamplingPercentage
+    buffer_seconds: int = Field(300, ge=60, le=900)  # Firehose buffering (dynamic partitioning needs >= 60)
+    buffer_mb: int = Field(128, ge=64, le=128)  # dynamic partitioning needs >= 64 MB
+
+    @model_validator(mode="after")
+    def _sampled(self) -> CaptureConfig:
+        if self.enabled and self.sampling_percentage == 0:
+            raise ValueError("sampling_percentage 0 captures nothing: set enabled=false instead")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The predict function's variables for this capture."""
+        mode = self.mode if self.enabled else "off"
+        return {"CAPTURE_MODE": mode, "CAPTURE_SAMPLING_PERCENTAGE": f"{self.sampling_percentage:g}"}
+
+
 class ApiConfig(_Strict):
     """The predict Lambda and how clients reach it."""
 
@@ -271,6 +294,7 @@ class ApiConfig(_Strict):
     throttle_burst: int = Field(200, ge=1)
     reserved_concurrency: int | None = Field(None, ge=1)
     rollout: LambdaRollout = Field(default_factory=LambdaRollout)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
     log_retention_days: int = 30
     environment: dict[str, str] = Field(default_factory=dict)  # extra variables, e.g. ORT_THREADS
 

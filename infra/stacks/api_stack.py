@@ -6,6 +6,10 @@ code or settings publishes a new version; CodeDeploy moves the alias to it (cana
 all at once) and rolls back automatically when the alias' error or latency alarm fires.
 Clients reach the alias through a Function URL (IAM auth) or an API Gateway REST API (IAM auth,
 throttling, access logs).
+
+Inference capture (``api.capture``): by default the function writes one log line per captured
+request and :class:`~infra.stacks.capture.CaptureDelivery` delivers the lines to S3 through a
+subscription filter and Firehose; ``mode: s3`` is the opt-in per-request PutObject (no Firehose).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from constructs import Construct
 from infra import nag
 from infra.assets import lambda_code
 from infra.config import MlshipConfig
+from infra.stacks.capture import CaptureDelivery
 from infra.stacks.common import (
     METRICS_NAMESPACE,
     RECORDS_PREFIX,
@@ -53,6 +58,11 @@ class ApiStack(cdk.Stack):
                                    version=self.function.current_version)
         self.alarms = self._alarms(cfg, names, topic)
         self._deployment_group(cfg, names)
+        capture = cfg.api.capture
+        self.capture = None
+        if capture.enabled and capture.mode == "log" and cfg.api.backend == "onnx":
+            self.capture = CaptureDelivery(self, "Capture", cfg=cfg, names=names, key_arn=key_arn,
+                                           log_group=self.log_group, topic=topic)
 
         if cfg.api.kind == "function_url":
             # No CfnOutput of the URL: moto's CloudFormation cannot resolve AWS::Lambda::Url attributes.
@@ -89,7 +99,7 @@ class ApiStack(cdk.Stack):
             "MLSHIP_REGISTRY_BUCKET": names.bucket, "RECORDS_BUCKET": names.bucket,
             "RECORDS_PREFIX": RECORDS_PREFIX.rstrip("/"), "PREDICT_BACKEND": api.backend,
             "MAX_BODY_BYTES": str(api.max_body_bytes), "POWERTOOLS_SERVICE_NAME": "mlship-predict",
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, **api.capture.environment(),
         }
         if served.version is not None:
             env["MLSHIP_MODEL_VERSION"] = served.version
@@ -98,7 +108,7 @@ class ApiStack(cdk.Stack):
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
         env.update(api.environment)
-        log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(fn_name),
+        self.log_group = log_group = logs.LogGroup(self, "Logs", log_group_name=names.log_group(fn_name),
                                   retention=retention(api.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
         asset = lambda_code("predict", cfg.assets.lambda_code)
