@@ -3,10 +3,11 @@
 A thin adapter: it turns the event into ``(method, body bytes, content type, request id)``,
 hands the body to :mod:`mlship.runtime.protocol` (decoding, status mapping) and the shared
 :class:`~mlship.runtime.predictor.Predictor` (validation, prediction), and turns the answer back into
-the event's response shape. Powertools provides structured logs, EMF metrics (``Latency``,
-``Rows``, ``Errors`` by ``ErrorKind``, ``CaptureErrors``; dimensions ``Model`` and ``Version``) and,
-with ``MLSHIP_TRACING=1``, X-Ray subsegments (off, the X-Ray SDK is never imported: it is most of a
-cold start, and Lambda's active tracing still records the function's segment).
+the event's response shape. Powertools provides structured logs and, with ``MLSHIP_TRACING=1``,
+X-Ray subsegments (off, the X-Ray SDK is never imported: it is most of a
+cold start, and Lambda's active tracing still records the function's segment). EMF metrics
+(:mod:`emf`, one pre-rendered line per request): ``Latency``, ``Rows``, ``CaptureErrors``, and
+``Errors`` by ``ErrorKind``; dimensions ``Model`` and ``Version``.
 
 Inference capture (:mod:`capture`): by default one JSON line per captured request on stdout, which
 the log subscription and Firehose deliver to S3, so answering makes no network call;
@@ -36,8 +37,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEvent,
     APIGatewayProxyEventV2,
@@ -52,15 +52,17 @@ from mlship.runtime.settings import SettingsError
 
 if __package__:  # the repository: functions.predict.handler
     from .capture import Capture, invoked_alias, open_capture
+    from .emf import EmfWriter
     from .settings import InitSettings, PredictSettings
 else:  # the Lambda asset: functions/predict/*.py sit flat at its root
     from capture import Capture, invoked_alias, open_capture  # type: ignore[no-redef]
+    from emf import EmfWriter  # type: ignore[no-redef]
     from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
 
 INIT = InitSettings.from_env()
 NAMESPACE = INIT.namespace
 logger = Logger(service=INIT.service)
-metrics = Metrics(namespace=NAMESPACE, service="")  # service="": only the Model/Version dimensions
+metrics = EmfWriter(NAMESPACE)
 
 
 def _tracer() -> Any:
@@ -194,8 +196,8 @@ class Service:
         return self.settings.max_body_bytes if self.settings else protocol.DEFAULT_MAX_BODY_BYTES
 
     @property
-    def errors_metric(self) -> bool:
-        """Whether refused requests are counted in the ``Errors`` metric."""
+    def metrics_on(self) -> bool:
+        """Whether EMF metrics are written (``POWERTOOLS_METRICS_DISABLED`` unset or false)."""
         return not (self.settings and self.settings.metrics_disabled)
 
 
@@ -381,25 +383,23 @@ def _response(req: Request, answer: Answer) -> dict[str, Any]:
     return {"statusCode": answer.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
-def _emit_metrics(backend: Any, answer: Answer, latency_ms: float, errors_metric: bool) -> None:
-    name = getattr(backend, "model_name", None) or "unknown"
-    version = getattr(backend, "model_version", None) or "unknown"
-    metrics.add_dimension(name="Model", value=str(name))
-    metrics.add_dimension(name="Version", value=str(version))
-    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
-    metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=answer.rows)
-    if answer.error_kind and errors_metric:
-        with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
-                           default_dimensions={"Model": str(name), "Version": str(version)}) as metric:
-            metric.add_dimension(name="ErrorKind", value=answer.error_kind)
+def _emit_metrics(backend: Any, answer: Answer, latency_ms: float, capture_failed: bool) -> None:
+    dims = {"Model": str(getattr(backend, "model_name", None) or "unknown"),
+            "Version": str(getattr(backend, "model_version", None) or "unknown")}
+    values = [("Latency", "Milliseconds", latency_ms), ("Rows", "Count", answer.rows)]
+    if capture_failed:
+        values.append(("CaptureErrors", "Count", 1))
+    metrics.emit(dims, values)
+    if answer.error_kind:
+        metrics.emit({**dims, "ErrorKind": answer.error_kind}, [("Errors", "Count", 1)])
 
 
-def _capture(current: Service, answer: Answer, context: Any) -> None:
-    """Capture this invocation's records now (Lambda may freeze the process after the answer); a
-    capture that cannot be written is counted, never raised."""
-    if answer.records and current.capture is not None and not current.capture.write(answer.records,
-                                                                                       invoked_alias(context)):
-        metrics.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
+def _capture(current: Service, answer: Answer, context: Any) -> bool:
+    """Capture this invocation's records now (Lambda may freeze the process after the answer);
+    ``True`` when a capture could not be written (it is counted, never raised)."""
+    if not answer.records or current.capture is None:
+        return False
+    return not current.capture.write(answer.records, invoked_alias(context))
 
 
 def handle(req: Request, current: Service) -> tuple[Answer, Any]:
@@ -427,7 +427,6 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
         return Answer(status, body, error_kind=kind), backend
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``handler.handler``)."""
@@ -447,9 +446,10 @@ def answer_event(event: Any, context: Any) -> dict[str, Any]:
     else:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
         answer, backend = handle(req, current)
-    _capture(current, answer, context)
+    capture_failed = _capture(current, answer, context)
     latency_ms = (time.perf_counter() - started) * 1000.0
-    _emit_metrics(backend, answer, latency_ms, current.errors_metric)
+    if current.metrics_on:
+        _emit_metrics(backend, answer, latency_ms, capture_failed)
     if tracer is not None:
         tracer.put_annotation(key="status", value=answer.status)
     return _response(req, answer)

@@ -271,7 +271,10 @@ def test_metrics_in_emf_with_model_dimensions(handler, holdout_records, capsys):
     assert len(main) == 2
     assert main[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model", "Version"]]
     assert main[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mlship"
-    assert (main[0]["Model"], main[0]["Version"], main[0]["Rows"]) == ("churn", "1", [7.0])
+    assert (main[0]["Model"], main[0]["Version"], main[0]["Rows"]) == ("churn", "1", 7.0)
+    assert main[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "Latency", "Unit": "Milliseconds"},
+                                                                  {"Name": "Rows", "Unit": "Count"}]
+    assert main[0]["Latency"] > 0 and isinstance(main[0]["_aws"]["Timestamp"], int)
     errors = [b for b in blobs if "Errors" in b]
     assert len(errors) == 1
     assert errors[0]["ErrorKind"] == "validation"
@@ -351,8 +354,9 @@ def test_a_capture_line_that_cannot_be_written_is_counted_not_raised(handler, ho
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 200 and len(answer["predictions"]) == 1
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    counted = [doc for doc in emf if doc.get("CaptureErrors") == [1.0] or doc.get("CaptureErrors") == 1.0]
+    counted = [doc for doc in emf if doc.get("CaptureErrors") == 1.0]
     assert counted and counted[0]["Model"] == "churn", emf
+    assert {"Name": "CaptureErrors", "Unit": "Count"} in counted[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
 
 
 def test_s3_mode_is_the_opt_in_put_per_request(handler, aws, monkeypatch, holdout_records):

@@ -1,0 +1,54 @@
+"""CloudWatch Embedded Metric Format (EMF) lines for the handler's per-request metrics.
+
+Powertools' ``Metrics`` builds, validates and serialises a new document on every invocation (about
+a third of the handler's own time once the model is fast); the metric set here is fixed (per model
+and version), so the metadata part of each line is rendered once and only the values are
+formatted per request. The output is the EMF CloudWatch reads: one JSON object per line with
+``_aws.Timestamp``, ``_aws.CloudWatchMetrics`` (namespace, dimension set, metric names and units)
+and the dimension and metric values at the top level.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+Metric = tuple[str, str, float]  # (name, unit, value)
+
+
+class EmfWriter:
+    """Writes one EMF line per :meth:`emit` to ``stream`` (stdout, looked up per call)."""
+
+    def __init__(self, namespace: str, *, stream: TextIO | None = None):
+        self.namespace = namespace
+        self._stream = stream
+        self._templates: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
+
+    def _template(self, dimensions: dict[str, str], metrics: list[Metric]) -> str:
+        key = (tuple(f"{k}={v}" for k, v in dimensions.items()), tuple((name, unit) for name, unit, _ in metrics))
+        text = self._templates.get(key)
+        if text is None:
+            meta = {"Namespace": self.namespace, "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics]}
+            dims = json.dumps(dimensions, separators=(",", ":"))[1:-1]
+            text = '"CloudWatchMetrics":[' + json.dumps(meta, separators=(",", ":")) + "]}," + dims
+            if len(self._templates) < 256:  # a handful of models and versions per function
+                self._templates[key] = text
+        return text
+
+    def render(self, dimensions: dict[str, str], metrics: list[Metric], timestamp_ms: int | None = None) -> str:
+        """One EMF document (no newline)."""
+        stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        values = "".join(f',"{name}":{float(value)!r}' for name, _, value in metrics)
+        return f'{{"_aws":{{"Timestamp":{stamp},{self._template(dimensions, metrics)}{values}}}'
+
+    def emit(self, dimensions: dict[str, str], metrics: list[Metric]) -> None:
+        """Write one line; a stream that fails is ignored (metrics never fail a request)."""
+        stream = self._stream or sys.stdout
+        try:
+            stream.write(self.render(dimensions, metrics) + "\n")
+            stream.flush()  # Lambda may freeze the process after the answer
+        except (OSError, ValueError):
+            return
