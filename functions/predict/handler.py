@@ -38,11 +38,6 @@ from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import (
-    APIGatewayProxyEvent,
-    APIGatewayProxyEventV2,
-    LambdaFunctionUrlEvent,
-)
 
 from mlship.errors import BundleError, FieldError, ValidationError
 from mlship.runtime import protocol
@@ -331,24 +326,26 @@ def _event_kind(event: Any) -> str:
     return "direct"
 
 
-def _http_request(kind: str, ev: Any, method: str, path: str | None, fallback_id: str) -> Request:
-    """The request of an API Gateway (v1, v2) or Function URL event, once its shape is checked."""
-    headers = ev.headers  # Powertools builds a case-insensitive copy on each access: read it once
-    return Request(kind, method.upper(), path or "/", _decode_body(ev.body, bool(ev.is_base64_encoded)),
-                   headers.get("content-type"), ev.request_context.request_id or fallback_id, headers.get("accept"))
+def _http_request(kind: str, event: dict[str, Any], method: str, path: str | None, fallback_id: str) -> Request:
+    """The request of an API Gateway (v1, v2) or Function URL event, once :func:`_check_http_event`
+    has checked the types of the fields read here (read from the dict: Powertools' event classes
+    cost an import at cold start and a case-insensitive header copy per access)."""
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    request_id = (event.get("requestContext") or {}).get("requestId") or fallback_id
+    body = _decode_body(event.get("body"), bool(event.get("isBase64Encoded")))
+    return Request(kind, method.upper(), path or "/", body, headers.get("content-type"), request_id,
+                   headers.get("accept"))
 
 
 def _parse_event(event: Any, fallback_id: str) -> Request:
     if isinstance(event, dict) and "httpMethod" in event and "requestContext" in event:
         _check_http_event(event, version=1)
-        ev1 = APIGatewayProxyEvent(event)
-        return _http_request("rest-v1", ev1, ev1.http_method, ev1.path, fallback_id)
+        return _http_request("rest-v1", event, event["httpMethod"], event.get("path"), fallback_id)
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
         _check_http_event(event, version=2)
-        domain = (event["requestContext"].get("domainName") or "")
-        ev2 = LambdaFunctionUrlEvent(event) if ".lambda-url." in domain else APIGatewayProxyEventV2(event)
-        kind = "function-url" if ".lambda-url." in domain else "http-v2"
-        return _http_request(kind, ev2, ev2.request_context.http.method, ev2.raw_path, fallback_id)
+        context = event["requestContext"]
+        kind = "function-url" if ".lambda-url." in (context.get("domainName") or "") else "http-v2"
+        return _http_request(kind, event, context["http"]["method"], event.get("rawPath"), fallback_id)
     if isinstance(event, dict) and "body" in event and ("contentType" in event or "isBase64Encoded" in event):
         _optional(event, "contentType", str, "")
         _optional(event, "isBase64Encoded", bool, "")
