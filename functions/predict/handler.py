@@ -424,9 +424,27 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
         return Answer(status, body, error_kind=kind), backend
 
 
-@logger.inject_lambda_context(clear_state=True)
+_cold_start = True
+
+
+def _log_context(context: Any) -> None:
+    """The keys Powertools' ``inject_lambda_context`` adds to every log line, set by hand: the
+    decorator rebuilds the formatter and re-reads the environment on every invocation. Every key
+    is overwritten per invocation, so nothing leaks from one request into the next."""
+    global _cold_start
+    request_id = getattr(context, "aws_request_id", None) or "local"
+    logger.append_keys(cold_start=_cold_start, function_name=getattr(context, "function_name", "UNDEFINED"),
+                       function_memory_size=getattr(context, "memory_limit_in_mb", 128),
+                       function_arn=getattr(context, "invoked_function_arn", "UNDEFINED"),
+                       function_request_id=request_id, request_id=request_id, event_kind=None)
+    if logger.sampling_rate and not _cold_start:
+        logger.refresh_sample_rate_calculation()  # as the decorator does (POWERTOOLS_LOGGER_SAMPLE_RATE)
+    _cold_start = False
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``handler.handler``)."""
+    _log_context(context)
     return _traced(event, context)
 
 

@@ -49,6 +49,8 @@ from mlship.runtime.jsonutil import json_default, jsonable
 DEFAULT_PREFIX = "inference-records"
 CAPTURE_FORMAT = "mlship/1"  # the ``capture`` key of a capture line (the subscription filter matches it)
 _DECODER = json.JSONDecoder()
+# one encoder for every capture line: json.dumps with arguments builds a new encoder per call
+_CAPTURE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=json_default)
 LABELS_PREFIX = "labels"
 
 
@@ -92,7 +94,7 @@ def capture_line(records: list[dict[str, Any]], *, variant: str | None, alias: s
            "rows": [{"inputs": rec["inputs"], "outputs": rec["outputs"]} for rec in records]}
     if first.get("row"):
         doc["first_row"] = first["row"]  # a large request split over several lines
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=json_default)
+    return _CAPTURE_ENCODER.encode(doc)
 
 
 def _expand_capture(doc: dict[str, Any]) -> list[dict[str, Any]]:
