@@ -33,6 +33,7 @@ class Plan:
     timeout: float = 5.0
     max_outstanding: int = 1024
     closed_loop: bool = False  # also measure a closed loop at the same rate (constant mode)
+    closed_concurrency: int = 1  # its workers (each waits for its answer before the next send)
 
     def check(self) -> None:
         """Refuse limits that would not bound the run or make no sense."""
@@ -47,8 +48,10 @@ class Plan:
                             ("max duration", self.max_duration)):
             if not value > 0:
                 raise BadInput(f"{name} must be > 0")
-        if self.warmup < 0 or self.max_requests < 1 or self.max_outstanding < 1 or self.stress_factor <= 1:
-            raise BadInput("warm-up >= 0, max requests >= 1, max outstanding >= 1 and stress factor > 1 required")
+        if self.warmup < 0 or self.max_requests < 1 or self.max_outstanding < 1 or self.stress_factor <= 1 \
+                or self.closed_concurrency < 1:
+            raise BadInput("warm-up >= 0, max requests >= 1, max outstanding >= 1, stress factor > 1 and "
+                           "closed-loop workers >= 1 required")
         if self.slo.p99_ms <= 0 or not 0 <= self.slo.error_rate <= 1:
             raise BadInput("the SLO needs p99 > 0 ms and an error rate between 0 and 1")
 
@@ -110,7 +113,8 @@ async def _constant(phase: Any, plan: Plan, target: Target, bodies: Bodies, runs
                            "knee": step if step and step["meets_slo"] else None}
     if plan.closed_loop and budget.fit(plan.rate, plan.step_duration) > 0:
         closed = await closed_loop(target, bodies, f"closed loop {plan.rate:g}/s", plan.rate,
-                                   budget.fit(plan.rate, plan.step_duration), max_requests=budget.requests)
+                                   budget.fit(plan.rate, plan.step_duration), max_requests=budget.requests,
+                                   concurrency=plan.closed_concurrency)
         budget.spend(closed)
         summary = summarize(closed, plan.slo)
         runs.append((closed, summary))
@@ -135,7 +139,7 @@ async def _stairs(phase: Any, plan: Plan) -> dict[str, Any]:
     base = knee["target_rps"] if knee else plan.rates[0]
     stress_rate = min(MAX_RATE, max(failed_at or 0.0, (failed_at or base) * plan.stress_factor))
     out["stress"] = await phase(f"stress {stress_rate:g}/s", stress_rate, plan.step_duration)
-    recovery_rate = base if knee else base / 2
+    recovery_rate = base / 2  # the load clearly drops: half the highest good rate (or of the first step)
     recovery = await phase(f"recovery {recovery_rate:g}/s", recovery_rate, plan.step_duration)
     if recovery is not None:
         out["recovery"] = recovery
@@ -146,8 +150,9 @@ def recovery_verdict(run: PhaseRun, slo: Slo) -> dict[str, Any]:
     """Did the target come back after the stress step? Judged on the second half of the recovery
     phase; ``recovered_after_s``: the first second from which every later second meets the SLO."""
     half = [s for s in run.samples if s.intended >= run.duration / 2]
-    tail = PhaseRun(run.name, run.target_rps, run.duration / 2, max(run.elapsed - run.duration / 2,
-                                                                      run.duration / 2), half, run.max_outstanding)
+    cut = half[0].intended if half else run.duration / 2  # the tail's schedule starts at its first request
+    tail = PhaseRun(run.name, run.target_rps, run.duration - cut, max(run.elapsed - cut, run.duration - cut), half,
+                    run.max_outstanding)
     ok, why = judge(summarize(tail), slo)
     buckets = timeline(run, 0.0)
     after = None

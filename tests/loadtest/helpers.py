@@ -2,7 +2,8 @@
 
 Every ``period`` seconds it stops answering for ``stall`` seconds (a stop-the-world pause, as a
 GC pause or a saturated worker pool looks from outside): a request arriving during a stall is held
-until the stall ends. It can also answer a share of requests with a status (503)."""
+until the stall ends. With ``capacity``, it works ``service_time`` seconds per request and refuses
+with 503 any request beyond ``capacity`` in flight (a fleet that sheds load)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ class StallServer:
     """``ThreadingHTTPServer`` on 127.0.0.1 that stalls ``stall`` s once every ``period`` s."""
 
     def __init__(self, stall: float = 2.0, period: float = 5.0, *, first_stall_at: float = 3.0,
-                 status: int = 200):
+                 status: int = 200, capacity: int | None = None, service_time: float = 0.0):
         self.stall, self.period, self.first, self.status = stall, period, first_stall_at, status
+        self.capacity, self.service_time, self.in_flight = capacity, service_time, 0
         self.t0 = time.monotonic()
         self.requests = 0
         self.lock = threading.Lock()
@@ -34,9 +36,14 @@ class StallServer:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with server.lock:
                     server.requests += 1
-                time.sleep(server.hold())
-                body = b'{"predictions": [0]}'
-                self.send_response(server.status)
+                    refused = server.capacity is not None and server.in_flight >= server.capacity
+                    server.in_flight += 0 if refused else 1
+                if not refused:
+                    time.sleep(server.hold() + server.service_time)
+                    with server.lock:
+                        server.in_flight -= 1
+                body = b'{"error": "overloaded"}' if refused else b'{"predictions": [0]}'
+                self.send_response(503 if refused else server.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -87,7 +87,7 @@ def test_slo_met_exits_0_and_the_thresholds_file_gives_the_slo(body: Path, tmp_p
     report = json.loads((tmp_path / "out" / "loadtest.json").read_text())
     assert report["slo"]["p99_ms"] == 2000 and report["slo"]["error_rate"] == 0.0
     assert [s["target_rps"] for s in report["steps"]] == [20, 40] and report["knee"]["target_rps"] == 40
-    assert report["stress"]["target_rps"] == 60 and report["recovery"]["verdict"]["recovered"]
+    assert report["stress"]["target_rps"] == 60 and report["recovery"]["target_rps"] == 20
     assert "highest rate meeting the SLO" in result.output
 
 
@@ -142,3 +142,19 @@ def test_no_input_reaches_a_host_off_loopback_unless_it_is_an_aws_https_front_do
         parts = urllib.parse.urlsplit(target.url)
         assert is_loopback(parts.hostname) or (parts.scheme == "https" and parts.hostname.endswith(
             (".on.aws", ".amazonaws.com")))
+
+
+def test_stress_reports_how_it_fails_and_the_recovery(body: Path, tmp_path: Path) -> None:
+    """A target that sheds load: 2 requests in flight at 20 ms each (about 100/s), 503 beyond."""
+    with StallServer(stall=0, capacity=2, service_time=0.02) as server:
+        result = _run(server.url, "--body", str(body), "--rates", "20,200", "--step-duration", "1.5",
+                      "--warmup", "0", "--p99-ms", "2000", "--error-rate", "0.05", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "loadtest.json").read_text())
+    assert report["knee"]["target_rps"] == 20 and report["first_failing_rps"] == 200
+    stress = report["stress"]
+    assert stress["target_rps"] == 300 and stress["errors"]["status:503"] > 0.2 * stress["requests"]
+    assert "rejected" in stress["failure_mode"] and "x 503" in stress["failure_mode"]
+    recovery = report["recovery"]
+    assert recovery["target_rps"] == 10 and recovery["verdict"]["recovered"], recovery
+    assert "stress: rejected" in result.output and "recovery: recovered" in result.output
