@@ -1,13 +1,15 @@
-"""Real-time benchmark: the prediction Lambda and ``mlship serve`` against scikit-learn baselines.
+"""Real-time benchmark: the prediction Lambda as deployed and ``mlship serve``, against baselines.
 
 Measured in one run on the same model (the churn ColumnTransformer + HistGradientBoosting
 pipeline):
 
-* warm handler latency (p50/p99) for one record in an API Gateway event: the mlship handler
-  vs raw ``session.run`` (lower bound) vs a scikit-learn handler (json -> DataFrame ->
-  ``predict_proba``);
-* cold start, fresh process to first answer: mlship handler vs scikit-learn handler, both from
-  the dev venv (compiled ``.pyc`` present for both);
+* warm handler latency (p50/p99) for one record in an API Gateway event, **from the built asset**
+  (``build/lambda/predict``, python3.12) **in the deployed environment** (capture as the API stack
+  configures it: one log line per request by default; :mod:`bench.deployed`), against raw
+  ``session.run`` in the same process and a scikit-learn handler (json -> DataFrame ->
+  ``predict_proba``); the same asset with ``CAPTURE_MODE=off`` shows what capture costs;
+* cold start, fresh process to first answer (model already local): the built asset with its
+  ``.pyc``, the same asset without them, and the scikit-learn handler (dev venv);
 * Lambda package size (zipped/unzipped): the mlship asset vs a scikit-learn package built the
   same way (pip ``--platform manylinux`` for Python 3.12, tests and caches removed);
 * ``mlship serve`` requests/s and p99 under load vs a naive single-process scikit-learn
@@ -20,9 +22,7 @@ Run: ``.venv/bin/python -m bench.realtime [--quick]``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
-import io
 import json
 import os
 import re
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import summary, time_calls, write_results
+from bench.deployed import cold_starts, deployed_environment, warm_asset, without_pyc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,58 +125,55 @@ def _setup(tmp: Path) -> dict[str, Any]:
     return {"bundle": bundle, "model": tmp / "model.joblib", "record": record, "pipe": pipe, "sk_dir": tmp / "sk"}
 
 
-# ---------------------------------------------------------------------------- warm latency
-def warm_latency(env: dict[str, Any], n: int) -> dict[str, Any]:
-    import numpy as np
+# ---------------------------------------------------------------------------- the deployed asset
+def _asset(env: dict[str, Any]) -> dict[str, Any]:
+    """The built asset (``mlship package predict``), the runtime's Python and the deployed environment."""
+    from mlship.deploy.lambda_asset import asset_info, build_lambda_asset, runtime_python, runtime_stand_in
 
-    os.environ.update(MODEL_URI=str(env["bundle"]), POWERTOOLS_TRACE_DISABLED="1")
+    python = runtime_python()
+    if python is None:
+        raise RuntimeError("no Python 3.12 here (set $MLSHIP_RUNTIME_PYTHON): the asset cannot run")
+    asset = build_lambda_asset("predict")
+    return {"python": python, "asset": asset, "provided": runtime_stand_in(), "info": asset_info("predict") or {},
+            "env": deployed_environment(env["bundle"]), "event": _event(env["record"])}
+
+
+# ---------------------------------------------------------------------------- warm latency
+def _sklearn_warm(env: dict[str, Any], n: int) -> dict[str, Any]:
     os.environ["SKLEARN_MODEL"] = str(env["model"])
     sys.path.insert(0, str(env["sk_dir"]))
     import sk_handler  # noqa: PLC0415 - written by _setup
-
-    from functions.predict import handler as mlship_handler
-    from mlship.runtime.predictor import Predictor
-
-    event, ctx = _event(env["record"]), _Ctx()
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):  # EMF metrics go to stdout in Lambda; keep the console clean
-        assert mlship_handler.handler(event, ctx)["statusCode"] == 200
-
-        def run_mlship() -> None:
-            mlship_handler.handler(event, ctx)
-            sink.seek(0)
-            sink.truncate()
-
-        ours = summary(time_calls(run_mlship, n, warmup=50))
-    predictor = Predictor.load(env["bundle"])
-    batch = predictor.schema.validate([env["record"]])
-    feeds = predictor.onnx_feeds(batch.columns)  # the raw session.run lower bound: inputs already built
-    fetch = predictor._fetch
-    raw = summary(time_calls(lambda: predictor.session.run(fetch, feeds), n, warmup=50))
     from threadpoolctl import threadpool_limits
 
+    event, ctx = _event(env["record"]), _Ctx()
     with threadpool_limits(limits=1):  # OpenMP spinning under contention makes sklearn 10x slower
-        sk = summary(time_calls(lambda: sk_handler.handler(event, ctx), max(200, n // 5), warmup=20))
+        return summary(time_calls(lambda: sk_handler.handler(event, ctx), n, warmup=20))
+
+
+def warm_latency(env: dict[str, Any], deployed: dict[str, Any], n: int) -> dict[str, Any]:
+    """The asset's handler in the deployed configuration (capture on), and with capture off, each with
+    raw ``session.run`` in the same process; then the scikit-learn handler in this one."""
+    import numpy as np
     import pandas as pd
 
+    run = (deployed["python"], deployed["asset"], deployed["provided"])
+    on = warm_asset(*run, deployed["env"], deployed["event"], n)
+    off = warm_asset(*run, {**deployed["env"], "CAPTURE_MODE": "off"}, deployed["event"], n)
+    sk = _sklearn_warm(env, max(200, n // 5))
     expected = env["pipe"].predict_proba(pd.DataFrame([env["record"]]))
-    with contextlib.redirect_stdout(io.StringIO()):
-        ours_answer = json.loads(mlship_handler.handler(event, ctx)["body"])["probabilities"]
-    agree = float(np.abs(np.asarray(ours_answer) - expected).max())
-    return {"mlship_handler": ours, "raw_session_run": raw, "sklearn_handler": sk, "max_prob_diff": agree}
+    agree = float(np.abs(np.asarray(on["answer"]["probabilities"]) - expected).max())
+    return {"capture_on": {k: v for k, v in on.items() if k != "answer"},
+            "capture_off": {k: v for k, v in off.items() if k != "answer"},
+            "sklearn_handler": sk, "max_prob_diff": agree,
+            "capture_mode": deployed["env"].get("CAPTURE_MODE"),
+            "sampling_percentage": deployed["env"].get("CAPTURE_SAMPLING_PERCENTAGE")}
 
 
 # ---------------------------------------------------------------------------- cold start
-def cold_start(env: dict[str, Any], runs: int) -> dict[str, Any]:
+def cold_start(env: dict[str, Any], deployed: dict[str, Any], runs: int) -> dict[str, Any]:
+    """Fresh process to first answer: the asset (python3.12, .pyc), the asset without .pyc, and the
+    scikit-learn handler (dev venv, compiled .pyc present)."""
     event = json.dumps(_event(env["record"]))
-    mlship_code = textwrap.dedent(f"""
-        import json, sys
-        sys.path.insert(0, {str(REPO)!r})
-        from functions.predict import handler
-        r = handler.handler(json.loads({event!r}), type("C", (), {{"aws_request_id": "c", "function_name": "f",
-            "memory_limit_in_mb": 1024, "invoked_function_arn": "arn:aws:lambda:us-east-1:1:function:f"}})())
-        assert r["statusCode"] == 200, r
-    """)
     sk_code = textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(env["sk_dir"])!r})
@@ -183,15 +181,14 @@ def cold_start(env: dict[str, Any], runs: int) -> dict[str, Any]:
         r = sk_handler.handler(json.loads({event!r}), None)
         assert r["statusCode"] == 200, r
     """)
-    child_env = {**os.environ, "MODEL_URI": str(env["bundle"]), "SKLEARN_MODEL": str(env["model"]),
-                 "POWERTOOLS_TRACE_DISABLED": "1", "OMP_NUM_THREADS": "1"}
-    times: dict[str, list[float]] = {"mlship": [], "sklearn": []}
-    for _ in range(runs):  # interleaved so that machine noise hits both alike
-        for name, code in (("mlship", mlship_code), ("sklearn", sk_code)):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], env=child_env, check=True, capture_output=True, cwd="/")
-            times[name].append(time.perf_counter() - t0)
-    return {name: summary(vals) for name, vals in times.items()}
+    sk_env = {**os.environ, "SKLEARN_MODEL": str(env["model"]), "OMP_NUM_THREADS": "1"}
+    bare = without_pyc(deployed["asset"], REPO / "build" / "bench" / "predict-without-pyc")
+    try:
+        return cold_starts(deployed["python"], {"asset": deployed["asset"], "asset_without_pyc": bare},
+                           deployed["provided"], deployed["env"], deployed["event"], runs,
+                           extra={"sklearn": [sys.executable, "-c", sk_code]}, extra_env=sk_env)
+    finally:
+        shutil.rmtree(bare, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- package size
@@ -348,60 +345,79 @@ def serve_load(env: dict[str, Any], seconds: int, connections: int) -> dict[str,
     return out
 
 
+def _row(benchmark: str, ours: float, theirs: float, baseline_name: str, unit: str, scale: float = 1.0,
+         digits: int = 3) -> dict[str, Any]:
+    return {"benchmark": benchmark, "mlship": round(ours * scale, digits), "baseline": round(theirs * scale, digits),
+            "baseline_name": baseline_name, "ratio": round(theirs / ours, 2), "unit": unit}
+
+
+def _table(warm: dict[str, Any], cold: dict[str, Any], sizes: dict[str, Any], load: dict[str, Any],
+           connections: int) -> list[dict[str, Any]]:
+    """The README rows: every comparison against a baseline measured in this run."""
+    us, ms = 1e6, 1e3
+    on, off, sk = warm["capture_on"], warm["capture_off"], warm["sklearn_handler"]
+    deployed = f"Lambda handler, built asset, deployed config (capture {warm['capture_mode']}), warm, 1 record"
+    asset, bare = cold["asset"]["first_answer"], cold["asset_without_pyc"]["first_answer"]
+    serve, naive = load["mlship_serve"], load["sklearn_server"]
+    return [
+        _row(f"{deployed}, p50", on["handler"]["p50"], sk["p50"], "scikit-learn handler", "us", us, 1),
+        _row(f"{deployed}, p99", on["handler"]["p99"], sk["p99"], "scikit-learn handler", "us", us, 1),
+        _row(f"{deployed}, p50 vs raw session.run", on["handler"]["p50"], on["raw_session_run"]["p50"],
+             "raw onnxruntime session.run, same process", "us", us, 1),
+        _row(f"{deployed}, p99 vs raw session.run", on["handler"]["p99"], on["raw_session_run"]["p99"],
+             "raw onnxruntime session.run, same process", "us", us, 1),
+        _row("Lambda handler, built asset, warm p50: capture on vs capture off (the old rows' configuration)",
+             on["handler"]["p50"], off["handler"]["p50"], "same handler, CAPTURE_MODE=off", "us", us, 1),
+        _row("cold start, built asset (python3.12, .pyc), fresh process to first answer, median", asset["median"],
+             bare["median"], "same asset without .pyc", "s"),
+        _row("cold start, built asset, fresh process to first answer, median", asset["median"],
+             cold["sklearn"]["first_answer"]["median"], "scikit-learn handler (dev venv, .pyc)", "s"),
+        _row("Lambda package, zipped", sizes["mlship"]["zipped"], sizes["sklearn"]["zipped"], "scikit-learn package",
+             "MB", 1e-6, 1),
+        _row("Lambda package, unzipped (limit 262 MB)", sizes["mlship"]["unzipped"], sizes["sklearn"]["unzipped"],
+             "scikit-learn package", "MB", 1e-6, 1),
+        {**_row(f"mlship serve throughput, 1 record/request, {connections} connections ({serve['tool']})",
+                serve["rps"], naive["rps"], "single-process scikit-learn http.server", "requests/s", 1.0, 1),
+         "ratio": round(serve["rps"] / naive["rps"], 1)},
+        _row(f"mlship serve p99 latency under load ({serve['tool']})", serve["p99"], naive["p99"],
+             "single-process scikit-learn http.server", "ms", ms, 2),
+    ]
+
+
 def main(quick: bool = False) -> None:
-    n_warm = 500 if quick else 3000
+    n_warm = 1000 if quick else 5000
     cold_runs = 5 if quick else 11
     load_seconds = 5 if quick else 15
     connections = 8
     with tempfile.TemporaryDirectory() as tmp:
         env = _setup(Path(tmp))
-        print("warm handler latency ...", flush=True)
-        warm = warm_latency(env, n_warm)
-        print("cold start ...", flush=True)
-        cold = cold_start(env, cold_runs)
+        deployed = _asset(env)
+        print("warm handler latency (built asset, deployed environment) ...", flush=True)
+        warm = warm_latency(env, deployed, n_warm)
+        print("cold start (built asset) ...", flush=True)
+        cold = cold_start(env, deployed, cold_runs)
         print("package sizes ...", flush=True)
         sizes = package_sizes()
         print("mlship serve under load ...", flush=True)
         load = serve_load(env, load_seconds, connections)
-    ms = 1000.0
-    serve, naive = load["mlship_serve"], load["sklearn_server"]
-    table = [
-        {"benchmark": "Lambda handler, warm, 1 record, p50", "mlship": round(warm["mlship_handler"]["p50"] * ms, 3),
-         "baseline": round(warm["sklearn_handler"]["p50"] * ms, 3), "baseline_name": "scikit-learn handler",
-         "ratio": round(warm["sklearn_handler"]["p50"] / warm["mlship_handler"]["p50"], 1), "unit": "ms"},
-        {"benchmark": "Lambda handler, warm, 1 record, p99", "mlship": round(warm["mlship_handler"]["p99"] * ms, 3),
-         "baseline": round(warm["sklearn_handler"]["p99"] * ms, 3), "baseline_name": "scikit-learn handler",
-         "ratio": round(warm["sklearn_handler"]["p99"] / warm["mlship_handler"]["p99"], 1), "unit": "ms"},
-        {"benchmark": "Lambda handler overhead over raw session.run, p50",
-         "mlship": round(warm["mlship_handler"]["p50"] * ms, 3),
-         "baseline": round(warm["raw_session_run"]["p50"] * ms, 3), "baseline_name": "raw onnxruntime session.run",
-         "ratio": round(warm["raw_session_run"]["p50"] / warm["mlship_handler"]["p50"], 2), "unit": "ms"},
-        {"benchmark": "cold start (fresh process to first answer), median",
-         "mlship": round(cold["mlship"]["median"], 3), "baseline": round(cold["sklearn"]["median"], 3),
-         "baseline_name": "scikit-learn handler",
-         "ratio": round(cold["sklearn"]["median"] / cold["mlship"]["median"], 1), "unit": "s"},
-        {"benchmark": "Lambda package, zipped", "mlship": round(sizes["mlship"]["zipped"] / 1e6, 1),
-         "baseline": round(sizes["sklearn"]["zipped"] / 1e6, 1), "baseline_name": "scikit-learn package",
-         "ratio": round(sizes["sklearn"]["zipped"] / sizes["mlship"]["zipped"], 2), "unit": "MB"},
-        {"benchmark": "Lambda package, unzipped (limit 262 MB)", "mlship": round(sizes["mlship"]["unzipped"] / 1e6, 1),
-         "baseline": round(sizes["sklearn"]["unzipped"] / 1e6, 1), "baseline_name": "scikit-learn package",
-         "ratio": round(sizes["sklearn"]["unzipped"] / sizes["mlship"]["unzipped"], 2), "unit": "MB"},
-        {"benchmark": f"mlship serve throughput, 1 record/request, {connections} connections ({serve['tool']})",
-         "mlship": round(serve["rps"], 1), "baseline": round(naive["rps"], 1),
-         "baseline_name": "single-process scikit-learn http.server", "ratio": round(serve["rps"] / naive["rps"], 1),
-         "unit": "requests/s"},
-        {"benchmark": f"mlship serve p99 latency under load ({serve['tool']})", "mlship": round(serve["p99"] * ms, 2),
-         "baseline": round(naive["p99"] * ms, 2), "baseline_name": "single-process scikit-learn http.server",
-         "ratio": round(naive["p99"] / serve["p99"], 1), "unit": "ms"},
-    ]
+    table = _table(warm, cold, sizes, load, connections)
+    environment = {k: v for k, v in deployed["env"].items() if k != "MLSHIP_PUBLIC_KEY"}
     raw = {"warm": warm, "cold_start": cold, "package_bytes": sizes, "load": load,
+           "deployed": {"python": deployed["python"], "asset": str(deployed["asset"]),
+                        "pyc_compiled": deployed["info"].get("pyc_compiled"), "environment": environment},
            "settings": {"quick": quick, "n_warm": n_warm, "cold_runs": cold_runs, "load_seconds": load_seconds,
                         "connections": connections, "model": "churn ColumnTransformer + HistGradientBoosting"},
-           "notes": ["cold start: both handlers from the dev venv (compiled .pyc present for both)",
+           "notes": ["warm and cold: build/lambda/predict run by python3.12 with sys.path as Lambda's (the asset, "
+                     "then boto3 as /var/runtime has it) and the environment the API stack sets (bench/deployed.py); "
+                     "MODEL_URI is a local bundle: the model already in /tmp",
+                     "warm: handler and raw session.run interleaved in blocks in one process; stdout (capture "
+                     "lines, EMF) to /dev/null; scikit-learn handler in the dev venv (Python 3.11)",
+                     "cold start: process start to first answer; the asset without .pyc is run with "
+                     "PYTHONDONTWRITEBYTECODE (Lambda's /var/task is read-only: it recompiles on every cold start)",
                      "scikit-learn baselines run with OMP_NUM_THREADS=1 (threadpool_limits(1) in process): "
                      "with OpenMP threads on a loaded 2-core machine they were ~10x slower",
                      "package sizes: pip --platform manylinux_2_28/2014 x86_64 for Python 3.12, tests removed",
-                     f"load generator: {serve['tool']} (the client shares the 2 cores with the server)"]}
+                     f"load generator: {load['mlship_serve']['tool']} (the client shares the 2 cores with the server)"]}
     path = write_results("realtime", table, raw)
     for row in table:
         print(f"{row['benchmark']}: mlship {row['mlship']} {row['unit']} vs {row['baseline_name']} "
