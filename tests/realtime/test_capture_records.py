@@ -1,0 +1,103 @@
+"""Capture lines and what the record reader makes of every shape Firehose can deliver them in."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from functions.predict.capture import LogCapture, invoked_alias, lines
+from mlship.runtime.records import capture_line, iter_lines, make_records, parse_line
+
+VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
+                   st.text(max_size=12), st.none(), st.booleans())
+SMALL_LINE = 300  # a line limit small enough that the generated requests get split
+ROWS = st.lists(st.dictionaries(st.text(min_size=1, max_size=8), VALUES, min_size=1, max_size=5), min_size=1,
+                max_size=30)
+
+
+def _records(rows: list[dict[str, Any]], request_id: str = "req-1") -> list[dict[str, Any]]:
+    outputs = [{"prediction": i % 2, "probabilities": [0.25, 0.75]} for i in range(len(rows))]
+    return make_records(request_id, "churn", "4", rows, outputs, source="lambda")
+
+
+def _expected(records: list[dict[str, Any]], variant: str, alias: str | None) -> list[dict[str, Any]]:
+    return [{**rec, "variant": variant, "alias": alias} for rec in records]
+
+
+@settings(max_examples=150, deadline=None)
+@given(ROWS, st.sampled_from([None, "live", "7"]))
+def test_a_capture_line_reads_back_as_the_requests_records(rows, alias):
+    records = _records(rows)
+    assert parse_line(capture_line(records, variant="3", alias=alias)) == _expected(records, "3", alias)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS)
+def test_a_large_request_is_split_into_lines_that_fit_and_keep_row_numbers(rows):
+    import functions.predict.capture as capture
+
+    records = _records(rows)
+    old, capture.MAX_LINE_BYTES = capture.MAX_LINE_BYTES, SMALL_LINE
+    try:
+        parts = lines(records, "3", "live")
+    finally:
+        capture.MAX_LINE_BYTES = old
+    assert all(len(p) <= SMALL_LINE for p in parts if len(json.loads(p)["rows"]) > 1)
+    assert [r for p in parts for r in parse_line(p)] == _expected(records, "3", "live")
+
+
+def _envelope(messages: list[str], kind: str = "DATA_MESSAGE") -> dict[str, Any]:
+    return {"messageType": kind, "owner": "123456789012", "logGroup": "/aws/lambda/fn", "logStream": "s",
+            "subscriptionFilters": ["capture"],
+            "logEvents": [{"id": str(i), "timestamp": 0, "message": m} for i, m in enumerate(messages)]}
+
+
+def test_log_envelopes_yield_only_capture_lines_even_back_to_back_and_gzip_members():
+    """Without Firehose's processors an object holds gzip'd envelopes back to back (no newline);
+    moto writes one per PutLogEvents, with START/REPORT, log and EMF lines the filter would drop."""
+    first, second = _records([{"a": 1}, {"a": 2}], "r1"), _records([{"a": 3}], "r2")
+    noise = ["START RequestId: r1 Version: 3", '{"level":"INFO","message":"model loaded"}',
+             '{"_aws":{"Timestamp":1},"Latency":0.1}', "REPORT RequestId: r1\tDuration: 1.00 ms"]
+    env1 = _envelope([noise[0], capture_line(first, variant="3"), noise[1], noise[2], noise[3]])
+    env2 = _envelope([capture_line(second, variant="4", alias="live")])
+    control = _envelope(["CWL CONTROL MESSAGE: Checking health of destination Firehose."], "CONTROL_MESSAGE")
+    body = b"".join(gzip.compress(json.dumps(e).encode()) for e in (control, env1, env2))
+    records = [r for line in iter_lines(body) for r in parse_line(line)]
+    assert records == _expected(first, "3", None) + _expected(second, "4", "live")
+
+
+def test_processed_objects_are_gzip_json_lines():
+    recs = _records([{"a": 1}])
+    body = gzip.compress((capture_line(recs, variant="1") + "\n" + capture_line(recs, variant="2") + "\n").encode())
+    assert [r["variant"] for line in iter_lines(body) for r in parse_line(line)] == ["1", "2"]
+
+
+def test_log_capture_writes_and_flushes_one_line_and_reports_failures():
+    stream = io.StringIO()
+    capture = LogCapture(100.0, "9", stream=stream)
+    assert capture.write(_records([{"a": 1}]), "live")
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["variant"] == "9"
+    assert not capture.write(_records([{"a": float("nan")}]), None)  # not JSON: counted by the handler
+
+
+@given(st.floats(0, 100))
+def test_sampling_is_bounded_by_its_percentage(percentage):
+    assert LogCapture(percentage, "1", dice=lambda: 0.0).sampled() is (percentage > 0)
+    assert LogCapture(percentage, "1", dice=lambda: 0.999999).sampled() is (percentage >= 100.0 or
+                                                                             percentage > 99.9999)
+
+
+def test_invoked_alias_is_the_arns_qualifier():
+    class Ctx:
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+
+    assert invoked_alias(Ctx()) is None
+    Ctx.invoked_function_arn += ":live"
+    assert invoked_alias(Ctx()) == "live"
+    assert invoked_alias(object()) is None
