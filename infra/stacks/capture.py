@@ -55,17 +55,22 @@ class CaptureDelivery(Construct):
         self.stream = self._stream(cfg, names, key_arn, role, group_name)
         self.stream.node.add_dependency(role)
         self.stream.node.add_dependency(errors_group)
+        # The ARN from the literal name, not GetAtt: moto's CloudFormation (the deploy rehearsal)
+        # skips Firehose streams and fails any GetAtt on a skipped resource.
+        self.stream_arn = (f"arn:{cdk.Aws.PARTITION}:firehose:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
+                           f"deliverystream/{self.name}")
         subscription_role = iam.Role(
             self, "SubscriptionRole", description="CloudWatch Logs: put the predict function's capture lines into "
             "its Firehose stream",
             assumed_by=iam.ServicePrincipal("logs.amazonaws.com", conditions={"StringLike": {
                 "aws:SourceArn": f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:*"}}))
         subscription_role.add_to_policy(iam.PolicyStatement(actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
-                                                            resources=[self.stream.attr_arn]))
+                                                            resources=[self.stream_arn]))
         self.subscription = logs.CfnSubscriptionFilter(
             self, "Subscription", log_group_name=log_group.log_group_name, filter_pattern=FILTER_PATTERN,
-            destination_arn=self.stream.attr_arn, role_arn=subscription_role.role_arn)
+            destination_arn=self.stream_arn, role_arn=subscription_role.role_arn)
         self.subscription.node.add_dependency(subscription_role)
+        self.subscription.node.add_dependency(self.stream)
         self.alarms = self._alarms(cfg, topic)
 
     def _delivery_role(self, names: Names, key_arn: str, errors_group: str) -> iam.Role:
