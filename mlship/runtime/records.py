@@ -59,7 +59,9 @@ def utc_now() -> datetime:
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """``2026-11-23T10:00:00.123Z`` (milliseconds, truncated; ``isoformat`` is several times faster
+    than ``strftime``, and this runs once per answered request)."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def object_key(prefix: str, model_name: str, model_version: str, ts: datetime) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.predict.capture import LogCapture, invoked_alias, lines
-from mlship.runtime.records import capture_line, iter_lines, make_records, parse_line
+from mlship.runtime.records import capture_line, iso, iter_lines, make_records, parse_line
 
 VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
                    st.text(max_size=12), st.none(), st.booleans())
@@ -101,3 +102,10 @@ def test_invoked_alias_is_the_arns_qualifier():
     Ctx.invoked_function_arn += ":live"
     assert invoked_alias(Ctx()) == "live"
     assert invoked_alias(object()) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(minutes=330))])))
+def test_record_times_are_utc_milliseconds_with_z(ts):
+    assert iso(ts) == ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
