@@ -39,6 +39,7 @@ import csv
 import gzip
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -56,6 +57,20 @@ LABELS_PREFIX = "labels"
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_second: tuple[int, str] = (-1, "")  # a whole second and its "YYYY-MM-DDTHH:MM:SS": formatted once
+
+
+def now_iso() -> str:
+    """:func:`iso` of now, formatting the date and time once per second (it runs per answered request)."""
+    global _second
+    now = time.time()
+    second = int(now)
+    cached = _second  # one read of an immutable pair: safe against a concurrent update
+    if cached[0] != second:
+        cached = _second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def iso(ts: datetime) -> str:
@@ -82,7 +97,7 @@ def input_rows(columns: Mapping[str, Any], names: list[str]) -> list[dict[str, A
 def make_records(request_id: str, model_name: str, model_version: str, inputs: list[dict[str, Any]],
                  outputs: list[dict[str, Any]], *, source: str, ts: datetime | None = None) -> list[dict]:
     """One record per row of a request (inputs and outputs are row-aligned)."""
-    stamp = iso(ts or utc_now())
+    stamp = iso(ts) if ts is not None else now_iso()
     return [{"request_id": request_id, "row": i, "time": stamp, "source": source,
              "model": {"name": model_name, "version": model_version}, "inputs": inp, "outputs": out}
             for i, (inp, out) in enumerate(zip(inputs, outputs, strict=True))]

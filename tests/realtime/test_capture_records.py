@@ -109,3 +109,11 @@ def test_invoked_alias_is_the_arns_qualifier():
                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(minutes=330))])))
 def test_record_times_are_utc_milliseconds_with_z(ts):
     assert iso(ts) == ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_now_iso_agrees_with_iso_of_now():
+    from mlship.runtime.records import now_iso, utc_now
+
+    for _ in range(200):
+        before, stamp, after = iso(utc_now()), now_iso(), iso(utc_now())
+        assert before <= stamp <= after and stamp.endswith("Z") and len(stamp) == len(before)
