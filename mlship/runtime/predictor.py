@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,17 @@ class Prediction:
             body["predictions"] = self.values.tolist() if self.values is not None else []
         return body
 
+    def all_finite(self) -> bool:
+        """Whether every probability or value is finite (the answering paths' check, cheap for one
+        request's few values: plain Python instead of array operations)."""
+        out = self.probabilities if self.task == CLASSIFICATION else self.values
+        if out is None or len(self) == 0:
+            return True
+        flat = np.asarray(out).reshape(-1)
+        if flat.size <= 64:
+            return all(map(math.isfinite, flat.tolist()))
+        return bool(np.isfinite(flat).all())
+
     def non_finite(self) -> np.ndarray:
         """Boolean mask of the rows whose probabilities or value are NaN or infinite."""
         out = self.probabilities if self.task == CLASSIFICATION else self.values
@@ -100,6 +112,17 @@ class ScoredBatch:
         return self.validated.valid
 
     @property
+    def all_finite(self) -> bool:
+        """Whether every probability or value is finite (the answering paths' check, cheap for one
+        request's few values: plain Python instead of array operations)."""
+        out = self.probabilities if self.task == CLASSIFICATION else self.values
+        if out is None or len(self) == 0:
+            return True
+        flat = np.asarray(out).reshape(-1)
+        if flat.size <= 64:
+            return all(map(math.isfinite, flat.tolist()))
+        return bool(np.isfinite(flat).all())
+
     def non_finite(self) -> np.ndarray:
         """Mask over the *scored* rows (``prediction``'s rows) whose output is NaN or infinite.
 
@@ -198,9 +221,8 @@ class Predictor:
         through this, so a model that emits NaN is a model failure, never invalid JSON.
         """
         prediction = self.predict_columns(columns)
-        bad = prediction.non_finite()
-        if bad.any():
-            raise ModelOutputError(np.flatnonzero(bad).tolist())
+        if not prediction.all_finite():
+            raise ModelOutputError(np.flatnonzero(prediction.non_finite()).tolist())
         return prediction
 
     def score(self, data: Any, *, allow_extra: bool = True) -> ScoredBatch:
@@ -218,14 +240,13 @@ class Predictor:
         feeds = self.onnx_feeds(columns)
         results = self.session.run(self._fetch, feeds)
         named = dict(zip(self._output_names, results, strict=True))
-        pred = Prediction(self.model_name, self.model_version, self.task, classes=self.classes)
         if self.task == CLASSIFICATION:
-            pred.labels = np.asarray(named["label"]).reshape(-1)
             probs = named.get("probabilities")
-            pred.probabilities = None if probs is None else np.asarray(probs, dtype=np.float64)
-        else:
-            pred.values = np.asarray(named["value"], dtype=np.float64).reshape(-1)
-        return pred
+            return Prediction(self.model_name, self.model_version, self.task, classes=self.classes,
+                              labels=np.asarray(named["label"]).reshape(-1),
+                              probabilities=None if probs is None else np.asarray(probs, dtype=np.float64))
+        return Prediction(self.model_name, self.model_version, self.task, classes=self.classes,
+                          values=np.asarray(named["value"], dtype=np.float64).reshape(-1))
 
     def onnx_feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The onnxruntime input feeds for validated column arrays (calibration, benchmarks)."""
@@ -236,7 +257,7 @@ class Predictor:
         feeds = {}
         for name, dtype in self._inputs.items():
             col = columns[name].reshape(-1, 1)
-            feeds[name] = col if dtype is object else col.astype(dtype, copy=False)
+            feeds[name] = col if dtype is object or col.dtype == dtype else col.astype(dtype)
         return feeds
 
     # ------------------------------------------------------------------ golden examples
