@@ -4,7 +4,8 @@ Records in a list go through the plain-Python check of clean values first
 (``schema._clean_records``); the same records in a tuple take the general path, so comparing the
 two over fuzzed records (clean, dirty, and every edge the fast path must hand over) shows that the
 fast path accepts nothing the general one refuses and builds the same columns. Likewise
-``jsonable`` of a 1-D array against its item-by-item conversion.
+``jsonable`` of a 1-D array against its item-by-item conversion, and a prediction's finiteness check
+against its row mask.
 """
 
 from __future__ import annotations
@@ -91,3 +92,16 @@ def test_jsonable_of_a_flat_array_is_its_items_converted_one_by_one(items, dtype
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
     assert jsonable(array) == [one_by_one(v) for v in array]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=100), st.booleans())
+def test_prediction_all_finite_agrees_with_the_row_mask(values, classifier) -> None:
+    from mlship.runtime.predictor import Prediction
+
+    if classifier:
+        probs = np.array(values * 2, dtype=np.float64).reshape(2, -1).T
+        pred = Prediction("m", "1", "classification", labels=np.zeros(len(probs)), probabilities=probs)
+    else:
+        pred = Prediction("m", "1", "regression", values=np.array(values, dtype=np.float64))
+    assert pred.all_finite() == (not pred.non_finite().any())
