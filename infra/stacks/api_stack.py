@@ -82,7 +82,8 @@ class ApiStack(cdk.Stack):
                         description="predict Lambda: read bundles, write inference records, metrics")
         for stmt in log_statements(names.log_group(names.release.function_name)):
             role.add_to_policy(stmt)
-        grant_serving_data(role, cfg, names, key_arn, RECORDS_PREFIX)
+        writes_records = cfg.api.capture.enabled and cfg.api.capture.mode == "s3"  # log mode: Firehose writes them
+        grant_serving_data(role, cfg, names, key_arn, RECORDS_PREFIX if writes_records else None)
         role.add_to_policy(metrics_statement())
         if cfg.endpoint.enabled:
             role.add_to_policy(iam.PolicyStatement(

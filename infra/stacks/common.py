@@ -168,12 +168,14 @@ def release_outputs(scope: Construct, names: Names, model: ServedModel, alarms: 
     cdk.CfnOutput(scope, "RollbackAlarms", value=json.dumps(alarms))
 
 
-def grant_serving_data(role: iam.Role, cfg: MlshipConfig, names: Names, key_arn: str, write_prefix: str) -> None:
+def grant_serving_data(role: iam.Role, cfg: MlshipConfig, names: Names, key_arn: str,
+                       write_prefix: str | None) -> None:
     """What a serving role needs of the data bucket: read bundles (and a pinned tarball elsewhere),
-    list the bucket, write its records under ``write_prefix``, use the data key."""
+    list the bucket, write its records under ``write_prefix`` (None: it writes nothing), use the data key."""
     role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[names.bucket_arn("*")]))
-    role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
-                                           resources=[names.bucket_arn(f"{write_prefix}*")]))
+    if write_prefix is not None:
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"],
+                                               resources=[names.bucket_arn(f"{write_prefix}*")]))
     role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[names.bucket_arn()]))
     role.add_to_policy(kms_statement(key_arn))
     pinned = pinned_read_statement(cfg)

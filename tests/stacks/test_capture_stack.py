@@ -119,3 +119,12 @@ def test_capture_config_sets_the_function_variables():
                                                                      "CAPTURE_SAMPLING_PERCENTAGE": "12.5"}
     assert CaptureConfig(enabled=False).environment()["CAPTURE_MODE"] == "off"
     assert CaptureConfig(mode="s3").environment()["CAPTURE_MODE"] == "s3"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_in_log_mode_the_function_cannot_write_to_the_bucket(synth, env):
+    """Firehose writes the records: the predict role keeps only reads of the data bucket."""
+    statements = _statements(synth, f"Mlship-{env}-Api", "Role")
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "s3:GetObject" in actions
+    assert "s3:PutObject" not in actions, statements
