@@ -8,9 +8,10 @@
   ``sys.path`` as Lambda builds it (the asset, then boto3 as ``/var/runtime`` provides it), from
   the process start to the first answer; the same asset without its ``.pyc`` (Lambda's read-only
   ``/var/task`` then compiles every module on every cold start) as the baseline of what they gain.
-* :func:`warm_asset`: one such process answering ``n`` warm requests through ``handler.handler``,
-  interleaved with raw ``session.run`` calls of the same loaded model (inputs prebuilt) in blocks,
-  so that machine noise hits both alike.
+* :func:`warm_asset`: one such process answering ``n`` warm requests through ``handler.handler`` in
+  each mode (capture as deployed, capture off: the environment read again between blocks),
+  interleaved in blocks with raw ``session.run`` calls of the same loaded model (inputs prebuilt),
+  so that machine noise hits every mode and the lower bound alike.
 
 The processes write the capture lines and EMF metrics to a real file descriptor (/dev/null),
 as Lambda's stdout is, not to an in-memory buffer.
@@ -124,48 +125,55 @@ def cold_starts(python: str, variants: dict[str, Path], provided: Path, env: dic
     return summaries
 
 
-def _warm_code(asset: Path, provided: Path, env: dict[str, str], event: dict[str, Any], n: int, out: Path) -> str:
+def _warm_code(asset: Path, provided: Path, env: dict[str, str], event: dict[str, Any], n: int,
+               modes: dict[str, dict[str, str]], out: Path) -> str:
     return _prelude(asset, provided, env) + textwrap.dedent(f"""
-        import json
+        import json, os
         import handler
         event, context = json.loads({json.dumps(event)!r}), {CONTEXT}
-        predictor = handler.load_backend().predictor
-        record = json.loads(event["body"])
-        feeds = predictor.onnx_feeds(predictor.schema.validate([record]).columns)
-        fetch = predictor._fetch
+        modes = {modes!r}
 
-        def call():
-            handler.handler(event, context)
+        def configure(mode):  # the environment of a mode, read again (handler.reset), the model loaded
+            os.environ.update({env!r})
+            os.environ.update(modes[mode])
+            handler.reset()
+            predictor = handler.load_backend().predictor
+            record = json.loads(event["body"])
+            feeds = predictor.onnx_feeds(predictor.schema.validate([record]).columns)
+            for _ in range(200):  # warm-up: the first calls of each allocate
+                handler.handler(event, context)
+                predictor.session.run(predictor._fetch, feeds)
+            return lambda: predictor.session.run(predictor._fetch, feeds)
 
-        def raw():
-            predictor.session.run(fetch, feeds)
-
-        times = {{"handler": [], "raw_session_run": []}}
-        for fn in (call, raw):  # warm-up: the first calls of each allocate
-            for _ in range(200):
+        def timed(fn, bucket, count):
+            for _ in range(count):
+                t0 = time.perf_counter()
                 fn()
+                bucket.append(time.perf_counter() - t0)
+
+        times = {{name: [] for name in [*modes, "raw_session_run"]}}
+        answers = {{}}
         block = 250
-        for _ in range(max(1, {n} // block)):  # interleaved blocks: noise hits both alike
-            for name, fn in (("handler", call), ("raw_session_run", raw)):
-                bucket = times[name]
-                for _ in range(block):
-                    t0 = time.perf_counter()
-                    fn()
-                    bucket.append(time.perf_counter() - t0)
-        answer = json.loads(handler.handler(event, context)["body"])
+        for _ in range(max(1, {n} // block)):  # interleaved blocks: noise hits every mode and raw alike
+            for mode in modes:
+                raw = configure(mode)
+                timed(lambda: handler.handler(event, context), times[mode], block)
+                timed(raw, times["raw_session_run"], block // len(modes))
+                answers[mode] = json.loads(handler.handler(event, context)["body"])
         with open({str(out)!r}, "w") as f:
-            json.dump({{"times": times, "answer": answer, "xray": "aws_xray_sdk" in sys.modules,
+            json.dump({{"times": times, "answers": answers, "xray": "aws_xray_sdk" in sys.modules,
                         "boto3": "boto3" in sys.modules}}, f)
     """)
 
 
 def warm_asset(python: str, asset: Path, provided: Path, env: dict[str, str], event: dict[str, Any],
-               n: int) -> dict[str, Any]:
-    """Warm handler and raw ``session.run`` latency (p50/p99) in one process running the asset."""
+               n: int, modes: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Warm handler latency (p50/p99) of each mode (variables over ``env``) and of raw ``session.run``,
+    in one process running the asset, in interleaved blocks."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "warm.json"
-        subprocess.run([python, "-c", _warm_code(asset, provided, env, event, n, out)], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", timeout=600)
+        subprocess.run([python, "-c", _warm_code(asset, provided, env, event, n, modes, out)], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", timeout=900)
         doc = json.loads(out.read_text())
-    return {"handler": summary(doc["times"]["handler"]), "raw_session_run": summary(doc["times"]["raw_session_run"]),
-            "answer": doc["answer"], "imports_xray": doc["xray"], "imports_boto3": doc["boto3"]}
+    return {**{name: summary(values) for name, values in doc["times"].items()}, "answers": doc["answers"],
+            "imports_xray": doc["xray"], "imports_boto3": doc["boto3"]}
