@@ -350,14 +350,20 @@ def loadtest_prefix(registry: Any, name: str, version: str) -> str:
 
 def latest_loadtest(registry: Any, name: str, version: str) -> dict[str, Any] | None:
     """The newest load-test report attached to ``NAME/VERSION`` (keys sort by creation time)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     prefix = loadtest_prefix(registry, name, version)
     keys: list[str] = []
-    for page in registry.s3.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
-    if not keys:
-        return None
-    body = registry.s3.get_object(Bucket=registry.bucket, Key=max(keys))["Body"].read()
-    return json.loads(body)
+    try:
+        for page in registry.s3.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+        if not keys:
+            return None
+        body = registry.s3.get_object(Bucket=registry.bucket, Key=max(keys))["Body"].read()
+        return json.loads(body)
+    except (ClientError, BotoCoreError, ValueError) as exc:
+        raise GateError(f"cannot read the load-test report of {name}/{version} in s3://{registry.bucket}/"
+                        f"{prefix}: {exc}") from None
 
 
 def loadtest_checks(report: dict[str, Any] | None, limits: LoadTestLimits) -> list[Check]:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from mlship.evaluation.gate import LOADTEST_DIR, loadtest_prefix
+from mlship.loadtest.errors import LoadTestError
 
 
 def attach(registry: Any, name: str, version: str, report: dict[str, Any], html: bytes | None = None) -> str:
@@ -17,10 +18,15 @@ def attach(registry: Any, name: str, version: str, report: dict[str, Any], html:
     stamp = report["created"].replace(":", "").replace("-", "")
     key = f"{loadtest_prefix(registry, name, version)}{stamp}-{report['id']}"
     body = (json.dumps({**report, "model": {"name": name, "version": version}}, indent=2, default=str) + "\n")
-    registry.s3.put_object(Bucket=registry.bucket, Key=f"{key}.json", Body=body.encode("utf-8"),
-                           ContentType="application/json")
-    if html is not None:
-        registry.s3.put_object(Bucket=registry.bucket, Key=f"{key}.html", Body=html, ContentType="text/html")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:  # the page first: the JSON, which the gate reads, appears only with its page beside it
+        if html is not None:
+            registry.s3.put_object(Bucket=registry.bucket, Key=f"{key}.html", Body=html, ContentType="text/html")
+        registry.s3.put_object(Bucket=registry.bucket, Key=f"{key}.json", Body=body.encode("utf-8"),
+                               ContentType="application/json")
+    except (ClientError, BotoCoreError) as exc:
+        raise LoadTestError(f"cannot attach the report to {name}/{version} in s3://{registry.bucket}: {exc}") from None
     return f"s3://{registry.bucket}/{key}.json"
 
 

@@ -5,6 +5,7 @@ comes back when the load drops). Every run is bounded by a total duration and a 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,18 +61,19 @@ class _Budget:
     """Time and requests left; a phase that would not fit is cut short, never run over."""
 
     def __init__(self, plan: Plan):
-        self.plan, self.seconds, self.requests, self.stopped = plan, plan.max_duration, plan.max_requests, ""
+        self.plan, self.requests, self.stopped = plan, plan.max_requests, ""
+        self.started = time.monotonic()
 
     def fit(self, rate: float, duration: float) -> float:
-        """The duration this phase may run (0: stop here)."""
-        room = self.seconds - self.plan.timeout  # an answer may take up to the timeout after the last send
-        if room <= 0.5 or self.requests < 1:
-            self.stopped = "max duration" if room <= 0.5 else "max requests"
-            return 0.0
-        return min(duration, room, self.requests / rate)
+        """The duration this phase may run (0: stop here); a phase cut short says which limit cut it."""
+        used = time.monotonic() - self.started
+        room = self.plan.max_duration - used - self.plan.timeout  # an answer may take the timeout after the last send
+        length = min(duration, room, self.requests / rate)
+        if length < duration:
+            self.stopped = "max requests" if self.requests / rate < min(duration, room) else "max duration"
+        return length if length > 0.5 or (length > 0 and length == self.requests / rate) else 0.0
 
     def spend(self, run: PhaseRun) -> None:
-        self.seconds -= run.elapsed
         self.requests -= len(run.samples)
 
 

@@ -81,7 +81,7 @@ def _sent_rate(run: PhaseRun) -> float:
     if len(sent) < 2:
         return float(len(sent)) / run.duration if run.duration else 0.0
     span = max(sent) - min(sent)
-    return (len(sent) - 1) / span if span > 0 else math.inf
+    return (len(sent) - 1) / span if span > 0 else len(sent) / run.duration  # all sent at once: no rate to see
 
 
 def _queue_growth(samples: list[Sample]) -> float | None:
