@@ -37,7 +37,7 @@ def _checks_table(title: str, promotion: Any) -> Table:
     for col in ("check", "threshold", "candidate", "champion", "result"):
         table.add_column(col)
     for c in promotion.gate.checks:
-        sign = ">=" if c.kind in ("min", "min_improvement") or c.name.startswith("demographic_parity_ratio") else "<="
+        sign = c.sign
         table.add_row(c.name, f"{sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
                       "-" if c.champion is None else f"{c.champion:.4f}",
                       "[green]pass" if c.passed else "[red]FAIL")

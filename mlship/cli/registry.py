@@ -324,10 +324,7 @@ def _gate_table(gate: Any, title: str) -> Any:
 
     table = Table("check", "threshold", "candidate", "champion", "result", title=title)
     for c in gate.checks:
-        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<="}.get(c.kind, "<=")
-        if c.kind == "fairness" and c.name.startswith("demographic_parity_ratio"):
-            sign = ">="
-        table.add_row(c.name, f"{sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
+        table.add_row(c.name, f"{c.sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
                       "-" if c.champion is None else f"{c.champion:.4f}",
                       "[green]pass[/]" if c.passed else "[red]FAIL[/]")
     return table

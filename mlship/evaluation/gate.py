@@ -178,12 +178,16 @@ class Check:
     interval: dict[str, float | None] | None = None
     note: str = ""
 
+    @property
+    def sign(self) -> str:
+        """How the value must compare with the threshold (``>=`` or ``<=``)."""
+        if (self.kind == "fairness" and self.name.endswith("ratio")) or self.name == LOADTEST_RATE_CHECK:
+            return ">="
+        return {"min": ">=", "min_improvement": ">="}.get(self.kind, "<=")
+
     def describe(self) -> str:
         value = "n/a" if self.value is None else f"{self.value:.4f}"
-        sign = {"min": ">=", "max": "<=", "min_improvement": ">=", "latency": "<=", "fairness": "<=",
-                "loadtest": "<="}[self.kind]
-        if (self.kind == "fairness" and self.name.endswith("ratio")) or self.name == LOADTEST_RATE_CHECK:
-            sign = ">="
+        sign = self.sign
         extra = f" (champion {self.champion:.4f})" if self.champion is not None else ""
         return f"{self.name}: {value} {sign} {self.threshold:g}{extra}{' - ' + self.note if self.note else ''}"
 
