@@ -181,7 +181,8 @@ class Check:
     @property
     def sign(self) -> str:
         """How the value must compare with the threshold (``>=`` or ``<=``)."""
-        if (self.kind == "fairness" and self.name.endswith("ratio")) or self.name == LOADTEST_RATE_CHECK:
+        if (self.kind == "fairness" and self.name.startswith("demographic_parity_ratio")) or \
+                self.name == LOADTEST_RATE_CHECK:
             return ">="
         return {"min": ">=", "min_improvement": ">="}.get(self.kind, "<=")
 
