@@ -300,3 +300,15 @@ def test_gate_refuses_unknown_metric_before_evaluating(registry: Registry, churn
     with pytest.raises(GateError, match="unknown classification metric"):
         promote(registry, "churn", "1", holdout, parse_thresholds({"metrics": {"rmse": {"max": 1}}}))
     assert registry.get_alias("churn", "champion") is None and registry.get_alias("churn", "challenger") is None
+
+
+@pytest.mark.parametrize("name, kind, sign", [
+    ("roc_auc", "min", ">="), ("log_loss", "max", "<="), ("roc_auc improvement", "min_improvement", ">="),
+    ("latency p95 (ms)", "latency", "<="), ("demographic_parity_ratio by gender", "fairness", ">="),
+    ("demographic_parity_difference by gender", "fairness", "<="), ("loadtest p99 (ms)", "loadtest", "<="),
+])
+def test_each_check_names_how_it_compares(name: str, kind: str, sign: str) -> None:
+    from mlship.evaluation.gate import Check
+
+    check = Check(name, kind, 0.5, 0.6, True)
+    assert check.sign == sign and f" {sign} 0.5" in check.describe()
