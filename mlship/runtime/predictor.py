@@ -112,17 +112,6 @@ class ScoredBatch:
         return self.validated.valid
 
     @property
-    def all_finite(self) -> bool:
-        """Whether every probability or value is finite (the answering paths' check, cheap for one
-        request's few values: plain Python instead of array operations)."""
-        out = self.probabilities if self.task == CLASSIFICATION else self.values
-        if out is None or len(self) == 0:
-            return True
-        flat = np.asarray(out).reshape(-1)
-        if flat.size <= 64:
-            return all(map(math.isfinite, flat.tolist()))
-        return bool(np.isfinite(flat).all())
-
     def non_finite(self) -> np.ndarray:
         """Mask over the *scored* rows (``prediction``'s rows) whose output is NaN or infinite.
 
