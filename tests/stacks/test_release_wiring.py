@@ -181,7 +181,15 @@ def test_the_resources_carry_the_output_names(synth, configs, env):
     endpoint_alarms = {p["AlarmName"] for p in props("Endpoint", "AWS::CloudWatch::Alarm")}
     assert endpoint_alarms == set(names.endpoint_alarms.values())
     api_alarms = {p["AlarmName"]: p for p in props("Api", "AWS::CloudWatch::Alarm")}
-    assert set(api_alarms) == set(names.lambda_alarms.values())
+    rollback = set(names.lambda_alarms.values())
+    assert rollback <= set(api_alarms)
+    assert all("-capture-" in name for name in set(api_alarms) - rollback)  # capture delivery alarms
+    by_id = {key: r["Properties"]["AlarmName"]
+             for key, r in synth.resources(f"Mlship-{env}-Api", "AWS::CloudWatch::Alarm").items()}
+    group = props("Api", "AWS::CodeDeploy::DeploymentGroup")[0]
+    watched = {by_id[a["Name"]["Ref"]] if isinstance(a["Name"], dict) else a["Name"]
+               for a in group["AlarmConfiguration"]["Alarms"]}
+    assert watched == rollback  # CodeDeploy rolls back on these, not on capture delivery
     errors = api_alarms[names.lambda_alarms["errors"]]
     assert {"Name": "Resource", "Value": f"{names.function_name}:{names.function_alias}"} in errors["Dimensions"]
     assert _predict_function(synth, env, names)["Environment"]["Variables"].get(
