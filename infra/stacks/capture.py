@@ -25,10 +25,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import MlshipConfig
-from infra.stacks.common import RECORDS_PREFIX, Names, log_statements, retention
+from infra.stacks.common import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX, Names, log_statements, retention
 from mlship.runtime.records import CAPTURE_FORMAT
 
-ERRORS_PREFIX = "capture-errors/"
+ERRORS_PREFIX = CAPTURE_ERRORS_PREFIX
 FILTER_PATTERN = f'{{ $.capture = "{CAPTURE_FORMAT}" }}'
 PARTITION_QUERY = "{model: .model.name, version: .model.version}"
 PARTITIONED_PREFIX = (f"{RECORDS_PREFIX}model=!{{partitionKeyFromQuery:model}}/"

@@ -23,6 +23,7 @@ LABELS_PREFIX = "labels/"
 REPORTS_PREFIX = "monitoring/"
 BUNDLES_PREFIX = "bundles/"
 CAPTURE_PREFIX = "data-capture/"
+CAPTURE_ERRORS_PREFIX = "capture-errors/"  # Firehose: capture lines it could not partition
 BATCH_LOGS_PREFIX = "batch/logs/"
 METRICS_NAMESPACE = "mlship"
 

@@ -14,6 +14,7 @@ from infra import nag
 from infra.config import MlshipConfig
 from infra.stacks.common import (
     BATCH_LOGS_PREFIX,
+    CAPTURE_ERRORS_PREFIX,
     CAPTURE_PREFIX,
     LABELS_PREFIX,
     RECORDS_PREFIX,
@@ -60,6 +61,8 @@ class FoundationStack(cdk.Stack):
             s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=days(st.records_retention_days)),
             s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=days(st.records_retention_days),
                              transitions=_ia(ia, st.records_retention_days)),
+            s3.LifecycleRule(id="capture-errors", prefix=CAPTURE_ERRORS_PREFIX,
+                             expiration=days(st.records_retention_days)),
             s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=days(st.reports_retention_days)),
             s3.LifecycleRule(id="batch-output", prefix=cfg.batch.output_prefix,
                              expiration=days(st.batch_output_retention_days)),

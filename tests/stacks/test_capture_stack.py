@@ -128,3 +128,14 @@ def test_in_log_mode_the_function_cannot_write_to_the_bucket(synth, env):
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "s3:GetObject" in actions
     assert "s3:PutObject" not in actions, statements
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_records_firehose_could_not_partition_expire_like_the_records(synth, env):
+    from infra.stacks.common import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX
+
+    bucket = next(p["Properties"] for p in synth.resources(f"Mlship-{env}-Foundation", "AWS::S3::Bucket").values()
+                  if any(r.get("Prefix") == RECORDS_PREFIX
+                         for r in p["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])))
+    rules = {r.get("Prefix"): r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules[CAPTURE_ERRORS_PREFIX]["ExpirationInDays"] == rules[RECORDS_PREFIX]["ExpirationInDays"]
