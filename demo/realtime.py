@@ -103,8 +103,10 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
     resp = lambda_handler.handler(_v1("<x/>", "application/xml"), _Context())
     con.print(f"XML body -> HTTP {resp['statusCode']}: {json.loads(resp['body'])['error']}")
     listed = s3.list_objects_v2(Bucket=ctx.bucket, Prefix="inference-records/").get("Contents", [])
-    con.print(f"inference records: {len(listed)} objects, e.g. s3://{ctx.bucket}/{listed[0]['Key']}"
-              if listed else "inference records: none written")
+    con.print(f"capture: the {{\"capture\": \"mlship/1\", ...}} lines above are the function's capture log "
+              f"lines, written with no network call ({len(listed)} S3 objects written by the handler); in AWS "
+              "the log subscription sends them through Firehose to "
+              "s3://BUCKET/inference-records/model=/version=/date=/hour=", highlight=False, markup=False)
 
     ctx.step("Real-time: a local SageMaker endpoint (boto3 invoke_endpoint -> control plane -> mlship serve)")
     sm = aws.client("sagemaker")
