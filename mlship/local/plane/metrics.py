@@ -69,12 +69,12 @@ class MetricStore:
                     "MetricName": name, "Value": float(value), "Unit": unit, "Timestamp": datetime.now(UTC),
                     "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}))
 
-    def values(self, namespace: str, name: str, dimensions: dict[str, str], start: float,
-               end: float) -> list[float]:
-        """Values recorded in ``[start, end)`` (store clock)."""
+    def points(self, namespace: str, name: str, dimensions: dict[str, str], start: float,
+               end: float) -> list[tuple[float, float]]:
+        """``(time, value)`` of the datapoints recorded in ``[start, end)`` (store clock)."""
         with self._lock:
             points = list(self._points.get(_key(namespace, name, dimensions), ()))
-        return [v for t, v in points if start <= t < end]
+        return [(t, v) for t, v in points if start <= t < end]
 
     def flush(self) -> None:
         """Send queued datapoints to CloudWatch: one datum per metric with its values and counts
@@ -174,11 +174,14 @@ class AlarmEvaluator:
         dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
         elapsed = self.store.clock() - self.store.started
         last_complete = math.floor(elapsed / period) - 1
-        out = []
-        for index in range(last_complete - count + 1, last_complete + 1):
-            start = self.store.started + index * period
-            out.append(self.store.values(alarm.get("Namespace", ""), alarm.get("MetricName", ""), dims,
-                                         start, start + period) if index >= 0 else [])
+        first = last_complete - count + 1
+        start = self.store.started + max(first, 0) * period
+        end = self.store.started + (last_complete + 1) * period
+        out: list[list[float]] = [[] for _ in range(count)]
+        for at, value in self.store.points(alarm.get("Namespace", ""), alarm.get("MetricName", ""), dims,
+                                           start, end):
+            index = min(max(math.floor((at - self.store.started) / period), first, 0), last_complete)  # float edges
+            out[index - first].append(value)
         return out
 
     def evaluate(self, alarm_names: list[str]) -> dict[str, str]:

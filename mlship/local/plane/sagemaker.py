@@ -52,6 +52,7 @@ class SageMakerService(Service):
         self.serve_workers, self.ready_timeout = serve_workers, ready_timeout
         self.endpoints: dict[str, EndpointState] = {}
         self._lock = threading.Lock()
+        self._adopting = threading.Lock()
 
     def fleet_options(self) -> dict[str, Any]:
         return {"workers": self.serve_workers, "log_dir": self.context.log_dir, "ready_timeout": self.ready_timeout}
@@ -75,15 +76,20 @@ class SageMakerService(Service):
             state = self.endpoints.get(name)
         if state is not None:
             return state
-        try:
-            found = self.sagemaker.describe_endpoint(EndpointName=name)
-        except ClientError:
-            return None
-        state = new_state(self.sagemaker, name, found["EndpointArn"], found["EndpointConfigName"])
-        state.blue.start(**self.fleet_options())
-        state.set_status("InService")
-        with self._lock:
-            return self.endpoints.setdefault(name, state)
+        with self._adopting:  # two first requests must not start two fleets (one would never be stopped)
+            with self._lock:
+                state = self.endpoints.get(name)
+            if state is not None:
+                return state
+            try:
+                found = self.sagemaker.describe_endpoint(EndpointName=name)
+            except ClientError:
+                return None
+            state = new_state(self.sagemaker, name, found["EndpointArn"], found["EndpointConfigName"])
+            state.blue.start(**self.fleet_options())
+            state.set_status("InService")
+            with self._lock:
+                return self.endpoints.setdefault(name, state)
 
     # ------------------------------------------------------------------ control plane calls
     def create_endpoint(self, request: AwsRequest) -> AwsResponse:
