@@ -89,11 +89,9 @@ def _settle(outcome: Any, resolved: Any, cfg: Any, expected: Any, alias: str, co
     from mlship.errors import MlshipError
     from mlship.release.settle import DeployedParameters, settle_rollout
 
-    names = cfg.names
-    parameters = DeployedParameters(names.deployed_bundle_parameter, names.deployed_version_parameter)
     try:
         settled = settle_rollout(outcome, resolved, target=f"endpoint:{outcome.endpoint}", expected_champion=expected,
-                                 alias=alias, ssm=clients.client("ssm"), parameters=parameters)
+                                 alias=alias, ssm=clients.client("ssm"), parameters=DeployedParameters.of(cfg.names))
     except MlshipError as exc:
         fail(f"the rollout {outcome.outcome} but the registry was not updated: {one_line(str(exc))}")
     for note in settled.notes:
@@ -216,10 +214,8 @@ def pin_cmd(
     console = Console(stderr=True)
     cfg = _config(env)
     resolved = _resolve(model, _registry(bucket, model), public_key, console)
-    names = cfg.names
     try:
-        written = write_deployed(clients.client("ssm"), DeployedParameters(
-            names.deployed_bundle_parameter, names.deployed_version_parameter), resolved)
+        written = write_deployed(clients.client("ssm"), DeployedParameters.of(cfg.names), resolved)
     except Exception as exc:  # noqa: BLE001 - botocore errors: one line, exit 1
         fail(f"writing the deployed-model parameters: {one_line(str(exc))}")
     for name, value in written.items():

@@ -77,20 +77,14 @@ def _fault_env(fault: str | None) -> dict[str, str] | None:
     """The new version's rehearsal fault variable; refused unless Lambda calls go to a local plane."""
     if not fault:
         return None
-    import os
-    import urllib.parse
-
-    from mlship.local.plane.fleet import Fault, FaultError
-    from mlship.release.endpoint_release import FAULT_VARIABLE
+    from mlship.local.plane.fleet import FAULT_VARIABLE
+    from mlship.release.endpoint import RolloutError
+    from mlship.release.endpoint_release import check_fault
 
     try:
-        Fault.parse(fault)
-    except FaultError as exc:
+        check_fault(fault, "lambda")
+    except RolloutError as exc:
         fail(_one_line(exc), code=2)
-    url = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL") or ""
-    if urllib.parse.urlsplit(url).hostname not in ("localhost", "127.0.0.1", "::1"):
-        fail("--fault is for rehearsals on the local control plane (mlship local up): AWS_ENDPOINT_URL_LAMBDA "
-             "does not point at localhost", code=2)
     return {FAULT_VARIABLE: fault}
 
 
@@ -99,12 +93,10 @@ def _settle(outcome: Any, model: Any, target: Any, cfg: Any, champion: Any) -> N
     from mlship.errors import MlshipError
     from mlship.release.settle import DeployedParameters, settle_rollout
 
-    names = cfg.names
     try:
         settled = settle_rollout(outcome, model, target=f"lambda:{target.label}", expected_champion=champion,
                                  alias=cfg.model.champion_alias, ssm=clients.client("ssm"),
-                                 parameters=DeployedParameters(names.deployed_bundle_parameter,
-                                                               names.deployed_version_parameter))
+                                 parameters=DeployedParameters.of(cfg.names))
     except MlshipError as exc:
         fail(f"the rollout {outcome.outcome} but the registry was not updated: {_one_line(exc)}")
     for note in settled.notes:

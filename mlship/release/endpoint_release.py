@@ -10,11 +10,13 @@ blue/green ``UpdateEndpoint``, and follows it to the verdict of :mod:`mlship.rel
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlship.local.plane.fleet import FAULT_VARIABLE, Fault, FaultError
 from mlship.release.alarms import AlarmThresholds, default_alarm_names, ensure_default_alarms, missing_alarms
 from mlship.release.endpoint import (
     EndpointRollout,
@@ -30,7 +32,6 @@ from mlship.release.outcome import Phase, RolloutOutcome
 from mlship.release.policy import EndpointRollout as RolloutPolicy
 from mlship.release.policy import endpoint_rollout_problems
 
-FAULT_VARIABLE = "MLSHIP_LOCAL_FAULT"  # read by the local control plane only (mlship.local.plane.fleet)
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -62,39 +63,33 @@ class PreparedRelease:
     variant: str  # the production variant the default alarms watch
 
 
-def is_local_sagemaker() -> bool:
-    """Whether SageMaker calls go to a local control plane (faults are for rehearsals only)."""
-    url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") or os.environ.get("AWS_ENDPOINT_URL") or ""
+def is_local(service: str) -> bool:
+    """Whether ``service``'s calls go to a local control plane (``AWS_ENDPOINT_URL_<SERVICE>``, else
+    ``AWS_ENDPOINT_URL``, on localhost): faults are for rehearsals only."""
+    url = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL") or ""
     return urllib.parse.urlsplit(url).hostname in _LOCAL_HOSTS
 
 
-def check_fault(fault: str | None) -> None:
+def check_fault(fault: str | None, service: str = "sagemaker") -> None:
     """Refuse a fault that does not parse, or one aimed at a real AWS account."""
     if not fault:
         return
-    from mlship.local.plane.fleet import Fault, FaultError
-
     try:
         Fault.parse(fault)
     except FaultError as exc:
         raise RolloutError(str(exc)) from exc
-    if not is_local_sagemaker():
+    if not is_local(service):
         raise RolloutError("--fault is for rehearsals on the local control plane (mlship local up): "
-                           "AWS_ENDPOINT_URL_SAGEMAKER does not point at localhost")
+                           f"AWS_ENDPOINT_URL_{service.upper()} does not point at localhost")
 
 
 class EndpointRelease:
     """Checks, starts and follows one endpoint rollout."""
 
     def __init__(self, sagemaker: Any, cloudwatch: Any, *, poll_seconds: float = 15.0,
-                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.sagemaker, self.cloudwatch = sagemaker, cloudwatch
-        options: dict[str, Any] = {"poll_seconds": poll_seconds}
-        if clock is not None:
-            options["clock"] = clock
-        if sleep is not None:
-            options["sleep"] = sleep
-        self.driver = EndpointRollout(sagemaker, cloudwatch, **options)
+        self.driver = EndpointRollout(sagemaker, cloudwatch, poll_seconds=poll_seconds, clock=clock, sleep=sleep)
 
     def _describe(self, endpoint: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
@@ -136,8 +131,8 @@ class EndpointRelease:
             if missing:
                 raise RolloutError(f"rollback alarm(s) {', '.join(missing)} do not exist in CloudWatch")
             return list(request.alarms), False
-        existing = [a for a in request.configured_alarms
-                    if a not in missing_alarms(self.cloudwatch, request.configured_alarms)]
+        missing = set(missing_alarms(self.cloudwatch, request.configured_alarms))
+        existing = [a for a in request.configured_alarms if a not in missing]
         if existing:
             return existing, False
         return default_alarm_names(request.endpoint, variant), True

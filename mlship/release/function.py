@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlship.local.plane.fleet import FAULT_VARIABLE
 from mlship.release.alarms import alarm_states, went_to_alarm
 from mlship.release.endpoint import RolloutError
-from mlship.release.endpoint_release import FAULT_VARIABLE
 from mlship.release.models import ResolvedModel
 from mlship.release.outcome import Phase, RolloutOutcome, Verdict, fired_alarm
 

@@ -83,7 +83,8 @@ def _from_s3(uri: str) -> ResolvedModel:
 
 
 def check_deployable(model: ResolvedModel, public_key: Any = None) -> int:
-    """Open, verify and golden-check the bundle; return how many golden examples passed."""
+    """Open, verify and golden-check the bundle (``Predictor.load`` does all three); return how many
+    golden examples passed."""
     from mlship.runtime.predictor import Predictor
 
     try:
@@ -93,4 +94,4 @@ def check_deployable(model: ResolvedModel, public_key: Any = None) -> int:
     if (predictor.model_name, str(predictor.model_version)) != (model.name, model.version):
         raise ModelRefError(f"{model.bundle_uri} holds {predictor.model_name}:{predictor.model_version}, "
                             f"not {model.name}:{model.version}")
-    return predictor.check_golden()
+    return len(predictor.bundle.golden["inputs"])

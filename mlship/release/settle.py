@@ -23,6 +23,11 @@ class DeployedParameters:
     bundle_uri: str | None = None
     version: str | None = None
 
+    @classmethod
+    def of(cls, names: Any) -> DeployedParameters:
+        """The parameters the stacks read, from the configuration's names (``MlshipConfig.names``)."""
+        return cls(names.deployed_bundle_parameter, names.deployed_version_parameter)
+
 
 @dataclass
 class Settlement:
