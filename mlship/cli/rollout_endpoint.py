@@ -59,17 +59,6 @@ def _policy(cfg: Any, strategy: str | None, size: int | None, size_type: str, wa
              code=2)
 
 
-def _registry(bucket: str | None, model: str) -> Any:
-    from mlship.registry.store import Registry
-
-    if model.startswith("s3://") and not (bucket or os.environ.get("MLSHIP_REGISTRY_BUCKET")):
-        return None
-    try:
-        return Registry(bucket, sagemaker=False)
-    except Exception as exc:  # noqa: BLE001 - RegistryError: no bucket configured
-        fail(one_line(str(exc)), code=2)
-
-
 def _resolve(model: str, registry: Any, public_key: Path | None, console: Any) -> Any:
     from mlship.release.models import ModelRefError, check_deployable, resolve_model
 
@@ -131,12 +120,14 @@ def endpoint_cmd(
     """Roll MODEL out to a SageMaker endpoint (blue/green, rollback on alarms) and report the verdict."""
     from rich.console import Console
 
+    from mlship.release.models import open_registry
+
     if timeout <= 0 or poll <= 0:
         fail("--timeout and --poll must be positive", code=2)
     console = Console(stderr=True)
     cfg = _config(env)
     policy = _policy(cfg, strategy, size, size_type, wait, termination_wait, max_time)
-    registry = _registry(bucket, model)
+    registry = open_registry(bucket)
     resolved = _resolve(model, registry, public_key, console)
     alias = alias or cfg.model.champion_alias
     expected = registry.get_alias(resolved.name, alias) if registry is not None else None
@@ -209,11 +200,12 @@ def pin_cmd(
     from rich.console import Console
 
     from mlship.aws import clients
+    from mlship.release.models import open_registry
     from mlship.release.settle import DeployedParameters, write_deployed
 
     console = Console(stderr=True)
     cfg = _config(env)
-    resolved = _resolve(model, _registry(bucket, model), public_key, console)
+    resolved = _resolve(model, open_registry(bucket), public_key, console)
     try:
         written = write_deployed(clients.client("ssm"), DeployedParameters.of(cfg.names), resolved)
     except Exception as exc:  # noqa: BLE001 - botocore errors: one line, exit 1

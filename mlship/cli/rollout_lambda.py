@@ -39,15 +39,10 @@ def _names(env: str | None, function: str | None, alias: str | None, application
 
 def _resolve(model: str, bucket: str | None) -> Any:
     from mlship.errors import MlshipError
-    from mlship.registry.store import Registry
-    from mlship.release.models import resolve_model
+    from mlship.release.models import open_registry, resolve_model
 
     try:
-        registry = Registry(bucket, sagemaker=False)
-    except MlshipError:
-        registry = None  # resolve_model names the missing bucket when the reference needs one
-    try:
-        return resolve_model(model, registry)
+        return resolve_model(model, open_registry(bucket))
     except MlshipError as exc:
         fail(_one_line(exc), code=2)
 

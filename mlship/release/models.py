@@ -49,6 +49,17 @@ def registry_uri(reference: str) -> str | None:
     raise ModelRefError(f"--model {reference!r}: use NAME/VERSION, NAME@ALIAS, mlship://... or s3://BUCKET/KEY")
 
 
+def open_registry(bucket: str | None) -> Any | None:
+    """The registry in ``bucket`` (default ``$MLSHIP_REGISTRY_BUCKET``), or None when none is configured:
+    :func:`resolve_model` then names the missing bucket if the reference needs one."""
+    from mlship.registry.store import Registry, RegistryError
+
+    try:
+        return Registry(bucket, sagemaker=False)
+    except RegistryError:
+        return None
+
+
 def resolve_model(reference: str, registry: Any | None) -> ResolvedModel:
     """Resolve ``reference`` to one version (registry lookups only; nothing is downloaded)."""
     from mlship.registry.store import parse_uri
