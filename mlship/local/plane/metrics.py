@@ -69,6 +69,11 @@ class MetricStore:
                     "MetricName": name, "Value": float(value), "Unit": unit, "Timestamp": datetime.now(UTC),
                     "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}))
 
+    def values(self, namespace: str, name: str, dimensions: dict[str, str], start: float,
+               end: float) -> list[float]:
+        """Values recorded in ``[start, end)`` (store clock)."""
+        return [value for _, value in self.points(namespace, name, dimensions, start, end)]
+
     def points(self, namespace: str, name: str, dimensions: dict[str, str], start: float,
                end: float) -> list[tuple[float, float]]:
         """``(time, value)`` of the datapoints recorded in ``[start, end)`` (store clock)."""
