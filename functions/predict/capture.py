@@ -1,13 +1,13 @@
 """Inference capture of the prediction Lambda, off the request path by default.
 
-``log`` (the default): one JSON line per captured request on stdout
-(:func:`mlship.runtime.records.capture_line`). Lambda hands stdout to CloudWatch Logs after the
+``log`` (the default): one JSON line per captured request on stdout holding the request and
+the answer as exchanged (:func:`mlship.runtime.records.exchange_line`). Lambda hands stdout to CloudWatch Logs after the
 fact; the API stack's subscription filter sends the lines to Firehose, which batches, gzips and
 partitions them into S3 (``model=/version=/date=/hour=``). Answering a request makes no network
 call. ``s3`` (opt-in): the old synchronous PutObject of a one-request object per request.
 
-Either way a capture that cannot be written never fails the prediction: :meth:`Capture.write`
-returns ``False`` and the handler counts it in the ``CaptureErrors`` metric.
+Either way a capture that cannot be made never fails the prediction: :meth:`Capture.render`
+raises :class:`CaptureFailed` and the handler counts it in the ``CaptureErrors`` metric.
 
 Stdlib only; boto3 is imported by the ``s3`` mode alone.
 """
@@ -16,14 +16,31 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any
 
-from mlship.runtime.records import capture_line
+from mlship.runtime.records import capture_line, exchange_line, now_iso
 
 MAX_LINE_BYTES = 250_000  # CloudWatch Logs takes events up to 256 KB: larger requests span several lines
 _log = logging.getLogger("mlship.predict.capture")
+
+
+class CaptureFailed(Exception):
+    """A capture that could not be made (the handler counts it in ``CaptureErrors``; the answer stands)."""
+
+
+@dataclass
+class Exchange:
+    """One answered request as capture needs it: who answered, what was sent and what was answered."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    request_text: str  # the body as decoded (JSON or CSV text)
+    request_is_json: bool
+    response_text: str  # the JSON answer
+    records: Callable[[], list[dict[str, Any]]]  # the row-wise records (s3 mode, requests over one log event)
 
 
 class Capture:
@@ -38,37 +55,36 @@ class Capture:
         """Whether this request is captured (``percentage`` of them, like SageMaker's sampling)."""
         return self.percentage >= 100.0 or (self.percentage > 0.0 and self._dice() * 100.0 < self.percentage)
 
-    def write(self, records: list[dict[str, Any]], alias: str | None) -> bool:
-        """Capture one request's records; ``False`` when they could not be written."""
+    def render(self, exchange: Exchange, alias: str | None) -> str:
+        """Capture one request: the text the handler writes to stdout with the request's other lines
+        (``""`` when nothing is to be written); raises :class:`CaptureFailed`."""
         raise NotImplementedError
 
 
 class LogCapture(Capture):
-    """One line per request on ``stream`` (stdout), flushed before the answer: Lambda may freeze after it."""
+    """One ``mlship/2`` exchange line per request (several ``mlship/1`` lines for a request larger than
+    one log event); the handler writes it and flushes before the answer (Lambda may freeze after it)."""
 
     mode = "log"
 
-    def __init__(self, percentage: float, variant: str, *, stream: TextIO | None = None,
-                 dice: Callable[[], float] = random.random):
-        super().__init__(percentage, variant, dice=dice)
-        self._stream = stream
-
-    def write(self, records: list[dict[str, Any]], alias: str | None) -> bool:
-        stream = self._stream or sys.stdout  # looked up per call: Lambda's runtime and tests replace it
+    def render(self, exchange: Exchange, alias: str | None) -> str:
+        header = {"request_id": exchange.request_id, "time": now_iso(), "source": "lambda",
+                  "model": {"name": exchange.model_name, "version": exchange.model_version},
+                  "variant": self.variant, "alias": alias}
         try:
-            text = "".join(line + "\n" for line in lines(records, self.variant, alias))
-            stream.write(text)
-            stream.flush()
-        except (OSError, ValueError, TypeError) as exc:  # a closed stream, a value JSON cannot carry
-            _log.warning("could not write the capture line: %s: %s", type(exc).__name__, exc)
-            return False
-        return True
+            line = exchange_line(header, exchange.request_text, exchange.request_is_json, exchange.response_text)
+            if len(line) * 4 <= MAX_LINE_BYTES or len(line.encode("utf-8")) <= MAX_LINE_BYTES:
+                return line + "\n"
+            return "".join(part + "\n" for part in lines(exchange.records(), self.variant, alias))
+        except (ValueError, TypeError) as exc:  # a value JSON cannot carry
+            raise CaptureFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 def lines(records: list[dict[str, Any]], variant: str | None, alias: str | None) -> list[str]:
-    """The capture lines of one request: one, or several when a line would exceed ``MAX_LINE_BYTES``."""
+    """The ``mlship/1`` lines of one request's records: one, or several when a line would exceed
+    ``MAX_LINE_BYTES``."""
     line = capture_line(records, variant=variant, alias=alias)
-    if len(line) <= MAX_LINE_BYTES or len(records) == 1:
+    if len(line.encode("utf-8")) <= MAX_LINE_BYTES or len(records) == 1:
         return [line]  # one row over the limit: CloudWatch Logs truncates it, the reader skips it as a bad line
     half = len(records) // 2
     return lines(records[:half], variant, alias) + lines(records[half:], variant, alias)
@@ -85,14 +101,14 @@ class S3Capture(Capture):
 
         self.writer = RecordWriter(bucket, prefix, max_records=10_000)
 
-    def write(self, records: list[dict[str, Any]], alias: str | None) -> bool:
+    def render(self, exchange: Exchange, alias: str | None) -> str:
         try:
-            self.writer.add([{**rec, "variant": self.variant, "alias": alias} for rec in records])
+            self.writer.add([{**rec, "variant": self.variant, "alias": alias} for rec in exchange.records()])
             self.writer.flush()
         except Exception as exc:  # noqa: BLE001 - records never fail a prediction
             _log.warning("could not write inference records: %s: %s", type(exc).__name__, exc)
-            return False
-        return True
+            raise CaptureFailed(f"{type(exc).__name__}: {exc}") from None
+        return ""
 
 
 def open_capture(settings: Any, variant: str) -> Capture | None:

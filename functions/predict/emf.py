@@ -11,19 +11,16 @@ and the dimension and metric values at the top level.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from typing import TextIO
 
 Metric = tuple[str, str, float]  # (name, unit, value)
 
 
 class EmfWriter:
-    """Writes one EMF line per :meth:`emit` to ``stream`` (stdout, looked up per call)."""
+    """Renders EMF lines; the handler writes them with the request's other stdout lines (one write)."""
 
-    def __init__(self, namespace: str, *, stream: TextIO | None = None):
+    def __init__(self, namespace: str):
         self.namespace = namespace
-        self._stream = stream
         self._templates: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
 
     def _template(self, dimensions: dict[str, str], metrics: list[Metric]) -> str:
@@ -44,11 +41,6 @@ class EmfWriter:
         values = "".join(f',"{name}":{float(value)!r}' for name, _, value in metrics)
         return f'{{"_aws":{{"Timestamp":{stamp},{self._template(dimensions, metrics)}{values}}}'
 
-    def emit(self, dimensions: dict[str, str], metrics: list[Metric]) -> None:
-        """Write one line; a stream that fails is ignored (metrics never fail a request)."""
-        stream = self._stream or sys.stdout
-        try:
-            stream.write(self.render(dimensions, metrics) + "\n")
-            stream.flush()  # Lambda may freeze the process after the answer
-        except (OSError, ValueError):
-            return
+    def line(self, dimensions: dict[str, str], metrics: list[Metric]) -> str:
+        """:meth:`render` with its newline: one log event."""
+        return self.render(dimensions, metrics) + "\n"

@@ -32,8 +32,10 @@ import base64
 import binascii
 import contextlib
 import json
+import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -46,11 +48,11 @@ from mlship.runtime.lifecycle import ModelLifecycle
 from mlship.runtime.settings import SettingsError
 
 if __package__:  # the repository: functions.predict.handler
-    from .capture import Capture, invoked_alias, open_capture
+    from .capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture
     from .emf import EmfWriter
     from .settings import InitSettings, PredictSettings
 else:  # the Lambda asset: functions/predict/*.py sit flat at its root
-    from capture import Capture, invoked_alias, open_capture  # type: ignore[no-redef]
+    from capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture  # type: ignore[no-redef]
     from emf import EmfWriter  # type: ignore[no-redef]
     from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
 
@@ -94,7 +96,8 @@ class Answer:
     body: dict[str, Any]
     rows: int = 0
     error_kind: str | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
+    # set by a backend whose answer is to be captured: the row-wise records, built only if needed
+    records: Callable[[], list[dict[str, Any]]] | None = None
     media: str = protocol.JSON  # the negotiated answer type (errors are always JSON)
 
 
@@ -115,7 +118,8 @@ class OnnxBackend:
         prediction, columns = self.predictor.predict_with_inputs(payload)
         answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
         if record:
-            answer.records = self.predictor.inference_records(req.request_id, prediction, columns, source="lambda")
+            answer.records = partial(self.predictor.inference_records, req.request_id, prediction, columns,
+                                     source="lambda")
         return answer
 
     def describe(self) -> dict[str, Any]:
@@ -369,34 +373,58 @@ def _render(answer: Answer) -> tuple[str, str]:
         return protocol.render(answer.body, protocol.JSON)
 
 
-def _response(req: Request, answer: Answer) -> dict[str, Any]:
+def _response(req: Request, answer: Answer, rendered: tuple[str, str]) -> dict[str, Any]:
+    """The event's response shape around the rendered body (:func:`_render` ran first: it may
+    have turned the answer into a model error)."""
     if req.kind == "direct":
-        _render(answer)  # the same check (it may turn the answer into a model error)
         return {"statusCode": answer.status, **answer.body}
-    text, content_type = _render(answer)
+    text, content_type = rendered
     headers = {"Content-Type": content_type, "X-Request-Id": req.request_id}
     if answer.status == 405:
         headers["Allow"] = "POST"
     return {"statusCode": answer.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
-def _emit_metrics(backend: Any, answer: Answer, latency_ms: float, capture_failed: bool) -> None:
+def _metric_lines(backend: Any, answer: Answer, latency_ms: float, capture_failed: bool) -> str:
     dims = {"Model": str(getattr(backend, "model_name", None) or "unknown"),
             "Version": str(getattr(backend, "model_version", None) or "unknown")}
     values = [("Latency", "Milliseconds", latency_ms), ("Rows", "Count", answer.rows)]
     if capture_failed:
         values.append(("CaptureErrors", "Count", 1))
-    metrics.emit(dims, values)
+    text = metrics.line(dims, values)
     if answer.error_kind:
-        metrics.emit({**dims, "ErrorKind": answer.error_kind}, [("Errors", "Count", 1)])
+        text += metrics.line({**dims, "ErrorKind": answer.error_kind}, [("Errors", "Count", 1)])
+    return text
 
 
-def _capture(current: Service, answer: Answer, context: Any) -> bool:
-    """Capture this invocation's records now (Lambda may freeze the process after the answer);
-    ``True`` when a capture could not be written (it is counted, never raised)."""
-    if not answer.records or current.capture is None:
-        return False
-    return not current.capture.write(answer.records, invoked_alias(context))
+def _capture(current: Service, backend: Any, req: Request, answer: Answer, rendered: tuple[str, str],
+             context: Any) -> tuple[str, bool]:
+    """This invocation's capture text (written with the metrics, before the answer: Lambda may
+    freeze the process after it) and whether a capture failed (counted, never raised)."""
+    if answer.records is None or answer.status != 200 or current.capture is None:
+        return "", False  # (an answer JSON cannot carry became a model error in _render)
+    text, content_type = rendered
+    json_request = protocol.resolve_media_type(req.content_type, req.body) == protocol.JSON
+    exchange = Exchange(req.request_id, str(backend.model_name), str(backend.model_version),
+                        req.body.decode("utf-8-sig" if json_request else "utf-8", errors="replace"), json_request,
+                        text if content_type == protocol.JSON else protocol.dumps(answer.body), answer.records)
+    try:
+        return current.capture.render(exchange, invoked_alias(context)), False
+    except CaptureFailed as exc:
+        logger.warning("inference capture failed", extra={"error": str(exc)})
+        return "", True
+
+
+def _write(text: str) -> None:
+    """Capture and metric lines in one write and one flush (stdout, looked up per call: Lambda's
+    runtime and tests replace it); a stream that fails is ignored, the answer stands."""
+    if not text:
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return
 
 
 def handle(req: Request, current: Service) -> tuple[Answer, Any]:
@@ -461,13 +489,15 @@ def answer_event(event: Any, context: Any) -> dict[str, Any]:
     else:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
         answer, backend = handle(req, current)
-    capture_failed = _capture(current, answer, context)
+    rendered = _render(answer)
+    out, capture_failed = _capture(current, backend, req, answer, rendered, context)
     latency_ms = (time.perf_counter() - started) * 1000.0
     if current.metrics_on:
-        _emit_metrics(backend, answer, latency_ms, capture_failed)
+        out += _metric_lines(backend, answer, latency_ms, capture_failed)
+    _write(out)
     if tracer is not None:
         tracer.put_annotation(key="status", value=answer.status)
-    return _response(req, answer)
+    return _response(req, answer, rendered)
 
 
 _traced = tracer.capture_lambda_handler(answer_event, capture_response=False) if tracer else answer_event

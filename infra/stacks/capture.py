@@ -1,8 +1,9 @@
 """Inference capture delivery: the predict function's log group → Amazon Data Firehose → S3.
 
-The handler writes one JSON line per captured request to stdout (``{"capture": "mlship/1", ...}``);
-Lambda ships stdout to the function's log group after the fact, so answering makes no network
-call. A subscription filter matching ``$.capture`` sends those lines to a Firehose stream whose
+The handler writes one JSON line per captured request to stdout (``{"capture": "mlship/2", ...}``;
+``mlship/1`` row lines for a request larger than one log event); Lambda ships stdout to the
+function's log group after the fact, so answering makes no network call. A subscription filter
+matching ``$.capture`` sends those lines to a Firehose stream whose
 processors decompress the CloudWatch Logs payload, extract the messages, read ``model.name`` and
 ``model.version`` with JQ for dynamic partitioning and append a newline; Firehose buffers and
 writes gzip'd JSON Lines under the records prefix, ``model=/version=/date=/hour=`` (the layout
@@ -26,10 +27,10 @@ from constructs import Construct
 
 from infra.config import MlshipConfig
 from infra.stacks.common import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX, Names, log_statements, retention
-from mlship.runtime.records import CAPTURE_FORMAT
+from mlship.runtime.records import CAPTURE_FORMAT, EXCHANGE_FORMAT
 
 ERRORS_PREFIX = CAPTURE_ERRORS_PREFIX
-FILTER_PATTERN = f'{{ $.capture = "{CAPTURE_FORMAT}" }}'
+FILTER_PATTERN = f'{{ ($.capture = "{EXCHANGE_FORMAT}") || ($.capture = "{CAPTURE_FORMAT}") }}'
 PARTITION_QUERY = "{model: .model.name, version: .model.version}"
 PARTITIONED_PREFIX = (f"{RECORDS_PREFIX}model=!{{partitionKeyFromQuery:model}}/"
                       "version=!{partitionKeyFromQuery:version}/date=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/")

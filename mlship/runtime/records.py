@@ -14,7 +14,7 @@ One line per scored row::
      "inputs": {"tenure_months": 3, ...},
      "outputs": {"prediction": 1, "probabilities": [0.2, 0.8]}}      # or {"prediction": 12.3}
 
-Capture lines (the prediction Lambda's default, off the request path): one JSON line per captured
+Capture lines (the prediction Lambda's, off the request path): one JSON line per captured
 request on the function's stdout; a CloudWatch Logs subscription filter sends them to Firehose,
 which writes them gzip'd under the same ``model=/version=/date=/hour=`` layout::
 
@@ -23,8 +23,20 @@ which writes them gzip'd under the same ``model=/version=/date=/hour=`` layout::
      "rows": [{"inputs": {...}, "outputs": {...}}, ...]}
 
 ``variant`` is what answered (the Lambda function version), ``alias`` the qualifier the caller
-invoked. :func:`parse_line` expands such a line into one record per row (with ``variant`` and
-``alias``), and reads the CloudWatch Logs envelopes Firehose delivers when it does not extract the
+invoked.
+
+Exchange lines (``mlship/2``, what the Lambda writes for a request that fits one log event) hold the
+request and the answer as they were exchanged, like SageMaker data capture: the JSON body itself
+(``request``) or CSV text (``request_csv``), and the JSON answer (``response``)::
+
+    {"capture": "mlship/2", "request_id": "...", "time": "...", "source": "lambda",
+     "model": {"name": "churn", "version": "1"}, "variant": "7", "alias": "live",
+     "request": {"instances": [...]}, "response": {"predictions": [...], "probabilities": [...], ...}}
+
+Writing one is string concatenation of texts the request already produced (nothing is converted or
+encoded per row while a client waits); :func:`parse_line` expands it into the same records a
+``mlship/1`` line gives (with ``variant`` and ``alias``), the inputs being the values the client
+sent. It also reads the CloudWatch Logs envelopes Firehose delivers when it does not extract the
 messages itself (``{"messageType": "DATA_MESSAGE", "logEvents": [...]}``, as moto does).
 
 Late ground-truth labels are JSON Lines under ``s3://BUCKET/LABELS_PREFIX/model=NAME/...``
@@ -48,7 +60,9 @@ from typing import Any
 from mlship.runtime.jsonutil import json_default, jsonable
 
 DEFAULT_PREFIX = "inference-records"
-CAPTURE_FORMAT = "mlship/1"  # the ``capture`` key of a capture line (the subscription filter matches it)
+CAPTURE_FORMAT = "mlship/1"  # the ``capture`` key of a row-wise capture line
+EXCHANGE_FORMAT = "mlship/2"  # the ``capture`` key of an exchange line (request and answer texts)
+CAPTURE_PREFIX = "mlship/"  # what every capture format starts with (the subscription filter matches it)
 _DECODER = json.JSONDecoder()
 # one encoder for every capture line: json.dumps with arguments builds a new encoder per call
 _CAPTURE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=json_default)
@@ -114,6 +128,65 @@ def capture_line(records: list[dict[str, Any]], *, variant: str | None, alias: s
     return _CAPTURE_ENCODER.encode(doc)
 
 
+def exchange_line(header: Mapping[str, Any], request_text: str, request_is_json: bool, response_text: str) -> str:
+    """One ``mlship/2`` line (no newline): ``header`` (request_id, time, source, model, variant,
+    alias) and the request and answer texts. ``request_text`` must be a JSON document the request
+    decoder accepted, or CSV text; ``response_text`` a JSON document. A JSON document's newlines
+    can only be whitespace (JSON strings cannot hold one raw), so they become spaces: one log event."""
+    head = _CAPTURE_ENCODER.encode({"capture": EXCHANGE_FORMAT, **header})
+    if request_is_json:
+        request = '"request":' + _one_line(request_text)
+    else:
+        request = '"request_csv":' + _CAPTURE_ENCODER.encode(request_text)
+    return f'{head[:-1]},{request},"response":{_one_line(response_text)}}}'
+
+
+def _one_line(json_text: str) -> str:
+    if "\n" in json_text or "\r" in json_text:
+        return json_text.replace("\r", " ").replace("\n", " ")
+    return json_text
+
+
+def _expand_exchange(doc: dict[str, Any], feature_names: list[str] | None) -> list[dict[str, Any]]:
+    common = {key: doc.get(key) for key in ("request_id", "time", "source", "model", "variant", "alias")}
+    if "request_csv" in doc:
+        inputs = _csv_inputs(str(doc["request_csv"]), feature_names)
+    else:
+        inputs = _json_inputs(doc.get("request"))
+    outputs = _outputs(doc.get("response"))
+    return [{**common, "row": i, "inputs": inp, "outputs": outputs[i] if i < len(outputs) else {"prediction": None}}
+            for i, inp in enumerate(inputs)]
+
+
+def _json_inputs(body: Any) -> list[Any]:
+    """The records of a JSON request (``{"instances": [...]}``, one record or a list of them)."""
+    inputs = body.get("instances", body) if isinstance(body, dict) else body
+    if isinstance(inputs, dict):
+        return [inputs]
+    return inputs if isinstance(inputs, list) else []
+
+
+def _csv_inputs(text: str, feature_names: list[str] | None) -> list[dict[str, Any]]:
+    """The rows of a CSV request as records (a header row, when it names the features, is skipped)."""
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    if feature_names and rows and [c.strip() for c in rows[0]] == feature_names:
+        rows = rows[1:]
+    names = feature_names or [f"f{i}" for i in range(len(rows[0]) if rows else 0)]
+    return [dict(zip(names, (_num(c) for c in r), strict=False)) for r in rows]
+
+
+def _outputs(body: Any) -> list[dict[str, Any]]:
+    """One ``outputs`` dict per row of a JSON answer (``prediction``, and ``probabilities`` when answered)."""
+    if not isinstance(body, dict):
+        return []
+    predictions = body.get("predictions") or []
+    if "probabilities" not in body:
+        return [{"prediction": p} for p in predictions]
+    probabilities = body.get("probabilities")
+    return [{"prediction": p, "probabilities": probabilities[i] if probabilities and i < len(probabilities) else None}
+            for i, p in enumerate(predictions)]
+
+
 def _expand_capture(doc: dict[str, Any]) -> list[dict[str, Any]]:
     common = {key: doc.get(key) for key in ("request_id", "time", "source", "model", "variant", "alias")}
     first = int(doc.get("first_row") or 0)
@@ -128,7 +201,7 @@ def _log_envelope(doc: dict[str, Any], feature_names: list[str] | None) -> list[
     records: list[dict[str, Any]] = []
     for event in doc.get("logEvents") or []:
         message = str(event.get("message", "")).strip()
-        if message.startswith("{") and CAPTURE_FORMAT in message:
+        if message.startswith("{") and CAPTURE_PREFIX in message:
             records.extend(parse_line(message, feature_names))
     return records
 
@@ -177,6 +250,8 @@ def parse_line(line: str, feature_names: list[str] | None = None) -> list[dict[s
         return [doc]
     if "captureData" in doc:
         return _parse_data_capture(doc, feature_names)
+    if doc.get("capture") == EXCHANGE_FORMAT:
+        return _expand_exchange(doc, feature_names)
     if doc.get("capture") == CAPTURE_FORMAT:
         return _expand_capture(doc)
     if "logEvents" in doc and "messageType" in doc:
@@ -195,17 +270,7 @@ def _parse_data_capture(doc: dict[str, Any], feature_names: list[str] | None) ->
     req_text = _decode_capture(cap.get("endpointInput", {}))
     resp_text = _decode_capture(cap.get("endpointOutput", {}))
     req_type = cap.get("endpointInput", {}).get("observedContentType", "")
-    if "csv" in req_type:
-        rows = [r for r in csv.reader(io.StringIO(req_text)) if r]
-        if feature_names and rows and [c.strip() for c in rows[0]] == feature_names:
-            rows = rows[1:]
-        names = feature_names or [f"f{i}" for i in range(len(rows[0]) if rows else 0)]
-        inputs = [dict(zip(names, (_num(c) for c in r), strict=False)) for r in rows]
-    else:
-        body = json.loads(req_text)
-        inputs = body.get("instances", body) if isinstance(body, dict) else body
-        if isinstance(inputs, dict):
-            inputs = [inputs]
+    inputs = _csv_inputs(req_text, feature_names) if "csv" in req_type else _json_inputs(json.loads(req_text))
     try:
         out_body = json.loads(resp_text)
     except json.JSONDecodeError:

@@ -287,14 +287,25 @@ def _clean_records(checks: list[tuple[str, bool, Callable[[Any], bool]]], record
             if not plain(value):
                 return None
             column.append(value)
+    return ValidatedBatch(_plain_columns(checks, values), np.ones(len(records), dtype=bool), [])
+
+
+def _plain_columns(checks: list[tuple[str, bool, Callable[[Any], bool]]],
+                   values: list[list[Any]]) -> dict[str, np.ndarray]:
+    """Plain values as the model's columns: the numeric ones through one float64 matrix cast once
+    to float32 (None, for a nullable field, is NaN), each column a contiguous row of it; strings
+    as object arrays."""
+    numeric = [column for (_, is_numeric, _), column in zip(checks, values, strict=True) if is_numeric]
+    matrix = np.array(numeric, dtype=np.float64).astype(np.float32) if numeric else None
     out: dict[str, np.ndarray] = {}
-    for (name, numeric, _), column in zip(checks, values, strict=True):
-        if numeric:
-            out[name] = np.array(column, dtype=np.float64).astype(np.float32)  # None (nullable) is NaN
+    position = 0
+    for (name, is_numeric, _), column in zip(checks, values, strict=True):
+        if is_numeric:
+            out[name] = matrix[position]  # type: ignore[index]
+            position += 1
         else:
-            out[name] = np.empty(len(column), dtype=object)
-            out[name][:] = column
-    return ValidatedBatch(out, np.ones(len(records), dtype=bool), [])
+            out[name] = np.array(column, dtype=object)  # every value is a str (the plain test)
+    return out
 
 
 def _row_order(err: FieldError) -> int:

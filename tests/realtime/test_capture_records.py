@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.predict.capture import LogCapture, invoked_alias, lines
+from functions.predict.capture import Exchange, LogCapture, invoked_alias, lines
 from mlship.runtime.records import capture_line, iso, iter_lines, make_records, parse_line
 
 VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
@@ -78,13 +77,78 @@ def test_processed_objects_are_gzip_json_lines():
     assert [r["variant"] for line in iter_lines(body) for r in parse_line(line)] == ["1", "2"]
 
 
-def test_log_capture_writes_and_flushes_one_line_and_reports_failures():
-    stream = io.StringIO()
-    capture = LogCapture(100.0, "9", stream=stream)
-    assert capture.write(_records([{"a": 1}]), "live")
-    (line,) = stream.getvalue().splitlines()
-    assert json.loads(line)["variant"] == "9"
-    assert not capture.write(_records([{"a": float("nan")}]), None)  # not JSON: counted by the handler
+def _exchange(rows: list[dict[str, Any]], request_text: str, *, records: Any = None) -> Exchange:
+    answer = {"model": {"name": "churn", "version": "4"}, "predictions": [i % 2 for i in range(len(rows))],
+              "probabilities": [[0.25, 0.75]] * len(rows), "classes": [0, 1], "request_id": "req-1"}
+    return Exchange("req-1", "churn", "4", request_text, True, json.dumps(answer),
+                    records or (lambda: _records(rows)))
+
+
+def _parsed_back(text: str) -> list[dict[str, Any]]:
+    return [r for line in text.splitlines() for r in parse_line(line)]
+
+
+REQUEST_SHAPES = st.sampled_from(["record", "list", "instances"])
+
+
+def _request_text(rows: list[dict[str, Any]], shape: str, indent: int | None) -> str:
+    doc: Any = rows[0] if shape == "record" else rows if shape == "list" else {"instances": rows}
+    return json.dumps(doc, indent=indent)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ROWS, REQUEST_SHAPES, st.sampled_from([None, 2]), st.sampled_from([None, "live"]))
+def test_an_exchange_line_reads_back_as_the_requests_records(rows, shape, indent, alias):
+    """What the client sent (any JSON request shape, pretty-printed or not) and what it was answered
+    come back as one record per row, the same records a row-wise line gives."""
+    if shape == "record":
+        rows = rows[:1]
+    text = LogCapture(100.0, "3").render(_exchange(rows, _request_text(rows, shape, indent)), alias)
+    assert text.endswith("\n") and text.count("\n") == 1  # one log event, even from an indented body
+    back = _parsed_back(text)
+    expected = _expected(_records(rows), "3", alias)
+    assert [{k: v for k, v in r.items() if k != "time"} for r in back] == \
+        [{k: v for k, v in r.items() if k != "time"} for r in expected]
+    assert json.loads(text)["capture"] == "mlship/2"
+
+
+def test_a_csv_request_reads_back_with_the_feature_names():
+    rows = [{"a": 1.0, "b": "x"}, {"a": 2.5, "b": "y"}]
+    exchange = _exchange(rows, "a,b\n1,x\n2.5,y\n")
+    exchange.request_is_json = False
+    line = LogCapture(100.0, "3").render(exchange, None)
+    assert [r["inputs"] for r in parse_line(line.strip(), ["a", "b"])] == rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(ROWS)
+def test_a_request_over_one_log_event_falls_back_to_row_lines_that_fit(rows):
+    import functions.predict.capture as capture
+
+    text, records = json.dumps({"instances": rows}), _records(rows)
+    old, capture.MAX_LINE_BYTES = capture.MAX_LINE_BYTES, SMALL_LINE
+    try:
+        out = LogCapture(100.0, "3").render(_exchange(rows, text, records=lambda: records), "live")
+    finally:
+        capture.MAX_LINE_BYTES = old
+    parts = out.splitlines()
+    if len(text) * 4 > SMALL_LINE:  # (a tiny request still fits one exchange line)
+        assert all(json.loads(p)["capture"] == "mlship/1" for p in parts)
+        assert all(len(p.encode()) <= SMALL_LINE for p in parts if len(json.loads(p)["rows"]) > 1)
+        assert _parsed_back(out) == _expected(records, "3", "live")
+
+
+def test_a_capture_that_cannot_be_encoded_is_a_typed_failure():
+    from functions.predict.capture import MAX_LINE_BYTES, CaptureFailed
+
+    rows = [{"a": float("nan")}] * 2  # only the row-wise fallback encodes values: NaN is not JSON
+    big = json.dumps({"instances": rows, "pad": "x" * MAX_LINE_BYTES})
+    try:
+        LogCapture(100.0, "9").render(_exchange(rows, big), None)
+    except CaptureFailed as exc:
+        assert "ValueError" in str(exc)
+    else:
+        raise AssertionError("a NaN in the row-wise records must fail the capture")
 
 
 @given(st.floats(0, 100))

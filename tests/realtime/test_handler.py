@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
+import sys
 from typing import Any
 
 import numpy as np
@@ -342,21 +344,37 @@ def test_sampling_captures_about_its_share(handler, monkeypatch, holdout_records
     assert 50 <= captured <= 150  # binomial(400, 0.25): mean 100, sd 8.7
 
 
-def test_a_capture_line_that_cannot_be_written_is_counted_not_raised(handler, holdout_records, capsys,
-                                                                     monkeypatch):
+def test_a_broken_stdout_never_fails_the_answer(handler, holdout_records, monkeypatch):
     class Broken:
         def write(self, _text: str) -> int:
             raise OSError("stdout is gone")
 
         def flush(self) -> None: ...
 
-    handler.service().capture._stream = Broken()
+    monkeypatch.setattr(sys, "stdout", Broken())
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 200 and len(answer["predictions"]) == 1
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    counted = [doc for doc in emf if doc.get("CaptureErrors") == 1.0]
-    assert counted and counted[0]["Model"] == "churn", emf
-    assert {"Name": "CaptureErrors", "Unit": "Count"} in counted[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+
+
+def test_capture_and_metrics_are_one_write_and_one_flush(handler, holdout_records, monkeypatch):
+    """One write per request (capture line, then EMF), flushed before the answer: Lambda may
+    freeze the process after it, and each write to Lambda's stdout is a system call."""
+    class Counting(io.StringIO):
+        writes = flushes = 0
+
+        def write(self, text: str) -> int:
+            Counting.writes += 1
+            return super().write(text)
+
+        def flush(self) -> None:
+            Counting.flushes += 1
+
+    out = Counting()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert call(handler, rest_v1_event(json.dumps(holdout_records[0])))[0] == 200
+    lines = out.getvalue().splitlines()
+    assert (Counting.writes, Counting.flushes) == (1, 1)
+    assert json.loads(lines[0])["capture"] == "mlship/2" and '"_aws"' in lines[1]
 
 
 def test_s3_mode_is_the_opt_in_put_per_request(handler, aws, monkeypatch, holdout_records):
@@ -394,12 +412,17 @@ def test_s3_mode_needs_its_bucket(handler, monkeypatch, holdout_records):
     assert status == 503 and "RECORDS_BUCKET" in answer["reason"]
 
 
-def test_record_write_failure_never_fails_the_request(handler, aws, monkeypatch, holdout_records, caplog):
+def test_record_write_failure_never_fails_the_request_and_is_counted(handler, aws, monkeypatch, holdout_records,
+                                                                      caplog, capsys):
     monkeypatch.setenv("CAPTURE_MODE", "s3")
     monkeypatch.setenv("RECORDS_BUCKET", "no-such-bucket-rt")
     status, answer = call(handler, rest_v1_event(json.dumps(holdout_records[0])))
     assert status == 200 and len(answer["predictions"]) == 1
     assert "could not write inference records" in caplog.text
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counted = [doc for doc in emf if doc.get("CaptureErrors") == 1.0]
+    assert counted and counted[0]["Model"] == "churn", emf
+    assert {"Name": "CaptureErrors", "Unit": "Count"} in counted[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
 
 
 # ---------------------------------------------------------------------------- settings and the load lifecycle

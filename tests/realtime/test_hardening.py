@@ -123,7 +123,7 @@ def test_unencodable_answer_never_leaves_the_handler(handler):
     """A proxied endpoint's body may carry NaN (json.loads accepts it): the answer becomes a model error."""
     answer = handler.Answer(200, {"predictions": [float("nan")], "request_id": "r"})
     req = handler.Request("rest-v1", "POST", "/", b"", None, "r")
-    resp = handler._response(req, answer)
+    resp = handler._response(req, answer, handler._render(answer))
     assert resp["statusCode"] == 500
     assert json.loads(resp["body"])["kind"] == "model_error"
 
