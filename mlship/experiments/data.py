@@ -65,6 +65,7 @@ def binary_values(values: Any, what: str) -> np.ndarray:
     """0/1 floats from booleans, 0/1 numbers or their text forms; anything else is refused."""
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
+        v = v.item() if isinstance(v, np.generic) else v
         text = str(v).strip().lower()
         if text in _TRUE:
             out[i] = 1.0
@@ -82,9 +83,13 @@ def numeric_values(values: Any, what: str) -> np.ndarray:
     nums = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(nums))
     if bad.size:
-        raise BadOutcomeError(f"{what}: {bad.size} value(s) are not finite numbers (first: {values[bad[0]]!r}, "
+        raise BadOutcomeError(f"{what}: {bad.size} value(s) are not finite numbers (first: {_plain(values[bad[0]])!r}, "
                               f"row {int(bad[0])})")
     return nums
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _require(df: Any, columns: dict[str, str | None]) -> None:

@@ -52,7 +52,8 @@ def _check(name: str, control: float | None, treatment: float | None, absolute: 
             broken.append(f"{treatment:.4g}{unit} > {cap:.4g}{unit} ({shown})")
     if treatment is None:
         return GuardrailResult(name, control, treatment, "; ".join(limits), False, f"{name}: no treatment values")
-    message = f"{name} of the treatment " + ("; ".join(broken) if broken else "within limits")
+    seen = f"treatment {treatment:.4g}{unit}" + ("" if control is None else f", control {control:.4g}{unit}")
+    message = f"{name}: {seen}; " + ("; ".join(broken) if broken else f"within {'; '.join(limits)}")
     return GuardrailResult(name, control, treatment, "; ".join(limits), not broken, message)
 
 
