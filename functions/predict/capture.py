@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlship.runtime.records import capture_line, exchange_line, now_iso
+from mlship.runtime.records import ExchangeHeader, capture_line, now_iso
 
 MAX_LINE_BYTES = 250_000  # CloudWatch Logs takes events up to 256 KB: larger requests span several lines
 _log = logging.getLogger("mlship.predict.capture")
@@ -41,6 +41,7 @@ class Exchange:
     request_is_json: bool
     response_text: str  # the JSON answer
     records: Callable[[], list[dict[str, Any]]]  # the row-wise records (s3 mode, requests over one log event)
+    shadow_text: str | None = None  # the shadow model's part of the line, when one scored the request
 
 
 class Capture:
@@ -67,12 +68,24 @@ class LogCapture(Capture):
 
     mode = "log"
 
+    def __init__(self, percentage: float, variant: str, *, dice: Callable[[], float] = random.random):
+        super().__init__(percentage, variant, dice=dice)
+        self._headers: dict[tuple[str, str, str | None], ExchangeHeader] = {}
+
+    def _header(self, exchange: Exchange, alias: str | None) -> ExchangeHeader:
+        key = (exchange.model_name, exchange.model_version, alias)
+        header = self._headers.get(key)
+        if header is None:
+            header = ExchangeHeader("lambda", exchange.model_name, exchange.model_version, self.variant, alias)
+            if len(self._headers) < 64:  # a few models and aliases per function
+                self._headers[key] = header
+        return header
+
     def render(self, exchange: Exchange, alias: str | None) -> str:
-        header = {"request_id": exchange.request_id, "time": now_iso(), "source": "lambda",
-                  "model": {"name": exchange.model_name, "version": exchange.model_version},
-                  "variant": self.variant, "alias": alias}
         try:
-            line = exchange_line(header, exchange.request_text, exchange.request_is_json, exchange.response_text)
+            line = self._header(exchange, alias).line(exchange.request_id, now_iso(), exchange.request_text,
+                                                      exchange.request_is_json, exchange.response_text,
+                                                      exchange.shadow_text)
             if len(line) * 4 <= MAX_LINE_BYTES or len(line.encode("utf-8")) <= MAX_LINE_BYTES:
                 return line + "\n"
             return "".join(part + "\n" for part in lines(exchange.records(), self.variant, alias))

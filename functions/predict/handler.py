@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -51,10 +52,12 @@ if __package__:  # the repository: functions.predict.handler
     from .capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture
     from .emf import EmfWriter
     from .settings import InitSettings, PredictSettings
+    from .shadow import ShadowOutcome, ShadowScorer
 else:  # the Lambda asset: functions/predict/*.py sit flat at its root
     from capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture  # type: ignore[no-redef]
     from emf import EmfWriter  # type: ignore[no-redef]
     from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
+    from shadow import ShadowOutcome, ShadowScorer  # type: ignore[no-redef]
 
 INIT = InitSettings.from_env()
 NAMESPACE = INIT.namespace
@@ -98,6 +101,7 @@ class Answer:
     error_kind: str | None = None
     # set by a backend whose answer is to be captured: the row-wise records, built only if needed
     records: Callable[[], list[dict[str, Any]]] | None = None
+    payload: Any = None  # the decoded request, for the shadow (captured answers only)
     media: str = protocol.JSON  # the negotiated answer type (errors are always JSON)
 
 
@@ -120,6 +124,7 @@ class OnnxBackend:
         if record:
             answer.records = partial(self.predictor.inference_records, req.request_id, prediction, columns,
                                      source="lambda")
+            answer.payload = payload
         return answer
 
     def describe(self) -> dict[str, Any]:
@@ -189,6 +194,7 @@ class Service:
     settings: PredictSettings | None
     lifecycle: ModelLifecycle[Any]
     capture: Capture | None = None
+    shadow: ShadowScorer | None = None
 
     @property
     def max_body_bytes(self) -> int:
@@ -214,6 +220,8 @@ def service() -> Service:
 def reset() -> None:
     """Forget the configuration and the model: the next request reads the environment again."""
     global _service
+    if _service is not None and _service.shadow is not None:
+        _service.shadow.close()
     _service = None
 
 
@@ -237,7 +245,17 @@ def _configure() -> Service:
     name = settings.sagemaker_endpoint if settings.backend == "sagemaker" else settings.model_uri
     lifecycle = ModelLifecycle(partial(open_backend, settings), retry_seconds=LOAD_RETRY_SECONDS, name=name,
                                log=logger, on_loaded=_log_loaded)
-    return Service(settings, lifecycle, open_capture(settings, settings.function_version or None))
+    shadow = None
+    if settings.shadow_model_uri:
+        shadow = ShadowScorer(settings.shadow_model_uri, settings.shadow_budget_ms, partial(_open_shadow, settings))
+    return Service(settings, lifecycle, open_capture(settings, settings.function_version or None), shadow)
+
+
+def _open_shadow(settings: PredictSettings, uri: str) -> Any:
+    """The shadow's predictor, loaded like the champion's (the shadow scorer's loader)."""
+    from mlship.runtime.predictor import Predictor
+
+    return Predictor.load(uri, threads=settings.ort_threads or None, public_key=settings.public_key or None)
 
 
 def open_backend(settings: PredictSettings) -> Any:
@@ -385,31 +403,50 @@ def _response(req: Request, answer: Answer, rendered: tuple[str, str]) -> dict[s
     return {"statusCode": answer.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
-def _metric_lines(backend: Any, answer: Answer, latency_ms: float, capture_failed: bool) -> str:
+def _metric_lines(backend: Any, answer: Answer, latency_ms: float, capture_failed: bool,
+                  shadow: ShadowOutcome | None) -> str:
     dims = {"Model": str(getattr(backend, "model_name", None) or "unknown"),
             "Version": str(getattr(backend, "model_version", None) or "unknown")}
     values = [("Latency", "Milliseconds", latency_ms), ("Rows", "Count", answer.rows)]
     if capture_failed:
         values.append(("CaptureErrors", "Count", 1))
+    if shadow is not None:
+        values.append(("ShadowLatency", "Milliseconds", shadow.latency_ms))
+        if shadow.error:
+            values.append(("ShadowErrors", "Count", 1))
     text = metrics.line(dims, values)
     if answer.error_kind:
         text += metrics.line({**dims, "ErrorKind": answer.error_kind}, [("Errors", "Count", 1)])
     return text
 
 
+def _captured(current: Service, answer: Answer) -> bool:
+    """Whether this answer is captured (a model error made by :func:`_render` is not)."""
+    return answer.records is not None and answer.status == 200 and current.capture is not None
+
+
+def _shadow(current: Service, req: Request, answer: Answer) -> ShadowOutcome | None:
+    """The shadow's outcome for a captured answer (after the champion answered; within its budget)."""
+    if current.shadow is None or not _captured(current, answer):
+        return None
+    return current.shadow.score(answer.payload, req.request_id)
+
+
 def _capture(current: Service, backend: Any, req: Request, answer: Answer, rendered: tuple[str, str],
-             context: Any) -> tuple[str, bool]:
+             context: Any, shadow: ShadowOutcome | None) -> tuple[str, bool]:
     """This invocation's capture text (written with the metrics, before the answer: Lambda may
     freeze the process after it) and whether a capture failed (counted, never raised)."""
-    if answer.records is None or answer.status != 200 or current.capture is None:
-        return "", False  # (an answer JSON cannot carry became a model error in _render)
+    if not _captured(current, answer):
+        return "", False
     text, content_type = rendered
     json_request = protocol.resolve_media_type(req.content_type, req.body) == protocol.JSON
     exchange = Exchange(req.request_id, str(backend.model_name), str(backend.model_version),
-                        req.body.decode("utf-8-sig" if json_request else "utf-8", errors="replace"), json_request,
-                        text if content_type == protocol.JSON else protocol.dumps(answer.body), answer.records)
+                        protocol.body_text(req.body) if json_request else req.body.decode("utf-8", "replace"),
+                        json_request,
+                        text if content_type == protocol.JSON else protocol.dumps(answer.body), answer.records,
+                        None if shadow is None else shadow.capture_text())
     try:
-        return current.capture.render(exchange, invoked_alias(context)), False
+        return current.capture.render(exchange, invoked_alias(context)), False  # type: ignore[union-attr]
     except CaptureFailed as exc:
         logger.warning("inference capture failed", extra={"error": str(exc)})
         return "", True
@@ -490,10 +527,11 @@ def answer_event(event: Any, context: Any) -> dict[str, Any]:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
         answer, backend = handle(req, current)
     rendered = _render(answer)
-    out, capture_failed = _capture(current, backend, req, answer, rendered, context)
+    shadow = _shadow(current, req, answer)
+    out, capture_failed = _capture(current, backend, req, answer, rendered, context, shadow)
     latency_ms = (time.perf_counter() - started) * 1000.0
     if current.metrics_on:
-        out += _metric_lines(backend, answer, latency_ms, capture_failed)
+        out += _metric_lines(backend, answer, latency_ms, capture_failed, shadow)
     _write(out)
     if tracer is not None:
         tracer.put_annotation(key="status", value=answer.status)
@@ -510,6 +548,11 @@ def _load_during_init() -> None:
     if current.settings is None or current.settings.eager_load:
         with contextlib.suppress(BundleError):
             current.lifecycle.load()
+        if current.shadow is not None:
+            current.shadow.load()
+    # What init built (modules, the sessions) lives as long as the process: out of the collector's
+    # reach, full collections no longer walk it (they are the warm path's longest pauses).
+    gc.freeze()
 
 
 if INIT.function_name:

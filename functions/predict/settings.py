@@ -64,6 +64,10 @@ class PredictSettings(EnvSettings):
                                                                           "(each capture record's variant)")
     metrics_disabled: bool = setting("POWERTOOLS_METRICS_DISABLED", False, parse=_loose_flag,
                                      doc="no EMF metrics (1 or true)")
+    shadow_model_uri: str = setting("SHADOW_MODEL_URI", "", doc="shadow model scored on a copy of each captured "
+                                    "request, pinned to one version (a bundle path, s3:// or mlship://NAME/VERSION)")
+    shadow_budget_ms: float = setting("SHADOW_BUDGET_MS", 50.0, minimum=1, maximum=10_000,
+                                      doc="longest the answer waits for the shadow, in milliseconds")
 
     def __post_init__(self) -> None:
         if self.backend == "onnx" and not self.model_uri:
@@ -73,6 +77,16 @@ class PredictSettings(EnvSettings):
             raise SettingsError("SAGEMAKER_ENDPOINT_NAME", None, "the endpoint PREDICT_BACKEND=sagemaker invokes")
         if self.capture_mode == "s3" and not self.records_bucket:
             raise SettingsError("RECORDS_BUCKET", None, "the bucket CAPTURE_MODE=s3 writes records to")
+        if self.shadow_model_uri:
+            self._check_shadow()
+
+    def _check_shadow(self) -> None:
+        if self.backend != "onnx" or self.capture_mode != "log":
+            raise SettingsError("SHADOW_MODEL_URI", self.shadow_model_uri, "a shadow needs the onnx backend and "
+                                "CAPTURE_MODE=log (its answers are written to the capture lines)")
+        if self.shadow_model_uri.startswith("mlship://") and "@" in self.shadow_model_uri.split("?", 1)[0]:
+            raise SettingsError("SHADOW_MODEL_URI", self.shadow_model_uri, "a shadow pinned to one version: "
+                                "mlship://NAME/VERSION, not an alias (an alias can move while the shadow runs)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlship.aws.clients import client
-from mlship.runtime.records import DEFAULT_PREFIX, encode, iter_lines, object_key, parse_line, utc_now
+from mlship.runtime.records import DEFAULT_PREFIX, encode, object_key, object_records, utc_now
 
 
 class RecordWriter:
@@ -48,11 +48,12 @@ class RecordWriter:
         return len(self._buffer)
 
 
-def read_records(bucket: str, prefix: str, feature_names: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Stream every record stored under an S3 prefix (mlship records or SageMaker data capture)."""
+def read_records(bucket: str, prefix: str, feature_names: list[str] | None = None, *,
+                 shadow: bool = False) -> Iterator[dict[str, Any]]:
+    """Stream every record stored under an S3 prefix (mlship records or SageMaker data capture);
+    ``shadow`` adds the Lambda shadow model's records (``role: shadow``)."""
     s3 = client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            for line in iter_lines(body):
-                yield from parse_line(line, feature_names)
+            yield from object_records(obj["Key"], body, feature_names, shadow=shadow)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlship.monitoring.config import LAYOUT_CAPTURE
-from mlship.runtime.records import iter_lines, parse_line
+from mlship.runtime.records import object_records
 
 
 @dataclass
@@ -67,27 +67,26 @@ def hour_prefixes(prefix: str, model: str, version: str, window: Window, layout:
 
 
 def iter_window_records(bucket: str, prefixes: list[str], window: Window, feature_names: list[str] | None = None,
-                        stats: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
-    """Every record under the prefixes whose time falls in the window (objects read one at a time)."""
+                        stats: dict[str, int] | None = None, *, shadow: bool = False) -> Iterator[dict[str, Any]]:
+    """Every record under the prefixes whose time falls in the window (objects read one at a time);
+    ``shadow`` adds the Lambda shadow model's records (``role: shadow``)."""
     from mlship.aws.clients import client
 
     s3 = client("s3")
     stats = stats if stats is not None else {}
+
+    def bad_line(_line: str) -> None:
+        stats["bad_lines"] = stats.get("bad_lines", 0) + 1
+
     for prefix in prefixes:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
                 stats["objects"] = stats.get("objects", 0) + 1
                 stats["bytes"] = stats.get("bytes", 0) + len(body)
-                for line in iter_lines(body):
-                    try:
-                        records = parse_line(line, feature_names)
-                    except (ValueError, KeyError, TypeError):
-                        stats["bad_lines"] = stats.get("bad_lines", 0) + 1
-                        continue
-                    for rec in records:
-                        if window.contains(rec.get("time")):
-                            yield rec
+                for rec in object_records(obj["Key"], body, feature_names, shadow=shadow, on_bad_line=bad_line):
+                    if window.contains(rec.get("time")):
+                        yield rec
 
 
 @dataclass

@@ -148,10 +148,16 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+def body_text(body: bytes) -> str:
+    """UTF-8 text without a leading byte-order mark (the C codec: ``utf-8-sig`` is Python code)."""
+    text = body.decode("utf-8")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def parse_json(body: bytes) -> list[Any]:
     """Decode a JSON body into a list of records (raise ValidationError when malformed)."""
     try:
-        text = body.decode("utf-8-sig")
+        text = body_text(body)
     except UnicodeDecodeError as exc:
         raise _malformed(f"body is not UTF-8: {exc}") from None
     if not text or text.isspace():
@@ -162,7 +168,7 @@ def parse_json(body: bytes) -> list[Any]:
         raise _malformed(f"body is not valid JSON: {exc}") from None
     except RecursionError:
         raise _malformed("body is not valid JSON: nested too deeply") from None
-    if isinstance(doc, Mapping):
+    if type(doc) is dict or isinstance(doc, Mapping):  # (the exact type first: the ABC check costs more)
         if "instances" not in doc:
             return [doc]
         extra = [k for k in doc if k != "instances"]

@@ -55,6 +55,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from mlship.runtime.jsonutil import json_default, jsonable
@@ -128,17 +129,45 @@ def capture_line(records: list[dict[str, Any]], *, variant: str | None, alias: s
     return _CAPTURE_ENCODER.encode(doc)
 
 
+class ExchangeHeader:
+    """The part of an exchange line that is the same for every request of one source, model,
+    variant and alias, encoded once; :meth:`line` adds the request's own parts."""
+
+    def __init__(self, source: str, model_name: str, model_version: str, variant: str | None, alias: str | None):
+        self.tail = _CAPTURE_ENCODER.encode({"source": source, "model": {"name": model_name, "version": model_version},
+                                             "variant": variant, "alias": alias})[1:-1]
+
+    def line(self, request_id: str, time_text: str, request_text: str, request_is_json: bool,
+             response_text: str, shadow_text: str | None = None) -> str:
+        """One ``mlship/2`` line (no newline). ``request_text`` must be a JSON document the request
+        decoder accepted, or CSV text; ``response_text`` a JSON document; ``shadow_text`` a
+        :func:`shadow_part`. A JSON document's newlines can only be whitespace (JSON strings cannot
+        hold one raw), so they become spaces: one log event."""
+        if request_is_json:
+            request = '"request":' + _one_line(request_text)
+        else:
+            request = '"request_csv":' + encode_basestring_ascii(request_text)
+        shadow = "" if shadow_text is None else ',"shadow":' + shadow_text
+        return (f'{{"capture":"{EXCHANGE_FORMAT}","request_id":{encode_basestring_ascii(request_id)},'
+                f'"time":{encode_basestring_ascii(time_text)},{self.tail},{request},'
+                f'"response":{_one_line(response_text)}{shadow}}}')
+
+
+def shadow_part(model_name: str | None, model_version: str | None, response_text: str | None, error: str | None,
+                latency_ms: float) -> str:
+    """The ``shadow`` object of an exchange line: the shadow model, its JSON answer (or null), why
+    it has none (``error``) and how long it took."""
+    head = _CAPTURE_ENCODER.encode({"model": {"name": model_name, "version": model_version}, "error": error,
+                                    "latency_ms": latency_ms})
+    return f'{head[:-1]},"response":{"null" if response_text is None else _one_line(response_text)}}}'
+
+
 def exchange_line(header: Mapping[str, Any], request_text: str, request_is_json: bool, response_text: str) -> str:
-    """One ``mlship/2`` line (no newline): ``header`` (request_id, time, source, model, variant,
-    alias) and the request and answer texts. ``request_text`` must be a JSON document the request
-    decoder accepted, or CSV text; ``response_text`` a JSON document. A JSON document's newlines
-    can only be whitespace (JSON strings cannot hold one raw), so they become spaces: one log event."""
-    head = _CAPTURE_ENCODER.encode({"capture": EXCHANGE_FORMAT, **header})
-    if request_is_json:
-        request = '"request":' + _one_line(request_text)
-    else:
-        request = '"request_csv":' + _CAPTURE_ENCODER.encode(request_text)
-    return f'{head[:-1]},{request},"response":{_one_line(response_text)}}}'
+    """One ``mlship/2`` line from ``header`` (request_id, time, source, model, variant, alias) and
+    the request and answer texts (see :meth:`ExchangeHeader.line`)."""
+    model = header["model"]
+    head = ExchangeHeader(header["source"], model["name"], model["version"], header.get("variant"), header.get("alias"))
+    return head.line(header["request_id"], header["time"], request_text, request_is_json, response_text)
 
 
 def _one_line(json_text: str) -> str:
@@ -147,14 +176,28 @@ def _one_line(json_text: str) -> str:
     return json_text
 
 
-def _expand_exchange(doc: dict[str, Any], feature_names: list[str] | None) -> list[dict[str, Any]]:
+def _expand_exchange(doc: dict[str, Any], feature_names: list[str] | None, shadow: bool) -> list[dict[str, Any]]:
     common = {key: doc.get(key) for key in ("request_id", "time", "source", "model", "variant", "alias")}
     if "request_csv" in doc:
         inputs = _csv_inputs(str(doc["request_csv"]), feature_names)
     else:
         inputs = _json_inputs(doc.get("request"))
     outputs = _outputs(doc.get("response"))
-    return [{**common, "row": i, "inputs": inp, "outputs": outputs[i] if i < len(outputs) else {"prediction": None}}
+    records = [{**common, "row": i, "inputs": inp, "outputs": outputs[i] if i < len(outputs) else {"prediction": None}}
+               for i, inp in enumerate(inputs)]
+    part = doc.get("shadow")
+    if shadow and isinstance(part, dict):
+        records += _shadow_records(common, inputs, part)
+    return records
+
+
+def _shadow_records(common: dict[str, Any], inputs: list[Any], part: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shadow's records of one exchange: the champion's inputs, the shadow's model and outputs
+    (``None`` with ``shadow_error`` when it has none), ``role: shadow``."""
+    outputs = _outputs(part.get("response"))
+    base = {**common, "model": part.get("model"), "role": "shadow", "shadow_error": part.get("error"),
+            "shadow_latency_ms": part.get("latency_ms")}
+    return [{**base, "row": i, "inputs": inp, "outputs": outputs[i] if i < len(outputs) else None}
             for i, inp in enumerate(inputs)]
 
 
@@ -194,7 +237,7 @@ def _expand_capture(doc: dict[str, Any]) -> list[dict[str, Any]]:
             for i, row in enumerate(doc.get("rows") or [])]
 
 
-def _log_envelope(doc: dict[str, Any], feature_names: list[str] | None) -> list[dict[str, Any]]:
+def _log_envelope(doc: dict[str, Any], feature_names: list[str] | None, shadow: bool) -> list[dict[str, Any]]:
     """The capture lines among a CloudWatch Logs subscription envelope's events (other lines are skipped)."""
     if doc.get("messageType") != "DATA_MESSAGE":
         return []  # CONTROL_MESSAGE: CloudWatch Logs checking the destination
@@ -202,7 +245,7 @@ def _log_envelope(doc: dict[str, Any], feature_names: list[str] | None) -> list[
     for event in doc.get("logEvents") or []:
         message = str(event.get("message", "")).strip()
         if message.startswith("{") and CAPTURE_PREFIX in message:
-            records.extend(parse_line(message, feature_names))
+            records.extend(parse_line(message, feature_names, shadow=shadow))
     return records
 
 
@@ -243,20 +286,50 @@ def _documents(text: str) -> Iterator[str]:
         pos = stop
 
 
-def parse_line(line: str, feature_names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Parse one stored line into mlship records (a data-capture line may hold many rows)."""
+def parse_line(line: str, feature_names: list[str] | None = None, *, shadow: bool = False) -> list[dict[str, Any]]:
+    """Parse one stored line into mlship records (a data-capture line may hold many rows);
+    ``shadow`` adds the shadow model's records (``role: shadow``) of the Lambda's exchange lines."""
     doc = json.loads(line)
     if not isinstance(doc, dict):
         return [doc]
     if "captureData" in doc:
         return _parse_data_capture(doc, feature_names)
     if doc.get("capture") == EXCHANGE_FORMAT:
-        return _expand_exchange(doc, feature_names)
+        return _expand_exchange(doc, feature_names, shadow)
     if doc.get("capture") == CAPTURE_FORMAT:
         return _expand_capture(doc)
     if "logEvents" in doc and "messageType" in doc:
-        return _log_envelope(doc, feature_names)
+        return _log_envelope(doc, feature_names, shadow)
     return [doc]
+
+
+def data_capture_variant(key: str) -> str | None:
+    """The variant of a SageMaker data-capture object from its key
+    (``PREFIX/ENDPOINT/VARIANT/yyyy/mm/dd/hh/FILE.jsonl``: the lines themselves do not name it)."""
+    parts = key.split("/")
+    if len(parts) >= 7 and all(p.isdigit() for p in parts[-5:-1]) and len(parts[-5]) == 4:
+        return parts[-6]
+    return None
+
+
+def object_records(key: str, body: bytes, feature_names: list[str] | None = None, *, shadow: bool = False,
+                   on_bad_line: Any = None) -> Iterator[dict[str, Any]]:
+    """The records of one stored object: every line parsed (:func:`parse_line`), data-capture
+    records given their variant from the key. A line that does not parse raises, or, with
+    ``on_bad_line``, is passed to it and skipped."""
+    variant = data_capture_variant(key)
+    for line in iter_lines(body):
+        try:
+            records = parse_line(line, feature_names, shadow=shadow)
+        except (ValueError, KeyError, TypeError):
+            if on_bad_line is None:
+                raise
+            on_bad_line(line)
+            continue
+        for rec in records:
+            if variant is not None and isinstance(rec, dict) and rec.get("source") == "data-capture":
+                rec.setdefault("variant", variant)
+            yield rec
 
 
 def _decode_capture(part: dict[str, Any]) -> str:
