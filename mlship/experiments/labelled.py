@@ -135,6 +135,9 @@ def from_records(records: Iterable[dict[str, Any]], labels: dict[tuple[str, int]
     if not collected.units:
         raise NoLabelsError(f"no inference record in {where} has a label (labels read: {len(labels)})")
     variants, values, excluded = _arrays(collected, metric)
+    if not variants.size:
+        raise ExperimentInputError(f"all {len(collected.units)} labelled units were served by more than one "
+                                   f"variant: assignment is not sticky per {unit_field or 'request'}")
     check_variants(list(dict.fromkeys(variants.tolist())), control, treatment)
     keep = (variants == control) | (variants == treatment)
     for v in dict.fromkeys(variants[~keep].tolist()):
