@@ -90,6 +90,9 @@ class EndpointState:
                 "EndpointStatus": self.status, "CreationTime": self.created, "LastModifiedTime": self.modified,
                 "ProductionVariants": [_variant_summary(v, blue_share, self.blue_statuses)
                                        for v in self.blue.variants]}
+            if self.blue.shadows:
+                answer["ShadowProductionVariants"] = [_variant_summary(v, 1.0, self.blue_statuses)
+                                                      for v in self.blue.shadows]
             if self.failure_reason:
                 answer["FailureReason"] = self.failure_reason
             if self.last_deployment_config:
@@ -99,6 +102,9 @@ class EndpointState:
                     "EndpointConfigName": deployment.config_name, "StartTime": deployment.started,
                     "ProductionVariants": [_variant_summary(v, deployment.share, deployment.statuses)
                                            for v in deployment.green.variants]}
+                if deployment.green.shadows:
+                    answer["PendingDeploymentSummary"]["ShadowProductionVariants"] = [
+                        _variant_summary(v, 1.0, deployment.statuses) for v in deployment.green.shadows]
             return answer
 
 
@@ -227,6 +233,8 @@ class Deployer:
         log.info("%s is InService on %s", state.name, state.config_name)
 
 
-def new_state(sagemaker: Any, name: str, arn: str, config_name: str) -> EndpointState:
+def new_state(sagemaker: Any, name: str, arn: str, config_name: str,
+              shadow_variants: list[dict[str, Any]] | None = None) -> EndpointState:
     """An endpoint in ``Creating`` for ``config_name`` (its fleet not started yet)."""
-    return EndpointState(name=name, arn=arn, config_name=config_name, blue=fleet_from_config(sagemaker, config_name))
+    return EndpointState(name=name, arn=arn, config_name=config_name,
+                         blue=fleet_from_config(sagemaker, config_name, shadow_variants))

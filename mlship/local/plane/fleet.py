@@ -2,8 +2,10 @@
 
 A SageMaker blue/green update runs two fleets side by side (the blue one of the live configuration
 and the green one of the new configuration); each fleet here is one local ``mlship serve`` per
-production variant, started from the variant's model (its container's ``MODEL_URI``, else its
-``ModelDataUrl``) with the container's ``Environment``, and healthy only when ``/ping`` answers 200.
+production variant and per shadow variant (``ShadowProductionVariants``), started from the variant's
+model (its container's ``MODEL_URI``, else its ``ModelDataUrl``) with the container's ``Environment``,
+and healthy only when ``/ping`` answers 200. The fleet also carries its configuration's
+``DataCaptureConfig`` (:class:`~mlship.local.plane.datacapture.CaptureSettings`).
 
 Faults are for rehearsals: the container variable ``MLSHIP_LOCAL_FAULT`` (set by
 ``mlship rollout endpoint --fault``) makes the plane answer a share of the fleet's requests with
@@ -24,6 +26,7 @@ from typing import Any
 
 from mlship.errors import MlshipError
 from mlship.local.plane.container import ServeProcess, ServiceError
+from mlship.local.plane.datacapture import CaptureSettings
 
 FAULT_VARIABLE = "MLSHIP_LOCAL_FAULT"
 _LATENCY = re.compile(r"^(?P<value>\d+(\.\d+)?)(?P<unit>ms|s)$")
@@ -96,6 +99,8 @@ class Fleet:
 
     config_name: str
     variants: list[FleetVariant]
+    shadows: list[FleetVariant] = field(default_factory=list)  # get a copy of the traffic, never answer it
+    capture: CaptureSettings | None = None
     inflight: int = 0
     _random: random.Random = field(default_factory=random.Random)
     _idle: threading.Condition = field(default_factory=threading.Condition)
@@ -103,12 +108,12 @@ class Fleet:
     def start(self, *, workers: int, log_dir: Path, ready_timeout: float) -> None:
         """Start every variant's container and wait until all are healthy; raise ServiceError if one is not."""
         try:
-            for variant in self.variants:
+            for variant in self.variants + self.shadows:
                 container_env = {k: v for k, v in variant.environment.items() if k != FAULT_VARIABLE}
                 variant.process = ServeProcess(variant.model_url, container_env, workers=workers, log_dir=log_dir)
                 if variant.fault.crash:
                     variant.process.proc.kill()  # the rehearsed crash: the container dies as it starts
-            for variant in self.variants:
+            for variant in self.variants + self.shadows:
                 assert variant.process is not None
                 variant.process.wait_ready(ready_timeout)
         except ServiceError:
@@ -146,28 +151,40 @@ class Fleet:
         with self._idle:
             while self.inflight > 0 and time.monotonic() < deadline:
                 self._idle.wait(deadline - time.monotonic())
-        for variant in self.variants:
+        for variant in self.variants + self.shadows:
             if variant.process is not None:
                 variant.process.stop(10)
 
+    def shadow_share(self, variant: FleetVariant) -> float:
+        """The share of ``variant``'s requests copied to each shadow: the shadow's weight over the
+        production variants' (SageMaker's shadow sampling), at most 1."""
+        production = sum(max(v.weight, 0.0) for v in self.variants) or 1.0
+        return min(1.0, max(self.shadows[0].weight, 0.0) / production) if self.shadows else 0.0
+
     def healthy(self) -> bool:
-        """Every container is still running."""
+        """Every production container is still running (a dead shadow never rolls an update back)."""
         return all(v.process is not None and v.process.proc.poll() is None for v in self.variants)
 
 
-def fleet_from_config(sagemaker: Any, config_name: str) -> Fleet:
-    """A (not yet started) fleet for endpoint configuration ``config_name`` as moto records it."""
+def _fleet_variant(sagemaker: Any, spec: dict[str, Any]) -> FleetVariant:
+    model = sagemaker.describe_model(ModelName=spec["ModelName"])
+    container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+    environment = dict(container.get("Environment") or {})
+    url = environment.get("MODEL_URI") or container.get("ModelDataUrl")
+    if not url:
+        raise ServiceError(400, "ValidationException",
+                           f"model {spec['ModelName']} has no ModelDataUrl and no MODEL_URI")
+    return FleetVariant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)), url, environment,
+                        int(spec.get("InitialInstanceCount") or 1), spec.get("InstanceType"))
+
+
+def fleet_from_config(sagemaker: Any, config_name: str, shadow_variants: list[dict[str, Any]] | None = None) -> Fleet:
+    """A (not yet started) fleet for endpoint configuration ``config_name`` as moto records it.
+
+    moto drops ``ShadowProductionVariants``: the plane keeps them itself and passes them here.
+    """
     config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-    variants = []
-    for spec in config.get("ProductionVariants", []):
-        model = sagemaker.describe_model(ModelName=spec["ModelName"])
-        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-        environment = dict(container.get("Environment") or {})
-        url = environment.get("MODEL_URI") or container.get("ModelDataUrl")
-        if not url:
-            raise ServiceError(400, "ValidationException",
-                               f"model {spec['ModelName']} has no ModelDataUrl and no MODEL_URI")
-        variants.append(FleetVariant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)), url,
-                                     environment, int(spec.get("InitialInstanceCount") or 1),
-                                     spec.get("InstanceType")))
-    return Fleet(config_name, variants)
+    variants = [_fleet_variant(sagemaker, spec) for spec in config.get("ProductionVariants", [])]
+    shadow_specs = shadow_variants or config.get("ShadowProductionVariants") or []
+    shadows = [_fleet_variant(sagemaker, spec) for spec in shadow_specs]
+    return Fleet(config_name, variants, shadows, CaptureSettings.from_config(config.get("DataCaptureConfig")))

@@ -11,6 +11,13 @@ faults, and publishes ``Invocations``, ``Invocation4XXErrors``, ``Invocation5XXE
 ``ModelLatency`` (microseconds) per variant to the local CloudWatch (namespace ``AWS/SageMaker``,
 dimensions ``EndpointName``, ``VariantName``). Endpoints created in moto behind the plane's back
 (``cdk deploy`` to moto) are adopted on first use.
+
+Shadow variants (``ShadowProductionVariants``, kept by
+:class:`~mlship.local.plane.endpoint_configs.ShadowVariantStore` because moto drops them) run in
+the same fleet; each answered request is then copied to the shadow in the background
+(:class:`~mlship.local.plane.shadow.ShadowMirror`) with the same ``InferenceId``, and the
+shadow's answer is captured and published, never returned. ``DataCaptureConfig`` is honoured for
+production and shadow variants alike (:mod:`mlship.local.plane.datacapture`).
 """
 
 from __future__ import annotations
@@ -20,15 +27,19 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from mlship.local.plane.container import ServiceError, http_call
+from mlship.local.plane.datacapture import CaptureEvent, CaptureWriter
+from mlship.local.plane.endpoint_configs import ShadowVariantStore
 from mlship.local.plane.endpoints import Deployer, Deployment, EndpointState, new_state
 from mlship.local.plane.fleet import Fleet, FleetVariant, fleet_from_config
 from mlship.local.plane.http import AwsRequest, AwsResponse, Service, forward
 from mlship.local.plane.metrics import AlarmEvaluator
+from mlship.local.plane.shadow import ShadowCopy, ShadowMirror
 
 ACCOUNT = "123456789012"  # moto's default account
 INVOKE_ROUTE = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
@@ -45,10 +56,14 @@ def _validation(message: str) -> AwsResponse:
 class SageMakerService(Service):
     """The endpoints the plane runs, by name."""
 
-    def __init__(self, context: Any, *, serve_workers: int = 1, ready_timeout: float = 120.0):
+    def __init__(self, context: Any, *, serve_workers: int = 1, ready_timeout: float = 120.0,
+                 capture_flush_seconds: float = 5.0):
         self.context = context
         self.sagemaker = context.client("sagemaker")
         self.alarms = AlarmEvaluator(context)
+        self.shadow_configs = ShadowVariantStore(context.upstream, self.sagemaker)
+        self.capture = CaptureWriter(context.client("s3"), flush_seconds=capture_flush_seconds)
+        self.mirror = ShadowMirror(self._replay_shadow)
         self.serve_workers, self.ready_timeout = serve_workers, ready_timeout
         self.endpoints: dict[str, EndpointState] = {}
         self._lock = threading.Lock()
@@ -68,7 +83,13 @@ class SageMakerService(Service):
         handler = {"CreateEndpoint": self.create_endpoint, "UpdateEndpoint": self.update_endpoint,
                    "DescribeEndpoint": self.describe_endpoint, "DeleteEndpoint": self.delete_endpoint,
                    "UpdateEndpointWeightsAndCapacities": self.update_weights}.get(operation)
-        return handler(request) if handler else None
+        return handler(request) if handler else self.shadow_configs.handle(operation, request)
+
+    def _fleet(self, config_name: str) -> Fleet:
+        return fleet_from_config(self.sagemaker, config_name, self.shadow_configs.get(config_name))
+
+    def _new_state(self, name: str, arn: str, config_name: str) -> EndpointState:
+        return new_state(self.sagemaker, name, arn, config_name, self.shadow_configs.get(config_name))
 
     def _state(self, name: str) -> EndpointState | None:
         """The endpoint's state; one moto knows but the plane does not is adopted (fleet started now)."""
@@ -85,7 +106,7 @@ class SageMakerService(Service):
                 found = self.sagemaker.describe_endpoint(EndpointName=name)
             except ClientError:
                 return None
-            state = new_state(self.sagemaker, name, found["EndpointArn"], found["EndpointConfigName"])
+            state = self._new_state(name, found["EndpointArn"], found["EndpointConfigName"])
             state.blue.start(**self.fleet_options())
             state.set_status("InService")
             with self._lock:
@@ -103,7 +124,7 @@ class SageMakerService(Service):
         answer = forward(self.context.upstream, request)
         if answer.status != 200:
             return answer
-        state = new_state(self.sagemaker, name, json.loads(answer.body)["EndpointArn"], params["EndpointConfigName"])
+        state = self._new_state(name, json.loads(answer.body)["EndpointArn"], params["EndpointConfigName"])
         state.last_deployment_config = params.get("DeploymentConfig")
         with self._lock:
             self.endpoints[name] = state
@@ -127,7 +148,7 @@ class SageMakerService(Service):
         if state is None:
             return _validation(f"Could not find endpoint \"{name}\".")
         try:
-            green = fleet_from_config(self.sagemaker, config_name)
+            green = self._fleet(config_name)
         except ClientError:
             return _validation(f"Could not find endpoint configuration \"{config_name}\".")
         except ServiceError as exc:
@@ -186,28 +207,20 @@ class SageMakerService(Service):
                                    "invocations")
             fleet, variant = state.route(request.headers.get("x-amzn-sagemaker-target-variant"))
             try:
-                return self._call(state, variant, request)
+                return self._call(state, fleet, variant, request)
             finally:
                 fleet.release()
         except ServiceError as exc:
             return AwsResponse(exc.status, json.dumps({"message": str(exc), **exc.fields}).encode(),
                                {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code})
 
-    def _call(self, state: EndpointState, variant: FleetVariant, request: AwsRequest) -> AwsResponse:
-        fault, process = variant.fault, variant.process
+    def _call(self, state: EndpointState, fleet: Fleet, variant: FleetVariant, request: AwsRequest) -> AwsResponse:
+        process = variant.process
         assert process is not None
-        started = time.perf_counter()
-        if fault.latency_seconds:
-            time.sleep(fault.latency_seconds)
-        if fault.error_rate and state.blue._random.random() < fault.error_rate:
-            status, data = 500, b'{"error": {"kind": "injected_fault", "message": "injected by --fault errors"}}'
-        else:
-            headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
-            try:
-                status, data, _ = http_call("POST", f"{process.url}/invocations", request.body, headers)
-            except OSError as exc:  # the container is gone: SageMaker answers a model error
-                status, data = 503, json.dumps({"error": {"kind": "unavailable", "message": str(exc)}}).encode()
-        self._publish(state.name, variant.name, status, (time.perf_counter() - started) * 1e6)
+        headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
+        status, data, out_type, latency_us = self._exchange(fleet, variant, request.body, headers)
+        self._publish(state.name, variant.name, status, latency_us)
+        self._observe(state, fleet, variant, request, headers, (status, data, out_type))
         if status != 200:
             kind = "client" if status < 500 else "server"
             text = data.decode("utf-8", "replace")
@@ -216,6 +229,58 @@ class SageMakerService(Service):
                                OriginalStatusCode=status, OriginalMessage=text, LogStreamArn=process.log_path or "")
         return AwsResponse(200, data, {"Content-Type": "application/json",
                                        "x-Amzn-Invoked-Production-Variant": variant.name})
+
+    @staticmethod
+    def _exchange(fleet: Fleet, variant: FleetVariant, body: bytes,
+                  headers: dict[str, str]) -> tuple[int, bytes, str, float]:
+        """One request to one container with the variant's rehearsal faults: status, body, content type, µs."""
+        fault, process = variant.fault, variant.process
+        assert process is not None
+        started = time.perf_counter()
+        if fault.latency_seconds:
+            time.sleep(fault.latency_seconds)
+        if fault.error_rate and fleet._random.random() < fault.error_rate:
+            status, data = 500, b'{"error": {"kind": "injected_fault", "message": "injected by --fault errors"}}'
+            out_type = "application/json"
+        else:
+            try:
+                status, data, answer_headers = http_call("POST", f"{process.url}/invocations", body, headers)
+                out_type = answer_headers.get("content-type", "application/json")
+            except OSError as exc:  # the container is gone: SageMaker answers a model error
+                status, data = 503, json.dumps({"error": {"kind": "unavailable", "message": str(exc)}}).encode()
+                out_type = "application/json"
+        return status, data, out_type, (time.perf_counter() - started) * 1e6
+
+    def _observe(self, state: EndpointState, fleet: Fleet, variant: FleetVariant, request: AwsRequest,
+                 headers: dict[str, str], answer: tuple[int, bytes, str]) -> None:
+        """Buffer the capture line and queue the shadow copy: no I/O while the client waits."""
+        status, data, out_type = answer
+        event_id, now = str(uuid.uuid4()), time.time()
+        inference_id = request.headers.get("x-amzn-sagemaker-inference-id") or None
+        capture = fleet.capture
+        sampled = capture is not None and fleet._random.random() * 100.0 < capture.sampling_percentage
+        if capture is not None and sampled and status == 200:
+            self.capture.add(capture, CaptureEvent(
+                state.name, variant.name, event_id, inference_id, now,
+                request.headers.get("content-type", "application/octet-stream"), request.body, out_type, data))
+        if fleet.shadows and fleet._random.random() < fleet.shadow_share(variant):
+            self.mirror.submit(ShadowCopy(state.name, fleet, fleet.shadows[0], request.body, headers, event_id,
+                                          inference_id, now, sampled))
+
+    def _replay_shadow(self, copy: ShadowCopy) -> None:
+        """Run one copy on the shadow variant (a mirror thread): publish and capture its answer, return nothing."""
+        status, data, out_type, latency_us = self._exchange(copy.fleet, copy.variant, copy.body, copy.headers)
+        self._publish(copy.endpoint, copy.variant.name, status, latency_us)
+        capture = copy.fleet.capture
+        if capture is not None and copy.capture and status == 200:
+            self.capture.add(capture, CaptureEvent(
+                copy.endpoint, copy.variant.name, copy.event_id, copy.inference_id, time.time(),
+                copy.headers.get("content-type", "application/octet-stream"), copy.body, out_type, data))
+
+    def flush_capture(self) -> int:
+        """Wait for the queued shadow copies, then write the buffered capture lines; the objects written."""
+        self.mirror.drain()
+        return self.capture.flush()
 
     def _publish(self, endpoint: str, variant: str, status: int, latency_us: float) -> None:
         dims = {"EndpointName": endpoint, "VariantName": variant}
@@ -226,8 +291,11 @@ class SageMakerService(Service):
         store.record("AWS/SageMaker", "ModelLatency", dims, latency_us, "Microseconds")
 
     def close(self) -> None:
+        """Stop the shadow copies, every fleet (shadow variants included), then write the capture left."""
         with self._lock:
             states, self.endpoints = list(self.endpoints.values()), {}
+        self.mirror.close()
         for state in states:
             for fleet in [state.blue] + ([state.deployment.green] if state.deployment else []):
                 fleet.stop(drain_seconds=0)
+        self.capture.close()
