@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +27,33 @@ def _summary(name: str, role: str, values: np.ndarray, metric: str) -> VariantSu
     return VariantSummary(name, role, int(values.size), float(values.mean()), std, successes)
 
 
-def _power(c: Moments, t: Moments, cfg: AbTestConfig) -> PowerResult | None:
-    """Sample needed for the MDE (None when the baseline gives no effect to detect)."""
+def _fixed_sample(c: Moments, t: Moments, cfg: AbTestConfig) -> tuple[int, int, float, float, float, str] | None:
+    """``(control, treatment, per-unit variance, absolute effect, baseline, method)`` of the
+    fixed-horizon test for the MDE; None when the baseline gives no effect to detect."""
     baseline = cfg.baseline if cfg.baseline is not None else float(c.mean)
     effect = abs(baseline * cfg.mde)
-    w = cfg.treatment_share
     if cfg.metric == "binary":
         if not 0 < baseline < 1:
             return None
-        unit_var = baseline * (1 - baseline)
         req_c, req_t = power_mod.sample_size_binary(baseline, cfg.mde, alpha=cfg.alpha, power=cfg.power,
-                                                    treatment_share=w)
-        method = "NormalIndPower on Cohen's h (statsmodels)"
-    else:
-        unit_var = (float(c.var) + float(t.var)) / 2
-        if effect == 0 or unit_var == 0:
-            return None
-        req_c, req_t = power_mod.sample_size_continuous(baseline, unit_var ** 0.5, cfg.mde, alpha=cfg.alpha,
-                                                        power=cfg.power, treatment_share=w)
-        method = "TTestIndPower on Cohen's d (statsmodels)"
-    if cfg.sequential:
-        rho = sequential.mixture_rho(cfg.alpha, cfg.n_star or req_c + req_t)
+                                                    treatment_share=cfg.treatment_share)
+        return req_c, req_t, baseline * (1 - baseline), effect, baseline, "NormalIndPower on Cohen's h (statsmodels)"
+    unit_var = (float(c.var) + float(t.var)) / 2
+    if effect == 0 or unit_var == 0:
+        return None
+    req_c, req_t = power_mod.sample_size_continuous(baseline, unit_var ** 0.5, cfg.mde, alpha=cfg.alpha,
+                                                    power=cfg.power, treatment_share=cfg.treatment_share)
+    return req_c, req_t, unit_var, effect, baseline, "TTestIndPower on Cohen's d (statsmodels)"
+
+
+def _power(c: Moments, t: Moments, cfg: AbTestConfig, rho: float | None) -> PowerResult | None:
+    """Sample needed for the MDE (sequential: where the confidence sequence reaches it with the power)."""
+    fixed = _fixed_sample(c, t, cfg)
+    if fixed is None:
+        return None
+    req_c, req_t, unit_var, effect, baseline, method = fixed
+    if rho is not None:
+        w = cfg.treatment_share
         total = power_mod.sample_size_sequential(unit_var / (1 - w) + unit_var / w, effect, alpha=cfg.alpha,
                                                  power=cfg.power, rho=rho)
         req_c, req_t = int(np.ceil(total * (1 - w))), int(np.ceil(total * w))
@@ -58,14 +63,14 @@ def _power(c: Moments, t: Moments, cfg: AbTestConfig) -> PowerResult | None:
                        remaining, method)
 
 
-def _rho(cfg: AbTestConfig, c: Moments) -> float | None:
+def _rho(cfg: AbTestConfig, c: Moments, t: Moments) -> float | None:
     """ρ of the sequential bound: tuned to ``n_star``, else to the fixed-horizon sample of the MDE."""
     if not cfg.sequential:
         return None
     n_star = cfg.n_star
     if n_star is None:
-        fixed = _power(c, c, replace(cfg, sequential=False))
-        n_star = fixed.required_control + fixed.required_treatment if fixed else 1000
+        fixed = _fixed_sample(c, t, cfg)
+        n_star = fixed[0] + fixed[1] if fixed else 1000
     return sequential.mixture_rho(cfg.alpha, max(n_star, 100))
 
 
@@ -89,9 +94,9 @@ def analyze(data: ExperimentData, config: AbTestConfig | None = None) -> AbTestR
     srm = srm_check({data.control_name: len(data.control), data.treatment_name: len(data.treatment)},
                     {data.control_name: 1 - cfg.treatment_share, data.treatment_name: cfg.treatment_share},
                     cfg.srm_threshold)
-    rho = _rho(cfg, c)
+    rho = _rho(cfg, c, t)
     test = _test(compare(c, t, cfg.metric, cfg.alpha, rho), cfg.alpha)
-    power = _power(c, t, cfg)
+    power = _power(c, t, cfg, rho)
     guards = check_guardrails(cfg.guardrails, _pair(data, "latency"), _pair(data, "error"))
     bayes = None
     if cfg.metric == "binary":
