@@ -32,12 +32,12 @@ def _invalid_reasons(r: AbTestResult, no_variation: bool) -> list[str]:
 
 def decide(r: AbTestResult, no_variation: bool, higher_is_better: bool = True) -> tuple[str, list[str]]:
     """``(decision, reasons)`` for an analysed experiment."""
-    invalid = _invalid_reasons(r, no_variation)
-    if invalid:
-        return "invalid", invalid
     t = r.test
     effect = (f"relative lift {_pct(t.relative_lift)} [{_pct(t.relative_lift_ci[0])}, {_pct(t.relative_lift_ci[1])}], "
               f"difference {t.difference:+.4g}, p = {t.p_value:.3g} ({t.method}, α = {t.alpha})")
+    invalid = _invalid_reasons(r, no_variation)
+    if invalid:
+        return "invalid", [*invalid, f"for information only, not a decision: {effect}"]
     reasons = [f"sample ratio matches the design (χ² p = {r.srm.p_value:.3g})"]
     reasons += [f"guardrail {g.name} passed: {g.message}" for g in r.guardrails]
     if r.bayes:

@@ -65,10 +65,13 @@ def figures(doc: dict[str, Any], data: ExperimentData) -> list[dict[str, str]]:
     alpha = doc["settings"]["alpha"]
     figs = []
     if doc["timeline"]:
-        figs.append({"title": "Cumulative relative lift", "uri": _lift_plot(doc["timeline"]),
+        power = doc.get("power")
+        planned = power["required_control"] + power["required_treatment"] if power else None
+        figs.append({"title": "Cumulative relative lift", "uri": _lift_plot(doc["timeline"], planned),
                      "caption": f"Lift of the treatment over the control after each number of units (arrival "
-                                f"order), with its {1 - alpha:.0%} {interval}. Reading a fixed-horizon interval at "
-                                f"every look inflates false positives; the sequential one may be read at any look."})
+                                f"order), with its {1 - alpha:.0%} {interval}; the dashed line is the sample the MDE "
+                                "needs. Reading a fixed-horizon interval at every look inflates false positives; the "
+                                "sequential one may be read at any look."})
     figs.append({"title": "Outcome per variant", "uri": _distributions(doc, data),
                  "caption": "Rate with its 95% interval per variant (binary metric) or the outcome's histogram "
                             "per variant (continuous metric)."})
@@ -87,7 +90,7 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _lift_plot(points: list[dict[str, Any]]) -> str:
+def _lift_plot(points: list[dict[str, Any]], planned: int | None) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -96,6 +99,8 @@ def _lift_plot(points: list[dict[str, Any]]) -> str:
                     label="interval")
     ax.plot(units, [p["relative_lift"] for p in points], color="#f58518", label="relative lift")
     ax.axhline(0, color="#444", lw=0.8)
+    if planned and planned <= 2 * units[-1]:
+        ax.axvline(planned, color="#888", ls="--", lw=1, label=f"planned sample ({planned})")
     # the first looks' intervals are very wide: scale to the last 90 % so the later ones stay readable
     tail = points[len(points) // 10:] or points
     lo, hi = min(min(p["low"] for p in tail), 0.0), max(max(p["high"] for p in tail), 0.0)
