@@ -107,23 +107,10 @@ def analyze_cmd(
         cfg.validate()
         exp = _load(data, bucket, prefix, labels_prefix, model, unit_field, outcome, columns, control, treatment,
                     metric)
-        _check_guardrail_data(guards, exp)
         result = analyze(exp, cfg)
     except ExperimentInputError as exc:
         fail(str(exc), code=2)
     _print(result, write_report(result, exp, out))
-
-
-def _check_guardrail_data(guards: Any, exp: Any) -> None:
-    """A guardrail that was asked for must have data: refuse rather than silently pass it."""
-    from mlship.experiments.errors import ExperimentInputError
-
-    if guards.latency and (exp.control.latency is None or exp.treatment.latency is None):
-        raise ExperimentInputError("a latency guardrail needs latencies: give --latency-column (table) or "
-                                   "records with latency_ms")
-    if guards.errors and (exp.control.error is None or exp.treatment.error is None):
-        raise ExperimentInputError("an error-rate guardrail needs error flags: give --error-column (table) or "
-                                   "records with an error field")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from mlship.experiments.binary import beta_binomial
 from mlship.experiments.config import AbTestConfig
 from mlship.experiments.data import ExperimentData, from_frame, read_table
 from mlship.experiments.decision import decide
-from mlship.experiments.errors import TooFewUnitsError
+from mlship.experiments.errors import ExperimentInputError, TooFewUnitsError
 from mlship.experiments.estimate import Comparison, Moments, compare, moments
 from mlship.experiments.guardrails import check_guardrails
 from mlship.experiments.results import AbTestResult, PowerResult, TestResult, VariantSummary
@@ -90,6 +90,7 @@ def analyze(data: ExperimentData, config: AbTestConfig | None = None) -> AbTestR
         if len(arm) < cfg.min_units:
             raise TooFewUnitsError(f"variant {name!r} has {len(arm)} unit(s); the analysis needs at least "
                                    f"{cfg.min_units} per variant")
+    _require_guardrail_data(cfg, data)
     c, t = moments(data.control.outcome, cfg.metric), moments(data.treatment.outcome, cfg.metric)
     srm = srm_check({data.control_name: len(data.control), data.treatment_name: len(data.treatment)},
                     {data.control_name: 1 - cfg.treatment_share, data.treatment_name: cfg.treatment_share},
@@ -109,6 +110,16 @@ def analyze(data: ExperimentData, config: AbTestConfig | None = None) -> AbTestR
                           dict(data.excluded), {**cfg.to_dict(), "rho": rho})
     result.decision, result.reasons = decide(result, c.var == 0 and t.var == 0, cfg.higher_is_better)
     return result
+
+
+def _require_guardrail_data(cfg: AbTestConfig, data: ExperimentData) -> None:
+    """A guardrail that was asked for must have data: refuse rather than silently pass it."""
+    if cfg.guardrails.latency and _pair(data, "latency") is None:
+        raise ExperimentInputError("a latency guardrail needs latencies: a latency column (table) or records "
+                                   "with latency_ms")
+    if cfg.guardrails.errors and _pair(data, "error") is None:
+        raise ExperimentInputError("an error-rate guardrail needs error flags: an error column (table) or "
+                                   "records with an error field")
 
 
 def _pair(data: ExperimentData, what: str) -> tuple[np.ndarray, np.ndarray] | None:

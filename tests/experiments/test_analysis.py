@@ -95,6 +95,13 @@ def test_guardrails_veto_a_win() -> None:
     assert any("guardrail latency p99 vetoes" in r for r in result.reasons)
 
 
+def test_a_guardrail_without_data_is_refused() -> None:
+    with pytest.raises(ExperimentInputError, match="latency guardrail needs latencies"):
+        analyze_table(_table(500, 0.1, 0.1), config=AbTestConfig(guardrails=Guardrails(max_latency_p99_ms=100)))
+    with pytest.raises(ExperimentInputError, match="error-rate guardrail"):
+        analyze_table(_table(500, 0.1, 0.1), config=AbTestConfig(guardrails=Guardrails(max_error_rate=0.1)))
+
+
 def test_no_variation_is_invalid() -> None:
     df = pd.DataFrame({"variant": ["control", "treatment"] * 100, "outcome": [0] * 200})
     result = analyze_table(df)

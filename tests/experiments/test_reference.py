@@ -14,6 +14,7 @@ from statsmodels.stats.proportion import proportion_effectsize, proportions_ztes
 from mlship.experiments.binary import beta_binomial, two_proportion_z
 from mlship.experiments.continuous import normal_interval, relative_lift, welch_t
 from mlship.experiments.power import sample_size_binary, sample_size_continuous
+from mlship.experiments.sequential import always_valid_p, halfwidth, mixture_rho
 from mlship.experiments.srm import srm_check
 
 
@@ -88,3 +89,15 @@ def test_delta_method_lift_interval_covers_at_its_level() -> None:
     low, high = normal_interval(lift, var, 0.05)
     coverage = np.mean((low <= mu_t / mu_c - 1) & (mu_t / mu_c - 1 <= high))
     assert abs(coverage - 0.95) < 3 * np.sqrt(0.95 * 0.05 / 2000) + 0.005
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-5, 5), st.floats(1e-4, 10), st.integers(10, 10**7), st.floats(0.001, 0.2), st.integers(100, 10**6))
+def test_sequential_p_value_and_interval_agree(estimate: float, variance: float, n: int, alpha: float,
+                                               n_star: int) -> None:
+    """The always-valid p-value is below α exactly when the confidence sequence excludes 0."""
+    rho = mixture_rho(alpha, n_star)
+    p = float(always_valid_p(estimate, variance, n, rho))
+    half = float(halfwidth(variance, n, alpha, rho))
+    if abs(abs(estimate) - half) > 1e-9 * max(half, 1.0):
+        assert (p < alpha) == (abs(estimate) > half)
