@@ -6,6 +6,11 @@ starts a blue/green ``UpdateEndpoint``. It follows the update with a live progre
 decides the outcome itself; the registry records it on the version, and only a success moves
 ``champion`` and the deployed-model parameters the stacks read. Exit 0 succeeded, 1 rolled back /
 failed / timed out, 2 bad input (nothing changed).
+
+``--shadow MODEL`` puts the version on a shadow variant of the live endpoint instead (a copy of the
+traffic, its answers captured and never returned, data capture on): no traffic moves, ``champion``
+and the deployed-model parameters stay, and the registry records a shadow rollout on the version.
+``--clear-shadow`` removes the shadow variant.
 """
 
 from __future__ import annotations
@@ -94,7 +99,10 @@ def _settle(outcome: Any, resolved: Any, cfg: Any, expected: Any, alias: str, co
 
 
 def endpoint_cmd(
-    model: str = typer.Option(..., "--model", help="NAME/VERSION, NAME@ALIAS, mlship://... or s3://.../bundle.tar.gz"),
+    model: str = typer.Option(None, "--model", help="NAME/VERSION, NAME@ALIAS, mlship://... or s3://.../bundle.tar.gz"),
+    shadow: str = typer.Option(None, "--shadow", help="MODEL on a shadow variant of the live endpoint: a copy of "
+                               "the traffic, answers captured, never returned; no traffic moves."),
+    clear_shadow: bool = typer.Option(False, "--clear-shadow", help="Remove the live endpoint's shadow variant."),
     endpoint: str = typer.Option(None, "--endpoint", help="SageMaker endpoint (default: from the configuration)."),
     strategy: str = typer.Option(None, "--strategy", help="canary, linear or all-at-once (default: configured)."),
     size: int = typer.Option(None, "--size", help="Canary size or linear step (default: 10)."),
@@ -109,7 +117,7 @@ def endpoint_cmd(
     instance_count: int = typer.Option(None, "--instance-count", help="Instances for a new endpoint."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
     fault: str = typer.Option(None, "--fault", help="Local rehearsals only: errors=0.2, latency=400ms or crash "
-                              "on the new fleet."),
+                              "on the new fleet (or the shadow variant)."),
     alias: str = typer.Option(None, "--alias", help="Registry alias a success moves (default: champion)."),
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
     env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
@@ -124,10 +132,15 @@ def endpoint_cmd(
 
     if timeout <= 0 or poll <= 0:
         fail("--timeout and --poll must be positive", code=2)
+    if sum(map(bool, (model, shadow, clear_shadow))) != 1:
+        fail("give one of --model MODEL (a rollout), --shadow MODEL or --clear-shadow", code=2)
     console = Console(stderr=True)
     cfg = _config(env)
     policy = _policy(cfg, strategy, size, size_type, wait, termination_wait, max_time)
     registry = open_registry(bucket)
+    if shadow or clear_shadow:
+        return _shadow_rollout(cfg, registry, endpoint, shadow, (policy, alarm, fault, public_key),
+                               (timeout, poll, as_json), console)
     resolved = _resolve(model, registry, public_key, console)
     alias = alias or cfg.model.champion_alias
     expected = registry.get_alias(resolved.name, alias) if registry is not None else None
@@ -158,6 +171,59 @@ def _request(cfg: Any, endpoint: str | None, resolved: Any, policy: Any, alarm: 
         fault=fault)
 
 
+def _shadow_rollout(cfg: Any, registry: Any, endpoint: str | None, shadow: str | None, how: tuple[Any, ...],
+                    run: tuple[float, float, bool], console: Any) -> None:
+    """``--shadow MODEL`` / ``--clear-shadow``: change the live endpoint's shadow variant, record it, report."""
+    policy, alarm, fault, public_key = how
+    if fault and not shadow:
+        fail("--fault applies to a new model: it needs --model or --shadow", code=2)
+    resolved = _resolve(shadow, registry, public_key, console) if shadow else None
+    request = _request(cfg, endpoint, resolved, policy, alarm, None, None, None, None, fault)
+    configured = cfg.endpoint.shadow
+    request.shadow, request.clear_shadow = bool(shadow), not shadow
+    request.shadow_variant = configured.name if configured is not None else "shadow"
+    request.shadow_instance_type = configured.instance_type if configured is not None else None
+    request.capture_bucket = registry.bucket if registry is not None else None
+    outcome = _run(request, run[0], run[1], console)
+    if resolved is not None:
+        _record_shadow(outcome, resolved, request.shadow_variant, console)
+    elif outcome.ok:
+        console.print(f"{outcome.endpoint}: shadow variant removed (it served v{outcome.previous_version})",
+                      markup=False, highlight=False)
+    report(outcome, run[2])
+
+
+def _record_shadow(outcome: Any, resolved: Any, variant: str, console: Any) -> None:
+    """Record a shadow rollout on the version; it moves no alias and writes no deployed-model parameter."""
+    from mlship.errors import MlshipError
+
+    if resolved.registry is None:
+        console.print(f"{resolved.bundle_uri} is not in a registry: no rollout record", markup=False, highlight=False)
+        return
+    try:
+        resolved.registry.record_rollout(
+            resolved.name, resolved.version, outcome=outcome.outcome, target=f"endpoint:{outcome.endpoint}:shadow",
+            reason=outcome.reason, alarm=outcome.alarm, previous_version=outcome.previous_version, alias="shadow",
+            details={"mode": "shadow", "variant": variant, "endpoint_config": outcome.endpoint_config,
+                     "phases": len(outcome.phases)})
+    except MlshipError as exc:
+        fail(f"the shadow rollout {outcome.outcome} but the registry was not updated: {one_line(str(exc))}")
+    if outcome.ok:
+        console.print(f"{resolved.ref} is the shadow of {outcome.endpoint} (variant {variant}): it gets a copy of "
+                      "the traffic; champion unchanged", markup=False, highlight=False, soft_wrap=True)
+
+
+def _describe_action(request: Any, prepared: Any) -> str:
+    if prepared.live is None:
+        return f"creating {request.model.ref} ({request.policy.strategy})"
+    config = prepared.live["EndpointConfigName"]
+    if request.clear_shadow:
+        return f"updating {config} -> without its shadow variant"
+    if request.shadow:
+        return f"updating {config} -> {request.model.ref} as shadow variant {request.shadow_variant}"
+    return f"updating {config} -> {request.model.ref} ({request.policy.strategy})"
+
+
 def _run(request: Any, timeout: float, poll: float, console: Any) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -174,11 +240,10 @@ def _run(request: Any, timeout: float, poll: float, console: Any) -> Any:
         fail(one_line(str(exc)), code=2)
     except (ClientError, BotoCoreError) as exc:
         fail(f"checking {request.endpoint}: {one_line(str(exc))}")
-    action = "creating" if prepared.live is None else f"updating {prepared.live['EndpointConfigName']} ->"
-    console.print(f"{request.endpoint}: {action} {request.model.ref} ({request.policy.strategy}); alarms: "
-                  f"{', '.join(prepared.alarms)}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{request.endpoint}: {_describe_action(request, prepared)}; alarms: {', '.join(prepared.alarms)}",
+                  markup=False, highlight=False, soft_wrap=True)
     try:
-        with console.status(f"rolling out {request.model.ref} to {request.endpoint}"):
+        with console.status(f"updating {request.endpoint}"):
             return runner.run(prepared, timeout, on_phase=lambda p: console.print(phase_line(p), soft_wrap=True))
     except RolloutError as exc:
         fail(one_line(str(exc)), code=2)

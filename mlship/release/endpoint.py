@@ -6,6 +6,10 @@ same variants); :meth:`EndpointRollout.start` calls ``UpdateEndpoint`` with a ``
 (blue/green traffic routing and automatic rollback on alarms); :meth:`EndpointRollout.follow`
 polls ``DescribeEndpoint`` and ``DescribeAlarms``, records each phase, and decides the outcome with
 :func:`mlship.release.outcome.judge` (never with the ``endpoint_in_service`` waiter).
+
+:func:`shadow_config` builds the configuration of a shadow deployment: the live production variants
+unchanged (same models, weights and counts) plus one shadow variant pinned to a registry version,
+with data capture on; or, to remove the shadow, the live configuration without it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from mlship.release.outcome import Phase, RolloutOutcome, fired_alarm, judge, ob
 from mlship.release.policy import EndpointRollout as RolloutPolicy
 
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9-]+")
+CAPTURE_PREFIX = "data-capture/"  # the stacks' data-capture prefix in the data bucket (infra.stacks.common)
 
 
 class RolloutError(MlshipError):
@@ -79,9 +84,64 @@ def prepare_config(sagemaker: Any, endpoint: str, model: ModelSpec, *, stamp: st
         role = role or live_model.get("ExecutionRoleArn")
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer=model.container(image))
     variants = [{**_variant_settings(v), "ModelName": name} for v in current["ProductionVariants"]]
-    extra = {k: current[k] for k in ("DataCaptureConfig", "KmsKeyId") if current.get(k)}
+    extra = {k: current[k] for k in ("DataCaptureConfig", "KmsKeyId", "ShadowProductionVariants") if current.get(k)}
+    if "ShadowProductionVariants" in extra:  # the shadow keeps serving its own pinned version
+        extra["ShadowProductionVariants"] = [{**_variant_settings(v), "ModelName": v["ModelName"]}
+                                             for v in extra["ShadowProductionVariants"]]
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **extra)
     return name
+
+
+def default_capture(bucket: str, model_name: str, sampling_percentage: int = 100) -> dict[str, Any]:
+    """A ``DataCaptureConfig`` as the endpoint stack writes it (input and output, JSON and CSV as text)."""
+    return {"EnableCapture": True, "InitialSamplingPercentage": sampling_percentage,
+            "DestinationS3Uri": f"s3://{bucket}/{CAPTURE_PREFIX}{model_name}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"], "CsvContentTypes": ["text/csv"]}}
+
+
+def shadow_config(sagemaker: Any, endpoint: str, model: ModelSpec | None, *, variant: str = "shadow",
+                  capture: dict[str, Any] | None = None, instance_type: str | None = None,
+                  stamp: str | None = None) -> str:
+    """The live configuration with a shadow variant serving ``model`` (None: without any shadow).
+
+    The production variants keep their models; data capture is the live one switched on, else
+    ``capture``. Returns the new configuration's name.
+    """
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    live = sagemaker.describe_endpoint(EndpointName=endpoint)
+    current = sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+    production = [{**_variant_settings(v), "ModelName": v["ModelName"]} for v in current["ProductionVariants"]]
+    extra: dict[str, Any] = {k: current[k] for k in ("DataCaptureConfig", "KmsKeyId") if current.get(k)}
+    if model is None:
+        name = f"{_NAME_CHARS.sub('-', endpoint)[: 62 - len(stamp) - 10]}-noshadow-{stamp}"
+    else:
+        name = resource_name(f"{endpoint}-shadow", model.version, stamp)
+        live_model = sagemaker.describe_model(ModelName=production[0]["ModelName"])
+        image = model.image_uri or _container(live_model).get("Image")
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=model.role_arn or live_model.get("ExecutionRoleArn"),
+                               PrimaryContainer=model.container(image))
+        first = production[0]
+        extra["ShadowProductionVariants"] = [{
+            "VariantName": variant, "ModelName": name, "InitialInstanceCount": first.get("InitialInstanceCount", 1),
+            "InstanceType": instance_type or first.get("InstanceType", "ml.m5.large"),
+            "InitialVariantWeight": sum(float(v.get("InitialVariantWeight", 1.0)) for v in production)}]
+        if extra.get("DataCaptureConfig"):
+            extra["DataCaptureConfig"] = {**extra["DataCaptureConfig"], "EnableCapture": True}
+        elif capture is not None:
+            extra["DataCaptureConfig"] = capture
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=production, **extra)
+    return name
+
+
+def live_shadow(sagemaker: Any, config_name: str) -> tuple[str, str | None] | None:
+    """``(variant, model version)`` of a configuration's shadow variant, None when it has none."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    shadows = config.get("ShadowProductionVariants") or []
+    if not shadows:
+        return None
+    model = sagemaker.describe_model(ModelName=shadows[0]["ModelName"])
+    return shadows[0]["VariantName"], (_container(model).get("Environment") or {}).get("MLSHIP_MODEL_VERSION")
 
 
 def create_first_config(sagemaker: Any, endpoint: str, model: ModelSpec, variant: VariantShape, *,

@@ -5,6 +5,11 @@ policy outside SageMaker's limits, rollback alarms that do not exist and faults 
 local rehearsal (:class:`~mlship.release.endpoint.RolloutError`). :meth:`EndpointRelease.run`
 then creates the endpoint on first use, or builds a configuration for the new version and starts a
 blue/green ``UpdateEndpoint``, and follows it to the verdict of :mod:`mlship.release.outcome`.
+
+A shadow deployment (``shadow=True``) puts the version on a shadow variant of the live endpoint
+instead (:func:`~mlship.release.endpoint.shadow_config`): the production variants and their
+traffic stay as they are, the update is all at once with no baking, and the verdict is the same.
+``clear_shadow=True`` removes the shadow variant the same way.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from mlship.release.endpoint import (
     RolloutError,
     VariantShape,
     create_first_config,
+    default_capture,
+    live_shadow,
     live_version,
     prepare_config,
+    shadow_config,
 )
 from mlship.release.models import ResolvedModel
 from mlship.release.outcome import Phase, RolloutOutcome
@@ -40,7 +48,7 @@ class EndpointReleaseRequest:
     """What to roll out where, and how."""
 
     endpoint: str
-    model: ResolvedModel
+    model: ResolvedModel | None  # None only with clear_shadow
     policy: RolloutPolicy
     alarms: list[str] = field(default_factory=list)  # explicit: must exist
     configured_alarms: list[str] = field(default_factory=list)  # from the configuration: used if they exist
@@ -49,6 +57,11 @@ class EndpointReleaseRequest:
     image_uri: str | None = None
     role_arn: str | None = None
     fault: str | None = None
+    shadow: bool = False  # put the model on a shadow variant of the live endpoint (no traffic moves)
+    clear_shadow: bool = False  # remove the live endpoint's shadow variant (``model`` unused)
+    shadow_variant: str = "shadow"
+    shadow_instance_type: str | None = None
+    capture_bucket: str | None = None  # data capture for a shadow when the live configuration has none
 
 
 @dataclass
@@ -61,6 +74,7 @@ class PreparedRelease:
     create_alarms: bool  # the default alarms are created when the run starts
     previous_version: str | None
     variant: str  # the production variant the default alarms watch
+    previous_shadow: tuple[str, str | None] | None = None  # the live shadow (variant, version)
 
 
 def is_local(service: str) -> bool:
@@ -106,23 +120,32 @@ class EndpointRelease:
     def prepare(self, request: EndpointReleaseRequest) -> PreparedRelease:
         """Every check, before any change; raise :class:`RolloutError` naming the problem."""
         check_fault(request.fault)
+        if request.model is None and not request.clear_shadow:
+            raise RolloutError("a rollout needs a model (only removing a shadow variant does not)")
         live = self._describe(request.endpoint)
         if live is not None and (live.get("EndpointStatus") != "InService" or live.get("PendingDeploymentSummary")):
             raise RolloutError(f"endpoint {request.endpoint} is {live.get('EndpointStatus')} with an update in "
                                "progress: follow it with `mlship rollout watch` and roll out when it ends")
+        shadow_change = request.shadow or request.clear_shadow
+        if live is None and shadow_change:
+            raise RolloutError(f"endpoint {request.endpoint} does not exist yet: a shadow variant joins a live "
+                               "endpoint (roll a production version out first)")
         variant = request.variant.name if live is None else _live_variant(live)
         alarms, create = self._alarms(request, variant)
-        instances = request.variant.instance_count
-        previous = None
+        previous, shadow = None, None
         if live is not None:
             config = self.sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
-            instances = int(config["ProductionVariants"][0].get("InitialInstanceCount") or 1)
+            production = config["ProductionVariants"]
             previous = live_version(self.sagemaker, live["EndpointConfigName"])
-            problems = endpoint_rollout_problems(request.policy, instance_count=instances, alarm_count=len(alarms),
-                                                 serverless="ServerlessConfig" in config["ProductionVariants"][0])
+            shadow = live_shadow(self.sagemaker, live["EndpointConfigName"])
+            _check_shadow_change(request, production, shadow)
+            problems = endpoint_rollout_problems(
+                shadow_policy(request.policy) if shadow_change else request.policy,
+                instance_count=int(production[0].get("InitialInstanceCount") or 1), alarm_count=len(alarms),
+                serverless="ServerlessConfig" in production[0])
             if problems:
                 raise RolloutError("the rollout policy breaks SageMaker's limits: " + "; ".join(problems))
-        return PreparedRelease(request, live, alarms, create, previous, variant)
+        return PreparedRelease(request, live, alarms, create, previous, variant, shadow)
 
     def _alarms(self, request: EndpointReleaseRequest, variant: str) -> tuple[list[str], bool]:
         """Explicit alarms (all must exist), else the configured ones that exist, else the defaults."""
@@ -143,17 +166,49 @@ class EndpointRelease:
         request = prepared.request
         if prepared.create_alarms:
             ensure_default_alarms(self.cloudwatch, request.endpoint, prepared.variant, request.alarm_limits)
-        spec = ModelSpec(request.model.name, request.model.version, request.model.bundle_uri, request.image_uri,
-                         request.role_arn, {FAULT_VARIABLE: request.fault} if request.fault else {})
+        model = request.model
+        spec = None if model is None else ModelSpec(
+            model.name, model.version, model.bundle_uri, request.image_uri, request.role_arn,
+            {FAULT_VARIABLE: request.fault} if request.fault else {})
+        previous = prepared.previous_version
         if prepared.live is None:
+            assert spec is not None  # prepare() refused a missing model
             config = create_first_config(self.sagemaker, request.endpoint, spec, request.variant)
             self.sagemaker.create_endpoint(EndpointName=request.endpoint, EndpointConfigName=config)
+        elif request.shadow or request.clear_shadow:
+            capture = default_capture(request.capture_bucket, model.name) if request.capture_bucket and model else None
+            config = shadow_config(self.sagemaker, request.endpoint, None if request.clear_shadow else spec,
+                                   variant=request.shadow_variant, capture=capture,
+                                   instance_type=request.shadow_instance_type)
+            self.driver.start(request.endpoint, config, shadow_policy(request.policy), prepared.alarms)
+            previous = prepared.previous_shadow[1] if prepared.previous_shadow else None
         else:
+            assert spec is not None
             config = prepare_config(self.sagemaker, request.endpoint, spec)
             self.driver.start(request.endpoint, config, request.policy, prepared.alarms)
         outcome = self.driver.follow(request.endpoint, config, prepared.alarms, timeout_seconds, on_phase)
-        outcome.model_version, outcome.previous_version = request.model.version, prepared.previous_version
+        outcome.model_version, outcome.previous_version = (model.version if model else None), previous
         return outcome
+
+
+def shadow_policy(policy: RolloutPolicy) -> RolloutPolicy:
+    """The update of a shadow change: all at once, no baking, no termination wait (production is unchanged)."""
+    return policy.model_copy(update={"strategy": "ALL_AT_ONCE", "canary": None, "linear_step": None,
+                                     "wait_interval_seconds": 0, "termination_wait_seconds": 0})
+
+
+def _check_shadow_change(request: EndpointReleaseRequest, production: list[dict[str, Any]],
+                         shadow: tuple[str, str | None] | None) -> None:
+    """Refuse a shadow change SageMaker (or common sense) would refuse, before any change."""
+    if request.clear_shadow and shadow is None:
+        raise RolloutError(f"endpoint {request.endpoint} has no shadow variant to remove")
+    if not request.shadow:
+        return
+    if "ServerlessConfig" in production[0]:
+        raise RolloutError(f"endpoint {request.endpoint} is serverless: SageMaker has no shadow variants there")
+    if request.shadow_variant in {v["VariantName"] for v in production}:
+        raise RolloutError(f"shadow variant name {request.shadow_variant} is a production variant of "
+                           f"{request.endpoint}")
 
 
 def _live_variant(live: dict[str, Any]) -> str:

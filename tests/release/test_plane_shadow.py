@@ -24,6 +24,7 @@ from mlship.local.plane.fleet import Fleet
 from mlship.local.plane.shadow import ShadowCopy, ShadowMirror
 from mlship.runtime.records import _parse_data_capture
 from release.plane import IMAGE, ROLE, plane_clients, upload, wait_status
+from release.test_rollout_endpoint_cli import _errors, _rollout, mlship, registry  # noqa: F401 - a fixture
 
 PRODUCTION, SHADOW = "blue", "shadow"
 
@@ -164,3 +165,57 @@ def test_a_captured_body_reads_back_as_it_was_sent(body: str, content_type: str)
     assert _decode_capture(line["captureData"]["endpointInput"]) == body
     assert _decode_capture(line["captureData"]["endpointOutput"]) == body
     assert "inferenceId" not in line["eventMetadata"] and line["eventVersion"] == "0"
+
+
+def test_rollout_shadow_deploys_a_version_beside_production_and_clear_shadow_removes_it(
+        plane: Any, moto_server: str, registry: Any, record: dict) -> None:  # noqa: F811 - the imported fixture
+    from mlship.aws import clients as aws
+
+    clients, sm = plane_clients(plane, moto_server), aws.client("sagemaker")
+    assert _rollout("churn-sh", "churn/1").exit_code == 0
+    out = mlship("rollout", "endpoint", "--endpoint", "churn-sh", "--shadow", "churn/2", "--fault", "latency=500ms",
+                 "--poll", "0.1", "--timeout", "120", "--json")
+    assert out.exit_code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["outcome"], doc["model_version"]) == ("succeeded", "2")
+    live = sm.describe_endpoint(EndpointName="churn-sh")
+    assert [v["VariantName"] for v in live["ShadowProductionVariants"]] == ["shadow"]
+    assert registry.get_alias("churn", "champion").version == "1"  # no traffic moved, champion untouched
+    assert aws.client("ssm").get_parameter(Name="/mlship/dev/churn/deployed/version")["Parameter"]["Value"] == "1"
+    shadow_records = [r for r in registry.rollouts("churn") if r.version == "2"]
+    assert [(r.outcome, r.target, r.alias, r.details["mode"]) for r in shadow_records] == [
+        ("succeeded", "endpoint:churn-sh:shadow", "shadow", "shadow")]
+
+    _, ids = _invoke(clients["runtime"], "churn-sh", record, 5)  # v1 answers; v2 (slowed) only in capture
+    service = next(s for s in plane.services if type(s).__name__ == "SageMakerService")
+    service.flush_capture()
+    lines = _captured(aws.client("s3"), registry.bucket, "data-capture/churn/churn-sh/")
+    assert set(ids) <= {line["eventMetadata"]["inferenceId"] for line in lines["shadow"]}
+
+    # a later production rollout keeps the shadow on its own pinned version
+    assert _rollout("churn-sh", "churn/3", "--strategy", "all-at-once", "--wait", "0",
+                    "--termination-wait", "0").exit_code == 0
+    config = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(
+        EndpointName="churn-sh")["EndpointConfigName"])
+    shadow_model = sm.describe_model(ModelName=config["ShadowProductionVariants"][0]["ModelName"])
+    assert shadow_model["PrimaryContainer"]["Environment"]["MLSHIP_MODEL_VERSION"] == "2"
+
+    cleared = mlship("rollout", "endpoint", "--endpoint", "churn-sh", "--clear-shadow", "--poll", "0.1")
+    assert cleared.exit_code == 0, cleared.stderr
+    assert "ShadowProductionVariants" not in sm.describe_endpoint(EndpointName="churn-sh")
+    for args, message in SHADOW_BAD_INPUT:
+        refused = mlship("rollout", "endpoint", "--poll", "0.1", *args)
+        assert refused.exit_code == 2, (args, refused.stderr)
+        errors = _errors(refused)
+        assert len(errors) == 1 and message in errors[0], (args, refused.stderr)
+
+
+SHADOW_BAD_INPUT = [
+    (("--endpoint", "churn-sh", "--clear-shadow"), "has no shadow variant to remove"),
+    (("--endpoint", "churn-sh", "--shadow", "churn/9"), "version 9 is not registered"),
+    (("--endpoint", "churn-sh", "--shadow", "nothing-here/1"), "is not registered"),
+    (("--endpoint", "churn-none", "--shadow", "churn/2"), "does not exist yet"),
+    (("--endpoint", "churn-sh", "--shadow", "churn/2", "--model", "churn/3"), "give one of"),
+    (("--endpoint", "churn-sh"), "give one of"),
+    (("--endpoint", "churn-sh", "--clear-shadow", "--fault", "latency=1s"), "--fault applies to a new model"),
+]
