@@ -109,7 +109,7 @@ def analyze_cmd(
                     metric)
         result = analyze(exp, cfg)
     except ExperimentInputError as exc:
-        fail(str(exc), code=2)
+        fail(" ".join(str(exc).split()), code=2)  # one line, whatever a parser's message holds
     _print(result, write_report(result, exp, out))
 
 

@@ -96,7 +96,7 @@ def _require(df: Any, columns: dict[str, str | None]) -> None:
     missing = [f"{col!r} ({role})" for role, col in columns.items() if col is not None and col not in df.columns]
     if missing:
         raise MissingColumnError(f"the table has no column {', '.join(missing)}; its columns: "
-                                 f"{', '.join(map(str, df.columns)) or 'none'}")
+                                 f"{', '.join(repr(str(c)) for c in df.columns) or 'none'}")
 
 
 def check_variants(present: list[str], control: str, treatment: str) -> None:
