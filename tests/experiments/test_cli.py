@@ -109,7 +109,7 @@ def _invoke(path: Path, *args: str) -> tuple[int, str, str]:
     return res.exit_code, res.stdout, res.stderr
 
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @SETTINGS
