@@ -425,11 +425,14 @@ def _captured(current: Service, answer: Answer) -> bool:
     return answer.records is not None and answer.status == 200 and current.capture is not None
 
 
-def _shadow(current: Service, req: Request, answer: Answer) -> ShadowOutcome | None:
+def _shadow(current: Service, req: Request, answer: Answer, started: float) -> ShadowOutcome | None:
     """The shadow's outcome for a captured answer (after the champion answered; within its budget)."""
     if current.shadow is None or not _captured(current, answer):
         return None
-    return current.shadow.score(answer.payload, req.request_id)
+    primary_ms = round((time.perf_counter() - started) * 1000.0, 3)
+    outcome = current.shadow.score(answer.payload, req.request_id)
+    outcome.primary_latency_ms = primary_ms
+    return outcome
 
 
 def _capture(current: Service, backend: Any, req: Request, answer: Answer, rendered: tuple[str, str],
@@ -527,7 +530,7 @@ def answer_event(event: Any, context: Any) -> dict[str, Any]:
         logger.append_keys(request_id=req.request_id, event_kind=req.kind)
         answer, backend = handle(req, current)
     rendered = _render(answer)
-    shadow = _shadow(current, req, answer)
+    shadow = _shadow(current, req, answer, started)
     out, capture_failed = _capture(current, backend, req, answer, rendered, context, shadow)
     latency_ms = (time.perf_counter() - started) * 1000.0
     if current.metrics_on:

@@ -47,10 +47,12 @@ class ShadowOutcome:
     response_text: str | None  # the shadow's JSON answer, None when it has none
     error: str | None  # timeout | skipped | validation | model_error | model_unavailable | internal
     latency_ms: float
+    primary_latency_ms: float | None = None  # the champion's, from the event to its answer
 
     def capture_text(self) -> str:
         """The ``shadow`` part of the capture line."""
-        return shadow_part(self.model_name, self.model_version, self.response_text, self.error, self.latency_ms)
+        return shadow_part(self.model_name, self.model_version, self.response_text, self.error, self.latency_ms,
+                           self.primary_latency_ms)
 
 
 @dataclass

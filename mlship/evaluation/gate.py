@@ -19,6 +19,12 @@ Thresholds file (YAML or JSON)::
       p99_ms: 50             #   --register): the highest rate whose p99 and error rate meet these limits
       error_rate: 0.01       #   must reach min_rps
       min_rps: 200
+    shadow:                  # optional: the newest shadow report attached to the version (mlship shadow
+      min_agreement_lower: 0.99   #   report --register): agreement interval, p99 |Δp|, shadow errors and,
+      max_delta_p99: 0.05    #   on late-labelled rows, the largest drop of the metric vs the champion
+      max_error_rate: 0.01
+      max_metric_drop: 0.0
+      min_rows: 500
     bootstrap: 200           # resamples for confidence intervals (paired between the two models)
     latency_rows: 200        # single-row calls timed per model (only when latency is gated)
 
@@ -52,6 +58,8 @@ from mlship.evaluation.evaluate import (
     metric_names,
     write_report_pair,
 )
+from mlship.registry.attachments import attached_prefix, latest_report
+from mlship.registry.store import RegistryError
 from mlship.runtime.jsonutil import jsonable
 
 
@@ -107,6 +115,19 @@ class LoadTestLimits(BaseModel):
     min_rps: float | None = Field(None, gt=0)
 
 
+class ShadowLimits(BaseModel):
+    """What the newest shadow report attached to the version (``mlship shadow report --register``)
+    must show: the agreement interval's lower bound, the p99 |Δp|, the shadow's error rate and, on
+    late-labelled rows, at most this much worse than the champion; over at least ``min_rows``."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_agreement_lower: float | None = Field(None, ge=0, le=1)
+    max_delta_p99: float | None = Field(None, ge=0)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_metric_drop: float | None = Field(None, ge=0)
+    min_rows: int = Field(100, ge=1)
+
+
 class Thresholds(BaseModel):
     """The gate's configuration (validated; unknown keys are refused)."""
 
@@ -115,6 +136,7 @@ class Thresholds(BaseModel):
     latency: LatencyLimits | None = None
     fairness: FairnessLimits | None = None
     loadtest: LoadTestLimits | None = None
+    shadow: ShadowLimits | None = None
     slices: list[str] = Field(default_factory=list)
     bootstrap: int = Field(200, ge=0, le=10000)
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -124,8 +146,8 @@ class Thresholds(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> Thresholds:
-        if not self.metrics and self.latency is None and self.fairness is None and self.loadtest is None:
-            raise ValueError("no thresholds: give at least one of metrics, latency, fairness, loadtest")
+        if not self.metrics and all(getattr(self, k) is None for k in ("latency", "fairness", "loadtest", "shadow")):
+            raise ValueError("no thresholds: give at least one of metrics, latency, fairness, loadtest, shadow")
         return self
 
     def check_metrics(self, task: str) -> None:
@@ -170,7 +192,7 @@ class Check:
     """One threshold and the value it was compared with."""
 
     name: str
-    kind: str  # min | max | min_improvement | latency | fairness | loadtest
+    kind: str  # min | max | min_improvement | latency | fairness | loadtest | shadow
     threshold: float
     value: float | None
     passed: bool
@@ -182,7 +204,7 @@ class Check:
     def sign(self) -> str:
         """How the value must compare with the threshold (``>=`` or ``<=``)."""
         if (self.kind == "fairness" and self.name.startswith("demographic_parity_ratio")) or \
-                self.name == LOADTEST_RATE_CHECK:
+                self.name == LOADTEST_RATE_CHECK or self.name.startswith(SHADOW_MIN_CHECKS):
             return ">="
         return {"min": ">=", "min_improvement": ">="}.get(self.kind, "<=")
 
@@ -350,25 +372,15 @@ LOADTEST_RATE_CHECK = "loadtest rate meeting the SLO (rps)"
 
 def loadtest_prefix(registry: Any, name: str, version: str) -> str:
     """Where ``mlship loadtest --register`` stores a version's reports (the registry's version layout)."""
-    return f"{registry.prefix}models/{name}/{version}/{LOADTEST_DIR}/"
+    return attached_prefix(registry, name, version, LOADTEST_DIR)
 
 
 def latest_loadtest(registry: Any, name: str, version: str) -> dict[str, Any] | None:
     """The newest load-test report attached to ``NAME/VERSION`` (keys sort by creation time)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    prefix = loadtest_prefix(registry, name, version)
-    keys: list[str] = []
     try:
-        for page in registry.s3.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
-        if not keys:
-            return None
-        body = registry.s3.get_object(Bucket=registry.bucket, Key=max(keys))["Body"].read()
-        return json.loads(body)
-    except (ClientError, BotoCoreError, ValueError) as exc:
-        raise GateError(f"cannot read the load-test report of {name}/{version} in s3://{registry.bucket}/"
-                        f"{prefix}: {exc}") from None
+        return latest_report(registry, name, version, LOADTEST_DIR)
+    except RegistryError as exc:
+        raise GateError(str(exc)) from None
 
 
 def loadtest_checks(report: dict[str, Any] | None, limits: LoadTestLimits) -> list[Check]:
@@ -396,6 +408,44 @@ def loadtest_checks(report: dict[str, Any] | None, limits: LoadTestLimits) -> li
         out.append(Check(LOADTEST_RATE_CHECK, "loadtest", limits.min_rps, rate,
                          rate is not None and rate >= limits.min_rps, note=note))
     return out
+
+
+# ---------------------------------------------------------------------------------- shadow report
+SHADOW_DIR = "shadows"
+SHADOW_AGREEMENT_CHECK = "shadow agreement (interval lower bound)"
+SHADOW_ROWS_CHECK = "shadow rows compared"
+SHADOW_MIN_CHECKS = (SHADOW_AGREEMENT_CHECK, SHADOW_ROWS_CHECK, "shadow metric vs champion on labelled rows")
+
+
+def shadow_checks(report: dict[str, Any] | None, limits: ShadowLimits) -> list[Check]:
+    """Judge the newest shadow report of the version against the gate's shadow limits."""
+    if report is None:
+        note = "no shadow report attached to this version (run mlship shadow report --register NAME/VERSION)"
+        return [Check(SHADOW_ROWS_CHECK, "shadow", limits.min_rows, None, False, note=note)]
+    note = f"report {report.get('id')} of {report.get('created')}"
+    rows = report["agreement"]["rows"]
+    out = [Check(SHADOW_ROWS_CHECK, "shadow", limits.min_rows, rows, rows >= limits.min_rows, note=note),
+           Check("shadow error rate", "shadow", limits.max_error_rate, report["errors"]["rate"],
+                 (report["errors"]["rate"] or 0.0) <= limits.max_error_rate, note=note)]
+    if limits.min_agreement_lower is not None:
+        lower = report["agreement"]["lower"]
+        out.append(Check(SHADOW_AGREEMENT_CHECK, "shadow", limits.min_agreement_lower, lower,
+                         lower is not None and lower >= limits.min_agreement_lower, note=note))
+    if limits.max_delta_p99 is not None:
+        p99 = report["delta"]["p99"]
+        out.append(Check("shadow |Δp| p99", "shadow", limits.max_delta_p99, p99,
+                         p99 is not None and p99 <= limits.max_delta_p99, note=note))
+    if limits.max_metric_drop is not None:
+        out.append(_shadow_metric_check(report.get("labelled"), limits.max_metric_drop, note))
+    return out
+
+
+def _shadow_metric_check(labelled: dict[str, Any] | None, max_drop: float, note: str) -> Check:
+    name = "shadow metric vs champion on labelled rows"
+    if not labelled:
+        return Check(name, "shadow", -max_drop, None, False, note=f"{note}: no labelled rows")
+    return Check(f"{name} ({labelled['metric']} improvement)", "shadow", -max_drop, labelled["improvement"],
+                 labelled["improvement"] >= -max_drop, champion=labelled["primary"], note=note)
 
 
 # ---------------------------------------------------------------------------------- promotion
@@ -435,6 +485,12 @@ def promote(registry: Any, name: str, version: str, frame: Any, thresholds: Thre
                       public_key=public_key, progress=progress)
     if thresholds.loadtest is not None:
         result.checks += loadtest_checks(latest_loadtest(registry, name, version), thresholds.loadtest)
+    if thresholds.shadow is not None:
+        try:
+            report = latest_report(registry, name, version, SHADOW_DIR)
+        except RegistryError as exc:
+            raise GateError(str(exc)) from None
+        result.checks += shadow_checks(report, thresholds.shadow)
     promotion = Promotion(gate=result, alias=alias, against=against)
     if report_dir is not None:
         promotion.report_paths = write_gate_report(result, report_dir)

@@ -154,11 +154,11 @@ class ExchangeHeader:
 
 
 def shadow_part(model_name: str | None, model_version: str | None, response_text: str | None, error: str | None,
-                latency_ms: float) -> str:
+                latency_ms: float, primary_latency_ms: float | None = None) -> str:
     """The ``shadow`` object of an exchange line: the shadow model, its JSON answer (or null), why
-    it has none (``error``) and how long it took."""
+    it has none (``error``), how long it took and how long the champion took to its answer."""
     head = _CAPTURE_ENCODER.encode({"model": {"name": model_name, "version": model_version}, "error": error,
-                                    "latency_ms": latency_ms})
+                                    "latency_ms": latency_ms, "primary_latency_ms": primary_latency_ms})
     return f'{head[:-1]},"response":{"null" if response_text is None else _one_line(response_text)}}}'
 
 
@@ -196,7 +196,7 @@ def _shadow_records(common: dict[str, Any], inputs: list[Any], part: dict[str, A
     (``None`` with ``shadow_error`` when it has none), ``role: shadow``."""
     outputs = _outputs(part.get("response"))
     base = {**common, "model": part.get("model"), "role": "shadow", "shadow_error": part.get("error"),
-            "shadow_latency_ms": part.get("latency_ms")}
+            "shadow_latency_ms": part.get("latency_ms"), "primary_latency_ms": part.get("primary_latency_ms")}
     return [{**base, "row": i, "inputs": inp, "outputs": outputs[i] if i < len(outputs) else None}
             for i, inp in enumerate(inputs)]
 

@@ -56,3 +56,16 @@ def handler(churn_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
     module.reset()
     yield module
     module.reset()
+
+
+@pytest.fixture(scope="session")
+def challenger_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any],
+                      signing_keys: Path) -> Path:
+    """Version 2 of churn: a logistic regression (it disagrees with the champion on some rows)."""
+    from mlship.evaluation.export import export_bundle
+    from mlship.local.train import train_pipeline
+
+    train, holdout = churn_split
+    out = tmp_path_factory.mktemp("bundles") / "churn-2"
+    return export_bundle(train_pipeline(train, "logreg"), holdout, "churned", out, name="churn", version="2",
+                         private_key=signing_keys / "mlship.key")

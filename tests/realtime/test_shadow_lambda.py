@@ -7,26 +7,12 @@ from __future__ import annotations
 import io
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlship.runtime.records import parse_line
 from realtime.helpers import LambdaContext, rest_v1_event
-
-
-@pytest.fixture(scope="session")
-def challenger_bundle(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any, Any],
-                      signing_keys: Path) -> Path:
-    """Version 2 of churn: a logistic regression (it disagrees with the champion on some rows)."""
-    from mlship.evaluation.export import export_bundle
-    from mlship.local.train import train_pipeline
-
-    train, holdout = churn_split
-    out = tmp_path_factory.mktemp("bundles") / "churn-2"
-    return export_bundle(train_pipeline(train, "logreg"), holdout, "churned", out, name="churn", version="2",
-                         private_key=signing_keys / "mlship.key")
 
 
 def _answer(handler: Any, body: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[str]]:
