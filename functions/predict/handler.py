@@ -91,6 +91,7 @@ class Request:
     content_type: str | None
     request_id: str
     accept: str | None = None
+    headers: dict[str, str] | None = None  # lower-cased names (HTTP events)
 
 
 @dataclass
@@ -143,8 +144,8 @@ class SageMakerBackend:
 
     name = "sagemaker"
 
-    def __init__(self, endpoint: str):
-        self.endpoint = endpoint
+    def __init__(self, endpoint: str, experiment: Experiment | None = None):
+        self.endpoint, self.experiment = endpoint, experiment
         self.model_name, self.model_version = endpoint, "endpoint"
 
     def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:  # noqa: ARG002
@@ -154,10 +155,11 @@ class SageMakerBackend:
 
         protocol.check_size(req.body, max_bytes)
         mtype = protocol.resolve_media_type(req.content_type, req.body)
+        target = self.experiment.variant_for(req, mtype) if self.experiment else None
         try:
             resp = client("sagemaker-runtime").invoke_endpoint(
                 EndpointName=self.endpoint, ContentType=mtype, Accept=protocol.JSON, Body=req.body,
-                InferenceId=req.request_id[:64])
+                InferenceId=req.request_id[:64], **({"TargetVariant": target} if target else {}))
         except ClientError as exc:
             err = exc.response.get("Error", {})
             if err.get("Code") == "ModelError":
@@ -258,10 +260,47 @@ def _open_shadow(settings: PredictSettings, uri: str) -> Any:
     return Predictor.load(uri, threads=settings.ort_threads or None, public_key=settings.public_key or None)
 
 
+@dataclass
+class Experiment:
+    """An A/B test on the endpoint's production variants: a request carrying a unit id (header, or
+    a field shared by its records) goes to the unit's variant, every time; others by the weights."""
+
+    weights: list[tuple[str, float]]
+    salt: str
+    header: str
+    field: str = ""
+
+    def unit(self, req: Request, media: str) -> str | None:
+        """The request's unit id, or None."""
+        value = (req.headers or {}).get(self.header.lower())
+        if value or not self.field or media != protocol.JSON:
+            return value or None
+        try:
+            records = protocol.parse_json(req.body)
+        except ValidationError:
+            return None  # the endpoint's container names the problem
+        units = {str(r.get(self.field)) for r in records if isinstance(r, dict) and r.get(self.field) is not None}
+        return units.pop() if len(units) == 1 else None  # several units in one request: by the weights
+
+    def variant_for(self, req: Request, media: str) -> str | None:
+        """The unit's variant (``TargetVariant``), or None to let the endpoint's weights decide."""
+        from mlship.runtime.assignment import assign
+
+        unit = self.unit(req, media)
+        return None if unit is None else assign(unit, self.weights, self.salt)
+
+
 def open_backend(settings: PredictSettings) -> Any:
     """The configured backend, loaded (the lifecycle's loader)."""
     if settings.backend == "sagemaker":
-        return SageMakerBackend(settings.sagemaker_endpoint)
+        experiment = None
+        if settings.ab_variants:
+            from mlship.runtime.assignment import parse_weights
+
+            salt = settings.ab_salt or settings.sagemaker_endpoint
+            experiment = Experiment(parse_weights(settings.ab_variants), salt, settings.ab_unit_header,
+                                    settings.ab_unit_field)
+        return SageMakerBackend(settings.sagemaker_endpoint, experiment)
     return OnnxBackend(settings.model_uri, threads=settings.ort_threads or None,
                        public_key=settings.public_key or None)  # PEM text or a path
 
@@ -356,7 +395,7 @@ def _http_request(kind: str, event: dict[str, Any], method: str, path: str | Non
     request_id = (event.get("requestContext") or {}).get("requestId") or fallback_id
     body = _decode_body(event.get("body"), bool(event.get("isBase64Encoded")))
     return Request(kind, method.upper(), path or "/", body, headers.get("content-type"), request_id,
-                   headers.get("accept"))
+                   headers.get("accept"), headers)
 
 
 def _parse_event(event: Any, fallback_id: str) -> Request:

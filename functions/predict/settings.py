@@ -68,6 +68,11 @@ class PredictSettings(EnvSettings):
                                     "request, pinned to one version (a bundle path, s3:// or mlship://NAME/VERSION)")
     shadow_budget_ms: float = setting("SHADOW_BUDGET_MS", 50.0, minimum=1, maximum=10_000,
                                       doc="longest the answer waits for the shadow, in milliseconds")
+    ab_variants: str = setting("AB_VARIANTS", "", doc="sagemaker backend: an A/B test's variants and weights "
+                               "(blue=0.5,green=0.5); a request with a unit id always gets the same one")
+    ab_unit_header: str = setting("AB_UNIT_HEADER", "x-mlship-unit", doc="request header holding the unit id")
+    ab_unit_field: str = setting("AB_UNIT_FIELD", "", doc="record field holding the unit id (when no header)")
+    ab_salt: str = setting("AB_SALT", "", doc="the experiment's hash salt (default: the endpoint name)")
 
     def __post_init__(self) -> None:
         if self.backend == "onnx" and not self.model_uri:
@@ -79,6 +84,19 @@ class PredictSettings(EnvSettings):
             raise SettingsError("RECORDS_BUCKET", None, "the bucket CAPTURE_MODE=s3 writes records to")
         if self.shadow_model_uri:
             self._check_shadow()
+        if self.ab_variants:
+            self._check_ab()
+
+    def _check_ab(self) -> None:
+        from mlship.runtime.assignment import parse_weights
+
+        if self.backend != "sagemaker":
+            raise SettingsError("AB_VARIANTS", self.ab_variants, "PREDICT_BACKEND=sagemaker (the endpoint's "
+                                "production variants are the arms)")
+        try:
+            parse_weights(self.ab_variants)
+        except ValueError as exc:
+            raise SettingsError("AB_VARIANTS", self.ab_variants, str(exc)) from None
 
     def _check_shadow(self) -> None:
         if self.backend != "onnx" or self.capture_mode != "log":
