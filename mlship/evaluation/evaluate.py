@@ -12,9 +12,7 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from mlship.errors import MlshipError
 from mlship.evaluation.lineage import dataframe_sha256
 from mlship.runtime.jsonutil import jsonable, python_values
 from mlship.stats.metrics import classification_metrics, regression_metrics
+from mlship.stats.plots import figure_uri
 
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"}
 LOWER_IS_BETTER = {"log_loss", "mae", "mse", "rmse"}
@@ -256,16 +255,6 @@ def _latency(predictor: Any, kept: Any, latency_rows: int, *, rows: int, batch_s
     return latency
 
 # ---------------------------------------------------------------------------------- reports
-def figure_png(fig: Any) -> str:
-    """A matplotlib figure as a base64 PNG data URI (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _curves(ev: Evaluation) -> dict[str, Any]:
     """ROC and precision-recall points (binary classifiers)."""
     if ev.task != "classification" or ev.scores is None or ev.scores.ndim != 2 or ev.scores.shape[1] != 2:
@@ -324,7 +313,7 @@ def _curves_figure(plt: Any, ev: Evaluation, curves: dict[str, Any]) -> str:
         axes[2].plot(mean_p, frac, "o-")
     axes[2].plot([0, 1], [0, 1], "k--", lw=1)
     axes[2].set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
-    return figure_png(fig)
+    return figure_uri(fig)
 
 
 def _regression_figure(plt: Any, ev: Evaluation) -> str:
@@ -334,7 +323,7 @@ def _regression_figure(plt: Any, ev: Evaluation) -> str:
     axes[0].set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
     axes[1].hist(ev.scores - ev.y_true, bins=50)
     axes[1].set(title="Residuals", xlabel="predicted - actual")
-    return figure_png(fig)
+    return figure_uri(fig)
 
 
 def _metrics_figure(plt: Any, ev: Evaluation, names: list[str]) -> str:
@@ -346,7 +335,7 @@ def _metrics_figure(plt: Any, ev: Evaluation, names: list[str]) -> str:
     ax.bar(names, vals, yerr=[lows, highs], capsize=4, color="#4c72b0")
     conf = ev.data.get("confidence", 0.95)
     ax.set(title=f"Metrics with {conf:.0%} bootstrap intervals ({ev.data.get('bootstrap')} resamples)")
-    return figure_png(fig)
+    return figure_uri(fig)
 
 
 def _slice_figure(plt: Any, ev: Evaluation, col: str, groups: dict[str, dict[str, Any]], primary: str) -> str:
@@ -360,7 +349,7 @@ def _slice_figure(plt: Any, ev: Evaluation, col: str, groups: dict[str, dict[str
         ax.legend()
     ax.set(title=f"{primary} by {col}", ylabel=primary)
     ax.tick_params(axis="x", rotation=30)
-    return figure_png(fig)
+    return figure_uri(fig)
 
 
 def _fairness_figure(plt: Any, fairness: dict[str, Any]) -> str:
@@ -377,7 +366,7 @@ def _fairness_figure(plt: Any, fairness: dict[str, Any]) -> str:
     ax.set_xticks(x, keys)
     ax.set(title=f"Rates by {fairness['attribute']}")
     ax.legend()
-    return figure_png(fig)
+    return figure_uri(fig)
 
 def html_table(rows: list[list[Any]], header: list[str]) -> str:
     """An HTML table of ``rows`` under ``header`` (floats to 4 decimals, None as an empty cell)."""

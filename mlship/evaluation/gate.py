@@ -52,7 +52,6 @@ from mlship.evaluation.evaluate import (
     PAGE,
     Evaluation,
     evaluate,
-    figure_png,
     html_table,
     interval,
     metric_names,
@@ -61,6 +60,7 @@ from mlship.evaluation.evaluate import (
 from mlship.registry.attachments import attached_prefix, latest_report
 from mlship.registry.store import RegistryError
 from mlship.runtime.jsonutil import jsonable
+from mlship.stats.plots import figure_uri
 
 
 class GateError(MlshipError):
@@ -599,7 +599,7 @@ def gate_figures(result: GateResult) -> list[tuple[str, str]]:
         conf = result.thresholds.confidence
         ax.set(title=f"Metrics (bars: {conf:.0%} bootstrap intervals; dashes: thresholds)")
         ax.legend()
-        figs.append(("Candidate vs champion", figure_png(fig)))
+        figs.append(("Candidate vs champion", figure_uri(fig)))
     if result.comparisons:
         ms = [m for m, c in result.comparisons.items() if c.get("improvement") is not None]
         fig, ax = plt.subplots(figsize=(8, 3.2))
@@ -609,7 +609,7 @@ def gate_figures(result: GateResult) -> list[tuple[str, str]]:
         ax.bar(ms, vals, yerr=[lows, highs], capsize=4, color=["#55a868" if v >= 0 else "#c44e52" for v in vals])
         ax.axhline(0, color="k", lw=1)
         ax.set(title="Improvement over the champion (paired bootstrap)", ylabel="better →")
-        figs.append(("Improvement", figure_png(fig)))
+        figs.append(("Improvement", figure_uri(fig)))
     return figs
 
 

@@ -4,8 +4,6 @@ distributions, the sample-ratio check, guardrails, the decision and its reasons.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 
 from mlship.experiments.data import ExperimentData
 from mlship.experiments.results import AbTestResult
+from mlship.stats.plots import figure_uri
 
 FORMAT = "mlship-abtest/1"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -81,15 +80,6 @@ def figures(doc: dict[str, Any], data: ExperimentData) -> list[dict[str, str]]:
     return figs
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _lift_plot(points: list[dict[str, Any]], planned: int | None) -> str:
     import matplotlib.pyplot as plt
 
@@ -109,7 +99,7 @@ def _lift_plot(points: list[dict[str, Any]], planned: int | None) -> str:
     ax.yaxis.set_major_formatter(matplotlib_percent())
     ax.set(xlabel="units (both variants)", ylabel="relative lift")
     ax.legend(fontsize=8, loc="upper right")
-    return _png(fig)
+    return figure_uri(fig)
 
 
 def matplotlib_percent() -> Any:
@@ -136,7 +126,7 @@ def _distributions(doc: dict[str, Any], data: ExperimentData) -> str:
             ax.hist(values, bins=edges, alpha=0.5, color=COLORS[role], label=doc[role]["name"], density=True)
         ax.set(xlabel="outcome per unit", ylabel="density")
         ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_uri(fig)
 
 
 def _srm_plot(srm: dict[str, Any]) -> str:
@@ -150,4 +140,4 @@ def _srm_plot(srm: dict[str, Any]) -> str:
     ax.set_xticks(x, names)
     ax.set(ylabel="units")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_uri(fig)

@@ -4,8 +4,6 @@ offered rate."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import uuid
 from dataclasses import asdict
@@ -16,6 +14,7 @@ from typing import Any
 from mlship.loadtest.engine import PhaseRun
 from mlship.loadtest.plan import Plan, phase_samples
 from mlship.loadtest.summary import timeline
+from mlship.stats.plots import figure_uri
 
 FORMAT = "mlship-loadtest/1"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -89,15 +88,6 @@ def figures(report: dict[str, Any], runs: list[tuple[PhaseRun, dict[str, Any]]])
     return figs
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _latency_over_time(runs: list[tuple[PhaseRun, dict[str, Any]]], slo_ms: float) -> str:
     import matplotlib.pyplot as plt
 
@@ -118,7 +108,7 @@ def _latency_over_time(runs: list[tuple[PhaseRun, dict[str, Any]]], slo_ms: floa
     ax.axhline(slo_ms, color="#d62728", ls="--", lw=1)
     ax.set(yscale="log", xlabel="seconds since start (intended send time)", ylabel="latency (ms)")
     ax.legend(fontsize=7, markerscale=3, loc="upper left")
-    return _png(fig)
+    return figure_uri(fig)
 
 
 def _percentiles(steps: list[dict[str, Any]], slo: dict[str, Any]) -> str:
@@ -131,7 +121,7 @@ def _percentiles(steps: list[dict[str, Any]], slo: dict[str, Any]) -> str:
     ax.axhline(slo["p99_ms"], color="#d62728", ls="--", lw=1, label="p99 SLO")
     ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="latency (ms)")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_uri(fig)
 
 
 def _throughput(steps: list[dict[str, Any]]) -> str:
@@ -144,4 +134,4 @@ def _throughput(steps: list[dict[str, Any]]) -> str:
     ax.plot(rates, [s["ok"] / s["elapsed_s"] for s in steps], marker="s", label="answered ok")
     ax.set(xlabel="offered rate (requests/s)", ylabel="requests/s")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_uri(fig)
