@@ -87,7 +87,7 @@ def _source(bucket: str, model: str | None, endpoint: str | None, shadow_variant
 
 
 def _read(source: Any, window: Any, labels_prefix: str) -> tuple[list[dict[str, Any]], dict[Any, Any] | None]:
-    from mlship.monitoring.performance import read_labels
+    from mlship.aws.labels import read_labels
     from mlship.monitoring.shadow_report import read_window
 
     records = read_window(source, window)

@@ -11,49 +11,19 @@ Units seen under both variants (non-sticky assignment) are excluded and counted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from mlship.aws.labels import label_matches as _same
+from mlship.aws.labels import read_labels
 from mlship.experiments.data import ExperimentData, binary_values, check_variants, numeric_values, split_arms
 from mlship.experiments.errors import ExperimentInputError, NoLabelsError
-from mlship.runtime.records import LABELS_PREFIX, iter_lines
+from mlship.runtime.records import LABELS_PREFIX
 
 OUTCOMES = ("correct", "label")
-
-
-def read_labels(bucket: str, prefix: str = LABELS_PREFIX, model: str | None = None) -> dict[tuple[str, int], Any]:
-    """``(request_id, row) -> label`` from every label object under the prefix (bad lines skipped).
-
-    The same format :mod:`mlship.monitoring.performance` reads; kept here because experiments sit
-    beside monitoring and cannot import it."""
-    from mlship.aws.clients import client
-
-    s3 = client("s3")
-    base = f"{prefix.strip('/')}/" + (f"model={model}/" if model else "")
-    labels: dict[tuple[str, int], Any] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        for obj in page.get("Contents", []):
-            for line in iter_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()):
-                try:
-                    doc = json.loads(line)
-                    labels[(str(doc["request_id"]), int(doc.get("row") or 0))] = doc["label"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-    return labels
-
-
-def _same(prediction: Any, label: Any) -> bool:
-    """Prediction equals label, across the JSON forms a class takes (1, 1.0, "1", true)."""
-    if prediction == label:
-        return True
-    try:
-        return float(prediction) == float(label)
-    except (TypeError, ValueError):
-        return str(prediction).strip().lower() == str(label).strip().lower()
 
 
 @dataclass

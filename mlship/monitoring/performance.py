@@ -8,41 +8,13 @@ records are kept, so memory is bounded by the number of labels, not by traffic.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from mlship.runtime.records import iter_lines
-
 HIGHER_IS_BETTER = {"accuracy", "roc_auc", "pr_auc", "f1", "precision", "recall", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mse"}
-
-
-def read_labels(bucket: str, prefix: str, model: str, since: datetime | None = None,
-                stats: dict[str, int] | None = None) -> dict[tuple[str, int], Any]:
-    """``(request_id, row) -> label`` from label objects modified at or after ``since``."""
-    from mlship.aws.clients import client
-
-    s3 = client("s3")
-    stats = stats if stats is not None else {}
-    labels: dict[tuple[str, int], Any] = {}
-    base = f"{prefix.strip('/')}/model={model}/"
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        for obj in page.get("Contents", []):
-            if since is not None and obj["LastModified"] < since:
-                continue
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            stats["label_objects"] = stats.get("label_objects", 0) + 1
-            for line in iter_lines(body):
-                try:
-                    doc = json.loads(line)
-                    labels[(str(doc["request_id"]), int(doc.get("row") or 0))] = doc["label"]
-                except (ValueError, KeyError, TypeError):
-                    stats["bad_label_lines"] = stats.get("bad_label_lines", 0) + 1
-    return labels
 
 
 @dataclass

@@ -196,7 +196,8 @@ def _count_groups(groups: dict[str, list[int]], batch: Any, target: _Target) -> 
 def _performance(config: MonitorConfig, target: _Target, now: datetime, stats: dict[str, int],
                  say: Callable[[str], None]) -> _Performance:
     """Labels of the label window joined to their records, and the primary metric against the holdout."""
-    from mlship.monitoring.performance import evaluate, join, read_labels
+    from mlship.aws.labels import read_labels
+    from mlship.monitoring.performance import evaluate, join
     from mlship.monitoring.window import Window, hour_prefixes, iter_window_records
 
     label_window = Window.ending(now, config.label_window_hours)

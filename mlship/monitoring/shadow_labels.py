@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mlship.aws.labels import label_matches as _same
+
 
 def labelled(answered: list[tuple[dict[str, Any], dict[str, Any]]], labels: dict[tuple[str, int], Any],
              task: str) -> dict[str, Any] | None:
@@ -51,13 +53,3 @@ def _regression(rows: list[tuple[dict[str, Any], dict[str, Any], Any]]) -> dict[
     return {"rows": len(rows), "metric": "mae", "primary": float(primary_err.mean()),
             "shadow": float(shadow_err.mean()), "improvement": float(primary_err.mean() - shadow_err.mean()),
             "test": "Wilcoxon signed-rank", "p_value": p_value}
-
-
-def _same(prediction: Any, label: Any) -> bool:
-    """A prediction equals a label across JSON's types (1 and 1.0 and "1")."""
-    if prediction == label:
-        return True
-    try:
-        return float(prediction) == float(label)
-    except (TypeError, ValueError):
-        return str(prediction) == str(label)
