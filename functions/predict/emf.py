@@ -21,10 +21,10 @@ class EmfWriter:
 
     def __init__(self, namespace: str):
         self.namespace = namespace
-        self._templates: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
+        self._templates: dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], str] = {}
 
     def _template(self, dimensions: dict[str, str], metrics: list[Metric]) -> str:
-        key = (tuple(f"{k}={v}" for k, v in dimensions.items()), tuple((name, unit) for name, unit, _ in metrics))
+        key = (tuple(dimensions.items()), tuple([(name, unit) for name, unit, _ in metrics]))
         text = self._templates.get(key)
         if text is None:
             meta = {"Namespace": self.namespace, "Dimensions": [list(dimensions)],

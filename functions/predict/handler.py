@@ -124,7 +124,7 @@ class OnnxBackend:
         answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
         if record:
             answer.records = partial(self.predictor.inference_records, req.request_id, prediction, columns,
-                                     source="lambda")
+                                     source="lambda", data=payload)
             answer.payload = payload
         return answer
 

@@ -30,6 +30,8 @@ def python_value(value: Any) -> Any:
 
 def python_values(values: Any) -> list[Any]:
     """The items of an array (or any iterable) as Python values (labels, classes, groups)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        return values.tolist()  # already Python scalars (only object arrays can hold numpy ones)
     items = values.tolist() if isinstance(values, np.ndarray) else list(values)
     return [python_value(v) for v in items]
 

@@ -200,15 +200,25 @@ class Predictor:
         """Validate any input shape and predict; raise :class:`ValidationError` on any bad field."""
         return self.predict_with_inputs(data, allow_extra=allow_extra)[0]
 
-    def predict_with_inputs(self, data: Any, *, allow_extra: bool = False) -> tuple[Prediction, dict[str, np.ndarray]]:
-        """:meth:`predict`, also returning the validated input columns (what inference records hold)."""
+    def predict_with_inputs(self, data: Any, *,
+                            allow_extra: bool = False) -> tuple[Prediction, dict[str, np.ndarray] | None]:
+        """:meth:`predict`, also returning the validated input columns (what inference records hold),
+        or None for a one-record request of plain values: it goes straight into the session's
+        input arrays, and :meth:`inference_records` validates ``data`` again if records are wanted."""
+        if not allow_extra and type(data) is list and len(data) == 1 and self.schema.layout != "tensor":
+            row = self.schema.plain_row(data[0])
+            if row is not None:
+                return self._checked(self._predict_row(row)), None
         batch = self.schema.validate(data, allow_extra=allow_extra)
         batch.raise_for_errors()
         return self.predict_checked(batch.columns), batch.columns
 
-    def inference_records(self, request_id: str, prediction: Prediction, columns: dict[str, np.ndarray], *,
-                          source: str) -> list[dict[str, Any]]:
-        """One inference record per row of an answered request (see :mod:`mlship.runtime.records`)."""
+    def inference_records(self, request_id: str, prediction: Prediction, columns: dict[str, np.ndarray] | None, *,
+                          source: str, data: Any = None) -> list[dict[str, Any]]:
+        """One inference record per row of an answered request (see :mod:`mlship.runtime.records`);
+        ``columns`` None: validated from ``data`` (the one-record fast path kept none)."""
+        if columns is None:
+            columns = self.schema.validate(data).columns
         return make_records(request_id, self.model_name, self.model_version,
                             input_rows(columns, self.schema.names), prediction.records(), source=source)
 
@@ -218,7 +228,10 @@ class Predictor:
         Every answering path (Lambda, ``serve``, the edge agent, ``mlship predict``) predicts
         through this, so a model that emits NaN is a model failure, never invalid JSON.
         """
-        prediction = self.predict_columns(columns)
+        return self._checked(self.predict_columns(columns))
+
+    @staticmethod
+    def _checked(prediction: Prediction) -> Prediction:
         if not prediction.all_finite():
             raise ModelOutputError(np.flatnonzero(prediction.non_finite()).tolist())
         return prediction
@@ -236,7 +249,24 @@ class Predictor:
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:
         """Predict already-validated column arrays (as produced by :class:`InputSchema`)."""
         feeds = self._row_feeds(columns) if self.schema.layout != "tensor" else None
-        results = self._run(self._fetch, feeds or self.onnx_feeds(columns), None)
+        return self._prediction(self._run(self._fetch, feeds or self.onnx_feeds(columns), None))
+
+    def _predict_row(self, row: list[tuple[str, bool, Any]]) -> Prediction:
+        """Predict one record's plain values (:meth:`InputSchema.plain_row`) written straight into
+        this thread's one-row input arrays: a number as float64 cast to the input's type (the
+        columns path's float32 rounding included), None as NaN, a string as is."""
+        feeds = self._thread_feeds()
+        for name, numeric, value in row:
+            buffer = feeds[name]
+            if not numeric:
+                buffer[0, 0] = value
+            elif buffer.dtype == np.float32:
+                buffer[0, 0] = np.nan if value is None else float(value)
+            else:
+                buffer[0, 0] = np.float32(np.nan if value is None else float(value))
+        return self._prediction(self._run(self._fetch, feeds, None))
+
+    def _prediction(self, results: list[Any]) -> Prediction:
         named = dict(zip(self._output_names, results, strict=True))
         if self.task == CLASSIFICATION:
             probs = named.get("probabilities")
@@ -253,12 +283,17 @@ class Predictor:
         first = next(iter(columns.values()), None)
         if first is None or first.shape[0] != 1:
             return None
+        feeds = self._thread_feeds()
+        for name, buffer in feeds.items():
+            buffer[0, 0] = columns[name][0]
+        return feeds
+
+    def _thread_feeds(self) -> dict[str, np.ndarray]:
+        """This thread's one-row input arrays, one per session input."""
         feeds: dict[str, np.ndarray] | None = getattr(self._row_buffers, "feeds", None)
         if feeds is None:
             feeds = {name: np.empty((1, 1), dtype=dtype) for name, dtype in self._inputs.items()}
             self._row_buffers.feeds = feeds
-        for name, buffer in feeds.items():
-            buffer[0, 0] = columns[name][0]
         return feeds
 
     def onnx_feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

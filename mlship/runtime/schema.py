@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -212,12 +213,26 @@ class InputSchema:
             raise ValidationError([FieldError(None, None, "empty", "no rows to score")])
         return self._check_columns(columns, n, [])
 
+    def plain_row(self, record: Any) -> list[tuple[str, bool, Any]] | None:
+        """``(name, numeric, value)`` of each field of one JSON record, in field order, when every
+        value passes its plain test (what the records fast path accepts, no extra field), else
+        None: the general path then names the problem. A one-record request is the real-time hot path."""
+        checks = self._value_checks()
+        if not checks or type(record) is not dict or len(record) != len(checks):
+            return None
+        row = []
+        for name, numeric, plain in checks:
+            value = record.get(name, _MISSING)
+            if not plain(value):
+                return None
+            row.append((name, numeric, value))
+        return row
+
     # ------------------------------------------------------------------ internals
     def _value_checks(self) -> list[tuple[str, bool, Callable[[Any], bool]]]:
         """Per field: (name, numeric, a test that a JSON value is plainly valid), built once per field list."""
         cached = self.__dict__.get("_checks")
-        if cached is not None and len(cached[0]) == len(self.fields) and all(
-                a is b for a, b in zip(cached[0], self.fields, strict=True)):
+        if cached is not None and len(cached[0]) == len(self.fields) and all(map(operator.is_, cached[0], self.fields)):
             return cached[1]
         checks = [(spec.name, spec.is_numeric, _plain_value_test(spec)) for spec in self.fields]
         if len({name for name, _, _ in checks}) != len(checks):
@@ -287,7 +302,9 @@ def _clean_records(checks: list[tuple[str, bool, Callable[[Any], bool]]], record
             if not plain(value):
                 return None
             column.append(value)
-    return ValidatedBatch(_plain_columns(checks, values), np.ones(len(records), dtype=bool), [])
+    valid = np.empty(len(records), dtype=bool)
+    valid.fill(True)  # (np.ones is Python code around the same two steps)
+    return ValidatedBatch(_plain_columns(checks, values), valid, [])
 
 
 def _plain_columns(checks: list[tuple[str, bool, Callable[[Any], bool]]],

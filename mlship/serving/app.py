@@ -117,7 +117,8 @@ class InvocationsApp:
         payload = protocol.decode(body, environ.get("CONTENT_TYPE"), max_bytes=self.max_bytes)
         prediction, columns = predictor.predict_with_inputs(payload)
         if self.lifecycle.recording:
-            self.lifecycle.record(predictor.inference_records(request_id, prediction, columns, source=self.source))
+            self.lifecycle.record(predictor.inference_records(request_id, prediction, columns, source=self.source,
+                                                              data=payload))
         return _respond(start_response, 200, protocol.answer(prediction, request_id), media=media)
 
 

@@ -105,3 +105,24 @@ def test_prediction_all_finite_agrees_with_the_row_mask(values, classifier) -> N
     else:
         pred = Prediction("m", "1", "regression", values=np.array(values, dtype=np.float64))
     assert pred.all_finite() == (not pred.non_finite().any())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(clean, dirty))
+def test_a_plain_row_is_exactly_the_records_fast_path(record):
+    """:meth:`InputSchema.plain_row` accepts a record exactly when the records fast path takes it
+    as a one-record list, with the same values in field order."""
+    from mlship.runtime.schema import _clean_records
+
+    row = SCHEMA.plain_row(record)
+    batch = _clean_records(SCHEMA._value_checks(), [record], False)
+    assert (row is None) == (batch is None)
+    if row is not None:
+        assert [name for name, _, _ in row] == SCHEMA.names
+        for name, numeric, value in row:
+            column = batch.columns[name]
+            if numeric:
+                expected = np.float32(np.nan if value is None else float(value))
+                assert np.array_equal(column, [expected], equal_nan=True)
+            else:
+                assert column.tolist() == [value]
