@@ -133,10 +133,11 @@ def _warm_code(asset: Path, provided: Path, env: dict[str, str], event: dict[str
         event, context = json.loads({json.dumps(event)!r}), {CONTEXT}
         modes = {modes!r}
 
-        def configure(mode):  # the environment of a mode, read again (handler.reset), the model loaded
+        def configure(mode):  # the environment of a mode, read again (handler.reset), loaded as init does
             os.environ.update({env!r})
             os.environ.update(modes[mode])
             handler.reset()
+            handler._load_during_init()  # the init phase: the model loaded, what init built frozen for the GC
             predictor = handler.load_backend().predictor
             record = json.loads(event["body"])
             feeds = predictor.onnx_feeds(predictor.schema.validate([record]).columns)
