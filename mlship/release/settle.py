@@ -55,10 +55,14 @@ def settle_rollout(outcome: RolloutOutcome, model: ResolvedModel, *, target: str
     if not outcome.ok:
         return settled
     if registry is not None:
-        settled.moved = registry.promote_after_rollout(
+        moved = registry.promote_after_rollout(
             model.name, model.version, alias=alias, expected_previous=expected_champion,
             evidence={"rollout": settled.recorded.to_dict()},
             reason=f"rollout to {target} succeeded")
+        if getattr(expected_champion, "version", None) == model.version:  # nothing moved (returned as it was)
+            settled.notes.append(f"{model.name}@{alias} already at {model.version}")
+        else:
+            settled.moved = moved
     if ssm is not None and parameters is not None:
         settled.parameters = write_deployed(ssm, parameters, model)
     return settled
