@@ -14,6 +14,7 @@ import numpy as np
 from mlship.experiments.data import ExperimentData
 from mlship.experiments.results import AbTestResult
 from mlship.stats.plots import figure_uri
+from mlship.stats.reports import render_page
 
 FORMAT = "mlship-abtest/1"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -38,21 +39,8 @@ def write_report(result: AbTestResult, data: ExperimentData, out_dir: str | Path
 
 def render_html(doc: dict[str, Any], data: ExperimentData) -> str:
     """The report page (autoescaped template; plots as data URIs)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
-    env.filters["pct"] = lambda v: "–" if v is None else f"{v:+.2%}"
-    return env.get_template("abtest.html.j2").render(report=doc, figures=figures(doc, data))
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+    pct = {"pct": lambda v: "–" if v is None else f"{v:+.2%}"}
+    return render_page(TEMPLATES, "abtest.html.j2", pct, report=doc, figures=figures(doc, data))
 
 
 def figures(doc: dict[str, Any], data: ExperimentData) -> list[dict[str, str]]:

@@ -15,6 +15,7 @@ from mlship.loadtest.engine import PhaseRun
 from mlship.loadtest.plan import Plan, phase_samples
 from mlship.loadtest.summary import timeline
 from mlship.stats.plots import figure_uri
+from mlship.stats.reports import render_page
 
 FORMAT = "mlship-loadtest/1"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -53,13 +54,9 @@ def write_report(report: dict[str, Any], runs: list[tuple[PhaseRun, dict[str, An
 
 def render_html(report: dict[str, Any], runs: list[tuple[PhaseRun, dict[str, Any]]]) -> str:
     """The report page (autoescaped template; plots as data URIs)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
     phases = [s for r, s in runs]
-    return env.get_template("report.html.j2").render(report=report, phases=phases, figures=figures(report, runs))
+    return render_page(TEMPLATES, "report.html.j2", {"num": _num}, report=report, phases=phases,
+                       figures=figures(report, runs))
 
 
 def _num(value: Any, digits: int = 1) -> str:

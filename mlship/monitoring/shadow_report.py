@@ -17,6 +17,7 @@ import numpy as np
 from mlship.monitoring import shadow as measures
 from mlship.monitoring.shadow_labels import labelled
 from mlship.stats.plots import figure_uri, pyplot
+from mlship.stats.reports import render_page
 
 FORMAT = "mlship-shadow/1"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -88,21 +89,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
 
 def render_html(report: dict[str, Any]) -> str:
     """The HTML page of a report."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
-    env.filters["pct"] = lambda v, d=2: "–" if v is None else f"{100 * v:.{d}f}%"
-    return env.get_template("shadow.html.j2").render(report=report, figures=figures(report))
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+    pct = {"pct": lambda v, d=2: "–" if v is None else f"{100 * v:.{d}f}%"}
+    return render_page(TEMPLATES, "shadow.html.j2", pct, report=report, figures=figures(report))
 
 
 def figures(report: dict[str, Any]) -> list[dict[str, str]]:

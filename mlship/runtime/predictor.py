@@ -171,8 +171,9 @@ class Predictor:
         self._fetch = list(self._output_names.values())
         # The session's native run: InferenceSession.run re-checks the feed names on every call
         # (about a third of a one-row call here); onnx_feeds builds exactly the session's inputs.
+        # ``run_session`` is the one place every prediction calls the model (tests replace it).
         native = getattr(self.session, "_sess", None)
-        self._run = native.run if native is not None and hasattr(native, "run") else self._checked_run
+        self.run_session = native.run if native is not None and hasattr(native, "run") else self._checked_run
         self._row_buffers = threading.local()  # per thread: one-row feeds reused (see _row_feeds)
 
     def _checked_run(self, fetch: list[str], feeds: dict[str, np.ndarray], options: Any) -> list[Any]:
@@ -249,7 +250,7 @@ class Predictor:
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:
         """Predict already-validated column arrays (as produced by :class:`InputSchema`)."""
         feeds = self._row_feeds(columns) if self.schema.layout != "tensor" else None
-        return self._prediction(self._run(self._fetch, feeds or self.onnx_feeds(columns), None))
+        return self._prediction(self.run_session(self._fetch, feeds or self.onnx_feeds(columns), None))
 
     def _predict_row(self, row: list[tuple[str, bool, Any]]) -> Prediction:
         """Predict one record's plain values (:meth:`InputSchema.plain_row`) written straight into
@@ -264,7 +265,7 @@ class Predictor:
                 buffer[0, 0] = np.nan if value is None else float(value)
             else:
                 buffer[0, 0] = np.float32(np.nan if value is None else float(value))
-        return self._prediction(self._run(self._fetch, feeds, None))
+        return self._prediction(self.run_session(self._fetch, feeds, None))
 
     def _prediction(self, results: list[Any]) -> Prediction:
         named = dict(zip(self._output_names, results, strict=True))

@@ -276,7 +276,7 @@ def test_runtime_errors_in_the_health_window_roll_back(device: Device, versioned
     def broken_run(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("onnxruntime: secret internal detail")  # e.g. a kernel failing on this device
 
-    device.predictor().session.run = broken_run
+    device.predictor().run_session = broken_run
     for _ in range(5):
         status, _, body = served.request("POST", "/predict", json.dumps(golden_inputs[:1]).encode())
         assert status == 500 and json.loads(body)["kind"] == "internal"

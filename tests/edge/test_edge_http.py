@@ -149,7 +149,7 @@ def test_internal_errors_do_not_show_exception_text(device: Device, served: Http
     def broken_run(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("/opt/secret/path: kernel exploded")
 
-    device.predictor().session.run = broken_run
+    device.predictor().run_session = broken_run
     status, _, raw = served.request("POST", "/predict", json.dumps(golden_inputs[:1]).encode())
     assert status == 500
     assert _json(raw) == {"error": "internal error", "kind": "internal", "request_id": _json(raw)["request_id"]}
