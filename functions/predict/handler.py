@@ -32,13 +32,14 @@ import base64
 import binascii
 import contextlib
 import gc
+import importlib
 import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -52,12 +53,13 @@ if __package__:  # the repository: functions.predict.handler
     from .capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture
     from .emf import EmfWriter
     from .settings import InitSettings, PredictSettings
-    from .shadow import ShadowOutcome, ShadowScorer
 else:  # the Lambda asset: functions/predict/*.py sit flat at its root
     from capture import Capture, CaptureFailed, Exchange, invoked_alias, open_capture  # type: ignore[no-redef]
     from emf import EmfWriter  # type: ignore[no-redef]
     from settings import InitSettings, PredictSettings  # type: ignore[no-redef]
-    from shadow import ShadowOutcome, ShadowScorer  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from functions.predict.shadow import ShadowOutcome, ShadowScorer
 
 INIT = InitSettings.from_env()
 NAMESPACE = INIT.namespace
@@ -248,8 +250,9 @@ def _configure() -> Service:
     lifecycle = ModelLifecycle(partial(open_backend, settings), retry_seconds=LOAD_RETRY_SECONDS, name=name,
                                log=logger, on_loaded=_log_loaded)
     shadow = None
-    if settings.shadow_model_uri:
-        shadow = ShadowScorer(settings.shadow_model_uri, settings.shadow_budget_ms, partial(_open_shadow, settings))
+    if settings.shadow_model_uri:  # imported only then: its thread pool is a cold-start cost
+        scorer = importlib.import_module(f"{__package__}.shadow" if __package__ else "shadow").ShadowScorer
+        shadow = scorer(settings.shadow_model_uri, settings.shadow_budget_ms, partial(_open_shadow, settings))
     return Service(settings, lifecycle, open_capture(settings, settings.function_version or None), shadow)
 
 
