@@ -40,8 +40,16 @@ class RolloutRecord:
     details: dict[str, Any] | None = None
 
     @property
+    def shadow(self) -> bool:
+        """A shadow deployment (a copy of the traffic, no answer returned: nothing moves)."""
+        return (self.details or {}).get("mode") == "shadow"
+
+    @property
     def status(self) -> str:
-        """The version status this outcome gives (see :data:`STATUS_OF_OUTCOME`)."""
+        """The version status this outcome gives (see :data:`STATUS_OF_OUTCOME`); a successful
+        shadow deployment is ``shadowed``, not ``deployed``: it answers nobody."""
+        if self.shadow and self.succeeded:
+            return "shadowed"
         return STATUS_OF_OUTCOME[self.outcome]
 
     @property

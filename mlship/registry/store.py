@@ -629,8 +629,10 @@ class Registry:
         of the same version) is returned unchanged.
         """
         last = self.last_rollout(name, version)
-        if last is None or not last.succeeded:
+        if last is None or not last.succeeded or (last.shadow and alias != last.alias):
             found = "no rollout record" if last is None else f"its latest rollout {last.outcome}"
+            if last is not None and last.succeeded:
+                found = f"its latest rollout was a shadow deployment on {last.target} (it answered no traffic)"
             raise RegistryError(f"cannot move {name}@{alias} to {version}: {found}")
         current = self.get_alias(name, alias)
         expected_version = expected_previous.version if isinstance(expected_previous, AliasRecord) else \

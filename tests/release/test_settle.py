@@ -22,3 +22,19 @@ def test_redeploying_the_champion_is_not_reported_as_a_move(aws, churn_bundle: P
     assert settled.moved is None and settled.notes == [f"churn@champion already at {record.version}"]
     assert registry.get_alias("churn", "champion").version == record.version
     assert registry.rollouts("churn", record.version)[-1].outcome == "succeeded"  # still recorded
+
+
+def test_a_shadow_deployment_is_shadowed_and_cannot_move_the_champion(aws, churn_bundle: Path):
+    import pytest
+
+    from mlship.aws.clients import client
+    from mlship.registry.store import Registry, RegistryError
+
+    client("s3").create_bucket(Bucket="shadow-status")
+    registry = Registry("shadow-status", sagemaker=False)
+    record, _ = registry.register(churn_bundle)
+    registry.record_rollout("churn", record.version, outcome="succeeded", target="endpoint:ep:shadow",
+                            alias="shadow", details={"mode": "shadow"})
+    assert registry.version_status("churn", record.version) == "shadowed"
+    with pytest.raises(RegistryError, match="shadow deployment"):
+        registry.promote_after_rollout("churn", record.version, alias="champion", expected_previous=None)
