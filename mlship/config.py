@@ -444,6 +444,29 @@ class ModelConfig(_Strict):
         return match["version"] if match else None
 
 
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class RetrainConfig(_Strict):
+    """Continuous training of the model (``mlship retrain``): the user's trainer and its fresh data."""
+
+    trainer: str | None = None  # package.module:function, a labelled DataFrame -> a fitted estimator
+    label: str = "churned"  # the label column of the fresh data
+    data_uri: str | None = None  # labelled Parquet/CSV: s3://BUCKET/PREFIX/ or a local path
+    from_records: bool = True  # also the served inference records joined with late labels
+    window_hours: float = Field(168.0, gt=0)  # the records' window
+    min_rows: int = Field(500, ge=10)  # fewer fresh labelled rows stop the run before training
+    cooldown_hours: float = Field(6.0, ge=0)  # a later trigger within it is recorded and skipped
+    release: Literal["shadow", "canary"] = "canary"  # where a challenger that passed the gate goes
+
+    @field_validator("trainer")
+    @classmethod
+    def _entry_point(cls, value: str | None) -> str | None:
+        if value is not None and not _ENTRY_POINT.match(value):
+            raise ValueError(f"{value!r}: a trainer is package.module:function")
+        return value
+
+
 class AssetsConfig(_Strict):
     # "build": mlship.deploy.lambda_asset.build_lambda_asset (dependencies + core); "source": functions/<name> only
     lambda_code: Literal["build", "source"] = "build"
@@ -465,6 +488,7 @@ class MlshipConfig(_Strict):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     assets: AssetsConfig = Field(default_factory=AssetsConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @field_validator("prefix")
     @classmethod
