@@ -8,7 +8,8 @@ from importlib.metadata import entry_points
 
 import typer
 
-CORE_MODULES = ("core", "local", "serving", "registry", "monitoring", "release", "loadtest", "experiments", "shadow")
+CORE_MODULES = ("core", "local", "serving", "registry", "monitoring", "release", "loadtest", "experiments", "shadow",
+                "retrain")
 PLUGIN_GROUP = "mlship.cli"  # entry points: ``name = "package.module:register"``
 
 app = typer.Typer(name="mlship", help="Ship a scikit-learn model to AWS Lambda, SageMaker, Spark and edge "

@@ -1,0 +1,63 @@
+"""``mlship retrain run`` and ``status`` as a user runs them (real processes against a moto
+server): the same event three times and another inside the cooldown give one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "retrain-cli"
+
+
+def _mlship(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlship", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+
+
+def _event(start: str) -> dict[str, Any]:
+    return {"id": f"evt-{start}", "detail-type": "DriftDetected", "source": "mlship.monitoring",
+            "detail": {"model": {"name": "churn", "version": "1"}, "share": 0.7, "drifted_features": ["age"],
+                       "window": {"start": start, "end": "2026-12-01T11:00:00+00:00"}}}
+
+
+def test_one_run_per_trigger_and_status(moto_env, churn_bundle, tmp_path):
+    from mlship.local.datasets import make_churn
+    from mlship.registry.store import Registry
+
+    boto3.client("s3", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    registry = Registry(BUCKET, sagemaker=False)
+    record, _ = registry.register(churn_bundle)
+    registry.set_alias("churn", "champion", record.version, reason="first")
+    make_churn(2000, seed=5, shift=0.8).to_parquet(tmp_path / "fresh.parquet")
+    (tmp_path / "gate.json").write_text(json.dumps({"metrics": {"roc_auc": {"min": 0.5, "min_improvement": -0.1}},
+                                                    "bootstrap": 0}))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(_event("2026-12-01T10:00:00+00:00")))
+    common = ["--model", "churn", "--thresholds", str(tmp_path / "gate.json"), "--data",
+              str(tmp_path / "fresh.parquet"), "--trainer", "mlship.local.train:train_pipeline", "--bucket", BUCKET]
+    runs = [_mlship(moto_env, "retrain", "run", "--event", str(event), *common) for _ in range(3)]
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+    assert "succeeded (v2)" in runs[0].stdout and all(r.stdout.startswith("duplicate:") for r in runs[1:])
+    for step in ("collect", "validate", "train", "export", "register", "gate"):
+        assert step in runs[0].stdout
+    event.write_text(json.dumps(_event("2026-12-01T10:30:00+00:00")))
+    later = _mlship(moto_env, "retrain", "run", "--event", str(event), *common)
+    assert later.returncode == 0 and later.stdout.startswith("cooldown:"), later.stdout
+    status = _mlship(moto_env, "retrain", "status", "--model", "churn", "--bucket", BUCKET)
+    assert status.returncode == 0 and "succeeded" in status.stdout and "cooldown" in status.stdout
+    assert registry.get_alias("churn", "challenger").version == "2"
+
+
+def test_bad_input_is_one_error_line(moto_env, tmp_path):
+    (tmp_path / "gate.json").write_text(json.dumps({"metrics": {"roc_auc": {"min": 0.5}}}))
+    (tmp_path / "bad.json").write_text(json.dumps({"detail-type": "ScaleUp", "detail": {}}))
+    for args in (["--reason", "x", "--event", str(tmp_path / "bad.json")], ["--event", str(tmp_path / "bad.json")],
+                 ["--event", str(tmp_path / "missing.json")]):
+        done = _mlship(moto_env, "retrain", "run", *args, "-t", str(tmp_path / "gate.json"), "--bucket", BUCKET)
+        assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr, done.stderr
