@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-STEPS = ("foundation", "realtime", "registry", "release", "experiments", "batch", "edge", "monitoring")
+STEPS = ("foundation", "realtime", "registry", "release", "experiments", "batch", "edge", "monitoring", "retrain")
 
 
 def main() -> int:

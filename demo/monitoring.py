@@ -138,6 +138,8 @@ def run(ctx: DemoContext) -> None:
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
     for msg in received:
         event = json.loads(msg["Body"])
+        if event.get("detail-type") == "DriftDetected":
+            ctx.data["drift_event"] = event  # the retraining step's trigger
         con.print(f"EventBridge -> SQS: [bold]{event['detail-type']}[/] from {event['source']}: "
                   f"{json.dumps({k: event['detail'][k] for k in ('model', 'share', 'drifted_features')})}")
     if not received:
