@@ -78,6 +78,27 @@ def backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.5, 0.02 * (2**attempt))))  # noqa: S311 - jitter, not security
 
 
+class ConditionalWriteConflict(Exception):
+    """Conditional writes to one key kept colliding (409) through every retry."""
+
+
+def conditional_put(s3: Any, bucket: str, key: str, body: bytes, condition: dict[str, str],
+                    attempts: int = 8, **extra: Any) -> str | None:
+    """``put_object`` under ``condition`` (``IfNoneMatch``/``IfMatch``): the new ETag, or None when
+    the condition failed (someone wrote first). A 409 collision is retried with :func:`backoff`;
+    :class:`ConditionalWriteConflict` when every attempt collided; any other error is raised as is."""
+    for attempt in range(attempts):
+        try:
+            return str(s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **extra)["ETag"])
+        except Exception as exc:
+            if is_precondition_failure(exc):
+                return None
+            if not is_conflict(exc):
+                raise
+            backoff(attempt)
+    raise ConditionalWriteConflict(f"cannot write s3://{bucket}/{key}: conditional writes kept conflicting")
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ``ClientError`` ("" for anything else)."""
     response = getattr(exc, "response", None) or {}

@@ -42,7 +42,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from mlship.aws.clients import (
+    ConditionalWriteConflict,
     backoff,
+    conditional_put,
     is_already_exists,
     is_conflict,
     is_missing,
@@ -334,18 +336,12 @@ class Registry:
 
     def _create(self, key: str, body: bytes, **extra: Any) -> str | None:
         """Write ``key`` only if absent; return its ETag, or None when it already exists."""
-        for attempt in range(8):
-            try:
-                put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
-                return str(put["ETag"])
-            except Exception as exc:
-                if is_precondition_failure(exc):
-                    return None
-                if is_conflict(exc):
-                    backoff(attempt)
-                    continue
-                raise self._s3_error(exc, "write", key) from None
-        raise RegistryError(f"cannot write s3://{self.bucket}/{key}: conditional writes kept conflicting")
+        try:
+            return conditional_put(self.s3, self.bucket, key, body, {"IfNoneMatch": "*"}, **extra)
+        except ConditionalWriteConflict as exc:
+            raise RegistryError(str(exc)) from None
+        except Exception as exc:
+            raise self._s3_error(exc, "write", key) from None
 
     # ------------------------------------------------------------------ versions
     def register(self, bundle: str | Path, *, public_key: Any = None, description: str | None = None,

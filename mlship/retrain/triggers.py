@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlship.aws.clients import backoff, client, is_conflict, is_missing, is_precondition_failure
+from mlship.aws.clients import ConditionalWriteConflict, backoff, client, conditional_put, is_missing
 from mlship.errors import MlshipError
 
 TRIGGER_TYPES = ("DriftDetected", "PerformanceDegraded", "Scheduled", "Manual")
@@ -180,19 +180,13 @@ class TriggerLedger:
              if_match: str | None = None) -> str | None:
         """Write ``doc`` under a condition; None when the condition failed (someone wrote first)."""
         condition = {"IfNoneMatch": "*"} if if_none_match else {"IfMatch": if_match} if if_match else {}
-        for attempt in range(8):
-            try:
-                put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(doc, default=str).encode(),
-                                         ContentType="application/json", **condition)
-                return str(put["ETag"])
-            except Exception as exc:
-                if is_precondition_failure(exc):
-                    return None
-                if is_conflict(exc):
-                    backoff(attempt)
-                    continue
-                raise TriggerError(f"cannot write s3://{self.bucket}/{key}: {exc}") from None
-        raise TriggerError(f"cannot write s3://{self.bucket}/{key}: conditional writes kept conflicting")
+        try:
+            return conditional_put(self.s3, self.bucket, key, json.dumps(doc, default=str).encode(), condition,
+                                   ContentType="application/json")
+        except ConditionalWriteConflict as exc:
+            raise TriggerError(str(exc)) from None
+        except Exception as exc:
+            raise TriggerError(f"cannot write s3://{self.bucket}/{key}: {exc}") from None
 
 
 def _iso(ts: float) -> str:
