@@ -457,13 +457,32 @@ class RetrainConfig(_Strict):
     window_hours: float = Field(168.0, gt=0)  # the records' window
     min_rows: int = Field(500, ge=10)  # fewer fresh labelled rows stop the run before training
     cooldown_hours: float = Field(6.0, ge=0)  # a later trigger within it is recorded and skipped
-    release: Literal["shadow", "canary"] = "canary"  # where a challenger that passed the gate goes
+    thresholds: str | None = None  # the gate's thresholds file (.yaml/.json); `retrain run -t` overrides
+    # where a challenger that passed the gate goes: `mlship rollout ... --model` (canary) or --shadow
+    release: Literal["shadow", "canary", "none"] = "canary"
+    release_target: Literal["endpoint", "lambda"] | None = None  # None: the endpoint when enabled, else the Lambda
+    release_args: list[str] = Field(default_factory=list)  # extra `mlship rollout` options (e.g. --wait 600)
+    # AWS (the Retrain stack): a Step Functions state machine started by the monitor's events
+    enabled: bool = False  # synthesize the Retrain stack
+    schedule: str | None = None  # also retrain on a schedule: rate(30 days) or cron(...)
+    code_dir: str | None = None  # the trainer's code, copied into the retraining image (default: none extra)
+    framework_version: str = "1.4-2"  # the SageMaker scikit-learn image the retraining image builds on
+    training_instance_type: str = "ml.m5.xlarge"  # the SageMaker training job of the train step
+    step_instance_type: str = "ml.t3.medium"  # the SageMaker processing jobs of the other steps
+    max_step_seconds: int = Field(3600, ge=60, le=86400)  # each job's stopping condition (the release: x4)
 
     @field_validator("trainer")
     @classmethod
     def _entry_point(cls, value: str | None) -> str | None:
         if value is not None and not _ENTRY_POINT.match(value):
             raise ValueError(f"{value!r}: a trainer is package.module:function")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(rate|cron)\(.+\)$", value):
+            raise ValueError(f"{value!r}: a schedule is rate(...) or cron(...) (EventBridge syntax)")
         return value
 
 

@@ -23,7 +23,10 @@ from typing import Any
 
 from mlship.errors import MlshipError
 
-STEPS = ("collect", "validate", "train", "export", "register", "gate")
+STEPS = ("collect", "validate", "train", "export", "register", "gate", "release")
+CLAIM_STEP = "claim"  # before STEPS: the trigger is claimed once (duplicates and cooldown end the run)
+TRAINING_STEPS = frozenset({"train"})  # a SageMaker training job in AWS; the others are processing jobs
+OUTCOMES = ("ok", "skipped", "gated", "failed")  # a step's outcome, the first word of its exit message
 HOLDOUT_SHARE = 0.25  # of the fresh rows, kept from training: the gate judges both models on them
 
 
