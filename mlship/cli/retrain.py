@@ -1,8 +1,16 @@
-"""``mlship retrain run`` / ``mlship retrain status``: a retraining run, claimed once per trigger."""
+"""``mlship retrain run|step|status``: a retraining run, claimed once per trigger.
+
+``run`` claims the trigger and runs every step here (locally, against the local AWS); ``step``
+runs one step of a run, as each SageMaker job of the AWS state machine does, and writes the
+step's outcome as the first word of its exit message (``/opt/ml/output/message``, which the
+state machine's choices read).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,29 +19,40 @@ import typer
 
 from mlship.cli.common import fail
 
-retrain_app = typer.Typer(help="Continuous training: retrain on fresh data, gate against the champion.",
+retrain_app = typer.Typer(help="Continuous training: retrain on fresh data, gate against the champion, release.",
                           no_args_is_help=True)
+
+SAGEMAKER_MESSAGE = Path("/opt/ml/output/message")  # a SageMaker job's ExitMessage (first 1 KB)
 
 
 @retrain_app.command("run")
 def run_cmd(
     model: str = typer.Option(None, "--model", help="Model name (default: the configuration's)."),
-    event: Path = typer.Option(None, "--event", help="A DriftDetected / PerformanceDegraded event (JSON file)."),
+    event: str = typer.Option(None, "--event", help="A DriftDetected / PerformanceDegraded event (JSON file or s3://)."),
     reason: str = typer.Option(None, "--reason", help="A manual trigger's reason (instead of --event)."),
-    thresholds: Path = typer.Option(..., "--thresholds", "-t", help="Gate thresholds file (.yaml or .json)."),
+    thresholds: Path = typer.Option(None, "--thresholds", "-t", help="Gate thresholds file (default: "
+                                    "retrain.thresholds)."),
     data: str = typer.Option(None, "--data", help="Fresh labelled data (default: retrain.data_uri)."),
     trainer: str = typer.Option(None, "--trainer", help="package.module:function (default: retrain.trainer)."),
+    release: str = typer.Option(None, "--release", help="canary, shadow or none (default: retrain.release)."),
+    release_args: str = typer.Option(None, "--release-args", help="Extra `mlship rollout` options, one string "
+                                     "(default: retrain.release_args)."),
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
     cooldown_hours: float = typer.Option(None, "--cooldown-hours", help="Default: retrain.cooldown_hours."),
+    env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
 ) -> None:
     """Claim the trigger (duplicates and triggers inside the cooldown are recorded and skipped), then
-    run collect → validate → train → export → register → gate; exit 0 succeeded or skipped, 1 gated
-    or failed, 2 bad input."""
+    run collect → validate → train → export → register → gate → release; exit 0 succeeded or
+    skipped, 1 gated or failed, 2 bad input."""
     from mlship.errors import MlshipError
 
+    overrides = {"data_uri": data, "trainer": trainer, "release": release,
+                 "release_args": shlex.split(release_args) if release_args is not None else None,
+                 "cooldown_hours": cooldown_hours}
     try:
-        inputs, trigger, ledger = _prepare(model, event, reason, thresholds, data, trainer, bucket, cooldown_hours)
-        claim = ledger.claim(trigger)
+        inputs = _inputs(model, thresholds, bucket, env, overrides)
+        trigger = _trigger(inputs.model, event, reason)
+        claim = _ledger(inputs).claim(trigger)
     except MlshipError as exc:
         fail(str(exc), code=2)
     if not claim.started:
@@ -45,34 +64,71 @@ def run_cmd(
         raise typer.Exit(1)
 
 
-def _prepare(model: str | None, event: Path | None, reason: str | None, thresholds: Path, data: str | None,
-             trainer: str | None, bucket: str | None, cooldown_hours: float | None) -> tuple[Any, Any, Any]:
+def _inputs(model: str | None, thresholds: Path | None, bucket: str | None, env: str | None,
+            overrides: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
     from mlship.config import load_project_config
     from mlship.evaluation.gate import load_thresholds
     from mlship.registry.store import Registry
     from mlship.retrain.pipeline import RunInputs, signing_key_from_env
-    from mlship.retrain.triggers import Trigger, TriggerError, TriggerLedger
+    from mlship.retrain.triggers import TriggerError
 
-    cfg = load_project_config()
-    name = model or cfg.model.name
+    project = load_project_config(env)
+    try:
+        config = project.retrain.model_validate({**project.retrain.model_dump(),
+                                                 **{k: v for k, v in overrides.items() if v is not None}})
+    except ValidationError as exc:
+        raise TriggerError("bad retrain option: " + "; ".join(e["msg"] for e in exc.errors())) from None
+    path = thresholds or (Path(config.thresholds) if config.thresholds else None)
+    if path is None:
+        raise TriggerError("no gate thresholds: give -t FILE or set retrain.thresholds")
+    name = model or project.model.name
+    workdir = Path(tempfile.mkdtemp(prefix=f"mlship-retrain-{name}-"))
+    return RunInputs(Registry(bucket, sagemaker=False), name, config, load_thresholds(path), workdir,
+                     signing_key_from_env(), project=project, env=env)
+
+
+def _trigger(name: str, event: str | None, reason: str | None) -> Any:
+    from mlship.retrain.triggers import Trigger, TriggerError
+
     if bool(event) == bool(reason):
         raise TriggerError("give --event FILE or --reason TEXT (one trigger)")
-    if event is not None:
-        try:
-            trigger = Trigger.from_event(json.loads(event.read_text()))
-        except (OSError, ValueError) as exc:
-            raise TriggerError(f"cannot read the event {event}: {exc}") from None
-        if trigger.model != name:
-            raise TriggerError(f"the event is about model {trigger.model!r}, not {name!r}")
-    else:
-        trigger = Trigger.manual(name, str(reason))
-    config = cfg.retrain.model_copy(update={k: v for k, v in {"data_uri": data, "trainer": trainer}.items() if v})
-    registry = Registry(bucket, sagemaker=False)
-    hours = config.cooldown_hours if cooldown_hours is None else cooldown_hours
-    ledger = TriggerLedger(registry.bucket, registry.prefix, cooldown_seconds=hours * 3600)
-    workdir = Path(tempfile.mkdtemp(prefix=f"mlship-retrain-{name}-"))
-    inputs = RunInputs(registry, name, config, load_thresholds(thresholds), workdir, signing_key_from_env())
-    return inputs, trigger, ledger
+    if event is None:
+        return Trigger.manual(name, str(reason))
+    try:
+        trigger = Trigger.from_event(json.loads(_read(event)))
+    except (OSError, ValueError) as exc:
+        raise TriggerError(f"cannot read the event {event}: {exc}") from None
+    if trigger.model != name:
+        raise TriggerError(f"the event is about model {trigger.model!r}, not {name!r}")
+    return trigger
+
+
+def _read(location: str) -> bytes:
+    """A local file, or an s3:// object (the state machine stores its input event there)."""
+    if not location.startswith("s3://"):
+        return Path(location).read_bytes()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from mlship.aws.clients import client
+
+    bucket, _, key = location[len("s3://"):].partition("/")
+    try:
+        return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise OSError(str(exc)) from None
+
+
+def _ledger(inputs: Any) -> Any:
+    from mlship.retrain.triggers import TriggerLedger
+
+    return TriggerLedger(inputs.registry.bucket, inputs.registry.prefix,
+                         cooldown_seconds=inputs.config.cooldown_hours * 3600)
+
+
+def _trigger_summary(claim: Any) -> dict[str, Any]:
+    return {"kind": claim.trigger.kind, "key": claim.trigger.key, "reason": claim.trigger.reason}
 
 
 def _run(inputs: Any, claim: Any) -> Any:
@@ -81,25 +137,82 @@ def _run(inputs: Any, claim: Any) -> Any:
     from mlship.retrain.pipeline import run_retraining
 
     console = Console()
-    marks = {"ok": "[green]ok[/]", "gated": "[yellow]gated[/]", "failed": "[red]failed[/]"}
     console.print(f"run {claim.run_id} for {inputs.model}: {claim.reason}", highlight=False)
+    return run_retraining(inputs, claim.run_id, _trigger_summary(claim), progress=lambda s: _show(console, s))
 
-    def show(step: Any) -> None:
-        console.print(f"  {step.name:<9} {marks.get(step.outcome, step.outcome)} {step.seconds:6.1f}s  {step.detail}",
-                      highlight=False)
 
-    return run_retraining(inputs, claim.run_id, {"kind": claim.trigger.kind, "key": claim.trigger.key,
-                                                 "reason": claim.trigger.reason}, progress=show)
+def _show(console: Any, step: Any) -> None:
+    marks = {"ok": "[green]ok[/]", "gated": "[yellow]gated[/]", "failed": "[red]failed[/]",
+             "skipped": "[yellow]skipped[/]"}
+    console.print(f"  {step.name:<9} {marks.get(step.outcome, step.outcome)} {step.seconds:6.1f}s  {step.detail}",
+                  highlight=False)
+
+
+@retrain_app.command("step")
+def step_cmd(
+    step: str = typer.Argument(..., help="claim, or one of collect validate train export register gate release."),
+    run_id: str = typer.Option(..., "--run-id", help="The run (in AWS: the Step Functions execution's name)."),
+    model: str = typer.Option(None, "--model", help="Model name (default: the configuration's)."),
+    event: str = typer.Option(None, "--event", help="claim: the trigger event (JSON file or s3://)."),
+    thresholds: Path = typer.Option(None, "--thresholds", "-t", help="Default: retrain.thresholds."),
+    bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
+    env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
+    message_file: Path = typer.Option(None, "--message-file", help="Where the outcome line goes (default: "
+                                      "/opt/ml/output/message inside a SageMaker job, else none)."),
+) -> None:
+    """One step of a run, as a job of the AWS state machine runs it. The outcome (ok, skipped,
+    gated or failed) is the first word of the message; exit 0 unless failed (1) or bad input (2)."""
+    from mlship.errors import MlshipError
+    from mlship.retrain.pipeline import CLAIM_STEP, STEPS
+
+    target = message_file or (SAGEMAKER_MESSAGE if SAGEMAKER_MESSAGE.parent.is_dir() else None)
+    if step != CLAIM_STEP and step not in STEPS:
+        _message(target, f"failed {step}: not a step (claim, {', '.join(STEPS)})")
+        fail(f"{step!r} is not a step: claim, {', '.join(STEPS)}", code=2)
+    try:
+        inputs = _inputs(model, thresholds, bucket, env, {})
+        outcome, detail = _claim_step(inputs, run_id, event) if step == CLAIM_STEP else _one_step(inputs, run_id, step)
+    except MlshipError as exc:
+        _message(target, f"failed {step}: {exc}")
+        fail(str(exc), code=2)
+    _message(target, f"{outcome} {step}: {detail}")
+    typer.echo(f"{outcome} {step}: {detail}")
+    if outcome == "failed":
+        raise typer.Exit(1)
+
+
+def _claim_step(inputs: Any, run_id: str, event: str | None) -> tuple[str, str]:
+    from mlship.retrain.pipeline import start_run
+
+    claim = _ledger(inputs).claim(_trigger(inputs.model, event, None), run_id=run_id)
+    if not claim.started:
+        return "skipped", f"{claim.outcome}: {claim.reason} (run {claim.run_id})"
+    start_run(inputs.registry, inputs.model, claim.run_id, _trigger_summary(claim))
+    return "ok", f"run {claim.run_id} started: {claim.reason}"
+
+
+def _one_step(inputs: Any, run_id: str, step: str) -> tuple[str, str]:
+    from mlship.retrain.pipeline import load_run, run_step
+
+    result = run_step(inputs, load_run(inputs.registry, inputs.model, run_id), step)
+    return result.outcome, result.detail
+
+
+def _message(target: Path | None, text: str) -> None:
+    """The outcome line for the state machine (SageMaker keeps the first 1 KB)."""
+    if target is not None:
+        target.write_text(text.encode("utf-8")[:1024].decode("utf-8", "ignore"), encoding="utf-8")
 
 
 @retrain_app.command("status")
 def status_cmd(
     model: str = typer.Option(None, "--model", help="Model name (default: the configuration's)."),
+    run_id: str = typer.Option(None, "--run", help="One run in detail: each step's outcome, reason and reports."),
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
 ) -> None:
     """Every run with each step's outcome and timing, and the triggers skipped (duplicate, cooldown)."""
     from rich.console import Console
-    from rich.table import Table
 
     from mlship.config import load_project_config
     from mlship.errors import MlshipError
@@ -114,6 +227,24 @@ def status_cmd(
         triggers = TriggerLedger(registry.bucket, registry.prefix).records(name)
     except MlshipError as exc:
         fail(str(exc), code=2)
+    if run_id is not None:
+        runs = [r for r in runs if r["run_id"] == run_id]
+        if not runs:
+            fail(f"no run {run_id} of {name} in s3://{registry.bucket}", code=2)
+    if as_json:
+        typer.echo(json.dumps({"runs": runs, "triggers": triggers}, indent=2, default=str))
+        return
+    console = Console(width=max(Console().width, 160)) if os.environ.get("COLUMNS") is None else Console()
+    _print_runs(console, name, runs, detailed=run_id is not None)
+    for record in triggers:
+        if record["outcome"] != "started":
+            console.print(f"{record['claimed_at']} {record['trigger']['kind']}: {record['outcome']} "
+                          f"({record.get('reason', '')})", highlight=False, markup=False)
+
+
+def _print_runs(console: Any, name: str, runs: list[dict[str, Any]], *, detailed: bool) -> None:
+    from rich.table import Table
+
     table = Table(title=f"retraining runs of {name}")
     for column in ("run", "started", "trigger", "outcome", "version", "steps"):
         table.add_column(column)
@@ -121,12 +252,14 @@ def status_cmd(
         steps = ", ".join(f"{s['name']} {s['outcome']} ({s['seconds']:.1f}s)" for s in run["steps"])
         table.add_row(run["run_id"], run["started"], str(run["trigger"].get("kind")), run["outcome"],
                       str(run.get("version") or "–"), steps)
-    console = Console()
     console.print(table)
-    for record in triggers:
-        if record["outcome"] != "started":
-            console.print(f"{record['claimed_at']} {record['trigger']['kind']}: {record['outcome']} "
-                          f"({record.get('reason', '')})", highlight=False, markup=False)
+    for run in runs if detailed else runs[-1:]:
+        console.print(f"run {run['run_id']}: {run['outcome']}; event: {run.get('event') or '–'}",
+                      highlight=False, markup=False)
+        for step in run["steps"]:
+            link = (step.get("report") or {}).get("attached") if isinstance(step.get("report"), dict) else None
+            console.print(f"  {step['name']:<9} {step['outcome']:<7} {step['seconds']:6.1f}s  {step['detail']}"
+                          + (f"  report: {link}" if link else ""), highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -66,13 +66,13 @@ def _put_metric_data(metrics: list[Metric], namespace: str) -> int:
     return calls
 
 
-def put_events(events: list[dict[str, Any]], bus: str) -> list[str]:
-    """Send events (``{"detail_type": ..., "detail": {...}}``) with source ``mlship.monitoring``."""
+def put_events(events: list[dict[str, Any]], bus: str, source: str = EVENT_SOURCE) -> list[str]:
+    """Send events (``{"detail_type": ..., "detail": {...}}``) with ``source`` (the monitor's by default)."""
     if not events:
         return []
     from mlship.aws.clients import client
 
-    entries = [{"Source": EVENT_SOURCE, "DetailType": e["detail_type"], "Detail": json.dumps(e["detail"]),
+    entries = [{"Source": source, "DetailType": e["detail_type"], "Detail": json.dumps(e["detail"]),
                 "EventBusName": bus} for e in events]
     resp = client("events").put_events(Entries=entries)
     if resp.get("FailedEntryCount"):

@@ -1,9 +1,13 @@
-"""The fresh labelled data of a retraining run: Parquet or CSV files in a local path or under an
-``s3://BUCKET/PREFIX/``, read into one DataFrame (the collect step)."""
+"""The fresh labelled data of a retraining run (the collect step): Parquet or CSV files in a local
+path or under an ``s3://BUCKET/PREFIX/`` (``retrain.data_uri``), and/or the inference records the
+model served in the last ``retrain.window_hours`` joined with their late labels
+(``retrain.from_records``; the records and labels of :mod:`mlship.runtime.records` in the registry
+bucket, every registered version), as one DataFrame of the model's inputs and the label."""
 
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +56,70 @@ def _s3_parts(uri: str) -> Any:
         for obj in sorted(page.get("Contents", []), key=lambda o: o["Key"]):
             if obj["Key"].endswith(SUFFIXES):
                 yield obj["Key"], s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+
+
+def collect(registry: Any, model: str, config: Any, now: datetime | None = None) -> tuple[Any, str]:
+    """The run's fresh labelled rows and a description of where they came from."""
+    import pandas as pd
+
+    frames, sources = [], []
+    if config.data_uri:
+        frames.append(read_labelled(config.data_uri))
+        sources.append(config.data_uri)
+    if config.from_records:
+        served = served_with_labels(registry, model, config.label, config.window_hours, now)
+        if len(served):
+            frames.append(served)
+        bad = served.attrs.get("skipped_lines", 0)
+        sources.append(f"{len(served)} served records with late labels ({config.window_hours:g} h"
+                       + (f", {bad} unreadable record lines skipped)" if bad else ")"))
+    if not frames:
+        raise DataError("no fresh labelled data: set retrain.data_uri, or serve with records on and write "
+                        "late labels (retrain.from_records)")
+    return pd.concat(frames, ignore_index=True), " + ".join(sources)
+
+
+def served_with_labels(registry: Any, model: str, label: str, window_hours: float,
+                       now: datetime | None = None) -> Any:
+    """The inputs of the records of ``model`` served in the window that have a late label, with it."""
+    import pandas as pd
+
+    from mlship.aws.labels import read_labels
+    from mlship.runtime.records import DEFAULT_PREFIX, LABELS_PREFIX
+
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(hours=window_hours)
+    labels = read_labels(registry.bucket, LABELS_PREFIX, model, since=start)
+    if not labels:
+        return pd.DataFrame()
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for record in _served(registry, f"{DEFAULT_PREFIX}/model={model}/", start, end, skipped):
+        key = (str(record.get("request_id")), int(record.get("row") or 0))
+        if key in labels and isinstance(record.get("inputs"), dict):
+            rows.append({**record["inputs"], label: labels[key]})
+    frame = pd.DataFrame(rows)
+    frame.attrs["skipped_lines"] = len(skipped)
+    return frame
+
+
+def _served(registry: Any, base: str, start: datetime, end: datetime, skipped: list[str]) -> Any:
+    """Records under ``base`` (every version) in the day partitions of [start, end), filtered by time;
+    lines that are not records go to ``skipped``."""
+    from mlship.monitoring.window import parse_time
+    from mlship.runtime.records import object_records
+
+    days = [(start + timedelta(days=i)).date() for i in range((end.date() - start.date()).days + 1)]
+    versions = [p["Prefix"] for page in registry.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=registry.bucket, Prefix=base, Delimiter="/") for p in page.get("CommonPrefixes", [])]
+    for version_prefix in versions:
+        for day in days:
+            for page in registry.s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=registry.bucket, Prefix=f"{version_prefix}date={day:%Y-%m-%d}/"):
+                for obj in page.get("Contents", []):
+                    body = registry.s3.get_object(Bucket=registry.bucket, Key=obj["Key"])["Body"].read()
+                    for record in object_records(obj["Key"], body, None, on_bad_line=skipped.append):
+                        stamp = parse_time(record.get("time"))
+                        if stamp is None or start <= stamp < end:
+                            yield record
+

@@ -27,6 +27,7 @@ STEPS = ("collect", "validate", "train", "export", "register", "gate", "release"
 CLAIM_STEP = "claim"  # before STEPS: the trigger is claimed once (duplicates and cooldown end the run)
 TRAINING_STEPS = frozenset({"train"})  # a SageMaker training job in AWS; the others are processing jobs
 OUTCOMES = ("ok", "skipped", "gated", "failed")  # a step's outcome, the first word of its exit message
+EVENT_SOURCE = "mlship.retrain"
 HOLDOUT_SHARE = 0.25  # of the fresh rows, kept from training: the gate judges both models on them
 
 
@@ -57,6 +58,7 @@ class RunRecord:
     finished: str | None = None
     version: str | None = None
     steps: list[StepResult] = field(default_factory=list)
+    event: str | None = None  # the event that announced the run's end (or why it was not sent)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +66,11 @@ class RunRecord:
 
 @dataclass
 class RunInputs:
-    """What a run needs: the registry, the model, its retrain configuration and gate thresholds."""
+    """What a run needs: the registry, the model, its retrain configuration and gate thresholds.
+
+    ``project`` (the whole configuration) tells the release step where the model serves; ``env``
+    is passed on to ``mlship rollout``. ``workspace`` is set by :func:`run_step` for the run.
+    """
 
     registry: Any
     model: str
@@ -72,43 +78,62 @@ class RunInputs:
     thresholds: Any  # mlship.evaluation.gate.Thresholds
     workdir: Path
     private_key: Any = None
-    state: dict[str, Any] = field(default_factory=dict)
+    project: Any = None  # mlship.config.MlshipConfig
+    env: str | None = None
+    workspace: Any = None  # mlship.retrain.workspace.RunWorkspace
 
 
 def run_retraining(inputs: RunInputs, run_id: str, trigger: dict[str, Any],
                    progress: Callable[[StepResult], None] | None = None) -> RunRecord:
     """Run every step in order, stopping at the first that does not succeed; store the record."""
-    record = RunRecord(run_id, inputs.model, trigger, _now())
+    record = start_run(inputs.registry, inputs.model, run_id, trigger)
     for name in STEPS:
-        started = time.perf_counter()
-        try:
-            outcome, detail, report = STEP_FUNCTIONS[name](inputs)
-        except StepFailed as exc:
-            outcome, detail, report = "failed", str(exc), getattr(exc, "report", None)
-        except MlshipError as exc:
-            outcome, detail, report = "failed", f"{type(exc).__name__}: {exc}", None
-        result = StepResult(name, outcome, round(time.perf_counter() - started, 3), detail, report)
-        record.steps.append(result)
+        result = run_step(inputs, record, name)
         if progress is not None:
             progress(result)
-        if outcome != "ok":
-            record.outcome = outcome
+        if result.outcome != "ok":
             break
-    else:
-        record.outcome = "succeeded"
-    record.version, record.finished = inputs.state.get("version"), _now()
-    store_run(inputs.registry, record)
     return record
 
 
-def _collect(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
-    from mlship.retrain.data import read_labelled
+def start_run(registry: Any, model: str, run_id: str, trigger: dict[str, Any]) -> RunRecord:
+    """The record of a run the claim started (stored, outcome ``running``)."""
+    record = RunRecord(run_id, model, trigger, _now())
+    store_run(registry, record)
+    return record
 
-    if not inputs.config.data_uri:
-        raise StepFailed("retrain.data_uri is not set: no fresh labelled data to train on")
-    frame = read_labelled(inputs.config.data_uri)
-    inputs.state["frame"] = frame
-    return "ok", f"{len(frame)} labelled rows from {inputs.config.data_uri}", None
+
+def run_step(inputs: RunInputs, record: RunRecord, name: str) -> StepResult:
+    """Run one step of ``record``'s run, add its result and store the record; the last step, or one
+    that does not succeed, ends the run (its outcome, and an event saying so)."""
+    from mlship.retrain.workspace import RunWorkspace
+
+    if inputs.workspace is None:
+        inputs.workspace = RunWorkspace(inputs.registry, inputs.model, record.run_id)
+    started = time.perf_counter()
+    try:
+        outcome, detail, report = STEP_FUNCTIONS[name](inputs)
+    except StepFailed as exc:
+        outcome, detail, report = "failed", str(exc), getattr(exc, "report", None)
+    except MlshipError as exc:
+        outcome, detail, report = "failed", f"{type(exc).__name__}: {exc}", None
+    result = StepResult(name, outcome, round(time.perf_counter() - started, 3), detail, report)
+    record.steps = [s for s in record.steps if s.name != name] + [result]  # a retried step replaces its result
+    record.version = inputs.workspace.facts().get("version", record.version)
+    if outcome != "ok" or name == STEPS[-1]:
+        record.outcome = "succeeded" if outcome == "ok" else outcome
+        record.finished = _now()
+        record.event = announce(inputs, record, result)
+    store_run(inputs.registry, record)
+    return result
+
+
+def _collect(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
+    from mlship.retrain.data import collect
+
+    frame, sources = collect(inputs.registry, inputs.model, inputs.config)
+    inputs.workspace.put_frame("fresh", frame)
+    return "ok", f"{len(frame)} labelled rows from {sources}", None
 
 
 def _validate(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
@@ -120,13 +145,14 @@ def _validate(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
     if champion is None:
         raise StepFailed(f"{name} has no champion to validate against and to beat")
     bundle = open_bundle(registry.bundle_uri(name, champion.version))
-    inputs.state["champion"] = champion.version
-    report = validate_batch(inputs.state["frame"], inputs.config.label, bundle.manifest, bundle.profile,
-                            Limits(min_rows=inputs.config.min_rows))
+    inputs.workspace.remember(champion=champion.version)
+    report = validate_batch(inputs.workspace.frame("fresh", "validate"), inputs.config.label, bundle.manifest,
+                            bundle.profile, Limits(min_rows=inputs.config.min_rows))
     if not report.passed:
         failure = StepFailed("the fresh data failed validation: " + "; ".join(report.failures()))
         failure.report = report.to_dict()  # type: ignore[attr-defined]
         raise failure
+    inputs.workspace.remember(validated=report.rows)
     return "ok", f"{report.rows} rows valid against champion v{champion.version}", report.to_dict()
 
 
@@ -136,12 +162,15 @@ def _train(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
 
     if not inputs.config.trainer:
         raise StepFailed("retrain.trainer is not set (package.module:function)")
-    train_rows, holdout = split(inputs.state["frame"], test_size=HOLDOUT_SHARE, seed=0)
+    if not inputs.workspace.facts().get("validated"):
+        raise StepFailed("the fresh data was not validated: the validate step did not pass for this run")
+    train_rows, holdout = split(inputs.workspace.frame("fresh", "train"), test_size=HOLDOUT_SHARE, seed=0)
     try:
-        inputs.state["estimator"] = train(inputs.config.trainer, train_rows)
+        estimator = train(inputs.config.trainer, train_rows)
     except TrainerError as exc:
         raise StepFailed(str(exc)) from None
-    inputs.state["holdout"] = holdout
+    inputs.workspace.put_estimator(estimator)
+    inputs.workspace.put_frame("holdout", holdout)
     return "ok", f"{inputs.config.trainer} on {len(train_rows)} rows ({len(holdout)} held out for the gate)", None
 
 
@@ -151,38 +180,84 @@ def _export(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
     version = next_version(inputs.registry, inputs.model)
     out = inputs.workdir / f"{inputs.model}-{version}"
     try:
-        inputs.state["bundle"] = export_bundle(inputs.state["estimator"], inputs.state["holdout"], inputs.config.label,
-                                               out, name=inputs.model, version=version,
-                                               private_key=inputs.private_key, description="retrained by mlship")
+        export_bundle(inputs.workspace.estimator("export"), inputs.workspace.frame("holdout", "export"),
+                      inputs.config.label, out, name=inputs.model, version=version,
+                      private_key=inputs.private_key, description="retrained by mlship")
     except (MlshipError, ValueError) as exc:  # a failed parity check among them
         raise StepFailed(f"export of v{version} failed: {exc}") from None
-    inputs.state["version"] = version
-    return "ok", f"v{version} exported and checked for parity: {out}", None
+    inputs.workspace.put_file("bundle.tar.gz", out.parent / f"{out.name}.tar.gz")
+    inputs.workspace.remember(version=version)
+    return "ok", f"v{version} exported, signed and checked for parity: {inputs.workspace.uri('bundle.tar.gz')}", None
 
 
 def _register(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
-    record, _created = inputs.registry.register(inputs.state["bundle"])
+    version = inputs.workspace.facts().get("version")
+    archive = inputs.workspace.file("bundle.tar.gz", inputs.workdir / f"{inputs.model}-{version}.tar.gz", "register")
+    record, _created = inputs.registry.register(archive)
     return "ok", f"registered {record.name}/{record.version}", None
 
 
 def _gate(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
     from mlship.evaluation.gate import promote
 
-    version = inputs.state["version"]
-    promotion = promote(inputs.registry, inputs.model, version, inputs.state["holdout"], inputs.thresholds,
-                        label=inputs.config.label, reason="retraining run passed the gate",
+    facts = inputs.workspace.facts()
+    version, champion = facts["version"], facts.get("champion")
+    promotion = promote(inputs.registry, inputs.model, version, inputs.workspace.frame("holdout", "gate"),
+                        inputs.thresholds, label=inputs.config.label, reason="retraining run passed the gate",
                         report_dir=inputs.workdir / f"gate-{version}")
     summary = promotion.gate.summary()
+    summary["attached"] = _attach_gate_report(inputs, version, summary, promotion.report_paths)
     failed = [c.name for c in promotion.gate.checks if not c.passed]
     if not promotion.gate.passed:
-        return "gated", f"v{version} refused by the gate against champion v{inputs.state['champion']}: " \
-                        f"{', '.join(failed)}", summary
+        return "gated", f"v{version} refused by the gate against champion v{champion}: {', '.join(failed)}", summary
     return "ok", f"v{version} passed {len(promotion.gate.checks)} checks: challenger -> v{version}", summary
+
+
+def _attach_gate_report(inputs: RunInputs, version: str, summary: dict[str, Any], paths: Any) -> str:
+    """Keep the gate's verdict with the version (``models/NAME/VERSION/gates/``), passed or not."""
+    import uuid
+
+    from mlship.registry.attachments import attach_report
+
+    html = next((Path(p).read_bytes() for p in (paths or ()) if str(p).endswith(".html")), None)
+    report = {**summary, "created": _now(), "id": uuid.uuid4().hex[:8], "kind": "gate"}
+    return attach_report(inputs.registry, inputs.model, version, "gates", report, html)
+
+
+def _release(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
+    from mlship.retrain.release import ReleaseFailed, release_challenger
+
+    try:
+        released = release_challenger(inputs, inputs.workspace.facts()["version"])
+    except ReleaseFailed as exc:
+        failure = StepFailed(str(exc))
+        failure.report = exc.outcome  # type: ignore[attr-defined]
+        raise failure from None
+    return "ok", released.detail, released.outcome
 
 
 STEP_FUNCTIONS: dict[str, Callable[[RunInputs], tuple[str, str, dict[str, Any] | None]]] = {
     "collect": _collect, "validate": _validate, "train": _train, "export": _export, "register": _register,
-    "gate": _gate}
+    "gate": _gate, "release": _release}
+
+
+def announce(inputs: RunInputs, record: RunRecord, last: StepResult) -> str:
+    """Send the run's end as an EventBridge event (``RetrainSucceeded``/``Gated``/``Failed``, source
+    ``mlship.retrain``); returns its id or why it was not sent (an event never fails the run)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from mlship.monitoring.publish import put_events
+
+    kind = {"succeeded": "RetrainSucceeded", "gated": "RetrainGated"}.get(record.outcome, "RetrainFailed")
+    detail = {"model": {"name": record.model, "version": record.version}, "run_id": record.run_id,
+              "outcome": record.outcome, "step": last.name, "reason": last.detail,
+              "champion": inputs.workspace.facts().get("champion"), "trigger": record.trigger}
+    try:
+        ids = put_events([{"detail_type": kind, "detail": detail}], os.environ.get("MLSHIP_EVENT_BUS", "default"),
+                         source=EVENT_SOURCE)
+    except (ClientError, BotoCoreError, RuntimeError) as exc:
+        return f"not sent: {type(exc).__name__}: {exc}"
+    return f"{kind} {ids[0] if ids else ''}".strip()
 
 
 def next_version(registry: Any, name: str) -> str:
@@ -200,6 +275,22 @@ def store_run(registry: Any, record: RunRecord) -> None:
     registry.s3.put_object(Bucket=registry.bucket, Key=run_key(registry, record.model, record.run_id),
                            Body=json.dumps(record.to_dict(), default=str, indent=2).encode(),
                            ContentType="application/json")
+
+
+def load_run(registry: Any, model: str, run_id: str) -> RunRecord:
+    """The stored record of a run the claim step started (``WorkspaceError`` when there is none)."""
+    from mlship.aws.clients import is_missing
+    from mlship.retrain.workspace import WorkspaceError
+
+    try:
+        body = registry.s3.get_object(Bucket=registry.bucket, Key=run_key(registry, model, run_id))["Body"].read()
+    except Exception as exc:  # botocore ClientError
+        if is_missing(exc):
+            raise WorkspaceError(f"no run {run_id} of {model}: the claim step starts a run") from None
+        raise
+    doc = json.loads(body)
+    doc["steps"] = [StepResult(**step) for step in doc.get("steps", [])]
+    return RunRecord(**doc)
 
 
 def list_runs(registry: Any, model: str) -> list[dict[str, Any]]:

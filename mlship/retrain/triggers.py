@@ -127,9 +127,10 @@ class TriggerLedger:
     def _key(self, model: str, name: str) -> str:
         return f"{self.prefix}retrain/{model}/{name}"
 
-    def claim(self, trigger: Trigger) -> Claim:
+    def claim(self, trigger: Trigger, run_id: str | None = None) -> Claim:
         """Claim ``trigger``: ``started`` once, ``duplicate`` for the same key again, ``cooldown``
-        inside the model's cooldown (see the module docstring)."""
+        inside the model's cooldown (see the module docstring). ``run_id`` names the run it starts
+        (in AWS the Step Functions execution's name); by default a new one."""
         now = self._clock()
         record = {"trigger": asdict(trigger), "claimed_at": _iso(now), "outcome": "pending", "run_id": None}
         etag = self._put(self._key(trigger.model, f"triggers/{trigger.key}.json"), record, if_none_match=True)
@@ -137,12 +138,12 @@ class TriggerLedger:
             existing = self._get(self._key(trigger.model, f"triggers/{trigger.key}.json"))[0] or {}
             return Claim("duplicate", trigger, existing.get("run_id"),
                          f"the same trigger was claimed at {existing.get('claimed_at')} ({existing.get('outcome')})")
-        outcome, run_id, why = self._take_lease(trigger, now)
+        outcome, run_id, why = self._take_lease(trigger, now, run_id)
         self._put(self._key(trigger.model, f"triggers/{trigger.key}.json"),
                   {**record, "outcome": outcome, "run_id": run_id, "reason": why}, if_match=etag)
         return Claim(outcome, trigger, run_id, why)
 
-    def _take_lease(self, trigger: Trigger, now: float) -> tuple[str, str | None, str]:
+    def _take_lease(self, trigger: Trigger, now: float, wanted: str | None) -> tuple[str, str | None, str]:
         key = self._key(trigger.model, "lease.json")
         for attempt in range(16):
             lease, etag = self._get(key)
@@ -151,7 +152,7 @@ class TriggerLedger:
                 why = (f"run {lease['run_id']} started at {_iso(started)}; cooldown of {self.cooldown_seconds:g} s "
                        f"ends in {self.cooldown_seconds - (now - started):.0f} s")
                 return "cooldown", lease["run_id"], why
-            run_id = f"{datetime.fromtimestamp(now, UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+            run_id = wanted or f"{datetime.fromtimestamp(now, UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
             new = {"run_id": run_id, "started": now, "trigger": trigger.key}
             written = self._put(key, new, if_match=etag) if etag else self._put(key, new, if_none_match=True)
             if written is not None:

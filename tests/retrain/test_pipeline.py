@@ -44,7 +44,9 @@ def _inputs(registry: Any, tmp_path: Path, data_uri: str, *, min_improvement: fl
     from mlship.config import RetrainConfig
     from mlship.evaluation.gate import Thresholds
 
-    config = RetrainConfig(trainer=TRAINER, data_uri=data_uri, min_rows=min_rows)
+    # the release is configured: a gated or failed run never reaches it (its success is test_release's)
+    config = RetrainConfig(trainer=TRAINER, data_uri=data_uri, min_rows=min_rows, release="canary",
+                           from_records=False)
     thresholds = Thresholds.model_validate({"metrics": {"roc_auc": {"min": 0.5, "min_improvement": min_improvement}},
                                             "bootstrap": 0})
     return RunInputs(registry, "churn", config, thresholds, tmp_path / "work")
@@ -52,12 +54,14 @@ def _inputs(registry: Any, tmp_path: Path, data_uri: str, *, min_improvement: fl
 
 def test_drifted_data_is_retrained_and_the_challenger_passes_the_gate(registry, tmp_path):
     seen = []
-    record = run_retraining(_inputs(registry, tmp_path, _fresh(tmp_path), min_improvement=-0.05), "run-1",
-                            {"kind": "DriftDetected"}, progress=seen.append)
+    inputs = _inputs(registry, tmp_path, _fresh(tmp_path), min_improvement=-0.05)
+    inputs.config = inputs.config.model_copy(update={"release": "none"})
+    record = run_retraining(inputs, "run-1", {"kind": "DriftDetected"}, progress=seen.append)
     assert record.outcome == "succeeded", [(s.name, s.outcome, s.detail) for s in record.steps]
     assert [s.name for s in record.steps] == list(STEPS) == [s.name for s in seen]
     assert record.version == "2" and registry.get_alias("churn", "challenger").version == "2"
     assert registry.get_alias("churn", "champion").version == "1"  # only the release loop moves it
+    assert "stays challenger" in record.steps[-1].detail
     assert "2500 labelled rows" in record.steps[0].detail
     assert list_runs(registry, "churn")[0]["outcome"] == "succeeded"
 
@@ -81,7 +85,7 @@ def test_a_batch_that_fails_validation_is_never_trained_on(registry, tmp_path):
 
 @pytest.mark.parametrize(("change", "step", "named"), [
     ({"trainer": "no_such.module:fit"}, "train", "cannot import no_such"),
-    ({"data_uri": None}, "collect", "data_uri is not set"),
+    ({"data_uri": None}, "collect", "no fresh labelled data"),
     ({"data_uri": "/nonexistent/fresh"}, "collect", "does not exist"),
 ])
 def test_a_broken_configuration_stops_at_its_step(registry, tmp_path, change, step, named):
@@ -90,3 +94,59 @@ def test_a_broken_configuration_stops_at_its_step(registry, tmp_path, change, st
     record = run_retraining(inputs, "run-4", {"kind": "Manual"})
     assert record.outcome == "failed" and record.steps[-1].name == step and named in record.steps[-1].detail
     assert registry.get_alias("churn", "challenger") is None
+
+
+def _serve_records(registry: Any, frame: Any, *, hours_ago: float, labelled: int) -> None:
+    """``frame``'s rows as served inference records of v1 (one request each), ``labelled`` of them
+    with a late label, and one object of garbage lines beside them."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from mlship.runtime.records import DEFAULT_PREFIX, LABELS_PREFIX, encode, make_records, object_key
+
+    stamp = datetime.now(UTC) - timedelta(hours=hours_ago)
+    inputs = json.loads(frame.drop(columns=["churned"]).to_json(orient="records"))
+    records = [r for i, row in enumerate(inputs)
+               for r in make_records(f"req-{hours_ago}-{i}", "churn", "1", [row], [{"prediction": 0}],
+                                     source="lambda", ts=stamp)]
+    s3 = registry.s3
+    s3.put_object(Bucket=registry.bucket, Key=object_key(DEFAULT_PREFIX, "churn", "1", stamp), Body=encode(records))
+    s3.put_object(Bucket=registry.bucket, Key=object_key(DEFAULT_PREFIX, "churn", "1", stamp), Body=b"not json\n")
+    labels = "\n".join(json.dumps({"request_id": f"req-{hours_ago}-{i}", "row": 0, "label": int(y)})
+                       for i, y in enumerate(frame["churned"].iloc[:labelled]))
+    s3.put_object(Bucket=registry.bucket, Key=f"{LABELS_PREFIX}/model=churn/{hours_ago}.jsonl", Body=labels.encode())
+
+
+def test_served_records_joined_with_late_labels_are_fresh_data(registry, tmp_path):
+    from mlship.config import RetrainConfig
+    from mlship.local.datasets import make_churn
+    from mlship.retrain.data import collect
+
+    _serve_records(registry, make_churn(900, seed=8, shift=1.0), hours_ago=2, labelled=700)
+    _serve_records(registry, make_churn(300, seed=9), hours_ago=72, labelled=300)  # outside the window
+    frame, source = collect(registry, "churn", RetrainConfig(window_hours=24, from_records=True))
+    assert len(frame) == 700 and set(frame["churned"].unique()) <= {0, 1}
+    assert "700 served records with late labels (24 h, 1 unreadable record lines skipped)" in source
+    wider, _ = collect(registry, "churn", RetrainConfig(window_hours=96, from_records=True))
+    assert len(wider) == 1000
+
+
+def test_every_outcome_is_announced_on_eventbridge(registry, tmp_path):
+    import json
+
+    from mlship.aws.clients import client
+
+    logs, events = client("logs"), client("events")
+    logs.create_log_group(logGroupName="/retrain-events")
+    events.put_rule(Name="retrain", EventPattern=json.dumps({"source": ["mlship.retrain"]}))
+    events.put_targets(Rule="retrain", Targets=[{"Id": "log", "Arn": "arn:aws:logs:us-east-1:123456789012:"
+                                                 "log-group:/retrain-events"}])
+    gated = run_retraining(_inputs(registry, tmp_path, _fresh(tmp_path, shuffle_labels=True), min_improvement=0.05),
+                           "run-gated", {"kind": "DriftDetected"})
+    assert gated.event.startswith("RetrainGated")
+    sent = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName="/retrain-events")["events"]]
+    assert [(e["detail-type"], e["detail"]["outcome"], e["detail"]["step"]) for e in sent] == [
+        ("RetrainGated", "gated", "gate")]
+    assert sent[0]["detail"]["model"] == {"name": "churn", "version": "2"} and sent[0]["detail"]["champion"] == "1"
+    attached = gated.steps[-1].report["attached"]
+    assert attached.startswith("s3://retrain-registry/models/churn/2/gates/") and attached.endswith(".json")
