@@ -2,7 +2,8 @@
 
 Stacks per environment (``Mlship-<env>-*``): Foundation (KMS key, data + access-log buckets,
 alarm topic), Endpoint (SageMaker blue/green), Api (predict Lambda + CodeDeploy + URL/API),
-Monitoring (monitor Lambda on a schedule), Batch (EMR Serverless + Scheduler), Edge (IoT).
+Monitoring (monitor Lambda on a schedule), Batch (EMR Serverless + Scheduler), Edge (IoT),
+Retrain (``retrain.enabled``: the monitor's events start a Step Functions retraining run).
 cdk-nag's AwsSolutions pack runs on every synthesis.
 """
 
@@ -50,6 +51,15 @@ def add_environment(app: cdk.App, cfg: MlshipConfig) -> dict[str, cdk.Stack]:
     if cfg.edge.enabled:
         stacks["edge"] = EdgeStack(app, f"{p}-Edge", cfg=cfg, key_arn=key_arn, env=env,
                                    description=f"mlship {cfg.env}: IoT devices and model rollout jobs")
+    if cfg.retrain.enabled:  # imported only here: the image lookup loads the SageMaker SDK
+        from infra.stacks.retrain_stack import RetrainStack
+
+        endpoint = stacks.get("endpoint")
+        stacks["retrain"] = RetrainStack(
+            app, f"{p}-Retrain", cfg=cfg, key_arn=key_arn, env=env,
+            endpoint_role_arn=endpoint.role.role_arn if isinstance(endpoint, EndpointStack) else None,
+            description=f"mlship {cfg.env}: retraining state machine started by drift events and a schedule")
+        stacks["retrain"].add_stack_dependency(stacks["monitoring"])  # the monitor's bus and events
     for name, stack in stacks.items():
         if name != "foundation":
             stack.add_stack_dependency(foundation)

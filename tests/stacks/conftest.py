@@ -4,7 +4,8 @@ The app holds three environments so every shape is checked from one synthesis:
 * dev  (defaults): serverless endpoint, ALL_AT_ONCE, Function URL, image override, and the model
   read from the deployed-model SSM parameters;
 * prod (defaults + shadow variant + data capture): two instances, LINEAR 50%, API Gateway,
-  the repo's Dockerfile as an image asset when it exists (else an image override), SSM model;
+  the repo's Dockerfile as an image asset when it exists (else an image override), SSM model,
+  and the Retrain stack (``RETRAIN``: a schedule, the py312 scikit-learn base image);
 * staging (the escape hatch): the model pinned in the config (``model.uri`` names version 3,
   ``model.model_data_url`` its tarball outside the data bucket) and a shadow variant pinned to
   registry version 2; no batch or edge stacks (they do not depend on the model source).
@@ -29,6 +30,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
 MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
 PINNED_URI = "mlship://churn/3"
 SHADOW_URI = "mlship://churn/2"
+RETRAIN = {"enabled": True, "schedule": "rate(30 days)", "framework_version": "1.4-2-py312"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,7 +73,8 @@ def synth_configs() -> list[Any]:
         "mlship:assets.lambda_code": "source",
         "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),
         "mlship:monitoring.sensitive_attribute": "gender",
-        "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}), **prod_image})
+        "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}),
+        "mlship:retrain": json.dumps(RETRAIN), **prod_image})
     return [dev, prod, staging]
 
 

@@ -89,7 +89,7 @@ def test_nag_fails_synthesis_on_an_unexplained_wildcard(tmp_path):
 
 def test_cfn_lint_reports_no_errors_on_any_template(synth):
     templates = sorted(str(p) for p in synth.outdir.glob("*.template.json"))
-    assert len(templates) == 16  # dev and prod: 6 stacks each; staging: 4 (no batch, no edge)
+    assert len(templates) == 17  # dev: 6 stacks; prod: 7 (with Retrain); staging: 4 (no batch, no edge)
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     proc = subprocess.run([str(cfn_lint), "--format", "json", *templates],
                           capture_output=True, text=True, timeout=300)
