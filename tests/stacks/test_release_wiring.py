@@ -93,7 +93,7 @@ def test_only_the_deploy_role_may_read_the_deployed_model_parameters(synth, conf
     """CloudFormation evaluates SSM-typed parameters with the caller's credentials (the CDK deploy
     role); no runtime role reads them. One policy per environment that reads them, on exactly
     the two parameters, read-only; none for the pinned staging environment."""
-    grants = _ssm_grants(synth)
+    grants = [g for g in _ssm_grants(synth) if not g[0].endswith("-Retrain")]
     assert sorted(stack for stack, _, _ in grants) == [f"Mlship-{env}-Foundation" for env in DEPLOYED]
     for stack, logical, statement in grants:
         names = configs[stack.split("-")[1]].names
@@ -105,6 +105,18 @@ def test_only_the_deploy_role_may_read_the_deployed_model_parameters(synth, conf
         policy = synth.templates[stack]["Resources"][logical]["Properties"]
         assert policy["PolicyName"] == f"{names.stem}-deployed-model-read"
         assert policy["Roles"] == [{"Fn::Sub": "cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}"}]
+
+
+def test_the_retrain_release_step_only_writes_the_deployed_model_parameters(synth, configs):
+    """The release step runs `mlship rollout`, which writes both parameters on success, never reads them."""
+    writes = [g for g in _ssm_grants(synth) if g[0].endswith("-Retrain")]
+    assert [stack for stack, _, _ in writes] == ["Mlship-prod-Retrain"]
+    names = configs["prod"].names
+    (_, _, statement), = writes
+    assert statement["Action"] == "ssm:PutParameter"
+    assert sorted(flatten(r) for r in statement["Resource"]) == sorted(
+        f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{name}"
+        for name in (names.deployed_bundle_parameter, names.deployed_version_parameter))
 
 
 def test_serving_resources_never_load_a_registry_alias(synth):
@@ -147,7 +159,8 @@ def test_outputs_give_the_names_the_core_config_computes(synth, configs, env):
     names = configs[env].names
     endpoint, api = (synth.templates[f"Mlship-{env}-{part}"] for part in ("Endpoint", "Api"))
     source = "config-pin" if env == "staging" else "deployed-parameters"
-    assert _outputs(endpoint) == {
+    # ExportsOutput*: CDK's cross-stack export of the execution role (the Retrain stack passes it)
+    assert {k: v for k, v in _outputs(endpoint).items() if not k.startswith("ExportsOutput")} == {
         "EndpointName": names.endpoint_name, "DeployedBundleParameter": names.deployed_bundle_parameter,
         "DeployedVersionParameter": names.deployed_version_parameter, "ModelSource": source,
         "RollbackAlarms": json.dumps(list(names.endpoint_alarms.values()))}
