@@ -304,8 +304,7 @@ class RetrainJobRole(Construct):
             "MLSHIP_REGISTRY_BUCKET": names.bucket, CDK_JSON_VARIABLE: CDK_JSON_PATH,
             "AWS_DEFAULT_REGION": cdk.Aws.REGION, "MLSHIP_EVENT_BUS": event_bus_name(cfg),
         }
-        self._data(image)
-        self._registry_mirror()
+        self._data(image)  # the steps open the registry without its SageMaker mirror (sagemaker=False)
         self._release()
 
     def _arn(self, service: str, resource: str) -> str:
@@ -341,17 +340,6 @@ class RetrainJobRole(Construct):
                     [self._arn("logs", f"{g}:log-stream:{self.job_prefix}-*") for g in groups])
         self._allow(["cloudwatch:PutMetricData"], ["*"], {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}})
         self._allow(["events:PutEvents"], [self._arn("events", f"event-bus/{event_bus_name(cfg)}")])
-
-    def _registry_mirror(self) -> None:
-        """The register step mirrors the version into the model's SageMaker model package group."""
-        from mlship.registry.store import sagemaker_group_name
-
-        group = sagemaker_group_name(self.props.cfg.model.name).lower()
-        self._allow(["sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags",
-                     "sagemaker:CreateModelPackage"], [self._arn("sagemaker", f"model-package-group/{group}")])
-        self._allow(["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
-                    [self._arn("sagemaker", f"model-package/{group}/*")])
-        self._allow(["sagemaker:ListModelPackages"], ["*"])
 
     def _release(self) -> None:
         """What the release step's ``mlship rollout endpoint|lambda`` calls, for the configured target."""
@@ -403,9 +391,9 @@ class RetrainJobRole(Construct):
 _RESOURCE = r"^Resource::arn:<AWS::Partition>:"
 _DATA_BUCKET = r"s3:::[a-z0-9.-]+<AWS::AccountId>-<AWS::Region>/"
 JOB_ROLE_WILDCARDS = [
-    (r"^Resource::\*$", "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to the /aws/sagemaker/ "
-                        "namespaces by condition) and sagemaker:ListModelPackages support no resource-level "
-                        "permissions; image pulls and package writes are scoped to the image and the model's group"),
+    (r"^Resource::\*$", "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited to the /aws/sagemaker/ "
+                        "namespaces by condition) support no resource-level permissions; image pulls are scoped "
+                        "to the retraining image's repository"),
     (_RESOURCE + _DATA_BUCKET + r"(?P<prefix>.+/)\*$",
      "object writes under {prefix} of the mlship bucket only: the retraining run's workspace, records and the "
      "model's registry versions, aliases and audit (keys are per version and run)"),
@@ -413,8 +401,6 @@ JOB_ROLE_WILDCARDS = [
      "read-only access to the configured fresh labelled data under s3://{bucket}/{prefix}"),
     (_RESOURCE + r"logs:.*log-stream:(?P<prefix>[a-z0-9-]+)-\*$",
      "the log streams of this pipeline's own jobs ({prefix}-STEP-HASH) in SageMaker's job log groups"),
-    (_RESOURCE + r"sagemaker:.*:model-package/(?P<group>[^/]+)/\*$",
-     "the versions of the model's own SageMaker model package group {group} (the registry mirror)"),
     (_RESOURCE + r"sagemaker:.*:(?:model|endpoint-config)/(?P<ep>[a-z0-9-]+)-\*$",
      "the models and endpoint configurations mlship rollout creates for endpoint {ep} (named {ep}-vVERSION-STAMP)"),
     (_RESOURCE + r"sagemaker:.*:(?:model|endpoint-config)/\*$",
@@ -445,6 +431,10 @@ class RetrainStack(cdk.Stack):
         self.pipeline = RetrainPipeline(self, "Retrain", props=RetrainPipelineProps(cfg, key_arn, endpoint_role_arn))
         _acknowledge_wildcards(self.pipeline.job_role.role, JOB_ROLE_WILDCARDS)
         _acknowledge_wildcards(self.pipeline.role, STATE_MACHINE_WILDCARDS)
+        if not cfg.retrain.thresholds:  # `mlship retrain step` refuses to run without the gate's thresholds
+            cdk.Annotations.of(self).add_warning_v2(
+                "mlship:retrain-thresholds", "retrain.thresholds is not set: every retraining step will refuse "
+                "to run (no gate thresholds); set it to a thresholds file inside the project")
         cdk.CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "RetrainImageUri", value=self.pipeline.image.image_uri)
         cdk.CfnOutput(self, "BaseImage", value=self.pipeline.image.base_image)

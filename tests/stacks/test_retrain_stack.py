@@ -192,6 +192,7 @@ def test_roles_grant_no_wildcard_actions_and_pass_only_named_roles(synth):
     assert not [a for a in actions if "*" in a], actions
     passes = [s for s in statements if "iam:PassRole" in _as_list(s["Action"])]
     assert len(passes) == 2  # the job role (by the state machine), the endpoint role (by the release step)
+    assert not [a for a in actions if a.startswith("sagemaker:") and "ModelPackage" in a]  # no registry mirror
     for s in passes:
         assert _as_list(s["Action"]) == ["iam:PassRole"] and "*" not in json.dumps(s["Resource"])
         assert s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -241,3 +242,10 @@ def test_staging_copies_code_dir_and_thresholds_where_the_config_names_them(tmp_
     assert (out / "project" / "trainers" / "acme" / "fit.py").is_file()
     assert (out / "project" / "gate.yaml").read_text() == "min_auc: 0.7\n"
     assert (out / "mlship" / "__init__.py").is_file()
+
+
+def test_synthesis_warns_when_the_steps_would_have_no_gate_thresholds(synth, configs):
+    assert configs["prod"].retrain.thresholds is None
+    warnings = [entry["data"] for entries in synth.metadata[STACK].values() for entry in entries
+                if entry["type"] == "aws:cdk:warning"]
+    assert any("retrain.thresholds is not set" in str(w) for w in warnings), warnings

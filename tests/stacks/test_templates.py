@@ -240,13 +240,12 @@ def test_edge_thing_group_job_template_and_device_policy(synth):
 
 
 # Actions with no resource-level permissions (Service Authorization Reference). The logs and X-Ray
-# sampling ones are what CDK grants a state machine for its log delivery and tracing (Retrain stack);
-# sagemaker:ListModelPackages is the registry mirror's lookup of a version's package.
+# sampling ones are what CDK grants a state machine for its log delivery and tracing (Retrain stack).
 NO_RESOURCE_LEVEL = {
     "cloudwatch:PutMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken",
     "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery", "logs:GetLogDelivery",
     "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies", "logs:DescribeLogGroups", "sagemaker:ListModelPackages",
+    "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
 }
 
 
