@@ -46,41 +46,42 @@ def run(ctx: DemoContext) -> None:
     from mlship.aws import clients as aws
     from mlship.local.plane.server import ControlPlane
 
-    con = ctx.console
     ctx.step("Retraining: the DriftDetected event trains a challenger on fresh data, gated, then canaried")
-    event_path, gate_path = ctx.workdir / "drift-event.json", ctx.workdir / "retrain-gate.json"
-    event_path.write_text(json.dumps(_drift_event(ctx)))
-    gate_path.write_text(json.dumps(GATE))
-    args = ["retrain", "run", "--event", str(event_path), "-t", str(gate_path), "--data", _fresh_data(ctx),
-            "--trainer", TRAINER, "--bucket", ctx.bucket, "--model", "churn"]
-    first = _mlship(ctx, *args)
-    con.print(first.stdout.rstrip(), highlight=False)
-    assert first.returncode == 0 and "succeeded" in first.stdout, f"the retraining run did not succeed: {first}"
-    again = _mlship(ctx, *args)
-    con.print(again.stdout.rstrip(), highlight=False)
-    assert again.stdout.startswith("duplicate:"), "the same event started a second run"
     with ControlPlane(ctx.endpoint_url, log_dir=ctx.workdir / "retrain-plane", time_scale=0.01) as plane:
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = plane.url
         aws.clear_cache()
         try:
-            _canary(ctx)
+            _retrain(ctx)
         finally:
             for key in ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
                 os.environ.pop(key, None)
             aws.clear_cache()
 
 
-def _canary(ctx: DemoContext) -> None:
+def _retrain(ctx: DemoContext) -> None:
+    """One run from the event to champion (the release step canaries it while a client invokes the
+    endpoint), then the same event again: a duplicate, no second run."""
     from mlship.registry.store import Registry
 
-    registry = Registry(ctx.bucket, sagemaker=False)
-    challenger = registry.get_alias("churn", "challenger").version
+    con = ctx.console
+    event_path, gate_path = ctx.workdir / "drift-event.json", ctx.workdir / "retrain-gate.json"
+    event_path.write_text(json.dumps(_drift_event(ctx)))
+    gate_path.write_text(json.dumps(GATE))
+    release = " ".join(["--endpoint", ENDPOINT, "--image", IMAGE, "--role", ROLE, "--poll", "0.2", *CANARY[2:]])
+    args = ["retrain", "run", "--event", str(event_path), "-t", str(gate_path), "--data", _fresh_data(ctx),
+            "--trainer", TRAINER, "--bucket", ctx.bucket, "--model", "churn", "--release", "canary",
+            "--release-args", release]
     with Traffic(_row(ctx)) as traffic:
-        done = _mlship(ctx, "rollout", "endpoint", "--endpoint", ENDPOINT, "--model", "churn@challenger", "--image",
-                       IMAGE, "--role", ROLE, "--poll", "0.2", *CANARY, "--json")
-    doc = json.loads(done.stdout or "{}")
-    assert done.returncode == 0 and doc.get("outcome") == "succeeded", f"the canary of v{challenger} failed: {doc}"
-    champion = registry.get_alias("churn", "champion").version
+        first = _mlship(ctx, *args)
+    con.print(first.stdout.rstrip(), highlight=False)
+    assert first.returncode == 0 and "succeeded" in first.stdout, f"the retraining run did not succeed: {first}"
+    registry = Registry(ctx.bucket, sagemaker=False)
+    challenger, champion = (registry.get_alias("churn", a).version for a in ("challenger", "champion"))
     assert champion == challenger, "champion did not move to the retrained version"
-    ctx.console.print(f"[green]retrained v{challenger} canaried to completion[/]: the client saw answers "
-                      f"{traffic.versions} and {traffic.failures} failed requests; champion is now v{champion}")
+    con.print(f"[green]retrained v{challenger} canaried to completion[/]: the client saw answers "
+              f"{traffic.versions} and {traffic.failures} failed requests; champion is now v{champion}")
+    again = _mlship(ctx, *args)
+    con.print(again.stdout.rstrip(), highlight=False)
+    assert again.stdout.startswith("duplicate:"), "the same event started a second run"
+    status = _mlship(ctx, "retrain", "status", "--model", "churn", "--bucket", ctx.bucket)
+    con.print(status.stdout.rstrip(), highlight=False)

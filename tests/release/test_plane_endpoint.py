@@ -23,7 +23,7 @@ def _live(clients: dict[str, Any], name: str, bundles: dict[str, Any]) -> None:
     wait_status(clients["sagemaker"], name, "InService")
 
 
-def test_canary_update_succeeds_with_no_failed_request(plane: Any, moto_server: str,
+def test_canary_update_succeeds_with_no_failed_request(plane: Any, moto_server: str, tmp_path: Any,
                                                        versioned_bundles: dict[str, Any], record: dict) -> None:
     clients = plane_clients(plane, moto_server)
     _live(clients, "canary-ok", versioned_bundles)
@@ -41,6 +41,13 @@ def test_canary_update_succeeds_with_no_failed_request(plane: Any, moto_server: 
     assert served_version(clients["runtime"], "canary-ok", record) == "2"
     statuses = [p.endpoint_status for p in outcome.phases]
     assert statuses[0] == "Updating" and statuses[-1] == "InService"
+    # a plane started later (moto has no UpdateEndpoint) adopts the endpoint on v2, not on its creation config
+    from mlship.local.plane.server import ControlPlane
+
+    with ControlPlane(moto_server, log_dir=tmp_path / "later", time_scale=0.01) as later:
+        again = plane_clients(later, moto_server)
+        assert again["sagemaker"].describe_endpoint(EndpointName="canary-ok")["EndpointConfigName"] == config
+        assert served_version(again["runtime"], "canary-ok", record) == "2"
 
 
 def _rehearse(plane: Any, moto_server: str, bundles: dict[str, Any], record: dict, name: str,

@@ -228,6 +228,7 @@ class Deployer:
             old, state.blue = state.blue, deployment.green
             state.config_name, state.deployment = deployment.config_name, None
             state.blue_statuses = []
+        self.plane.remember_config(state)
         old.stop(drain_seconds=30)
         state.set_status("InService", "")
         log.info("%s is InService on %s", state.name, state.config_name)

@@ -22,6 +22,7 @@ production and shadow variants alike (:mod:`mlship.local.plane.datacapture`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -46,6 +47,10 @@ INVOKE_ROUTE = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
 DEFAULT_DEPLOYMENT = {"BlueGreenUpdatePolicy": {
     "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
     "TerminationWaitInSeconds": 0}}
+# moto has no UpdateEndpoint: the configuration an update ends on is kept as this tag of the endpoint
+# in moto, so a plane started later (a new `mlship local up`, the next demo step) adopts the endpoint
+# on the configuration it served last, not on its creation configuration.
+LIVE_CONFIG_TAG = "mlship:live-endpoint-config"
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-inference-id", "x-amzn-sagemaker-custom-attributes")
 
 
@@ -106,11 +111,29 @@ class SageMakerService(Service):
                 found = self.sagemaker.describe_endpoint(EndpointName=name)
             except ClientError:
                 return None
-            state = self._new_state(name, found["EndpointArn"], found["EndpointConfigName"])
-            state.blue.start(**self.fleet_options())
-            state.set_status("InService")
+            state = self._new_state(name, found["EndpointArn"], self._live_config(found))
+            try:
+                state.blue.start(**self.fleet_options())
+            except ServiceError as exc:  # DescribeEndpoint then says why, as SageMaker does
+                state.set_status("Failed", f"the fleet of {state.config_name} failed the ping health check: {exc}")
+            else:
+                state.set_status("InService")
             with self._lock:
                 return self.endpoints.setdefault(name, state)
+
+    def _live_config(self, found: dict[str, Any]) -> str:
+        """The configuration an earlier plane's last update ended on (its tag), else moto's."""
+        try:
+            tags = self.sagemaker.list_tags(ResourceArn=found["EndpointArn"]).get("Tags", [])
+        except ClientError:
+            tags = []
+        tagged = [t["Value"] for t in tags if t.get("Key") == LIVE_CONFIG_TAG]  # moto appends: the last is newest
+        return tagged[-1] if tagged else str(found["EndpointConfigName"])
+
+    def remember_config(self, state: EndpointState) -> None:
+        """Keep the configuration ``state`` now serves as the endpoint's tag in moto (see LIVE_CONFIG_TAG)."""
+        with contextlib.suppress(ClientError):  # the tag only helps a later plane adopt it; serving is unaffected
+            self.sagemaker.add_tags(ResourceArn=state.arn, Tags=[{"Key": LIVE_CONFIG_TAG, "Value": state.config_name}])
 
     # ------------------------------------------------------------------ control plane calls
     def create_endpoint(self, request: AwsRequest) -> AwsResponse:
@@ -166,8 +189,8 @@ class SageMakerService(Service):
         return AwsResponse.json({"EndpointArn": state.arn})
 
     def describe_endpoint(self, request: AwsRequest) -> AwsResponse | None:
-        with self._lock:
-            state = self.endpoints.get(request.json().get("EndpointName", ""))
+        """The plane's state of the endpoint (one only moto knows is adopted first)."""
+        state = self._state(request.json().get("EndpointName", ""))
         return None if state is None else AwsResponse.json(state.describe())
 
     def delete_endpoint(self, request: AwsRequest) -> AwsResponse:
