@@ -458,6 +458,9 @@ class RetrainConfig(_Strict):
     min_rows: int = Field(500, ge=10)  # fewer fresh labelled rows stop the run before training
     cooldown_hours: float = Field(6.0, ge=0)  # a later trigger within it is recorded and skipped
     thresholds: str | None = None  # the gate's thresholds file (.yaml/.json); `retrain run -t` overrides
+    # the export's ONNX parity check (mlship.evaluation.export.ParityPolicy): a failing challenger stops the run
+    parity_tolerance: float = Field(1e-4, gt=0)
+    parity_max_share_over: float = Field(0.005, ge=0, le=1)
     # where a challenger that passed the gate goes: `mlship rollout ... --model` (canary) or --shadow
     release: Literal["shadow", "canary", "none"] = "canary"
     release_target: Literal["endpoint", "lambda"] | None = None  # None: the endpoint when enabled, else the Lambda

@@ -175,13 +175,14 @@ def _train(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
 
 
 def _export(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
-    from mlship.evaluation.export import export_bundle
+    from mlship.evaluation.export import ParityPolicy, export_bundle
 
     version = next_version(inputs.registry, inputs.model)
     out = inputs.workdir / f"{inputs.model}-{version}"
+    parity = ParityPolicy(tolerance=inputs.config.parity_tolerance, max_share_over=inputs.config.parity_max_share_over)
     try:
         export_bundle(inputs.workspace.estimator("export"), inputs.workspace.frame("holdout", "export"),
-                      inputs.config.label, out, name=inputs.model, version=version,
+                      inputs.config.label, out, name=inputs.model, version=version, parity=parity,
                       private_key=inputs.private_key, description="retrained by mlship")
     except (MlshipError, ValueError) as exc:  # a failed parity check among them
         raise StepFailed(f"export of v{version} failed: {exc}") from None

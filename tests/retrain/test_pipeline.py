@@ -83,17 +83,46 @@ def test_a_batch_that_fails_validation_is_never_trained_on(registry, tmp_path):
     assert [v.version for v in registry.list_versions("churn")] == ["1"]
 
 
+@pytest.fixture
+def user_trainers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A user's trainers that go wrong, importable as ``bad_trainers``."""
+    import sys
+
+    (tmp_path / "bad_trainers.py").write_text(
+        "def raises(frame):\n"
+        "    raise ValueError('column tenure has strings')\n"
+        "def returns_a_dict(frame):\n"
+        "    return {'coef': [1, 2]}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("bad_trainers", None)
+
+
 @pytest.mark.parametrize(("change", "step", "named"), [
     ({"trainer": "no_such.module:fit"}, "train", "cannot import no_such"),
+    ({"trainer": "bad_trainers:raises"}, "train", "column tenure has strings"),
+    ({"trainer": "bad_trainers:returns_a_dict"}, "train", "dict"),
     ({"data_uri": None}, "collect", "no fresh labelled data"),
     ({"data_uri": "/nonexistent/fresh"}, "collect", "does not exist"),
+    ({"parity_tolerance": 1e-15, "parity_max_share_over": 0.0}, "export", "parity"),
 ])
-def test_a_broken_configuration_stops_at_its_step(registry, tmp_path, change, step, named):
+def test_a_broken_run_stops_at_its_step_and_moves_no_alias(registry, tmp_path, user_trainers, change, step, named):
+    import json
+
+    from mlship.aws.clients import client
+
+    client("logs").create_log_group(logGroupName="/retrain-failures")
+    client("events").put_rule(Name="failures", EventPattern=json.dumps({"detail-type": ["RetrainFailed"]}))
+    client("events").put_targets(Rule="failures", Targets=[
+        {"Id": "log", "Arn": "arn:aws:logs:us-east-1:123456789012:log-group:/retrain-failures"}])
     inputs = _inputs(registry, tmp_path, _fresh(tmp_path), min_improvement=0.0)
     inputs.config = inputs.config.model_copy(update=change)
     record = run_retraining(inputs, "run-4", {"kind": "Manual"})
-    assert record.outcome == "failed" and record.steps[-1].name == step and named in record.steps[-1].detail
-    assert registry.get_alias("churn", "challenger") is None
+    assert record.outcome == "failed" and record.steps[-1].name == step, [(s.name, s.detail) for s in record.steps]
+    assert named in record.steps[-1].detail.lower() or named in record.steps[-1].detail
+    assert registry.get_alias("churn", "challenger") is None and registry.get_alias("churn", "champion").version == "1"
+    sent = client("logs").filter_log_events(logGroupName="/retrain-failures")["events"]
+    assert [json.loads(e["message"])["detail"]["step"] for e in sent] == [step]
 
 
 def _serve_records(registry: Any, frame: Any, *, hours_ago: float, labelled: int) -> None:
