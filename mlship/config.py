@@ -458,6 +458,8 @@ class RetrainConfig(_Strict):
     min_rows: int = Field(500, ge=10)  # fewer fresh labelled rows stop the run before training
     cooldown_hours: float = Field(6.0, ge=0)  # a later trigger within it is recorded and skipped
     thresholds: str | None = None  # the gate's thresholds file (.yaml/.json); `retrain run -t` overrides
+    gate: dict[str, Any] | None = None  # or the thresholds inline (the file's content), e.g. in cdk.json
+    signing_key_parameter: str | None = None  # an SSM SecureString with the Ed25519 PEM that signs the bundles
     # the export's ONNX parity check (mlship.evaluation.export.ParityPolicy): a failing challenger stops the run
     parity_tolerance: float = Field(1e-4, gt=0)
     parity_max_share_over: float = Field(0.005, ge=0, le=1)
@@ -469,7 +471,7 @@ class RetrainConfig(_Strict):
     enabled: bool = False  # synthesize the Retrain stack
     schedule: str | None = None  # also retrain on a schedule: rate(30 days) or cron(...)
     code_dir: str | None = None  # the trainer's code, copied into the retraining image (default: none extra)
-    framework_version: str = "1.4-2"  # the SageMaker scikit-learn image the retraining image builds on
+    framework_version: str = "1.4-2-py312"  # the SageMaker scikit-learn image it builds on (Python >= 3.11)
     training_instance_type: str = "ml.m5.xlarge"  # the SageMaker training job of the train step
     step_instance_type: str = "ml.t3.medium"  # the SageMaker processing jobs of the other steps
     max_step_seconds: int = Field(3600, ge=60, le=86400)  # each job's stopping condition (the release: x4)

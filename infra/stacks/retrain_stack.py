@@ -340,6 +340,9 @@ class RetrainJobRole(Construct):
                     [self._arn("logs", f"{g}:log-stream:{self.job_prefix}-*") for g in groups])
         self._allow(["cloudwatch:PutMetricData"], ["*"], {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}})
         self._allow(["events:PutEvents"], [self._arn("events", f"event-bus/{event_bus_name(cfg)}")])
+        key = cfg.retrain.signing_key_parameter
+        if key:  # the export step signs with it (a SecureString; its aws/ssm key is usable through SSM)
+            self._allow(["ssm:GetParameter"], [self._arn("ssm", f"parameter/{key.lstrip('/')}")])
 
     def _release(self) -> None:
         """What the release step's ``mlship rollout endpoint|lambda`` calls, for the configured target."""
@@ -431,10 +434,10 @@ class RetrainStack(cdk.Stack):
         self.pipeline = RetrainPipeline(self, "Retrain", props=RetrainPipelineProps(cfg, key_arn, endpoint_role_arn))
         _acknowledge_wildcards(self.pipeline.job_role.role, JOB_ROLE_WILDCARDS)
         _acknowledge_wildcards(self.pipeline.role, STATE_MACHINE_WILDCARDS)
-        if not cfg.retrain.thresholds:  # `mlship retrain step` refuses to run without the gate's thresholds
+        if not (cfg.retrain.thresholds or cfg.retrain.gate):  # the gate step refuses to run without them
             cdk.Annotations.of(self).add_warning_v2(
-                "mlship:retrain-thresholds", "retrain.thresholds is not set: every retraining step will refuse "
-                "to run (no gate thresholds); set it to a thresholds file inside the project")
+                "mlship:retrain-thresholds", "neither retrain.thresholds nor retrain.gate is set: the gate step "
+                "will refuse to run; set the thresholds inline (retrain.gate) or as a file inside the project")
         cdk.CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "RetrainImageUri", value=self.pipeline.image.image_uri)
         cdk.CfnOutput(self, "BaseImage", value=self.pipeline.image.base_image)

@@ -65,11 +65,10 @@ def run_cmd(
 
 
 def _inputs(model: str | None, thresholds: Path | None, bucket: str | None, env: str | None,
-            overrides: dict[str, Any]) -> Any:
+            overrides: dict[str, Any], *, need_gate: bool = True) -> Any:
     from pydantic import ValidationError
 
     from mlship.config import load_project_config
-    from mlship.evaluation.gate import load_thresholds
     from mlship.registry.store import Registry
     from mlship.retrain.pipeline import RunInputs, signing_key_from_env
     from mlship.retrain.triggers import TriggerError
@@ -80,13 +79,29 @@ def _inputs(model: str | None, thresholds: Path | None, bucket: str | None, env:
                                                  **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
         raise TriggerError("bad retrain option: " + "; ".join(e["msg"] for e in exc.errors())) from None
-    path = thresholds or (Path(config.thresholds) if config.thresholds else None)
-    if path is None:
-        raise TriggerError("no gate thresholds: give -t FILE or set retrain.thresholds")
+    gate = _thresholds(thresholds, config)
+    if gate is None and need_gate:
+        raise TriggerError("no gate thresholds: give -t FILE, or set retrain.thresholds (a file) or retrain.gate")
     name = model or project.model.name
     workdir = Path(tempfile.mkdtemp(prefix=f"mlship-retrain-{name}-"))
-    return RunInputs(Registry(bucket, sagemaker=False), name, config, load_thresholds(path), workdir,
-                     signing_key_from_env(), project=project, env=env)
+    return RunInputs(Registry(bucket, sagemaker=False), name, config, gate, workdir,
+                     signing_key_from_env(config.signing_key_parameter), project=project, env=env)
+
+
+def _thresholds(path: Path | None, config: Any) -> Any:
+    """``-t FILE``, else ``retrain.thresholds`` (a file), else ``retrain.gate`` (inline), else None."""
+    from pydantic import ValidationError
+
+    from mlship.evaluation.gate import GateError, Thresholds, load_thresholds
+
+    if path is not None or config.thresholds:
+        return load_thresholds(path or Path(config.thresholds))
+    if config.gate is None:
+        return None
+    try:
+        return Thresholds.model_validate(config.gate)
+    except ValidationError as exc:
+        raise GateError("retrain.gate: " + "; ".join(e["msg"] for e in exc.errors())) from None
 
 
 def _trigger(name: str, event: str | None, reason: str | None) -> Any:
@@ -170,7 +185,7 @@ def step_cmd(
         _message(target, f"failed {step}: not a step (claim, {', '.join(STEPS)})")
         fail(f"{step!r} is not a step: claim, {', '.join(STEPS)}", code=2)
     try:
-        inputs = _inputs(model, thresholds, bucket, env, {})
+        inputs = _inputs(model, thresholds, bucket, env, {}, need_gate=step == "gate")
         outcome, detail = _claim_step(inputs, run_id, event) if step == CLAIM_STEP else _one_step(inputs, run_id, step)
     except MlshipError as exc:
         _message(target, f"failed {step}: {exc}")
@@ -199,9 +214,14 @@ def _one_step(inputs: Any, run_id: str, step: str) -> tuple[str, str]:
 
 
 def _message(target: Path | None, text: str) -> None:
-    """The outcome line for the state machine (SageMaker keeps the first 1 KB)."""
-    if target is not None:
-        target.write_text(text.encode("utf-8")[:1024].decode("utf-8", "ignore"), encoding="utf-8")
+    """The outcome line for the state machine (SageMaker keeps the first 1 KB); a failure's also goes
+    to ``failure`` beside it, which a SageMaker job reports as its FailureReason."""
+    if target is None:
+        return
+    line = text.encode("utf-8")[:1024].decode("utf-8", "ignore")
+    target.write_text(line, encoding="utf-8")
+    if text.startswith("failed"):
+        (target.parent / "failure").write_text(line, encoding="utf-8")
 
 
 @retrain_app.command("status")

@@ -308,7 +308,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def signing_key_from_env() -> Any:
-    """``$MLSHIP_SIGNING_KEY`` (a private key path), or None: the bundle is then unsigned."""
-    path = os.environ.get("MLSHIP_SIGNING_KEY")
-    return Path(path) if path else None
+def signing_key_from_env(parameter: str | None = None) -> Any:
+    """The key that signs the retrained bundles: ``$MLSHIP_SIGNING_KEY`` (a PEM file path, or
+    ``ssm:NAME``), else the SSM SecureString ``parameter``; None: the bundles are unsigned."""
+    value = os.environ.get("MLSHIP_SIGNING_KEY") or (f"ssm:{parameter}" if parameter else None)
+    if not value:
+        return None
+    if not value.startswith("ssm:"):
+        return Path(value)
+    from botocore.exceptions import BotoCoreError, ClientError
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from mlship.aws.clients import client
+
+    name = value[len("ssm:"):]
+    try:
+        pem = client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        return load_pem_private_key(pem.encode(), password=None)
+    except (ClientError, BotoCoreError, ValueError) as exc:
+        raise StepFailed(f"cannot read the signing key from SSM parameter {name}: {exc}") from None

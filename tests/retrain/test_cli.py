@@ -66,6 +66,16 @@ def test_bad_input_is_one_error_line(moto_env, tmp_path):
         assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr, done.stderr
 
 
+def _signing_key_in_ssm(endpoint: str, name: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()).decode()
+    boto3.client("ssm", endpoint_url=endpoint, region_name="us-east-1").put_parameter(
+        Name=name, Value=pem, Type="SecureString")
+
+
 def test_the_state_machine_protocol_one_process_per_step(moto_env, churn_bundle, tmp_path):
     """What each SageMaker job of the AWS state machine runs: ``retrain step NAME`` in a fresh
     process, the configuration from a baked-in cdk.json, the state handed on through S3 and the
@@ -82,7 +92,9 @@ def test_the_state_machine_protocol_one_process_per_step(moto_env, churn_bundle,
     (tmp_path / "gate.json").write_text(json.dumps({"metrics": {"roc_auc": {"min": 0.5, "min_improvement": -0.1}},
                                                     "bootstrap": 0}))
     retrain = {"trainer": "mlship.local.train:train_pipeline", "data_uri": str(tmp_path / "fresh.parquet"),
-               "thresholds": str(tmp_path / "gate.json"), "release": "none", "from_records": False}
+               "gate": json.loads((tmp_path / "gate.json").read_text()), "release": "none", "from_records": False,
+               "signing_key_parameter": "/mlship/signing-key"}
+    _signing_key_in_ssm(moto_env["AWS_ENDPOINT_URL"], "/mlship/signing-key")
     (tmp_path / "cdk.json").write_text(json.dumps({"context": {"env": "prod", "mlship": {
         "common": {"model": {"name": "churn"}, "retrain": retrain}}}}))
     s3.put_object(Bucket="retrain-steps", Key="events/e1.json", Body=json.dumps(_event("2026-12-01T09:00:00+00:00")))
@@ -99,7 +111,11 @@ def test_the_state_machine_protocol_one_process_per_step(moto_env, churn_bundle,
     outcomes = [step(name, "exec-1") for name in STEPS]
     assert [(code, text.split()[0]) for code, text in outcomes] == [(0, "ok")] * len(STEPS), outcomes
     assert registry.get_alias("churn", "challenger").version == "2"
+    from mlship.runtime.sources import open_bundle
+
+    assert open_bundle(registry.bundle_uri("churn", "2")).is_signed  # with the key from SSM
     again = step(CLAIM_STEP, "exec-2", "--event", "s3://retrain-steps/events/e1.json")
     assert again[0] == 0 and again[1].startswith("skipped claim: duplicate"), again
     orphan = step("train", "exec-3")
     assert orphan[0] == 2 and orphan[1].startswith("failed train: no run exec-3"), orphan
+    assert (tmp_path / "failure").read_text() == orphan[1]  # the job's FailureReason

@@ -30,7 +30,8 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
 MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
 PINNED_URI = "mlship://churn/3"
 SHADOW_URI = "mlship://churn/2"
-RETRAIN = {"enabled": True, "schedule": "rate(30 days)", "framework_version": "1.4-2-py312"}
+RETRAIN = {"enabled": True, "schedule": "rate(30 days)", "framework_version": "1.4-2-py312",
+           "signing_key_parameter": "/mlship/prod/signing-key"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

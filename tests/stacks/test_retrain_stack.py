@@ -248,4 +248,11 @@ def test_synthesis_warns_when_the_steps_would_have_no_gate_thresholds(synth, con
     assert configs["prod"].retrain.thresholds is None
     warnings = [entry["data"] for entries in synth.metadata[STACK].values() for entry in entries
                 if entry["type"] == "aws:cdk:warning"]
-    assert any("retrain.thresholds is not set" in str(w) for w in warnings), warnings
+    assert any("neither retrain.thresholds nor retrain.gate is set" in str(w) for w in warnings), warnings
+
+
+def test_the_jobs_read_only_the_configured_signing_key_parameter(synth, configs):
+    assert configs["prod"].retrain.signing_key_parameter == "/mlship/prod/signing-key"
+    reads = [flatten(r) for s in _statements(synth) if "ssm:GetParameter" in _as_list(s["Action"])
+             for r in _as_list(s["Resource"])]
+    assert len(reads) == 1 and reads[0].endswith(":parameter/mlship/prod/signing-key"), reads
