@@ -180,7 +180,8 @@ def step_cmd(
     from mlship.errors import MlshipError
     from mlship.retrain.pipeline import CLAIM_STEP, STEPS
 
-    target = message_file or (SAGEMAKER_MESSAGE if SAGEMAKER_MESSAGE.parent.is_dir() else None)
+    # inside a SageMaker job (/opt/ml exists) the message is what the state machine's choices read
+    target = message_file or (SAGEMAKER_MESSAGE if SAGEMAKER_MESSAGE.parent.parent.is_dir() else None)
     if step != CLAIM_STEP and step not in STEPS:
         _message(target, f"failed {step}: not a step (claim, {', '.join(STEPS)})")
         fail(f"{step!r} is not a step: claim, {', '.join(STEPS)}", code=2)
@@ -219,6 +220,7 @@ def _message(target: Path | None, text: str) -> None:
     if target is None:
         return
     line = text.encode("utf-8")[:1024].decode("utf-8", "ignore")
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(line, encoding="utf-8")
     if text.startswith("failed"):
         (target.parent / "failure").write_text(line, encoding="utf-8")
