@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 export MPLBACKEND := Agg
 export PATH := $(abspath node_modules/.bin):$(PATH)
 
-.PHONY: setup test demo bench lint clean distclean
+.PHONY: setup test demo bench lint clean distclean chromium
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlship needs Python 3.11+, found " + sys.version.split()[0])'
@@ -24,7 +24,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+# Headless Chromium renders the HTML reports in the tests (Debian's package; skipped with a warning
+# where apt cannot install it, and the browser tests then say so).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "warning: could not install chromium (apt)"; }
+
+setup: $(VENV)/.installed node_modules/.installed chromium
 
 test: setup
 	$(VENV)/bin/ruff check .
