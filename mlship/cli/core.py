@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from mlship.cli.common import fail
 from mlship.errors import MlshipError
-
-if TYPE_CHECKING:
-    from mlship.runtime.bundle import Bundle
 
 
 def export(
@@ -34,35 +30,32 @@ def export(
     parity_max_share: float = typer.Option(0.005, help="Max share of rows over the tolerance (0 = strict)."),
     enforce_range: bool = typer.Option(False, help="Reject inputs outside the observed range of each feature."),
     golden: int = typer.Option(5, help="How many golden examples to store."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export a fitted estimator + holdout into a verified, signed bundle."""
     from rich.console import Console
 
-    from mlship.evaluation.export import ParityPolicy, export_bundle, load_estimator, load_table
+    from mlship import api
 
     console = Console(stderr=True)
     try:
-        estimator = load_estimator(model)
-        frame = load_table(holdout)
-        ref = load_table(reference) if reference else None
-        train_frame = load_table(train) if train else None
         with console.status("exporting") as status:
-            path = export_bundle(
-                estimator, frame, label, out, name=name, version=version, description=description,
-                private_key=key, reference=ref, train=train_frame, cv=cv or None, sensitive=sensitive,
-                parity=ParityPolicy(parity_tolerance, parity_max_share), n_golden=golden,
-                enforce_range=enforce_range, data_path=holdout,
-                progress=lambda msg: (status.update(msg), console.log(msg)))
+            result = api.export(model, holdout, label=label, out=out, name=name, version=version, key=key,
+                                reference=reference, train=train, cv=cv or None, sensitive=sensitive,
+                                description=description, parity_tolerance=parity_tolerance,
+                                parity_max_share=parity_max_share, enforce_range=enforce_range, golden=golden,
+                                progress=lambda msg: (status.update(msg), console.log(msg)))
     except (MlshipError, ValueError, FileExistsError) as exc:
         fail(str(exc))
-    manifest = json.loads((path / "manifest.json").read_text())
-    metrics = {k: v for k, v in manifest["metrics"]["holdout"].items() if isinstance(v, float)}
-    typer.echo(f"bundle {manifest['name']}:{manifest['version']} written to {path} (+ {path}.tar.gz)")
-    typer.echo("holdout metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    p = manifest["parity"]
+    if as_json:
+        typer.echo(result.to_json())
+        return
+    typer.echo(f"bundle {result.name}:{result.version} written to {result.path} (+ {result.tarball})")
+    typer.echo("holdout metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+    p = result.parity
     typer.echo(f"parity: max diff {p['max_abs_diff']:.2e}, {p['rows_over_tolerance']}/{p['rows']} rows over "
                f"{p['tolerance']:g}, label agreement {p['label_agreement']:.4f}")
-    typer.echo(f"model card: {path / 'model_card.html'}")
+    typer.echo(f"model card: {result.model_card}")
 
 
 def keygen(out: Path = typer.Option(Path("keys"), "--out", "-o", help="Directory for the key pair."),
@@ -80,17 +73,14 @@ def keygen(out: Path = typer.Option(Path("keys"), "--out", "-o", help="Directory
 def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),
            public_key: Path = typer.Option(None, help="Trusted Ed25519 public key (default: $MLSHIP_PUBLIC_KEY, "
                                            "as every loader): makes the signature mandatory."),
-           golden: bool = typer.Option(True, help="Also run the golden examples through onnxruntime.")) -> None:
+           golden: bool = typer.Option(True, help="Also run the golden examples through onnxruntime."),
+           as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Check every file hash and the signature; name each file or field that does not match."""
+    from mlship import api
     from mlship.errors import VerificationError
-    from mlship.runtime.predictor import resolve_public_key
-    from mlship.runtime.sources import open_bundle
 
     try:
-        key = resolve_public_key(public_key)
-        opened = open_bundle(bundle)
-        notes = opened.verify(key)
-        checked = _check_golden(opened) if golden else 0
+        result = api.verify(bundle, public_key, golden=golden)
     except VerificationError as exc:
         for problem in exc.problems:
             typer.secho(f"FAIL {problem}", fg="red", err=True)
@@ -99,24 +89,16 @@ def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot read {bundle}: {exc.strerror or exc}")
-    typer.secho(f"OK {opened.name}:{opened.version}: {len(opened.manifest['files'])} files match their sha256"
-                + (", signature valid" if key else "") + (f", {checked} golden examples pass" if golden else ""),
-                fg="green")
-    for note in notes:
-        typer.echo(f"note: {note}")
-
-
-def _check_golden(opened: Bundle) -> int:
-    """Run the golden examples; an onnxruntime failure to load the model is one error line."""
-    from mlship.runtime.predictor import Predictor
-
-    try:
-        predictor = Predictor(opened)
-    except MlshipError:
-        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors for an unloadable model
         fail(f"onnxruntime cannot load the model: {type(exc).__name__}: {exc}")
-    return predictor.check_golden()
+    if as_json:
+        typer.echo(result.to_json())
+        return
+    typer.secho(f"OK {result.name}:{result.version}: {result.files} files match their sha256"
+                + (", signature valid" if result.signature_checked else "")
+                + (f", {result.golden_checked} golden examples pass" if golden else ""), fg="green")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
 
 
 def predict(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3:// or mlship:// URI."),

@@ -49,6 +49,27 @@ def _print_drift(report: dict[str, Any]) -> None:
     Console().print(table)
 
 
+class _RowProgress:
+    """A progress bar of the rows read, shown from the first batch on (an early error prints alone)."""
+
+    def __init__(self, console: Any):
+        self.console, self.progress, self.task = console, None, None
+
+    def update(self, done: int, total: int) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("reading current data"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("rows", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 def drift_cmd(
     reference: str = typer.Argument(..., help="Bundle (dir, .tar.gz, s3://, mlship://) or reference dataset."),
     current: Path = typer.Argument(..., help="Current data: .csv, .parquet, .jsonl or a directory of them."),
@@ -57,55 +78,30 @@ def drift_cmd(
     exclude: list[str] = typer.Option([], help="Columns to ignore (e.g. the label); repeatable."),
     batch_rows: int = typer.Option(200_000, help="Rows per streamed batch."),
     fail_on_drift: bool = typer.Option(False, help="Exit with code 3 when the dataset drifts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report document as JSON (stdout)."),
 ) -> None:
     """Compare CURRENT with a bundle's baseline profile or a reference dataset; write JSON + HTML reports."""
-    from datetime import UTC, datetime
-
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from mlship import api
     from mlship.errors import MlshipError
-    from mlship.monitoring import html as html_report
-    from mlship.monitoring.tables import count_rows, is_dataset, iter_batches, profile_dataset
-    from mlship.stats.drift import DriftAccumulator
 
-    console = Console(stderr=True)
     th = _thresholds(thresholds)
+    rows = _RowProgress(Console(stderr=True))
     try:
-        if is_dataset(reference):
-            with console.status(f"profiling reference {reference}"):
-                profile = profile_dataset(reference, exclude=list(exclude))
-            model = {"name": Path(reference).name, "version": "dataset"}
-        else:
-            from mlship.runtime.sources import open_bundle
-
-            bundle = open_bundle(reference)
-            bundle.verify()
-            profile = bundle.profile
-            model = {"name": bundle.name, "version": bundle.version}
-        if not current.exists():
-            fail(f"current data not found: {current}")
-        acc = DriftAccumulator(profile)
-        total = count_rows(current)
-        with Progress(TextColumn("reading current data"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
-            task = progress.add_task("rows", total=total)
-            for batch in iter_batches(current, batch_rows):
-                acc.update({k: v for k, v in batch.items() if k not in exclude})
-                progress.advance(task, len(next(iter(batch.values()))) if batch else 0)
-        result = acc.result(th)
-    except (MlshipError, ValueError) as exc:
+        found = api.drift(reference, current, out=out, thresholds=th, exclude=list(exclude), batch_rows=batch_rows,
+                          on_rows=rows.update)
+    except (MlshipError, ValueError, FileNotFoundError) as exc:
+        rows.stop()
         fail(str(exc))
-        return
-    report = {"format": "mlship-drift-report/1", "generated_at": datetime.now(UTC).isoformat(),
-              "model": model, "reference": str(reference), "current": str(current), "drift": result.to_dict()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.html").write_text(html_report.render(report))
-    _print_drift(report["drift"])
-    typer.echo(result.summary())
-    typer.echo(f"reports: {out / 'report.json'} and {out / 'report.html'}")
-    if fail_on_drift and result.dataset_drift:
+    rows.stop()
+    if as_json:
+        typer.echo(json.dumps(found.report, indent=2))
+    else:
+        _print_drift(found.report["drift"])
+        typer.echo(found.summary)
+        typer.echo(f"reports: {found.paths['json']} and {found.paths['html']}")
+    if fail_on_drift and found.dataset_drift:
         raise typer.Exit(3)
 
 

@@ -48,18 +48,21 @@ def register_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the version record as JSON."),
 ) -> None:
     """Register a bundle as models/NAME/VERSION (immutable) and mirror it into SageMaker."""
+    from mlship import api
+
     try:
-        record, created = _registry(bucket, sagemaker).register(bundle, public_key=public_key,
-                                                                description=description)
+        registered = api.register(bundle, bucket=bucket, public_key=public_key, description=description,
+                                  sagemaker=sagemaker)
     except MlshipError as exc:
         fail(str(exc))
     if as_json:
-        typer.echo(json.dumps({**record.to_dict(), "created": created}, indent=2))
+        typer.echo(json.dumps({**registered.record, "created": registered.created}, indent=2))
         return
-    verb = "registered" if created else "already registered (same content)"
-    typer.echo(f"{record.name} version {record.version} {verb}: {record.bundle_uri}")
-    if record.sagemaker_package_arn:
-        typer.echo(f"SageMaker model package: {record.sagemaker_package_arn} (PendingManualApproval)")
+    verb = "registered" if registered.created else "already registered (same content)"
+    typer.echo(f"{registered.name} version {registered.version} {verb}: {registered.bundle_uri}")
+    package = registered.record.get("sagemaker_package_arn")
+    if package:
+        typer.echo(f"SageMaker model package: {package} (PendingManualApproval)")
 
 
 @models_app.command("list")
