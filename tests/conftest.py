@@ -55,10 +55,15 @@ def churn_split(churn_df: Any) -> tuple[Any, Any]:
 
 @pytest.fixture(scope="session")
 def churn_model(churn_split: tuple[Any, Any]) -> Any:
-    """A fitted ColumnTransformer + HistGradientBoosting pipeline."""
-    from mlship.local.train import train_pipeline
+    """A fitted ColumnTransformer + HistGradientBoosting pipeline whose encoder refuses an unseen category
+    (``handle_unknown="error"``: the input-error tests send one; tests/core/test_handle_unknown.py covers
+    the modes that score it)."""
+    from mlship.local.datasets import CHURN_LABEL
+    from mlship.local.train import churn_pipeline
 
-    return train_pipeline(churn_split[0], "hgb")
+    train = churn_split[0]
+    pipe = churn_pipeline("hgb").set_params(pre__cat__handle_unknown="error")
+    return pipe.fit(train.drop(columns=[CHURN_LABEL]), train[CHURN_LABEL])
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,12 @@ profile and golden examples, render the model card, hash every file, sign, and p
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +38,19 @@ from mlship.runtime.bundle import (
 )
 from mlship.runtime.bundle import write_manifest as _write_manifest
 from mlship.runtime.jsonutil import jsonable, python_value, python_values
-from mlship.runtime.schema import INTEGER, LAYOUT_COLUMNS, LAYOUT_TENSOR, NUMBER, STRING, Field, InputSchema
+from mlship.runtime.schema import (
+    INTEGER,
+    LAYOUT_COLUMNS,
+    LAYOUT_TENSOR,
+    NUMBER,
+    STRING,
+    UNKNOWN_ENCODED,
+    UNKNOWN_ERROR,
+    UNKNOWN_IGNORE,
+    UNKNOWN_INFREQUENT,
+    Field,
+    InputSchema,
+)
 from mlship.runtime.versions import parse_version
 
 SUPPORTED = (
@@ -129,6 +143,35 @@ def _encoder_categories(estimator: Any) -> dict[str, list[str]]:
     return cats
 
 
+def _unknown_mode(encoder: Any) -> str:
+    """How one fitted encoder treats an unseen category, as a ``handle_unknown`` the schema records."""
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    handle = getattr(encoder, "handle_unknown", UNKNOWN_ERROR)
+    if isinstance(encoder, OneHotEncoder):
+        # "warn" encodes as "infrequent_if_exist" does, with a warning
+        return {"ignore": UNKNOWN_IGNORE, "infrequent_if_exist": UNKNOWN_INFREQUENT,
+                "warn": UNKNOWN_INFREQUENT}.get(handle, UNKNOWN_ERROR)
+    if isinstance(encoder, OrdinalEncoder) and handle == "use_encoded_value":
+        return UNKNOWN_ENCODED
+    return UNKNOWN_ERROR  # any other encoder: not known to score an unseen category as scikit-learn does
+
+
+def _encoder_unknown_modes(estimator: Any) -> dict[str, str]:
+    """Per input column, how the fitted encoders inside a ColumnTransformer treat an unseen category;
+    a column whose encoders disagree is "error" (refused), as is any column no encoder names."""
+    modes: dict[str, str] = {}
+    for part in _walk(estimator):
+        for _name, trans, columns in getattr(part, "transformers_", []) or []:
+            for sub in _walk(trans) if not isinstance(trans, str) else []:
+                if hasattr(sub, "categories_") and isinstance(columns, (list, tuple)):
+                    mode = _unknown_mode(sub)
+                    for col in columns[:len(sub.categories_)]:
+                        key = str(col)
+                        modes[key] = mode if modes.get(key, mode) == mode else UNKNOWN_ERROR
+    return modes
+
+
 def feature_names(estimator: Any, holdout: Any, label: str) -> list[str]:
     """The estimator's input columns (``feature_names_in_``) or the holdout's non-label columns."""
     names = getattr(estimator, "feature_names_in_", None)
@@ -145,6 +188,7 @@ def infer_schema(estimator: Any, frame: Any, names: list[str], enforce_range: bo
     """Build the input schema from the data's dtypes, ranges and nulls and the encoders' categories."""
     has_ct = any(hasattr(p, "transformers_") for p in _walk(estimator))
     cats = _encoder_categories(estimator)
+    modes = _encoder_unknown_modes(estimator)
     fields = []
     for name in names:
         col = frame[name]
@@ -158,7 +202,8 @@ def infer_schema(estimator: Any, frame: Any, names: list[str], enforce_range: bo
             dtype = STRING
         if dtype == STRING:
             observed = sorted({str(v) for v in col.dropna().unique()})
-            fields.append(Field(name, STRING, nullable=nullable, categories=cats.get(name, observed)))
+            fields.append(Field(name, STRING, nullable=nullable, categories=cats.get(name, observed),
+                                handle_unknown=modes.get(name, UNKNOWN_ERROR)))
         else:
             vals = col.dropna().astype(float)
             fields.append(Field(name, dtype, nullable=nullable,
@@ -184,6 +229,7 @@ def convert(estimator: Any, schema: InputSchema, classifier: bool) -> Any:
                    for f in schema.fields]
     else:
         initial = [(schema.tensor_input or "input", FloatTensorType([None, len(schema.fields)]))]
+    estimator = _zeros_for_unknown(estimator)
     options = {id(final_estimator(estimator)): {"zipmap": False}} if classifier else None
     try:
         return to_onnx(estimator, initial_types=initial, options=options)
@@ -191,6 +237,26 @@ def convert(estimator: Any, schema: InputSchema, classifier: bool) -> Any:
         name = type(final_estimator(estimator)).__name__
         raise ExportError(f"skl2onnx cannot convert {name}: {str(exc).splitlines()[0][:300]}. "
                           f"Supported: {SUPPORTED}") from None
+
+
+def _zeros_for_unknown(estimator: Any) -> Any:
+    """The estimator as skl2onnx should see it. A OneHotEncoder with "infrequent_if_exist" (or "warn")
+    and no infrequent category encodes an unseen category as all zeros, exactly as "ignore" does,
+    but skl2onnx gives the ONNX OneHotEncoder its all-zeros option (``zeros=1``) only for "ignore"
+    (otherwise onnxruntime fails on the value): a copy with those encoders set to "ignore"."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    def same_as_ignore(part: Any) -> bool:
+        return (isinstance(part, OneHotEncoder) and part.handle_unknown in ("infrequent_if_exist", "warn")
+                and not getattr(part, "_infrequent_enabled", False))
+
+    if not any(same_as_ignore(part) for part in _walk(estimator)):
+        return estimator
+    converted = copy.deepcopy(estimator)
+    for part in _walk(converted):
+        if same_as_ignore(part):
+            part.handle_unknown = "ignore"
+    return converted
 
 
 def _sklearn_input(estimator: Any, frame: Any, schema: InputSchema) -> Any:
@@ -392,6 +458,7 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
 
     step("checking parity: scikit-learn vs onnxruntime")
     checked = _check_parity(state, parity)
+    _check_unknown_parity(state, checked, parity.tolerance)
 
     step("computing holdout metrics, profile and golden examples")
     _write_evaluation(state, checked, reference=reference, n_bins=n_bins, n_golden=n_golden,
@@ -495,6 +562,58 @@ def _check_parity(state: _ExportState, parity: ParityPolicy) -> _ParityResult:
             f"{report['label_agreement']:.4f} (min {parity.min_label_agreement}). Raise the tolerance "
             "(--parity-tolerance / --parity-max-share) only if you accept these differences.")
     return _ParityResult(predictor=predictor, scored=scored, row_diff=row_diff, report=report)
+
+
+_PROBE_ROWS = 20
+
+
+def _check_unknown_parity(state: _ExportState, checked: _ParityResult, tolerance: float) -> None:
+    """Each string field whose encoder scores an unseen category: scikit-learn and onnxruntime on up
+    to 20 stable holdout rows with an unseen value in that field. Where they differ by more than the
+    tolerance (or either fails), the field is recorded as "error", so serving refuses the value
+    instead of answering differently from scikit-learn. The outcome is ``parity.unknown_categories``."""
+    fields = [f for f in state.schema.fields if f.dtype == STRING and not f.refuses_unknown]
+    if not fields:
+        return
+    rows = np.flatnonzero(checked.row_diff <= tolerance / 10)[:_PROBE_ROWS]
+    if rows.size == 0:
+        rows = np.arange(min(_PROBE_ROWS, len(state.frame)))
+    outcome: dict[str, Any] = {}
+    for spec in fields:
+        unseen = "mlship-unseen-category"
+        while unseen in (spec.categories or ()):
+            unseen += "_"
+        frame = state.frame.loc[rows, state.names].reset_index(drop=True)
+        frame[spec.name] = unseen
+        diff = _unknown_diff(state, checked.predictor, frame)
+        passed = diff is not None and diff <= tolerance
+        outcome[spec.name] = {"handle_unknown": spec.handle_unknown, "rows": int(rows.size),
+                              "max_abs_diff": diff, "passed": passed}
+        if not passed:
+            spec.handle_unknown = UNKNOWN_ERROR
+    checked.report["unknown_categories"] = outcome
+    state.manifest["input_schema"] = state.schema.to_dict()  # written with the rest by _finish
+
+
+def _unknown_diff(state: _ExportState, predictor: Any, frame: Any) -> float | None:
+    """The largest difference between scikit-learn and onnxruntime on ``frame`` (as the parity report
+    measures it), or None when either fails or gives a non-finite answer."""
+    x_sk = _sklearn_input(state.estimator, frame, state.schema)
+    try:
+        with warnings.catch_warnings():  # "warn" encoders warn on every unseen value, by design
+            warnings.simplefilter("ignore")
+            sk = (state.estimator.predict_proba(x_sk) if state.task == "classification"
+                  else np.asarray(state.estimator.predict(x_sk), dtype=np.float64).reshape(-1))
+        scored = predictor.score(frame, allow_extra=False)
+    except Exception:  # noqa: BLE001 - scikit-learn and onnxruntime raise many types; any is a failure
+        return None
+    if scored.prediction is None or not scored.valid.all() or not scored.prediction.all_finite():
+        return None
+    if state.task == "classification":
+        diff = np.abs(sk - scored.prediction.probabilities).max(axis=1)
+    else:
+        diff = np.abs(sk - scored.prediction.values) / np.maximum(1.0, np.abs(sk))
+    return float(diff.max()) if np.isfinite(diff).all() else None
 
 
 def _write_evaluation(state: _ExportState, checked: _ParityResult, *, reference: Any, n_bins: int | None,

@@ -26,6 +26,15 @@ INTEGER = "integer"
 STRING = "string"
 DTYPES = (NUMBER, INTEGER, STRING)
 
+# How the fitted encoder treats a category it never saw (scikit-learn's ``handle_unknown``):
+# "error" refuses it; the others score it as scikit-learn does (export checks that the ONNX model
+# gives scikit-learn's answer before recording one of them).
+UNKNOWN_ERROR = "error"
+UNKNOWN_IGNORE = "ignore"  # OneHotEncoder: all-zero encoding
+UNKNOWN_INFREQUENT = "infrequent_if_exist"  # OneHotEncoder: the infrequent column, else all zeros
+UNKNOWN_ENCODED = "use_encoded_value"  # OrdinalEncoder: its ``unknown_value``
+HANDLE_UNKNOWN = (UNKNOWN_ERROR, UNKNOWN_IGNORE, UNKNOWN_INFREQUENT, UNKNOWN_ENCODED)
+
 LAYOUT_COLUMNS = "columns"  # one ONNX input per feature, shape [N, 1]
 LAYOUT_TENSOR = "tensor"  # one float ONNX input of shape [N, n_features]
 
@@ -45,14 +54,23 @@ class Field:
     maximum: float | None = None
     categories: list[str] | None = None
     enforce_range: bool = False
+    handle_unknown: str = UNKNOWN_ERROR  # bundles from before the field existed keep refusing
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"field '{self.name}': dtype must be one of {DTYPES}, got '{self.dtype}'")
+        if self.handle_unknown not in HANDLE_UNKNOWN:
+            raise ValueError(f"field '{self.name}': handle_unknown must be one of {HANDLE_UNKNOWN}, "
+                             f"got '{self.handle_unknown}'")
 
     @property
     def is_numeric(self) -> bool:
         return self.dtype in (NUMBER, INTEGER)
+
+    @property
+    def refuses_unknown(self) -> bool:
+        """Whether a category outside ``categories`` is an input error (else it is scored)."""
+        return self.handle_unknown == UNKNOWN_ERROR
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,8 +287,11 @@ def _plain_value_test(spec: Field) -> Callable[[Any], bool]:
     lo = -FLOAT32_MAX if not (spec.enforce_range and spec.minimum is not None) else max(-FLOAT32_MAX, spec.minimum)
     hi = FLOAT32_MAX if not (spec.enforce_range and spec.maximum is not None) else min(FLOAT32_MAX, spec.maximum)
     if not spec.is_numeric:
-        cats = frozenset(spec.categories) if spec.categories else None
-        return lambda v: type(v) is str and (cats is None or v in cats)
+        cats = frozenset(spec.categories or ())
+        if cats and spec.refuses_unknown:
+            return lambda v: type(v) is str and v in cats
+        # a known category costs one lookup; only an unseen one is checked for what the model can take
+        return lambda v: type(v) is str and (v in cats or _feedable(v))
     nullable, whole = spec.nullable, spec.dtype == INTEGER
 
     def plain_number(v: Any) -> bool:
@@ -441,7 +462,7 @@ def _check_strings(spec: Field, values: Iterable[Any], errors: list[FieldError])
     values = list(values)
     out = np.empty(len(values), dtype=object)
     out[:] = spec.categories[0] if spec.categories else ""
-    cats = set(spec.categories) if spec.categories else None
+    cats = set(spec.categories) if spec.categories and spec.refuses_unknown else None
     for i, v in enumerate(values):
         problem = _string_problem(spec, v, cats)
         if problem is not None:
@@ -461,7 +482,21 @@ def _string_problem(spec: Field, value: Any, cats: set[str] | None) -> tuple[str
     if cats is not None and value not in cats:
         shown = ", ".join(repr(c) for c in sorted(cats)[:10])
         return "unknown_category", f"unknown category {value!r} (expected one of {shown})"
+    if cats is None and not _feedable(value):
+        return "wrong_type", "expected a string, got text that is not valid Unicode (a lone surrogate)"
     return None
+
+
+def _feedable(text: str) -> bool:
+    """Whether onnxruntime can take the string: it encodes it as UTF-8, which a lone surrogate (JSON
+    allows ``"\\ud800"``) cannot be. Refusing such text is the typed answer instead of a model failure."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_numeric_text(cells: Any) -> np.ndarray:
