@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,8 @@ from mlship.errors import MlshipError
 from mlship.evaluation.lineage import dataframe_sha256
 from mlship.runtime.jsonutil import jsonable, python_values
 from mlship.stats.metrics import classification_metrics, regression_metrics
-from mlship.stats.plots import figure_uri
+from mlship.stats.plots import BAD, CURRENT, GOOD, NEUTRAL, REFERENCE, figure_uri, pyplot
+from mlship.stats.reports import render_page
 
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"}
 LOWER_IS_BETTER = {"log_loss", "mae", "mse", "rmse"}
@@ -34,6 +34,7 @@ CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "p
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 MAX_SLICE_VALUES = 20
 NUMERIC_SLICE_BINS = 4
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 class EvaluationError(MlshipError):
@@ -276,11 +277,7 @@ def _curves(ev: Evaluation) -> dict[str, Any]:
 
 def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
     """(title, PNG data URI) pairs for an evaluation report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figs: list[tuple[str, str]] = []
     curves = _curves(ev)
     if curves:
@@ -300,29 +297,31 @@ def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
 
 def _curves_figure(plt: Any, ev: Evaluation, curves: dict[str, Any]) -> str:
     """ROC, precision-recall and calibration of a binary classifier, side by side."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    axes[0].plot(curves["fpr"], curves["tpr"], lw=2)
-    axes[0].plot([0, 1], [0, 1], "k--", lw=1)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    axes[0].plot(curves["fpr"], curves["tpr"], lw=2, color=REFERENCE)
+    axes[0].plot([0, 1], [0, 1], "--", color=NEUTRAL, lw=1)
     axes[0].set(title=f"ROC (AUC {ev.metrics.get('roc_auc') or float('nan'):.3f})", xlabel="false positive rate",
                 ylabel="true positive rate")
-    axes[1].plot(curves["recall"], curves["precision"], lw=2)
+    axes[1].plot(curves["recall"], curves["precision"], lw=2, color=REFERENCE)
     axes[1].set(title=f"Precision-recall (AP {ev.metrics.get('pr_auc') or float('nan'):.3f})",
                 xlabel="recall", ylabel="precision", ylim=(0, 1.02))
     if curves["calibration"]:
         mean_p, frac = zip(*curves["calibration"], strict=True)
-        axes[2].plot(mean_p, frac, "o-")
-    axes[2].plot([0, 1], [0, 1], "k--", lw=1)
+        axes[2].plot(mean_p, frac, "o-", color=CURRENT)
+    axes[2].plot([0, 1], [0, 1], "--", color=NEUTRAL, lw=1)
     axes[2].set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
+    fig.tight_layout()
     return figure_uri(fig)
 
 
 def _regression_figure(plt: Any, ev: Evaluation) -> str:
     """Predicted against actual values, and the residuals' histogram."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].scatter(ev.y_true, ev.scores, s=4, alpha=0.4)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].scatter(ev.y_true, ev.scores, s=4, alpha=0.4, color=REFERENCE)
     axes[0].set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
-    axes[1].hist(ev.scores - ev.y_true, bins=50)
-    axes[1].set(title="Residuals", xlabel="predicted - actual")
+    axes[1].hist(ev.scores - ev.y_true, bins=50, color=REFERENCE)
+    axes[1].set(title="Residuals", xlabel="predicted - actual", ylabel="rows")
+    fig.tight_layout()
     return figure_uri(fig)
 
 
@@ -332,7 +331,7 @@ def _metrics_figure(plt: Any, ev: Evaluation, names: list[str]) -> str:
     vals = [ev.metrics[m] for m in names]
     lows = [ev.metrics[m] - (ev.intervals.get(m, {}).get("low") or ev.metrics[m]) for m in names]
     highs = [(ev.intervals.get(m, {}).get("high") or ev.metrics[m]) - ev.metrics[m] for m in names]
-    ax.bar(names, vals, yerr=[lows, highs], capsize=4, color="#4c72b0")
+    ax.bar(names, vals, yerr=[lows, highs], capsize=4, color=REFERENCE)
     conf = ev.data.get("confidence", 0.95)
     ax.set(title=f"Metrics with {conf:.0%} bootstrap intervals ({ev.data.get('bootstrap')} resamples)")
     return figure_uri(fig)
@@ -342,13 +341,13 @@ def _slice_figure(plt: Any, ev: Evaluation, col: str, groups: dict[str, dict[str
     """The ``primary`` metric per group of slice ``col``, against the overall value."""
     keys = list(groups)
     vals = [groups[k].get(primary) or 0.0 for k in keys]
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(keys) + 2), 3.2))
-    ax.bar(keys, vals, color="#55a868")
+    fig, ax = plt.subplots(figsize=(min(11, max(5, 0.7 * len(keys) + 2)), 3.2))
+    ax.bar(keys, vals, color=GOOD)
     if ev.metrics.get(primary) is not None:
         ax.axhline(ev.metrics[primary], color="k", ls="--", lw=1, label="overall")
         ax.legend()
     ax.set(title=f"{primary} by {col}", ylabel=primary)
-    ax.tick_params(axis="x", rotation=30)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     return figure_uri(fig)
 
 
@@ -356,11 +355,10 @@ def _fairness_figure(plt: Any, fairness: dict[str, Any]) -> str:
     """Selection rate, TPR and FPR per group of the sensitive attribute."""
     groups = fairness["groups"]
     keys = list(groups)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(keys) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(min(11, max(5, 1.2 * len(keys) + 2)), 3.2))
     width = 0.27
     x = np.arange(len(keys))
-    for i, (metric, colour) in enumerate([("selection_rate", "#4c72b0"), ("tpr", "#55a868"),
-                                          ("fpr", "#c44e52")]):
+    for i, (metric, colour) in enumerate([("selection_rate", REFERENCE), ("tpr", GOOD), ("fpr", BAD)]):
         ax.bar(x + (i - 1) * width, [groups[k].get(metric) or 0.0 for k in keys], width, label=metric,
                color=colour)
     ax.set_xticks(x, keys)
@@ -368,52 +366,36 @@ def _fairness_figure(plt: Any, fairness: dict[str, Any]) -> str:
     ax.legend()
     return figure_uri(fig)
 
-def html_table(rows: list[list[Any]], header: list[str]) -> str:
-    """An HTML table of ``rows`` under ``header`` (floats to 4 decimals, None as an empty cell)."""
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4f}"
-        return html.escape("" if v is None else str(v))
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-th{{background:#f3f3f3}}td:first-child{{text-align:left}}.pass{{color:#17803d;font-weight:bold}}
-.fail{{color:#b3261e;font-weight:bold}}img{{max-width:100%}}</style></head><body>{body}</body></html>"""
+def evaluation_tables(ev: Evaluation) -> list[dict[str, Any]]:
+    """The report's tables: ``{"title", "header", "rows"}`` each (values formatted by the template)."""
+    tables = [{"title": "Metrics", "header": ["metric", "value", "CI low", "CI high"],
+               "rows": [[m, v, ev.intervals.get(m, {}).get("low"), ev.intervals.get(m, {}).get("high")]
+                        for m, v in ev.metrics.items()]}]
+    if ev.latency.get("single_row_ms"):
+        lat = ev.latency["single_row_ms"]
+        tables.append({"title": "Latency", "header": ["measure", "value"],
+                       "rows": [["single row p50 (ms)", lat["p50"]], ["single row p99 (ms)", lat["p99"]],
+                                ["batch rows/s (validation + scoring)", ev.latency["batch"]["rows_per_s"]]]})
+    if ev.fairness:
+        f = ev.fairness
+        tables.append({"title": f"Fairness by {f['attribute']}", "header": ["metric", "value"],
+                       "rows": [[k, f.get(k)] for k in ("demographic_parity_difference", "demographic_parity_ratio",
+                                                        "equalized_odds_difference")]})
+        tables.append({"title": None, "header": ["group", "rows", "selection rate", "TPR", "FPR"],
+                       "rows": [[g, e["count"], e["selection_rate"], e.get("tpr"), e.get("fpr")]
+                                for g, e in f["groups"].items()]})
+    names = list(metric_names(ev.task))
+    for col, groups in ev.slices.items():
+        tables.append({"title": f"Slices by {col}", "header": [col, "rows", *names],
+                       "rows": [[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()]})
+    return tables
 
 
 def evaluation_html(ev: Evaluation) -> str:
-    """A self-contained HTML report (tables + embedded plots)."""
-    parts = [f"<h1>Evaluation of {html.escape(ev.model['name'])}:{html.escape(ev.model['version'])}</h1>",
-             f"<p>{ev.data['valid_rows']} of {ev.data['rows']} rows valid; label <code>{html.escape(ev.data['label'])}"
-             f"</code>; predictions through onnxruntime.</p>", "<h2>Metrics</h2>",
-             html_table([[m, v, ev.intervals.get(m, {}).get("low"), ev.intervals.get(m, {}).get("high")]
-                     for m, v in ev.metrics.items()], ["metric", "value", "CI low", "CI high"])]
-    if ev.latency.get("single_row_ms"):
-        lat = ev.latency["single_row_ms"]
-        latency_rows = [["single row p50 (ms)", lat["p50"]], ["single row p99 (ms)", lat["p99"]],
-                        ["batch rows/s (validation + scoring)", ev.latency["batch"]["rows_per_s"]]]
-        parts += ["<h2>Latency</h2>", html_table(latency_rows, ["measure", "value"])]
-    if ev.fairness:
-        f = ev.fairness
-        parts += [f"<h2>Fairness by {html.escape(f['attribute'])}</h2>",
-                  html_table([[k, f.get(k)] for k in ("demographic_parity_difference", "demographic_parity_ratio",
-                                                  "equalized_odds_difference")], ["metric", "value"]),
-                  html_table([[g, e["count"], e["selection_rate"], e.get("tpr"), e.get("fpr")]
-                          for g, e in f["groups"].items()], ["group", "rows", "selection rate", "TPR", "FPR"])]
-    for col, groups in ev.slices.items():
-        names = list(metric_names(ev.task))
-        parts += [f"<h2>Slices by {html.escape(col)}</h2>",
-                  html_table([[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()],
-                         [col, "rows", *names])]
-    for title, uri in evaluation_figures(ev):
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
-    return PAGE.format(title=f"mlship evaluation {html.escape(ev.model['name'])}", body="\n".join(parts))
+    """A self-contained HTML report (tables + embedded plots), from ``templates/evaluation.html.j2``."""
+    figures = [{"title": t, "uri": u} for t, u in evaluation_figures(ev)]
+    return render_page(TEMPLATES, "evaluation.html.j2", ev=ev, tables=evaluation_tables(ev), figures=figures)
 
 
 def write_report_pair(out_dir: str | Path, stem: str, json_text: str, html_text: str) -> tuple[Path, Path]:

@@ -36,7 +36,6 @@ name (no champion yet) is judged on the absolute thresholds alone.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,10 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mlship.errors import MlshipError
 from mlship.evaluation.evaluate import (
     HIGHER_IS_BETTER,
-    PAGE,
+    TEMPLATES,
     Evaluation,
     evaluate,
-    html_table,
     interval,
     metric_names,
     write_report_pair,
@@ -60,7 +58,8 @@ from mlship.evaluation.evaluate import (
 from mlship.registry.attachments import attached_prefix, latest_report
 from mlship.registry.store import RegistryError
 from mlship.runtime.jsonutil import jsonable
-from mlship.stats.plots import figure_uri
+from mlship.stats.plots import BAD, CURRENT, GOOD, REFERENCE, figure_uri, pyplot
+from mlship.stats.reports import render_page
 
 
 class GateError(MlshipError):
@@ -568,69 +567,62 @@ def _roll_back_alias(registry: Any, name: str, alias: str, previous: Any, moved:
 # ---------------------------------------------------------------------------------- reports
 def gate_figures(result: GateResult) -> list[tuple[str, str]]:
     """Candidate vs champion metric bars with intervals, and the threshold checks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figs = []
-    cand, champ = result.candidate, result.champion
-    names = [m for m in metric_names(cand.task) if cand.metrics.get(m) is not None]
+    names = [m for m in metric_names(result.candidate.task) if result.candidate.metrics.get(m) is not None]
     if names:
-        fig, ax = plt.subplots(figsize=(9, 3.8))
-        x = np.arange(len(names))
-        width = 0.38 if champ else 0.6
-        models = [("candidate " + cand.model["version"], cand, "#4c72b0")]
-        if champ:
-            models.append(("champion " + champ.model["version"], champ, "#dd8452"))
-        for i, (label, ev, colour) in enumerate(models):
-            vals = [ev.metrics.get(m) or 0.0 for m in names]
-            err = [[v - (ev.intervals.get(m, {}).get("low") or v) for m, v in zip(names, vals, strict=True)],
-                   [(ev.intervals.get(m, {}).get("high") or v) - v for m, v in zip(names, vals, strict=True)]]
-            offset = (i - (len(models) - 1) / 2) * width
-            ax.bar(x + offset, vals, width, yerr=err, capsize=3, label=label, color=colour)
-        for j, m in enumerate(names):
-            bound = result.thresholds.metrics.get(m)
-            if bound and bound.min is not None:
-                ax.hlines(bound.min, j - 0.45, j + 0.45, colors="g", linestyles="--")
-            if bound and bound.max is not None:
-                ax.hlines(bound.max, j - 0.45, j + 0.45, colors="r", linestyles="--")
-        ax.set_xticks(x, names)
-        conf = result.thresholds.confidence
-        ax.set(title=f"Metrics (bars: {conf:.0%} bootstrap intervals; dashes: thresholds)")
-        ax.legend()
-        figs.append(("Candidate vs champion", figure_uri(fig)))
+        figs.append(("Candidate vs champion", _metrics_vs_champion(plt, result, names)))
     if result.comparisons:
         ms = [m for m, c in result.comparisons.items() if c.get("improvement") is not None]
         fig, ax = plt.subplots(figsize=(8, 3.2))
         vals = [result.comparisons[m]["improvement"] for m in ms]
         lows = [v - (result.comparisons[m]["interval"].get("low") or v) for m, v in zip(ms, vals, strict=True)]
         highs = [(result.comparisons[m]["interval"].get("high") or v) - v for m, v in zip(ms, vals, strict=True)]
-        ax.bar(ms, vals, yerr=[lows, highs], capsize=4, color=["#55a868" if v >= 0 else "#c44e52" for v in vals])
+        ax.bar(ms, vals, yerr=[lows, highs], capsize=4, color=[GOOD if v >= 0 else BAD for v in vals])
         ax.axhline(0, color="k", lw=1)
         ax.set(title="Improvement over the champion (paired bootstrap)", ylabel="better →")
         figs.append(("Improvement", figure_uri(fig)))
     return figs
 
 
+def _metrics_vs_champion(plt: Any, result: GateResult, names: list[str]) -> str:
+    """Grouped bars (candidate, champion) per metric with bootstrap intervals and threshold dashes."""
+    cand, champ = result.candidate, result.champion
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(names))
+    width = 0.38 if champ else 0.6
+    models = [("candidate " + cand.model["version"], cand, CURRENT)]
+    if champ:
+        models.append(("champion " + champ.model["version"], champ, REFERENCE))
+    for i, (label, ev, colour) in enumerate(models):
+        vals = [ev.metrics.get(m) or 0.0 for m in names]
+        err = [[v - (ev.intervals.get(m, {}).get("low") or v) for m, v in zip(names, vals, strict=True)],
+               [(ev.intervals.get(m, {}).get("high") or v) - v for m, v in zip(names, vals, strict=True)]]
+        offset = (i - (len(models) - 1) / 2) * width
+        ax.bar(x + offset, vals, width, yerr=err, capsize=3, label=label, color=colour)
+    for j, m in enumerate(names):
+        bound = result.thresholds.metrics.get(m)
+        if bound and bound.min is not None:
+            ax.hlines(bound.min, j - 0.45, j + 0.45, colors=GOOD, linestyles="--")
+        if bound and bound.max is not None:
+            ax.hlines(bound.max, j - 0.45, j + 0.45, colors=BAD, linestyles="--")
+    ax.set_xticks(x, names)
+    ax.set(title=f"Metrics (bars: {result.thresholds.confidence:.0%} bootstrap intervals; dashes: thresholds)")
+    ax.legend()
+    return figure_uri(fig)
+
+
 def gate_html(result: GateResult) -> str:
-    """A self-contained HTML gate report."""
+    """A self-contained HTML gate report, from ``templates/gate.html.j2``."""
     from mlship.evaluation.evaluate import evaluation_figures
 
-    verdict = "<span class='pass'>PASSED</span>" if result.passed else "<span class='fail'>REFUSED</span>"
-    cand = result.candidate.model
     champ = "none (first model: absolute thresholds only)" if result.champion is None else \
         f"{result.champion.model['name']}:{result.champion.model['version']}"
-    rows = [[c.name, c.kind, c.threshold, c.value, c.champion, "pass" if c.passed else "FAIL", c.note]
-            for c in result.checks]
-    parts = [f"<h1>Gate: {html.escape(cand['name'])}:{html.escape(cand['version'])} {verdict}</h1>",
-             f"<p>Champion: {html.escape(champ)}. Data: {result.candidate.data['valid_rows']} rows "
-             f"(fingerprint {result.candidate.data['fingerprint'][:12]}).</p>",
-             "<h2>Checks</h2>", html_table(rows, ["check", "kind", "threshold", "candidate", "champion", "result",
-                                              "note"])]
-    for title, uri in gate_figures(result) + evaluation_figures(result.candidate):
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
-    return PAGE.format(title=f"mlship gate {html.escape(cand['name'])}", body="\n".join(parts))
+    comparisons = [[m, c.get("improvement"), (c.get("interval") or {}).get("low"),
+                    (c.get("interval") or {}).get("high")] for m, c in result.comparisons.items()]
+    figures = [{"title": t, "uri": u} for t, u in gate_figures(result) + evaluation_figures(result.candidate)]
+    return render_page(TEMPLATES, "gate.html.j2", result=result, candidate=result.candidate.model,
+                       champion=champ, comparisons=comparisons, figures=figures)
 
 
 def write_gate_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:

@@ -1,40 +1,40 @@
-"""The model card: Markdown and self-contained HTML rendered from the manifest, with plots
-(confusion matrix, ROC and precision-recall for classifiers; residuals for regressors)."""
+"""The model card: Markdown and self-contained HTML (``templates/model_card.html.j2``) rendered from
+the manifest, with plots (confusion matrix, ROC and precision-recall for classifiers; residuals for
+regressors) written under ``card/`` and embedded in the HTML."""
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlship.stats.plots import CURRENT, NEUTRAL, REFERENCE, png_uri, pyplot, save_png
+from mlship.stats.reports import number, render_page
+
 CARD_DIR = "card"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def _plots_classification(y: np.ndarray, pred: Any, classes: list[Any], out: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _confusion_figure(plt: Any, y: np.ndarray, pred: Any, classes: list[Any]) -> Any:
     from mlship.stats.metrics import classification_metrics
 
-    paths: dict[str, Path] = {}
     cm = np.asarray(classification_metrics(y, pred.labels, None, classes)["confusion_matrix"])
     fig, ax = plt.subplots(figsize=(4, 3.5))
     ax.imshow(cm, cmap="Blues")
+    ax.grid(False)
     ax.set_xticks(range(len(classes)), [str(c) for c in classes])
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (holdout)")
+    threshold = cm.max() / 2 if cm.size else 0
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="black")
-    ax.set_title("Confusion matrix (holdout)")
-    fig.tight_layout()
-    paths["Confusion matrix"] = _save(fig, out / "confusion_matrix.png")
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > threshold else "black")
+    return fig
+
+
+def _plots_classification(y: np.ndarray, pred: Any, classes: list[Any], out: Path) -> dict[str, Path]:
+    plt = pyplot()
+    paths = {"Confusion matrix": save_png(_confusion_figure(plt, y, pred, classes), out / "confusion_matrix.png")}
     if pred.probabilities is not None and len(classes) == 2:
         positive = np.asarray([str(v) == str(classes[1]) for v in y]).astype(int)
         score = pred.probabilities[:, 1]
@@ -45,61 +45,78 @@ def _plots_classification(y: np.ndarray, pred: Any, classes: list[Any], out: Pat
         fpr = np.r_[0, fps / max(fps[-1], 1)]
         precision = tps / np.arange(1, len(tps) + 1)
         fig, ax = plt.subplots(figsize=(4, 3.5))
-        ax.plot(fpr, tpr)
-        ax.plot([0, 1], [0, 1], "--", color="grey")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title("ROC curve (holdout)")
-        fig.tight_layout()
-        paths["ROC curve"] = _save(fig, out / "roc.png")
+        ax.plot(fpr, tpr, color=REFERENCE, lw=2)
+        ax.plot([0, 1], [0, 1], "--", color=NEUTRAL)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
+        paths["ROC curve"] = save_png(fig, out / "roc.png")
         fig, ax = plt.subplots(figsize=(4, 3.5))
-        ax.plot(tpr[1:], precision)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_ylim(0, 1.02)
-        ax.set_title("Precision-recall curve (holdout)")
-        fig.tight_layout()
-        paths["Precision-recall curve"] = _save(fig, out / "pr.png")
+        ax.plot(tpr[1:], precision, color=REFERENCE, lw=2)
+        ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title="Precision-recall curve (holdout)")
+        paths["Precision-recall curve"] = save_png(fig, out / "pr.png")
     return paths
 
 
 def _plots_regression(y: np.ndarray, pred: Any, out: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     resid = np.asarray(y, dtype=float) - pred.values
     fig, ax = plt.subplots(figsize=(4, 3.5))
-    ax.scatter(pred.values, resid, s=4, alpha=0.5)
-    ax.axhline(0, color="grey", ls="--")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("residual (true - predicted)")
-    ax.set_title("Residuals vs predicted (holdout)")
-    fig.tight_layout()
-    paths = {"Residuals vs predicted": _save(fig, out / "residuals.png")}
+    ax.scatter(pred.values, resid, s=4, alpha=0.5, color=REFERENCE)
+    ax.axhline(0, color=NEUTRAL, ls="--")
+    ax.set(xlabel="predicted", ylabel="residual (true - predicted)", title="Residuals vs predicted (holdout)")
+    paths = {"Residuals vs predicted": save_png(fig, out / "residuals.png")}
     fig, ax = plt.subplots(figsize=(4, 3.5))
-    ax.hist(resid, bins=40)
-    ax.set_xlabel("residual")
-    ax.set_title("Residual distribution (holdout)")
-    fig.tight_layout()
-    paths["Residual distribution"] = _save(fig, out / "residual_hist.png")
+    ax.hist(resid, bins=40, color=CURRENT)
+    ax.set(xlabel="residual", ylabel="rows", title="Residual distribution (holdout)")
+    paths["Residual distribution"] = save_png(fig, out / "residual_hist.png")
     return paths
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return path
+def _range(field: dict[str, Any]) -> str:
+    if field.get("categories"):
+        return ", ".join(map(str, field["categories"][:8]))
+    return f"{number(field.get('minimum'))} … {number(field.get('maximum'))}"
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+def cross_validation_rows(cv: dict[str, Any] | None) -> tuple[list[str], list[list[Any]]]:
+    """The cross-validation section as a table: header and one row per metric (mean, std, each fold)."""
+    if not cv or not cv.get("metrics"):
+        return [], []
+    folds = max(len(m.get("folds") or []) for m in cv["metrics"].values())
+    header = ["metric", "mean", "std", *[f"fold {i + 1}" for i in range(folds)]]
+    rows = [[name, m.get("mean"), m.get("std"), *(m.get("folds") or [])] for name, m in cv["metrics"].items()]
+    return header, rows
+
+
+def _markdown(manifest: dict[str, Any], metrics: dict[str, Any], plots: dict[str, Path], root: Path) -> str:
+    parity = manifest["parity"]
+    md = [f"# {_title(manifest)}", "", manifest.get("description") or "", "",
+          f"- Task: **{manifest['task']}**", f"- Estimator: `{manifest['lineage']['estimator']['class']}`",
+          f"- Created: {manifest['created_at']}", f"- Git commit: {manifest['lineage'].get('git_commit')}",
+          f"- Holdout: {manifest['lineage']['holdout']['rows']} rows, sha256 "
+          f"`{manifest['lineage']['holdout']['sha256'][:16]}…`", "",
+          "## Holdout metrics (onnxruntime, what serves)", "", "| metric | value |", "| --- | --- |"]
+    md += [f"| {k} | {number(v)} |" for k, v in metrics.items()]
+    md += ["", "## Parity: scikit-learn vs onnxruntime", "",
+           f"max abs diff {parity['max_abs_diff']:.3g}, rows over tolerance {parity['rows_over_tolerance']} "
+           f"of {parity['rows']} (tolerance {parity['tolerance']:g}), label agreement "
+           f"{parity['label_agreement']:.4f}: **{'passed' if parity['passed'] else 'failed'}**", "",
+           "## Inputs", "", "| feature | type | nullable | range / categories |", "| --- | --- | --- | --- |"]
+    fields = manifest["input_schema"]["fields"]
+    md += [f"| {f['name']} | {f['dtype']} | {f['nullable']} | {_range(f)} |" for f in fields]
+    header, rows = cross_validation_rows(manifest.get("cross_validation"))
+    if rows:
+        cv = manifest["cross_validation"]
+        md += ["", "## Cross-validation", "", f"{cv.get('folds')} folds on {cv.get('rows')} rows "
+               f"({cv.get('data', 'train')} data).", "", "| " + " | ".join(header) + " |",
+               "| " + " | ".join("---" for _ in header) + " |"]
+        md += ["| " + " | ".join(number(v) for v in row) + " |" for row in rows]
+    md += ["", "## Plots", ""]
+    md += [f"![{t}]({p.relative_to(root).as_posix()})" for t, p in plots.items()]
+    return "\n".join(md) + "\n"
+
+
+def _title(manifest: dict[str, Any]) -> str:
+    return f"Model card: {manifest['name']} {manifest['version']}"
 
 
 def render_model_card(bundle_dir: str | Path, manifest: dict[str, Any], y_true: Any, prediction: Any) -> None:
@@ -111,51 +128,11 @@ def render_model_card(bundle_dir: str | Path, manifest: dict[str, Any], y_true: 
     else:
         plots = _plots_regression(np.asarray(y_true), prediction, card)
     metrics = {k: v for k, v in manifest["metrics"]["holdout"].items() if not isinstance(v, list)}
-    parity = manifest["parity"]
-    fields = manifest["input_schema"]["fields"]
-    title = f"Model card: {manifest['name']} {manifest['version']}"
-    md = [f"# {title}", "", manifest.get("description") or "", "",
-          f"- Task: **{manifest['task']}**", f"- Estimator: `{manifest['lineage']['estimator']['class']}`",
-          f"- Created: {manifest['created_at']}", f"- Git commit: {manifest['lineage'].get('git_commit')}",
-          f"- Holdout: {manifest['lineage']['holdout']['rows']} rows, sha256 "
-          f"`{manifest['lineage']['holdout']['sha256'][:16]}…`", "",
-          "## Holdout metrics (onnxruntime, what serves)", "", "| metric | value |", "| --- | --- |"]
-    md += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
-    md += ["", "## Parity: scikit-learn vs onnxruntime", "",
-           f"max abs diff {parity['max_abs_diff']:.3g}, rows over tolerance {parity['rows_over_tolerance']} "
-           f"of {parity['rows']} (tolerance {parity['tolerance']:g}), label agreement "
-           f"{parity['label_agreement']:.4f}: **{'passed' if parity['passed'] else 'failed'}**", "",
-           "## Inputs", "", "| feature | type | nullable | range / categories |", "| --- | --- | --- | --- |"]
-    for f in fields:
-        rng = ", ".join(f["categories"][:8]) if f.get("categories") else f"{f.get('minimum')} … {f.get('maximum')}"
-        md.append(f"| {f['name']} | {f['dtype']} | {f['nullable']} | {rng} |")
-    if manifest.get("cross_validation"):
-        md += ["", "## Cross-validation", "", "```", json.dumps(manifest["cross_validation"]["metrics"], indent=1),
-               "```"]
-    md += ["", "## Plots", ""]
-    md += [f"![{t}]({p.relative_to(root).as_posix()})" for t, p in plots.items()]
-    (root / "model_card.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in metrics.items())
-    feats = "".join(
-        f"<tr><td>{html.escape(f['name'])}</td><td>{f['dtype']}</td><td>{f['nullable']}</td><td>"
-        + html.escape(", ".join(f["categories"][:8]) if f.get("categories")
-                      else f"{f.get('minimum')} … {f.get('maximum')}") + "</td></tr>" for f in fields)
-    imgs = "".join(
-        f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,"
-        f"{base64.b64encode(p.read_bytes()).decode()}'/><figcaption>{html.escape(t)}</figcaption></figure>"
-        for t, p in plots.items())
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{display:inline-block;margin:8px}}
-.pass{{color:#070}}.fail{{color:#a00}}</style></head><body>
-<h1>{html.escape(title)}</h1><p>{html.escape(manifest.get('description') or '')}</p>
-<p>Task <b>{manifest['task']}</b> · estimator <code>{html.escape(manifest['lineage']['estimator']['class'])}</code>
- · created {manifest['created_at']}</p>
-<h2>Holdout metrics (onnxruntime)</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>
-<h2>Parity</h2><p class="{'pass' if parity['passed'] else 'fail'}">max abs diff {parity['max_abs_diff']:.3g};
-{parity['rows_over_tolerance']} of {parity['rows']} rows over {parity['tolerance']:g};
-label agreement {parity['label_agreement']:.4f}</p>
-<h2>Inputs</h2><table><tr><th>feature</th><th>type</th><th>nullable</th><th>range / categories</th></tr>{feats}</table>
-<h2>Plots</h2>{imgs}</body></html>"""
+    (root / "model_card.md").write_text(_markdown(manifest, metrics, plots, root), encoding="utf-8")
+    cv_header, cv_rows = cross_validation_rows(manifest.get("cross_validation"))
+    inputs = [[f["name"], f["dtype"], f["nullable"], _range(f)] for f in manifest["input_schema"]["fields"]]
+    figures = [{"title": t, "uri": png_uri(p.read_bytes())} for t, p in plots.items()]
+    page = render_page(TEMPLATES, "model_card.html.j2", title=_title(manifest), m=manifest, metrics=metrics,
+                       inputs=inputs, cv=manifest.get("cross_validation"), cv_header=cv_header, cv_rows=cv_rows,
+                       figures=figures)
     (root / "model_card.html").write_text(page, encoding="utf-8")
