@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlship.errors import FieldError, ValidationError
+from mlship.errors import BundleError, FieldError, ValidationError
 from mlship.runtime.hashing import json_type
 
 NUMBER = "number"
@@ -124,8 +124,13 @@ class InputSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
-        return cls(fields=[Field.from_dict(f) for f in data["fields"]],
-                   layout=data.get("layout", LAYOUT_COLUMNS), tensor_input=data.get("tensor_input"))
+        """The schema of a manifest's ``input_schema``; a field value this runtime does not know (a dtype,
+        a ``handle_unknown``) is a :class:`~mlship.errors.BundleError`."""
+        try:
+            fields = [Field.from_dict(f) for f in data["fields"]]
+        except ValueError as exc:
+            raise BundleError(f"manifest input_schema: {exc}") from None
+        return cls(fields=fields, layout=data.get("layout", LAYOUT_COLUMNS), tensor_input=data.get("tensor_input"))
 
     # ------------------------------------------------------------------ entry points
     def validate(self, data: Any, *, allow_extra: bool = False) -> ValidatedBatch:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlship.errors import ValidationError
+from mlship.errors import BundleError, ValidationError
 from mlship.evaluation.export import ParityPolicy, export_bundle
 from mlship.runtime.predictor import Predictor
 from mlship.runtime.records import encode, object_records
@@ -123,6 +123,9 @@ def test_a_bundle_from_before_the_field_keeps_refusing():
     assert err.value.errors[0].kind == "unknown_category"
     with pytest.raises(ValueError, match="handle_unknown must be one of"):
         Field("plan", "string", handle_unknown="sometimes")
+    old["fields"][0]["handle_unknown"] = "sometimes"  # a mode this runtime does not know: the bundle is refused
+    with pytest.raises(BundleError, match="manifest input_schema: field 'plan': handle_unknown must be one of"):
+        InputSchema.from_dict(old)
 
 
 # ---------------------------------------------------------------------------- serving
