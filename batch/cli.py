@@ -15,12 +15,12 @@ batch_app = typer.Typer(help="Batch scoring on Spark (local[*] here, EMR Serverl
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     counts = summary["counts"]
-    table = Table(title=f"run {summary['run_id']}: model {summary['model']['name']}:{summary['model']['version']}")
+    table = new_table(title=f"run {summary['run_id']}: model {summary['model']['name']}:{summary['model']['version']}")
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("input rows", f"{counts['input']:,}")

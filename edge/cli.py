@@ -26,9 +26,9 @@ edge_app = typer.Typer(
 
 def variants_table(title: str, results: list) -> Table:
     """A rich table of edge build results: status, size, latency and the check against fp32."""
-    from rich.table import Table
+    from mlship.cli.common import table as new_table
 
-    table = Table(title=title)
+    table = new_table(title=title)
     for col in ("variant", "status", "size (bytes)", "1-row p50 ms", "max |dp| vs fp32", "label agreement",
                 "package / reason"):
         table.add_column(col, overflow="fold")
@@ -66,11 +66,11 @@ def build(
     """Build edge variants of a bundle, check each against fp32, sign and package those within tolerance."""
     from mlship.edge.build import Tolerance, build_edge
     from mlship.edge.package import VARIANTS
-    from rich.console import Console
 
+    from mlship.cli.common import console as new_console
     from mlship.errors import MlshipError
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     tol = Tolerance(max_prob_diff, max_share_over, min_label_agreement, max_metric_delta)
     try:
         with console.status("building edge variants") as status:
@@ -89,7 +89,7 @@ def build(
     except (MlshipError, ValueError, OSError) as exc:
         fail(str(exc))
     table = variants_table(f"edge variants ({out})", results)
-    Console().print(table)
+    new_console().print(table)
     for r in results:
         typer.echo(f"{r.variant}: {r.status}" + (f" -> {r.package}" if r.package else f" ({r.reason})"))
     if not any(r.status == "packaged" for r in results):
@@ -140,9 +140,9 @@ def publish_cmd(
 def status_cmd(job_id: str = typer.Argument(..., help="IoT job id printed by `mlship edge publish`.")) -> None:
     """Show an IoT job's status and its executions."""
     from mlship.edge.publish import status
-    from rich.console import Console
-    from rich.table import Table
 
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
     from mlship.errors import MlshipError
 
     try:
@@ -155,12 +155,12 @@ def status_cmd(job_id: str = typer.Argument(..., help="IoT job id printed by `ml
         if k.startswith("numberOf")
     }
     typer.echo(f"job {job_id}: {info['status']}; " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    table = Table()
+    table = new_table()
     for col in ("thing", "status", "details"):
         table.add_column(col)
     for ex in info["executions"]:
         table.add_row(ex["thing"], str(ex["status"]), json.dumps(ex["details"]))
-    Console().print(table)
+    new_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

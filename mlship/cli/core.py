@@ -33,11 +33,10 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export a fitted estimator + holdout into a verified, signed bundle."""
-    from rich.console import Console
-
     from mlship import api
+    from mlship.cli.common import console as new_console
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     try:
         with console.status("exporting") as status:
             result = api.export(model, holdout, label=label, out=out, name=name, version=version, key=key,

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import fail, mark_latest, report_folder
 
 abtest_app = typer.Typer(help="A/B tests: a statistical decision between the champion and a challenger.",
                          no_args_is_help=True)
@@ -38,11 +38,11 @@ def _load(data: Path | None, bucket: str | None, prefix: str, labels_prefix: str
 
 
 def _print(result: Any, paths: tuple[Path, Path]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
-    console = Console()
-    table = Table(title=f"A/B test ({result.metric}, {result.test.method})")
+    console = new_console()
+    table = new_table(title=f"A/B test ({result.metric}, {result.test.method})")
     for col in ("variant", "role", "units", "mean", "std"):
         table.add_column(col)
     for v in (result.control, result.treatment):
@@ -88,7 +88,8 @@ def analyze_cmd(
     max_latency_p99_increase: float = typer.Option(None, help="Guardrail: p99 at most control's × (1 + this)."),
     max_error_rate: float = typer.Option(None, help="Guardrail: treatment error rate at most this."),
     max_error_rate_increase: float = typer.Option(None, help="Guardrail: error rate at most control's + this."),
-    out: Path = typer.Option(Path("abtest-report"), "--out", "-o", help="Directory for abtest.json + abtest.html."),
+    out: Path = typer.Option(None, "--out", "-o", help="Directory for abtest.json + abtest.html "
+                             "(default: reports/abtest/<time>/, with reports/abtest/latest)."),
 ) -> None:
     """Analyse an A/B test and print its decision: ship, keep, continue or invalid, with the reasons."""
     from mlship.experiments.analysis import analyze
@@ -110,7 +111,9 @@ def analyze_cmd(
         result = analyze(exp, cfg)
     except ExperimentInputError as exc:
         fail(" ".join(str(exc).split()), code=2)  # one line, whatever a parser's message holds
-    _print(result, write_report(result, exp, out))
+    folder = report_folder(out, "abtest")
+    _print(result, write_report(result, exp, folder))
+    mark_latest(folder, out)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import fail, mark_latest, report_folder
 
 MAX_STEPS = 50
 
@@ -42,7 +42,7 @@ def loadtest_cmd(
     architecture: str = typer.Option("x86_64", "--architecture", help="Lambda architecture for the cost."),
     instance_type: str = typer.Option(None, "--instance-type", help="Instance type for the cost (ml.m5.large)."),
     instances: int = typer.Option(1, "--instances", help="Instances behind the target, for the cost."),
-    out: Path = typer.Option(Path("reports/loadtest"), "--out", "-o", help="Report directory."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/loadtest/<time>/)."),
     register: str = typer.Option(None, "--register", help="Attach the report to NAME/VERSION in the registry."),
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
 ) -> None:
@@ -50,7 +50,7 @@ def loadtest_cmd(
     from mlship.errors import MlshipError
     from mlship.loadtest.errors import BadInput
     from mlship.loadtest.plan import Plan
-    from mlship.loadtest.run import CostBasis, loadtest
+    from mlship.loadtest.run import CostBasis
     from mlship.loadtest.targets import parse_target
 
     try:
@@ -67,12 +67,22 @@ def loadtest_cmd(
     except (BadInput, MlshipError) as exc:  # refused before any request is sent
         fail(str(exc), code=2)
     try:
-        outcome = loadtest(target, bodies, plan, out, cost=cost, model=model_info)
+        outcome = _run(target, bodies, plan, out, cost, model_info)
         where = _attach(registry, ref, outcome) if ref else None
     except MlshipError as exc:
         fail(str(exc), code=1)
     _print(outcome.report, outcome.paths, where)
     raise typer.Exit(0 if outcome.met_slo else 1)
+
+
+def _run(target: str, bodies: Any, plan: Any, out: Path | None, cost: Any, model_info: Any) -> Any:
+    """The load test, its report in ``out`` (or a new timestamped folder)."""
+    from mlship.loadtest.run import loadtest
+
+    folder = report_folder(out, "loadtest")
+    outcome = loadtest(target, bodies, plan, folder, cost=cost, model=model_info)
+    mark_latest(folder, out)
+    return outcome
 
 
 def _checked(cost: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import fail, mark_latest, report_folder
 
 monitor_app = typer.Typer(help="Monitor a deployed model: drift, performance with late labels, fairness.",
                           no_args_is_help=True)
@@ -30,10 +30,10 @@ def _thresholds(value: str | None) -> dict[str, Any]:
 
 
 def _print_drift(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
-    table = Table(title="drift by feature")
+    table = new_table(title="drift by feature")
     for col in ("feature", "type", "drifted", "method", "score", "KS D", "W (norm.)", "PSI", "JS", "Δ null"):
         table.add_column(col)
 
@@ -46,7 +46,7 @@ def _print_drift(report: dict[str, Any]) -> None:
                       str(feat.get("method")), f(feat.get("score")), f(feat.get("ks_statistic")),
                       f(feat.get("wasserstein_norm")), f(feat.get("psi")), f(feat.get("jensenshannon")),
                       f(feat.get("null_rate_change")))
-    Console().print(table)
+    new_console().print(table)
 
 
 class _RowProgress:
@@ -73,7 +73,8 @@ class _RowProgress:
 def drift_cmd(
     reference: str = typer.Argument(..., help="Bundle (dir, .tar.gz, s3://, mlship://) or reference dataset."),
     current: Path = typer.Argument(..., help="Current data: .csv, .parquet, .jsonl or a directory of them."),
-    out: Path = typer.Option(Path("drift-report"), "--out", "-o", help="Directory for report.json + report.html."),
+    out: Path = typer.Option(None, "--out", "-o", help="Directory for report.json + report.html "
+                             "(default: reports/drift/<time>/, with reports/drift/latest)."),
     thresholds: str = typer.Option(None, help="Threshold overrides: JSON object or file (see docs/monitoring.md)."),
     exclude: list[str] = typer.Option([], help="Columns to ignore (e.g. the label); repeatable."),
     batch_rows: int = typer.Option(200_000, help="Rows per streamed batch."),
@@ -81,20 +82,21 @@ def drift_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report document as JSON (stdout)."),
 ) -> None:
     """Compare CURRENT with a bundle's baseline profile or a reference dataset; write JSON + HTML reports."""
-    from rich.console import Console
-
     from mlship import api
+    from mlship.cli.common import console as new_console
     from mlship.errors import MlshipError
 
     th = _thresholds(thresholds)
-    rows = _RowProgress(Console(stderr=True))
+    rows = _RowProgress(new_console(stderr=True))
     try:
-        found = api.drift(reference, current, out=out, thresholds=th, exclude=list(exclude), batch_rows=batch_rows,
-                          on_rows=rows.update)
+        folder = report_folder(out, "drift")
+        found = api.drift(reference, current, out=folder, thresholds=th, exclude=list(exclude),
+                          batch_rows=batch_rows, on_rows=rows.update)
     except (MlshipError, ValueError, FileNotFoundError) as exc:
         rows.stop()
         fail(str(exc))
     rows.stop()
+    mark_latest(folder, out)
     if as_json:
         typer.echo(json.dumps(found.report, indent=2))
     else:
@@ -126,8 +128,7 @@ def monitor_run(
     out: Path = typer.Option(None, "--out", "-o", help="Also write report.json + report.html here."),
 ) -> None:
     """Run the monitor once (what the scheduled Lambda does) against AWS or the local AWS."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.errors import MlshipError
     from mlship.monitoring import MonitorConfig, run_monitor
 
@@ -135,7 +136,7 @@ def monitor_run(
         fail("--model and --records-bucket (or MODEL_URI and RECORDS_BUCKET) are required")
     if metrics not in ("api", "emf", "both", "none"):
         fail(f"--metrics must be api, emf, both or none, not {metrics!r}")
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     config = MonitorConfig(model_uri=model, records_bucket=records_bucket, records_prefix=records_prefix,
                            labels_prefix=labels_prefix, reports_bucket=reports_bucket or records_bucket,
                            reports_prefix=reports_prefix, event_bus_name=event_bus, window_hours=window_hours,

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import fail, mark_latest, report_folder
 from mlship.errors import MlshipError
 
 models_app = typer.Typer(help="Registered models and versions (S3 registry + SageMaker mirror).",
@@ -68,8 +68,8 @@ def register_cmd(
 @models_app.command("list")
 def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--json")) -> None:
     """List models with their versions, aliases and rollout status."""
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
     try:
         reg = _registry(bucket, sagemaker=False)
@@ -84,12 +84,12 @@ def models_list(bucket: str = BUCKET, as_json: bool = typer.Option(False, "--jso
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("model", "versions", "latest", "aliases", "status")
+    table = new_table("model", "versions", "latest", "aliases", "status")
     for row in rows:
         table.add_row(row["name"], str(len(row["versions"])), str(row["latest"]),
                       ", ".join(f"{a}→{v}" for a, v in sorted(row["aliases"].items())) or "-",
                       ", ".join(f"{v} {st}" for v, st in row["status"].items()) or "-")
-    Console().print(table)
+    new_console().print(table)
 
 
 @models_app.command("show")
@@ -97,8 +97,8 @@ def models_show(name: str = typer.Argument(...), version: str = typer.Argument(N
                 bucket: str = BUCKET, sagemaker: bool = SAGEMAKER,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Show a model's versions (metrics, approval, aliases, status) or one version with its rollouts."""
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
     if version:
         _show_version(name, version, bucket, sagemaker, as_json)
@@ -119,7 +119,7 @@ def models_show(name: str = typer.Argument(...), version: str = typer.Argument(N
                                "approval": approvals, "status": statuses}, indent=2))
         return
     metric_cols = [m for m in ("roc_auc", "accuracy", "f1", "rmse", "r2") if any(m in v.metrics for v in versions)]
-    table = Table("version", "registered", "by", *metric_cols, "SageMaker", "aliases", "status",
+    table = new_table("version", "registered", "by", *metric_cols, "SageMaker", "aliases", "status",
                   title=f"model {name}")
     for v in versions:
         table.add_row(v.version, v.registered_at, v.registered_by,
@@ -127,14 +127,13 @@ def models_show(name: str = typer.Argument(...), version: str = typer.Argument(N
                       str(approvals.get(v.version) or "-"),
                       ", ".join(a for a, r in sorted(aliases.items()) if r.version == v.version) or "-",
                       statuses.get(v.version) or "-")
-    Console().print(table)
+    new_console().print(table)
 
 
 def _show_version(name: str, version: str, bucket: str | None, sagemaker: bool, as_json: bool) -> None:
     """``models show NAME VERSION``: the version record, its aliases, status and rollouts."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
     from mlship.registry.rollouts import latest
 
     try:
@@ -150,7 +149,7 @@ def _show_version(name: str, version: str, bucket: str | None, sagemaker: bool, 
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    console = Console()
+    console = new_console()
     console.print(f"[bold]{name} version {version}[/]: {record.description or ''}")
     for key in ("bundle_uri", "content_sha256", "registered_at", "registered_by", "signed", "approval"):
         console.print(f"  {key}: {data[key]}")
@@ -158,7 +157,7 @@ def _show_version(name: str, version: str, bucket: str | None, sagemaker: bool, 
     console.print(f"  metrics: {', '.join(f'{k} {v:.4g}' for k, v in record.metrics.items()) or '-'}")
     console.print(f"  status: {data['status'] or '- (never rolled out)'}")
     if rollouts:
-        table = Table("when", "outcome", "target", "previous", "alarm", "reason", "by", title="rollouts")
+        table = new_table("when", "outcome", "target", "previous", "alarm", "reason", "by", title="rollouts")
         for r in rollouts:
             colour = "green" if r.succeeded else "red"
             table.add_row(r.recorded_at, f"[{colour}]{r.outcome}[/]", r.target, r.previous_version or "-",
@@ -206,8 +205,8 @@ def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(.
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """The audit log of an alias (who moved it, when, from, to, why) and, between its moves, the
     failed rollouts of versions that tried to become it."""
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
     try:
         entries = _registry(bucket, sagemaker=False).history_with_rollouts(name, alias)
@@ -216,7 +215,7 @@ def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(.
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
-    table = Table("#", "when", "who", "from", "to", "why", title=f"{name}@{alias}")
+    table = new_table("#", "when", "who", "from", "to", "why", title=f"{name}@{alias}")
     for e in entries:
         if e.move is not None:
             m = e.move
@@ -225,7 +224,7 @@ def alias_history(name: str = typer.Argument(...), alias: str = typer.Argument(.
             r = e.rollout
             table.add_row("[red]✗[/]", r.recorded_at, r.recorded_by, e.alias_version or "-",
                           f"[red]{r.version} {r.outcome}[/]", r.describe(e.alias_version))
-    Console().print(table)
+    new_console().print(table)
 
 
 def evaluate_cmd(
@@ -235,21 +234,23 @@ def evaluate_cmd(
     slice_: list[str] = typer.Option([], "--slice", help="Column to report metrics per value of (repeatable)."),
     sensitive: str = typer.Option(None, help="Sensitive attribute for fairness metrics."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for confidence intervals (0: none)."),
-    out: Path = typer.Option(Path("reports/evaluation"), "--out", "-o", help="Report directory."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/evaluation/<time>/, "
+                             "with reports/evaluation/latest)."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
 ) -> None:
     """Evaluate a bundle through onnxruntime: metrics with intervals, slices, fairness, latency."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.evaluation.evaluate import evaluate, write_report
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     try:
         frame = _load_frame(data)
         with console.status("evaluating") as status:
             ev = evaluate(model, frame, label, slices=slice_, sensitive=sensitive, bootstrap=bootstrap,
                           public_key=public_key, progress=lambda m: (status.update(m), console.log(m)))
-        json_path, html_path = write_report(ev, out)
+        folder = report_folder(out, "evaluation")
+        json_path, html_path = write_report(ev, folder)
+        mark_latest(folder, out)
     except (MlshipError, ValueError) as exc:
         fail(str(exc))
     _print_metrics(ev)
@@ -257,10 +258,10 @@ def evaluate_cmd(
 
 
 def _print_metrics(ev: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
-    table = Table("metric", "value", "95% interval", title=f"{ev.model['name']}:{ev.model['version']} "
+    table = new_table("metric", "value", "95% interval", title=f"{ev.model['name']}:{ev.model['version']} "
                   f"on {ev.data['valid_rows']} rows")
     for m, v in ev.metrics.items():
         ci = ev.intervals.get(m) or {}
@@ -272,7 +273,7 @@ def _print_metrics(ev: Any) -> None:
     if ev.latency.get("single_row_ms"):
         lat = ev.latency["single_row_ms"]
         table.add_row("latency p50 / p99 (ms)", f"{lat['p50']:.3f} / {lat['p99']:.3f}", "")
-    Console().print(table)
+    new_console().print(table)
 
 
 def promote_cmd(
@@ -284,31 +285,33 @@ def promote_cmd(
     alias: str = typer.Option("challenger", help="Alias to move when the gate passes."),
     against: str = typer.Option("champion", help="Alias to gate against (the model in production)."),
     reason: str = typer.Option("", help="Why: stored in the audit log."),
-    out: Path = typer.Option(Path("reports/gate"), "--out", "-o", help="Report directory."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/gate/<time>/, "
+                             "with reports/gate/latest)."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundles' signatures."),
     bucket: str = BUCKET,
     sagemaker: bool = SAGEMAKER,
 ) -> None:
     """Gate VERSION against NAME@champion; only if it passes, move NAME@challenger to it and approve its
     SageMaker package. The champion moves when a rollout of the challenger succeeds (`mlship rollout`)."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.evaluation.gate import load_thresholds, promote
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     try:
         limits = load_thresholds(thresholds)
         frame = _load_frame(data)
         reg = _registry(bucket, sagemaker)
+        folder = report_folder(out, "gate")
         with console.status("gating") as status:
             result = promote(reg, name, version, frame, limits, label=label, alias=alias, against=against,
-                             reason=reason, public_key=public_key, report_dir=out,
+                             reason=reason, public_key=public_key, report_dir=folder,
                              progress=lambda m: (status.update(m), console.log(m)))
     except (MlshipError, ValueError) as exc:
         fail(str(exc))
+    mark_latest(folder, out)
     gate = result.gate
     champ = gate.champion.model["version"] if gate.champion else None
-    Console().print(_gate_table(gate, f"gate {name}:{version} vs {name}@{against} ({champ or 'not set yet'})"))
+    new_console().print(_gate_table(gate, f"gate {name}:{version} vs {name}@{against} ({champ or 'not set yet'})"))
     if result.report_paths:
         typer.echo(f"report: {result.report_paths[0]} and {result.report_paths[1]}")
     if not gate.passed:
@@ -323,9 +326,9 @@ def promote_cmd(
 
 
 def _gate_table(gate: Any, title: str) -> Any:
-    from rich.table import Table
+    from mlship.cli.common import table as new_table
 
-    table = Table("check", "threshold", "candidate", "champion", "result", title=title)
+    table = new_table("check", "threshold", "candidate", "champion", "result", title=title)
     for c in gate.checks:
         table.add_row(c.name, f"{c.sign} {c.threshold:g}", "n/a" if c.value is None else f"{c.value:.4f}",
                       "-" if c.champion is None else f"{c.champion:.4f}",

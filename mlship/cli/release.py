@@ -84,9 +84,9 @@ def watch_cmd(
     reason), 1 when it was rolled back, failed or timed out, 2 for bad input.
     """
     from botocore.exceptions import BotoCoreError, ClientError
-    from rich.console import Console
 
     from mlship.aws import clients
+    from mlship.cli.common import console as new_console
     from mlship.release.endpoint import EndpointRollout
 
     if timeout <= 0:
@@ -100,7 +100,7 @@ def watch_cmd(
         _not_updating(endpoint, describe, as_json)
         return
     alarms = list(alarm) or _default_alarms(describe)
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     console.print(f"watching {endpoint}: {describe.get('EndpointConfigName')} -> {target}; alarms: "
                   f"{', '.join(alarms) or 'none'}", markup=False, highlight=False, soft_wrap=True)
     driver = EndpointRollout(sagemaker, clients.client("cloudwatch"), poll_seconds=poll, clock=clock, sleep=sleep)

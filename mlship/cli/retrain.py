@@ -9,7 +9,6 @@ state machine's choices read).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import tempfile
 from pathlib import Path
@@ -147,11 +146,10 @@ def _trigger_summary(claim: Any) -> dict[str, Any]:
 
 
 def _run(inputs: Any, claim: Any) -> Any:
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.retrain.pipeline import run_retraining
 
-    console = Console()
+    console = new_console()
     console.print(f"run {claim.run_id} for {inputs.model}: {claim.reason}", highlight=False)
     return run_retraining(inputs, claim.run_id, _trigger_summary(claim), progress=lambda s: _show(console, s))
 
@@ -234,8 +232,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
 ) -> None:
     """Every run with each step's outcome and timing, and the triggers skipped (duplicate, cooldown)."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.config import load_project_config
     from mlship.errors import MlshipError
     from mlship.registry.store import Registry
@@ -256,7 +253,7 @@ def status_cmd(
     if as_json:
         typer.echo(json.dumps({"runs": runs, "triggers": triggers}, indent=2, default=str))
         return
-    console = Console(width=max(Console().width, 160)) if os.environ.get("COLUMNS") is None else Console()
+    console = new_console()
     _print_runs(console, name, runs, detailed=run_id is not None)
     for record in triggers:
         if record["outcome"] != "started":
@@ -265,9 +262,9 @@ def status_cmd(
 
 
 def _print_runs(console: Any, name: str, runs: list[dict[str, Any]], *, detailed: bool) -> None:
-    from rich.table import Table
+    from mlship.cli.common import table as new_table
 
-    table = Table(title=f"retraining runs of {name}")
+    table = new_table(title=f"retraining runs of {name}")
     for column in ("run", "started", "trigger", "outcome", "version", "steps"):
         table.add_column(column)
     for run in runs:

@@ -126,15 +126,14 @@ def endpoint_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome document on stdout."),
 ) -> None:
     """Roll MODEL out to a SageMaker endpoint (blue/green, rollback on alarms) and report the verdict."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.release.models import open_registry
 
     if timeout <= 0 or poll <= 0:
         fail("--timeout and --poll must be positive", code=2)
     if sum(map(bool, (model, shadow, clear_shadow))) != 1:
         fail("give one of --model MODEL (a rollout), --shadow MODEL or --clear-shadow", code=2)
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     cfg = _config(env)
     policy = _policy(cfg, strategy, size, size_type, wait, termination_wait, max_time)
     registry = open_registry(bucket)
@@ -262,13 +261,12 @@ def pin_cmd(
 
     Moves no alias; the next successful rollout overwrites them.
     """
-    from rich.console import Console
-
     from mlship.aws import clients
+    from mlship.cli.common import console as new_console
     from mlship.release.models import open_registry
     from mlship.release.settle import DeployedParameters, write_deployed
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     cfg = _config(env)
     resolved = _resolve(model, open_registry(bucket), public_key, console)
     try:

@@ -102,11 +102,11 @@ def _follow(driver: Any, target: Any, model: Any, preflight: Any, timeout: float
             deployment_config: str | None, extra_env: dict[str, str] | None) -> Any:
     """Run the rollout with a live progress display on stderr; the outcome."""
     from botocore.exceptions import BotoCoreError, ClientError
-    from rich.console import Console
 
+    from mlship.cli.common import console as new_console
     from mlship.errors import MlshipError
 
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     console.print(f"rolling out {model.ref} to {target.label} (live version {preflight.current_version}, model "
                   f"{preflight.previous_model_version or '?'}); alarms: {', '.join(preflight.alarms) or 'none'}",
                   markup=False, highlight=False, soft_wrap=True)

@@ -126,8 +126,7 @@ def invoke(
     content_type: str = typer.Option(None, help="Override the Content-Type (default from the extension)."),
 ) -> None:
     """Send a JSON or CSV file to a Lambda, an HTTP URL or a SageMaker endpoint and print the answer."""
-    from rich.console import Console
-
+    from mlship.cli.common import console as new_console
     from mlship.errors import MlshipError
 
     targets = [t for t in (url, endpoint, function) if t]
@@ -141,7 +140,7 @@ def invoke(
         status, answer = invoke_endpoint(endpoint, body, ctype, variant)
     else:
         status, answer = invoke_function(function, body, ctype)
-    Console().print_json(json.dumps(answer))
+    new_console().print_json(json.dumps(answer))
     if status >= 400:
         message = answer.get("error", "request failed") if isinstance(answer, dict) else "request failed"
         raise MlshipError(f"HTTP {status}: {message}")

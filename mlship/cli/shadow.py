@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import fail, mark_latest, report_folder
 
 shadow_app = typer.Typer(help="Shadow deployments: the agreement report.", no_args_is_help=True)
 
@@ -31,7 +31,8 @@ def report_cmd(
     slices: list[str] = typer.Option(None, "--slice", help="Input to slice disagreement by (repeatable; default "
                                                            "every categorical input)."),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the agreement interval."),
-    out: Path = typer.Option(Path("reports/shadow"), "--out", "-o", help="Report directory."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/shadow/<time>/, "
+                             "with reports/shadow/latest)."),
     register: str = typer.Option(None, "--register", help="Attach the report to NAME/VERSION (the shadow's) in "
                                                           "the registry, for the gate's shadow thresholds."),
     registry_bucket: str = typer.Option(None, "--registry-bucket", help="Registry bucket (default: "
@@ -49,7 +50,9 @@ def report_cmd(
         spec = ShadowSpec(shadow_variant=shadow_variant, primary_variant=champion_variant, slices=slices or [],
                           confidence=confidence, task=_task(records))
         report = build_report(records, spec, labels=labels, window=window.to_dict(), source=source.describe())
-        json_path, html_path = write_report(report, out)
+        folder = report_folder(out, "shadow")
+        json_path, html_path = write_report(report, folder)
+        mark_latest(folder, out)
         attached = _attach(register, registry_bucket, report, html_path) if register else None
     except MlshipError as exc:
         fail(str(exc), code=2)
@@ -118,11 +121,11 @@ def _attach(register: str, registry_bucket: str | None, report: dict[str, Any], 
 
 
 def _print(report: dict[str, Any], json_path: Path, html_path: Path, attached: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from mlship.cli.common import console as new_console
+    from mlship.cli.common import table as new_table
 
     agreement, delta, errors = report["agreement"], report["delta"], report["errors"]
-    table = Table(title=f"shadow {_model(report['shadow'])} vs champion {_model(report['champion'])}")
+    table = new_table(title=f"shadow {_model(report['shadow'])} vs champion {_model(report['champion'])}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("rows joined", str(report["rows"]["joined"]))
@@ -134,7 +137,7 @@ def _print(report: dict[str, Any], json_path: Path, html_path: Path, attached: s
         lab = report["labelled"]
         table.add_row(f"{lab['metric']} champion / shadow", f"{_num(lab['primary'])} / {_num(lab['shadow'])} "
                                                             f"({lab['test']} p={_num(lab['p_value'])})")
-    console = Console()
+    console = new_console()
     console.print(table)
     console.print(f"report: {html_path}\njson: {json_path}" + (f"\nattached: {attached}" if attached else ""))
 
