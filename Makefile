@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlship needs Python 3.11+, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[all,dev]'  # every extra
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

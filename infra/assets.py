@@ -15,14 +15,10 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-ROOT = Path(__file__).resolve().parent.parent
+from mlship.deploy.serving_image import serving_image_context
+from mlship.resources import MissingResource, data_path
 
-# Never staged into the Docker build context (cdk.out would otherwise copy them on every synth).
-DOCKER_EXCLUDE = [
-    ".venv", "node_modules", "cdk.out", "build", "dist", ".git", ".mlship", ".demo", "bench/results",
-    "**/__pycache__", "**/*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info", "tests",
-    "docs", "demo", "bench", "**/*.tar.gz",
-]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ def lambda_code(name: str, mode: str = "build") -> LambdaAsset:
         else:
             path = Path(build_lambda_asset(name))
             return LambdaAsset(lambda_.Code.from_asset(str(path)), HANDLER, "build")
-    src = ROOT / "functions" / name
+    src = data_path("functions") / name
     if not (src / "handler.py").is_file():
         raise FileNotFoundError(f"{src}/handler.py does not exist")
     return LambdaAsset(lambda_.Code.from_asset(str(src), exclude=["__pycache__", "*.pyc"]),
@@ -51,19 +47,22 @@ def lambda_code(name: str, mode: str = "build") -> LambdaAsset:
 
 
 def serving_image(scope: Construct, image_uri: str | None) -> tuple[str, ecr_assets.DockerImageAsset | None]:
-    """The ``mlship serve`` image URI: ``image_uri`` when given, else the repo's Dockerfile as an asset.
+    """The ``mlship serve`` image URI: ``image_uri`` when given, else the serving Dockerfile as an asset.
 
-    The asset needs Docker only at ``cdk deploy`` (publishing); ``cdk synth`` just stages the
-    context. Set ``endpoint.image_uri`` to deploy without Docker.
+    The Dockerfile and its context come from :func:`mlship.deploy.serving_image.serving_image_context`
+    (the checkout, or the installed package staged under ``build/serving-image``). The asset needs
+    Docker only at ``cdk deploy`` (publishing); ``cdk synth`` just stages the context. Set
+    ``endpoint.image_uri`` to deploy without Docker.
     """
     if image_uri:
         return image_uri, None
-    dockerfile = ROOT / "Dockerfile"
-    if not dockerfile.is_file():
-        raise FileNotFoundError(f"{dockerfile} does not exist: build the serving image or set "
-                                "endpoint.image_uri (-c mlship:endpoint.image_uri=ACCOUNT.dkr.ecr...)")
-    asset = ecr_assets.DockerImageAsset(scope, "ServingImage", directory=str(ROOT), file="Dockerfile",
-                                        exclude=DOCKER_EXCLUDE, platform=ecr_assets.Platform.LINUX_AMD64)
+    try:
+        context = serving_image_context()
+    except MissingResource as exc:
+        raise FileNotFoundError(f"{exc}: build the serving image or set endpoint.image_uri "
+                                "(-c mlship:endpoint.image_uri=ACCOUNT.dkr.ecr...)") from None
+    asset = ecr_assets.DockerImageAsset(scope, "ServingImage", directory=str(context.directory), file=context.file,
+                                        exclude=list(context.exclude), platform=ecr_assets.Platform.LINUX_AMD64)
     return asset.image_uri, asset
 
 

@@ -53,10 +53,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mlship.resources import data_path, output_root, package_root
 from mlship.runtime.sources import REMOTE_SOURCES
 
-ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS_DIR = ROOT / "functions"
+# The directory holding the mlship package: the checkout, or site-packages when installed. The
+# handler sources and constraints.txt come from mlship.resources (the checkout first, else the
+# copies the wheel ships); a relative out_root is resolved against output_root().
+ROOT = package_root()
 MLSHIP_DIR = ROOT / "mlship"
 DEFAULT_OUT_ROOT = Path("build/lambda")
 
@@ -205,8 +208,17 @@ def _fingerprint(requirements: Path, entry: list[Path], modules: list[Path], dep
 
 
 def _constraints_file() -> Path | None:
-    path = ROOT / "constraints.txt"
-    return path if path.is_file() else None
+    from mlship.resources import MissingResource
+
+    try:
+        return data_path("constraints.txt")
+    except MissingResource:
+        return None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the package root when it is below it (shorter log lines)."""
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 # ---------------------------------------------------------------------------- build steps
@@ -220,7 +232,7 @@ def _pip_install(requirements: Path, target: Path, python_version: str, platform
     if constraints is not None:
         cmd += ["-c", str(constraints)]
     _log(f"pip install --target {target.name} ({python_version}, {', '.join(platforms)}) "
-         f"-r {requirements.relative_to(ROOT)}")
+         f"-r {_shown(requirements)}")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"pip could not build the Lambda dependencies from {requirements}:\n"
@@ -303,7 +315,7 @@ def zipped_size(path: Path) -> int:
 
 def _resolve_out_root(out_root: Path) -> Path:
     out_root = Path(out_root)
-    return out_root if out_root.is_absolute() else ROOT / out_root
+    return out_root if out_root.is_absolute() else output_root() / out_root
 
 
 def asset_info(function: str, out_root: Path = DEFAULT_OUT_ROOT) -> dict[str, Any] | None:
@@ -317,7 +329,8 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
                        python_version: str = PYTHON_VERSION, force: bool = False, measure_zip: bool = True) -> Path:
     """Build (or reuse) ``<out_root>/<function>/`` for ``functions/<function>``; return its path.
 
-    A relative ``out_root`` is resolved against the repository root. The build record
+    A relative ``out_root`` is resolved against the repository root (the current directory when
+    mlship is installed rather than run from its checkout). The build record
     (fingerprint, unzipped/zipped sizes, shipped mlship modules) is written to
     ``<out_root>/<function>.json`` (``measure_zip=False`` skips zipping to measure, which
     takes seconds). Raises ``RuntimeError`` when pip fails or the result
@@ -328,7 +341,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
         from mlship.deploy.lambda_asset import build_lambda_asset, HANDLER, RUNTIME
         code = lambda_.Code.from_asset(str(build_lambda_asset("predict")))
     """
-    function_dir = FUNCTIONS_DIR / function
+    function_dir = data_path("functions") / function
     requirements = function_dir / "requirements.txt"
     if not (function_dir / "handler.py").is_file() or not requirements.is_file():
         raise FileNotFoundError(f"functions/{function} needs handler.py and requirements.txt")
@@ -364,7 +377,7 @@ def build_lambda_asset(function: str, out_root: Path = DEFAULT_OUT_ROOT, *, arch
                 "mlship_modules": [m.as_posix() for m in modules],
                 "requirements": requirements.read_text().split()}
         (out_root / f"{function}.json").write_text(json.dumps(info, indent=2) + "\n")
-        _log(f"built {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: "
+        _log(f"built {_shown(out)}: "
              f"{unzipped / 1e6:.1f} MB unzipped" + (f", {zipped / 1e6:.1f} MB zipped" if zipped else ""))
         return out
 

@@ -27,11 +27,12 @@ def render_page(templates: Path, name: str, filters: dict[str, Callable[..., str
 
 
 def number(value: Any, digits: int = 4) -> str:
-    """A value for a table cell: ``–`` for None, yes/no for booleans, floats to ``digits`` significant digits."""
+    """A value for a table cell: ``–`` for None, yes/no for booleans, floats to ``digits`` significant
+    digits (from ten thousand up with an SI suffix, ``65.08k``, rather than an exponent)."""
     if value is None:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        return compact(value, digits) if abs(value) >= 1e4 else f"{value:.{digits}g}"
     return str(value)

@@ -1,0 +1,219 @@
+"""The wheel in fresh venvs outside the repository, as a user installs it.
+
+(a) the core install (``pip install mlship``) is below 400 MB and verifies, inspects, predicts
+and serves a bundle; (b) a command whose extra is missing says which one in one line (exit 2);
+(c) with ``[export,aws,local]``: export, register (moto server of that venv), predict from the
+registry and ``mlship package predict``, all from a folder outside the checkout. The venvs are
+built once per module (``fresh.py``: the wheel is cached per content hash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fresh_install.fresh import REPO, Venv, cached_wheel, dir_size, make_venv, run
+
+pytestmark = [pytest.mark.xdist_group("fresh-install"), pytest.mark.timeout(1800)]
+CORE_LIMIT = 400 * 1024 * 1024
+HINT = "error: mlship {command} needs the '{extra}' extra: pip install 'mlship[{extra}]'"
+
+
+@pytest.fixture(scope="module")
+def wheel() -> Path:
+    return cached_wheel()
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder outside the checkout (the venvs' commands run here)."""
+    folder = tmp_path_factory.mktemp("user-project")
+    assert not folder.resolve().is_relative_to(REPO)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Venv:
+    venv = make_venv(tmp_path_factory.mktemp("venvs") / "core", wheel)
+    print(f"\ncore venv installed in {venv.seconds:.0f} s")
+    return venv
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Venv:
+    venv = make_venv(tmp_path_factory.mktemp("venvs") / "export-aws-local", wheel, "export,aws,local",
+                     compile_pyc=False)
+    print(f"\n[export,aws,local] venv installed in {venv.seconds:.0f} s")
+    return venv
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory, churn_model: Any, churn_split: tuple[Any, Any]) -> dict[str, Path]:
+    """The churn pipeline (joblib), its holdout and three unlabelled rows as CSV files."""
+    import joblib
+
+    folder = tmp_path_factory.mktemp("inputs")
+    holdout = churn_split[1]
+    joblib.dump(churn_model, folder / "model.joblib")
+    holdout.to_csv(folder / "holdout.csv", index=False)
+    holdout.head(3).drop(columns=["churned"]).to_csv(folder / "rows.csv", index=False)
+    return {"model": folder / "model.joblib", "holdout": folder / "holdout.csv", "rows": folder / "rows.csv"}
+
+
+# ------------------------------------------------------------------------------------- (a) core
+def test_core_install_is_the_runtime_and_the_cli(core: Venv, outside: Path):
+    size = dir_size(core.site_packages())
+    print(f"\ncore site-packages: {size / 2**20:.0f} MiB")
+    assert size < CORE_LIMIT
+    probe = run([str(core.bin / "python"), "-c", "import importlib.util as u, mlship; print(mlship.__file__); "
+                 "print([m for m in ('sklearn', 'pandas', 'boto3', 'pyspark', 'aws_cdk', 'moto', 'scipy') "
+                 "if u.find_spec(m)])"], env=core.env(), cwd=outside)
+    location, optional = probe.stdout.split("\n")[:2]
+    assert Path(location).is_relative_to(core.root)  # the installed package, not the checkout
+    assert optional == "[]"
+    assert core.mlship("--help", cwd=outside).returncode == 0
+    assert "--install-completion" in core.mlship("--help", cwd=outside, COLUMNS="200").stdout
+
+
+def test_core_verifies_inspects_and_predicts_a_bundle(core: Venv, outside: Path, churn_bundle: Path,
+                                                      signing_keys: Path, inputs: dict[str, Path]):
+    verified = core.mlship("verify", str(churn_bundle), "--public-key", str(signing_keys / "mlship.pub"), cwd=outside)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("OK churn:1") and "signature valid" in verified.stdout
+    inspected = core.mlship("inspect", str(churn_bundle), cwd=outside)
+    assert json.loads(inspected.stdout)["name"] == "churn"
+    predicted = core.mlship("predict", str(churn_bundle), str(inputs["rows"]), cwd=outside)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(json.loads(predicted.stdout)["predictions"]) == 3
+
+
+@pytest.fixture
+def served(core: Venv, outside: Path, churn_bundle: Path) -> Iterator[str]:
+    from mlship.local.environment import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([str(core.bin / "mlship"), "serve", str(churn_bundle), "--port", str(port),
+                             "--workers", "1"], env=core.env(), cwd=outside, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        yield _wait_for(f"http://127.0.0.1:{port}", "/ping", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _wait_for(base: str, path: str, proc: subprocess.Popen[str], limit: float = 90) -> str:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args} exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as answer:
+                if answer.status == 200:
+                    return base
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise AssertionError(f"{base}{path} did not answer within {limit:.0f} s")
+
+
+def test_core_serves_ping_and_invocations(served: str, inputs: dict[str, Path], churn_model: Any,
+                                          churn_split: tuple[Any, Any]):
+    request = urllib.request.Request(f"{served}/invocations", data=inputs["rows"].read_bytes(),
+                                     headers={"Content-Type": "text/csv"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+        body = json.loads(answer.read())
+    expected = churn_model.predict(churn_split[1].head(3).drop(columns=["churned"]))
+    assert body["predictions"] == [int(v) for v in expected]
+    assert body["model"] == {"name": "churn", "version": "1"}
+
+
+# ---------------------------------------------------------------------------- (b) missing extras
+HINTS = [
+    ("export", "export", lambda i: ["export", str(i["model"]), str(i["holdout"]), "--label", "churned",
+                                    "--name", "churn", "--out", str(i["out"])]),
+    ("evaluate", "export", lambda i: ["evaluate", str(i["bundle"]), "--data", str(i["holdout"])]),
+    ("drift", "monitor", lambda i: ["drift", str(i["bundle"]), str(i["rows"])]),
+    ("abtest analyze", "monitor", lambda i: ["abtest", "analyze", "--data", str(i["rows"])]),
+    ("register", "aws", lambda i: ["register", str(i["bundle"]), "--bucket", "registry"]),
+    ("models list", "aws", lambda i: ["models", "list", "--bucket", "registry"]),
+    ("upload", "aws", lambda i: ["upload", str(i["bundle"]), "s3://registry/bundle.tar.gz"]),
+    ("batch run", "spark", lambda i: ["batch", "run", "--model", str(i["bundle"]), "--input", str(i["rows"]),
+                                      "--output", str(i["out"]), "--run-id", "r1"]),
+    ("loadtest", "loadtest", lambda i: ["loadtest", "http://127.0.0.1:9/", "--rate", "1", "--p99-ms", "100",
+                                        "--model", str(i["bundle"])]),
+    ("local up", "local", lambda i: ["local", "up"]),
+]
+
+
+@pytest.mark.parametrize(("command", "extra", "argv"), HINTS, ids=[h[0] for h in HINTS])
+def test_a_missing_extra_is_one_line_naming_it(core: Venv, outside: Path, inputs: dict[str, Path],
+                                              churn_bundle: Path, command: str, extra: str, argv: Any):
+    args = argv({**inputs, "bundle": churn_bundle, "out": outside / "out"})
+    done = core.mlship(*args, cwd=outside)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [HINT.format(command=command, extra=extra)]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (outside / "out").exists()
+
+
+# -------------------------------------------------------------------- (c) [export,aws,local]
+@pytest.fixture(scope="module")
+def moto_of_full(full: Venv, outside: Path) -> Iterator[str]:
+    """A moto server started from the [export,aws,local] venv, with a registry bucket."""
+    from mlship.local.environment import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([str(full.bin / "python"), "-m", "moto.server", "-H", "localhost", "-p", str(port)],
+                            env=full.env(), cwd=outside, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        url = _wait_for(f"http://localhost:{port}", "/moto-api/", proc)
+        run([str(full.bin / "python"), "-c", "import boto3; boto3.client('s3').create_bucket(Bucket='registry')"],
+            env=full.env(AWS_ENDPOINT_URL=url), cwd=outside)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_export_register_predict_outside_the_repo(full: Venv, moto_of_full: str, outside: Path,
+                                                 inputs: dict[str, Path], signing_keys: Path):
+    project = outside / "flow"
+    project.mkdir()
+    aws = {"AWS_ENDPOINT_URL": moto_of_full}
+    exported = full.mlship("export", str(inputs["model"]), str(inputs["holdout"]), "--label", "churned",
+                           "--name", "churn", "--version", "7", "--out", "bundles/churn-7", "--sensitive", "gender",
+                           "--key", str(signing_keys / "mlship.key"), "--json", cwd=project, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert (project / "bundles" / "churn-7" / "manifest.json").is_file()
+    registered = full.mlship("register", "bundles/churn-7", "--bucket", "registry", "--public-key",
+                             str(signing_keys / "mlship.pub"), "--json", cwd=project, **aws)
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["version"] == "7"
+    predicted = full.mlship("predict", "mlship://churn/7?bucket=registry", str(inputs["rows"]), cwd=project, **aws)
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["model"] == {"name": "churn", "version": "7"}
+
+
+def test_package_predict_outside_the_repo(full: Venv, outside: Path):
+    project = outside / "lambda-project"
+    project.mkdir()
+    done = full.mlship("package", "predict", cwd=project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    asset = project / "build" / "lambda" / "predict"
+    assert (asset / "handler.py").is_file() and (asset / "capture.py").is_file()
+    assert (asset / "mlship" / "runtime" / "predictor.py").is_file()
+    assert (asset / "onnxruntime").is_dir()
+    record = json.loads((project / "build" / "lambda" / "predict.json").read_text())
+    assert "onnxruntime==1.32.0" in record["requirements"]
