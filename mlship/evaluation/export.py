@@ -229,34 +229,91 @@ def convert(estimator: Any, schema: InputSchema, classifier: bool) -> Any:
                    for f in schema.fields]
     else:
         initial = [(schema.tensor_input or "input", FloatTensorType([None, len(schema.fields)]))]
-    estimator = _zeros_for_unknown(estimator)
+    estimator, infrequent = _zeros_for_unknown(estimator)
     options = {id(final_estimator(estimator)): {"zipmap": False}} if classifier else None
     try:
-        return to_onnx(estimator, initial_types=initial, options=options)
+        model = to_onnx(estimator, initial_types=initial, options=options)
     except Exception as exc:  # skl2onnx raises several unrelated exception types
         name = type(final_estimator(estimator)).__name__
         raise ExportError(f"skl2onnx cannot convert {name}: {str(exc).splitlines()[0][:300]}. "
                           f"Supported: {SUPPORTED}") from None
+    _unseen_to_infrequent(model, infrequent)
+    return model
 
 
-def _zeros_for_unknown(estimator: Any) -> Any:
-    """The estimator as skl2onnx should see it. A OneHotEncoder with "infrequent_if_exist" (or "warn")
-    and no infrequent category encodes an unseen category as all zeros, exactly as "ignore" does,
-    but skl2onnx gives the ONNX OneHotEncoder its all-zeros option (``zeros=1``) only for "ignore"
-    (otherwise onnxruntime fails on the value): a copy with those encoders set to "ignore"."""
+def _is_infrequent_if_exist(part: Any) -> bool:
     from sklearn.preprocessing import OneHotEncoder
 
-    def same_as_ignore(part: Any) -> bool:
-        return (isinstance(part, OneHotEncoder) and part.handle_unknown in ("infrequent_if_exist", "warn")
-                and not getattr(part, "_infrequent_enabled", False))
+    return isinstance(part, OneHotEncoder) and part.handle_unknown in ("infrequent_if_exist", "warn")
 
-    if not any(same_as_ignore(part) for part in _walk(estimator)):
-        return estimator
+
+def _zeros_for_unknown(estimator: Any) -> tuple[Any, list[frozenset[str]]]:
+    """The estimator as skl2onnx should see it, and the category sets of its columns that have
+    infrequent categories under "infrequent_if_exist" (or "warn", which encodes the same way).
+
+    skl2onnx gives the ONNX OneHotEncoder its all-zeros option for an unseen value (``zeros=1``)
+    only under "ignore"; otherwise onnxruntime fails on the value. Those encoders give all zeros for
+    an unseen category in a column without infrequent categories, as "ignore" does, so the copy
+    converted has them set to "ignore"; in a column with infrequent ones the unseen value belongs
+    in the infrequent column, which :func:`_unseen_to_infrequent` then does in the graph."""
+    encoders = [part for part in _walk(estimator) if _is_infrequent_if_exist(part)]
+    if not encoders:
+        return estimator, []
+    infrequent = [frozenset(str(c) for c in cats)
+                  for enc in encoders if getattr(enc, "_infrequent_enabled", False)
+                  for cats, rare in zip(enc.categories_, enc.infrequent_categories_, strict=True) if rare is not None]
     converted = copy.deepcopy(estimator)
     for part in _walk(converted):
-        if same_as_ignore(part):
+        if _is_infrequent_if_exist(part):
             part.handle_unknown = "ignore"
-    return converted
+    return converted, infrequent
+
+
+def _unseen_to_infrequent(model: Any, category_sets: list[frozenset[str]]) -> None:
+    """For a OneHotEncoder column with infrequent categories skl2onnx builds a one-hot over frequent
+    then infrequent categories, splits it, and sums the infrequent part into one column. Here that
+    column becomes 1 minus the sum of the frequent ones: the same for every known value, and 1 for
+    an unseen one (all zeros from the ONNX OneHotEncoder), as scikit-learn's "infrequent_if_exist"
+    encodes it. A graph of another shape is left alone: export's unseen-category check decides."""
+    if not category_sets:
+        return
+    from onnx import NodeProto, TensorProto, helper
+
+    graph = model.graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    after: dict[str, Any] = {}  # a ReduceSum node's output -> the Sub node to insert after it
+    for node in graph.node:
+        cats = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "cats_strings"), None)
+        if node.op_type != "OneHotEncoder" or cats is None:
+            continue
+        if frozenset(c.decode("utf-8") for c in cats) not in category_sets:
+            continue
+        split = next((n for n in consumers.get(node.output[0], []) if n.op_type == "Split"), None)
+        total = split and next((n for n in consumers.get(split.output[1], []) if n.op_type == "ReduceSum"), None)
+        if total is None:
+            continue
+        summed, flipped = total.output[0], total.output[0] + "_mlship_infrequent"
+        for consumer in consumers.get(summed, []):
+            for i, name in enumerate(consumer.input):
+                if name == summed:
+                    consumer.input[i] = flipped
+        total.input[0] = split.output[0]  # now the sum of the frequent columns
+        after[summed] = helper.make_node("Sub", ["mlship_one", summed], [flipped], name=f"{total.name}_mlship_sub")
+    if not after:
+        return
+    graph.initializer.append(helper.make_tensor("mlship_one", TensorProto.FLOAT, [], [1.0]))
+    nodes = []
+    for node in graph.node:  # nodes stay in topological order: each Sub right after its ReduceSum
+        copied = NodeProto()
+        copied.CopyFrom(node)  # the container is cleared below: keep copies, not references into it
+        nodes.append(copied)
+        if node.output and node.output[0] in after:
+            nodes.append(after[node.output[0]])
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _sklearn_input(estimator: Any, frame: Any, schema: InputSchema) -> Any:

@@ -205,6 +205,45 @@ def test_any_category_text_gets_the_sklearn_answer_or_the_typed_refusal(bundles,
             _assert_sklearn_answer(pipe, prediction, batch)
 
 
+def test_infrequent_categories_take_unseen_values_as_scikit_learn(tmp_path):
+    """An encoder over two columns with infrequent categories (skl2onnx converts those only for more
+    than one column): an unseen value goes to the infrequent column, as scikit-learn puts it."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    def frame(n: int, seed: int) -> Any:
+        rng = np.random.default_rng(seed)
+        out = _frame(n, seed)
+        out.loc[rng.random(n) < 0.06, "plan"] = "legacy"  # infrequent (min_frequency 0.1)
+        out["region"] = rng.choice(["eu", "us", "apac", "latam"], n, p=[0.45, 0.45, 0.05, 0.05])
+        return out
+
+    train, holdout = frame(600, 3), frame(200, 4)
+    encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=0.1, sparse_output=False)
+    pre = ColumnTransformer([("cat", encoder, ["plan", "region"]), ("num", StandardScaler(), ["usage", "seats"])])
+    pipe = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=1000))])
+    pipe.fit(train.drop(columns=["churned"]), train["churned"])
+    fitted = pipe.named_steps["pre"].named_transformers_["cat"]
+    assert [list(c) for c in fitted.infrequent_categories_] == [["legacy"], ["apac", "latam"]]
+    predictor = Predictor.load(export_bundle(pipe, holdout, "churned", tmp_path / "b", name="hu", version="1",
+                                             tarball=False))
+    assert {f.name: f.handle_unknown for f in predictor.schema.fields if not f.is_numeric} == {
+        "plan": "infrequent_if_exist", "region": "infrequent_if_exist"}
+    records = [dict(r, region=region) for r, region in
+               zip(_records(["enterprise", "legacy", "pro", "", "basic"]), ["eu", "mars", "apac", "", "us"],
+                   strict=True)]
+    expected = pipe.predict_proba(pd.DataFrame(records))
+    fitted.handle_unknown = "ignore"
+    ignored = pipe.predict_proba(pd.DataFrame(records))
+    assert np.abs(expected - ignored).max() > 0.01  # the infrequent column, not all zeros, decides
+    np.testing.assert_allclose(predictor.predict(records).probabilities, expected, rtol=0, atol=TOLERANCE)
+    for record, want in zip(records, expected, strict=True):
+        np.testing.assert_allclose(predictor.predict([record]).probabilities[0], want, rtol=0, atol=TOLERANCE)
+
+
 # ---------------------------------------------------------------------------- drift
 def test_scored_unseen_values_reach_drift_as_unseen_categories(bundles):
     from mlship.monitoring.window import batches
