@@ -68,3 +68,13 @@ def mark_latest(folder: Path, out: Path | None) -> None:
     pointer = folder.parent / f".latest-{uuid.uuid4().hex[:8]}"
     pointer.symlink_to(folder.name, target_is_directory=True)
     os.replace(pointer, folder.parent / "latest")
+
+
+JSON_HELP = "Print the result as one JSON document on stdout (instead of the tables)."
+
+
+def emit_json(doc: Any) -> None:
+    """A command's result as JSON on stdout (``--json``)."""
+    import json
+
+    typer.echo(json.dumps(doc, indent=2, default=str))

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail, mark_latest, report_folder
+from mlship.cli.common import JSON_HELP, emit_json, fail, mark_latest, report_folder
 
 abtest_app = typer.Typer(help="A/B tests: a statistical decision between the champion and a challenger.",
                          no_args_is_help=True)
@@ -90,6 +90,7 @@ def analyze_cmd(
     max_error_rate_increase: float = typer.Option(None, help="Guardrail: error rate at most control's + this."),
     out: Path = typer.Option(None, "--out", "-o", help="Directory for abtest.json + abtest.html "
                              "(default: reports/abtest/<time>/, with reports/abtest/latest)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Analyse an A/B test and print its decision: ship, keep, continue or invalid, with the reasons."""
     from mlship.experiments.analysis import analyze
@@ -112,8 +113,11 @@ def analyze_cmd(
     except ExperimentInputError as exc:
         fail(" ".join(str(exc).split()), code=2)  # one line, whatever a parser's message holds
     folder = report_folder(out, "abtest")
-    _print(result, write_report(result, exp, folder))
+    paths = write_report(result, exp, folder)
     mark_latest(folder, out)
+    if as_json:
+        return emit_json({**result.to_dict(), "reports": [str(p) for p in paths]})
+    _print(result, paths)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail, mark_latest, report_folder
+from mlship.cli.common import JSON_HELP, emit_json, fail, mark_latest, report_folder
 
 MAX_STEPS = 50
 
@@ -31,8 +31,7 @@ def loadtest_cmd(
                                                                      "section gives the SLO."),
     stress: bool = typer.Option(True, "--stress/--no-stress", help="Stress and recovery steps after the stairs."),
     stress_factor: float = typer.Option(1.5, "--stress-factor", help="Stress rate over the first failing rate."),
-    closed_loop: bool = typer.Option(False, "--closed-loop", help="Constant mode: also run a closed loop, "
-                                                                   "to compare."),
+    closed_loop: bool = typer.Option(False, "--closed-loop", help="Constant mode: also a closed loop, to compare."),
     max_duration: float = typer.Option(300.0, "--max-duration", help="The whole run stops by this many seconds."),
     max_requests: int = typer.Option(200_000, "--max-requests", help="The whole run sends at most this many."),
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds before a request counts as timed out."),
@@ -45,6 +44,7 @@ def loadtest_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/loadtest/<time>/)."),
     register: str = typer.Option(None, "--register", help="Attach the report to NAME/VERSION in the registry."),
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Load-test a target with open-model arrivals: exit 0 when a rate met the SLO, 1 when none did."""
     from mlship.errors import MlshipError
@@ -71,8 +71,15 @@ def loadtest_cmd(
         where = _attach(registry, ref, outcome) if ref else None
     except MlshipError as exc:
         fail(str(exc), code=1)
-    _print(outcome.report, outcome.paths, where)
+    _show(outcome, where, as_json)
     raise typer.Exit(0 if outcome.met_slo else 1)
+
+
+def _show(outcome: Any, where: str | None, as_json: bool) -> None:
+    if as_json:
+        emit_json({**outcome.report, "reports": [str(p) for p in outcome.paths], "attached": where})
+    else:
+        _print(outcome.report, outcome.paths, where)
 
 
 def _run(target: str, bodies: Any, plan: Any, out: Path | None, cost: Any, model_info: Any) -> Any:

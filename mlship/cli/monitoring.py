@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail, mark_latest, report_folder
+from mlship.cli.common import JSON_HELP, emit_json, fail, mark_latest, report_folder
 
 monitor_app = typer.Typer(help="Monitor a deployed model: drift, performance with late labels, fairness.",
                           no_args_is_help=True)
@@ -126,6 +126,7 @@ def monitor_run(
     metrics: str = typer.Option("api", help="How to publish CloudWatch metrics: api | emf | both | none."),
     events: bool = typer.Option(True, help="Send EventBridge events when thresholds are crossed."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write report.json + report.html here."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run the monitor once (what the scheduled Lambda does) against AWS or the local AWS."""
     from mlship.cli.common import console as new_console
@@ -155,6 +156,8 @@ def monitor_run(
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(result.report, indent=2, default=str))
         (out / "report.html").write_text(result.html)
+    if as_json:
+        return emit_json(result.report)
     _print_drift(result.report["drift"])
     typer.echo(json.dumps(result.summary(), indent=2, default=str))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail, mark_latest, report_folder
+from mlship.cli.common import JSON_HELP, emit_json, fail, mark_latest, report_folder
 from mlship.errors import MlshipError
 
 models_app = typer.Typer(help="Registered models and versions (S3 registry + SageMaker mirror).",
@@ -237,6 +237,7 @@ def evaluate_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/evaluation/<time>/, "
                              "with reports/evaluation/latest)."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Evaluate a bundle through onnxruntime: metrics with intervals, slices, fairness, latency."""
     from mlship.cli.common import console as new_console
@@ -253,6 +254,8 @@ def evaluate_cmd(
         mark_latest(folder, out)
     except (MlshipError, ValueError) as exc:
         fail(str(exc))
+    if as_json:
+        return emit_json({**ev.to_dict(), "reports": [str(json_path), str(html_path)]})
     _print_metrics(ev)
     typer.echo(f"report: {json_path} and {html_path}")
 
@@ -291,6 +294,7 @@ def promote_cmd(
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundles' signatures."),
     bucket: str = BUCKET,
     sagemaker: bool = SAGEMAKER,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Gate VERSION against NAME@champion; only if it passes, move NAME@challenger to it and approve its
     SageMaker package. The champion moves when a rollout of the challenger succeeds (`mlship rollout`)."""
@@ -312,6 +316,9 @@ def promote_cmd(
     mark_latest(folder, out)
     gate = result.gate
     champ = gate.champion.model["version"] if gate.champion else None
+    if as_json:
+        emit_json(_promotion_doc(result))
+        raise typer.Exit(0 if gate.passed else 1)
     new_console().print(_gate_table(gate, f"gate {name}:{version} vs {name}@{against} ({champ or 'not set yet'})"))
     if result.report_paths:
         typer.echo(f"report: {result.report_paths[0]} and {result.report_paths[1]}")
@@ -324,6 +331,16 @@ def promote_cmd(
     typer.secho(f"promoted: {name}@{alias} {moved.previous or '(unset)'} -> {moved.version} "
                 f"(generation {moved.generation}; gated against {name}@{against} {champ or '(unset)'})"
                 + (f"; approved {result.package_arn}" if result.package_arn else ""), fg="green")
+
+
+def _promotion_doc(result: Any) -> dict[str, Any]:
+    """``promote --json``: the gate's verdict, the alias moved (or not) and the report files."""
+    moved = result.moved
+    return {"passed": result.gate.passed, "gate": result.gate.to_dict(), "alias": result.alias,
+            "against": result.against, "package_arn": result.package_arn,
+            "moved": None if moved is None else {"version": moved.version, "previous": moved.previous,
+                                                  "generation": moved.generation},
+            "reports": [str(p) for p in result.report_paths or ()]}
 
 
 def _gate_table(gate: Any, title: str) -> Any:

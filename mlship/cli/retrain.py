@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import JSON_HELP, emit_json, fail
 
 retrain_app = typer.Typer(help="Continuous training: retrain on fresh data, gate against the champion, release.",
                           no_args_is_help=True)
@@ -39,6 +39,7 @@ def run_cmd(
     bucket: str = typer.Option(None, "--bucket", help="Registry bucket (default: $MLSHIP_REGISTRY_BUCKET)."),
     cooldown_hours: float = typer.Option(None, "--cooldown-hours", help="Default: retrain.cooldown_hours."),
     env: str = typer.Option(None, "--env", help="Configuration environment (default: cdk.json's env)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Claim the trigger (duplicates and triggers inside the cooldown are recorded and skipped), then
     run collect → validate → train → export → register → gate → release; exit 0 succeeded or
@@ -55,10 +56,15 @@ def run_cmd(
     except MlshipError as exc:
         fail(str(exc), code=2)
     if not claim.started:
+        if as_json:
+            return emit_json({"outcome": claim.outcome, "reason": claim.reason, "run_id": claim.run_id})
         typer.echo(f"{claim.outcome}: {claim.reason} (run {claim.run_id}); nothing to do")
         return
-    record = _run(inputs, claim)
-    typer.echo(f"run {record.run_id}: {record.outcome}" + (f" (v{record.version})" if record.version else ""))
+    record = _run(inputs, claim, quiet=as_json)
+    if as_json:
+        emit_json(record.to_dict())
+    else:
+        typer.echo(f"run {record.run_id}: {record.outcome}" + (f" (v{record.version})" if record.version else ""))
     if record.outcome != "succeeded":
         raise typer.Exit(1)
 
@@ -145,11 +151,12 @@ def _trigger_summary(claim: Any) -> dict[str, Any]:
     return {"kind": claim.trigger.kind, "key": claim.trigger.key, "reason": claim.trigger.reason}
 
 
-def _run(inputs: Any, claim: Any) -> Any:
+def _run(inputs: Any, claim: Any, *, quiet: bool = False) -> Any:
+    """Run the claimed trigger's steps, each step's line on stdout (stderr with ``--json``)."""
     from mlship.cli.common import console as new_console
     from mlship.retrain.pipeline import run_retraining
 
-    console = new_console()
+    console = new_console(stderr=quiet)
     console.print(f"run {claim.run_id} for {inputs.model}: {claim.reason}", highlight=False)
     return run_retraining(inputs, claim.run_id, _trigger_summary(claim), progress=lambda s: _show(console, s))
 

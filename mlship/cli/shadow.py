@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail, mark_latest, report_folder
+from mlship.cli.common import JSON_HELP, emit_json, fail, mark_latest, report_folder
 
 shadow_app = typer.Typer(help="Shadow deployments: the agreement report.", no_args_is_help=True)
 
@@ -37,6 +37,7 @@ def report_cmd(
                                                           "the registry, for the gate's shadow thresholds."),
     registry_bucket: str = typer.Option(None, "--registry-bucket", help="Registry bucket (default: "
                                                                         "$MLSHIP_REGISTRY_BUCKET)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Join champion and shadow answers by inference id over a window; write JSON + HTML."""
     from mlship.errors import MlshipError
@@ -56,6 +57,8 @@ def report_cmd(
         attached = _attach(register, registry_bucket, report, html_path) if register else None
     except MlshipError as exc:
         fail(str(exc), code=2)
+    if as_json:
+        return emit_json({**report, "reports": [str(json_path), str(html_path)], "attached": attached})
     _print(report, json_path, html_path, attached)
 
 

@@ -44,3 +44,29 @@ def test_a_table_on_a_pipe_folds_long_values(tmp_path: Path):
     text = done.stdout
     assert "…" not in text and "END" in text and "TAIL" in text
     assert "".join(line.strip("│ ") for line in text.splitlines()).count("x") == 150
+
+
+def test_reporting_commands_print_one_json_document(tmp_path: Path, churn_bundle: Path,
+                                                     churn_split: tuple[Any, Any], churn_model: Any):
+    import json
+
+    import joblib
+
+    from mlship.local.datasets import make_churn
+
+    churn_split[1].head(400).to_csv(tmp_path / "holdout.csv", index=False)
+    make_churn(1500, seed=4, shift=1.0).to_csv(tmp_path / "traffic.csv", index=False)
+    joblib.dump(churn_model, tmp_path / "model.joblib")
+    commands = {
+        "export": ["export", "model.joblib", "holdout.csv", "--out", "b", "--name", "churn", "--version", "9",
+                   "--label", "churned"],
+        "verify": ["verify", str(churn_bundle)],
+        "evaluate": ["evaluate", str(churn_bundle), "--data", "holdout.csv", "--bootstrap", "0"],
+        "drift": ["drift", str(churn_bundle), "traffic.csv", "--exclude", "churned"],
+    }
+    for name, args in commands.items():
+        done = _mlship(tmp_path, *args, "--json")
+        assert done.returncode == 0, (name, done.stderr)
+        doc = json.loads(done.stdout)  # the whole stdout is the document
+        assert isinstance(doc, dict) and doc, name
+    assert json.loads(_mlship(tmp_path, "verify", str(churn_bundle), "--json").stdout)["golden_checked"] == 5
