@@ -64,14 +64,40 @@ def percent_axis(axis: Any, decimals: int = 0) -> None:
 
 
 def _finish(fig: Any) -> None:
-    """Compact labels on every linear axis still using matplotlib's default formatter (whose offset
-    text and ``1e+03`` exponents are what reads badly in a small report figure)."""
-    from matplotlib.ticker import ScalarFormatter
+    """The report style on a figure whatever rcParams it was drawn under: top and right spines off,
+    compact labels on linear axes still using matplotlib's default formatter (whose offset text and
+    ``1e+03`` exponents read badly in a small figure) and on log axes (``1k`` for ``10³``, the
+    labelled minor ticks kept)."""
+    from matplotlib.ticker import LogFormatter, ScalarFormatter
 
     for ax in fig.get_axes():
+        ax.spines[["top", "right"]].set_visible(False)
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "linear" and type(axis.get_major_formatter()) is ScalarFormatter:
                 axis.set_major_formatter(_compact_formatter())
+            elif scale == "log":
+                for current, setter in ((axis.get_major_formatter(), axis.set_major_formatter),
+                                        (axis.get_minor_formatter(), axis.set_minor_formatter)):
+                    if isinstance(current, LogFormatter):
+                        setter(_compact_log(current))
+
+
+def _compact_log(inner: Any) -> Any:
+    """A log-axis formatter that labels the ticks ``inner`` labels, with :func:`compact` text."""
+    from matplotlib.ticker import Formatter
+
+    class CompactLog(Formatter):  # type: ignore[misc]
+        def set_axis(self, axis: Any) -> None:
+            super().set_axis(axis)
+            inner.set_axis(axis)
+
+        def set_locs(self, locs: Any) -> None:
+            inner.set_locs(locs)
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return compact(x) if inner(x, pos) else ""
+
+    return CompactLog()
 
 
 def _compact_formatter() -> Any:
