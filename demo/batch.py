@@ -25,7 +25,7 @@ def _landing_batch(ctx: DemoContext, rows: int) -> tuple[str, int]:
     frame = make_churn(rows, seed=23, shift=0.8).drop(columns=["churned"])
     frame.insert(0, "customer_id", [f"cust-{i:06d}" for i in range(rows)])
     frame["age"] = frame["age"].astype(np.float64)
-    frame.loc[5, "contract"] = "weekly"  # unknown category
+    frame.loc[5, "contract"] = "weekly"  # unseen category: scored as scikit-learn does (handle_unknown="ignore")
     frame.loc[9, "age"] = np.nan  # null in a required field
     frame.loc[12, "payment_method"] = None  # null in a required field
     frame.loc[20, "age"] = 41.5  # fraction in an integer field

@@ -95,7 +95,7 @@ def _run(ctx: DemoContext, predictor: Any, names: list[str], rows: list[dict[str
     resp = lambda_handler.handler(_function_url(csv_body, "text/csv"), _Context())
     con.print(f"Function URL (base64 CSV with header) -> HTTP {resp['statusCode']}: "
               f"predictions {json.loads(resp['body'])['predictions']}")
-    bad = dict(rows[0], contract="weekly", age="old")
+    bad = dict(rows[0], contract="weekly", age="old")  # weekly is unseen but allowed (handle_unknown="ignore")
     resp = lambda_handler.handler(_v1(json.dumps(bad), "application/json"), _Context())
     con.print(f"bad input -> HTTP {resp['statusCode']}:")
     for err in json.loads(resp["body"])["errors"]:
