@@ -2,7 +2,8 @@
 
 One Chromium process per page: ``--dump-dom`` after a small probe script (injected into a copy
 of the page) has written its findings into the DOM, and ``--screenshot`` of the same load. The
-probe records script errors, failed resource loads, ``console.error`` calls, requests that left
+probe records script errors, failed resource loads, ``console.error`` calls (and Chromium's log
+every console message, its own included), requests that left
 the page (a self-contained report makes none), every ``<img>``'s decoded size, and whether the
 page is wider than the window (horizontal overflow)."""
 
@@ -39,6 +40,9 @@ document.querySelectorAll('h1,h2'),function(h){return h.textContent.trim();})};
 var pre=document.createElement('pre');pre.id='mlship-probe';pre.textContent=JSON.stringify(out);
 document.body.appendChild(pre);});</script>"""
 RESULT = re.compile(r'<pre id="mlship-probe">(.*?)</pre>', re.S)
+# With --enable-logging=stderr Chromium prints every console message, its own included (blocked
+# loads, security and deprecation messages), as ``[...:INFO:CONSOLE:1] "text", source: ...``.
+CONSOLE_LINE = re.compile(r":CONSOLE[:(]\d+\)?\] (.*)$", re.M)
 
 
 class BrowserError(RuntimeError):
@@ -60,10 +64,12 @@ class Rendered:
     tables: int
     headings: list[str]
     screenshot: Path = field(default=Path())
+    browser_console: list[str] = field(default_factory=list)  # from Chromium's log, not the page's hook
 
     def problems(self) -> list[str]:
         """Every rendering error found, as sentences (empty when the page rendered cleanly)."""
         found = [f"script error: {e}" for e in self.errors] + [f"console {c}" for c in self.console]
+        found += [f"browser console: {c}" for c in self.browser_console]
         found += [f"network request: {r}" for r in self.requests if not r.startswith("data:")]
         for img in self.images:
             if not img["complete"] or img["natural_width"] <= 0 or img["natural_height"] <= 0:
@@ -95,10 +101,12 @@ def render(report: Path, screenshot: Path, *, timeout: float = 60.0) -> Rendered
     probe_page.write_text(instrumented(report.read_text(encoding="utf-8")), encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="mlship-chromium-") as profile:
         proc = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}",
-                               f"--screenshot={screenshot}", "--virtual-time-budget=10000", "--dump-dom",
+                               f"--screenshot={screenshot}", "--virtual-time-budget=10000", "--enable-logging=stderr",
+                               "--v=0", "--dump-dom",
                                probe_page.resolve().as_uri()],
                               capture_output=True, text=True, timeout=timeout, check=False)
     found = RESULT.search(proc.stdout)
     if found is None:
         raise BrowserError(f"chromium exited {proc.returncode} without the probe's findings: {proc.stderr[-800:]}")
-    return Rendered(**json.loads(html.unescape(found.group(1))), screenshot=screenshot)
+    return Rendered(**json.loads(html.unescape(found.group(1))), screenshot=screenshot,
+                    browser_console=CONSOLE_LINE.findall(proc.stderr))

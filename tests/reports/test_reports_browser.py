@@ -210,6 +210,6 @@ def test_the_probe_sees_a_broken_page(tmp_path: Path) -> None:
                     "<div style='width:3000px'>wide</div><script>console.error('boom'); undefinedCall();</script>"
                     "</body></html>", encoding="utf-8")
     problems = " | ".join(render(page, tmp_path / "broken.png").problems())
-    for expected in ("image 'bad' did not decode", "undefinedCall", "console error: boom",
+    for expected in ("image 'bad' did not decode", "undefinedCall", "console error: boom", 'browser console: "boom"',
                      "network request: http://127.0.0.1:9/x.png", "horizontal overflow"):
         assert expected in problems, problems
