@@ -42,6 +42,7 @@ from mlship.release.policy import (
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 LOG_RETENTION_DAYS = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
                       30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
@@ -499,7 +500,8 @@ class AssetsConfig(_Strict):
 class MlshipConfig(_Strict):
     """Everything one environment of the CDK app needs."""
 
-    env: Literal["dev", "staging", "prod"]
+    env: str  # dev, staging, prod, or any environment declared under mlship.environments
+    profile: Literal["dev", "staging", "prod"] = "dev"  # whose defaults the environment starts from
     prefix: str = "mlship"
     account: str | None = None  # default: CDK_DEFAULT_ACCOUNT
     region: str | None = None  # default: CDK_DEFAULT_REGION
@@ -618,6 +620,23 @@ def _set_path(env: str, doc: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _example(class_name: str) -> str | None:
+    """A JSON example of a settings section (its defaults, ``<type>`` for required fields)."""
+    found: list[type[BaseModel]] = [BaseModel]
+    seen: dict[str, type[BaseModel]] = {}
+    while found:
+        for sub in found.pop().__subclasses__():
+            if sub.__module__.startswith("mlship."):
+                seen.setdefault(sub.__name__, sub)
+            found.append(sub)
+    model = seen.get(class_name)
+    if model is None:
+        return None
+    fields = {name: (f"<{getattr(f.annotation, '__name__', f.annotation)}>" if f.is_required() else f.default)
+              for name, f in model.model_fields.items() if f.is_required() or not callable(f.default_factory)}
+    return json.dumps(fields, default=str)
+
+
 def _format_errors(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors():
@@ -625,6 +644,9 @@ def _format_errors(exc: ValidationError) -> list[str]:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] in ("model_type", "dict_type") and (example := _example(err.get("ctx", {}).get(
+                "class_name", ""))):
+            msg = f"expected an object like {example}, not {err['input']!r}"
         if path:
             out.append(f"{path}: {msg}")
         else:  # model-level checks already name their fields
@@ -638,16 +660,22 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def build_config(env: str, data: dict[str, Any]) -> MlshipConfig:
-    """Validate one environment's settings (merged over its defaults) into a config."""
-    if env not in ENVIRONMENTS:
-        raise ConfigError(env, [f"env: unknown environment {env!r}; use one of {', '.join(ENVIRONMENTS)}"])
-    defaults = copy.deepcopy(ENV_DEFAULTS[env])
+    """Validate one environment's settings (merged over the defaults of its ``profile``: dev,
+    staging or prod; by default the environment's own name, else dev) into a config."""
+    if not _ENVIRONMENT.match(env):
+        raise ConfigError(env, [f"env: {env!r} is not an environment name (lower-case letters, digits and "
+                                "hyphens, starting with a letter, at most 16)"])
+    profile = data.get("profile", env if env in ENVIRONMENTS else "dev")
+    if profile not in ENVIRONMENTS:
+        raise ConfigError(env, [f"profile: {profile!r} is not one of {', '.join(ENVIRONMENTS)} (the defaults "
+                                "an environment starts from)"])
+    defaults = copy.deepcopy(ENV_DEFAULTS[profile])
     for section in ("endpoint", "api"):  # a new strategy replaces the default rollout, not merges
         rollout = _mapping(_mapping(data.get(section)).get("rollout"))
         if "strategy" in rollout:
             defaults.get(section, {}).pop("rollout", None)
     merged = deep_merge(defaults, data)
-    merged["env"] = env
+    merged["env"], merged["profile"] = env, profile
     try:
         return MlshipConfig.model_validate(merged)
     except ValidationError as exc:
@@ -670,7 +698,11 @@ def _section(env: str, context: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(envs, dict):
         problems.append("mlship.environments: must be an object keyed by environment")
         envs = {}
-    problems += [f"mlship.environments.{k}: unknown environment" for k in sorted(set(envs) - set(ENVIRONMENTS))]
+    problems += [f"mlship.environments.{k}: not an environment name (lower-case letters, digits and hyphens, "
+                 "starting with a letter, at most 16)" for k in sorted(envs) if not _ENVIRONMENT.match(str(k))]
+    if env not in ENVIRONMENTS and env not in envs:
+        problems.append(f"env: unknown environment {env!r}; use one of {', '.join(ENVIRONMENTS)} or declare it "
+                        "under mlship.environments (with \"profile\": dev, staging or prod for its defaults)")
     for where, value in [("mlship.common", section.get("common")), *((f"mlship.environments.{k}", v)
                                                                       for k, v in envs.items())]:
         if value is not None and not isinstance(value, dict):

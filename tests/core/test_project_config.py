@@ -98,7 +98,8 @@ def test_unreadable_or_missing_files_are_config_errors(tmp_path, monkeypatch):
     assert _problems(cdk_json=_cdk_json(tmp_path / "env.json", {"env": 3})) == ["env: 3 in " + str(
         tmp_path / "env.json") + " is not an environment name"]
     assert _problems(cdk_json=_cdk_json(tmp_path / "qa.json", {"env": "qa"})) == [
-        "env: unknown environment 'qa'; use one of dev, staging, prod"]
+        "env: unknown environment 'qa'; use one of dev, staging, prod or declare it under mlship.environments "
+        "(with \"profile\": dev, staging or prod for its defaults)"]
 
 
 def test_every_problem_is_named_with_its_path(tmp_path):

@@ -39,16 +39,42 @@ def test_environment_defaults_differ_where_it_matters():
     assert prod.endpoint.rollout.strategy == "LINEAR" and prod.api.kind == "api_gateway"
 
 
+QA_UNKNOWN = ("env: unknown environment 'qa'; use one of dev, staging, prod or declare it under "
+              "mlship.environments (with \"profile\": dev, staging or prod for its defaults)")
+
+
 def test_unknown_environment_and_keys_are_rejected():
-    assert _problems("qa", {}) == ["env: unknown environment 'qa'; use one of dev, staging, prod"]
+    assert _problems("qa", {}) == [QA_UNKNOWN]
     assert _problems("dev", {"mlship:endpoint.instance_typo": "ml.m5.large"}) == [
         "endpoint.instance_typo: unknown key"]
     assert _problems("dev", {"mlship": {"environments": {"dev": {"api": {"kind": "grpc"}}}}}) == [
         "api.kind: Input should be 'function_url' or 'api_gateway'"]
     assert _problems("dev", {"mlship": {"enviroments": {}}}) == [
         "mlship.enviroments: unknown key (use mlship.common or mlship.environments)"]
-    assert _problems("dev", {"mlship": {"environments": {"test": {}}}}) == [
-        "mlship.environments.test: unknown environment"]
+    assert _problems("dev", {"mlship": {"environments": {"Test_1": {}}}}) == [
+        "mlship.environments.Test_1: not an environment name (lower-case letters, digits and hyphens, starting "
+        "with a letter, at most 16)"]
+    assert _problems("qa", {"mlship": {"environments": {"qa": {"profile": "live"}}}}) == [
+        "profile: 'live' is not one of dev, staging, prod (the defaults an environment starts from)"]
+
+
+def test_any_declared_environment_starts_from_its_profile():
+    from mlship.config import ENV_DEFAULTS
+
+    qa = load_config("qa", {"mlship": {"environments": {"qa": {"profile": "prod"}}}})
+    prod = load_config("prod", {})
+    assert (qa.env, qa.profile) == ("qa", "prod") and qa.endpoint == prod.endpoint and qa.api == prod.api
+    assert qa.names.endpoint_name == "mlship-qa-churn"
+    sandbox = load_config("sandbox", {"mlship": {"environments": {"sandbox": {}}}})
+    assert sandbox.profile == "dev" and sandbox.storage.destroy_on_delete is ENV_DEFAULTS["dev"]["storage"][
+        "destroy_on_delete"]
+
+
+def test_a_section_of_the_wrong_shape_shows_an_example():
+    problems = _problems("prod", {"mlship:endpoint.rollout.strategy": "LINEAR",
+                                  "mlship:endpoint.rollout.linear_step": "60"})
+    assert problems == ['endpoint.rollout.linear_step: expected an object like {"type": "CAPACITY_PERCENT", '
+                        '"value": "<int>"}, not 60']
 
 
 def test_bad_values_are_named_with_their_path():
