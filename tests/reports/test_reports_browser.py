@@ -35,7 +35,9 @@ def challenger(tmp_path_factory: pytest.TempPathFactory, churn_split: tuple[Any,
 
 
 def _model_card(out: Path, ctx: dict[str, Any]) -> Path:
-    return ctx["challenger"] / "model_card.html"
+    page = ctx["challenger"] / "model_card.html"
+    assert "challenger &lt;logreg&gt;" in page.read_text(encoding="utf-8")  # the description, autoescaped
+    return page
 
 
 def _evaluation(out: Path, ctx: dict[str, Any]) -> Path:
