@@ -1,7 +1,7 @@
 """Files a command needs at run time that live outside the Python package in the repository.
 
-The serving ``Dockerfile``, ``constraints.txt`` and the Lambda handler sources under
-``functions/`` sit at the top of the repository (the product's layout). The wheel's build
+The serving and retraining Dockerfiles, ``constraints.txt``, ``cdk.json`` and the Lambda handler
+sources under ``functions/`` sit at the top of the repository (the product's layout). The wheel's build
 (``setup.py``) copies :data:`SHIPPED` into ``mlship/_data/``; :func:`data_path` finds a file in
 the repository checkout this package runs from first (so edits are seen at once), else in the
 installed package through :mod:`importlib.resources`. ``setup.py`` reads :data:`SHIPPED` and
@@ -17,7 +17,9 @@ from mlship.errors import MlshipError
 
 DATA_DIR = "_data"  # inside the mlship package
 # Repository paths (files or directories) copied into the wheel, relative to the repository root.
-SHIPPED = ("Dockerfile", "constraints.txt", "functions/__init__.py", "functions/predict", "functions/monitor")
+# cdk.json: the repository app's context (CDK feature flags, the mlship defaults), a starting point.
+SHIPPED = ("Dockerfile", "Dockerfile.retrain", "constraints.txt", "cdk.json", "functions/__init__.py",
+           "functions/predict", "functions/monitor")
 # Never copied from a shipped directory.
 SKIPPED_NAMES = ("__pycache__",)
 SKIPPED_SUFFIXES = (".pyc",)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "constraints.txt", "README.md", "Dockerfile",
-           "mlship", "batch", "edge", "functions")
+           "Dockerfile.retrain", "cdk.json", "mlship", "batch", "edge", "functions")
 CACHE = REPO / "build" / "wheel-cache"
 _SKIPPED = ("__pycache__", ".pytest_cache", ".hypothesis")
 

@@ -97,6 +97,27 @@ def test_core_verifies_inspects_and_predicts_a_bundle(core: Venv, outside: Path,
     assert len(json.loads(predicted.stdout)["predictions"]) == 3
 
 
+def test_the_installed_package_ships_its_run_time_files(core: Venv, outside: Path):
+    """The Dockerfile, constraints and handler sources come from the package; the serving image's
+    context is staged from the installed package (a user's CDK app has no checkout)."""
+    from mlship.resources import SHIPPED
+
+    data = core.site_packages() / "mlship" / "_data"
+    for rel in SHIPPED:
+        assert (data / rel).exists(), rel
+    assert (data / "functions" / "predict" / "requirements.txt").is_file()
+    script = ("from mlship.deploy.serving_image import serving_image_context; "
+              "from mlship.resources import data_path; c = serving_image_context(); "
+              "print(c.directory); print(data_path('functions'))")
+    done = run([str(core.bin / "python"), "-c", script], env=core.env(), cwd=outside)
+    context, functions = (Path(line) for line in done.stdout.split())
+    assert context == outside / "build" / "serving-image" and functions == data / "functions"
+    assert (context / "Dockerfile").read_text() == (REPO / "Dockerfile").read_text()
+    assert (context / "mlship" / "serving" / "requirements.txt").is_file()
+    assert (context / "mlship" / "serving" / "server.py").is_file()
+    assert not (context / "mlship" / "_data").exists() and not (context / "mlship" / "batch").exists()
+
+
 @pytest.fixture
 def served(core: Venv, outside: Path, churn_bundle: Path) -> Iterator[str]:
     from mlship.local.environment import free_port
@@ -204,6 +225,34 @@ def test_export_register_predict_outside_the_repo(full: Venv, moto_of_full: str,
     predicted = full.mlship("predict", "mlship://churn/7?bucket=registry", str(inputs["rows"]), cwd=project, **aws)
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["model"] == {"name": "churn", "version": "7"}
+
+
+API_FLOW = """
+import json, sys
+import pandas as pd
+import mlship
+
+model, holdout, key, pub = sys.argv[1:5]
+exported = mlship.export(model, holdout, label="churned", out="bundles/churn-8", name="churn", version="8", key=key)
+registered = mlship.register(exported.path, bucket="registry", public_key=pub)
+predictor = mlship.Predictor.load("mlship://churn/8?bucket=registry", public_key=pub)
+rows = pd.read_csv(holdout).head(3).drop(columns=["churned"]).to_dict("records")
+print(json.dumps({"exported": json.loads(exported.to_json())["version"], "registered": registered.version,
+                  "predictions": [int(v) for v in predictor.predict(rows).labels]}))
+"""
+
+
+def test_the_python_api_exports_registers_and_predicts_outside_the_repo(full: Venv, moto_of_full: str, outside: Path,
+                                                                       inputs: dict[str, Path], signing_keys: Path,
+                                                                       churn_model: Any, churn_split: tuple[Any, Any]):
+    project = outside / "notebook"
+    project.mkdir()
+    done = run([str(full.bin / "python"), "-c", API_FLOW, str(inputs["model"]), str(inputs["holdout"]),
+                str(signing_keys / "mlship.key"), str(signing_keys / "mlship.pub")],
+               env=full.env(AWS_ENDPOINT_URL=moto_of_full), cwd=project, timeout=600)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = churn_model.predict(churn_split[1].head(3).drop(columns=["churned"]))
+    assert result == {"exported": "8", "registered": "8", "predictions": [int(v) for v in expected]}
 
 
 def test_package_predict_outside_the_repo(full: Venv, outside: Path):
