@@ -230,3 +230,15 @@ def test_s3_input_and_output_are_staged_through_boto3(spark: Any, aws: None, chu
     data2 = {k for k in keys2 if k.endswith(".parquet")}
     assert data2 == {f"scores/run_id=r1/{f}" for f in second["output"]["files"]}  # previous attempt deleted
     assert not (data2 & keys1) and not [k for k in keys2 if "_staging" in k]
+
+
+def test_the_python_api_runs_the_same_job(spark: Any, churn_bundle: Path, tmp_path: Path) -> None:
+    import mlship.batch
+
+    from mlship.local.datasets import make_churn
+
+    source = write_parquet(make_churn(800, seed=6), tmp_path / "in", files=1)
+    summary = mlship.batch.run(str(churn_bundle), str(source), str(tmp_path / "out"), "api-run", spark=spark,
+                               progress=False)
+    assert summary["counts"]["scored"] == 800 and summary["counts"]["reconciled"] is True
+    assert Path(summary["output"]["run_path"]).exists()
