@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("Predictor", "export", "verify", "register", "evaluate", "promote", "drift",
+_API = ("Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout",
         "ExportResult", "VerifyResult", "Registered", "DriftReport")
 
 

@@ -11,10 +11,9 @@
 
 Every function takes paths or objects (a fitted estimator or a joblib file, a DataFrame or a
 CSV/Parquet file), raises the typed :class:`~mlship.errors.MlshipError` subclasses the CLI turns
-into one error line, and returns a typed result with ``to_json()``. Rollouts are
-``mlship rollout endpoint|lambda`` (their Python form is
-:class:`mlship.release.endpoint_release.EndpointRelease`); batch scoring is
-``mlship.batch.job.run_job`` and the edge build ``mlship.edge.build.build_edge``.
+into one error line, and returns a typed result with ``to_json()``. :func:`rollout` takes a
+version to the configuration's SageMaker endpoint (``mlship rollout endpoint``); batch scoring is
+:func:`mlship.batch.run` and the edge build :func:`mlship.edge.build`.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any
 
 from mlship.runtime.predictor import Predictor
 
-__all__ = ["Predictor", "export", "verify", "register", "evaluate", "promote", "drift",
+__all__ = ["Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout",
            "ExportResult", "VerifyResult", "Registered", "DriftReport"]
 
 Progress = Callable[[str], None]
@@ -225,3 +224,34 @@ def _write_drift(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(report, indent=2))
     paths["html"].write_text(html_report.render(report))
     return paths
+
+
+def rollout(model: str, *, env: str | None = None, bucket: str | None = None, endpoint: str | None = None,
+            policy: Any = None, alarms: list[str] | None = None, image: str | None = None, role: str | None = None,
+            public_key: Any = None, alias: str | None = None, timeout: float = 7200.0, poll: float = 15.0,
+            on_phase: Callable[[Any], None] | None = None) -> Any:
+    """Roll ``model`` (``NAME/VERSION``, ``NAME@challenger``, an ``mlship://`` or ``s3://`` bundle) out
+    to the configuration's SageMaker endpoint as ``mlship rollout endpoint --model`` does: checked
+    first, blue/green with the configured (or given) policy and rollback alarms, the outcome recorded
+    on the version, and only a success moves ``champion`` and the deployed-model parameters. Returns
+    the :class:`~mlship.release.outcome.RolloutOutcome` (``ok``, ``to_json()``); raises
+    :class:`~mlship.release.endpoint.RolloutError` for a request refused before any change."""
+    from mlship.aws.clients import client
+    from mlship.config import load_project_config
+    from mlship.release.endpoint_release import EndpointRelease, endpoint_request
+    from mlship.release.models import check_deployable, open_registry, resolve_model
+    from mlship.release.settle import DeployedParameters, settle_rollout
+
+    cfg = load_project_config(env)
+    registry = open_registry(bucket)
+    resolved = resolve_model(model, registry)
+    check_deployable(resolved, public_key)
+    alias = alias or cfg.model.champion_alias
+    expected = registry.get_alias(resolved.name, alias) if registry is not None else None
+    request = endpoint_request(cfg, resolved, policy or cfg.endpoint.rollout, endpoint=endpoint, alarms=alarms,
+                               image=image, role=role)
+    runner = EndpointRelease(client("sagemaker"), client("cloudwatch"), poll_seconds=poll)
+    outcome = runner.run(runner.prepare(request), timeout, on_phase)
+    settle_rollout(outcome, resolved, target=f"endpoint:{outcome.endpoint}", expected_champion=expected,
+                   alias=alias, ssm=client("ssm"), parameters=DeployedParameters.of(cfg.names))
+    return outcome

@@ -15,7 +15,6 @@ and the deployed-model parameters stay, and the registry records a shadow rollou
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -154,20 +153,10 @@ def endpoint_cmd(
 
 def _request(cfg: Any, endpoint: str | None, resolved: Any, policy: Any, alarm: list[str], image: str | None,
              role: str | None, instance_type: str | None, instance_count: int | None, fault: str | None) -> Any:
-    from mlship.release.alarms import AlarmThresholds
-    from mlship.release.endpoint import VariantShape
-    from mlship.release.endpoint_release import EndpointReleaseRequest
+    from mlship.release.endpoint_release import endpoint_request
 
-    first = cfg.endpoint.variants[0]
-    configured = cfg.names.endpoint_alarms
-    return EndpointReleaseRequest(
-        endpoint=endpoint or cfg.names.endpoint_name, model=resolved, policy=policy, alarms=list(alarm),
-        configured_alarms=[configured[k] for k in ("errors_5xx", "latency_p99") if k in configured],
-        alarm_limits=AlarmThresholds(p99_latency_ms=cfg.endpoint.alarms.model_latency_p99_ms,
-                                     period_seconds=cfg.endpoint.alarms.period_seconds),
-        variant=VariantShape(first.name, instance_type or first.instance_type, instance_count or first.instance_count),
-        image_uri=image or cfg.endpoint.image_uri, role_arn=role or os.environ.get("MLSHIP_SAGEMAKER_ROLE"),
-        fault=fault)
+    return endpoint_request(cfg, resolved, policy, endpoint=endpoint, alarms=alarm, image=image, role=role,
+                            instance_type=instance_type, instance_count=instance_count, fault=fault)
 
 
 def _shadow_rollout(cfg: Any, registry: Any, endpoint: str | None, shadow: str | None, how: tuple[Any, ...],

@@ -191,6 +191,24 @@ class EndpointRelease:
         return outcome
 
 
+def endpoint_request(cfg: Any, model: ResolvedModel | None, policy: RolloutPolicy, *, endpoint: str | None = None,
+                     alarms: list[str] | None = None, image: str | None = None, role: str | None = None,
+                     instance_type: str | None = None, instance_count: int | None = None,
+                     fault: str | None = None) -> EndpointReleaseRequest:
+    """The request of a rollout to the configuration's endpoint (``cfg``: a MlshipConfig), with the
+    configured rollback alarms, alarm limits, first variant and image unless given."""
+    first = cfg.endpoint.variants[0]
+    configured = cfg.names.endpoint_alarms
+    return EndpointReleaseRequest(
+        endpoint=endpoint or cfg.names.endpoint_name, model=model, policy=policy, alarms=list(alarms or []),
+        configured_alarms=[configured[k] for k in ("errors_5xx", "latency_p99") if k in configured],
+        alarm_limits=AlarmThresholds(p99_latency_ms=cfg.endpoint.alarms.model_latency_p99_ms,
+                                     period_seconds=cfg.endpoint.alarms.period_seconds),
+        variant=VariantShape(first.name, instance_type or first.instance_type, instance_count or first.instance_count),
+        image_uri=image or cfg.endpoint.image_uri, role_arn=role or os.environ.get("MLSHIP_SAGEMAKER_ROLE"),
+        fault=fault)
+
+
 def shadow_policy(policy: RolloutPolicy) -> RolloutPolicy:
     """The update of a shadow change: all at once, no baking, no termination wait (production is unchanged)."""
     return policy.model_copy(update={"strategy": "ALL_AT_ONCE", "canary": None, "linear_step": None,
