@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -35,26 +36,29 @@ def wheel() -> Path:
 
 
 @pytest.fixture(scope="module")
-def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A working folder outside the checkout (the venvs' commands run here)."""
     folder = tmp_path_factory.mktemp("user-project")
     assert not folder.resolve().is_relative_to(REPO)
-    return folder
+    yield folder
+    shutil.rmtree(folder / "lambda-project", ignore_errors=True)  # a 150 MB Lambda asset
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Venv:
+def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv]:
     venv = make_venv(tmp_path_factory.mktemp("venvs") / "core", wheel)
     print(f"\ncore venv installed in {venv.seconds:.0f} s")
-    return venv
+    yield venv
+    shutil.rmtree(venv.root, ignore_errors=True)  # pytest keeps the last temp folders: 230 MB each
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Venv:
+def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv]:
     venv = make_venv(tmp_path_factory.mktemp("venvs") / "export-aws-local", wheel, "export,aws,local",
                      compile_pyc=False)
     print(f"\n[export,aws,local] venv installed in {venv.seconds:.0f} s")
-    return venv
+    yield venv
+    shutil.rmtree(venv.root, ignore_errors=True)  # 800 MB
 
 
 @pytest.fixture(scope="module")
