@@ -17,7 +17,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "export": ("sklearn", "skl2onnx", "onnx", "google", "scipy", "pandas", "pyarrow", "joblib", "matplotlib",
                "jinja2", "yaml"),
     "aws": ("boto3", "botocore", "aws_lambda_powertools"),
-    "spark": ("pyspark", "pandas", "pyarrow"),
+    "spark": ("pyspark", "pandas", "pyarrow", "scipy"),
     "cdk": ("aws_cdk", "constructs", "cdk_nag", "cfnlint", "sagemaker"),
     "monitor": ("scipy", "statsmodels", "pandas", "pyarrow", "matplotlib", "jinja2"),
     "local": ("moto", "boto3", "botocore", "aws_lambda_powertools", "yaml"),
