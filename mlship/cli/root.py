@@ -44,6 +44,7 @@ def command_words(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Console entry point: mlship errors and a missing optional extra become one clear line."""
+    from mlship.cli.defaults import apply_defaults
     from mlship.errors import MlshipError
     from mlship.extras import missing_extra_message, preflight_message
 
@@ -52,6 +53,7 @@ def main() -> None:
         typer.secho(f"error: {early}", fg="red", err=True)
         sys.exit(2)
     try:
+        apply_defaults()  # mlship.toml / [tool.mlship]: fills only the unset environment variables
         app()
     except MlshipError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)

@@ -52,3 +52,21 @@ def test_any_file_content_is_defaults_or_one_defaults_error(content: str):
             load_defaults(Path(folder))
         except DefaultsError as exc:
             assert "mlship.toml" in str(exc)
+
+
+def test_the_cli_reads_mlship_toml_from_the_working_directory(tmp_path: Path, churn_bundle: Path,
+                                                              signing_keys: Path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "mlship.toml").write_text(f'public_key = "{signing_keys / "mlship.pub"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "MLSHIP_PUBLIC_KEY"}
+    done = subprocess.run([sys.executable, "-m", "mlship", "verify", str(churn_bundle), "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and '"signature_checked": true' in done.stdout, done.stderr
+    (tmp_path / "mlship.toml").write_text('bucket = "typo"\n')
+    bad = subprocess.run([sys.executable, "-m", "mlship", "verify", str(churn_bundle)], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "bucket" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr

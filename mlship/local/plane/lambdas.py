@@ -76,8 +76,20 @@ def split_function(raw: str, qualifier: str | None) -> tuple[str, str | None]:
     return name, qualifier or embedded or None
 
 
-def repo_code(handler: str, function_name: str, repo: Path = REPO) -> tuple[Path, str]:
-    """The repository directory and handler to run when the plane never saw the function's code."""
+def _code_root() -> Path:
+    """Where ``functions/`` is: the checkout, else the installed package's shipped copy."""
+    from mlship.resources import MissingResource, data_path
+
+    try:
+        return data_path("functions").parent
+    except MissingResource:
+        return REPO
+
+
+def repo_code(handler: str, function_name: str, repo: Path | None = None) -> tuple[Path, str]:
+    """The directory and handler to run when the plane never saw the function's code (the checkout's
+    or the installed package's ``functions/``)."""
+    repo = repo or _code_root()
     module, _, _ = handler.rpartition(".")
     if "." in module and (repo / (module.replace(".", "/") + ".py")).is_file():
         return repo, handler
