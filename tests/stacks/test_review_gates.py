@@ -113,7 +113,7 @@ def test_serving_image_asset_stages_no_heavy_directories(tmp_path, monkeypatch):
                   "mlship/__pycache__"):
         (repo / heavy).mkdir(parents=True)
         (repo / heavy / "big.bin").write_bytes(b"x" * 1024)
-    monkeypatch.setattr(assets, "ROOT", repo)
+    monkeypatch.setattr("mlship.deploy.serving_image.checkout_root", lambda: repo)  # the context is the checkout
     app = cdk.App(outdir=str(tmp_path / "out"))
     stack = cdk.Stack(app, "Image")
     uri, asset = assets.serving_image(stack, None)
