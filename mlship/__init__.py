@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout",
+_API = ("Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout", "MissingExtra",
         "ExportResult", "VerifyResult", "Registered", "DriftReport")
 
 

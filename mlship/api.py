@@ -27,10 +27,37 @@ from typing import Any
 
 from mlship.runtime.predictor import Predictor
 
-__all__ = ["Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout",
+__all__ = ["Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout", "MissingExtra",
            "ExportResult", "VerifyResult", "Registered", "DriftReport"]
 
 Progress = Callable[[str], None]
+
+
+class MissingExtra(ModuleNotFoundError):
+    """An API function needs a library of an extra that is not installed; the message names the
+    extra (``pip install mlship`` is the core only)."""
+
+
+def _needs_extras(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a missing optional library inside ``function`` into :class:`MissingExtra` naming its extra."""
+    import functools
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from mlship.extras import missing_extra
+
+        try:
+            return function(*args, **kwargs)
+        except MissingExtra:
+            raise
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc.name or "", (function.__name__,))
+            if extra is None:
+                raise
+            raise MissingExtra(f"mlship.{function.__name__} needs the '{extra}' extra: pip install "
+                               f"'mlship[{extra}]' ({exc.name} is not installed)", name=exc.name) from exc
+
+    return call
 
 
 class _Result:
@@ -105,6 +132,7 @@ def _frame(data: Any) -> Any:
     return load_table(Path(data)) if isinstance(data, str | Path) else data
 
 
+@_needs_extras
 def export(model: Any, holdout: Any, *, label: str, out: str | Path, name: str, version: str | None = None,
            key: Any = None, reference: Any = None, train: Any = None, cv: int | None = None,
            sensitive: str | None = None, description: str = "", parity_tolerance: float = 1e-4,
@@ -126,6 +154,7 @@ def export(model: Any, holdout: Any, *, label: str, out: str | Path, name: str, 
                         manifest["parity"], (path / "signature.json").exists())
 
 
+@_needs_extras
 def verify(bundle: str | Path, public_key: Any = None, *, golden: bool = True) -> VerifyResult:
     """Check every file hash and the signature (mandatory with ``public_key`` or ``$MLSHIP_PUBLIC_KEY``)
     and run the golden examples; raises :class:`~mlship.errors.VerificationError` naming each problem."""
@@ -146,6 +175,7 @@ def _registry(bucket: str | None, sagemaker: bool) -> Any:
     return Registry(bucket, sagemaker=sagemaker)
 
 
+@_needs_extras
 def register(bundle: str | Path, *, bucket: str | None = None, public_key: Any = None,
              description: str | None = None, sagemaker: bool = True) -> Registered:
     """Store a bundle as ``models/NAME/VERSION`` in the registry bucket (``$MLSHIP_REGISTRY_BUCKET``)
@@ -154,6 +184,7 @@ def register(bundle: str | Path, *, bucket: str | None = None, public_key: Any =
     return Registered(record.name, record.version, record.bundle_uri, created, record.to_dict())
 
 
+@_needs_extras
 def evaluate(bundle: str | Path, data: Any, *, label: str | None = None, slices: list[str] | None = None,
              sensitive: str | None = None, bootstrap: int = 200, public_key: Any = None,
              progress: Progress | None = None) -> Any:
@@ -165,6 +196,7 @@ def evaluate(bundle: str | Path, data: Any, *, label: str | None = None, slices:
                bootstrap=bootstrap, public_key=public_key, progress=progress)
 
 
+@_needs_extras
 def promote(name: str, version: str, data: Any, thresholds: Any, *, bucket: str | None = None,
             label: str | None = None, reason: str = "", who: str | None = None, public_key: Any = None,
             report_dir: str | Path | None = None, sagemaker: bool = True, progress: Progress | None = None) -> Any:
@@ -179,6 +211,7 @@ def promote(name: str, version: str, data: Any, thresholds: Any, *, bucket: str 
                who=who, public_key=public_key, report_dir=report_dir, progress=progress)
 
 
+@_needs_extras
 def drift(reference: str | Path, current: str | Path, *, out: str | Path | None = None,
           thresholds: dict[str, Any] | None = None, exclude: list[str] | None = None, batch_rows: int = 200_000,
           on_rows: Callable[[int, int], None] | None = None) -> DriftReport:
@@ -226,6 +259,7 @@ def _write_drift(report: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
+@_needs_extras
 def rollout(model: str, *, env: str | None = None, bucket: str | None = None, endpoint: str | None = None,
             policy: Any = None, alarms: list[str] | None = None, image: str | None = None, role: str | None = None,
             public_key: Any = None, alias: str | None = None, timeout: float = 7200.0, poll: float = 15.0,

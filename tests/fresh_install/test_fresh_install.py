@@ -192,6 +192,18 @@ def test_a_missing_extra_is_one_line_naming_it(core: Venv, outside: Path, inputs
     assert not (outside / "out").exists()
 
 
+def test_the_python_api_names_the_missing_extra(core: Venv, outside: Path, inputs: dict[str, Path]):
+    code = ("import mlship\n"
+            "try:\n"
+            f"    mlship.export({str(inputs['model'])!r}, {str(inputs['holdout'])!r}, label='churned', out='o', "
+            "name='churn')\n"
+            "except mlship.MissingExtra as exc:\n"
+            "    print(exc)\n")
+    done = run([str(core.bin / "python"), "-c", code], env=core.env(), cwd=outside, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("mlship.export needs the 'export' extra: pip install 'mlship[export]'"), done.stdout
+
+
 # -------------------------------------------------------------------- (c) [export,aws,local]
 @pytest.fixture(scope="module")
 def moto_of_full(full: Venv, outside: Path) -> Iterator[str]:
