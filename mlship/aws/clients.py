@@ -99,6 +99,17 @@ def conditional_put(s3: Any, bucket: str, key: str, body: bytes, condition: dict
     raise ConditionalWriteConflict(f"cannot write s3://{bucket}/{key}: conditional writes kept conflicting")
 
 
+def get_if_exists(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """``get_object``'s response, or None when the key does not exist (a missing bucket, and any
+    other error, is raised as is)."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore ClientError
+        if is_missing(exc):
+            return None
+        raise
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ``ClientError`` ("" for anything else)."""
     response = getattr(exc, "response", None) or {}

@@ -92,14 +92,11 @@ def read_history(bucket: str, base: str) -> list[dict[str, Any]]:
 
 def _read_history(bucket: str, base: str) -> tuple[list[dict[str, Any]], str | None]:
     """(entries, ETag of history.json or None when it does not exist yet)."""
-    from mlship.aws.clients import client, is_missing
+    from mlship.aws.clients import client, get_if_exists
 
-    try:
-        obj = client("s3").get_object(Bucket=bucket, Key=f"{base}/history.json")
-    except Exception as exc:  # botocore ClientError: a missing history starts a new one
-        if is_missing(exc):
-            return [], None
-        raise
+    obj = get_if_exists(client("s3"), bucket, f"{base}/history.json")
+    if obj is None:  # a missing history starts a new one
+        return [], None
     try:
         data = json.loads(obj["Body"].read())
     except json.JSONDecodeError:

@@ -45,6 +45,7 @@ from mlship.aws.clients import (
     ConditionalWriteConflict,
     backoff,
     conditional_put,
+    get_if_exists,
     is_already_exists,
     is_conflict,
     is_missing,
@@ -318,12 +319,10 @@ class Registry:
 
     def _get_json(self, key: str) -> tuple[dict[str, Any], str] | None:
         try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+            obj = get_if_exists(self.s3, self.bucket, key)
         except Exception as exc:
-            if is_missing(exc):
-                return None
             raise self._s3_error(exc, "read", key) from None
-        return json.loads(obj["Body"].read()), obj["ETag"]
+        return None if obj is None else (json.loads(obj["Body"].read()), obj["ETag"])
 
     def _exists(self, key: str) -> bool:
         try:

@@ -1,13 +1,16 @@
-"""One retraining run, step by step (issue 16, item 2): collect the fresh labelled data →
-validate it against the champion → train (the user's trainer) → export and sign → register →
-gate against the champion on the same fresh holdout rows → ``challenger``.
+"""One retraining run, step by step (issue 16, item 2): claim the trigger → collect the fresh
+labelled data → validate it against the champion → train (the user's trainer) → export and sign
+→ register → gate against the champion on the same fresh holdout rows (``challenger``) → release
+(``mlship rollout``: canary, shadow or none).
 
-:data:`STEPS` is the one step list (the Step Functions definition is to be built from it). A
-step that fails stops the run with its reason (``failed``); a challenger the gate refuses ends
-the run ``gated``, its version kept with its gate report and no alias moved. The release loop
-(shadow or canary, then champion) starts from ``challenger``: ``mlship rollout ... --model
-NAME@challenger``. Each run's record (steps, outcomes, timings, reports) is stored under
-``retrain/MODEL/runs/RUN_ID.json`` beside the trigger ledger.
+:data:`CLAIM_STEP` + :data:`STEPS` is the one step list: the local runner
+(:func:`run_retraining`) and the Retrain stack's state machine are both built from it, and each
+step hands its state to the next through :mod:`mlship.retrain.workspace`, so it can run in its
+own process (``mlship retrain step``). A step that fails stops the run with its reason
+(``failed``); a challenger the gate refuses ends the run ``gated``, its version kept with its
+gate report and no alias moved. Each run's record (steps, outcomes, timings, reports) is stored
+under ``retrain/MODEL/runs/RUN_ID.json`` beside the trigger ledger; its end is an EventBridge
+event (:func:`announce`).
 """
 
 from __future__ import annotations
@@ -26,21 +29,24 @@ from mlship.errors import MlshipError
 STEPS = ("collect", "validate", "train", "export", "register", "gate", "release")
 CLAIM_STEP = "claim"  # before STEPS: the trigger is claimed once (duplicates and cooldown end the run)
 TRAINING_STEPS = frozenset({"train"})  # a SageMaker training job in AWS; the others are processing jobs
-OUTCOMES = ("ok", "skipped", "gated", "failed")  # a step's outcome, the first word of its exit message
 EVENT_SOURCE = "mlship.retrain"
 HOLDOUT_SHARE = 0.25  # of the fresh rows, kept from training: the gate judges both models on them
 
 
 class StepFailed(MlshipError):
-    """A step could not complete: the run stops there with this reason."""
+    """A step could not complete: the run stops there with this reason (and its report, if any)."""
 
     kind = "retrain_step"
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
 class StepResult:
     name: str
-    outcome: str  # ok | failed | gated
+    outcome: str  # ok | failed | gated (the claim step's skipped is the CLI's, never a stored step)
     seconds: float
     detail: str = ""
     report: dict[str, Any] | None = None
@@ -114,7 +120,7 @@ def run_step(inputs: RunInputs, record: RunRecord, name: str) -> StepResult:
     try:
         outcome, detail, report = STEP_FUNCTIONS[name](inputs)
     except StepFailed as exc:
-        outcome, detail, report = "failed", str(exc), getattr(exc, "report", None)
+        outcome, detail, report = "failed", str(exc), exc.report
     except MlshipError as exc:
         outcome, detail, report = "failed", f"{type(exc).__name__}: {exc}", None
     result = StepResult(name, outcome, round(time.perf_counter() - started, 3), detail, report)
@@ -149,9 +155,7 @@ def _validate(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
     report = validate_batch(inputs.workspace.frame("fresh", "validate"), inputs.config.label, bundle.manifest,
                             bundle.profile, Limits(min_rows=inputs.config.min_rows))
     if not report.passed:
-        failure = StepFailed("the fresh data failed validation: " + "; ".join(report.failures()))
-        failure.report = report.to_dict()  # type: ignore[attr-defined]
-        raise failure
+        raise StepFailed("the fresh data failed validation: " + "; ".join(report.failures()), report.to_dict())
     inputs.workspace.remember(validated=report.rows)
     return "ok", f"{report.rows} rows valid against champion v{champion.version}", report.to_dict()
 
@@ -231,9 +235,7 @@ def _release(inputs: RunInputs) -> tuple[str, str, dict[str, Any] | None]:
     try:
         released = release_challenger(inputs, inputs.workspace.facts()["version"])
     except ReleaseFailed as exc:
-        failure = StepFailed(str(exc))
-        failure.report = exc.outcome  # type: ignore[attr-defined]
-        raise failure from None
+        raise StepFailed(str(exc), exc.outcome) from None
     return "ok", released.detail, released.outcome
 
 
@@ -280,16 +282,13 @@ def store_run(registry: Any, record: RunRecord) -> None:
 
 def load_run(registry: Any, model: str, run_id: str) -> RunRecord:
     """The stored record of a run the claim step started (``WorkspaceError`` when there is none)."""
-    from mlship.aws.clients import is_missing
+    from mlship.aws.clients import get_if_exists
     from mlship.retrain.workspace import WorkspaceError
 
-    try:
-        body = registry.s3.get_object(Bucket=registry.bucket, Key=run_key(registry, model, run_id))["Body"].read()
-    except Exception as exc:  # botocore ClientError
-        if is_missing(exc):
-            raise WorkspaceError(f"no run {run_id} of {model}: the claim step starts a run") from None
-        raise
-    doc = json.loads(body)
+    found = get_if_exists(registry.s3, registry.bucket, run_key(registry, model, run_id))
+    if found is None:
+        raise WorkspaceError(f"no run {run_id} of {model}: the claim step starts a run")
+    doc = json.loads(found["Body"].read())
     doc["steps"] = [StepResult(**step) for step in doc.get("steps", [])]
     return RunRecord(**doc)
 

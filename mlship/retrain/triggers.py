@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlship.aws.clients import ConditionalWriteConflict, backoff, client, conditional_put, is_missing
+from mlship.aws.clients import ConditionalWriteConflict, backoff, client, conditional_put, get_if_exists
 from mlship.errors import MlshipError
 
 TRIGGER_TYPES = ("DriftDetected", "PerformanceDegraded", "Scheduled", "Manual")
@@ -170,12 +170,10 @@ class TriggerLedger:
 
     def _get(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            if is_missing(exc):
-                return None, None
+            obj = get_if_exists(self.s3, self.bucket, key)
+        except Exception as exc:  # botocore ClientError
             raise TriggerError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
-        return json.loads(obj["Body"].read()), str(obj["ETag"])
+        return (None, None) if obj is None else (json.loads(obj["Body"].read()), str(obj["ETag"]))
 
     def _put(self, key: str, doc: dict[str, Any], *, if_none_match: bool = False,
              if_match: str | None = None) -> str | None:

@@ -38,16 +38,18 @@ class RunWorkspace:
     def _put(self, name: str, body: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self.base + name, Body=body)
 
-    def _get(self, name: str, wanted_by: str) -> bytes:
-        from mlship.aws.clients import is_missing
+    def _read(self, name: str) -> bytes | None:
+        from mlship.aws.clients import get_if_exists
 
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=self.base + name)["Body"].read()
-        except Exception as exc:  # botocore ClientError
-            if is_missing(exc):
-                raise WorkspaceError(f"{wanted_by} needs {self.uri(name)}, which an earlier step did not write: "
-                                     "run the steps in order") from None
-            raise
+        found = get_if_exists(self.s3, self.bucket, self.base + name)
+        return None if found is None else found["Body"].read()
+
+    def _get(self, name: str, wanted_by: str) -> bytes:
+        body = self._read(name)
+        if body is None:
+            raise WorkspaceError(f"{wanted_by} needs {self.uri(name)}, which an earlier step did not write: "
+                                 "run the steps in order")
+        return body
 
     def put_frame(self, name: str, frame: Any) -> None:
         """Store a DataFrame as ``NAME.parquet``."""
@@ -92,15 +94,8 @@ class RunWorkspace:
     def facts(self) -> dict[str, Any]:
         """The small values the steps share (champion, version, row counts); empty at the start."""
         if "facts" not in self._cache:
-            from mlship.aws.clients import is_missing
-
-            try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=self.base + "facts.json")["Body"].read()
-                self._cache["facts"] = json.loads(body)
-            except Exception as exc:  # botocore ClientError
-                if not is_missing(exc):
-                    raise
-                self._cache["facts"] = {}
+            body = self._read("facts.json")
+            self._cache["facts"] = {} if body is None else json.loads(body)
         return self._cache["facts"]
 
     def remember(self, **values: Any) -> None:
