@@ -95,18 +95,11 @@ def _inputs(model: str | None, thresholds: Path | None, bucket: str | None, env:
 
 def _thresholds(path: Path | None, config: Any) -> Any:
     """``-t FILE``, else ``retrain.thresholds`` (a file), else ``retrain.gate`` (inline), else None."""
-    from pydantic import ValidationError
-
-    from mlship.evaluation.gate import GateError, Thresholds, load_thresholds
+    from mlship.evaluation.gate import load_thresholds, parse_thresholds
 
     if path is not None or config.thresholds:
         return load_thresholds(path or Path(config.thresholds))
-    if config.gate is None:
-        return None
-    try:
-        return Thresholds.model_validate(config.gate)
-    except ValidationError as exc:
-        raise GateError("retrain.gate: " + "; ".join(e["msg"] for e in exc.errors())) from None
+    return None if config.gate is None else parse_thresholds(config.gate, source="retrain.gate")
 
 
 def _trigger(name: str, event: str | None, reason: str | None) -> Any:
@@ -132,8 +125,9 @@ def _read(location: str) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from mlship.aws.clients import client
+    from mlship.aws.s3 import parse_s3_uri
 
-    bucket, _, key = location[len("s3://"):].partition("/")
+    bucket, key = parse_s3_uri(location)
     try:
         return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
@@ -258,7 +252,7 @@ def status_cmd(
         if not runs:
             fail(f"no run {run_id} of {name} in s3://{registry.bucket}", code=2)
     if as_json:
-        typer.echo(json.dumps({"runs": runs, "triggers": triggers}, indent=2, default=str))
+        emit_json({"runs": runs, "triggers": triggers})
         return
     console = new_console()
     _print_runs(console, name, runs, detailed=run_id is not None)

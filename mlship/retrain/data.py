@@ -49,8 +49,9 @@ def _local_parts(path: Path) -> Any:
 
 def _s3_parts(uri: str) -> Any:
     from mlship.aws.clients import client
+    from mlship.aws.s3 import parse_s3_uri
 
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, prefix = parse_s3_uri(uri)
     s3 = client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in sorted(page.get("Contents", []), key=lambda o: o["Key"]):
@@ -67,10 +68,9 @@ def collect(registry: Any, model: str, config: Any, now: datetime | None = None)
         frames.append(read_labelled(config.data_uri))
         sources.append(config.data_uri)
     if config.from_records:
-        served = served_with_labels(registry, model, config.label, config.window_hours, now)
+        served, bad = served_with_labels(registry, model, config.label, config.window_hours, now)
         if len(served):
             frames.append(served)
-        bad = served.attrs.get("skipped_lines", 0)
         sources.append(f"{len(served)} served records with late labels ({config.window_hours:g} h"
                        + (f", {bad} unreadable record lines skipped)" if bad else ")"))
     if not frames:
@@ -80,46 +80,36 @@ def collect(registry: Any, model: str, config: Any, now: datetime | None = None)
 
 
 def served_with_labels(registry: Any, model: str, label: str, window_hours: float,
-                       now: datetime | None = None) -> Any:
-    """The inputs of the records of ``model`` served in the window that have a late label, with it."""
+                       now: datetime | None = None) -> tuple[Any, int]:
+    """The inputs of the records of ``model`` (every version) served in the window that have a late
+    label, with it; and how many stored lines were not records (skipped and counted)."""
     import pandas as pd
 
     from mlship.aws.labels import read_labels
-    from mlship.runtime.records import DEFAULT_PREFIX, LABELS_PREFIX
+    from mlship.monitoring.window import Window, iter_window_records
+    from mlship.runtime.records import LABELS_PREFIX
 
-    end = (now or datetime.now(UTC)).astimezone(UTC)
-    start = end - timedelta(hours=window_hours)
-    labels = read_labels(registry.bucket, LABELS_PREFIX, model, since=start)
+    window = Window.ending(now or datetime.now(UTC), window_hours)
+    labels = read_labels(registry.bucket, LABELS_PREFIX, model, since=window.start)
     if not labels:
-        return pd.DataFrame()
+        return pd.DataFrame(), 0
+    stats: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    for record in _served(registry, f"{DEFAULT_PREFIX}/model={model}/", start, end, skipped):
+    for record in iter_window_records(registry.bucket, _day_prefixes(registry, model, window), window, None, stats):
         key = (str(record.get("request_id")), int(record.get("row") or 0))
         if key in labels and isinstance(record.get("inputs"), dict):
             rows.append({**record["inputs"], label: labels[key]})
-    frame = pd.DataFrame(rows)
-    frame.attrs["skipped_lines"] = len(skipped)
-    return frame
+    return pd.DataFrame(rows), stats.get("bad_lines", 0)
 
 
-def _served(registry: Any, base: str, start: datetime, end: datetime, skipped: list[str]) -> Any:
-    """Records under ``base`` (every version) in the day partitions of [start, end), filtered by time;
-    lines that are not records go to ``skipped``."""
-    from mlship.monitoring.window import parse_time
-    from mlship.runtime.records import object_records
+def _day_prefixes(registry: Any, model: str, window: Any) -> list[str]:
+    """The day partitions of every version's records that overlap the window (the records' layout of
+    :mod:`mlship.runtime.records`; a day, not an hour, per listing)."""
+    from mlship.runtime.records import DEFAULT_PREFIX
 
-    days = [(start + timedelta(days=i)).date() for i in range((end.date() - start.date()).days + 1)]
+    base = f"{DEFAULT_PREFIX}/model={model}/"
+    first, last = window.start.date(), window.end.date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     versions = [p["Prefix"] for page in registry.s3.get_paginator("list_objects_v2").paginate(
         Bucket=registry.bucket, Prefix=base, Delimiter="/") for p in page.get("CommonPrefixes", [])]
-    for version_prefix in versions:
-        for day in days:
-            for page in registry.s3.get_paginator("list_objects_v2").paginate(
-                    Bucket=registry.bucket, Prefix=f"{version_prefix}date={day:%Y-%m-%d}/"):
-                for obj in page.get("Contents", []):
-                    body = registry.s3.get_object(Bucket=registry.bucket, Key=obj["Key"])["Body"].read()
-                    for record in object_records(obj["Key"], body, None, on_bad_line=skipped.append):
-                        stamp = parse_time(record.get("time"))
-                        if stamp is None or start <= stamp < end:
-                            yield record
-
+    return [f"{version}date={day:%Y-%m-%d}/" for version in versions for day in days]
