@@ -164,9 +164,21 @@ def verify(bundle: str | Path, public_key: Any = None, *, golden: bool = True) -
     key = resolve_public_key(public_key)
     opened = open_bundle(bundle)
     notes = opened.verify(key)
-    checked = Predictor(opened).check_golden() if golden else 0
+    checked = _session(opened).check_golden() if golden else 0
     return VerifyResult(opened.name, opened.version, len(opened.manifest["files"]), key is not None, checked,
                         list(notes))
+
+
+def _session(opened: Any) -> Predictor:
+    """A predictor of a verified bundle; a model onnxruntime cannot load is a :class:`BundleError`."""
+    from mlship.errors import BundleError, MlshipError
+
+    try:
+        return Predictor(opened)
+    except MlshipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors for an unloadable model
+        raise BundleError(f"onnxruntime cannot load the model: {type(exc).__name__}: {exc}") from exc
 
 
 def _registry(bucket: str | None, sagemaker: bool) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import JSON_HELP, fail
 from mlship.errors import MlshipError
 
 
@@ -31,7 +31,7 @@ def export(
     parity_max_share: float = typer.Option(0.005, help="Max share of rows over the tolerance (0 = strict)."),
     enforce_range: bool = typer.Option(False, help="Reject inputs outside the observed range of each feature."),
     golden: int = typer.Option(5, help="How many golden examples to store."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Export a fitted estimator + holdout into a verified, signed bundle."""
     from mlship import api
@@ -74,7 +74,7 @@ def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3
            public_key: Path = typer.Option(None, help="Trusted Ed25519 public key (default: $MLSHIP_PUBLIC_KEY, "
                                            "as every loader): makes the signature mandatory."),
            golden: bool = typer.Option(True, help="Also run the golden examples through onnxruntime."),
-           as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Check every file hash and the signature; name each file or field that does not match."""
     from mlship import api
     from mlship.errors import VerificationError
@@ -89,8 +89,6 @@ def verify(bundle: str = typer.Argument(..., help="Bundle directory, .tar.gz, s3
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot read {bundle}: {exc.strerror or exc}")
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors for an unloadable model
-        fail(f"onnxruntime cannot load the model: {type(exc).__name__}: {exc}")
     if as_json:
         typer.echo(result.to_json())
         return

@@ -98,7 +98,7 @@ def drift_cmd(
     rows.stop()
     mark_latest(folder, out)
     if as_json:
-        typer.echo(json.dumps(found.report, indent=2))
+        emit_json(found.report)
     else:
         _print_drift(found.report["drift"])
         typer.echo(found.summary)

@@ -56,7 +56,7 @@ def register_cmd(
     except MlshipError as exc:
         fail(str(exc))
     if as_json:
-        typer.echo(json.dumps({**registered.record, "created": registered.created}, indent=2))
+        emit_json({**registered.record, "created": registered.created})
         return
     verb = "registered" if registered.created else "already registered (same content)"
     typer.echo(f"{registered.name} version {registered.version} {verb}: {registered.bundle_uri}")
