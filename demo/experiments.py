@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,18 +54,8 @@ def run(ctx: DemoContext) -> None:
 
 # ---------------------------------------------------------------------------------------- shadow
 def _shadow(ctx: DemoContext) -> None:
-    from mlship.aws import clients as aws
-    from mlship.local.plane.server import ControlPlane
-
-    with ControlPlane(ctx.endpoint_url, log_dir=ctx.workdir / "experiments-plane", time_scale=0.01) as plane:
-        os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = plane.url
-        aws.clear_cache()
-        try:
-            _shadow_on_plane(ctx, plane)
-        finally:
-            for key in ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
-                os.environ.pop(key, None)
-            aws.clear_cache()
+    with ctx.control_plane("experiments-plane") as plane:
+        _shadow_on_plane(ctx, plane)
 
 
 def _rollout(ctx: DemoContext, *args: str) -> dict[str, Any]:

@@ -90,19 +90,9 @@ def _row(ctx: DemoContext) -> dict[str, Any]:
 
 
 def run(ctx: DemoContext) -> None:
-    from mlship.aws import clients as aws
-    from mlship.local.plane.server import ControlPlane
-
     ctx.step("Release: canary v2 to completion, then v3 with injected errors rolled back (local control plane)")
-    with ControlPlane(ctx.endpoint_url, log_dir=ctx.workdir / "release-plane", time_scale=0.01) as plane:
-        os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = plane.url
-        aws.clear_cache()
-        try:
-            _rehearse(ctx)
-        finally:
-            for key in ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
-                os.environ.pop(key, None)
-            aws.clear_cache()
+    with ctx.control_plane("release-plane"):
+        _rehearse(ctx)
 
 
 def _rehearse(ctx: DemoContext) -> None:

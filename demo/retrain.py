@@ -11,7 +11,6 @@ endpoint, and champion moves to it. The commands are the ones a user runs.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from demo.context import DemoContext
@@ -43,19 +42,9 @@ def _fresh_data(ctx: DemoContext) -> str:
 
 
 def run(ctx: DemoContext) -> None:
-    from mlship.aws import clients as aws
-    from mlship.local.plane.server import ControlPlane
-
     ctx.step("Retraining: the DriftDetected event trains a challenger on fresh data, gated, then canaried")
-    with ControlPlane(ctx.endpoint_url, log_dir=ctx.workdir / "retrain-plane", time_scale=0.01) as plane:
-        os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = plane.url
-        aws.clear_cache()
-        try:
-            _retrain(ctx)
-        finally:
-            for key in ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
-                os.environ.pop(key, None)
-            aws.clear_cache()
+    with ctx.control_plane("retrain-plane"):
+        _retrain(ctx)
 
 
 def _retrain(ctx: DemoContext) -> None:

@@ -95,6 +95,11 @@ def _literal(text: str) -> str:
     return f"'{text}'"
 
 
+def _arn(service: str, resource: str) -> str:
+    """An ARN of this stack's account and region (both CDK tokens)."""
+    return f"arn:{cdk.Aws.PARTITION}:{service}:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
+
+
 @dataclass(frozen=True)
 class RetrainPipelineProps:
     """What the pipeline needs from the other stacks (all may be CDK tokens)."""
@@ -119,9 +124,6 @@ class RetrainPipeline(Construct):
         self.state_machine = self._state_machine()
         self.rules = self._rules()
 
-    def _arn(self, service: str, resource: str) -> str:
-        return f"arn:{cdk.Aws.PARTITION}:{service}:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
-
     def _state_machine_role(self) -> iam.Role:
         role = iam.Role(self, "StateMachineRole", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
                         description="retraining state machine: run the steps' SageMaker jobs, store the trigger")
@@ -130,14 +132,14 @@ class RetrainPipeline(Construct):
             role.add_to_policy(iam.PolicyStatement(
                 actions=[f"sagemaker:Create{api}", f"sagemaker:Describe{api}", f"sagemaker:Stop{api}",
                          "sagemaker:ListTags"],
-                resources=[self._arn("sagemaker", f"{kind}/{self.prefix}-*")]))
+                resources=[_arn("sagemaker", f"{kind}/{self.prefix}-*")]))
         role.add_to_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[self.job_role.role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
         # The .sync integrations learn that a job ended from a rule Step Functions manages itself.
         role.add_to_policy(iam.PolicyStatement(
             actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-            resources=[self._arn("events", f"rule/{rule}") for rule in SYNC_RULES]))
+            resources=[_arn("events", f"rule/{rule}") for rule in SYNC_RULES]))
         role.add_to_policy(kms_statement(self.props.key_arn))
         role.add_to_policy(iam.PolicyStatement(
             actions=["kms:CreateGrant"], resources=[self.props.key_arn],
@@ -153,7 +155,7 @@ class RetrainPipeline(Construct):
         log_key.add_to_resource_policy(iam.PolicyStatement(
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             principals=[iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com")], resources=["*"],
-            conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": self._arn(
+            conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": _arn(
                 "logs", f"log-group:{log_group_name}")}}))
         log_group = logs.LogGroup(self, "Logs", log_group_name=log_group_name, encryption_key=log_key,
                                   retention=retention(cfg.monitoring.log_retention_days),
@@ -307,9 +309,6 @@ class RetrainJobRole(Construct):
         self._data(image)  # the steps open the registry without its SageMaker mirror (sagemaker=False)
         self._release()
 
-    def _arn(self, service: str, resource: str) -> str:
-        return f"arn:{cdk.Aws.PARTITION}:{service}:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
-
     def _allow(self, actions: list[str], resources: list[str], conditions: dict | None = None) -> None:
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
 
@@ -335,14 +334,14 @@ class RetrainJobRole(Construct):
         self._allow(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
                     [image.asset.repository.repository_arn])
         groups = [f"log-group:/aws/sagemaker/{kind}" for kind in ("ProcessingJobs", "TrainingJobs")]
-        self._allow(["logs:CreateLogGroup", "logs:DescribeLogStreams"], [self._arn("logs", g) for g in groups])
+        self._allow(["logs:CreateLogGroup", "logs:DescribeLogStreams"], [_arn("logs", g) for g in groups])
         self._allow(["logs:CreateLogStream", "logs:PutLogEvents"],
-                    [self._arn("logs", f"{g}:log-stream:{self.job_prefix}-*") for g in groups])
+                    [_arn("logs", f"{g}:log-stream:{self.job_prefix}-*") for g in groups])
         self._allow(["cloudwatch:PutMetricData"], ["*"], {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}})
-        self._allow(["events:PutEvents"], [self._arn("events", f"event-bus/{event_bus_name(cfg)}")])
+        self._allow(["events:PutEvents"], [_arn("events", f"event-bus/{event_bus_name(cfg)}")])
         key = cfg.retrain.signing_key_parameter
         if key:  # the export step signs with it (a SecureString; its aws/ssm key is usable through SSM)
-            self._allow(["ssm:GetParameter"], [self._arn("ssm", f"parameter/{key.lstrip('/')}")])
+            self._allow(["ssm:GetParameter"], [_arn("ssm", f"parameter/{key.lstrip('/')}")])
 
     def _release(self) -> None:
         """What the release step's ``mlship rollout endpoint|lambda`` calls, for the configured target."""
@@ -350,7 +349,7 @@ class RetrainJobRole(Construct):
         if cfg.retrain.release == "none":
             return
         target = cfg.retrain.release_target or ("endpoint" if cfg.endpoint.enabled else "lambda")
-        params = [self._arn("ssm", f"parameter{p}")
+        params = [_arn("ssm", f"parameter{p}")
                   for p in (release.deployed_bundle_parameter, release.deployed_version_parameter)]
         self._allow(["ssm:PutParameter"], params)
         if target == "endpoint":
@@ -362,11 +361,11 @@ class RetrainJobRole(Construct):
         cfg, names = self.props.cfg, self.names
         ep = names.endpoint.lower()  # SageMaker ARNs carry lower-cased names
         self._allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
-                    [self._arn("sagemaker", f"endpoint/{ep}")])
+                    [_arn("sagemaker", f"endpoint/{ep}")])
         self._allow(["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:UpdateEndpoint"],
-                    [self._arn("sagemaker", f"model/{ep}-*"), self._arn("sagemaker", f"endpoint-config/{ep}-*")])
+                    [_arn("sagemaker", f"model/{ep}-*"), _arn("sagemaker", f"endpoint-config/{ep}-*")])
         self._allow(["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
-                    [self._arn("sagemaker", "endpoint-config/*"), self._arn("sagemaker", "model/*")])
+                    [_arn("sagemaker", "endpoint-config/*"), _arn("sagemaker", "model/*")])
         if self.props.endpoint_role_arn:
             self._allow(["iam:PassRole"], [self.props.endpoint_role_arn],
                         {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
@@ -377,15 +376,15 @@ class RetrainJobRole(Construct):
 
     def _release_lambda(self) -> None:
         release = self.names.release
-        fn = self._arn("lambda", f"function:{release.function_name}")
+        fn = _arn("lambda", f"function:{release.function_name}")
         self._allow(["lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
                      "lambda:PublishVersion", "lambda:GetAlias"], [fn, f"{fn}:*"])
         app, group = release.codedeploy_application, release.codedeploy_deployment_group
         self._allow(["codedeploy:CreateDeployment", "codedeploy:GetDeployment", "codedeploy:GetDeploymentGroup",
-                     "codedeploy:ListDeployments"], [self._arn("codedeploy", f"deploymentgroup:{app}/{group}")])
+                     "codedeploy:ListDeployments"], [_arn("codedeploy", f"deploymentgroup:{app}/{group}")])
         self._allow(["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"],
-                    [self._arn("codedeploy", f"application:{app}")])
-        self._allow(["codedeploy:GetDeploymentConfig"], [self._arn("codedeploy", "deploymentconfig:*")])
+                    [_arn("codedeploy", f"application:{app}")])
+        self._allow(["codedeploy:GetDeploymentConfig"], [_arn("codedeploy", "deploymentconfig:*")])
         self._allow(["cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"],
                     [self.names.alarm_arn(a) for a in release.lambda_alarms.values()])
 
