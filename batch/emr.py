@@ -34,9 +34,10 @@ from typing import Any
 
 from mlship.batch.storage import BatchError, is_s3, split_s3
 
+from mlship.resources import DATA_DIR, checkout_root, package_root
 from mlship.runtime.hashing import sha256_file
 
-REPO = Path(__file__).resolve().parents[1]
+BATCH_DIR = Path(__file__).resolve().parent  # batch/ in the checkout, mlship/batch/ when installed
 CODE_ZIP = "mlship-batch-code.zip"
 DEPS_ARCHIVE = "mlship-batch-deps.tar.gz"
 ENTRY_POINT = "score.py"
@@ -51,15 +52,16 @@ TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 def build_code_zip(out_dir: Path) -> Path:
     """A deterministic zip of the ``mlship`` package with ``batch/`` as ``mlship/batch`` (sources only).
 
-    The layout an installed wheel has: ``mlship.batch`` imports the same on EMR as here.
+    The layout an installed wheel has: ``mlship.batch`` imports the same on EMR as here. From an
+    installed mlship (a user's project) the installed package is zipped, without its shipped data.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / CODE_ZIP
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for source, prefix in ((REPO / "mlship", "mlship"), (REPO / "batch", "mlship/batch")):
+        for source, prefix in _code_sources():
             for path in sorted(source.rglob("*.py")):
-                if "__pycache__" in path.parts:
+                if "__pycache__" in path.parts or DATA_DIR in path.relative_to(source).parts[:1]:
                     continue
                 name = f"{prefix}/{path.relative_to(source).as_posix()}"
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
@@ -67,6 +69,14 @@ def build_code_zip(out_dir: Path) -> Path:
                 zf.writestr(info, path.read_bytes())
     target.write_bytes(buf.getvalue())
     return target
+
+
+def _code_sources() -> list[tuple[Path, str]]:
+    """(folder, prefix in the zip): the checkout's mlship/ and batch/, else the installed mlship/."""
+    root = checkout_root()
+    if root is not None:
+        return [(root / "mlship", "mlship"), (root / "batch", "mlship/batch")]
+    return [(package_root() / "mlship", "mlship")]
 
 
 def build_deps_archive(out_dir: Path, python_version: str = DEFAULT_PYTHON_VERSION,
@@ -151,7 +161,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     code = build_code_zip(work / "code")
     code_key = f"{root}/code-{_sha12(code)}"
     uploaded: dict[str, str] = {
-        "entry_point": _upload(REPO / "batch" / "score.py", f"{code_key}/{ENTRY_POINT}"),
+        "entry_point": _upload(BATCH_DIR / ENTRY_POINT, f"{code_key}/{ENTRY_POINT}"),
         "code": _upload(code, f"{code_key}/{CODE_ZIP}"),
     }
     if build_deps and not deps_archive:

@@ -25,17 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlship.extras import MissingExtra
 from mlship.runtime.predictor import Predictor
 
 __all__ = ["Predictor", "export", "verify", "register", "evaluate", "promote", "drift", "rollout", "MissingExtra",
            "ExportResult", "VerifyResult", "Registered", "DriftReport"]
 
 Progress = Callable[[str], None]
-
-
-class MissingExtra(ModuleNotFoundError):
-    """An API function needs a library of an extra that is not installed; the message names the
-    extra (``pip install mlship`` is the core only)."""
 
 
 def _needs_extras(function: Callable[..., Any]) -> Callable[..., Any]:

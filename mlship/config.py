@@ -748,6 +748,31 @@ def load_config(env: str, context: dict[str, Any], base_dir: Path | None = None)
     return build_config(env, data)
 
 
+SECTIONS = ("model", "storage", "endpoint", "api", "monitoring", "batch", "edge", "assets", "retrain")
+
+
+def with_sections(cfg: MlshipConfig, sections: dict[str, BaseModel | dict[str, Any]]) -> MlshipConfig:
+    """``cfg`` with some sections replaced (a section object) or updated (a mapping, merged over it).
+
+    The result is validated as a whole (the cross-section checks run again); problems raise
+    :class:`ConfigError` naming the field, and a wrongly shaped section shows an example.
+    """
+    data = cfg.model_dump(mode="json")
+    for name, value in sections.items():
+        if name not in SECTIONS:
+            raise ConfigError(cfg.env, [f"{name}: not a settings section (one of {', '.join(SECTIONS)})"])
+        if isinstance(value, BaseModel):
+            data[name] = value.model_dump(mode="json")
+        elif isinstance(value, dict):
+            data[name] = deep_merge(data[name], value)
+        else:
+            data[name] = value  # pydantic names the type it wanted, with an example
+    try:
+        return MlshipConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(cfg.env, _format_errors(exc)) from None
+
+
 # The endpoint's rollback alarms (key -> name suffix) and the predict alias' CodeDeploy alarms.
 ENDPOINT_ALARMS = {"errors_5xx": "endpoint-5xx", "latency_p99": "endpoint-latency",
                    "model_quality": "model-quality", "performance_degraded": "performance-degraded"}

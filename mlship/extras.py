@@ -12,6 +12,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 
+
+class MissingExtra(ModuleNotFoundError):
+    """An API function or module needs a library of an extra that is not installed; the message
+    names the extra (``pip install mlship`` is the core only)."""
+
+
 # extra -> the top-level import names of the distributions it installs (in pyproject's order)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "export": ("sklearn", "skl2onnx", "onnx", "google", "scipy", "pandas", "pyarrow", "joblib", "matplotlib",

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from local.test_plane_lambda import LAMBDA, create_predict_function, golden_inputs, make_role, upload_bundle
 
-from infra.stacks.capture import FILTER_PATTERN
+from mlship.cdk.capture import FILTER_PATTERN
 
 BUCKET = "capture-local"
 PREFIX = "inference-records/"

@@ -61,7 +61,7 @@ class Synth:
 
 
 def synth_configs() -> list[Any]:
-    from infra.config import load_config
+    from mlship.config import load_config
 
     prod_image = {} if (REPO / "Dockerfile").is_file() else {"mlship:endpoint.image_uri": IMAGE}
     dev = load_config("dev", {"mlship:assets.lambda_code": "source", "mlship:endpoint.image_uri": IMAGE})
@@ -88,7 +88,7 @@ def configs() -> dict[str, Any]:
 def _synthesize(outdir: Path) -> None:
     import aws_cdk as cdk
 
-    from infra.app import build_app, cdk_json_context
+    from mlship.cdk.app import build_app, cdk_json_context
 
     context = {k: v for k, v in cdk_json_context().items() if k not in ("env", "mlship")}
     app = cdk.App(outdir=str(outdir), context=context)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from realtime.test_capture_network import DEPLOYED_ENV
 
-from infra.stacks.capture import FILTER_PATTERN, PARTITION_QUERY, PARTITIONED_PREFIX
+from mlship.cdk.capture import FILTER_PATTERN, PARTITION_QUERY, PARTITIONED_PREFIX
 from mlship.config import PREDICT_ENV
 
 ENVS = ("dev", "prod", "staging")
@@ -132,7 +132,7 @@ def test_in_log_mode_the_function_cannot_write_to_the_bucket(synth, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_records_firehose_could_not_partition_expire_like_the_records(synth, env):
-    from infra.stacks.common import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX
+    from mlship.cdk.names import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX
 
     bucket = next(p["Properties"] for p in synth.resources(f"Mlship-{env}-Foundation", "AWS::S3::Bucket").values()
                   if any(r.get("Prefix") == RECORDS_PREFIX

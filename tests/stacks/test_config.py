@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.config import ENVIRONMENTS, ConfigError, load_config
+from mlship.config import ENVIRONMENTS, ConfigError, load_config
 from mlship.release.policy import (
     CapacitySize,
     EndpointRollout,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.nag import flatten
+from mlship.cdk.nag import flatten
 
 SSM_TYPE = "AWS::SSM::Parameter::Value<String>"
 DEPLOYED = ("dev", "prod")  # environments serving the deployed-model parameters

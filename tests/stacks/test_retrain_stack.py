@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, load_config
-from infra.nag import flatten
-from infra.stacks import retrain_image
-from infra.stacks.retrain_stack import HASH_CHARS, JOB_NAME_LIMIT, RUN_STEPS, job_prefix, lookup_region
+from mlship.cdk import retrain_image
+from mlship.cdk.nag import flatten
+from mlship.cdk.retrain import HASH_CHARS, JOB_NAME_LIMIT, RUN_STEPS, job_prefix, lookup_region
+from mlship.config import ConfigError, load_config
 from mlship.retrain.pipeline import CLAIM_STEP, STEPS, TRAINING_STEPS
 
 STACK = "Mlship-prod-Retrain"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.nag import wildcard_findings
+from mlship.cdk.nag import wildcard_findings
 
 ACK_KEY = "aws:cdk:acknowledged-rules"
 
@@ -74,7 +74,7 @@ def test_nag_fails_synthesis_on_an_unexplained_wildcard(tmp_path):
     import aws_cdk as cdk
     from aws_cdk import aws_iam as iam
 
-    from infra import nag
+    from mlship.cdk import nag
 
     app = cdk.App(outdir=str(tmp_path / "out"))
     stack = cdk.Stack(app, "Bad")
@@ -103,7 +103,7 @@ def test_serving_image_asset_stages_no_heavy_directories(tmp_path, monkeypatch):
     """The Dockerfile asset's context excludes .venv, node_modules, cdk.out, build and .git."""
     import aws_cdk as cdk
 
-    from infra import assets
+    from mlship.cdk import assets
 
     repo = tmp_path / "repo"
     (repo / "mlship").mkdir(parents=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from infra.nag import flatten
+from mlship.cdk.nag import flatten
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -20,16 +20,14 @@ from pathlib import Path
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-from infra.assets import ROOT
-from infra.config import ConfigError, MlshipConfig, load_config
-from mlship.config import CDK_JSON_ENV
+from mlship.config import CDK_JSON_ENV, ConfigError, MlshipConfig, load_config
+from mlship.resources import DATA_DIR, data_path, output_root, package_root
 
 DOCKERFILE = "Dockerfile.retrain"
 PROJECT_DIR = "/opt/mlship/project"  # the image's copy of the project (the steps' working directory)
 CDK_JSON_PATH = f"{PROJECT_DIR}/cdk.json"
 CDK_JSON_VARIABLE = CDK_JSON_ENV  # the variable the steps' load_project_config reads
-STAGING = ROOT / "build" / "retrain-image"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", DATA_DIR)
 
 
 @dataclass(frozen=True)
@@ -73,18 +71,24 @@ def _project_path(cfg: MlshipConfig, key: str, value: str, base: Path) -> Path:
     return path
 
 
-def stage_context(cfg: MlshipConfig, base: Path = ROOT, out: Path | None = None) -> Path:
-    """Write the build context of ``cfg``'s retraining image; return its directory."""
-    out = out or STAGING / cfg.name
+def stage_context(cfg: MlshipConfig, base: Path | None = None, out: Path | None = None) -> Path:
+    """Write the build context of ``cfg``'s retraining image; return its directory.
+
+    ``base`` is the project (default: the checkout, else the current directory): ``retrain.code_dir``
+    and ``retrain.thresholds`` are read from it. The Dockerfile, constraints and the mlship package
+    come from this installation (the checkout's files, or the ones the wheel ships).
+    """
+    base = base or output_root()
+    out = out or output_root() / "build" / "retrain-image" / cfg.name
     copies = {key: _project_path(cfg, key, value, base)
               for key in ("code_dir", "thresholds") if (value := getattr(cfg.retrain, key))}
     if out.exists():
         shutil.rmtree(out)
     project = out / "project"
     project.mkdir(parents=True)
-    shutil.copy2(base / DOCKERFILE, out / DOCKERFILE)
-    shutil.copy2(base / "constraints.txt", out / "constraints.txt")
-    shutil.copytree(base / "mlship", out / "mlship", ignore=_IGNORED)
+    shutil.copy2(data_path(DOCKERFILE), out / DOCKERFILE)
+    shutil.copy2(data_path("constraints.txt"), out / "constraints.txt")
+    shutil.copytree(package_root() / "mlship", out / "mlship", ignore=_IGNORED)
     (project / "cdk.json").write_text(json.dumps(effective_cdk_json(cfg), indent=1, sort_keys=True) + "\n")
     for source in copies.values():
         target = project / source.relative_to(base.resolve())

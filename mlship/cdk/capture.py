@@ -25,8 +25,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.config import MlshipConfig
-from infra.stacks.common import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX, Names, log_statements, retention
+from mlship.cdk.names import CAPTURE_ERRORS_PREFIX, RECORDS_PREFIX, Names, log_statements, retention
+from mlship.config import MlshipConfig
 from mlship.runtime.records import CAPTURE_FORMAT, EXCHANGE_FORMAT
 
 ERRORS_PREFIX = CAPTURE_ERRORS_PREFIX

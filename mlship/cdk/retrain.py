@@ -3,7 +3,7 @@
 The state machine's task states are built from the local runner's step list
 (``(CLAIM_STEP, *STEPS)`` in :mod:`mlship.retrain.pipeline`, one source for both): each step runs
 ``python3 -m mlship retrain step STEP --model MODEL --run-id EXECUTION --env ENV`` in the
-retraining image (:mod:`infra.stacks.retrain_image`), as a SageMaker training job for
+retraining image (:mod:`mlship.cdk.retrain_image`), as a SageMaker training job for
 ``TRAINING_STEPS`` and a processing job for the others (``.sync``: the state waits for the job).
 Before the claim the execution input (the EventBridge event) is written to S3, where the claim
 step reads it (``--event s3://...``). A step's outcome is the first word of its exit message:
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
@@ -29,10 +28,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra import nag
-from infra.config import MlshipConfig
-from infra.stacks.common import Names, kms_statement, pinned_read_statement, retention
-from infra.stacks.retrain_image import CDK_JSON_PATH, CDK_JSON_VARIABLE, RetrainImage, retrain_image
+from mlship.cdk import nag
+from mlship.cdk.names import Names, kms_statement, pinned_read_statement, retention
+from mlship.cdk.props import RetrainingPipelineProps
+from mlship.cdk.retrain_image import CDK_JSON_PATH, CDK_JSON_VARIABLE, RetrainImage, retrain_image
+from mlship.config import MlshipConfig
 from mlship.release.alarms import default_alarm_names
 from mlship.retrain.pipeline import CLAIM_STEP, STEPS, TRAINING_STEPS
 
@@ -100,21 +100,12 @@ def _arn(service: str, resource: str) -> str:
     return f"arn:{cdk.Aws.PARTITION}:{service}:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
 
 
-@dataclass(frozen=True)
-class RetrainPipelineProps:
-    """What the pipeline needs from the other stacks (all may be CDK tokens)."""
-
-    cfg: MlshipConfig
-    key_arn: str  # the foundation's data key (bucket objects, job volumes and outputs)
-    endpoint_role_arn: str | None = None  # the endpoint's execution role (the release step creates models with it)
-
-
-class RetrainPipeline(Construct):
+class RetrainingPipeline(Construct):
     """The retraining state machine, its jobs' role and image, and the rules that start it."""
 
-    def __init__(self, scope: Construct, cid: str, *, props: RetrainPipelineProps) -> None:
+    def __init__(self, scope: Construct, cid: str, *, props: RetrainingPipelineProps) -> None:
         super().__init__(scope, cid)
-        cfg, self.props = props.cfg, props
+        cfg, self.props = props.settings, props
         self.names = names = Names(cfg)
         self.prefix = job_prefix(cfg)
         self.image: RetrainImage = retrain_image(self, cfg, lookup_region(cfg))
@@ -123,6 +114,15 @@ class RetrainPipeline(Construct):
         self.role = self._state_machine_role()
         self.state_machine = self._state_machine()
         self.rules = self._rules()
+        _acknowledge_wildcards(self.job_role.role, JOB_ROLE_WILDCARDS)
+        _acknowledge_wildcards(self.role, STATE_MACHINE_WILDCARDS)
+        if not (cfg.retrain.thresholds or cfg.retrain.gate):  # the gate step refuses to run without them
+            cdk.Annotations.of(self).add_warning_v2(
+                "mlship:retrain-thresholds", "neither retrain.thresholds nor retrain.gate is set: the gate step "
+                "will refuse to run; set the thresholds inline (retrain.gate) or as a file inside the project")
+        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        cdk.CfnOutput(self, "RetrainImageUri", value=self.image.image_uri)
+        cdk.CfnOutput(self, "BaseImage", value=self.image.base_image)
 
     def _state_machine_role(self) -> iam.Role:
         role = iam.Role(self, "StateMachineRole", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
@@ -147,7 +147,7 @@ class RetrainPipeline(Construct):
         return role
 
     def _state_machine(self) -> sfn.StateMachine:
-        cfg = self.props.cfg
+        cfg = self.props.settings
         name = state_machine_name(cfg)
         log_key = kms.Key(self, "LogKey", enable_key_rotation=True,
                           description=f"mlship {cfg.env}: the retraining state machine's execution logs")
@@ -170,7 +170,7 @@ class RetrainPipeline(Construct):
 
     def _definition(self) -> sfn.IChainable:
         """StoreEvent → claim → (skipped: end) → collect → … → gate → (gated: fail) → release → done."""
-        cfg = self.props.cfg
+        cfg = self.props.settings
         store = tasks.CallAwsService(
             self, "StoreEvent", service="s3", action="putObject",
             parameters={"Bucket": self.names.bucket, "ContentType": "application/json",
@@ -214,7 +214,7 @@ class RetrainPipeline(Construct):
 
     def _container(self, step: str) -> dict[str, object]:
         """The step's command: a fixed entry point, the run's arguments built from the execution."""
-        cfg = self.props.cfg
+        cfg = self.props.settings
         execution = "$$.Execution.Name"
         arguments = ["'--model'", _literal(cfg.model.name), "'--run-id'", execution, "'--env'", _literal(cfg.env)]
         if step == CLAIM_STEP:
@@ -224,7 +224,7 @@ class RetrainPipeline(Construct):
                 "ContainerArguments.$": f"States.Array({', '.join(arguments)})"}
 
     def _job_state_json(self, step: str) -> dict[str, object]:
-        r, key = self.props.cfg.retrain, self.props.key_arn
+        r, key = self.props.settings.retrain, self.props.key_arn
         seconds = r.max_step_seconds * LONG_STEPS.get(step, 1)
         training = step in TRAINING_STEPS
         params: dict[str, object] = {
@@ -252,7 +252,7 @@ class RetrainPipeline(Construct):
                 "Comment": f"mlship retrain step {step} ({'training' if training else 'processing'} job)"}
 
     def _rules(self) -> list[events.Rule]:
-        cfg = self.props.cfg
+        cfg = self.props.settings
         model = cfg.model.name
         bus = events.EventBus.from_event_bus_name(self, "Bus", event_bus_name(cfg))
         rules = [events.Rule(
@@ -274,7 +274,7 @@ class RetrainPipeline(Construct):
 
 
 def _acknowledge_wildcards(role: iam.Role, reasons: list[tuple[str, str]]) -> None:
-    """Acknowledge the role's wildcard findings that infra.nag's rules leave open, each with the
+    """Acknowledge the role's wildcard findings that mlship.cdk.nag's rules leave open, each with the
     reason whose regex (on the flattened finding) matches; an unexplained one still fails synthesis."""
     policy = role.node.try_find_child("DefaultPolicy")
     if policy is None:
@@ -294,10 +294,10 @@ def _acknowledge_wildcards(role: iam.Role, reasons: list[tuple[str, str]]) -> No
 class RetrainJobRole(Construct):
     """The role every step's SageMaker job runs with, and the environment the steps read."""
 
-    def __init__(self, scope: Construct, cid: str, *, props: RetrainPipelineProps, names: Names,
+    def __init__(self, scope: Construct, cid: str, *, props: RetrainingPipelineProps, names: Names,
                  image: RetrainImage, job_prefix: str) -> None:
         super().__init__(scope, cid)
-        cfg, self.props, self.names, self.job_prefix = props.cfg, props, names, job_prefix
+        cfg, self.props, self.names, self.job_prefix = props.settings, props, names, job_prefix
         model = cfg.model.name
         self.output_prefix = f"{RETRAIN_PREFIX}{model}/training-output/"
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
@@ -315,7 +315,7 @@ class RetrainJobRole(Construct):
     def _data(self, image: RetrainImage) -> None:
         """The bucket (read all, write the model's registry and retrain prefixes), fresh data elsewhere,
         the key, the image, the jobs' logs and metrics, and the run's end event."""
-        cfg, names, model = self.props.cfg, self.names, self.props.cfg.model.name
+        cfg, names, model = self.props.settings, self.names, self.props.settings.model.name
         self._allow(["s3:GetObject"], [names.bucket_arn("*")])
         self._allow(["s3:ListBucket"], [names.bucket_arn()])
         writes = [f"{RETRAIN_PREFIX}{model}/", f"models/{model}/", f"aliases/{model}/", f"audit/{model}/"]
@@ -345,7 +345,7 @@ class RetrainJobRole(Construct):
 
     def _release(self) -> None:
         """What the release step's ``mlship rollout endpoint|lambda`` calls, for the configured target."""
-        cfg, release = self.props.cfg, self.names.release
+        cfg, release = self.props.settings, self.names.release
         if cfg.retrain.release == "none":
             return
         target = cfg.retrain.release_target or ("endpoint" if cfg.endpoint.enabled else "lambda")
@@ -358,7 +358,7 @@ class RetrainJobRole(Construct):
             self._release_lambda()
 
     def _release_endpoint(self) -> None:
-        cfg, names = self.props.cfg, self.names
+        cfg, names = self.props.settings, self.names
         ep = names.endpoint.lower()  # SageMaker ARNs carry lower-cased names
         self._allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
                     [_arn("sagemaker", f"endpoint/{ep}")])
@@ -422,21 +422,3 @@ STATE_MACHINE_WILDCARDS = [
     (_RESOURCE + _DATA_BUCKET + r"(?P<prefix>.+/)\*/event\.json$",
      "writes only each execution's trigger event under {prefix} of the mlship bucket (keyed by execution name)"),
 ]
-
-
-class RetrainStack(cdk.Stack):
-    """Continuous training in AWS for the configuration's model."""
-
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str,
-                 endpoint_role_arn: str | None = None, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
-        self.pipeline = RetrainPipeline(self, "Retrain", props=RetrainPipelineProps(cfg, key_arn, endpoint_role_arn))
-        _acknowledge_wildcards(self.pipeline.job_role.role, JOB_ROLE_WILDCARDS)
-        _acknowledge_wildcards(self.pipeline.role, STATE_MACHINE_WILDCARDS)
-        if not (cfg.retrain.thresholds or cfg.retrain.gate):  # the gate step refuses to run without them
-            cdk.Annotations.of(self).add_warning_v2(
-                "mlship:retrain-thresholds", "neither retrain.thresholds nor retrain.gate is set: the gate step "
-                "will refuse to run; set the thresholds inline (retrain.gate) or as a file inside the project")
-        cdk.CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
-        cdk.CfnOutput(self, "RetrainImageUri", value=self.pipeline.image.image_uri)
-        cdk.CfnOutput(self, "BaseImage", value=self.pipeline.image.base_image)

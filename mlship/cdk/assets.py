@@ -1,4 +1,4 @@
-"""Where the app's code and images come from: Lambda assets, the serving image, batch files.
+"""Where the constructs' code and images come from: Lambda assets, the serving image, batch files.
 
 Switch Lambda packaging in one place (:func:`lambda_code`): ``build`` uses
 ``mlship.deploy.lambda_asset.build_lambda_asset`` (dependencies + mlship core, built without Docker);
@@ -16,9 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from mlship.deploy.serving_image import serving_image_context
-from mlship.resources import MissingResource, data_path
-
-ROOT = Path(__file__).resolve().parent.parent
+from mlship.resources import MissingResource, data_path, output_root
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,13 @@ def serving_image(scope: Construct, image_uri: str | None) -> tuple[str, ecr_ass
     return asset.image_uri, asset
 
 
+def batch_script() -> Path:
+    """The Spark job's entry point (``batch/score.py``, installed as ``mlship/batch/score.py``)."""
+    from mlship.batch.emr import BATCH_DIR, ENTRY_POINT
+
+    return BATCH_DIR / ENTRY_POINT
+
+
 def batch_code(out_dir: Path) -> Path:
     """The zip of the mlship + batch sources the Spark job imports (``--py-files``)."""
     from mlship.batch.emr import build_code_zip
@@ -78,7 +83,7 @@ def batch_dependencies(setting: str | None, build: bool, out_dir: Path) -> str |
     if setting and setting.startswith("s3://"):
         return setting
     if setting:
-        path = Path(setting) if Path(setting).is_absolute() else ROOT / setting
+        path = Path(setting) if Path(setting).is_absolute() else output_root() / setting
         if not path.is_file():
             raise FileNotFoundError(f"batch.dependencies_archive {setting} does not exist")
         return path

@@ -8,7 +8,7 @@ Clients reach the alias through a Function URL (IAM auth) or an API Gateway REST
 throttling, access logs).
 
 Inference capture (``api.capture``): by default the function writes one log line per captured
-request and :class:`~infra.stacks.capture.CaptureDelivery` delivers the lines to S3 through a
+request and :class:`~mlship.cdk.capture.CaptureDelivery` delivers the lines to S3 through a
 subscription filter and Firehose; ``mode: s3`` is the opt-in per-request PutObject (no Firehose).
 """
 
@@ -25,11 +25,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra import nag
-from infra.assets import lambda_code
-from infra.config import MlshipConfig
-from infra.stacks.capture import CaptureDelivery
-from infra.stacks.common import (
+from mlship.cdk import nag
+from mlship.cdk.assets import lambda_code
+from mlship.cdk.capture import CaptureDelivery
+from mlship.cdk.names import (
     METRICS_NAMESPACE,
     RECORDS_PREFIX,
     Names,
@@ -40,14 +39,18 @@ from infra.stacks.common import (
     retention,
     served_model,
 )
+from mlship.cdk.props import PredictFunctionProps
+from mlship.config import MlshipConfig
 from mlship.release.policy import LambdaRollout
 
 
-class ApiStack(cdk.Stack):
+class PredictFunction(Construct):
     """The real-time Lambda path."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: PredictFunctionProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        cfg, key_arn = props.settings, props.key_arn
         names = Names(cfg)
         release = names.release
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"

@@ -1,4 +1,8 @@
-"""Foundation: the KMS key, the data bucket (+ its access-log bucket) and the alarm topic."""
+"""ModelRegistry: the KMS key, the data bucket (+ its access-log bucket) and the alarm topic.
+
+The data bucket holds the registry (bundles, aliases), inference records and labels, batch I/O
+and reports; every other mlship construct takes the registry as its ``registry`` prop.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from infra import nag
-from infra.config import MlshipConfig
-from infra.stacks.common import (
+from mlship.cdk import nag
+from mlship.cdk.names import (
     BATCH_LOGS_PREFIX,
     CAPTURE_ERRORS_PREFIX,
     CAPTURE_PREFIX,
@@ -23,13 +26,16 @@ from infra.stacks.common import (
     grant_deployed_model_read,
     reads_deployed_parameters,
 )
+from mlship.cdk.props import ModelRegistryProps
 
 
-class FoundationStack(cdk.Stack):
-    """Storage and alerting every other stack uses."""
+class ModelRegistry(Construct):
+    """Storage and alerting every other mlship construct uses (a :class:`~mlship.cdk.props.RegistryRef`)."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: ModelRegistryProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        self.settings = cfg = props.settings
         names = Names(cfg)
         st = cfg.storage
         removal = cdk.RemovalPolicy.DESTROY if st.destroy_on_delete else cdk.RemovalPolicy.RETAIN
@@ -89,6 +95,12 @@ class FoundationStack(cdk.Stack):
 
         cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
+
+
+    @property
+    def key_arn(self) -> str:
+        """The data key's ARN (a token: other stacks that use it import it)."""
+        return self.key.key_arn
 
 
 def _ia(after: cdk.Duration, expire_days: int) -> list[s3.Transition] | None:

@@ -14,15 +14,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from constructs import Construct
 
-from infra.config import MlshipConfig
-from infra.stacks.common import Names
+from mlship.cdk.names import Names
+from mlship.cdk.props import EdgeFleetProps
 
 
-class EdgeStack(cdk.Stack):
+class EdgeFleet(Construct):
     """The edge-device path."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: EdgeFleetProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        cfg, key_arn = props.settings, props.key_arn
         names = Names(cfg)
         e = cfg.edge
         packages = names.bucket_arn(f"{e.packages_prefix}*")

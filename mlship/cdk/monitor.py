@@ -18,10 +18,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra import nag
-from infra.assets import lambda_code
-from infra.config import MlshipConfig
-from infra.stacks.common import (
+from mlship.cdk import nag
+from mlship.cdk.assets import lambda_code
+from mlship.cdk.names import (
     LABELS_PREFIX,
     METRICS_NAMESPACE,
     RECORDS_PREFIX,
@@ -34,13 +33,17 @@ from infra.stacks.common import (
     pinned_read_statement,
     retention,
 )
+from mlship.cdk.props import ModelMonitorProps
+from mlship.config import MlshipConfig
 
 
-class MonitoringStack(cdk.Stack):
+class ModelMonitor(Construct):
     """Drift, quality and fairness monitoring on a schedule."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: ModelMonitorProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        cfg, key_arn = props.settings, props.key_arn
         names = Names(cfg)
         mon = cfg.monitoring
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"

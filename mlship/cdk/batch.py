@@ -19,16 +19,20 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from infra.assets import ROOT, batch_code, batch_dependencies
-from infra.config import MlshipConfig
-from infra.stacks.common import BATCH_LOGS_PREFIX, Names, kms_statement, monitored_uri, pinned_read_statement
+from mlship.cdk.assets import batch_code, batch_dependencies, batch_script
+from mlship.cdk.names import BATCH_LOGS_PREFIX, Names, kms_statement, monitored_uri, pinned_read_statement
+from mlship.cdk.props import BatchScoringProps
+from mlship.config import MlshipConfig
+from mlship.resources import output_root
 
 
-class BatchStack(cdk.Stack):
+class BatchScoring(Construct):
     """The scheduled Spark batch-scoring path."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: BatchScoringProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        cfg, key_arn = props.settings, props.key_arn
         names = Names(cfg)
         b = cfg.batch
         self.application = emr.CfnApplication(
@@ -38,8 +42,8 @@ class BatchStack(cdk.Stack):
             auto_start_configuration=emr.CfnApplication.AutoStartConfigurationProperty(enabled=True),
             auto_stop_configuration=emr.CfnApplication.AutoStopConfigurationProperty(
                 enabled=True, idle_timeout_minutes=b.idle_timeout_minutes))
-        script = s3_assets.Asset(self, "Script", path=str(ROOT / "batch" / "score.py"))
-        build_dir = ROOT / "build" / "batch"
+        script = s3_assets.Asset(self, "Script", path=str(batch_script()))
+        build_dir = output_root() / "build" / "batch"
         code = s3_assets.Asset(self, "Code", path=str(batch_code(build_dir)))
         deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
         deps_asset = s3_assets.Asset(self, "Dependencies", path=str(deps)) if isinstance(deps, Path) else None
@@ -122,6 +126,6 @@ class BatchStack(cdk.Stack):
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             target=scheduler.CfnSchedule.TargetProperty(
                 arn=f"arn:{cdk.Aws.PARTITION}:scheduler:::aws-sdk:emrserverless:startJobRun",
-                role_arn=self.scheduler_role.role_arn, input=self.to_json_string(job),
+                role_arn=self.scheduler_role.role_arn, input=cdk.Stack.of(self).to_json_string(job),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
                                                                        maximum_event_age_in_seconds=3600)))

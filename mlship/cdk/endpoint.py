@@ -1,7 +1,7 @@
 """SageMaker endpoint for ``mlship serve`` with blue/green deployments and automatic rollback.
 
 The model is the bundle the last ``mlship rollout`` deployed (SSM parameters resolved on every
-deploy, see :func:`infra.stacks.common.served_model`) unless the config pins one.
+deploy, see :func:`mlship.cdk.names.served_model`) unless the config pins one.
 Model -> EndpointConfig (weighted production variants, optional shadow or serverless variant,
 data capture) -> Endpoint whose ``DeploymentConfig`` shifts traffic CANARY / LINEAR /
 ALL_AT_ONCE on every config change and rolls back when a rollback alarm fires: invocation 5XX
@@ -22,9 +22,8 @@ from aws_cdk import aws_sagemaker as sm
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.assets import serving_image
-from infra.config import MlshipConfig, VariantConfig
-from infra.stacks.common import (
+from mlship.cdk.assets import serving_image
+from mlship.cdk.names import (
     CAPTURE_PREFIX,
     METRICS_NAMESPACE,
     Names,
@@ -33,14 +32,18 @@ from infra.stacks.common import (
     release_outputs,
     served_model,
 )
+from mlship.cdk.props import ModelEndpointProps
+from mlship.config import MlshipConfig, VariantConfig
 from mlship.release.policy import CapacitySize
 
 
-class EndpointStack(cdk.Stack):
+class ModelEndpoint(Construct):
     """The real-time SageMaker path."""
 
-    def __init__(self, scope: Construct, cid: str, *, cfg: MlshipConfig, key_arn: str, **kwargs) -> None:
-        super().__init__(scope, cid, **kwargs)
+    def __init__(self, scope: Construct, cid: str, *, props: ModelEndpointProps) -> None:
+        super().__init__(scope, cid)
+        self.props = props
+        cfg, key_arn = props.settings, props.key_arn
         names = Names(cfg)
         ep = cfg.endpoint
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", f"arn:{cdk.Aws.PARTITION}:sns:{cdk.Aws.REGION}:"

@@ -1,4 +1,4 @@
-"""Names shared by the stacks (deterministic, so stacks reference each other without exports).
+"""Names shared by the constructs (deterministic, so stacks reference each other without exports).
 
 The names themselves come from :class:`mlship.config.ReleaseNames` (the CLI computes the same
 ones); this module adds what only CDK knows: account and region tokens, ARNs, and the model a
@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.config import LOG_RETENTION_DAYS, MlshipConfig, ReleaseNames
+from mlship.config import LOG_RETENTION_DAYS, MlshipConfig, ReleaseNames
 
 RECORDS_PREFIX = "inference-records/"
 LABELS_PREFIX = "labels/"
@@ -139,7 +139,7 @@ def reads_deployed_parameters(cfg: MlshipConfig) -> bool:
     return cfg.names.pinned_model("") is None
 
 
-def grant_deployed_model_read(stack: cdk.Stack, names: Names) -> iam.Policy | None:
+def grant_deployed_model_read(scope: Construct, names: Names) -> iam.Policy | None:
     """Let the CDK deploy role read exactly the two deployed-model parameters.
 
     CloudFormation evaluates SSM-typed parameters when the change set is created, with the
@@ -147,15 +147,15 @@ def grant_deployed_model_read(stack: cdk.Stack, names: Names) -> iam.Policy | No
     whose own policy reads only the bootstrap-version parameter. None for other synthesizers
     (whoever deploys then needs ``ssm:GetParameters`` on them).
     """
-    synthesizer = stack.synthesizer
+    synthesizer = cdk.Stack.of(scope).synthesizer
     if not isinstance(synthesizer, cdk.DefaultStackSynthesizer) or ":role/" not in synthesizer.deploy_role_arn:
         return None
     role_name = cdk.Fn.sub(synthesizer.deploy_role_arn.split(":role/", 1)[1])
     release = names.release
     arns = [f"arn:{cdk.Aws.PARTITION}:ssm:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:parameter{name}"
             for name in (release.deployed_bundle_parameter, release.deployed_version_parameter)]
-    return iam.Policy(stack, "DeployedModelRead", policy_name=f"{release.stem}-deployed-model-read",
-                      roles=[iam.Role.from_role_name(stack, "DeployRole", role_name)],
+    return iam.Policy(scope, "DeployedModelRead", policy_name=f"{release.stem}-deployed-model-read",
+                      roles=[iam.Role.from_role_name(scope, "DeployRole", role_name)],
                       statements=[iam.PolicyStatement(actions=["ssm:GetParameter", "ssm:GetParameters"],
                                                       resources=arns)])
 

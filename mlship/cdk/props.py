@@ -1,0 +1,159 @@
+"""Typed props of the mlship constructs.
+
+Every construct reads one environment's settings (:class:`mlship.config.MlshipConfig`, from
+``cdk.json`` context through :func:`mlship.cdk.app.settings_from_context`, or built in code with
+:func:`mlship.config.build_config`). Its props name the :class:`RegistryRef` it stores in and
+the one settings section it owns, which overrides the environment's: a section object replaces
+it, a mapping (``{"memory_mb": 1024}``) is merged over it. The props validate when they are
+created, so a wrong value fails in the app with a :class:`~mlship.config.ConfigError` that names
+the field and, for a wrongly shaped section, shows an example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from mlship.config import (
+    ApiConfig,
+    BatchConfig,
+    EdgeConfig,
+    EndpointConfig,
+    MlshipConfig,
+    MonitoringConfig,
+    RetrainConfig,
+    StorageConfig,
+    with_sections,
+)
+
+Section = BaseModel | Mapping[str, Any]
+
+
+@runtime_checkable
+class RegistryRef(Protocol):
+    """What a construct needs of the model registry: the environment's settings and the data key.
+
+    :class:`mlship.cdk.ModelRegistry` is one; :class:`ImportedRegistry` names one deployed elsewhere.
+    """
+
+    @property
+    def settings(self) -> MlshipConfig: ...
+
+    @property
+    def key_arn(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ImportedRegistry:
+    """A registry created by another app or stack: its settings and the ARN of its KMS key."""
+
+    settings: MlshipConfig
+    key_arn: str
+
+
+def _effective(registry: RegistryRef, sections: dict[str, Section | None]) -> MlshipConfig:
+    given = {name: dict(value) if isinstance(value, Mapping) else value
+             for name, value in sections.items() if value is not None}
+    return with_sections(registry.settings, given) if given else registry.settings
+
+
+@dataclass(frozen=True)
+class _ConstructProps:
+    """The registry a construct uses; ``settings`` is the environment with this construct's section applied."""
+
+    registry: RegistryRef
+    settings: MlshipConfig = field(init=False, repr=False)
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {}
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.registry, RegistryRef):
+            raise TypeError(f"registry must be a ModelRegistry or an ImportedRegistry, not {type(self.registry)}")
+        object.__setattr__(self, "settings", _effective(self.registry, self._sections()))
+
+    @property
+    def key_arn(self) -> str:
+        """The registry's data key (bucket objects, logs, volumes)."""
+        return self.registry.key_arn
+
+
+@dataclass(frozen=True)
+class ModelRegistryProps:
+    """The environment to create storage for, and its ``storage`` section (retention, removal)."""
+
+    settings: MlshipConfig
+    storage: StorageConfig | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, MlshipConfig):
+            raise TypeError("settings must be an MlshipConfig (mlship.cdk.settings_from_context or "
+                            f"mlship.config.build_config), not {type(self.settings).__name__}")
+        if self.storage is not None:
+            storage = dict(self.storage) if isinstance(self.storage, Mapping) else self.storage
+            object.__setattr__(self, "settings", with_sections(self.settings, {"storage": storage}))
+
+
+@dataclass(frozen=True)
+class PredictFunctionProps(_ConstructProps):
+    """The predict Lambda: ``api`` (memory, capture, rollout, Function URL or API Gateway)."""
+
+    api: ApiConfig | Mapping[str, Any] | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"api": self.api}
+
+
+@dataclass(frozen=True)
+class ModelEndpointProps(_ConstructProps):
+    """The SageMaker endpoint: ``endpoint`` (variants, shadow, serverless, rollout, alarms)."""
+
+    endpoint: EndpointConfig | Mapping[str, Any] | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"endpoint": self.endpoint}
+
+
+@dataclass(frozen=True)
+class BatchScoringProps(_ConstructProps):
+    """The EMR Serverless application and schedule: ``batch``."""
+
+    batch: BatchConfig | Mapping[str, Any] | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"batch": self.batch}
+
+
+@dataclass(frozen=True)
+class EdgeFleetProps(_ConstructProps):
+    """The IoT thing group, device access and rollout job template: ``edge``."""
+
+    edge: EdgeConfig | Mapping[str, Any] | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"edge": self.edge}
+
+
+@dataclass(frozen=True)
+class ModelMonitorProps(_ConstructProps):
+    """The scheduled monitor Lambda and its alarms: ``monitoring``."""
+
+    monitoring: MonitoringConfig | Mapping[str, Any] | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"monitoring": self.monitoring}
+
+
+@dataclass(frozen=True)
+class RetrainingPipelineProps(_ConstructProps):
+    """The retraining state machine: ``retrain``; ``endpoint_role_arn`` lets its release step
+    create SageMaker models with the endpoint's execution role (:attr:`ModelEndpoint.role`)."""
+
+    retrain: RetrainConfig | Mapping[str, Any] | None = None
+    endpoint_role_arn: str | None = None
+
+    def _sections(self) -> dict[str, Section | None]:
+        return {"retrain": self.retrain}
