@@ -1,6 +1,6 @@
 """The prediction Lambda measured as it is deployed: the built asset, its runtime's Python, its environment.
 
-* :func:`deployed_environment`: the variables ``infra/stacks/api_stack.py`` gives the function for
+* :func:`deployed_environment`: the variables ``mlship/cdk/predict.py`` gives the function for
   the project's config (capture as ``api.capture`` configures it: one log line per request by
   default), plus the ones Lambda itself sets; only ``MODEL_URI`` differs, a local bundle, which is
   the state of a warm sandbox whose model is already in ``/tmp``.
@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import summary
 
-METRICS_NAMESPACE = "mlship"  # infra/stacks/common.py (importing it loads aws_cdk)
+METRICS_NAMESPACE = "mlship"  # mlship/cdk/names.py (importing it loads aws_cdk)
 RECORDS_PREFIX = "inference-records"
 CONTEXT = ('type("Context", (), {"aws_request_id": "bench", "function_name": FUNCTION, '
            '"memory_limit_in_mb": 1024, "invoked_function_arn": ARN})()')

@@ -24,7 +24,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
                "jinja2", "yaml"),
     "aws": ("boto3", "botocore", "aws_lambda_powertools"),
     "spark": ("pyspark", "pandas", "pyarrow", "scipy"),
-    "cdk": ("aws_cdk", "constructs", "cdk_nag", "cfnlint", "sagemaker"),
+    "cdk": ("aws_cdk", "constructs", "cdk_nag", "cfnlint", "sagemaker", "jinja2"),
     "monitor": ("scipy", "statsmodels", "pandas", "pyarrow", "matplotlib", "jinja2"),
     "local": ("moto", "boto3", "botocore", "aws_lambda_powertools", "yaml"),
     "loadtest": ("aiohttp", "matplotlib", "jinja2"),
@@ -40,6 +40,7 @@ COMMAND_EXTRAS: dict[tuple[str, ...], str] = {
     ("local",): "local", ("gateway",): "local",
     ("register",): "aws", ("upload",): "aws", ("models",): "aws", ("alias",): "aws", ("rollout",): "aws",
     ("invoke",): "aws",
+    ("init",): "cdk",
 }
 
 # Commands that would not surface a missing import as ModuleNotFoundError (a child process imports

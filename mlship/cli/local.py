@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mlship.cli.common import fail
+from mlship.cli.common import JSON_HELP, console, emit_json, fail, table
 
 local_app = typer.Typer(help="Run a local AWS (moto server + control plane on localhost) for demos and tests.",
                         no_args_is_help=True)
@@ -23,6 +23,9 @@ def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto 
        plane: bool = typer.Option(True, "--plane/--no-plane",
                                   help="Start the control plane (SageMaker endpoints, Lambda, CodeDeploy)."),
        bucket: list[str] = typer.Option([], "--bucket", help="An extra bucket to create (repeatable)."),
+       data_bucket: bool = typer.Option(True, "--data-bucket/--no-data-bucket",
+                                        help="Create the project's data bucket (--no-data-bucket: leave it to "
+                                        "the project's stacks, deployed with `mlship local deploy`)."),
        env: str | None = typer.Option(None, "--env", help="The configuration's environment whose buckets to "
                                       "create (default: cdk.json's context env, else dev)."),
        ) -> None:
@@ -32,7 +35,7 @@ def up(port: int = typer.Option(5000, min=1, max=65535, help="Port for the moto 
     names = _project_names(env)
     try:
         result = local.up(port, plane_port if plane else None, time_scale=time_scale, buckets=bucket,
-                          data_bucket=names.bucket if names else None)
+                          data_bucket=names.bucket if names else None, create_data_bucket=data_bucket)
     except (local.PortInUse, local.BucketNameError) as exc:
         fail(str(exc), code=2)
     except local.LocalEnvironmentError as exc:
@@ -53,6 +56,9 @@ def _report(result: Any, port: int, time_scale: float, state_dir: Any) -> None:
                    f"{plane_state.get('time_scale', 1.0):g}): SageMaker, sagemaker-runtime, Lambda, CodeDeploy")
     for name in state.get("buckets", []):
         typer.echo(f"bucket s3://{name}{' (created)' if name in result.created_buckets else ''}")
+    if state.get("data_bucket") and state["data_bucket"] not in state.get("buckets", []):
+        typer.echo(f"data bucket s3://{state['data_bucket']}: not created (the project's stacks create it: "
+                   "mlship local deploy)")
     if not result.started and port != state["moto"]["port"]:
         typer.echo(f"note: --port {port} ignored; run `mlship local down` first to restart on another port")
     if not result.started and plane_state and time_scale != plane_state.get("time_scale", 1.0):
@@ -119,6 +125,67 @@ def env() -> None:
         fail("local AWS is not running: run `mlship local up`")
     for key, value in local.env_exports(state).items():
         typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@local_app.command("deploy")
+def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (default: all of them)."),
+           env: str | None = typer.Option(None, "--env", help="The environment to deploy (default: cdk.json's env)."),
+           context: list[str] = typer.Option([], "-c", "--context", help="KEY=VALUE passed to `cdk deploy` "
+                                             "(repeatable), e.g. mlship:assets.lambda_code=source."),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Deploy rehearsal: bootstrap the local AWS and `cdk deploy --all` the project's app to it."""
+    import boto3
+
+    from mlship.config import ConfigError
+    from mlship.local import deploy as rehearsal
+    from mlship.local import environment as local
+
+    state = local.running_state()
+    if state is None:
+        fail("local AWS is not running: run `mlship local up`", code=2)
+    cdk_json = local.find_project_cdk_json()
+    if cdk_json is None:
+        fail("no cdk.json with an mlship context here or in a parent folder: run this in a project "
+             "(`mlship init DIR` creates one)", code=2)
+    try:
+        cfg = _deployed_config(cdk_json, env, context)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    region = local.env_exports(state)["AWS_REGION"]
+
+    def client(service: str) -> object:
+        return boto3.client(service, endpoint_url=state["endpoint_url"], region_name=region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    try:
+        done = rehearsal.rehearse(cdk_json.parent, cfg, state["endpoint_url"], region, context,
+                                  echo=lambda line: typer.echo(line, err=as_json), client=client,
+                                  stacks=stacks or ())
+    except rehearsal.RehearsalError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json({"environment": cfg.env, "stacks": done.statuses, "outputs": done.outputs})
+    else:
+        grid = table("stack", "status", "outputs")
+        for name, status in done.statuses.items():
+            grid.add_row(name, status, str(len(done.outputs.get(name, {}))))
+        console().print(grid)
+    if not done.ok:
+        raise typer.Exit(1)
+
+
+def _deployed_config(cdk_json: Any, env: str | None, context: list[str]) -> Any:
+    """The settings the deploy synthesizes: cdk.json's context with the ``-c KEY=VALUE`` pairs."""
+    from mlship.config import ConfigError, load_config
+
+    doc = json.loads(cdk_json.read_text(encoding="utf-8"))
+    merged = dict(doc.get("context") or {})
+    for pair in context:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(env or "?", [f"-c {pair!r}: expected KEY=VALUE"])
+        merged[key] = value
+    return load_config(str(env or merged.get("env") or "dev"), merged, base_dir=cdk_json.parent)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ import typer
 import typer.main
 
 CORE_MODULES = ("core", "local", "serving", "registry", "monitoring", "release", "loadtest", "experiments", "shadow",
-                "retrain")
+                "retrain", "init")
 PLUGIN_GROUP = "mlship.cli"  # entry points: ``name = "package.module:register"``
 
 app = typer.Typer(name="mlship", help="Ship a scikit-learn model to AWS Lambda, SageMaker, Spark and edge "

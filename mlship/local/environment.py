@@ -371,12 +371,13 @@ def running_state() -> dict[str, Any] | None:
 
 def up(port: int | None = None, plane_port: int | None = 0, *, time_scale: float = 1.0,
        buckets: Sequence[str] = (), region: str | None = None,
-       data_bucket: Callable[[str, str], str] | None = None) -> UpResult:
+       data_bucket: Callable[[str, str], str] | None = None, create_data_bucket: bool = True) -> UpResult:
     """Start the local AWS unless it runs already, create its buckets, and return what happened.
 
     ``data_bucket(account, region)`` names the project's data bucket (the CLI passes the
-    configuration's ``names.bucket``); it is created, recorded and exported as
-    ``MLSHIP_REGISTRY_BUCKET``. ``plane_port`` None starts no control plane; 0 picks a free
+    configuration's ``names.bucket``); it is recorded, exported as ``MLSHIP_REGISTRY_BUCKET`` and,
+    unless ``create_data_bucket`` is false (the project's stacks create it, ``mlship local
+    deploy``), created. ``plane_port`` None starts no control plane; 0 picks a free
     port. Both ports are checked before anything starts (PortInUse); a process that fails to
     start stops the ones started before it (StartFailed) and no state is written. When it runs
     already, only the buckets are created (and a control plane that died is restarted).
@@ -391,7 +392,8 @@ def up(port: int | None = None, plane_port: int | None = 0, *, time_scale: float
         state = running_state()
         if state is not None:
             restarted = _revive_plane(state)
-            created = _create_buckets(state, [*_named_buckets(state, data_bucket), *buckets])
+            named = _named_buckets(state, data_bucket) if create_data_bucket else []
+            created = _create_buckets(state, [*named, *buckets], with_data_bucket=create_data_bucket)
             if restarted or created:
                 write_state(state)
             return UpResult(state, started=False, created_buckets=created)
@@ -399,7 +401,7 @@ def up(port: int | None = None, plane_port: int | None = 0, *, time_scale: float
             _check_free(plane_port, "control plane", "--plane-port")
         state = _start(port, plane_port, time_scale, region or _region(), data_bucket)
         try:
-            created = _create_buckets(state, buckets)
+            created = _create_buckets(state, buckets, with_data_bucket=create_data_bucket)
         except Exception:
             _stop_all(state)
             raise
@@ -454,11 +456,11 @@ def _revive_plane(state: dict[str, Any]) -> bool:
     return True
 
 
-def _create_buckets(state: dict[str, Any], extra: Sequence[str]) -> list[str]:
-    """Create the data bucket and ``extra`` buckets on the state's moto; record them in ``state``."""
+def _create_buckets(state: dict[str, Any], extra: Sequence[str], with_data_bucket: bool = True) -> list[str]:
+    """Create the data bucket (``with_data_bucket``) and ``extra`` buckets on the state's moto; record them."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    names = [n for n in (state.get("data_bucket"), *extra) if n]
+    names = [n for n in (state.get("data_bucket") if with_data_bucket else None, *extra) if n]
     try:
         created = ensure_buckets(state["endpoint_url"], state.get("region", DEFAULT_REGION), names)
     except (BotoCoreError, ClientError) as exc:

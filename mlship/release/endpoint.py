@@ -27,7 +27,7 @@ from mlship.release.outcome import Phase, RolloutOutcome, fired_alarm, judge, ob
 from mlship.release.policy import EndpointRollout as RolloutPolicy
 
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9-]+")
-CAPTURE_PREFIX = "data-capture/"  # the stacks' data-capture prefix in the data bucket (infra.stacks.common)
+CAPTURE_PREFIX = "data-capture/"  # the stacks' data-capture prefix in the data bucket (mlship.cdk.names)
 
 
 class RolloutError(MlshipError):

@@ -3,8 +3,11 @@
 (a) the core install (``pip install mlship``) is below 400 MB and verifies, inspects, predicts
 and serves a bundle; (b) a command whose extra is missing says which one in one line (exit 2);
 (c) with ``[export,aws,local]``: export, register (moto server of that venv), predict from the
-registry and ``mlship package predict``, all from a folder outside the checkout. The venvs are
-built once per module (``fresh.py``: the wheel is cached per content hash).
+registry and ``mlship package predict``, all from a folder outside the checkout; (d) with
+``[cdk]`` too: a project from ``mlship init`` synthesizes every environment (cdk-nag on) and its
+deploy rehearsal (``mlship local deploy``, the real CDK CLI against that venv's local AWS) creates
+its stacks. The venvs are built once per module (``fresh.py``: the wheel is cached per content
+hash); (c) and (d) share one venv.
 """
 
 from __future__ import annotations
@@ -54,11 +57,11 @@ def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv]:
-    venv = make_venv(tmp_path_factory.mktemp("venvs") / "export-aws-local", wheel, "export,aws,local",
+    venv = make_venv(tmp_path_factory.mktemp("venvs") / "export-aws-local-cdk", wheel, "export,aws,local,cdk",
                      compile_pyc=False)
-    print(f"\n[export,aws,local] venv installed in {venv.seconds:.0f} s")
+    print(f"\n[export,aws,local,cdk] venv installed in {venv.seconds:.0f} s")
     yield venv
-    shutil.rmtree(venv.root, ignore_errors=True)  # 800 MB
+    shutil.rmtree(venv.root, ignore_errors=True)  # 1.3 GB
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +181,7 @@ HINTS = [
     ("loadtest", "loadtest", lambda i: ["loadtest", "http://127.0.0.1:9/", "--rate", "1", "--p99-ms", "100",
                                         "--model", str(i["bundle"])]),
     ("local up", "local", lambda i: ["local", "up"]),
+    ("init", "cdk", lambda i: ["init", str(i["out"])]),
 ]
 
 
@@ -190,6 +194,14 @@ def test_a_missing_extra_is_one_line_naming_it(core: Venv, outside: Path, inputs
     assert done.stderr.strip().splitlines() == [HINT.format(command=command, extra=extra)]
     assert "Traceback" not in done.stdout + done.stderr
     assert not (outside / "out").exists()
+
+
+def test_the_construct_library_names_the_missing_extra(core: Venv, outside: Path):
+    code = ("import mlship.extras\ntry:\n    import mlship.cdk\nexcept mlship.extras.MissingExtra as exc:\n"
+            "    print(exc)\n")
+    done = run([str(core.bin / "python"), "-c", code], env=core.env(), cwd=outside, timeout=120)
+    assert done.stdout.strip() == ("mlship.cdk needs the 'cdk' extra: pip install 'mlship[cdk]' "
+                                   "(aws_cdk is not installed)")
 
 
 def test_the_python_api_names_the_missing_extra(core: Venv, outside: Path, inputs: dict[str, Path]):
@@ -282,3 +294,95 @@ def test_package_predict_outside_the_repo(full: Venv, outside: Path):
     assert (asset / "onnxruntime").is_dir()
     record = json.loads((project / "build" / "lambda" / "predict.json").read_text())
     assert "onnxruntime==1.32.0" in record["requirements"]
+
+
+# --------------------------------------------------------------- (d) mlship init, with [cdk]
+CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:rehearsal"
+REHEARSAL = ["-c", "mlship:assets.lambda_code=source", "-c", f"mlship:endpoint.image_uri={IMAGE}"]
+
+
+@pytest.fixture(scope="module")
+def scaffolded(full: Venv, outside: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A project from ``mlship init`` with its own local AWS (state outside the checkout), torn down after."""
+    if not CDK_CLI.is_file():
+        pytest.skip("CDK CLI not installed (npm ci)")
+    project = outside / "ml-project"
+    created = full.mlship("init", str(project), "--model", "churn", cwd=outside)
+    assert created.returncode == 0, created.stderr
+    env = {"MLSHIP_LOCAL_HOME": str(outside / "local-aws"), "MLSHIP_CDK_CLI": str(CDK_CLI)}
+    try:
+        yield project, env
+    finally:
+        full.mlship("local", "down", cwd=project, **env)
+
+
+def test_init_writes_a_project_and_refuses_a_folder_in_use(full: Venv, scaffolded: tuple[Path, dict[str, str]]):
+    project, _ = scaffolded
+    assert sorted(p.name for p in project.iterdir()) == [".gitignore", "README.md", "app.py", "cdk.json", "train.py"]
+    context = json.loads((project / "cdk.json").read_text())["context"]
+    assert context["mlship"]["common"]["model"] == {"name": "churn"}
+    assert context["@aws-cdk/aws-iam:minimizePolicies"] is True  # the feature flags mlship is tested with
+    again = full.mlship("init", str(project), cwd=project.parent)
+    assert again.returncode == 2 and "is not an empty folder" in again.stderr
+    bad = full.mlship("init", str(project.parent / "other"), "--model", "no spaces", cwd=project.parent)
+    assert bad.returncode == 2 and "model.name" in bad.stderr and not (project.parent / "other").exists()
+
+
+def test_an_init_project_synthesizes_every_environment_outside_the_repo(full: Venv,
+                                                                      scaffolded: tuple[Path, dict[str, str]]):
+    project, env = scaffolded
+    for environment in ("dev", "prod"):
+        done = run([str(CDK_CLI), "synth", "--quiet", "--no-notices", "--output", f"cdk.out/{environment}",
+                    "-c", f"env={environment}", "-c", "mlship:assets.lambda_code=source"],
+                   env=full.env(**env, CDK_DISABLE_VERSION_CHECK="1",
+                                JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="1"), cwd=project, timeout=300)
+        assert "AwsSolutions-" not in done.stdout + done.stderr  # cdk-nag ran and found nothing unacknowledged
+        stacks = sorted(p.name for p in (project / "cdk.out" / environment).glob("*.template.json"))
+        assert stacks == [f"Mlship-{environment}-Registry.template.json", f"Mlship-{environment}-Serving.template.json"]
+        serving = json.loads((project / "cdk.out" / environment / stacks[1]).read_text())["Resources"]
+        kinds = {r["Type"] for r in serving.values()}
+        assert {"AWS::Lambda::Function", "AWS::SageMaker::Endpoint", "AWS::CodeDeploy::DeploymentGroup",
+                "AWS::EMRServerless::Application", "AWS::IoT::ThingGroup"} <= kinds
+    # the serving image's context came from the installed package: the project has no Dockerfile
+    assert (project / "build" / "serving-image" / "Dockerfile").is_file()
+    assert not (project / "Dockerfile").exists()
+
+
+def test_an_init_project_trains_registers_and_deploy_rehearses(full: Venv, scaffolded: tuple[Path, dict[str, str]]):
+    import boto3
+
+    from mlship.config import load_config
+    from mlship.local.environment import free_port
+
+    project, env = scaffolded
+    steps = [["keygen"], ["local", "up", "--no-data-bucket", "--no-plane", "--port", str(free_port())]]
+    for step in steps:
+        done = full.mlship(*step, cwd=project, **env)
+        assert done.returncode == 0, done.stderr
+    trained = run([str(full.bin / "python"), "train.py", "--key", "keys/mlship.key"], env=full.env(**env),
+                  cwd=project, timeout=600)
+    assert json.loads(trained.stdout)["signed"] is True
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in
+                   full.mlship("local", "env", cwd=project, **env).stdout.split("\n") if line)
+    aws = {**env, **{k: v.strip("'") for k, v in exports.items()}}
+
+    first = full.mlship("local", "deploy", "Mlship-dev-Registry", *REHEARSAL, "--json", cwd=project, timeout=600, **aws)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads(first.stdout)["stacks"] == {"Mlship-dev-Registry": "CREATE_COMPLETE"}
+    unpinned = full.mlship("local", "deploy", *REHEARSAL, cwd=project, timeout=600, **aws)
+    assert unpinned.returncode == 1 and "mlship rollout pin --model churn/VERSION" in unpinned.stderr
+    for step in (["register", "bundles/churn-1", "--public-key", "keys/mlship.pub"],
+                 ["rollout", "pin", "--model", "churn/1"]):
+        done = full.mlship(*step, cwd=project, **aws)
+        assert done.returncode == 0, done.stderr
+    deployed = full.mlship("local", "deploy", *REHEARSAL, "--json", cwd=project, timeout=600, **aws)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert json.loads(deployed.stdout)["stacks"] == {"Mlship-dev-Registry": "CREATE_COMPLETE",
+                                                     "Mlship-dev-Serving": "CREATE_COMPLETE"}
+    lambdas = boto3.client("lambda", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name=aws["AWS_REGION"],
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    function = load_config("dev", {}).names.function_name
+    variables = lambdas.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    assert variables["MODEL_URI"].endswith("/models/churn/1/bundle.tar.gz")  # the pinned, registered bundle
+    assert variables["MLSHIP_MODEL_VERSION"] == "1"

@@ -221,3 +221,32 @@ def test_an_invalid_configuration_still_starts_without_a_data_bucket(cli: LocalC
     done = cli.ok("up", "--port", str(free_port()), "--no-plane", cwd=tmp_path)
     assert "warning: invalid mlship config" in done.stderr and "prefix" in done.stderr
     assert "MLSHIP_REGISTRY_BUCKET" not in cli.exports()
+
+
+def test_no_data_bucket_records_the_name_and_leaves_the_bucket_to_the_stacks(cli: LocalCli, tmp_path: Path) -> None:
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"mlship": {"common": {"prefix": "acme"}}}}))
+    done = cli.ok("up", "--port", str(free_port()), "--no-plane", "--no-data-bucket", cwd=tmp_path)
+    bucket = "acme-dev-data-123456789012-us-east-1"
+    assert f"data bucket s3://{bucket}: not created" in done.stdout
+    exports = cli.exports()
+    assert exports["MLSHIP_REGISTRY_BUCKET"] == bucket  # where `mlship register` writes once the stack made it
+    assert bucket not in _buckets(exports["AWS_ENDPOINT_URL"])
+
+
+def test_deploy_refuses_without_a_local_aws_a_project_or_a_well_formed_context(cli: LocalCli, tmp_path: Path) -> None:
+    not_running = cli.run("deploy", cwd=tmp_path)
+    assert not_running.returncode == 2 and "local AWS is not running" in not_running.stderr
+    cli.ok("up", "--port", str(free_port()), "--no-plane", cwd=tmp_path)
+    no_project = cli.run("deploy", cwd=tmp_path)
+    assert no_project.returncode == 2 and "no cdk.json with an mlship context" in no_project.stderr
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"mlship": {"common": {"model": {"name": "fraud"}}}}}))
+    for bad, problem in ((["-c", "mlship:api.memory_mb"], "expected KEY=VALUE"),
+                         (["-c", "mlship:api.memory_mb=12"], "api.memory_mb"),
+                         (["--env", "qa"], "unknown environment 'qa'")):
+        done = cli.run("deploy", *bad, cwd=tmp_path)
+        assert done.returncode == 2 and problem in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    unpinned = cli.run("deploy", cwd=tmp_path)  # stops before the CDK CLI: the serving stacks would fail
+    assert unpinned.returncode == 1
+    assert "no deployed model for environment 'dev'" in unpinned.stderr
+    assert "mlship rollout pin --model fraud/VERSION --env dev" in unpinned.stderr

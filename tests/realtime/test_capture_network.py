@@ -22,7 +22,7 @@ from realtime.helpers import LambdaContext, http_v2_event
 BUCKET = "mlship-dev-data"
 WARM_INVOCATIONS = 500
 
-# The api stack's variables (infra/stacks/api_stack.py), with this test's bucket and bundle key.
+# The api stack's variables (mlship/cdk/predict.py), with this test's bucket and bundle key.
 DEPLOYED_ENV = {
     "MLSHIP_MODEL_NAME": "churn", "MLSHIP_MODEL_VERSION": "1", "MLSHIP_REGISTRY_BUCKET": BUCKET,
     "PREDICT_BACKEND": "onnx", "MAX_BODY_BYTES": "1000000", "POWERTOOLS_SERVICE_NAME": "mlship-predict",

@@ -75,7 +75,7 @@ class Rehearsal:
 
 
 def _alarms(cloudwatch: Any, function: str) -> list[str]:
-    """The stack's two rollback alarms on the live alias (infra/stacks/api_stack.py), 60 s periods."""
+    """The stack's two rollback alarms on the live alias (mlship/cdk/predict.py), 60 s periods."""
     dims = [{"Name": "FunctionName", "Value": function}, {"Name": "Resource", "Value": f"{function}:live"}]
     common = {"Namespace": "AWS/Lambda", "Dimensions": dims, "Period": 60, "EvaluationPeriods": 2,
               "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}
