@@ -158,7 +158,7 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     try:
-        done = rehearsal.rehearse(cdk_json.parent, cfg, state["endpoint_url"], region, context,
+        done = rehearsal.rehearse(cdk_json.parent, _target(cfg), state["endpoint_url"], region, context,
                                   echo=lambda line: typer.echo(line, err=as_json), client=client,
                                   stacks=stacks or ())
     except rehearsal.RehearsalError as exc:
@@ -172,6 +172,16 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
         console().print(grid)
     if not done.ok:
         raise typer.Exit(1)
+
+
+def _target(cfg: Any) -> Any:
+    """The rehearsal's view of the configuration (``mlship.local`` sits below ``mlship.config``)."""
+    from mlship.local.deploy import Target
+
+    names = cfg.names
+    pinned = names.pinned_model("") is not None
+    parameters = () if pinned else (names.deployed_bundle_parameter, names.deployed_version_parameter)
+    return Target(cfg.env, cfg.model.name, parameters)
 
 
 def _deployed_config(cdk_json: Any, env: str | None, context: list[str]) -> Any:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlship.config import MlshipConfig
 from mlship.errors import MlshipError
 
 CDK_CLI_ENV = "MLSHIP_CDK_CLI"  # e.g. "npx --yes aws-cdk@2" or a path to node_modules/.bin/cdk
@@ -32,6 +31,16 @@ QUIET_CLI = {"CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "tru
 
 class RehearsalError(MlshipError):
     """The rehearsal cannot start (no CDK CLI, no cdk.json, no deployed model) or a CDK step failed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is deployed: the environment, its model, and the deployed-model parameters its
+    stacks read (empty when the configuration pins the model)."""
+
+    env: str
+    model: str
+    model_parameters: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -68,14 +77,12 @@ def cli_environment(moto_url: str, region: str) -> dict[str, str]:
     return env
 
 
-def missing_model_parameters(cfg: MlshipConfig, ssm: Any) -> list[str]:
-    """The deployed-model parameters the stacks read and the local SSM lacks (none when the config pins a model)."""
-    names = cfg.names
-    if names.pinned_model("") is not None:
+def missing_model_parameters(target: Target, ssm: Any) -> list[str]:
+    """The deployed-model parameters the stacks read and the local SSM lacks."""
+    if not target.model_parameters:
         return []
-    wanted = [names.deployed_bundle_parameter, names.deployed_version_parameter]
-    found = ssm.get_parameters(Names=wanted)["Parameters"]
-    return sorted(set(wanted) - {p["Name"] for p in found})
+    found = ssm.get_parameters(Names=list(target.model_parameters))["Parameters"]
+    return sorted(set(target.model_parameters) - {p["Name"] for p in found})
 
 
 def run_cli(args: Sequence[str], *, cwd: Path, env: dict[str, str], echo: Callable[[str], None]) -> None:
@@ -95,7 +102,7 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: dict[str, str], echo: Callab
                              + next((t for t in reversed(tail) if t.strip()), "no output"))
 
 
-def rehearse(project: Path, cfg: MlshipConfig, moto_url: str, region: str, context: Sequence[str],
+def rehearse(project: Path, target: Target, moto_url: str, region: str, context: Sequence[str],
              echo: Callable[[str], None], client: Callable[[str], Any], stacks: Sequence[str] = ()) -> Rehearsal:
     """Bootstrap the local account and deploy ``stacks`` (default: every stack) of the app in
     ``project`` with the ``-c`` ``context`` pairs.
@@ -104,18 +111,18 @@ def rehearse(project: Path, cfg: MlshipConfig, moto_url: str, region: str, conte
     check, for the first deploy's order (the stack that owns the data bucket, then a registered
     and pinned model, then the rest).
     """
-    missing = [] if stacks else missing_model_parameters(cfg, client("ssm"))
+    missing = [] if stacks else missing_model_parameters(target, client("ssm"))
     if missing:
-        raise RehearsalError(f"no deployed model for environment {cfg.env!r} ({', '.join(missing)} missing): "
-                             f"register a bundle, then `mlship rollout pin --model {cfg.model.name}/VERSION "
-                             f"--env {cfg.env}` (what a first deploy to an account needs too)")
+        raise RehearsalError(f"no deployed model for environment {target.env!r} ({', '.join(missing)} missing): "
+                             f"register a bundle, then `mlship rollout pin --model {target.model}/VERSION "
+                             f"--env {target.env}` (what a first deploy to an account needs too)")
     env = cli_environment(moto_url, region)
     with tempfile.TemporaryDirectory(prefix="mlship-bootstrap-") as elsewhere:  # no cdk.json: no synthesis
         run_cli(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{region}"], cwd=Path(elsewhere), env=env, echo=echo)
     options = [arg for pair in context for arg in ("-c", pair)]
     with tempfile.TemporaryDirectory(prefix="assembly-", dir=project) as assembly:
         run_cli(["deploy", *(stacks or ["--all"]), "--require-approval", "never", "--method=direct", "--progress",
-                 "events", "--output", assembly, "-c", f"env={cfg.env}", *options], cwd=project, env=env, echo=echo)
+                 "events", "--output", assembly, "-c", f"env={target.env}", *options], cwd=project, env=env, echo=echo)
         deployed = list(stacks) or assembly_stacks(Path(assembly))
     return _described(client("cloudformation"), deployed)
 
