@@ -52,23 +52,8 @@ class EdgeFleet(Construct):
         self.presign_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[packages]))
         self.presign_role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key_arn]))
 
-        arn = f"arn:{cdk.Aws.PARTITION}:iot:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-        thing = "${iot:Connection.Thing.ThingName}"
-        self.device_policy = iot.CfnPolicy(
-            self, "DevicePolicy", policy_name=f"{cfg.name}-device",
-            policy_document={"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}",
-                 "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
-                {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
-                 "Resource": [f"{arn}:topic/$aws/things/{thing}/jobs/*", f"{arn}:topic/mlship/{thing}/telemetry"]},
-                {"Effect": "Allow", "Action": "iot:Subscribe",
-                 "Resource": f"{arn}:topicfilter/$aws/things/{thing}/jobs/*"},
-                {"Effect": "Allow", "Action": ["iot:DescribeJobExecution", "iot:GetPendingJobExecutions",
-                                               "iot:StartNextPendingJobExecution", "iot:UpdateJobExecution"],
-                 "Resource": f"{arn}:thing/{thing}"},
-                {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
-                 "Resource": f"{arn}:rolealias/{alias_name}"},
-            ]})
+        self.device_policy = iot.CfnPolicy(self, "DevicePolicy", policy_name=f"{cfg.name}-device",
+                                           policy_document=device_policy(alias_name))
 
         self.job_template = iot.CfnJobTemplate(
             self, "ModelRollout", job_template_id=names.job_template,
@@ -86,3 +71,22 @@ class EdgeFleet(Construct):
         cdk.CfnOutput(self, "ThingGroup", value=names.thing_group)
         cdk.CfnOutput(self, "JobTemplateId", value=names.job_template)
         cdk.CfnOutput(self, "PackagesUri", value=f"s3://{names.bucket}/{e.packages_prefix}")
+
+
+def device_policy(role_alias: str) -> dict[str, object]:
+    """The IoT policy of a device: its own client id, its job and telemetry topics, its role alias."""
+    arn = f"arn:{cdk.Aws.PARTITION}:iot:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+    thing = "${iot:Connection.Thing.ThingName}"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}",
+         "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+         "Resource": [f"{arn}:topic/$aws/things/{thing}/jobs/*", f"{arn}:topic/mlship/{thing}/telemetry"]},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": f"{arn}:topicfilter/$aws/things/{thing}/jobs/*"},
+        {"Effect": "Allow", "Action": ["iot:DescribeJobExecution", "iot:GetPendingJobExecutions",
+                                       "iot:StartNextPendingJobExecution", "iot:UpdateJobExecution"],
+         "Resource": f"{arn}:thing/{thing}"},
+        {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
+         "Resource": f"{arn}:rolealias/{role_alias}"},
+    ]}

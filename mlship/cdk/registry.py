@@ -27,6 +27,7 @@ from mlship.cdk.names import (
     reads_deployed_parameters,
 )
 from mlship.cdk.props import ModelRegistryProps
+from mlship.config import MlshipConfig
 
 
 class ModelRegistry(Construct):
@@ -59,25 +60,7 @@ class ModelRegistry(Construct):
         nag.acknowledge(self.log_bucket, "AwsSolutions-S1",
                         "this is the server-access-log target bucket; logging it to itself would loop")
 
-        ia = cdk.Duration.days(st.infrequent_access_after_days)
-        days = cdk.Duration.days
-        rules = [
-            s3.LifecycleRule(id="records", prefix=RECORDS_PREFIX, expiration=days(st.records_retention_days),
-                             transitions=_ia(ia, st.records_retention_days)),
-            s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=days(st.records_retention_days)),
-            s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=days(st.records_retention_days),
-                             transitions=_ia(ia, st.records_retention_days)),
-            s3.LifecycleRule(id="capture-errors", prefix=CAPTURE_ERRORS_PREFIX,
-                             expiration=days(st.records_retention_days)),
-            s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=days(st.reports_retention_days)),
-            s3.LifecycleRule(id="batch-output", prefix=cfg.batch.output_prefix,
-                             expiration=days(st.batch_output_retention_days)),
-            s3.LifecycleRule(id="batch-logs", prefix=BATCH_LOGS_PREFIX,
-                             expiration=days(st.batch_output_retention_days)),
-            s3.LifecycleRule(id="noncurrent-and-uploads",
-                             noncurrent_version_expiration=days(st.noncurrent_version_days),
-                             abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
-        ]
+        rules = _lifecycle_rules(cfg)
         self.bucket = s3.Bucket(
             self, "Data", bucket_name=names.bucket, encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
             bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
@@ -101,6 +84,30 @@ class ModelRegistry(Construct):
     def key_arn(self) -> str:
         """The data key's ARN (a token: other stacks that use it import it)."""
         return self.key.key_arn
+
+
+def _lifecycle_rules(cfg: MlshipConfig) -> list[s3.LifecycleRule]:
+    """The data bucket's expirations per prefix (records, labels, capture, reports, batch) and cleanup."""
+    st = cfg.storage
+    ia = cdk.Duration.days(st.infrequent_access_after_days)
+    days = cdk.Duration.days
+    return [
+        s3.LifecycleRule(id="records", prefix=RECORDS_PREFIX, expiration=days(st.records_retention_days),
+                         transitions=_ia(ia, st.records_retention_days)),
+        s3.LifecycleRule(id="labels", prefix=LABELS_PREFIX, expiration=days(st.records_retention_days)),
+        s3.LifecycleRule(id="capture", prefix=CAPTURE_PREFIX, expiration=days(st.records_retention_days),
+                         transitions=_ia(ia, st.records_retention_days)),
+        s3.LifecycleRule(id="capture-errors", prefix=CAPTURE_ERRORS_PREFIX,
+                         expiration=days(st.records_retention_days)),
+        s3.LifecycleRule(id="reports", prefix=REPORTS_PREFIX, expiration=days(st.reports_retention_days)),
+        s3.LifecycleRule(id="batch-output", prefix=cfg.batch.output_prefix,
+                         expiration=days(st.batch_output_retention_days)),
+        s3.LifecycleRule(id="batch-logs", prefix=BATCH_LOGS_PREFIX,
+                         expiration=days(st.batch_output_retention_days)),
+        s3.LifecycleRule(id="noncurrent-and-uploads",
+                         noncurrent_version_expiration=days(st.noncurrent_version_days),
+                         abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+    ]
 
 
 def _ia(after: cdk.Duration, expire_days: int) -> list[s3.Transition] | None:
