@@ -130,7 +130,9 @@ class _Progress:
             self._thread.join(timeout=5)
 
     def _rows_done(self) -> int:
-        value = self.counters.value or {}
+        from mlship.batch.accumulators import total_counts
+
+        value = total_counts(self.counters.value)
         return int(value.get(worker.SCORED, 0) + value.get(worker.QUARANTINED, 0))
 
     def _run(self) -> None:
@@ -367,13 +369,13 @@ def _with_row_id(frame: Any, id_column: str | None) -> Any:
 
 def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fields: int) -> tuple[Any, Any, Any]:
     """The lazily scored frame (``mapInPandas``), its counts accumulator and its drift accumulator."""
-    from mlship.batch.accumulators import CountsParam, DriftParam
+    from mlship.batch.accumulators import PartitionsParam
 
     predictor = model.predictor
     probability_columns = _probability_columns(predictor)
     profile = predictor.bundle.profile if cfg.drift else None
-    counters = sc.accumulator({}, CountsParam())
-    drift_acc = sc.accumulator(None, DriftParam()) if cfg.drift else None
+    counters = sc.accumulator({}, PartitionsParam())
+    drift_acc = sc.accumulator({}, PartitionsParam()) if cfg.drift else None
     numeric = tuple(f.name for f in predictor.schema.fields if f.is_numeric)
     spec = worker.WorkerSpec(bundle_file=model.archive.name, public_key_pem=model.public_key_pem,
                              threads=cfg.threads, text_input=fmt == "csv", numeric_fields=numeric,
@@ -434,7 +436,9 @@ def _write(spark: Any, scored: Any, data_path: str, counters: Any,
     t = time.perf_counter()
     written = {r[worker.STATUS]: int(r["count"]) for r in
                spark.read.parquet(data_path).groupBy(worker.STATUS).count().collect()}
-    totals = dict(counters.value or {})
+    from mlship.batch.accumulators import total_counts
+
+    totals = total_counts(counters.value)
     timings["reconcile_s"] = time.perf_counter() - t
     n_scored, n_bad = written.get(worker.SCORED, 0), written.get(worker.QUARANTINED, 0)
     if not (input_rows == n_scored + n_bad and totals.get(worker.SCORED, 0) == n_scored
@@ -448,10 +452,14 @@ def _drift_summary(facts: _RunFacts) -> dict[str, Any]:
     drift_acc = facts.drift_acc
     if drift_acc is None:
         return {"status": "disabled"}
-    if drift_acc.value is None:
+    from mlship.batch.accumulators import merged_drift
+
+    merged = merged_drift(drift_acc.value)
+    if merged is None:
         return {"status": "no valid rows"}
-    drift: dict[str, Any] = drift_acc.value.result().to_dict()
-    drift["summary"] = drift_acc.value.result().summary()
+    result = merged.result()
+    drift: dict[str, Any] = result.to_dict()
+    drift["summary"] = result.summary()
     return drift
 
 

@@ -255,9 +255,9 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
                     profile: dict[str, Any] | None = None) -> Iterator[Any]:
     """The ``mapInPandas`` function: score every chunk of a partition through the shared Predictor.
 
-    ``counters`` (a Spark accumulator of dicts) receives scored/quarantined/error-kind counts;
-    ``drift_acc`` receives this partition's :class:`mlship.stats.drift.DriftAccumulator`, merged on
-    the driver. Both are applied once per successful task.
+    ``counters`` receives ``{partition: scored/quarantined/error-kind counts}`` and ``drift_acc``
+    ``{partition: DriftAccumulator}`` (:mod:`mlship.batch.accumulators`: keyed by partition, so a
+    partition that Spark scores twice counts once).
     """
     predictor = get_predictor(bundle_path(spec), spec.public_key_pem, spec.threads)
     totals: dict[str, int] = {SCORED: 0, QUARANTINED: 0}
@@ -278,10 +278,19 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
         if partial is not None and valid_columns is not None:
             partial.update(*drift_inputs(valid_columns, spec))
         yield out
+    partition = partition_id()
     if counters is not None:
-        counters.add(totals)
+        counters.add({partition: totals})
     if partial is not None:
-        drift_acc.add(partial)
+        drift_acc.add({partition: partial})
+
+
+def partition_id() -> int:
+    """The partition this task scores (the key of its accumulator updates; 0 outside Spark)."""
+    from pyspark import TaskContext  # inside a Spark worker only
+
+    context = TaskContext.get()
+    return context.partitionId() if context is not None else 0
 
 
 
