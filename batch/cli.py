@@ -57,15 +57,21 @@ def run(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     summary: str = typer.Option(None, help="Also write the summary JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout."),
+    conf: list[str] = typer.Option([], "--conf", metavar="KEY=VALUE", help="Extra Spark configuration (repeatable)."),
 ) -> None:
     """Score a batch with a bundle on Spark; quarantine bad rows; commit the run atomically."""
-    from mlship.batch.job import JobConfig, run_job
+    from mlship.batch.job import JobConfig, run_job, spark_conf_pairs
 
     from mlship.errors import MlshipError
 
+    try:
+        spark_conf = spark_conf_pairs(conf)
+    except MlshipError as exc:
+        fail(str(exc), code=2)
     config = JobConfig(model=model, input=input, output=output, run_id=run_id, format=format,
                        id_column=id_column, master=master, public_key=public_key, threads=threads,
-                       max_records_per_batch=batch_rows, drift=drift, progress=progress, summary_path=summary)
+                       max_records_per_batch=batch_rows, drift=drift, progress=progress, summary_path=summary,
+                       spark_conf=spark_conf)
     try:
         result = run_job(config)
     except MlshipError as exc:

@@ -55,6 +55,17 @@ class JobConfig:
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
+def spark_conf_pairs(items: list[str]) -> dict[str, str]:
+    """``--conf KEY=VALUE`` options as a dict; a malformed one raises :class:`BatchError` naming it."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.startswith("spark."):
+            raise BatchError(f"--conf {item!r}: expected spark.KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

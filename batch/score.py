@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if __package__ in (None, ""):  # run as a script: make the repo (or the deps archive) importable
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mlship.batch.job import JobConfig, run_job
+    from mlship.batch.job import JobConfig, run_job, spark_conf_pairs
     from mlship.batch.settings import BatchSettings
 
     from mlship.errors import MlshipError
 
     try:
         settings = BatchSettings.from_env()
+        conf = spark_conf_pairs(args.conf)
     except MlshipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                        public_key=args.public_key or settings.public_key, s3_mode=args.s3_mode, threads=args.threads,
                        max_records_per_batch=args.batch_rows, drift=not args.no_drift,
                        progress=not args.no_progress, summary_path=args.summary,
-                       spark_conf=dict(item.split("=", 1) for item in args.conf))
+                       spark_conf=conf)
     try:
         summary = run_job(config)
     except MlshipError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlship.batch import job, score
 from mlship.batch.settings import BatchSettings
 
@@ -70,3 +72,27 @@ def test_score_fails_at_start_on_a_bad_variable(captured: list[Any], monkeypatch
     assert score.main(ARGS) == 1
     assert captured == []
     assert capsys.readouterr().err.startswith("error: environment variable PYSPARK_GATEWAY_PORT='later'")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=24), max_size=4))
+def test_any_conf_option_is_a_spark_setting_or_a_batch_error(items: list[str]) -> None:
+    from mlship.batch.job import spark_conf_pairs
+    from mlship.batch.storage import BatchError
+
+    try:
+        pairs = spark_conf_pairs(items)
+    except BatchError as exc:
+        assert "expected spark.KEY=VALUE" in str(exc)
+    else:
+        assert all(key.startswith("spark.") for key in pairs) and len(pairs) <= len(items)
+
+
+def test_a_malformed_conf_exits_2_with_the_option_named(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "mlship", "batch", "run", "--model", "m", "--input", "i",
+                           "--output", str(tmp_path), "--run-id", "r", "--conf", "maxPartitionBytes"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--conf 'maxPartitionBytes': expected spark.KEY=VALUE" in done.stderr
