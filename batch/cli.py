@@ -1,4 +1,4 @@
-"""``mlship batch run|submit|status``: Spark batch scoring here, EMR Serverless on AWS."""
+"""``mlship batch run|backfill|submit|status``: Spark batch scoring here, EMR Serverless on AWS."""
 
 from __future__ import annotations
 
@@ -80,6 +80,50 @@ def run(
         typer.echo(json.dumps(result, default=str))
     else:
         _print_summary(result)
+
+
+@batch_app.command("backfill")
+def backfill(
+    model: str = typer.Option(..., help="Bundle: directory, .tar.gz, s3:// or mlship://NAME@ALIAS."),
+    input: str = typer.Option(..., "--input", help="The partitioned input root (INPUT/date=YYYY-MM-DD/)."),
+    output: str = typer.Option(..., help="Output root (directory or s3:// URI): runs land in run_id=DATE."),
+    first: str = typer.Option(..., "--from", help="First date, YYYY-MM-DD."),
+    last: str = typer.Option(..., "--to", help="Last date, YYYY-MM-DD (inclusive)."),
+    force: bool = typer.Option(False, help="Rerun dates that are committed already (each replaces its output)."),
+    format: str = typer.Option(None, "--format", help="parquet or csv (default: from the input)."),
+    id_column: str = typer.Option(None, help="Unique input column to use as row_id."),
+    master: str = typer.Option("local[*]", help="Spark master."),
+    public_key: str = typer.Option(None, help="Trusted public key (PEM path): signature required."),
+    drift: bool = typer.Option(True, help="Compare each date's batch with the bundle's baseline profile."),
+    progress: bool = typer.Option(True, help="Show a progress bar per date."),
+    conf: list[str] = typer.Option([], "--conf", metavar="KEY=VALUE", help="Extra Spark configuration (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON on stdout."),
+) -> None:
+    """Score the dates a schedule missed: INPUT/date=D/ as run D for every D from --from to --to
+    without a committed run; exit 1 when a date failed."""
+    from mlship.batch import schedule
+    from mlship.batch.job import JobConfig, spark_conf_pairs
+
+    from mlship.errors import MlshipError
+
+    try:
+        days = schedule.dates(schedule.parse_day(first, "--from"), schedule.parse_day(last, "--to"))
+        base = JobConfig(model=model, input=input, output=output, run_id="backfill", format=format,
+                         id_column=id_column, master=master, public_key=public_key, drift=drift, progress=progress,
+                         spark_conf=spark_conf_pairs(conf))
+    except MlshipError as exc:
+        fail(str(exc), code=2)
+
+    def show(outcome: Any) -> None:
+        typer.secho(f"{outcome.day}: {outcome.status} {outcome.detail}".rstrip(), err=True,
+                    fg={"failed": "red", "skipped": "yellow"}.get(outcome.status))
+
+    outcomes = schedule.backfill(days, base, force=force, on_day=show)
+    if as_json:
+        typer.echo(json.dumps([{"date": o.day.isoformat(), "status": o.status, "detail": o.detail,
+                                "counts": o.counts} for o in outcomes]))
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
 
 
 @batch_app.command("submit")

@@ -19,7 +19,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="bundle: directory, .tar.gz, s3:// or mlship:// URI")
     parser.add_argument("--input", required=True, help="Parquet or CSV file/directory, or s3:// URI")
     parser.add_argument("--output", required=True, help="output root (directory or s3:// URI)")
-    parser.add_argument("--run-id", required=True, help="idempotency key: a rerun replaces this run's output")
+    parser.add_argument("--run-id", default=None, help="idempotency key: a rerun replaces this run's output "
+                        "(required unless --logical-time gives it)")
+    parser.add_argument("--logical-time", default=None, help="a scheduled run's time (ISO 8601): score only "
+                        "INPUT/date=D/ with run id D, D = that time's date in --timezone minus --date-offset-days")
+    parser.add_argument("--timezone", default="UTC", help="time zone of the logical date (IANA name)")
+    parser.add_argument("--date-offset-days", type=int, default=1, help="days before the scheduled time's date")
     parser.add_argument("--format", choices=("parquet", "csv"), default=None)
     parser.add_argument("--id-column", default=None, help="unique input column used as row_id")
     parser.add_argument("--master", default=None,
@@ -36,6 +41,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def scheduled_run(args: argparse.Namespace) -> tuple[str, str]:
+    """(input, run id): as given, or the logical date's partition and run id (``--logical-time``)."""
+    from mlship.batch import schedule
+    from mlship.batch.storage import BatchError
+
+    if args.logical_time is None:
+        if not args.run_id:
+            raise BatchError("--run-id is required (or --logical-time, which derives it)")
+        return args.input, args.run_id
+    if args.run_id:
+        raise BatchError("--run-id and --logical-time exclude each other: the logical date is the run id")
+    day = schedule.logical_date(args.logical_time, args.timezone, args.date_offset_days)
+    return schedule.partition_uri(args.input, day), schedule.run_id(day)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if __package__ in (None, ""):  # run as a script: make the repo (or the deps archive) importable
@@ -48,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = BatchSettings.from_env()
         conf = spark_conf_pairs(args.conf)
+        input_uri, run_id = scheduled_run(args)
     except MlshipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    config = JobConfig(model=args.model, input=args.input, output=args.output, run_id=args.run_id,
+    config = JobConfig(model=args.model, input=input_uri, output=args.output, run_id=run_id,
                        format=args.format, id_column=args.id_column, master=settings.master(args.master),
                        public_key=args.public_key or settings.public_key, s3_mode=args.s3_mode, threads=args.threads,
                        max_records_per_batch=args.batch_rows, drift=not args.no_drift,

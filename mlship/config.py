@@ -349,8 +349,13 @@ class MonitoringConfig(_Strict):
 
 class BatchConfig(_Strict):
     enabled: bool = True
-    schedule: str = "cron(0 3 * * ? *)"  # EventBridge Scheduler expression, UTC
+    # A schedule starts one EMR Serverless job run per tick, scoring one logical date's partition
+    # (input_prefix/date=YYYY-MM-DD/: the tick's date in schedule_timezone minus date_offset_days);
+    # it needs the workers' Python environment (dependencies_archive or build_dependencies).
+    scheduled: bool = True
+    schedule: str = "cron(0 3 * * ? *)"  # EventBridge Scheduler expression
     schedule_timezone: str = "UTC"
+    date_offset_days: int = Field(1, ge=0, le=31)
     release_label: str = "emr-7.5.0"  # batch.emr.DEFAULT_RELEASE
     input_prefix: str = "batch/input/"
     output_prefix: str = "batch/output/"
@@ -572,6 +577,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "endpoint": {"serverless": {"memory_size_mb": 2048, "max_concurrency": 5},
                      "data_capture": {"enabled": False}, "rollout": {"strategy": "ALL_AT_ONCE"}},
         "api": {"rollout": {"strategy": "ALL_AT_ONCE"}},
+        "batch": {"scheduled": False},  # dev scores on demand (mlship batch submit); no worker archive needed
     },
     "staging": {
         "endpoint": {"rollout": {"strategy": "CANARY", "canary": {"value": 50}, "wait_interval_seconds": 300}},

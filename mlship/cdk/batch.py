@@ -1,16 +1,18 @@
 """Batch: an EMR Serverless Spark application and a Scheduler schedule that starts job runs.
 
-The job runs ``batch/score.py --model URI --input URI --output URI --run-id ID --format F``
-(an asset) with the mlship + batch sources zip (``--py-files``, built at synth time by
-``batch.emr.build_code_zip``) and the worker-wheels archive (``batch.dependencies_archive``: an
-s3:// URI or a local ``.tar.gz``, or ``batch.build_dependencies=true``), with the same Spark
-settings as ``mlship batch submit``.
+Each tick runs ``batch/score.py --logical-time <scheduled time>`` (an asset): one logical date's
+partition ``input_prefix/date=D/`` scored as run ``D`` (:mod:`mlship.batch.schedule`), with the
+mlship + batch sources zip (``--py-files``, built at synth time by ``batch.emr.build_code_zip``)
+and the worker-wheels archive (``batch.dependencies_archive``: an s3:// URI or a local ``.tar.gz``,
+or ``batch.build_dependencies=true``), with the same Spark settings as ``mlship batch submit``.
+A scheduled job without that archive is refused at synthesis (``batch.scheduled=false`` keeps the
+application and the job role without a schedule).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_emrserverless as emr
@@ -22,8 +24,13 @@ from constructs import Construct
 from mlship.cdk.assets import batch_code, batch_dependencies, batch_script
 from mlship.cdk.names import BATCH_LOGS_PREFIX, Names, kms_statement, monitored_uri, pinned_read_statement
 from mlship.cdk.props import BatchScoringProps
-from mlship.config import MlshipConfig
+from mlship.config import ConfigError, MlshipConfig
 from mlship.resources import output_root
+
+NO_ENVIRONMENT = ("batch.dependencies_archive: a scheduled batch job needs its workers' Python environment "
+                  "(onnxruntime, numpy, pandas, pyarrow wheels): set batch.dependencies_archive (an s3:// URI or "
+                  "a local .tar.gz built by mlship.batch.emr.build_deps_archive), or batch.build_dependencies=true "
+                  "(built at synthesis with pip), or batch.scheduled=false")
 
 
 class BatchScoring(Construct):
@@ -45,15 +52,14 @@ class BatchScoring(Construct):
         script = s3_assets.Asset(self, "Script", path=str(batch_script()))
         build_dir = output_root() / "build" / "batch"
         code = s3_assets.Asset(self, "Code", path=str(batch_code(build_dir)))
+        if b.scheduled and not (b.dependencies_archive or b.build_dependencies):
+            raise ConfigError(cfg.env, [NO_ENVIRONMENT])
         deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
         deps_asset = s3_assets.Asset(self, "Dependencies", path=str(deps)) if isinstance(deps, Path) else None
-        if deps is None:
-            print("note: no batch.dependencies_archive: the scheduled job gets no worker wheels (onnxruntime); "
-                  "set batch.dependencies_archive or batch.build_dependencies=true", file=sys.stderr)
         self.job_role = self._job_role(cfg, names, key_arn, [a for a in (script, code, deps_asset) if a], deps)
         deps_url = deps_asset.s3_object_url if deps_asset else deps
         job = self._job(cfg, names, script, code, deps_url if isinstance(deps_url, str) else None)
-        self.schedule = self._schedule(cfg, job)
+        self.schedule = self._schedule(cfg, job) if b.scheduled else None
         cdk.CfnOutput(self, "ApplicationId", value=self.application.ref)
         cdk.CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)
 
@@ -82,30 +88,9 @@ class BatchScoring(Construct):
 
     def _job(self, cfg: MlshipConfig, names: Names, script: s3_assets.Asset, code: s3_assets.Asset,
              deps_url: str | None) -> dict:
-        """The StartJobRun request: the same Spark settings `mlship batch submit` uses (batch/emr.py)."""
-        b = cfg.batch
-        conf = {"spark.submit.pyFiles": code.s3_object_url}
-        if deps_url:
-            conf.update({"spark.archives": f"{deps_url}#deps", "spark.executorEnv.PYTHONPATH": "./deps",
-                         "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
-        submit = [f"--conf {k}={v}" for k, v in conf.items()]
-        return {
-            "ApplicationId": self.application.ref,
-            "ExecutionRoleArn": self.job_role.role_arn,
-            "ClientToken": "<aws.scheduler.execution-id>",
-            "Name": f"{cfg.name}-scheduled-scoring",
-            "JobDriver": {"SparkSubmit": {
-                "EntryPoint": script.s3_object_url,
-                "EntryPointArguments": [
-                    "--model", monitored_uri(names),
-                    "--input", f"s3://{names.bucket}/{b.input_prefix}",
-                    "--output", f"s3://{names.bucket}/{b.output_prefix}<aws.scheduler.execution-id>/",
-                    "--run-id", "<aws.scheduler.execution-id>",
-                    "--format", b.format, "--s3-mode", "direct", "--no-progress"],
-                "SparkSubmitParameters": " ".join(submit)}},
-            "ConfigurationOverrides": {"MonitoringConfiguration": {"S3MonitoringConfiguration": {
-                "LogUri": f"s3://{names.bucket}/{BATCH_LOGS_PREFIX}"}}},
-        }
+        return start_job_run_request(cfg, application_id=self.application.ref, role_arn=self.job_role.role_arn,
+                                     model_uri=monitored_uri(names), bucket=names.bucket,
+                                     script_url=script.s3_object_url, code_url=code.s3_object_url, deps_url=deps_url)
 
     def _schedule(self, cfg: MlshipConfig, job: dict) -> scheduler.CfnSchedule:
         b = cfg.batch
@@ -129,3 +114,35 @@ class BatchScoring(Construct):
                 role_arn=self.scheduler_role.role_arn, input=cdk.Stack.of(self).to_json_string(job),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
                                                                        maximum_event_age_in_seconds=3600)))
+
+
+def start_job_run_request(cfg: MlshipConfig, *, application_id: str, role_arn: str, model_uri: str, bucket: str,
+                          script_url: str, code_url: str, deps_url: str | None) -> dict[str, Any]:
+    """The schedule's StartJobRun request (the same Spark settings as ``mlship batch submit``).
+
+    Each tick scores one logical date: ``--logical-time <aws.scheduler.scheduled-time>`` makes
+    ``batch/score.py`` read ``input_prefix/date=D/`` and commit run ``D``, so a retried tick
+    replaces its own output; ``ClientToken`` (the execution id) makes a retried StartJobRun one run.
+    """
+    b = cfg.batch
+    conf = {"spark.submit.pyFiles": code_url}
+    if deps_url:
+        conf.update({"spark.archives": f"{deps_url}#deps", "spark.executorEnv.PYTHONPATH": "./deps",
+                     "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
+    return {
+        "ApplicationId": application_id,
+        "ExecutionRoleArn": role_arn,
+        "ClientToken": "<aws.scheduler.execution-id>",
+        "Name": f"{cfg.name}-scheduled-scoring",
+        "JobDriver": {"SparkSubmit": {
+            "EntryPoint": script_url,
+            "EntryPointArguments": [
+                "--model", model_uri, "--input", f"s3://{bucket}/{b.input_prefix}",
+                "--output", f"s3://{bucket}/{b.output_prefix}",
+                "--logical-time", "<aws.scheduler.scheduled-time>", "--timezone", b.schedule_timezone,
+                "--date-offset-days", str(b.date_offset_days),
+                "--format", b.format, "--s3-mode", "direct", "--no-progress"],
+            "SparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in conf.items())}},
+        "ConfigurationOverrides": {"MonitoringConfiguration": {"S3MonitoringConfiguration": {
+            "LogUri": f"s3://{bucket}/{BATCH_LOGS_PREFIX}"}}},
+    }

@@ -23,7 +23,9 @@ def project_cdk_json(model: str, prefix: str, owner: str) -> dict[str, object]:
     flags = {key: value for key, value in shipped.items() if key not in CONTEXT_KEPT_OUT}
     settings = {
         "common": {"prefix": prefix, "model": {"name": model}, "tags": {"owner": owner}},
-        "environments": {"dev": {}, "staging": {}, "prod": {"monitoring": {"schedule": "rate(1 hour)"}}},
+        # staging and prod schedule batch scoring: the workers' wheels are built at synthesis (pip)
+        "environments": {"dev": {}, "staging": {"batch": {"build_dependencies": True}},
+                         "prod": {"monitoring": {"schedule": "rate(1 hour)"}, "batch": {"build_dependencies": True}}},
     }
     return {"app": "python app.py", "output": "cdk.out", "context": {"env": "dev", "mlship": settings, **flags}}
 

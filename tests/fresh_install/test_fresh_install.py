@@ -334,7 +334,8 @@ def test_an_init_project_synthesizes_every_environment_outside_the_repo(full: Ve
     project, env = scaffolded
     for environment in ("dev", "prod"):
         done = run([str(CDK_CLI), "synth", "--quiet", "--no-notices", "--output", f"cdk.out/{environment}",
-                    "-c", f"env={environment}", "-c", "mlship:assets.lambda_code=source"],
+                    "-c", f"env={environment}", "-c", "mlship:assets.lambda_code=source",
+                    "-c", "mlship:batch.dependencies_archive=s3://artifacts-example/mlship-batch-deps.tar.gz"],
                    env=full.env(**env, CDK_DISABLE_VERSION_CHECK="1",
                                 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="1"), cwd=project, timeout=300)
         assert "AwsSolutions-" not in done.stdout + done.stderr  # cdk-nag ran and found nothing unacknowledged
@@ -344,6 +345,7 @@ def test_an_init_project_synthesizes_every_environment_outside_the_repo(full: Ve
         kinds = {r["Type"] for r in serving.values()}
         assert {"AWS::Lambda::Function", "AWS::SageMaker::Endpoint", "AWS::CodeDeploy::DeploymentGroup",
                 "AWS::EMRServerless::Application", "AWS::IoT::ThingGroup"} <= kinds
+        assert ("AWS::Scheduler::Schedule" in kinds) == (environment == "prod")  # dev scores on demand
     # the serving image's context came from the installed package: the project has no Dockerfile
     assert (project / "build" / "serving-image" / "Dockerfile").is_file()
     assert not (project / "Dockerfile").exists()

@@ -1,11 +1,12 @@
 """One synthesized mlship app per test run, shared by every infra test (and every xdist worker).
 
 The app holds three environments so every shape is checked from one synthesis:
-* dev  (defaults): serverless endpoint, ALL_AT_ONCE, Function URL, image override, and the model
-  read from the deployed-model SSM parameters;
+* dev  (defaults): serverless endpoint, ALL_AT_ONCE, Function URL, image override, the model
+  read from the deployed-model SSM parameters, batch scoring without a schedule;
 * prod (defaults + shadow variant + data capture): two instances, LINEAR 50%, API Gateway,
   the repo's Dockerfile as an image asset when it exists (else an image override), SSM model,
-  and the Retrain stack (``RETRAIN``: a schedule, the py312 scikit-learn base image);
+  the Retrain stack (``RETRAIN``: a schedule, the py312 scikit-learn base image) and scheduled
+  batch scoring with its workers' archive in S3 (``DEPS_ARCHIVE``);
 * staging (the escape hatch): the model pinned in the config (``model.uri`` names version 3,
   ``model.model_data_url`` its tarball outside the data bucket) and a shadow variant pinned to
   registry version 2; no batch or edge stacks (they do not depend on the model source).
@@ -30,6 +31,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:test"
 MODEL_DATA = "s3://models-example/churn/3/bundle.tar.gz"
 PINNED_URI = "mlship://churn/3"
 SHADOW_URI = "mlship://churn/2"
+DEPS_ARCHIVE = "s3://artifacts-example/batch/mlship-batch-deps.tar.gz"  # the scheduled job's worker wheels
 RETRAIN = {"enabled": True, "schedule": "rate(30 days)", "framework_version": "1.4-2-py312",
            "signing_key_parameter": "/mlship/prod/signing-key"}
 
@@ -75,7 +77,7 @@ def synth_configs() -> list[Any]:
         "mlship:endpoint.shadow": json.dumps({"name": "shadow", "instance_type": "ml.c5.large"}),
         "mlship:monitoring.sensitive_attribute": "gender",
         "mlship:monitoring.environment": json.dumps({"PRIMARY_METRIC": "roc_auc"}),
-        "mlship:retrain": json.dumps(RETRAIN), **prod_image})
+        "mlship:retrain": json.dumps(RETRAIN), "mlship:batch.dependencies_archive": DEPS_ARCHIVE, **prod_image})
     return [dev, prod, staging]
 
 

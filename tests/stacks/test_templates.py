@@ -210,10 +210,16 @@ def test_batch_application_job_role_and_schedule(synth):
     assert flatten(sched["Target"]["Arn"]) == "arn:<AWS::Partition>:scheduler:::aws-sdk:emrserverless:startJobRun"
     job = flatten(sched["Target"]["Input"])
     for piece in ('"EntryPointArguments":["--model","mlship://churn@champion","--input","s3://mlship-prod-data-',
-                  '"--run-id","<aws.scheduler.execution-id>","--format","parquet","--s3-mode","direct"',
+                  '"--output","s3://mlship-prod-data-<AWS::AccountId>-<AWS::Region>/batch/output/",'
+                  '"--logical-time","<aws.scheduler.scheduled-time>","--timezone","UTC","--date-offset-days","1",'
+                  '"--format","parquet","--s3-mode","direct"',
                   'spark.submit.pyFiles=s3://', '"ClientToken":"<aws.scheduler.execution-id>"',
+                  'spark.archives=s3://artifacts-example/batch/mlship-batch-deps.tar.gz#deps',
                   '"LogUri":"s3://mlship-prod-data-'):
         assert piece in job, piece
+    assert "--run-id" not in job  # the logical date is the run id: a retried tick replaces its own output
+    assert not synth.resources("Mlship-dev-Batch", "AWS::Scheduler::Schedule")  # dev scores on demand
+    assert synth.resources("Mlship-dev-Batch", "AWS::EMRServerless::Application")
     assert any(p.name.endswith(".zip") for p in synth.outdir.glob("asset.*")), "batch code zip not staged"
 
 
