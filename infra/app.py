@@ -25,12 +25,11 @@ from mlship.config import ConfigError  # noqa: E402
 def main() -> None:
     """Entry point of the CDK CLI (``.venv/bin/python infra/app.py``)."""
     app = cdk.App()
-    try:
-        cfg = settings_from_context(app)
+    try:  # the constructs validate their props too (e.g. a schedule without its environment)
+        build_app([settings_from_context(app)], app)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    build_app([cfg], app)
     app.synth()
 
 

@@ -346,6 +346,12 @@ def test_an_init_project_synthesizes_every_environment_outside_the_repo(full: Ve
         assert {"AWS::Lambda::Function", "AWS::SageMaker::Endpoint", "AWS::CodeDeploy::DeploymentGroup",
                 "AWS::EMRServerless::Application", "AWS::IoT::ThingGroup"} <= kinds
         assert ("AWS::Scheduler::Schedule" in kinds) == (environment == "prod")  # dev scores on demand
+    refused = run([str(CDK_CLI), "synth", "--quiet", "--no-notices", "-c", "env=staging",
+                   "-c", "mlship:batch.build_dependencies=false", "-c", "mlship:assets.lambda_code=source"],
+                  env=full.env(**env, CDK_DISABLE_VERSION_CHECK="1", JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="1"),
+                  cwd=project, timeout=300, check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "batch.dependencies_archive: a scheduled batch job needs" in refused.stderr
     # the serving image's context came from the installed package: the project has no Dockerfile
     assert (project / "build" / "serving-image" / "Dockerfile").is_file()
     assert not (project / "Dockerfile").exists()
