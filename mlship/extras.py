@@ -43,6 +43,11 @@ COMMAND_EXTRAS: dict[tuple[str, ...], str] = {
     ("init",): "cdk",
 }
 
+# Commands whose job needs more than one extra: the hint names all of them, so one install is enough.
+COMMAND_EXTRA_SETS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("shadow", "report"): ("monitor", "aws"), ("monitor", "run"): ("monitor", "aws"), ("promote",): ("export", "aws"),
+}
+
 # Commands that would not surface a missing import as ModuleNotFoundError (a child process imports
 # it, or the command reports every failure as its own error): checked before they run.
 PREFLIGHT: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -86,6 +91,11 @@ def missing_extra_message(module: str, command: Sequence[str] = ()) -> str | Non
     if extra is None:
         return None
     what = " ".join(("mlship", *command))
+    extras = next((group for words, group in COMMAND_EXTRA_SETS.items()
+                   if tuple(command[:len(words)]) == words and extra in group), (extra,))
+    if len(extras) > 1:
+        named = " and ".join(f"'{e}'" for e in extras)
+        return f"{what} needs the {named} extras: pip install 'mlship[{','.join(extras)}]'"
     return f"{what} needs the '{extra}' extra: pip install 'mlship[{extra}]'"
 
 

@@ -13,7 +13,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fresh_install.fresh import REPO
-from mlship.extras import COMMAND_EXTRAS, EXTRA_MODULES, PREFLIGHT, missing_extra, missing_extra_message
+from mlship.extras import (
+    COMMAND_EXTRAS,
+    EXTRA_MODULES,
+    PREFLIGHT,
+    command_extra,
+    missing_extra,
+    missing_extra_message,
+)
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 TOOLING = {"dev", "bench", "all"}  # not a job of the CLI: no command hints them
@@ -93,3 +100,17 @@ def test_any_known_module_under_any_command_gives_one_line(module: str, words: l
     extra = missing_extra(module, words)
     assert module in EXTRA_MODULES[extra]
     assert message.endswith(f"pip install 'mlship[{extra}]'")
+
+
+def test_a_job_that_needs_two_extras_names_both_in_one_line():
+    from mlship.extras import COMMAND_EXTRA_SETS
+
+    expected = "mlship shadow report needs the 'monitor' and 'aws' extras: pip install 'mlship[monitor,aws]'"
+    assert missing_extra_message("boto3", ["shadow", "report"]) == expected  # boto3 first, in a core install
+    assert missing_extra_message("jinja2", ["shadow", "report"]) == expected
+    assert missing_extra_message("sklearn", ["promote"]) == (
+        "mlship promote needs the 'export' and 'aws' extras: pip install 'mlship[export,aws]'")
+    assert missing_extra_message("pandas", ["drift"]) == (
+        "mlship drift needs the 'monitor' extra: pip install 'mlship[monitor]'")
+    for words, extras in COMMAND_EXTRA_SETS.items():
+        assert command_extra(words) in extras and set(extras) <= set(EXTRA_MODULES)
