@@ -143,7 +143,7 @@ class _Progress:
     def _rows_done(self) -> int:
         from mlship.batch.accumulators import total_counts
 
-        value = total_counts(self.counters.value)
+        value = total_counts(dict(self.counters.value or {}))  # a copy: Spark's thread adds partitions
         return int(value.get(worker.SCORED, 0) + value.get(worker.QUARANTINED, 0))
 
     def _run(self) -> None:

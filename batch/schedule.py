@@ -34,7 +34,7 @@ def logical_date(scheduled_time: str, timezone: str = "UTC", offset_days: int = 
         raise BatchError(f"--logical-time {scheduled_time!r}: give a time zone (Z or +HH:MM)")
     try:
         zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, a too-long name
         raise BatchError(f"--timezone {timezone!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
     if not 0 <= offset_days <= 31:
         raise BatchError(f"--date-offset-days {offset_days}: between 0 and 31")
@@ -75,11 +75,14 @@ def run_committed(output_root: str, run: str) -> bool:
 
     marker = f"{output_root.rstrip('/')}/{storage.run_dir_name(run)}/{storage.SUCCESS}"
     if not storage.is_s3(output_root):
-        return Path(marker).is_file()
+        return Path(marker).expanduser().resolve().is_file()
     from mlship.aws.clients import client, get_if_exists
 
     bucket, key = storage.split_s3(marker)
-    return get_if_exists(client("s3"), bucket, key) is not None
+    try:
+        return get_if_exists(client("s3"), bucket, key) is not None
+    except Exception as exc:  # botocore: credentials, access denied, a missing bucket
+        raise BatchError(f"cannot read {marker}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,19 @@ def backfill(days: list[date], base: Any, *, force: bool = False,
 
     outcomes = []
     for day in days:
-        if not force and run_committed(base.output, run_id(day)):
-            outcome = DayOutcome(day, "skipped", "committed already (--force reruns it)")
-        else:
-            config = replace(base, input=partition_uri(base.input, day), run_id=run_id(day))
-            try:
-                summary = run_job(config)
-            except MlshipError as exc:
-                outcome = DayOutcome(day, "failed", str(exc))
-            else:
-                outcome = DayOutcome(day, "scored", summary["output"]["run_path"], summary["counts"])
+        try:
+            outcome = _backfill_day(day, base, force, run_job)
+        except MlshipError as exc:
+            outcome = DayOutcome(day, "failed", str(exc))
+        except Exception as exc:  # Spark/Py4J or AWS errors: this date failed, the next one still runs
+            outcome = DayOutcome(day, "failed", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
         on_day(outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def _backfill_day(day: date, base: Any, force: bool, run_job: Callable[[Any], dict[str, Any]]) -> DayOutcome:
+    if not force and run_committed(base.output, run_id(day)):
+        return DayOutcome(day, "skipped", "committed already (--force reruns it)")
+    summary = run_job(replace(base, input=partition_uri(base.input, day), run_id=run_id(day)))
+    return DayOutcome(day, "scored", summary["output"]["run_path"], summary["counts"])

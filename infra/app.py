@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as `python infra/app.py` by the CDK CLI
 import aws_cdk as cdk  # noqa: E402
 
 from mlship.cdk import build_app, settings_from_context  # noqa: E402
-from mlship.config import ConfigError  # noqa: E402
+from mlship.errors import MlshipError  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     app = cdk.App()
     try:  # the constructs validate their props too (e.g. a schedule without its environment)
         build_app([settings_from_context(app)], app)
-    except ConfigError as exc:
+    except MlshipError as exc:  # a ConfigError, or a worker archive that could not be built
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     app.synth()

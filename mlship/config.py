@@ -382,6 +382,17 @@ class BatchConfig(_Strict):
             raise ValueError(f"{value!r}: use rate(...), cron(...) or at(...)")
         return value
 
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError, OSError):  # not found (a KeyError), malformed, a folder of zones
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return value
+
     @field_validator("release_label")
     @classmethod
     def _label(cls, value: str) -> str:
@@ -758,7 +769,8 @@ SECTIONS = ("model", "storage", "endpoint", "api", "monitoring", "batch", "edge"
 
 
 def with_sections(cfg: MlshipConfig, sections: dict[str, BaseModel | dict[str, Any]]) -> MlshipConfig:
-    """``cfg`` with some sections replaced (a section object) or updated (a mapping, merged over it).
+    """``cfg`` with some sections replaced (a section object) or updated (a mapping, merged over it;
+    a ``rollout`` that names a ``strategy`` replaces the section's rollout instead of merging).
 
     The result is validated as a whole (the cross-section checks run again); problems raise
     :class:`ConfigError` naming the field, and a wrongly shaped section shows an example.
@@ -770,7 +782,10 @@ def with_sections(cfg: MlshipConfig, sections: dict[str, BaseModel | dict[str, A
         if isinstance(value, BaseModel):
             data[name] = value.model_dump(mode="json")
         elif isinstance(value, dict):
-            data[name] = deep_merge(data[name], value)
+            current = dict(data[name])
+            if isinstance(value.get("rollout"), dict) and "strategy" in value["rollout"]:
+                current.pop("rollout", None)  # a new strategy replaces the rollout, as in build_config
+            data[name] = deep_merge(current, value)
         else:
             data[name] = value  # pydantic names the type it wanted, with an example
     try:

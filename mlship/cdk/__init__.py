@@ -55,6 +55,7 @@ from mlship.cdk.props import (  # noqa: E402
 )
 from mlship.cdk.registry import ModelRegistry  # noqa: E402
 from mlship.config import ConfigError, MlshipConfig, build_config  # noqa: E402
+from mlship.errors import MlshipError  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
@@ -67,8 +68,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BatchScoring", "BatchScoringProps", "ConfigError", "EdgeFleet", "EdgeFleetProps", "ImportedRegistry",
-    "MlshipConfig", "ModelEndpoint", "ModelEndpointProps", "ModelMonitor", "ModelMonitorProps", "ModelRegistry",
-    "ModelRegistryProps", "PredictFunction", "PredictFunctionProps", "RegistryRef", "RetrainingPipeline",
-    "RetrainingPipelineProps", "add_environment", "apply_tags", "build_app", "build_config", "enable_review",
-    "settings_from_context", "stack_environment",
+    "MlshipConfig", "MlshipError", "ModelEndpoint", "ModelEndpointProps", "ModelMonitor", "ModelMonitorProps",
+    "ModelRegistry", "ModelRegistryProps", "PredictFunction", "PredictFunctionProps", "RegistryRef",
+    "RetrainingPipeline", "RetrainingPipelineProps", "add_environment", "apply_tags", "build_app", "build_config",
+    "enable_review", "settings_from_context", "stack_environment",
 ]

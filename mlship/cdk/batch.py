@@ -54,7 +54,10 @@ class BatchScoring(Construct):
         code = s3_assets.Asset(self, "Code", path=str(batch_code(build_dir)))
         if b.scheduled and not (b.dependencies_archive or b.build_dependencies):
             raise ConfigError(cfg.env, [NO_ENVIRONMENT])
-        deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
+        try:
+            deps = batch_dependencies(b.dependencies_archive, b.build_dependencies, build_dir)
+        except FileNotFoundError as exc:
+            raise ConfigError(cfg.env, [str(exc)]) from None
         deps_asset = s3_assets.Asset(self, "Dependencies", path=str(deps)) if isinstance(deps, Path) else None
         self.job_role = self._job_role(cfg, names, key_arn, [a for a in (script, code, deps_asset) if a], deps)
         deps_url = deps_asset.s3_object_url if deps_asset else deps

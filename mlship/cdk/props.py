@@ -53,6 +53,12 @@ class ImportedRegistry:
     settings: MlshipConfig
     key_arn: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, MlshipConfig):
+            raise TypeError(f"settings must be an MlshipConfig, not {type(self.settings).__name__}")
+        if not isinstance(self.key_arn, str) or not self.key_arn:
+            raise TypeError("key_arn must be the ARN (or a CDK token) of the registry's KMS key")
+
 
 def _effective(registry: RegistryRef, sections: dict[str, Section | None]) -> MlshipConfig:
     given = {name: dict(value) if isinstance(value, Mapping) else value

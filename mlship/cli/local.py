@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from typing import Any
 
@@ -143,7 +144,12 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
     state = local.running_state()
     if state is None:
         fail("local AWS is not running: run `mlship local up`", code=2)
-    cdk_json = local.find_project_cdk_json()
+    from pathlib import Path
+
+    from mlship.config import CDK_JSON_ENV
+
+    named = os.environ.get(CDK_JSON_ENV)
+    cdk_json = Path(named) if named else local.find_project_cdk_json()
     if cdk_json is None:
         fail("no cdk.json with an mlship context here or in a parent folder: run this in a project "
              "(`mlship init DIR` creates one)", code=2)
@@ -188,7 +194,12 @@ def _deployed_config(cdk_json: Any, env: str | None, context: list[str]) -> Any:
     """The settings the deploy synthesizes: cdk.json's context with the ``-c KEY=VALUE`` pairs."""
     from mlship.config import ConfigError, load_config
 
-    doc = json.loads(cdk_json.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(cdk_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # a missing file, bad UTF-8 or bad JSON
+        raise ConfigError(env or "?", [f"cdk.json: {cdk_json} is not readable JSON ({exc})"]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("context", {}), dict):
+        raise ConfigError(env or "?", [f"cdk.json: {cdk_json} must be an object whose \"context\" is an object"])
     merged = dict(doc.get("context") or {})
     for pair in context:
         key, sep, value = pair.partition("=")

@@ -10,6 +10,7 @@ the two deployed-model parameters the serving constructs read must exist, as in 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -111,7 +112,10 @@ def rehearse(project: Path, target: Target, moto_url: str, region: str, context:
     check, for the first deploy's order (the stack that owns the data bucket, then a registered
     and pinned model, then the rest).
     """
-    missing = [] if stacks else missing_model_parameters(target, client("ssm"))
+    try:
+        missing = [] if stacks else missing_model_parameters(target, client("ssm"))
+    except Exception as exc:  # botocore: the local AWS stopped answering (stale state)
+        raise RehearsalError(f"the local AWS at {moto_url} does not answer ({exc}): run `mlship local up`") from None
     if missing:
         raise RehearsalError(f"no deployed model for environment {target.env!r} ({', '.join(missing)} missing): "
                              f"register a bundle, then `mlship rollout pin --model {target.model}/VERSION "
@@ -123,8 +127,16 @@ def rehearse(project: Path, target: Target, moto_url: str, region: str, context:
     with tempfile.TemporaryDirectory(prefix="assembly-", dir=project) as assembly:
         run_cli(["deploy", *(stacks or ["--all"]), "--require-approval", "never", "--method=direct", "--progress",
                  "events", "--output", assembly, "-c", f"env={target.env}", *options], cwd=project, env=env, echo=echo)
-        deployed = list(stacks) or assembly_stacks(Path(assembly))
-    return _described(client("cloudformation"), deployed)
+        synthesized = assembly_stacks(Path(assembly))
+    # CDK takes patterns and construct paths: report the synthesized stacks they select
+    deployed = [name for name in synthesized
+                if not stacks or any(fnmatch.fnmatchcase(name, p) or p.endswith(f"/{name}") for p in stacks)]
+    try:
+        return _described(client("cloudformation"), deployed or list(stacks))
+    except RehearsalError:
+        raise
+    except Exception as exc:  # botocore connection errors
+        raise RehearsalError(f"cannot read the stacks back from {moto_url}: {exc}") from None
 
 
 def assembly_stacks(assembly: Path) -> list[str]:

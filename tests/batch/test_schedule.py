@@ -112,3 +112,35 @@ def test_backfill_refuses_bad_dates_before_starting_spark(tmp_path: Path):
         done = subprocess.run([*base, *dates], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and problem in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("zone", ["America", "x" * 300, "Europe/"])
+def test_zone_names_the_os_refuses_are_batch_errors(zone: str):
+    with pytest.raises(BatchError, match="not an IANA time zone"):
+        schedule.logical_date("2026-12-01T03:00:00Z", zone, 1)
+
+
+def test_the_configuration_refuses_an_unknown_schedule_zone():
+    from mlship.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="batch.schedule_timezone: 'America' is not an IANA time zone"):
+        build_config("prod", {"batch": {"schedule_timezone": "America"}})
+
+
+def test_a_date_whose_run_raises_anything_fails_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # stands in for a Py4J/AnalysisException from Spark (a real one needs a broken input on a live session)
+    from mlship.batch import job
+
+    calls: list[str] = []
+
+    def run_job(config: JobConfig) -> dict[str, Any]:
+        calls.append(config.run_id)
+        if config.run_id == "2026-11-28":
+            raise RuntimeError("An error occurred while calling o123.parquet.\nstack trace ...")
+        return {"output": {"run_path": f"{config.output}/run_id={config.run_id}"}, "counts": {"input": 1}}
+
+    monkeypatch.setattr(job, "run_job", run_job)
+    base = JobConfig(model="m", input=str(tmp_path / "in"), output=str(tmp_path / "out"), run_id="backfill")
+    outcomes = schedule.backfill(schedule.dates(date(2026, 11, 28), date(2026, 11, 29)), base)
+    assert [o.status for o in outcomes] == ["failed", "scored"] and calls == ["2026-11-28", "2026-11-29"]
+    assert outcomes[0].detail == "RuntimeError: An error occurred while calling o123.parquet."

@@ -250,3 +250,11 @@ def test_deploy_refuses_without_a_local_aws_a_project_or_a_well_formed_context(c
     assert unpinned.returncode == 1
     assert "no deployed model for environment 'dev'" in unpinned.stderr
     assert "mlship rollout pin --model fraud/VERSION --env dev" in unpinned.stderr
+
+
+def test_deploy_names_a_broken_cdk_json_instead_of_a_traceback(cli: LocalCli, tmp_path: Path) -> None:
+    cli.ok("up", "--port", str(free_port()), "--no-plane", cwd=tmp_path)
+    for text in ('{"context": {"mlship": ', '["not", "an", "object"]'):
+        (tmp_path / "cdk.json").write_text(text)
+        done = cli.run("deploy", cwd=tmp_path)
+        assert done.returncode == 2 and "cdk.json" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -111,3 +111,24 @@ def test_any_api_mapping_is_accepted_or_refused_with_a_config_error(api: dict[st
         assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
     else:
         assert isinstance(props.settings.api, ApiConfig)
+
+
+def test_a_new_rollout_strategy_in_a_prop_replaces_the_profiles_rollout():
+    staging = mlship_cdk.ImportedRegistry(build_config("staging", {}), KEY_ARN)
+    assert staging.settings.endpoint.rollout.strategy == "CANARY"
+    linear = mlship_cdk.ModelEndpointProps(registry=staging, endpoint={
+        "rollout": {"strategy": "LINEAR", "linear_step": {"value": 50}}})
+    assert linear.settings.endpoint.rollout.strategy == "LINEAR"
+    prod = mlship_cdk.ImportedRegistry(build_config("prod", {}), KEY_ARN)
+    canary = mlship_cdk.PredictFunctionProps(registry=prod, api={"rollout": {"strategy": "CANARY", "percentage": 5}})
+    assert canary.settings.api.rollout == build_config("dev", {"api": {"rollout": {
+        "strategy": "CANARY", "percentage": 5}}}).api.rollout  # no interval left over from prod's LINEAR
+    kept = mlship_cdk.PredictFunctionProps(registry=prod, api={"rollout": {"percentage": 20}})  # no strategy: merged
+    assert (kept.settings.api.rollout.strategy, kept.settings.api.rollout.percentage) == ("LINEAR", 20)
+
+
+@pytest.mark.parametrize(("settings_", "key_arn"), [({"env": "dev"}, KEY_ARN), (None, KEY_ARN), ("dev", "")])
+def test_an_imported_registry_checks_what_it_is_given(settings_: Any, key_arn: str):
+    real = build_config("dev", {})
+    with pytest.raises(TypeError):
+        mlship_cdk.ImportedRegistry(real if settings_ == "dev" else settings_, key_arn)
