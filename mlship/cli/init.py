@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -14,7 +15,10 @@ TEMPLATES = {"app.py": "app.py.j2", "train.py": "train.py.j2", "README.md": "REA
              ".gitignore": "gitignore.j2"}
 
 
-def project_cdk_json(model: str, prefix: str, owner: str) -> dict[str, object]:
+LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # written into train.py as a string literal
+
+
+def project_cdk_json(model: str, prefix: str, owner: str, label: str = "churned") -> dict[str, object]:
     """The project's cdk.json: the app command, the CDK feature flags mlship is tested with, and
     the mlship settings of three environments."""
     from mlship.resources import data_path
@@ -22,7 +26,8 @@ def project_cdk_json(model: str, prefix: str, owner: str) -> dict[str, object]:
     shipped = json.loads(data_path("cdk.json").read_text(encoding="utf-8"))["context"]
     flags = {key: value for key, value in shipped.items() if key not in CONTEXT_KEPT_OUT}
     settings = {
-        "common": {"prefix": prefix, "model": {"name": model}, "tags": {"owner": owner}},
+        "common": {"prefix": prefix, "model": {"name": model}, "tags": {"owner": owner},
+                   "retrain": {"label": label}},
         # staging and prod schedule batch scoring: the workers' wheels are built at synthesis (pip)
         "environments": {"dev": {}, "staging": {"batch": {"build_dependencies": True}},
                          "prod": {"monitoring": {"schedule": "rate(1 hour)"}, "batch": {"build_dependencies": True}}},
@@ -39,12 +44,15 @@ def render(name: str, **values: str) -> str:
     return env.get_template(name).render(**values)
 
 
-def _check_names(model: str, prefix: str) -> None:
+def _check_names(model: str, prefix: str, label: str, owner: str) -> None:
     """Refuse names the configuration would refuse, with its message (before anything is written)."""
     from mlship.config import ConfigError, build_config
 
+    if not LABEL.match(label):
+        fail(f"--label {label!r}: a column name of letters, digits and '_' (not starting with a digit)", code=2)
     try:
-        build_config("dev", {"prefix": prefix, "model": {"name": model}})
+        build_config("dev", {"prefix": prefix, "model": {"name": model}, "tags": {"owner": owner},
+                             "retrain": {"label": label}})
     except ConfigError as exc:
         fail("; ".join(exc.problems), code=2)
 
@@ -56,12 +64,12 @@ def init(directory: Path = typer.Argument(..., help="The project folder to creat
          owner: str = typer.Option("ml-platform", "--owner", help="The owner tag on every resource.")) -> None:
     """Scaffold a project: app.py (mlship's CDK constructs), cdk.json (settings per environment),
     train.py (a trainer that exports a signed bundle) and a README."""
-    _check_names(model, prefix)
+    _check_names(model, prefix, label, owner)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         fail(f"{directory} exists and is not an empty folder: choose a new one", code=2)
     values = {"model": model, "label": label, "stack_prefix": prefix.capitalize()}
     files = {target: render(template, **values) for target, template in TEMPLATES.items()}
-    files["cdk.json"] = json.dumps(project_cdk_json(model, prefix, owner), indent=2) + "\n"
+    files["cdk.json"] = json.dumps(project_cdk_json(model, prefix, owner, label), indent=2) + "\n"
     directory.mkdir(parents=True, exist_ok=True)
     for target, text in files.items():
         (directory / target).write_text(text, encoding="utf-8")
