@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mlship.batch.storage import BatchError
+
+from mlship.config import iana_zone
 
 PARTITION_KEY = "date"
 MAX_BACKFILL_DAYS = 366
@@ -33,9 +34,9 @@ def logical_date(scheduled_time: str, timezone: str = "UTC", offset_days: int = 
     if moment.tzinfo is None:
         raise BatchError(f"--logical-time {scheduled_time!r}: give a time zone (Z or +HH:MM)")
     try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, a too-long name
-        raise BatchError(f"--timezone {timezone!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        zone = iana_zone(timezone)
+    except ValueError as exc:
+        raise BatchError(f"--timezone {exc}") from None
     if not 0 <= offset_days <= 31:
         raise BatchError(f"--date-offset-days {offset_days}: between 0 and 31")
     return moment.astimezone(zone).date() - timedelta(days=offset_days)

@@ -63,6 +63,16 @@ _PINNED = re.compile(r"^(mlship://(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,127})/(?P
                      r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz)$")
 
 
+def iana_zone(name: str) -> Any:
+    """The ``zoneinfo.ZoneInfo`` called ``name``; ValueError naming it when there is none."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # not found (a KeyError), malformed, a folder of zones
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+
+
 def _extra_env(value: dict[str, str], reserved: tuple[str, ...]) -> dict[str, str]:
     for key in value:
         if not _ENV_NAME.match(key) or key.startswith("AWS_"):
@@ -385,12 +395,7 @@ class BatchConfig(_Strict):
     @field_validator("schedule_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(value)
-        except (KeyError, ValueError, OSError):  # not found (a KeyError), malformed, a folder of zones
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        iana_zone(value)
         return value
 
     @field_validator("release_label")
@@ -671,6 +676,21 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return out
 
 
+def replaces_rollout(override: Any) -> bool:
+    """Whether a section override names a rollout ``strategy``: its rollout then replaces the
+    base's instead of merging into it (another strategy's fields would not validate)."""
+    return "strategy" in _mapping(_mapping(override).get("rollout"))
+
+
+def merge_section(base: dict[str, Any], override: Any) -> Any:
+    """``override`` merged over the settings section ``base`` (see :func:`replaces_rollout`); a
+    non-mapping ``override`` is returned as is, for pydantic to name the shape it wanted."""
+    if not isinstance(override, dict):
+        return override
+    kept = {k: v for k, v in base.items() if not (k == "rollout" and replaces_rollout(override))}
+    return deep_merge(kept, override)
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     """``value`` when it is a dict, else empty (pydantic then names the wrongly typed section)."""
     return value if isinstance(value, dict) else {}
@@ -687,9 +707,8 @@ def build_config(env: str, data: dict[str, Any]) -> MlshipConfig:
         raise ConfigError(env, [f"profile: {profile!r} is not one of {', '.join(ENVIRONMENTS)} (the defaults "
                                 "an environment starts from)"])
     defaults = copy.deepcopy(ENV_DEFAULTS[profile])
-    for section in ("endpoint", "api"):  # a new strategy replaces the default rollout, not merges
-        rollout = _mapping(_mapping(data.get(section)).get("rollout"))
-        if "strategy" in rollout:
+    for section in ("endpoint", "api"):
+        if replaces_rollout(data.get(section)):
             defaults.get(section, {}).pop("rollout", None)
     merged = deep_merge(defaults, data)
     merged["env"], merged["profile"] = env, profile
@@ -779,15 +798,7 @@ def with_sections(cfg: MlshipConfig, sections: dict[str, BaseModel | dict[str, A
     for name, value in sections.items():
         if name not in SECTIONS:
             raise ConfigError(cfg.env, [f"{name}: not a settings section (one of {', '.join(SECTIONS)})"])
-        if isinstance(value, BaseModel):
-            data[name] = value.model_dump(mode="json")
-        elif isinstance(value, dict):
-            current = dict(data[name])
-            if isinstance(value.get("rollout"), dict) and "strategy" in value["rollout"]:
-                current.pop("rollout", None)  # a new strategy replaces the rollout, as in build_config
-            data[name] = deep_merge(current, value)
-        else:
-            data[name] = value  # pydantic names the type it wanted, with an example
+        data[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else merge_section(data[name], value)
     try:
         return MlshipConfig.model_validate(data)
     except ValidationError as exc:
