@@ -971,15 +971,17 @@ def project_cdk_json(cdk_json: Path | None = None) -> Path | None:
     return local if local.is_file() else None
 
 
-def load_project_config(env: str | None = None, cdk_json: Path | None = None) -> MlshipConfig:
+def load_project_config(env: str | None = None, cdk_json: Path | None = None,
+                        overrides: dict[str, str] | None = None) -> MlshipConfig:
     """The config of ``env`` as the CDK app builds it from ``cdk.json`` (see :func:`project_cdk_json`).
 
     ``env`` defaults to the context's ``env``, then ``dev``. Without a ``cdk.json`` the built-in
     defaults apply; a named file that is missing or unreadable raises :class:`ConfigError`.
+    ``overrides`` are context values as ``cdk -c KEY=VALUE`` gives them (``env``, ``mlship:a.b``).
     """
     path = project_cdk_json(cdk_json)
     if path is None:
-        return load_config(env or "dev", {})
+        return load_config(env or (overrides or {}).get("env") or "dev", dict(overrides or {}))
     label = env or "?"
     if not _is_file(path):
         source = "" if cdk_json is not None else f" (from ${CDK_JSON_ENV})"
@@ -991,6 +993,7 @@ def load_project_config(env: str | None = None, cdk_json: Path | None = None) ->
     context = doc.get("context", {}) if isinstance(doc, dict) else None
     if not isinstance(context, dict):
         raise ConfigError(label, [f"cdk.json: {path} must be an object whose \"context\" is an object"])
+    context = {**context, **(overrides or {})}
     chosen = env or context.get("env") or "dev"
     if not isinstance(chosen, str):
         raise ConfigError(str(chosen), [f"env: {chosen!r} in {path} is not an environment name"])

@@ -135,8 +135,6 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
                                              "(repeatable), e.g. mlship:assets.lambda_code=source."),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Deploy rehearsal: bootstrap the local AWS and `cdk deploy --all` the project's app to it."""
-    import boto3
-
     from mlship.config import ConfigError
     from mlship.local import deploy as rehearsal
     from mlship.local import environment as local
@@ -144,12 +142,10 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
     state = local.running_state()
     if state is None:
         fail("local AWS is not running: run `mlship local up`", code=2)
-    from pathlib import Path
+    from mlship.config import CDK_JSON_ENV, project_cdk_json
 
-    from mlship.config import CDK_JSON_ENV
-
-    named = os.environ.get(CDK_JSON_ENV)
-    cdk_json = Path(named) if named else local.find_project_cdk_json()
+    # $MLSHIP_CDK_JSON first, else the nearest project's, as `local up` finds it
+    cdk_json = project_cdk_json() if os.environ.get(CDK_JSON_ENV) else local.find_project_cdk_json()
     if cdk_json is None:
         fail("no cdk.json with an mlship context here or in a parent folder: run this in a project "
              "(`mlship init DIR` creates one)", code=2)
@@ -157,16 +153,11 @@ def deploy(stacks: list[str] = typer.Argument(None, help="Stacks to deploy (defa
         cfg = _deployed_config(cdk_json, env, context)
     except ConfigError as exc:
         fail(str(exc), code=2)
-    region = local.env_exports(state)["AWS_REGION"]
-
-    def client(service: str) -> object:
-        return boto3.client(service, endpoint_url=state["endpoint_url"], region_name=region,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
+    url, region = state["endpoint_url"], local.env_exports(state)["AWS_REGION"]
     try:
-        done = rehearsal.rehearse(cdk_json.parent, _target(cfg), state["endpoint_url"], region, context,
-                                  echo=lambda line: typer.echo(line, err=as_json), client=client,
-                                  stacks=stacks or ())
+        done = rehearsal.rehearse(cdk_json.parent, _target(cfg), url, region, context,
+                                  echo=lambda line: typer.echo(line, err=as_json), stacks=stacks or (),
+                                  account=state.get("account"))
     except rehearsal.RehearsalError as exc:
         fail(str(exc))
     if as_json:
@@ -192,21 +183,15 @@ def _target(cfg: Any) -> Any:
 
 def _deployed_config(cdk_json: Any, env: str | None, context: list[str]) -> Any:
     """The settings the deploy synthesizes: cdk.json's context with the ``-c KEY=VALUE`` pairs."""
-    from mlship.config import ConfigError, load_config
+    from mlship.config import ConfigError, load_project_config
 
-    try:
-        doc = json.loads(cdk_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # a missing file, bad UTF-8 or bad JSON
-        raise ConfigError(env or "?", [f"cdk.json: {cdk_json} is not readable JSON ({exc})"]) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("context", {}), dict):
-        raise ConfigError(env or "?", [f"cdk.json: {cdk_json} must be an object whose \"context\" is an object"])
-    merged = dict(doc.get("context") or {})
+    overrides = {}
     for pair in context:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(env or "?", [f"-c {pair!r}: expected KEY=VALUE"])
-        merged[key] = value
-    return load_config(str(env or merged.get("env") or "dev"), merged, base_dir=cdk_json.parent)
+        overrides[key] = value
+    return load_project_config(env, cdk_json, overrides)
 
 
 def register(app: typer.Typer) -> None:

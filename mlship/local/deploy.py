@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from mlship.errors import MlshipError
+from mlship.local.environment import LOCAL_CREDENTIALS, aws_client, local_account
 
 CDK_CLI_ENV = "MLSHIP_CDK_CLI"  # e.g. "npx --yes aws-cdk@2" or a path to node_modules/.bin/cdk
-LOCAL_ACCOUNT = "123456789012"  # moto's account
 QUIET_CLI = {"CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "true", "CI": "true",
              "FORCE_COLOR": "0", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1"}
 
@@ -73,8 +73,8 @@ def cli_environment(moto_url: str, region: str) -> dict[str, str]:
     """This process's environment pointed at moto alone (no AWS_*/CDK_* of the caller's shell)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
     env.update(QUIET_CLI)
-    env.update({"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_REGION": region, "AWS_DEFAULT_REGION": region, "AWS_EC2_METADATA_DISABLED": "true"})
+    env.update({"AWS_ENDPOINT_URL": moto_url, **LOCAL_CREDENTIALS, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+                "AWS_EC2_METADATA_DISABLED": "true"})
     return env
 
 
@@ -104,16 +104,17 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: dict[str, str], echo: Callab
 
 
 def rehearse(project: Path, target: Target, moto_url: str, region: str, context: Sequence[str],
-             echo: Callable[[str], None], client: Callable[[str], Any], stacks: Sequence[str] = ()) -> Rehearsal:
+             echo: Callable[[str], None], stacks: Sequence[str] = (), account: str | None = None) -> Rehearsal:
     """Bootstrap the local account and deploy ``stacks`` (default: every stack) of the app in
-    ``project`` with the ``-c`` ``context`` pairs.
+    ``project`` with the ``-c`` ``context`` pairs (``account``: the local AWS's, else asked of its STS).
 
     A deploy of every stack first checks the deployed-model parameters; naming stacks skips that
     check, for the first deploy's order (the stack that owns the data bucket, then a registered
     and pinned model, then the rest).
     """
     try:
-        missing = [] if stacks else missing_model_parameters(target, client("ssm"))
+        missing = [] if stacks else missing_model_parameters(target, aws_client("ssm", moto_url, region))
+        account = account or local_account(moto_url, region)
     except Exception as exc:  # botocore: the local AWS stopped answering (stale state)
         raise RehearsalError(f"the local AWS at {moto_url} does not answer ({exc}): run `mlship local up`") from None
     if missing:
@@ -122,7 +123,7 @@ def rehearse(project: Path, target: Target, moto_url: str, region: str, context:
                              f"--env {target.env}` (what a first deploy to an account needs too)")
     env = cli_environment(moto_url, region)
     with tempfile.TemporaryDirectory(prefix="mlship-bootstrap-") as elsewhere:  # no cdk.json: no synthesis
-        run_cli(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{region}"], cwd=Path(elsewhere), env=env, echo=echo)
+        run_cli(["bootstrap", f"aws://{account}/{region}"], cwd=Path(elsewhere), env=env, echo=echo)
     options = [arg for pair in context for arg in ("-c", pair)]
     with tempfile.TemporaryDirectory(prefix="assembly-", dir=project) as assembly:
         run_cli(["deploy", *(stacks or ["--all"]), "--require-approval", "never", "--method=direct", "--progress",
@@ -132,7 +133,7 @@ def rehearse(project: Path, target: Target, moto_url: str, region: str, context:
     deployed = [name for name in synthesized
                 if not stacks or any(fnmatch.fnmatchcase(name, p) or p.endswith(f"/{name}") for p in stacks)]
     try:
-        return _described(client("cloudformation"), deployed or list(stacks))
+        return _described(aws_client("cloudformation", moto_url, region), deployed or list(stacks))
     except RehearsalError:
         raise
     except Exception as exc:  # botocore connection errors

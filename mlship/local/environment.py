@@ -307,7 +307,8 @@ def find_project_cdk_json(start: Path | None = None) -> Path | None:
     return None
 
 
-def _aws_client(service: str, url: str, region: str) -> Any:
+def aws_client(service: str, url: str, region: str) -> Any:
+    """A boto3 client of the local AWS at ``url`` with its credentials (a fresh session: no caller's profile)."""
     import boto3
 
     return boto3.session.Session().client(service, endpoint_url=url, region_name=region,
@@ -317,12 +318,12 @@ def _aws_client(service: str, url: str, region: str) -> Any:
 
 def local_account(url: str, region: str = DEFAULT_REGION) -> str:
     """The account id the local AWS answers as (moto's STS ``GetCallerIdentity``)."""
-    return str(_aws_client("sts", url, region).get_caller_identity()["Account"])
+    return str(aws_client("sts", url, region).get_caller_identity()["Account"])
 
 
 def ensure_buckets(url: str, region: str, names: Sequence[str]) -> list[str]:
     """Create each bucket in ``names`` that does not exist yet; return the ones created."""
-    s3 = _aws_client("s3", url, region)
+    s3 = aws_client("s3", url, region)
     existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
     created = []
     for name in dict.fromkeys(names):
