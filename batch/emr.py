@@ -177,8 +177,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
         args += ["--format", fmt]
     if id_column:
         args += ["--id-column", id_column]
-    conf = _spark_conf(uploaded, python_executable, extra_conf)
-    params = " ".join(f"--conf {k}={v}" for k, v in conf.items())
+    params = spark_submit_parameters(uploaded["code"], uploaded.get("deps"), python_executable, extra_conf)
     token = hashlib.sha256("|".join([application_id, *args, params]).encode()).hexdigest()[:32]
     request: dict[str, Any] = {
         "applicationId": application_id, "executionRoleArn": execution_role_arn, "clientToken": token,
@@ -225,12 +224,13 @@ def _upload_model(model: str, work: Path, root: str) -> str:
     return _upload(packed, f"{root}/models/{_sha12(packed)}.tar.gz")
 
 
-def _spark_conf(uploaded: dict[str, str], python_executable: str | None,
-                extra_conf: dict[str, str] | None) -> dict[str, str]:
-    """The job's Spark settings: shipped code, the deps archive on PYTHONPATH, the Python to run."""
-    conf = {"spark.submit.pyFiles": uploaded["code"]}
-    if "deps" in uploaded:
-        conf.update({"spark.archives": f"{uploaded['deps']}#deps",
+def spark_submit_parameters(code_uri: str, deps_uri: str | None = None, python_executable: str | None = None,
+                            extra_conf: dict[str, str] | None = None) -> str:
+    """The job's ``sparkSubmitParameters``: shipped code, the deps archive on PYTHONPATH, the Python
+    to run (the same for ``mlship batch submit`` and the Batch stack's schedule)."""
+    conf = {"spark.submit.pyFiles": code_uri}
+    if deps_uri:
+        conf.update({"spark.archives": f"{deps_uri}#deps",
                      "spark.executorEnv.PYTHONPATH": "./deps",
                      "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
     if python_executable:
@@ -238,7 +238,7 @@ def _spark_conf(uploaded: dict[str, str], python_executable: str | None,
                      "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": python_executable,
                      "spark.executorEnv.PYSPARK_PYTHON": python_executable})
     conf.update(extra_conf or {})
-    return conf
+    return " ".join(f"--conf {k}={v}" for k, v in conf.items())
 
 
 def status(application_id: str, job_run_id: str) -> dict[str, Any]:

@@ -127,11 +127,9 @@ def start_job_run_request(cfg: MlshipConfig, *, application_id: str, role_arn: s
     ``batch/score.py`` read ``input_prefix/date=D/`` and commit run ``D``, so a retried tick
     replaces its own output; ``ClientToken`` (the execution id) makes a retried StartJobRun one run.
     """
+    from mlship.batch.emr import spark_submit_parameters
+
     b = cfg.batch
-    conf = {"spark.submit.pyFiles": code_url}
-    if deps_url:
-        conf.update({"spark.archives": f"{deps_url}#deps", "spark.executorEnv.PYTHONPATH": "./deps",
-                     "spark.emr-serverless.driverEnv.PYTHONPATH": "./deps"})
     return {
         "ApplicationId": application_id,
         "ExecutionRoleArn": role_arn,
@@ -145,7 +143,7 @@ def start_job_run_request(cfg: MlshipConfig, *, application_id: str, role_arn: s
                 "--logical-time", "<aws.scheduler.scheduled-time>", "--timezone", b.schedule_timezone,
                 "--date-offset-days", str(b.date_offset_days),
                 "--format", b.format, "--s3-mode", "direct", "--no-progress"],
-            "SparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in conf.items())}},
+            "SparkSubmitParameters": spark_submit_parameters(code_url, deps_url)}},
         "ConfigurationOverrides": {"MonitoringConfiguration": {"S3MonitoringConfiguration": {
             "LogUri": f"s3://{bucket}/{BATCH_LOGS_PREFIX}"}}},
     }
