@@ -64,3 +64,12 @@ def data_path(name: str) -> Path:
 def output_root() -> Path:
     """Where build outputs (``build/...``) go by default: the checkout, else the current directory."""
     return checkout_root() or Path.cwd()
+
+
+def cdk_feature_flags() -> dict[str, object]:
+    """The CDK feature flags of the shipped ``cdk.json`` (its context without mlship's own ``env``
+    and ``mlship`` settings): what the constructs are tested with, for apps and projects to start from."""
+    import json
+
+    context = json.loads(data_path("cdk.json").read_text(encoding="utf-8"))["context"]
+    return {key: value for key, value in context.items() if key not in ("env", "mlship")}

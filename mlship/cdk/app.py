@@ -10,10 +10,8 @@ always a construct, ``Retrain``). A user's app may instead put the constructs it
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import aws_cdk as cdk
 from constructs import Construct
@@ -35,7 +33,6 @@ from mlship.cdk.props import (
 )
 from mlship.cdk.registry import ModelRegistry
 from mlship.config import MlshipConfig, load_config
-from mlship.resources import data_path
 
 CONTEXT_KEYS = ("mlship", "config")  # and every "mlship:<dotted.path>" override
 
@@ -112,11 +109,6 @@ def add_environment(app: cdk.App, cfg: MlshipConfig) -> dict[str, cdk.Stack]:
     if "endpoint" in stacks and cfg.api.backend == "sagemaker":
         stacks["api"].add_stack_dependency(stacks["endpoint"])
     return stacks
-
-
-def cdk_json_context() -> dict[str, Any]:
-    """The context of the shipped ``cdk.json`` (feature flags and the mlship section), for apps built in Python."""
-    return dict(json.loads(data_path("cdk.json").read_text())["context"])
 
 
 def build_app(configs: list[MlshipConfig], app: cdk.App | None = None) -> cdk.App:

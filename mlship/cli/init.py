@@ -10,7 +10,6 @@ import typer
 
 from mlship.cli.common import fail
 
-CONTEXT_KEPT_OUT = ("env", "mlship")  # the shipped cdk.json's own settings; the rest are CDK feature flags
 TEMPLATES = {"app.py": "app.py.j2", "train.py": "train.py.j2", "README.md": "README.md.j2",
              ".gitignore": "gitignore.j2"}
 
@@ -21,10 +20,8 @@ LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # written into train.py as
 def project_cdk_json(model: str, prefix: str, owner: str, label: str = "churned") -> dict[str, object]:
     """The project's cdk.json: the app command, the CDK feature flags mlship is tested with, and
     the mlship settings of three environments."""
-    from mlship.resources import data_path
+    from mlship.resources import cdk_feature_flags
 
-    shipped = json.loads(data_path("cdk.json").read_text(encoding="utf-8"))["context"]
-    flags = {key: value for key, value in shipped.items() if key not in CONTEXT_KEPT_OUT}
     settings = {
         "common": {"prefix": prefix, "model": {"name": model}, "tags": {"owner": owner},
                    "retrain": {"label": label}},
@@ -32,7 +29,8 @@ def project_cdk_json(model: str, prefix: str, owner: str, label: str = "churned"
         "environments": {"dev": {}, "staging": {"batch": {"build_dependencies": True}},
                          "prod": {"monitoring": {"schedule": "rate(1 hour)"}, "batch": {"build_dependencies": True}}},
     }
-    return {"app": "python app.py", "output": "cdk.out", "context": {"env": "dev", "mlship": settings, **flags}}
+    return {"app": "python app.py", "output": "cdk.out",
+            "context": {"env": "dev", "mlship": settings, **cdk_feature_flags()}}
 
 
 def render(name: str, **values: str) -> str:

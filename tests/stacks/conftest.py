@@ -90,10 +90,10 @@ def configs() -> dict[str, Any]:
 def _synthesize(outdir: Path) -> None:
     import aws_cdk as cdk
 
-    from mlship.cdk.app import build_app, cdk_json_context
+    from mlship.cdk.app import build_app
+    from mlship.resources import cdk_feature_flags
 
-    context = {k: v for k, v in cdk_json_context().items() if k not in ("env", "mlship")}
-    app = cdk.App(outdir=str(outdir), context=context)
+    app = cdk.App(outdir=str(outdir), context=cdk_feature_flags())
     build_app(synth_configs(), app)
     app.synth()
 
