@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from typing import Any
 
 
 class MissingExtra(ModuleNotFoundError):
@@ -62,13 +63,18 @@ def extras_providing(module: str) -> list[str]:
     return [extra for extra, modules in EXTRA_MODULES.items() if top in modules]
 
 
+def _longest_match(table: dict[tuple[str, ...], Any], command: Sequence[str]) -> Any:
+    """The value of the longest key of ``table`` that ``command`` starts with, or None."""
+    for length in range(len(command), 0, -1):
+        value = table.get(tuple(command[:length]))
+        if value is not None:
+            return value
+    return None
+
+
 def command_extra(command: Sequence[str]) -> str | None:
     """The extra the job of ``command`` (e.g. ``("shadow", "report")``) needs, if it has one."""
-    for length in range(len(command), 0, -1):
-        extra = COMMAND_EXTRAS.get(tuple(command[:length]))
-        if extra is not None:
-            return extra
-    return None
+    return _longest_match(COMMAND_EXTRAS, command)
 
 
 def missing_extra(module: str, command: Sequence[str] = ()) -> str | None:
@@ -91,8 +97,8 @@ def missing_extra_message(module: str, command: Sequence[str] = ()) -> str | Non
     if extra is None:
         return None
     what = " ".join(("mlship", *command))
-    extras = next((group for words, group in COMMAND_EXTRA_SETS.items()
-                   if tuple(command[:len(words)]) == words and extra in group), (extra,))
+    group = _longest_match(COMMAND_EXTRA_SETS, command)
+    extras = group if group is not None and extra in group else (extra,)
     if len(extras) > 1:
         named = " and ".join(f"'{e}'" for e in extras)
         return f"{what} needs the {named} extras: pip install 'mlship[{','.join(extras)}]'"
