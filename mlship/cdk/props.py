@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -60,26 +60,27 @@ class ImportedRegistry:
             raise TypeError("key_arn must be the ARN (or a CDK token) of the registry's KMS key")
 
 
-def _effective(registry: RegistryRef, sections: dict[str, Section | None]) -> MlshipConfig:
-    given = {name: dict(value) if isinstance(value, Mapping) else value
-             for name, value in sections.items() if value is not None}
-    return with_sections(registry.settings, given) if given else registry.settings
+def _with_section(settings: MlshipConfig, name: str, value: Section | None) -> MlshipConfig:
+    """``settings`` with section ``name`` replaced or updated by ``value`` (None: unchanged)."""
+    if value is None:
+        return settings
+    return with_sections(settings, {name: dict(value) if isinstance(value, Mapping) else value})
 
 
 @dataclass(frozen=True)
 class _ConstructProps:
-    """The registry a construct uses; ``settings`` is the environment with this construct's section applied."""
+    """The registry a construct uses; ``settings`` is the environment with this construct's section
+    (the field named by ``SECTION``) applied."""
 
+    SECTION: ClassVar[str]
     registry: RegistryRef
     settings: MlshipConfig = field(init=False, repr=False)
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {}
 
     def __post_init__(self) -> None:
         if not isinstance(self.registry, RegistryRef):
             raise TypeError(f"registry must be a ModelRegistry or an ImportedRegistry, not {type(self.registry)}")
-        object.__setattr__(self, "settings", _effective(self.registry, self._sections()))
+        object.__setattr__(self, "settings", _with_section(self.registry.settings, self.SECTION,
+                                                           getattr(self, self.SECTION)))
 
     @property
     def key_arn(self) -> str:
@@ -98,59 +99,47 @@ class ModelRegistryProps:
         if not isinstance(self.settings, MlshipConfig):
             raise TypeError("settings must be an MlshipConfig (mlship.cdk.settings_from_context or "
                             f"mlship.config.build_config), not {type(self.settings).__name__}")
-        if self.storage is not None:
-            storage = dict(self.storage) if isinstance(self.storage, Mapping) else self.storage
-            object.__setattr__(self, "settings", with_sections(self.settings, {"storage": storage}))
+        object.__setattr__(self, "settings", _with_section(self.settings, "storage", self.storage))
 
 
 @dataclass(frozen=True)
 class PredictFunctionProps(_ConstructProps):
     """The predict Lambda: ``api`` (memory, capture, rollout, Function URL or API Gateway)."""
 
+    SECTION: ClassVar[str] = "api"
     api: ApiConfig | Mapping[str, Any] | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"api": self.api}
 
 
 @dataclass(frozen=True)
 class ModelEndpointProps(_ConstructProps):
     """The SageMaker endpoint: ``endpoint`` (variants, shadow, serverless, rollout, alarms)."""
 
+    SECTION: ClassVar[str] = "endpoint"
     endpoint: EndpointConfig | Mapping[str, Any] | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"endpoint": self.endpoint}
 
 
 @dataclass(frozen=True)
 class BatchScoringProps(_ConstructProps):
     """The EMR Serverless application and schedule: ``batch``."""
 
+    SECTION: ClassVar[str] = "batch"
     batch: BatchConfig | Mapping[str, Any] | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"batch": self.batch}
 
 
 @dataclass(frozen=True)
 class EdgeFleetProps(_ConstructProps):
     """The IoT thing group, device access and rollout job template: ``edge``."""
 
+    SECTION: ClassVar[str] = "edge"
     edge: EdgeConfig | Mapping[str, Any] | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"edge": self.edge}
 
 
 @dataclass(frozen=True)
 class ModelMonitorProps(_ConstructProps):
     """The scheduled monitor Lambda and its alarms: ``monitoring``."""
 
+    SECTION: ClassVar[str] = "monitoring"
     monitoring: MonitoringConfig | Mapping[str, Any] | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"monitoring": self.monitoring}
 
 
 @dataclass(frozen=True)
@@ -158,8 +147,6 @@ class RetrainingPipelineProps(_ConstructProps):
     """The retraining state machine: ``retrain``; ``endpoint_role_arn`` lets its release step
     create SageMaker models with the endpoint's execution role (:attr:`ModelEndpoint.role`)."""
 
+    SECTION: ClassVar[str] = "retrain"
     retrain: RetrainConfig | Mapping[str, Any] | None = None
     endpoint_role_arn: str | None = None
-
-    def _sections(self) -> dict[str, Section | None]:
-        return {"retrain": self.retrain}
