@@ -1,4 +1,4 @@
-"""The batch scoring job: read, score through the shared Predictor in ``mapInPandas``, reconcile, commit.
+"""The batch scoring job: read, score through the shared Predictor in an ``arrow_udf``, reconcile, commit.
 
 Driver side only (imports pyspark). The per-row work lives in :mod:`batch.worker`.
 
@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -209,25 +210,6 @@ def _count_input(frame: Any, uri: str) -> int:
                          "same columns in the same order") from None
 
 
-def _output_schema(input_schema: Any, predictor: Any, probability_columns: list[str]) -> Any:
-    from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
-
-    fields = list(input_schema.fields)
-    if predictor.task == "classification":
-        label_type = {"boolean": BooleanType(), "Int64": LongType()}.get(worker.label_dtype(predictor),
-                                                                         StringType())
-        fields.append(StructField(worker.PREDICTION, label_type, True))
-        fields += [StructField(name, DoubleType(), True) for name in probability_columns]
-    else:
-        fields.append(StructField(worker.PREDICTION, DoubleType(), True))
-    fields += [StructField(worker.MODEL_NAME, StringType(), False),
-               StructField(worker.MODEL_VERSION, StringType(), False),
-               StructField(worker.REASON, StringType(), True),
-               StructField(worker.ERROR_KINDS, StringType(), True),
-               StructField(worker.STATUS, StringType(), False)]
-    return StructType(fields)
-
-
 def _probability_columns(predictor: Any) -> list[str]:
     if predictor.task != "classification" or not predictor.classes:
         return []
@@ -340,10 +322,13 @@ def _session(cfg: JobConfig, spark: Any, archive: Path) -> Any:
     """The Spark session (given or started) with the Arrow batch size set and the bundle shipped."""
     from mlship.batch.spark import get_session
 
-    batch_rows = str(cfg.max_records_per_batch)
-    spark = spark or get_session(cfg.master, conf={
-        "spark.sql.execution.arrow.maxRecordsPerBatch": batch_rows, **cfg.spark_conf})
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch_rows)
+    runtime_conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.max_records_per_batch),
+                    # one open writer per status value instead of sorting every task's rows by status
+                    "spark.sql.maxConcurrentOutputFileWriters": "2"}
+    spark = spark or get_session(cfg.master, conf={**runtime_conf, **cfg.spark_conf})
+    for key, value in runtime_conf.items():
+        if key not in cfg.spark_conf:
+            spark.conf.set(key, value)
     sc = spark.sparkContext
     if archive.name not in {Path(f).name for f in sc.listFiles}:
         sc.addFile(str(archive))
@@ -379,7 +364,12 @@ def _with_row_id(frame: Any, id_column: str | None) -> Any:
 
 
 def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fields: int) -> tuple[Any, Any, Any]:
-    """The lazily scored frame (``mapInPandas``), its counts accumulator and its drift accumulator."""
+    """The lazily scored frame, its counts accumulator and its drift accumulator.
+
+    An ``arrow_udf`` scores the feature columns (and, for CSV, the corrupt-record column) and
+    returns a struct of the computed columns; every other column stays in Spark. The UDF is
+    nondeterministic so that the optimizer never evaluates it twice for the struct's fields.
+    """
     from mlship.batch.accumulators import PartitionsParam
 
     predictor = model.predictor
@@ -392,11 +382,31 @@ def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fie
                              threads=cfg.threads, text_input=fmt == "csv", numeric_fields=numeric,
                              probability_columns=tuple(probability_columns), task=predictor.task,
                              drift=cfg.drift, malformed_column=MALFORMED if fmt == "csv" else None,
-                             csv_fields=csv_fields)
-    out_schema = _output_schema(frame.drop(MALFORMED).schema, predictor, probability_columns)
-    scored = frame.mapInPandas(partial(worker.score_partition, spec=spec, counters=counters,
-                                       drift_acc=drift_acc, profile=profile), out_schema)
-    return scored, counters, drift_acc
+                             csv_fields=csv_fields, input_columns=tuple(predictor.schema.names))
+    body = partial(worker.score_batches, spec=spec, counters=counters, drift_acc=drift_acc, profile=profile)
+    return _scored_frame(frame, body, spec, predictor), counters, drift_acc
+
+
+def _scored_frame(frame: Any, body: Any, spec: worker.WorkerSpec, predictor: Any) -> Any:
+    """``frame``'s columns, then the UDF's outputs, the model's identity and the row's status."""
+    from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql.functions import ArrowUDFType, arrow_udf
+
+    label_type = {"boolean": "boolean", "Int64": "bigint"}.get(worker.label_dtype(predictor), "string")
+    fields = worker.result_fields(spec, label_type)
+    result_type = "struct<" + ", ".join(f"`{name}`: {kind}" for name, kind in fields) + ">"
+    with warnings.catch_warnings():  # pyspark prefers type hints, which a partial does not carry
+        warnings.filterwarnings("ignore", message=".*type hints for arrow UDF", category=UserWarning)
+        udf = arrow_udf(body, result_type, ArrowUDFType.SCALAR_ITER)
+    inputs = [F.col(f"`{name}`") for name in (*spec.input_columns, *([MALFORMED] if spec.malformed_column else []))]
+    result = "_mlship_result"
+    kept = [F.col(f"`{c}`") for c in frame.columns if c != MALFORMED]
+    with_result = frame.select(*kept, udf.asNondeterministic()(*inputs).alias(result))
+    outputs = [F.col(f"{result}.`{name}`").alias(name) for name, _ in fields if name != worker.SCORED]
+    status = F.when(F.col(f"{result}.`{worker.SCORED}`"), worker.SCORED).otherwise(worker.QUARANTINED)
+    return with_result.select(*kept, *outputs[:-2], F.lit(predictor.model_name).alias(worker.MODEL_NAME),
+                              F.lit(predictor.model_version).alias(worker.MODEL_VERSION), *outputs[-2:],
+                              status.alias(worker.STATUS))
 
 
 def _commit_direct(spark: Any, scored: Any, counters: Any, facts: _RunFacts) -> dict[str, Any]:

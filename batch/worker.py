@@ -1,8 +1,9 @@
-"""What runs inside Spark's Python workers: one Predictor per worker, rows in, rows out.
+"""What runs inside Spark's Python workers: one Predictor per worker, Arrow batches in and out.
 
 This module is imported by executors. It imports only numpy and the mlship core at import
-time; pandas arrives with the frames ``mapInPandas`` hands over (pyspark's own worker loads
-it) and is imported lazily inside :func:`score_partition`. No pyspark import here either:
+time; pyarrow arrives with the batches the ``arrow_udf`` hands over (pyspark's own worker loads
+it) and is imported lazily. Only the model's feature columns travel to Python and only the
+computed columns come back: Spark keeps the rest of each row. No pyspark import here either:
 the driver passes a :class:`WorkerSpec` and the accumulators in the closure.
 """
 
@@ -52,6 +53,7 @@ class WorkerSpec:
     drift: bool = True
     malformed_column: str | None = None  # CSV: Spark's corrupt-record column (wrong field count)
     csv_fields: int = 0  # CSV: the header's field count (for the malformed_row reason)
+    input_columns: tuple[str, ...] = ()  # the model's features, in the order Spark passes them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,49 +80,55 @@ def get_predictor(path: str, public_key_pem: str | None = None, threads: int = 1
         return _predictors[path]
 
 
-def _parse_text_columns(frame: Any, spec: WorkerSpec) -> dict[str, np.ndarray]:
+def _parse_text_columns(columns: dict[str, np.ndarray], spec: WorkerSpec) -> dict[str, np.ndarray]:
     """The CSV numeric columns parsed by the schema's parser (Spark reads every CSV cell as text)."""
-    return {name: parse_numeric_text(frame[name].to_numpy(dtype=object, na_value=None))
-            for name in spec.numeric_fields if name in frame.columns}
+    return {**columns, **{name: parse_numeric_text(columns[name]) for name in spec.numeric_fields
+                          if name in columns}}
 
 
-def score_frame(frame: Any, spec: WorkerSpec, predictor: Any) -> tuple[Any, dict[str, int], Any]:
-    """Score one pandas chunk; return (output chunk, counts, scored rows' feature columns).
+@dataclass(frozen=True)
+class Chunk:
+    """One scored chunk: every row's outcome, the model's outputs and the chunk's counts."""
+
+    n: int
+    outcome: _Outcome
+    prediction: Any  # Prediction of the predicted rows (None when no row validated)
+    validated: Any  # the well-formed rows' ValidatedBatch (None when there were none)
+    reasons: np.ndarray | None  # per row (None when scored); None when every row was scored
+    error_kinds: np.ndarray | None
+    counts: dict[str, int]
+
+    @property
+    def n_quarantined(self) -> int:
+        return self.n - int(self.outcome.scored.sum())
+
+
+def score_chunk(columns: dict[str, np.ndarray], spec: WorkerSpec, predictor: Any,
+                malformed_raw: np.ndarray | None = None) -> Chunk:
+    """Score one chunk's columns through the shared Predictor.
 
     Three outcomes per row: ``malformed_row`` (the CSV record does not have the header's field
-    count: never validated), an input error from the schema, ``non_finite_output`` (the model
-    emitted NaN/inf: a model-side failure), or scored.
+    count: never validated; ``malformed_raw`` holds its text, None elsewhere), an input error from
+    the schema, ``non_finite_output`` (the model emitted NaN/inf: a model-side failure), or scored.
     """
-    malformed = _malformed_mask(frame, spec)
-    out = frame.copy(deep=False)
-    if spec.malformed_column is not None:
-        del out[spec.malformed_column]
-    wellformed = out if not malformed.any() else out[~malformed]
-    result = _score(wellformed, spec, predictor)
+    n = len(next(iter(columns.values())))
+    malformed = np.zeros(n, dtype=bool) if malformed_raw is None else np.asarray(
+        [v is not None for v in malformed_raw], dtype=bool)
+    wellformed = columns if not malformed.any() else {k: v[~malformed] for k, v in columns.items()}
+    result = _score(wellformed, spec, predictor, n - int(malformed.sum()))
     outcome = _Outcome.of(result, malformed)
-    _write_outputs(out, spec, predictor, result.prediction, outcome)
-    reasons, error_kinds, kinds = _quarantine_reasons(frame, spec, result.validated, outcome)
-    out[REASON] = reasons
-    out[ERROR_KINDS] = error_kinds
-    out[STATUS] = np.where(outcome.scored, SCORED, QUARANTINED)
-    valid_columns = None
-    if spec.drift and outcome.scored.any():
-        keep = outcome.finite  # over the validated rows: NaN outputs stay out of the drift report
-        valid_columns = {k: v[result.valid][keep] for k, v in result.validated.columns.items()}
-        if result.prediction is not None:
-            valid_columns["__prediction__"] = _subset(result.prediction, keep)
-    return out, kinds, valid_columns
+    reasons, error_kinds, kinds = _quarantine_reasons(malformed_raw, spec, result.validated, outcome)
+    return Chunk(n, outcome, result.prediction, result.validated, reasons, error_kinds, kinds)
 
 
-def _score(frame: Any, spec: WorkerSpec, predictor: Any) -> Any:
-    """``Predictor.score`` of the well-formed rows (a chunk may have none: nothing to validate)."""
-    if len(frame) == 0:
+def _score(columns: dict[str, np.ndarray], spec: WorkerSpec, predictor: Any, n: int) -> Any:
+    """``Predictor.score_columns`` of the well-formed rows (a chunk may have none)."""
+    if n == 0:
         from mlship.runtime.predictor import ScoredBatch
         from mlship.runtime.schema import ValidatedBatch
 
         return ScoredBatch(ValidatedBatch({}, np.zeros(0, dtype=bool)), None)
-    data: Any = frame.assign(**_parse_text_columns(frame, spec)) if spec.text_input else frame
-    return predictor.score(data, allow_extra=True)
+    return predictor.score_columns(_parse_text_columns(columns, spec) if spec.text_input else columns)
 
 
 @dataclass(frozen=True)
@@ -135,62 +143,90 @@ class _Outcome:
 
     @classmethod
     def of(cls, result: Any, malformed: np.ndarray) -> _Outcome:
+        valid = result.valid
+        if not malformed.any() and valid.all():  # the common chunk: no index arithmetic
+            bad = np.asarray(result.non_finite, dtype=bool)
+            return cls(malformed, valid, ~bad, bad, ~bad)
         predicted = np.zeros(len(malformed), dtype=bool)
-        predicted[np.flatnonzero(~malformed)[result.valid]] = True
+        predicted[np.flatnonzero(~malformed)[valid]] = True
         bad = np.asarray(result.non_finite, dtype=bool)
         non_finite = np.zeros(len(malformed), dtype=bool)
         non_finite[np.flatnonzero(predicted)[bad]] = True
         return cls(malformed, predicted, ~bad, non_finite, predicted & ~non_finite)
 
 
-def _malformed_mask(frame: Any, spec: WorkerSpec) -> np.ndarray:
-    """Rows whose raw CSV record Spark put in the corrupt-record column (wrong field count)."""
-    if spec.malformed_column is None or spec.malformed_column not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    return frame[spec.malformed_column].notna().to_numpy(dtype=bool)
+def result_fields(spec: WorkerSpec, label_type: str) -> list[tuple[str, str]]:
+    """(name, type) of the struct each chunk returns: the type is ``label_dtype``'s or double/string/bool."""
+    label = label_type if spec.task == "classification" else "double"
+    return [(PREDICTION, label), *[(name, "double") for name in spec.probability_columns],
+            (REASON, "string"), (ERROR_KINDS, "string"), (SCORED, "boolean")]
 
 
-def _write_outputs(out: Any, spec: WorkerSpec, predictor: Any, prediction: Any, outcome: _Outcome) -> None:
-    """Prediction columns of the scored rows; null for every quarantined row (NaN outputs too)."""
-    import pandas as pd
+def to_arrow(chunk: Chunk, spec: WorkerSpec, predictor: Any) -> Any:
+    """The chunk's result struct (``result_fields``): outputs of the scored rows, null elsewhere.
 
-    n = len(out)
-    rows = outcome.scored
-    finite = outcome.finite
+    Built from numpy buffers (no per-row Python on a clean chunk); input columns, the model's
+    name and version and the status string are added by Spark, not shipped back from here.
+    """
+    import pyarrow as pa
+
+    rows, finite, n = chunk.outcome.scored, chunk.outcome.finite, chunk.n
+    missing = ~rows
+    arrays: list[Any] = []
+    prediction = chunk.prediction
     if spec.task == "classification":
-        labels = np.empty(n, dtype=object)
-        labels[:] = None
-        if prediction is not None:
-            labels[rows] = python_values(prediction.labels[finite])
-        out[PREDICTION] = pd.array(labels.tolist(), dtype=label_dtype(predictor))
-        probs = np.full((n, len(spec.probability_columns)), np.nan)
-        if prediction is not None and prediction.probabilities is not None:
-            probs[rows] = prediction.probabilities[finite]
-        for j, name in enumerate(spec.probability_columns):
-            out[name] = probs[:, j]
+        arrays.append(_label_array(prediction, rows, finite, label_dtype(predictor)))
+        probs = None if prediction is None else prediction.probabilities
+        for j in range(len(spec.probability_columns)):
+            arrays.append(_masked(pa, None if probs is None else probs[finite, j], rows, missing, np.float64))
     else:
-        values = np.full(n, np.nan)
-        if prediction is not None:
-            values[rows] = prediction.values[finite]
-        out[PREDICTION] = values
-    out[MODEL_NAME] = predictor.model_name
-    out[MODEL_VERSION] = predictor.model_version
+        arrays.append(_masked(pa, None if prediction is None else prediction.values[finite], rows, missing,
+                              np.float64))
+    for text in (chunk.reasons, chunk.error_kinds):
+        arrays.append(pa.nulls(n, pa.string()) if text is None else pa.array(text, type=pa.string()))
+    arrays.append(pa.array(rows))
+    names = [name for name, _ in result_fields(spec, label_dtype(predictor))]
+    return pa.StructArray.from_arrays(arrays, names=names)
 
 
-def _quarantine_reasons(frame: Any, spec: WorkerSpec, validated: Any, outcome: _Outcome
-                        ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def _masked(pa: Any, values: np.ndarray | None, rows: np.ndarray, missing: np.ndarray, dtype: Any) -> Any:
+    """An Arrow array of ``values`` at ``rows`` and null at every other position."""
+    full = np.zeros(len(rows), dtype=dtype)
+    if values is not None:
+        full[rows] = values
+    return pa.array(full, mask=missing if missing.any() else None)
+
+
+def _label_array(prediction: Any, rows: np.ndarray, finite: np.ndarray, dtype: str) -> Any:
+    """The label column in the type of :func:`label_dtype` (null where not scored)."""
+    import pyarrow as pa
+
+    missing = ~rows
+    labels = None if prediction is None else prediction.labels[finite]
+    if dtype == "Int64":
+        return _masked(pa, labels, rows, missing, np.int64)
+    if dtype == "boolean":
+        return _masked(pa, None if labels is None else labels.astype(bool), rows, missing, np.bool_)
+    full = np.full(len(rows), None, dtype=object)
+    if labels is not None:  # string labels arrive as str objects; other classes are written as text
+        full[rows] = labels if labels.dtype.kind in "OU" else [str(v) for v in python_values(labels)]
+    return pa.array(full, type=pa.string())
+
+
+def _quarantine_reasons(malformed_raw: np.ndarray | None, spec: WorkerSpec, validated: Any, outcome: _Outcome
+                        ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, int]]:
     """Per-row ``reason`` and ``error_kinds`` (None when scored) and the chunk's counts.
 
     Counts are keyed ``kind:<error kind>`` (a row with two kinds counts in both) and carry
     ``cause:input`` / ``cause:model`` (rows, not kinds), so that a model emitting NaN is never
-    mistaken for bad input in the summary.
+    mistaken for bad input in the summary. A chunk with every row scored has no reason arrays.
     """
-    n = len(frame)
-    reasons = np.full(n, None, dtype=object)
-    error_kinds = np.full(n, None, dtype=object)
+    n = len(outcome.scored)
     kinds: dict[str, int] = {}
     if outcome.scored.all():
-        return reasons, error_kinds, kinds
+        return None, None, kinds
+    reasons = np.full(n, None, dtype=object)
+    error_kinds = np.full(n, None, dtype=object)
     # schema errors are numbered over the well-formed rows: map them back to chunk positions
     position = np.flatnonzero(~outcome.malformed)
     for row, text in validated.row_reasons().items():
@@ -203,8 +239,8 @@ def _quarantine_reasons(frame: Any, spec: WorkerSpec, validated: Any, outcome: _
         error_kinds[position[row]] = ",".join(row_kinds)
         for kind in row_kinds:
             kinds[KIND + kind] = kinds.get(KIND + kind, 0) + 1
-    if outcome.malformed.any():
-        raw = frame[spec.malformed_column].to_numpy(dtype=object)[outcome.malformed]
+    if outcome.malformed.any() and malformed_raw is not None:
+        raw = np.asarray(malformed_raw, dtype=object)[outcome.malformed]
         reasons[outcome.malformed] = [malformed_reason(r, spec.csv_fields) for r in raw]
         error_kinds[outcome.malformed] = MALFORMED_ROW
         kinds[KIND + MALFORMED_ROW] = int(outcome.malformed.sum())
@@ -228,19 +264,6 @@ def malformed_reason(raw: str, expected: int) -> str:
     return f"expected {expected} fields (the header's), got {len(fields)}: {shown!r}"
 
 
-def _subset(prediction: Any, keep: np.ndarray) -> Any:
-    """The prediction of the rows in ``keep`` only (no copy when every row is kept)."""
-    if keep.all():
-        return prediction
-    from dataclasses import replace
-
-    def cut(arr: np.ndarray | None) -> np.ndarray | None:
-        return None if arr is None else arr[keep]
-
-    return replace(prediction, labels=cut(prediction.labels), probabilities=cut(prediction.probabilities),
-                   values=cut(prediction.values))
-
-
 def label_dtype(predictor: Any) -> str:
     """The pandas dtype of the prediction column: boolean, Int64 or string, from the model's classes."""
     classes = predictor.classes or []
@@ -251,13 +274,14 @@ def label_dtype(predictor: Any) -> str:
     return "string"
 
 
-def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = None, drift_acc: Any = None,
-                    profile: dict[str, Any] | None = None) -> Iterator[Any]:
-    """The ``mapInPandas`` function: score every chunk of a partition through the shared Predictor.
+def score_batches(batches: Iterator[Any], spec: WorkerSpec, counters: Any = None, drift_acc: Any = None,
+                  profile: dict[str, Any] | None = None) -> Iterator[Any]:
+    """The ``arrow_udf`` (scalar iterator) body: score every Arrow batch of a partition.
 
-    ``counters`` receives ``{partition: scored/quarantined/error-kind counts}`` and ``drift_acc``
-    ``{partition: DriftAccumulator}`` (:mod:`mlship.batch.accumulators`: keyed by partition, so a
-    partition that Spark scores twice counts once).
+    Spark hands over the ``spec.input_columns`` arrays of each batch; each yields the
+    :func:`result_fields` struct. ``counters`` receives ``{partition: scored/quarantined/error-kind
+    counts}`` and ``drift_acc`` ``{partition: DriftAccumulator}`` (:mod:`mlship.batch.accumulators`:
+    keyed by partition, so a partition that Spark scores twice counts once).
     """
     predictor = get_predictor(bundle_path(spec), spec.public_key_pem, spec.threads)
     totals: dict[str, int] = {SCORED: 0, QUARANTINED: 0}
@@ -266,23 +290,32 @@ def score_partition(frames: Iterator[Any], spec: WorkerSpec, counters: Any = Non
         from mlship.stats.drift import DriftAccumulator
 
         partial = DriftAccumulator(profile)
-    for frame in frames:
-        if len(frame) == 0:
-            continue
-        out, kinds, valid_columns = score_frame(frame, spec, predictor)
-        n_bad = int((out[STATUS] == QUARANTINED).sum())
-        totals[QUARANTINED] += n_bad
-        totals[SCORED] += len(out) - n_bad
-        for key, count in kinds.items():
+    for arrays in batches:
+        columns, malformed_raw = arrow_columns(arrays, spec)
+        chunk = score_chunk(columns, spec, predictor, malformed_raw)
+        totals[QUARANTINED] += chunk.n_quarantined
+        totals[SCORED] += chunk.n - chunk.n_quarantined
+        for key, count in chunk.counts.items():
             totals[key] = totals.get(key, 0) + count
-        if partial is not None and valid_columns is not None:
-            partial.update(*drift_inputs(valid_columns, spec))
-        yield out
+        if partial is not None and spec.drift and chunk.prediction is not None:
+            partial.update(*drift_inputs(chunk, spec))
+        yield to_arrow(chunk, spec, predictor)
     partition = partition_id()
     if counters is not None:
         counters.add({partition: totals})
     if partial is not None:
         drift_acc.add({partition: partial})
+
+
+def arrow_columns(arrays: Any, spec: WorkerSpec) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """One batch's Arrow arrays as numpy columns (no copy for a double column without nulls) and,
+    for CSV input, the corrupt-record column (the raw text of each malformed record, else None)."""
+    arrays = arrays if isinstance(arrays, tuple) else (arrays,)  # one input column comes bare
+    columns = {name: array.to_numpy(zero_copy_only=False) for name, array in zip(spec.input_columns, arrays,
+                                                                                  strict=False)}
+    if spec.malformed_column is None:
+        return columns, None
+    return columns, arrays[len(spec.input_columns)].to_numpy(zero_copy_only=False)
 
 
 def partition_id() -> int:
@@ -293,20 +326,23 @@ def partition_id() -> int:
     return context.partitionId() if context is not None else 0
 
 
-
-
-def drift_inputs(valid_columns: dict[str, Any], spec: WorkerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Feature columns and model outputs of the valid rows, as ``DriftAccumulator.update`` takes them."""
+def drift_inputs(chunk: Chunk, spec: WorkerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Feature columns and model outputs of the rows scored with a finite output, as
+    ``DriftAccumulator.update`` takes them (NaN outputs stay out of the drift report)."""
     from mlship.stats.profile import prediction_score
 
-    cols = dict(valid_columns)
-    prediction = cols.pop("__prediction__", None)
+    keep = chunk.outcome.finite
+    valid = chunk.validated.valid
+    every = keep.all() and valid.all()
+    columns = {k: v if every else v[valid][keep] for k, v in chunk.validated.columns.items()}
+    prediction = chunk.prediction
     outputs: dict[str, Any] = {}
-    if prediction is not None:
-        if spec.task == "classification":
-            outputs["label"] = [str(v) for v in prediction.labels.tolist()]
-            if prediction.probabilities is not None:
-                outputs["score"] = prediction_score(prediction.probabilities)
-        else:
-            outputs["value"] = prediction.values
-    return cols, outputs
+    if spec.task == "classification":
+        labels = prediction.labels if keep.all() else prediction.labels[keep]
+        outputs["label"] = labels.astype(str)
+        if prediction.probabilities is not None:
+            probs = prediction.probabilities if keep.all() else prediction.probabilities[keep]
+            outputs["score"] = prediction_score(probs)
+    else:
+        outputs["value"] = prediction.values if keep.all() else prediction.values[keep]
+    return columns, outputs

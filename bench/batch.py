@@ -8,17 +8,22 @@ Models, each exported to a bundle, on 20 float features:
 Data: 2,000,000 rows in 8 Parquet files (an id column + 20 features), shared by both models.
 
 * mlship: ``batch.job.run_job`` end to end (read, validate every row, score through the shared
-  Predictor in ``mapInPandas`` with 1 onnxruntime thread per worker, quarantine, write Parquet,
-  reconcile counts by reading the output back, drift against the baseline, atomic commit).
+  Predictor in an ``arrow_udf`` with 1 onnxruntime thread per worker, quarantine, write Parquet
+  partitioned by status, reconcile counts by reading the output back, drift against the
+  baseline, atomic commit), in the configuration ``mlship batch run`` uses.
 * raw onnxruntime: one process, the bundle's model.onnx in a plain InferenceSession with 2 threads,
   Parquet read with pyarrow, 65,536-row chunks; no validation, nothing written.
 * mlflow spark_udf: ``mlflow.pyfunc.spark_udf`` on the scikit-learn model (saved with
   cloudpickle: the default skops format refuses a RandomForest), same Spark session, same
   read and Parquet write (labels only: pyfunc's predict).
 * Spark I/O floor: the same read and write with no model.
+* Arrow UDF floor: the same read and write through an ``arrow_udf`` over the 20 features that
+  returns zeros (no model): what shipping the features to Python and back costs by itself.
+* Cluster: ``run_job`` on a real standalone cluster (master + 2 one-core workers started from the
+  installed pyspark, loopback; :mod:`mlship.local.spark_cluster`), after the local rounds.
 
-Run: ``.venv/bin/python -m bench.batch [--quick] [--models rf,hgb]`` (quick: 1 round instead of 3;
-still 2M rows).
+Run: ``.venv/bin/python -m bench.batch [--quick] [--models rf,hgb] [--no-cluster]`` (quick: 1 round
+instead of 3; still 2M rows).
 """
 
 from __future__ import annotations
@@ -132,19 +137,79 @@ def _rows_for(kind: str, med: dict[str, float]) -> list[dict[str, Any]]:
     ]
 
 
-def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS)) -> None:
+def _cluster_row(kind: str, med: dict[str, float]) -> dict[str, Any]:
+    """The README row of the cluster run of one model, against the same job on ``local[2]``."""
+    return {"benchmark": f"Spark standalone cluster (master + 2 one-core workers), {N_ROWS / 1e6:.0f}M rows x "
+                         f"{N_FEATURES} features, {MODELS[kind]}: mlship job end to end vs local[2]",
+            "mlship": round(med[f"{kind}:cluster"]), "baseline": round(med[f"{kind}:mlship"]),
+            "baseline_name": "the same job, Spark local[2]",
+            "ratio": round(med[f"{kind}:cluster"] / med[f"{kind}:mlship"], 2), "unit": "rows/s (higher is better)"}
+
+
+def _arrow_udf_floor(spark: Any, data: Path, features: list[str], out: Path) -> float:
+    """Rows/s of read -> an arrow_udf over the features returning zeros -> write (no model)."""
+    from collections.abc import Iterator
+
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.sql.functions import arrow_udf
+
+    def zeros(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        for arrays in batches:
+            yield pa.array(np.zeros(len(arrays[0])))
+
+    udf = arrow_udf(zeros, "double")
+    t0 = time.perf_counter()
+    spark.read.parquet(str(data)).withColumn("prediction", udf(*features)).write.mode("overwrite").parquet(str(out))
+    return N_ROWS / (time.perf_counter() - t0)
+
+
+def _run_mlship(bundle: Path, data: Path, out: Path, run_id: str, master: str, spark: Any) -> tuple[float, Any]:
+    """(rows/s end to end, summary) of one ``run_job``; the output is removed afterwards."""
+    from mlship.batch.job import JobConfig, run_job
+
+    t0 = time.perf_counter()
+    summary = run_job(JobConfig(model=str(bundle) + ".tar.gz", input=str(data), output=str(out), run_id=run_id,
+                                master=master, progress=False), spark=spark)
+    rate = N_ROWS / (time.perf_counter() - t0)
+    assert summary["counts"]["scored"] == N_ROWS, summary["counts"]
+    shutil.rmtree(out, ignore_errors=True)
+    return rate, {k: summary[k] for k in ("counts", "durations_s", "throughput_rows_per_s", "spark")}
+
+
+def _cluster_rounds(models: dict[str, tuple[Path, Any]], data: Path, tmp: Path, rounds: int,
+                    results: dict[str, list[float]], summaries: dict[str, list[dict[str, Any]]]) -> None:
+    """Every model's job on a 2-worker standalone cluster, ``rounds`` times (after the local rounds)."""
+    from mlship.batch.spark import get_session
+
+    from mlship.local.spark_cluster import standalone_cluster
+
+    with standalone_cluster(tmp / "spark-cluster", workers=2) as cluster:
+        spark = get_session(cluster.master_url, app_name="mlship-bench-batch-cluster")
+        try:
+            for r in range(rounds):
+                for kind, (bundle, _) in models.items():
+                    _log(f"cluster round {r + 1}/{rounds}, {MODELS[kind]}: mlship job on 2 workers")
+                    rate, summary = _run_mlship(bundle, data, tmp / "out", f"cluster-{kind}-{r}",
+                                                cluster.master_url, spark)
+                    results.setdefault(f"{kind}:cluster", []).append(rate)
+                    summaries.setdefault(f"{kind}:cluster", []).append(summary)
+        finally:
+            spark.stop()
+
+
+def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS), cluster: bool = True) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     rounds = 1 if quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="mlship-bench-batch-"))
     os.environ.setdefault("MLSHIP_CACHE_DIR", str(tmp / "cache"))
     os.environ["MLFLOW_TRACKING_URI"] = (tmp / "mlruns").as_uri()
-    results: dict[str, list[float]] = {"spark_io_floor": []}
+    results: dict[str, list[float]] = {"spark_io_floor": [], "arrow_udf_floor": []}
     summaries: dict[str, list[dict[str, Any]]] = {}
     try:
         _log(f"preparing {N_ROWS:,} rows x {N_FEATURES} features in {N_FILES} Parquet files")
         train, data, features = _prepare_data(tmp)
         import mlflow.pyfunc
-        from mlship.batch.job import JobConfig, run_job
         from mlship.batch.spark import get_session
 
         spark = get_session("local[2]", app_name="mlship-bench-batch")
@@ -161,16 +226,10 @@ def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS)) -> None:
         for r in range(rounds):  # interleaved so that machine noise hits every variant alike
             for kind, (bundle, udf) in models.items():
                 _log(f"round {r + 1}/{rounds}, {MODELS[kind]}: mlship job")
-                t0 = time.perf_counter()
-                summary = run_job(JobConfig(model=str(bundle) + ".tar.gz", input=str(data),
-                                            output=str(tmp / "out"), run_id=f"bench-{kind}-{r}", master="local[2]",
-                                            progress=False), spark=spark)
-                results[f"{kind}:mlship"].append(N_ROWS / (time.perf_counter() - t0))
+                rate, summary = _run_mlship(bundle, data, tmp / "out", f"bench-{kind}-{r}", "local[2]", spark)
+                results[f"{kind}:mlship"].append(rate)
                 results[f"{kind}:mlship_score_write"].append(summary["throughput_rows_per_s"])
-                assert summary["counts"]["scored"] == N_ROWS, summary["counts"]
-                summaries[kind].append({k: summary[k] for k in ("counts", "durations_s", "throughput_rows_per_s",
-                                                                "spark")})
-                shutil.rmtree(tmp / "out", ignore_errors=True)
+                summaries[kind].append(summary)
 
                 _log(f"round {r + 1}/{rounds}, {MODELS[kind]}: raw onnxruntime (one process)")
                 results[f"{kind}:raw_onnxruntime"].append(_raw_onnxruntime(bundle, data, features))
@@ -186,12 +245,17 @@ def main(quick: bool = False, kinds: tuple[str, ...] = tuple(MODELS)) -> None:
             t0 = time.perf_counter()
             spark.read.parquet(str(data)).write.mode("overwrite").parquet(str(tmp / "io-out"))
             results["spark_io_floor"].append(N_ROWS / (time.perf_counter() - t0))
+            _log(f"round {r + 1}/{rounds}: Spark read + zero arrow_udf + write, no model")
+            results["arrow_udf_floor"].append(_arrow_udf_floor(spark, data, features, tmp / "io-out"))
             _log("rows/s so far: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()))
         spark.stop()
+        if cluster:
+            _cluster_rounds(models, data, tmp, rounds, results, summaries)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     table = [row for kind in kinds for row in _rows_for(kind, med)]
+    table += [_cluster_row(kind, med) for kind in kinds if f"{kind}:cluster" in med]
     raw = {"rounds": rounds, "rows": N_ROWS, "models": {k: MODELS[k] for k in kinds}, "rows_per_s": results,
            "medians": med, "mlship_summaries": summaries}
     path = write_results("batch", table, raw)
@@ -204,9 +268,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 round instead of 3 (still 2M rows)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {sorted(MODELS)}")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the standalone-cluster rounds")
     args = parser.parse_args()
     chosen = tuple(k.strip() for k in args.models.split(",") if k.strip())
     unknown = [k for k in chosen if k not in MODELS]
     if unknown or not chosen:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
-    main(args.quick, chosen)
+    main(args.quick, chosen, cluster=not args.no_cluster)

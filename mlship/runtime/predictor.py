@@ -239,7 +239,13 @@ class Predictor:
 
     def score(self, data: Any, *, allow_extra: bool = True) -> ScoredBatch:
         """Validate and predict the valid rows only (batch use: bad rows are reported, not raised)."""
-        batch = self.schema.validate(data, allow_extra=allow_extra)
+        return self._score_validated(self.schema.validate(data, allow_extra=allow_extra))
+
+    def score_columns(self, columns: dict[str, np.ndarray]) -> ScoredBatch:
+        """:meth:`score` of named column arrays (Spark's Arrow batches); extra columns are ignored."""
+        return self._score_validated(self.schema.validate_columns(columns, allow_extra=True))
+
+    def _score_validated(self, batch: ValidatedBatch) -> ScoredBatch:
         if not batch.valid.any():
             return ScoredBatch(batch, None)
         if batch.valid.all():

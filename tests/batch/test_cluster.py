@@ -17,9 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,66 +25,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlship.local.environment import free_port
+from mlship.local.spark_cluster import Cluster, spark_class, standalone_cluster
 
 pytestmark = [pytest.mark.xdist_group("spark-cluster"), pytest.mark.timeout(900),
               pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed: Spark needs it")]
 ROWS, BAD, FILES = 96_000, 480, 48
 
 
-@dataclass
-class Cluster:
-    master_url: str
-    ui: str
-    workers: list[subprocess.Popen[bytes]]
-    env: dict[str, str]
-
-
-def _spark_class() -> Path:
-    import pyspark
-
-    return Path(pyspark.__file__).parent / "bin" / "spark-class"
-
-
-def _alive_workers(ui: str) -> int:
-    try:
-        with urllib.request.urlopen(f"{ui}/json/", timeout=5) as answer:
-            return int(json.loads(answer.read()).get("aliveworkers", 0))
-    except OSError:
-        return 0
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen([str(_spark_class()), *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    home = tmp_path_factory.mktemp("spark-cluster")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_MASTER_HOST": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOG_DIR": str(home),
-           "SPARK_WORKER_DIR": str(home / "work")}
-    port, ui_port = free_port(), free_port()
-    procs = [_start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                     "--webui-port", str(ui_port)], env, home / "master.log")]
-    ui = f"http://127.0.0.1:{ui_port}"
-    try:
-        for i in range(2):
-            procs.append(_start(["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-                                 "--memory", "1g", "--webui-port", str(free_port()), "--work-dir",
-                                 str(home / f"work-{i}"), f"spark://127.0.0.1:{port}"], env, home / f"worker-{i}.log"))
-        deadline = time.monotonic() + 120
-        while _alive_workers(ui) < 2:
-            assert time.monotonic() < deadline, (home / "master.log").read_text()[-2000:]
-            time.sleep(0.5)
-        yield Cluster(f"spark://127.0.0.1:{port}", ui, procs[1:], env)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +67,7 @@ def test_spark_submit_then_a_worker_killed_mid_run(cluster: Cluster, churn_bundl
                                                    batch_input: tuple[Path, set[str]], tmp_path: Path) -> None:
     folder, input_ids = batch_input
     clean_out, clean_summary = tmp_path / "clean", tmp_path / "clean.json"
-    submit = [str(_spark_class().with_name("spark-submit")), "--master", cluster.master_url, "batch/score.py",
+    submit = [str(spark_class().with_name("spark-submit")), "--master", cluster.master_url, "batch/score.py",
               "--model", str(churn_bundle), "--input", str(folder), "--output", str(clean_out), *ARGS,
               "--no-progress", "--summary", str(clean_summary), *(a for c in CONF for a in ("--conf", c))]
     done = subprocess.run(submit, cwd=repo_root, env=cluster.env, capture_output=True, text=True, timeout=600)
