@@ -1,6 +1,6 @@
 """Spark accumulators of a batch run: per-partition counts and drift partials (driver and workers).
 
-Spark applies an accumulator update made inside a transformation (``mapInPandas``) once per
+Spark applies an accumulator update made inside a transformation (the scoring UDF) once per
 *successful task*, and a partition can succeed more than once: a lost executor's finished work
 recomputed, a stage retried, a speculative copy. So every update is keyed by its partition id,
 and a partition's latest value replaces its earlier one instead of adding to it: the same

@@ -52,7 +52,7 @@ def run(
     master: str = typer.Option("local[*]", help="Spark master."),
     public_key: str = typer.Option(None, help="Trusted public key (PEM path): signature required."),
     threads: int = typer.Option(1, help="onnxruntime threads per Python worker."),
-    batch_rows: int = typer.Option(10_000, help="Arrow batch size (rows per mapInPandas chunk)."),
+    batch_rows: int = typer.Option(10_000, help="Arrow batch size (rows per call of the scoring UDF)."),
     drift: bool = typer.Option(True, help="Compare the batch with the bundle's baseline profile."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     summary: str = typer.Option(None, help="Also write the summary JSON here."),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlship.runtime.jsonutil import python_values
-from mlship.runtime.schema import parse_numeric_text
+from mlship.runtime.schema import parse_numeric_text, parse_string_text
 
 STATUS = "status"
 SCORED = "scored"
@@ -81,9 +81,11 @@ def get_predictor(path: str, public_key_pem: str | None = None, threads: int = 1
 
 
 def _parse_text_columns(columns: dict[str, np.ndarray], spec: WorkerSpec) -> dict[str, np.ndarray]:
-    """The CSV numeric columns parsed by the schema's parser (Spark reads every CSV cell as text)."""
-    return {**columns, **{name: parse_numeric_text(columns[name]) for name in spec.numeric_fields
-                          if name in columns}}
+    """The CSV columns parsed by the schema's parsers, as a CSV request's are (Spark reads every CSV
+    cell as text): numbers from text, and string cells stripped with an empty one null."""
+    numeric = set(spec.numeric_fields)
+    return {name: (parse_numeric_text(cells) if name in numeric else parse_string_text(cells))
+            if name in spec.input_columns else cells for name, cells in columns.items()}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -152,13 +153,15 @@ def _arrow_udf_floor(spark: Any, data: Path, features: list[str], out: Path) -> 
 
     import numpy as np
     import pyarrow as pa
-    from pyspark.sql.functions import arrow_udf
+    from pyspark.sql.functions import ArrowUDFType, arrow_udf
 
-    def zeros(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+    def zeros(batches: Iterator[tuple[Any, ...]]) -> Iterator[Any]:
         for arrays in batches:
             yield pa.array(np.zeros(len(arrays[0])))
 
-    udf = arrow_udf(zeros, "double")
+    with warnings.catch_warnings():  # the same declaration as the job's UDF (mlship.batch.job)
+        warnings.filterwarnings("ignore", message=".*type hints for arrow UDF", category=UserWarning)
+        udf = arrow_udf(zeros, "double", ArrowUDFType.SCALAR_ITER)
     t0 = time.perf_counter()
     spark.read.parquet(str(data)).withColumn("prediction", udf(*features)).write.mode("overwrite").parquet(str(out))
     return N_ROWS / (time.perf_counter() - t0)

@@ -202,7 +202,7 @@ class InputSchema:
         table = np.empty((len(rows), width), dtype=object)
         table[:] = [row if len(row) == width else [""] * width for row in rows]
         by_name = {f.name: f for f in self.fields}
-        columns = {name: parse_numeric_text(table[:, j]) if by_name[name].is_numeric else _csv_strings(table[:, j])
+        columns = {name: parse_numeric_text(table[:, j]) if by_name[name].is_numeric else parse_string_text(table[:, j])
                    for j, name in enumerate(order) if name in by_name}
         batch = self._check_columns(columns, len(rows), [])
         malformed = {e.row for e in arity_errors}
@@ -534,16 +534,20 @@ def _float_or_text(cell: str) -> float | str:
         return cell
 
 
-def _csv_strings(cells: np.ndarray) -> np.ndarray:
-    """Text cells of a string field: stripped, an empty cell is null (None)."""
-    stripped = np.char.strip(cells.astype(str))
+def parse_string_text(cells: Any) -> np.ndarray:
+    """Text cells of a string field (CSV): stripped, an empty or None cell is null (None); the one
+    CSV string parser (a CSV request and Spark's CSV input alike)."""
+    text = np.asarray(cells, dtype=object)
+    missing = np.equal(text, None)
+    stripped = np.char.strip((np.where(missing, "", text) if missing.any() else text).astype(str))
     out = stripped.astype(object)
     out[stripped == ""] = None
     return out
 
 
 def _csv_rows(text: str | bytes) -> list[list[str]]:
-    """The non-blank rows of a CSV body (UTF-8, an optional byte-order mark)."""
+    """The rows of a CSV body (UTF-8, an optional byte-order mark); empty lines are skipped, but a
+    row of empty cells is a row (its nulls are refused or scored like Spark's CSV reader's)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -551,7 +555,7 @@ def _csv_rows(text: str | bytes) -> list[list[str]]:
             raise ValidationError([FieldError(None, None, "malformed",
                                               f"CSV body is not UTF-8: {exc}")]) from None
     try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     except csv.Error as exc:
         raise ValidationError([FieldError(None, None, "malformed", f"CSV body cannot be parsed: {exc}")]) from None
     if not rows:
