@@ -517,6 +517,9 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
     checked = _check_parity(state, parity)
     _check_unknown_parity(state, checked, parity.tolerance)
 
+    step("storing the explainer")
+    _write_explainer(state, model, checked)
+
     step("computing holdout metrics, profile and golden examples")
     _write_evaluation(state, checked, reference=reference, n_bins=n_bins, n_golden=n_golden,
                       tolerance=parity.tolerance)
@@ -590,6 +593,16 @@ def _write_model(state: _ExportState, model: Any, *, name: str, version: str | N
         "input_schema": state.schema.to_dict(), "output_schema": output_schema,
     }
     _write_manifest(out, state.manifest)
+
+
+def _write_explainer(state: _ExportState, model: Any, checked: _ParityResult) -> None:
+    """The exact TreeSHAP files of a tree ensemble (or why there are none) into the bundle."""
+    from mlship.evaluation.explain_export import write_explainer
+
+    columns = checked.scored.validated.columns
+    state.manifest["explain"] = write_explainer(state.out, model, final_estimator(state.estimator),
+                                                checked.predictor, columns)
+    _write_manifest(state.out, state.manifest)
 
 
 def _check_parity(state: _ExportState, parity: ParityPolicy) -> _ParityResult:

@@ -175,6 +175,7 @@ class Predictor:
         native = getattr(self.session, "_sess", None)
         self.run_session = native.run if native is not None and hasattr(native, "run") else self._checked_run
         self._row_buffers = threading.local()  # per thread: one-row feeds reused (see _row_feeds)
+        self._explainer: Any = None
 
     def _checked_run(self, fetch: list[str], feeds: dict[str, np.ndarray], options: Any) -> list[Any]:
         return self.session.run(fetch, feeds, options)
@@ -252,6 +253,24 @@ class Predictor:
             return ScoredBatch(batch, self.predict_columns(batch.columns))
         subset = {k: v[batch.valid] for k, v in batch.columns.items()}
         return ScoredBatch(batch, self.predict_columns(subset))
+
+    def explain(self, data: Any, *, allow_extra: bool = False) -> Any:
+        """Validate any input shape and explain each row (:class:`mlship.runtime.explain.Explanation`).
+
+        Raises :class:`ValidationError` on a bad field and
+        :class:`~mlship.runtime.explain.ExplainError` when the bundle stores no explainer.
+        """
+        batch = self.schema.validate(data, allow_extra=allow_extra)
+        batch.raise_for_errors()
+        return self.explainer().explain_columns(batch.columns)
+
+    def explainer(self) -> Any:
+        """The bundle's explainer, loaded on first use."""
+        if self._explainer is None:
+            from mlship.runtime.explain import BundleExplainer
+
+            self._explainer = BundleExplainer(self)
+        return self._explainer
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:
         """Predict already-validated column arrays (as produced by :class:`InputSchema`)."""
