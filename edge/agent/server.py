@@ -173,8 +173,14 @@ class DeviceHandler(BaseHTTPRequestHandler):
             raise protocol.RequestError(f"the body ended after {len(body)} of {length} bytes")
         self.unread = False
         media = protocol.response_type(self.headers.get("Accept"))
-        prediction = self.device.predict(decode(body, self.headers.get("Content-Type"), self.max_bytes))
-        self._send(200, protocol.answer(prediction, request_id), media)
+        explain = protocol.explain_request(urlsplit(self.path).query)
+        protocol.check_explainable_media(media, explain)
+        payload = decode(body, self.headers.get("Content-Type"), self.max_bytes)
+        prediction = self.device.predict(payload)
+        answer = protocol.answer(prediction, request_id)
+        if explain is not None:
+            answer = protocol.explained(answer, self.device.predictor(), None, payload, explain)
+        self._send(200, answer, media)
 
 
 def make_handler(device: Device, *, max_bytes: int = MAX_BODY,

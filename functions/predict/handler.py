@@ -94,6 +94,7 @@ class Request:
     request_id: str
     accept: str | None = None
     headers: dict[str, str] | None = None  # lower-cased names (HTTP events)
+    query: str | dict[str, Any] | None = None  # the raw query string (v2) or its parameters (v1)
 
 
 @dataclass
@@ -121,9 +122,13 @@ class OnnxBackend:
         self.model_name, self.model_version = self.predictor.model_name, self.predictor.model_version
 
     def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:
+        explain = protocol.explain_request(req.query)
         payload = protocol.decode(req.body, req.content_type, max_bytes=max_bytes)
         prediction, columns = self.predictor.predict_with_inputs(payload)
-        answer = Answer(200, protocol.answer(prediction, req.request_id), rows=len(prediction))
+        body = protocol.answer(prediction, req.request_id)
+        if explain is not None:
+            body = protocol.explained(body, self.predictor, columns, payload, explain)
+        answer = Answer(200, body, rows=len(prediction))
         if record:
             answer.records = partial(self.predictor.inference_records, req.request_id, prediction, columns,
                                      source="lambda", data=payload)
@@ -184,6 +189,10 @@ class SageMakerBackend:
         model = body.get("model") or {}
         self.model_name = model.get("name", self.model_name)
         self.model_version = model.get("version", self.model_version)
+        if protocol.explain_request(req.query) is not None:
+            body["explanations"] = None
+            body["explanation_unavailable"] = ("explanations are answered by the function's own model "
+                                               "(MODEL_URI), not through a SageMaker endpoint")
         return Answer(200, body, rows=rows)
 
     def describe(self) -> dict[str, Any]:
@@ -362,12 +371,15 @@ def _check_http_event(event: dict[str, Any], version: int) -> None:
         if not isinstance(event.get("httpMethod"), str):
             raise MalformedEvent("event httpMethod must be a string")
         _optional(event, "path", str, "")
+        _optional(event, "queryStringParameters", dict, "")
+        _optional(event, "multiValueQueryStringParameters", dict, "")
         return
     http = context.get("http")
     if not isinstance(http, dict) or not isinstance(http.get("method"), str):
         raise MalformedEvent("a version 2.0 event needs requestContext.http.method (a string)")
     _optional(context, "domainName", str, "requestContext.")
     _optional(event, "rawPath", str, "")
+    _optional(event, "rawQueryString", str, "")
 
 
 def parse_event(event: Any, context: Any) -> Request:
@@ -397,8 +409,10 @@ def _http_request(kind: str, event: dict[str, Any], method: str, path: str | Non
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     request_id = (event.get("requestContext") or {}).get("requestId") or fallback_id
     body = _decode_body(event.get("body"), bool(event.get("isBase64Encoded")))
+    query = event.get("rawQueryString") if kind != "rest-v1" else (
+        event.get("multiValueQueryStringParameters") or event.get("queryStringParameters"))
     return Request(kind, method.upper(), path or "/", body, headers.get("content-type"), request_id,
-                   headers.get("accept"), headers)
+                   headers.get("accept"), headers, query)
 
 
 def _parse_event(event: Any, fallback_id: str) -> Request:
@@ -520,6 +534,7 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
         media = protocol.response_type(req.accept)  # 406 before any work
+        protocol.check_explainable_media(media, protocol.explain_request(req.query))
         record = current.capture is not None and current.capture.sampled()
         answer = backend.invoke(req, current.max_body_bytes, record=record)
         answer.media = media

@@ -40,7 +40,7 @@ def write_explainer(out: Path, model: Any, estimator: Any, predictor: Any,
     except TreeStatsError as exc:
         return {"method": "none", "reason": str(exc)}
     (out / EXPLAIN_DIR).mkdir(exist_ok=True)
-    np.savez(out / TREES_FILE, **ensemble.to_arrays())
+    np.savez_compressed(out / TREES_FILE, **ensemble.to_arrays())
     entry: dict[str, Any] = {"method": "tree_shap", "trees": TREES_FILE, "columns": fields,
                              "output_space": output_space(ensemble, predictor.task)}
     if features is not None:

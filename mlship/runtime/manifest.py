@@ -107,7 +107,7 @@ _TOP_FIELDS: dict[str, tuple[type, bool]] = {
     "model": (dict, True), "input_schema": (dict, True), "output_schema": (dict, True),
     "files": (dict, False), "sizes": (dict, False), "description": (str, False), "created_at": (str, False),
     **{k: (dict, False) for k in ("metrics", "parity", "golden", "profile", "libraries", "lineage",
-                                  "cross_validation", "edge")},
+                                  "cross_validation", "edge", "explain")},
 }
 
 
@@ -180,6 +180,19 @@ def _check_sections(shape: _Shape, values: Mapping[str, Any]) -> None:
     for section in ("golden", "profile"):
         if values[section] is not None:
             shape.need(values[section], "file", str, f"{section}.file", required=False)
+    _check_explain(shape, values["explain"])
+
+
+def _check_explain(shape: _Shape, explain: Mapping[str, Any] | None) -> None:
+    """The explainer entry a tree ensemble's export writes (what BundleExplainer reads)."""
+    if explain is None or shape.need(explain, "method", str, "explain.method") != "tree_shap":
+        return
+    for key in ("trees", "output_space"):
+        shape.need(explain, key, str, f"explain.{key}")
+    shape.need(explain, "features", str, "explain.features", required=False)
+    for i, name in enumerate(shape.need(explain, "columns", list, "explain.columns") or []):
+        if name is not None and not isinstance(name, str):
+            shape.add(f"explain.columns[{i}]", f"must be a field name or null, got {json_type(name, article=True)}")
 
 
 def _check_files(shape: _Shape, files: Mapping[str, Any] | None, sizes: Mapping[str, Any] | None) -> None:

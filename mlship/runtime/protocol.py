@@ -32,7 +32,9 @@ import csv
 import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from mlship.errors import BundleError, FieldError, MlshipError, ModelOutputError, ValidationError
 from mlship.runtime.hashing import json_type
@@ -64,6 +66,70 @@ class MethodNotAllowed(RequestError):
 
 class NotAcceptable(RequestError):
     status, kind = 406, "not_acceptable"
+
+
+class BadParameter(RequestError):
+    status, kind = 400, "bad_parameter"
+
+
+MAX_TOP_K = 10_000
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """``explain=true`` (and ``top_k``) in a request's query string."""
+
+    top_k: int | None = None
+
+
+def explain_request(query: str | Mapping[str, Any] | None) -> ExplainRequest | None:
+    """The ``explain`` and ``top_k`` query parameters (a raw query string or a parsed mapping);
+    None when no explanation is asked for. A value that is not one of them is a 400 naming it."""
+    params = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else dict(query or {})
+    explain, top_k = _parameter(params, "explain"), _parameter(params, "top_k")
+    if explain is None or explain.strip().lower() in _FALSE:
+        if top_k is not None:
+            raise BadParameter("top_k is only used with explain=true")
+        return None
+    if explain.strip().lower() not in _TRUE:
+        raise BadParameter(f"explain must be true or false, got {explain[:40]!r}")
+    if top_k is None:
+        return ExplainRequest()
+    if not top_k.strip().isdigit() or not 1 <= int(top_k) <= MAX_TOP_K:
+        raise BadParameter(f"top_k must be a whole number from 1 to {MAX_TOP_K}, got {top_k[:40]!r}")
+    return ExplainRequest(int(top_k))
+
+
+def _parameter(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if isinstance(value, (list, tuple)):
+        if len(value) > 1:
+            raise BadParameter(f"{name} is given {len(value)} times: give it once")
+        value = value[0] if value else None
+    return None if value is None else str(value)
+
+
+def explained(body: dict[str, Any], predictor: Any, columns: dict[str, Any] | None, payload: Any,
+              request: ExplainRequest) -> dict[str, Any]:
+    """``body`` with each row's explanation added, or ``explanation_unavailable`` saying why there
+    is none (a model family without an exact explainer, a bundle exported before explainers)."""
+    from mlship.runtime.explain import ExplainError
+
+    try:
+        if columns is None:  # the one-record fast path kept no columns
+            columns = predictor.schema.validate(payload).columns
+        body["explanations"] = predictor.explainer().explain_columns(columns).records(request.top_k)
+    except ExplainError as exc:
+        body["explanations"] = None
+        body["explanation_unavailable"] = str(exc)
+    return body
+
+
+def check_explainable_media(media: str, request: ExplainRequest | None) -> None:
+    """Explanations are answered as JSON: a CSV answer cannot carry them (406 before any work)."""
+    if request is not None and media != JSON:
+        raise NotAcceptable(f"explanations are answered as {JSON}: send Accept: {JSON} with explain=true")
 
 
 def response_type(accept: str | None) -> str:

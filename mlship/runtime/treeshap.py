@@ -52,8 +52,15 @@ class TreeEnsemble:
     post_transform: str = "NONE"
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The ensemble as named arrays (``numpy.savez`` into the bundle)."""
+        """The ensemble as named arrays (``numpy.savez_compressed`` into the bundle), each in the
+        narrowest type that holds it exactly (ONNX keeps thresholds and weights in float32)."""
         out = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        for name in ("tree", "node", "feature", "true_child", "false_child", "leaf_tree", "leaf_node", "leaf_target"):
+            out[name] = out[name].astype(np.int32)
+        for name in ("threshold", "leaf_weight"):
+            narrow = out[name].astype(np.float32)
+            if np.array_equal(narrow, out[name]):
+                out[name] = narrow
         out["post_transform"] = np.asarray(self.post_transform)
         return out
 

@@ -112,6 +112,8 @@ class InvocationsApp:
 
     def _invoke(self, environ: dict[str, Any], request_id: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         media = protocol.response_type(environ.get("HTTP_ACCEPT"))  # 406 before any work
+        explain = protocol.explain_request(environ.get("QUERY_STRING"))
+        protocol.check_explainable_media(media, explain)
         body = _read_body(environ, self.max_bytes)
         predictor = self.lifecycle.wait(self.load_wait)
         payload = protocol.decode(body, environ.get("CONTENT_TYPE"), max_bytes=self.max_bytes)
@@ -119,7 +121,10 @@ class InvocationsApp:
         if self.lifecycle.recording:
             self.lifecycle.record(predictor.inference_records(request_id, prediction, columns, source=self.source,
                                                               data=payload))
-        return _respond(start_response, 200, protocol.answer(prediction, request_id), media=media)
+        answer = protocol.answer(prediction, request_id)
+        if explain is not None:
+            answer = protocol.explained(answer, predictor, columns, payload, explain)
+        return _respond(start_response, 200, answer, media=media)
 
 
 def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:

@@ -95,7 +95,8 @@ def request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | 
     parts = urllib.parse.urlsplit(url)
     conn = httplib.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request(method, parts.path, body=body, headers=headers or {})
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers or {})
         resp = conn.getresponse()
         data = resp.read()
     finally:
