@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import onnxruntime as ort
 import pytest
+from skl2onnx import to_onnx
 from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
@@ -26,7 +27,6 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.tree import DecisionTreeClassifier
-from skl2onnx import to_onnx
 
 from mlship.evaluation.treestats import TreeStatsError, tree_ensemble
 from mlship.runtime.treeshap import TreeEnsemble, TreeExplainer
