@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-ROW_CHUNK = 256  # rows per vectorised pass: bounds the (leaves x rows x depth) work arrays
+ROW_CHUNK = 256  # rows per vectorised pass
+WORK_ELEMENTS = 2_000_000  # leaves x rows x (depth + 1) per pass: ~16 MB per work array
 
 
 class TreeShapError(ValueError):
@@ -105,7 +106,8 @@ class TreeExplainer:
         for start in range(0, x.shape[0], ROW_CHUNK):
             rows = x[start:start + ROW_CHUNK]
             for group in self.groups:
-                _add_group(out[start:start + ROW_CHUNK], rows, group)
+                for part in _leaf_chunks(group, len(rows)):
+                    _add_group(out[start:start + ROW_CHUNK], rows, part)
         return out
 
     def raw_output(self, x: np.ndarray) -> np.ndarray:
@@ -183,6 +185,15 @@ def _group(items: list[tuple[list[tuple[int, float, float, bool, float]], np.nda
     return _Group(feature=columns[0].astype(np.int64).reshape(shape), lower=columns[1].reshape(shape),
                   upper=columns[2].reshape(shape), nan_ok=columns[3].astype(bool).reshape(shape),
                   zero=np.maximum(columns[4].reshape(shape), 1e-300), value=np.stack([v for _, v in items]))
+
+
+def _leaf_chunks(group: _Group, n_rows: int) -> list[_Group]:
+    """``group`` cut into runs of leaves whose work arrays stay within ``WORK_ELEMENTS``."""
+    n_leaves, d = group.feature.shape
+    size = max(1, WORK_ELEMENTS // max(1, n_rows * (d + 1)))
+    if size >= n_leaves:
+        return [group]
+    return [_Group(*(getattr(group, f.name)[i:i + size] for f in fields(_Group))) for i in range(0, n_leaves, size)]
 
 
 def _add_group(out: np.ndarray, x: np.ndarray, group: _Group) -> None:
