@@ -128,3 +128,13 @@ def test_a_model_whose_trees_do_not_match_is_refused() -> None:
     other = RandomForestClassifier(12, max_depth=6, random_state=1).fit(*_data(2, missing=False)[:2])
     with pytest.raises(TreeStatsError, match="does not match"):
         tree_ensemble(model, other)
+
+
+def test_large_leaf_groups_are_cut_without_changing_a_value(monkeypatch) -> None:
+    import mlship.runtime.treeshap as treeshap
+
+    estimator, model, rows = _fit("rf", 3)
+    explainer = TreeExplainer(tree_ensemble(model, estimator))
+    whole = explainer.shap_values(rows)
+    monkeypatch.setattr(treeshap, "WORK_ELEMENTS", 500)  # a few leaves per pass
+    np.testing.assert_allclose(explainer.shap_values(rows), whole, rtol=0, atol=1e-12)
