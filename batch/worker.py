@@ -95,7 +95,7 @@ class Chunk:
     n: int
     outcome: _Outcome
     prediction: Any  # Prediction of the predicted rows (None when no row validated)
-    validated: Any  # the well-formed rows' ValidatedBatch (None when there were none)
+    validated: Any  # the well-formed rows' ValidatedBatch (empty when there were none)
     reasons: np.ndarray | None  # per row (None when scored); None when every row was scored
     error_kinds: np.ndarray | None
     counts: dict[str, int]
@@ -114,8 +114,7 @@ def score_chunk(columns: dict[str, np.ndarray], spec: WorkerSpec, predictor: Any
     the schema, ``non_finite_output`` (the model emitted NaN/inf: a model-side failure), or scored.
     """
     n = len(next(iter(columns.values())))
-    malformed = np.zeros(n, dtype=bool) if malformed_raw is None else np.asarray(
-        [v is not None for v in malformed_raw], dtype=bool)
+    malformed = np.zeros(n, dtype=bool) if malformed_raw is None else np.not_equal(malformed_raw, None)
     wellformed = columns if not malformed.any() else {k: v[~malformed] for k, v in columns.items()}
     result = _score(wellformed, spec, predictor, n - int(malformed.sum()))
     outcome = _Outcome.of(result, malformed)
@@ -176,23 +175,25 @@ def to_arrow(chunk: Chunk, spec: WorkerSpec, predictor: Any) -> Any:
     missing = ~rows
     arrays: list[Any] = []
     prediction = chunk.prediction
+    labels = label_dtype(predictor)
     if spec.task == "classification":
-        arrays.append(_label_array(prediction, rows, finite, label_dtype(predictor)))
+        arrays.append(_label_array(prediction, rows, finite, labels))
         probs = None if prediction is None else prediction.probabilities
         for j in range(len(spec.probability_columns)):
-            arrays.append(_masked(pa, None if probs is None else probs[finite, j], rows, missing, np.float64))
+            arrays.append(_masked(None if probs is None else probs[finite, j], rows, missing, np.float64))
     else:
-        arrays.append(_masked(pa, None if prediction is None else prediction.values[finite], rows, missing,
+        arrays.append(_masked(None if prediction is None else prediction.values[finite], rows, missing,
                               np.float64))
     for text in (chunk.reasons, chunk.error_kinds):
         arrays.append(pa.nulls(n, pa.string()) if text is None else pa.array(text, type=pa.string()))
     arrays.append(pa.array(rows))
-    names = [name for name, _ in result_fields(spec, label_dtype(predictor))]
-    return pa.StructArray.from_arrays(arrays, names=names)
+    return pa.StructArray.from_arrays(arrays, names=[name for name, _ in result_fields(spec, labels)])
 
 
-def _masked(pa: Any, values: np.ndarray | None, rows: np.ndarray, missing: np.ndarray, dtype: Any) -> Any:
+def _masked(values: np.ndarray | None, rows: np.ndarray, missing: np.ndarray, dtype: Any) -> Any:
     """An Arrow array of ``values`` at ``rows`` and null at every other position."""
+    import pyarrow as pa
+
     full = np.zeros(len(rows), dtype=dtype)
     if values is not None:
         full[rows] = values
@@ -206,9 +207,9 @@ def _label_array(prediction: Any, rows: np.ndarray, finite: np.ndarray, dtype: s
     missing = ~rows
     labels = None if prediction is None else prediction.labels[finite]
     if dtype == "Int64":
-        return _masked(pa, labels, rows, missing, np.int64)
+        return _masked(labels, rows, missing, np.int64)
     if dtype == "boolean":
-        return _masked(pa, None if labels is None else labels.astype(bool), rows, missing, np.bool_)
+        return _masked(None if labels is None else labels.astype(bool), rows, missing, np.bool_)
     full = np.full(len(rows), None, dtype=object)
     if labels is not None:  # string labels arrive as str objects; other classes are written as text
         full[rows] = labels if labels.dtype.kind in "OU" else [str(v) for v in python_values(labels)]

@@ -121,8 +121,8 @@ class OnnxBackend:
         self.predictor = Predictor.load(uri, threads=threads, public_key=public_key)
         self.model_name, self.model_version = self.predictor.model_name, self.predictor.model_version
 
-    def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:
-        explain = protocol.explain_request(req.query)
+    def invoke(self, req: Request, max_bytes: int, record: bool,
+               explain: protocol.ExplainRequest | None = None) -> Answer:
         payload = protocol.decode(req.body, req.content_type, max_bytes=max_bytes)
         prediction, columns = self.predictor.predict_with_inputs(payload)
         body = protocol.answer(prediction, req.request_id)
@@ -155,7 +155,8 @@ class SageMakerBackend:
         self.endpoint, self.experiment = endpoint, experiment
         self.model_name, self.model_version = endpoint, "endpoint"
 
-    def invoke(self, req: Request, max_bytes: int, record: bool) -> Answer:  # noqa: ARG002
+    def invoke(self, req: Request, max_bytes: int, record: bool,  # noqa: ARG002
+               explain: protocol.ExplainRequest | None = None) -> Answer:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from mlship.aws.clients import client
@@ -189,7 +190,7 @@ class SageMakerBackend:
         model = body.get("model") or {}
         self.model_name = model.get("name", self.model_name)
         self.model_version = model.get("version", self.model_version)
-        if protocol.explain_request(req.query) is not None:
+        if explain is not None:
             body["explanations"] = None
             body["explanation_unavailable"] = ("explanations are answered by the function's own model "
                                                "(MODEL_URI), not through a SageMaker endpoint")
@@ -534,9 +535,10 @@ def handle(req: Request, current: Service) -> tuple[Answer, Any]:
         if req.method != "POST":
             raise protocol.MethodNotAllowed(f"method {req.method} is not allowed: POST a JSON or CSV body")
         media = protocol.response_type(req.accept)  # 406 before any work
-        protocol.check_explainable_media(media, protocol.explain_request(req.query))
+        explain = protocol.explain_request(req.query)  # a bad parameter is a 400 before any work
+        protocol.check_explainable_media(media, explain)
         record = current.capture is not None and current.capture.sampled()
-        answer = backend.invoke(req, current.max_body_bytes, record=record)
+        answer = backend.invoke(req, current.max_body_bytes, record=record, explain=explain)
         answer.media = media
         return answer, backend
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a stack trace
