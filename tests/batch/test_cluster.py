@@ -29,7 +29,7 @@ from mlship.local.spark_cluster import Cluster, spark_class, standalone_cluster
 
 pytestmark = [pytest.mark.xdist_group("spark-cluster"), pytest.mark.timeout(900),
               pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed: Spark needs it")]
-ROWS, BAD, FILES = 96_000, 480, 48
+ROWS, BAD, FILES = 48_000, 240, 16
 
 
 @pytest.fixture(scope="module")
