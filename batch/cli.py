@@ -54,6 +54,7 @@ def run(
     threads: int = typer.Option(1, help="onnxruntime threads per Python worker."),
     batch_rows: int = typer.Option(10_000, help="Arrow batch size (rows per call of the scoring UDF)."),
     drift: bool = typer.Option(True, help="Compare the batch with the bundle's baseline profile."),
+    explain: bool = typer.Option(False, help="Write each scored row's base value and field contributions."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     summary: str = typer.Option(None, help="Also write the summary JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout."),
@@ -70,7 +71,8 @@ def run(
         fail(str(exc), code=2)
     config = JobConfig(model=model, input=input, output=output, run_id=run_id, format=format,
                        id_column=id_column, master=master, public_key=public_key, threads=threads,
-                       max_records_per_batch=batch_rows, drift=drift, progress=progress, summary_path=summary,
+                       max_records_per_batch=batch_rows, drift=drift, explain=explain, progress=progress,
+                       summary_path=summary,
                        spark_conf=spark_conf)
     try:
         result = run_job(config)
@@ -95,6 +97,7 @@ def backfill(
     master: str = typer.Option("local[*]", help="Spark master."),
     public_key: str = typer.Option(None, help="Trusted public key (PEM path): signature required."),
     drift: bool = typer.Option(True, help="Compare each date's batch with the bundle's baseline profile."),
+    explain: bool = typer.Option(False, help="Write each scored row's base value and field contributions."),
     progress: bool = typer.Option(True, help="Show a progress bar per date."),
     conf: list[str] = typer.Option([], "--conf", metavar="KEY=VALUE", help="Extra Spark configuration (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON on stdout."),
@@ -109,7 +112,8 @@ def backfill(
     try:
         days = schedule.dates(schedule.parse_day(first, "--from"), schedule.parse_day(last, "--to"))
         base = JobConfig(model=model, input=input, output=output, run_id="backfill", format=format,
-                         id_column=id_column, master=master, public_key=public_key, drift=drift, progress=progress,
+                         id_column=id_column, master=master, public_key=public_key, drift=drift, explain=explain,
+                         progress=progress,
                          spark_conf=spark_conf_pairs(conf))
     except MlshipError as exc:
         fail(str(exc), code=2)

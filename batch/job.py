@@ -51,6 +51,7 @@ class JobConfig:
     threads: int = 1  # onnxruntime intra-op threads per Python worker
     max_records_per_batch: int = 10_000
     drift: bool = True
+    explain: bool = False  # write each scored row's base value and field contributions
     progress: bool = True
     summary_path: str | None = None  # also write the summary JSON here
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -216,6 +217,31 @@ def _probability_columns(predictor: Any) -> list[str]:
     return [f"probability_{re.sub(r'[^A-Za-z0-9_]', '_', str(c))}" for c in predictor.classes]
 
 
+def _explain_columns(predictor: Any) -> dict[str, Any]:
+    """``--explain``: the bundle's explainer (loaded on the driver, to fail fast) and the output
+    columns it fills, per target its base value then one column per field."""
+    from mlship.runtime.explain import ExplainError
+
+    try:
+        explainer = predictor.explainer()
+    except ExplainError as exc:
+        raise BatchError(f"--explain: {exc}") from None
+    targets = [t.item() if hasattr(t, "item") else t for t in explainer.targets]  # numpy class labels
+    names: list[str] = []
+    for target in targets:
+        prefix = "contribution_" if len(targets) == 1 else f"contribution_{_column_safe(target)}_"
+        names += [f"{prefix}base", *[prefix + _column_safe(field) for field in explainer.fields]]
+    clashing = sorted({name for name in names if names.count(name) > 1})
+    if clashing:
+        raise BatchError(f"--explain: fields give the same contribution columns {clashing}; rename them")
+    return {"method": explainer.method, "exact": explainer.exact, "output_space": explainer.output_space,
+            "model_calls_per_row": explainer.model_calls, "targets": targets, "columns": names}
+
+
+def _column_safe(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", str(value))
+
+
 @dataclass
 class _Model:
     """The bundle loaded on the driver (fail fast) and the archive shipped once to executors."""
@@ -224,6 +250,7 @@ class _Model:
     public_key_pem: str | None
     archive: Path
     sha256: str
+    explain: dict[str, Any] | None = None  # --explain: _explain_columns
 
 
 @dataclass
@@ -263,7 +290,8 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         timings["stage_input_s"] = time.perf_counter() - t
         spark = _session(cfg, spark, model.archive)
         frame, csv_fields = _read_input(spark, input_path, fmt)
-        frame = _with_row_id(_check_columns(frame, model.predictor, cfg), cfg.id_column)
+        explain_columns = tuple(model.explain["columns"]) if model.explain else ()
+        frame = _with_row_id(_check_columns(frame, model.predictor, cfg, explain_columns), cfg.id_column)
         t = time.perf_counter()
         input_rows = _count_input(frame, cfg.input)
         timings["count_input_s"] = time.perf_counter() - t
@@ -303,8 +331,9 @@ def _load_model(cfg: JobConfig) -> _Model:
 
     pem = _public_key_pem(cfg.public_key)
     predictor = Predictor.load(cfg.model, public_key=pem.encode() if pem else None, threads=1)
+    explain = _explain_columns(predictor) if cfg.explain else None
     archive, sha256 = ship_bundle(cfg.model)
-    return _Model(predictor=predictor, public_key_pem=pem, archive=archive, sha256=sha256)
+    return _Model(predictor=predictor, public_key_pem=pem, archive=archive, sha256=sha256, explain=explain)
 
 
 def _stage_input(cfg: JobConfig, s3_mode: str, workdir: Path) -> tuple[str, str]:
@@ -335,14 +364,14 @@ def _session(cfg: JobConfig, spark: Any, archive: Path) -> Any:
     return spark
 
 
-def _check_columns(frame: Any, predictor: Any, cfg: JobConfig) -> Any:
+def _check_columns(frame: Any, predictor: Any, cfg: JobConfig, explain_columns: tuple[str, ...] = ()) -> Any:
     """The input frame, once it has every feature and no column the output would overwrite."""
     missing = [n for n in predictor.schema.names if n not in frame.columns]
     if missing:
         model_id = f"{predictor.model_name}:{predictor.model_version}"
         raise BatchError(f"input {cfg.input} is missing feature columns {missing} "
                          f"(model {model_id} needs {predictor.schema.names})")
-    reserved = (*RESERVED, *_probability_columns(predictor), worker.ROW_ID)
+    reserved = (*RESERVED, *_probability_columns(predictor), *explain_columns, worker.ROW_ID)
     clashes = [c for c in frame.columns if c in reserved and c != cfg.id_column]
     if clashes:
         raise BatchError(f"input columns {clashes} clash with output columns; rename them")
@@ -382,7 +411,8 @@ def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fie
                              threads=cfg.threads, text_input=fmt == "csv", numeric_fields=numeric,
                              probability_columns=tuple(probability_columns), task=predictor.task,
                              drift=cfg.drift, malformed_column=MALFORMED if fmt == "csv" else None,
-                             csv_fields=csv_fields, input_columns=tuple(predictor.schema.names))
+                             csv_fields=csv_fields, input_columns=tuple(predictor.schema.names),
+                             explain_columns=tuple(model.explain["columns"]) if model.explain else ())
     body = partial(worker.score_batches, spec=spec, counters=counters, drift_acc=drift_acc, profile=profile)
     return _scored_frame(frame, body, spec, predictor), counters, drift_acc
 
@@ -507,6 +537,7 @@ def _summary(facts: _RunFacts, written: dict[str, int], totals: dict[str, int],
                    "quarantine_causes": {"input": totals.get(worker.CAUSE_INPUT, 0),
                                          "model": totals.get(worker.CAUSE_MODEL, 0)}},
         "drift": _drift_summary(facts),
+        "explain": facts.model.explain or {"status": "disabled"},
         "durations_s": durations,
         "throughput_rows_per_s": round(input_rows / max(timings["score_write_s"], 1e-9), 1),
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism,

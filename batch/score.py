@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per Python worker")
     parser.add_argument("--batch-rows", type=int, default=10_000, help="Arrow batch size (rows)")
     parser.add_argument("--no-drift", action="store_true", help="skip the drift report")
+    parser.add_argument("--explain", action="store_true",
+                        help="write each scored row's base value and field contributions")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--summary", default=None, help="also write the summary JSON to this path")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     config = JobConfig(model=args.model, input=input_uri, output=args.output, run_id=run_id,
                        format=args.format, id_column=args.id_column, master=settings.master(args.master),
                        public_key=args.public_key or settings.public_key, s3_mode=args.s3_mode, threads=args.threads,
-                       max_records_per_batch=args.batch_rows, drift=not args.no_drift,
+                       max_records_per_batch=args.batch_rows, drift=not args.no_drift, explain=args.explain,
                        progress=not args.no_progress, summary_path=args.summary,
                        spark_conf=conf)
     try:

@@ -54,6 +54,7 @@ class WorkerSpec:
     malformed_column: str | None = None  # CSV: Spark's corrupt-record column (wrong field count)
     csv_fields: int = 0  # CSV: the header's field count (for the malformed_row reason)
     input_columns: tuple[str, ...] = ()  # the model's features, in the order Spark passes them
+    explain_columns: tuple[str, ...] = ()  # --explain: per target, its base value then each field's contribution
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,6 +161,7 @@ def result_fields(spec: WorkerSpec, label_type: str) -> list[tuple[str, str]]:
     """(name, type) of the struct each chunk returns: the type is ``label_dtype``'s or double/string/bool."""
     label = label_type if spec.task == "classification" else "double"
     return [(PREDICTION, label), *[(name, "double") for name in spec.probability_columns],
+            *[(name, "double") for name in spec.explain_columns],
             (REASON, "string"), (ERROR_KINDS, "string"), (SCORED, "boolean")]
 
 
@@ -184,10 +186,29 @@ def to_arrow(chunk: Chunk, spec: WorkerSpec, predictor: Any) -> Any:
     else:
         arrays.append(_masked(None if prediction is None else prediction.values[finite], rows, missing,
                               np.float64))
+    if spec.explain_columns:
+        arrays.extend(_masked(values, rows, missing, np.float64) for values in _explained(chunk, predictor))
     for text in (chunk.reasons, chunk.error_kinds):
         arrays.append(pa.nulls(n, pa.string()) if text is None else pa.array(text, type=pa.string()))
     arrays.append(pa.array(rows))
     return pa.StructArray.from_arrays(arrays, names=[name for name, _ in result_fields(spec, labels)])
+
+
+def _explained(chunk: Chunk, predictor: Any) -> list[np.ndarray | None]:
+    """The scored rows' explanation as ``explain_columns`` orders it: per target, base value then fields."""
+    explainer = predictor.explainer()
+    n_columns = len(explainer.targets) * (len(explainer.fields) + 1)
+    if chunk.prediction is None or not chunk.outcome.scored.any():
+        return [None] * n_columns
+    valid = chunk.validated.valid
+    keep = np.flatnonzero(valid)[chunk.outcome.finite]  # the predicted rows whose output is finite
+    scored = {name: values[keep] for name, values in chunk.validated.columns.items()}
+    explanation = explainer.explain_columns(scored)
+    out: list[np.ndarray | None] = []
+    for k in range(len(explanation.targets)):
+        out.append(np.full(len(explanation.contributions), explanation.base_value[k]))
+        out.extend(explanation.contributions[:, f, k] for f in range(len(explanation.fields)))
+    return out
 
 
 def _masked(values: np.ndarray | None, rows: np.ndarray, missing: np.ndarray, dtype: Any) -> Any:

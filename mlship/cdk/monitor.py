@@ -58,9 +58,9 @@ class ModelMonitor(Construct):
                                                 {"source": "mlship.schedule", "window_hours": mon.window_hours}))])
         self.events_rule = events.Rule(
             self, "MonitorEvents", rule_name=f"{cfg.name}-monitor-events",
-            description="drift / performance events from the monitor to the alarm topic",
+            description="drift / performance / attribution events from the monitor to the alarm topic",
             event_pattern=events.EventPattern(source=["mlship.monitoring"],
-                                              detail_type=["DriftDetected", "PerformanceDegraded"]),
+                                              detail_type=["DriftDetected", "PerformanceDegraded", "AttributionDrift"]),
             targets=[targets.SnsTopic(topic)])
         self.alarms = self._alarms(cfg, names, topic)
         cdk.CfnOutput(self, "FunctionName", value=names.release.monitor_function_name)

@@ -234,6 +234,8 @@ def evaluate_cmd(
     slice_: list[str] = typer.Option([], "--slice", help="Column to report metrics per value of (repeatable)."),
     sensitive: str = typer.Option(None, help="Sensitive attribute for fairness metrics."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for confidence intervals (0: none)."),
+    explain_rows: int = typer.Option(500, "--explain-rows", help="Rows explained for global attributions and "
+                                     "permutation importance (at most ~10 s of explaining; 0: none)."),
     out: Path = typer.Option(None, "--out", "-o", help="Report directory (default: reports/evaluation/<time>/, "
                              "with reports/evaluation/latest)."),
     public_key: Path = typer.Option(None, "--public-key", help="Require and check the bundle's signature."),
@@ -248,7 +250,8 @@ def evaluate_cmd(
         frame = _load_frame(data)
         with console.status("evaluating") as status:
             ev = evaluate(model, frame, label, slices=slice_, sensitive=sensitive, bootstrap=bootstrap,
-                          public_key=public_key, progress=lambda m: (status.update(m), console.log(m)))
+                          explain_rows=explain_rows, public_key=public_key,
+                          progress=lambda m: (status.update(m), console.log(m)))
         folder = report_folder(out, "evaluation")
         json_path, html_path = write_report(ev, folder)
         mark_latest(folder, out)

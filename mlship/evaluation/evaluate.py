@@ -22,6 +22,13 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import MlshipError
+from mlship.evaluation.attributions import (
+    DEFAULT_ROWS,
+    DEFAULT_SECONDS,
+    PRIMARY_METRIC,
+    GlobalExplanation,
+    explain_globally,
+)
 from mlship.evaluation.lineage import dataframe_sha256
 from mlship.runtime.jsonutil import jsonable, python_values
 from mlship.stats.metrics import classification_metrics, regression_metrics
@@ -62,6 +69,7 @@ class Evaluation:
     row_index: np.ndarray | None = field(default=None, repr=False)  # rows of the input that were valid
     boot: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # metric per bootstrap resample
     samples: np.ndarray | None = field(default=None, repr=False)  # the resampling indices behind ``boot``
+    explanation: GlobalExplanation | None = field(default=None, repr=False)  # None: not asked for (0 rows)
 
     @property
     def task(self) -> str:
@@ -70,7 +78,9 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"model": self.model, "data": self.data, "metrics": self.metrics,
                        "intervals": self.intervals, "slices": self.slices, "fairness": self.fairness,
-                       "latency": self.latency, "details": self.details})
+                       "latency": self.latency, "details": self.details,
+                       "explanations": self.explanation.to_dict() if self.explanation else
+                       {"available": False, "reason": "not computed (explain_rows=0)"}})
 
 
 def metric_names(task: str) -> tuple[str, ...]:
@@ -152,12 +162,14 @@ def measure_latency(predictor: Any, records: list[dict[str, Any]]) -> dict[str, 
 def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequence[str] = (),
              sensitive: str | None = None, bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
              latency_rows: int = 200, public_key: Any = None, samples: np.ndarray | None = None,
+             explain_rows: int = DEFAULT_ROWS, explain_seconds: float | None = DEFAULT_SECONDS,
              progress: Callable[[str], None] | None = None) -> Evaluation:
     """Evaluate a bundle (URI or loaded :class:`~mlship.runtime.predictor.Predictor`) on a labelled DataFrame.
 
     ``label`` and ``sensitive`` default to the ones recorded at export. Rows that fail the
     model's schema are counted and left out. ``samples`` (from :func:`bootstrap_samples`) fixes
-    the bootstrap resamples, e.g. to share them between two models.
+    the bootstrap resamples, e.g. to share them between two models. ``explain_rows`` (0: none)
+    bounds the rows explained for global attributions, and ``explain_seconds`` their time.
     """
     from mlship.runtime.predictor import Predictor
 
@@ -188,6 +200,8 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
     fairness = _fairness(task, kept, sensitive, classes, y_true, labels) if sensitive else None
     say(f"measuring latency ({min(latency_rows, len(kept))} single-row calls)")
     latency = _latency(predictor, kept, latency_rows, rows=int(len(frame)), batch_seconds=batch_seconds)
+    explanation = _explain(predictor, scored.validated.columns, valid, y_true, explain_rows, explain_seconds,
+                           seed, say)
     details: dict[str, Any] = {}
     if task == "classification":
         details = {"classes": full.get("classes"), "confusion_matrix": full.get("confusion_matrix")}
@@ -200,7 +214,16 @@ def evaluate(model: Any, frame: Any, label: str | None = None, *, slices: Sequen
         metrics=_scalars(task, full), intervals={m: interval(v, confidence) for m, v in boot.items()},
         slices=slice_out, fairness=fairness, latency=latency,
         details=details, y_true=y_true, labels=labels, scores=scores, row_index=np.flatnonzero(valid),
-        boot=boot, samples=samples)
+        boot=boot, samples=samples, explanation=explanation)
+
+
+def _explain(predictor: Any, columns: dict[str, np.ndarray], valid: np.ndarray, y_true: np.ndarray, rows: int,
+             seconds: float | None, seed: int, say: Callable[[str], None]) -> GlobalExplanation | None:
+    """Global attributions and permutation importance of the valid rows (None when ``rows`` is 0)."""
+    if rows <= 0:
+        return None
+    kept = {k: v[valid] for k, v in columns.items()}
+    return explain_globally(predictor, kept, y_true, max_rows=rows, seed=seed, budget_seconds=seconds, progress=say)
 
 
 def _check_columns(frame: Any, label: str | None, attributes: Sequence[str]) -> None:
@@ -276,7 +299,12 @@ def _curves(ev: Evaluation) -> dict[str, Any]:
 
 
 def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
-    """(title, PNG data URI) pairs for an evaluation report."""
+    """(title, PNG data URI) pairs for an evaluation report (the explanation plots last)."""
+    return _performance_figures(ev) + explanation_figures(ev)
+
+
+def _performance_figures(ev: Evaluation) -> list[tuple[str, str]]:
+    """Curves or predictions, metrics, slices and fairness."""
     plt = pyplot()
     figs: list[tuple[str, str]] = []
     curves = _curves(ev)
@@ -287,12 +315,22 @@ def evaluation_figures(ev: Evaluation) -> list[tuple[str, str]]:
     names = [m for m, v in ev.metrics.items() if v is not None]
     if names:
         figs.append(("Metrics", _metrics_figure(plt, ev, names)))
-    primary = "roc_auc" if ev.task == "classification" else "rmse"
+    primary = PRIMARY_METRIC[ev.task]
     for col, groups in ev.slices.items():
         figs.append((f"Slices: {col}", _slice_figure(plt, ev, col, groups, primary)))
     if ev.fairness:
         figs.append(("Fairness", _fairness_figure(plt, ev.fairness)))
     return figs
+
+
+def explanation_figures(ev: Evaluation) -> list[tuple[str, str]]:
+    """(title, PNG data URI) of the explanation plots: mean |contribution|, beeswarm, dependence,
+    permutation importance (none when the evaluation has no explanation)."""
+    if ev.explanation is None:
+        return []
+    from mlship.evaluation.attribution_plots import explanation_figures as build
+
+    return [(f"Explanations: {title}", figure_uri(fig)) for _stem, title, fig in build(pyplot(), ev.explanation)]
 
 
 def _curves_figure(plt: Any, ev: Evaluation, curves: dict[str, Any]) -> str:
@@ -389,13 +427,42 @@ def evaluation_tables(ev: Evaluation) -> list[dict[str, Any]]:
     for col, groups in ev.slices.items():
         tables.append({"title": f"Slices by {col}", "header": [col, "rows", *names],
                        "rows": [[k, g["rows"], *[g.get(m) for m in names]] for k, g in groups.items()]})
-    return tables
+    return tables + explanation_tables(ev)
+
+
+def explanation_tables(ev: Evaluation) -> list[dict[str, Any]]:
+    """Per field (most important first): mean |contribution| and permutation importance (mean, std);
+    marked ``"section": "explanations"``."""
+    explained = ev.explanation
+    attr, perm = (explained.attributions, explained.permutation) if explained else (None, None)
+    columns: dict[str, dict[str, float]] = {}
+    if attr is not None:
+        columns["mean |contribution|"] = dict(zip(attr.fields, attr.importance().tolist(), strict=True))
+    if perm is not None:
+        columns[f"{perm.metric} {perm.worse} (mean)"] = dict(zip(perm.fields, perm.mean.tolist(), strict=True))
+        columns[f"{perm.metric} {perm.worse} (std)"] = dict(zip(perm.fields, perm.std.tolist(), strict=True))
+    if not columns:
+        return []
+    first = next(iter(columns.values()))
+    rows = [[name, *[col.get(name) for col in columns.values()]] for name in sorted(first, key=lambda f: -first[f])]
+    return [{"title": "Attribution per field", "header": ["field", *columns], "rows": rows,
+             "section": "explanations"}]
+
+
+def explanation_text(ev: Evaluation) -> str:
+    """How the explanations were computed, or why there are none."""
+    return ev.explanation.describe() if ev.explanation else "Not computed (explain_rows=0)."
 
 
 def evaluation_html(ev: Evaluation) -> str:
     """A self-contained HTML report (tables + embedded plots), from ``templates/evaluation.html.j2``."""
-    figures = [{"title": t, "uri": u} for t, u in evaluation_figures(ev)]
-    return render_page(TEMPLATES, "evaluation.html.j2", ev=ev, tables=evaluation_tables(ev), figures=figures)
+    figures = [{"title": t, "uri": u} for t, u in _performance_figures(ev)]
+    explain_figures = [{"title": t, "uri": u} for t, u in explanation_figures(ev)]
+    tables = evaluation_tables(ev)
+    return render_page(TEMPLATES, "evaluation.html.j2", ev=ev, figures=figures, explain_figures=explain_figures,
+                       tables=[t for t in tables if t.get("section") != "explanations"],
+                       explain_tables=[t for t in tables if t.get("section") == "explanations"],
+                       explain_text=explanation_text(ev))
 
 
 def write_report_pair(out_dir: str | Path, stem: str, json_text: str, html_text: str) -> tuple[Path, Path]:

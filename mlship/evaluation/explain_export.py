@@ -1,6 +1,12 @@
-"""The explainer files of a bundle, written at export: the tree ensemble with covers, the ONNX
-subgraph that computes the ensemble's input from the request's fields, and which raw field each
-of that input's columns comes from.
+"""The explainer files of a bundle, written at export.
+
+- A tree ensemble: its trees with covers (exact TreeSHAP).
+- A linear model: its coefficients, intercepts and each input column's mean on the holdout
+  (exact contributions, coefficient x (value - mean)).
+- Both: the ONNX subgraph that computes the operator's input from the request's fields, and which
+  raw field each of that input's columns comes from.
+- Any other model: a weighted background of holdout rows for the sampling explainer (approximate),
+  with the reason it has no exact one.
 
 Which field feeds which column is measured on the ONNX graph itself: each field of holdout rows is
 replaced by other rows' values and the columns that change are that field's (a one-hot block, a
@@ -10,17 +16,23 @@ one field.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlship.evaluation.treestats import TreeStatsError, tree_ensemble, tree_node
+from mlship.evaluation import background
+from mlship.evaluation.linearstats import LINEAR_OPS, linear_model, linear_node
+from mlship.evaluation.treestats import TREE_OPS, TreeStatsError, tree_ensemble, tree_node
 from mlship.runtime.explain import feature_matrix
+from mlship.runtime.sampling_shap import DEFAULT_BUDGET
 
 EXPLAIN_DIR = "explain"
 TREES_FILE = f"{EXPLAIN_DIR}/trees.npz"
+LINEAR_FILE = f"{EXPLAIN_DIR}/linear.npz"
 FEATURES_FILE = f"{EXPLAIN_DIR}/features.onnx"
+BACKGROUND_FILE = f"{EXPLAIN_DIR}/background.json"
 MAPPING_ROWS = 200
 SHIFTS = (1, 7, 31)  # rows are shifted by each: a field equal in two neighbouring rows still moves
 
@@ -30,38 +42,84 @@ def write_explainer(out: Path, model: Any, estimator: Any, predictor: Any,
     """Write the explainer files into the bundle folder ``out``; return the manifest's ``explain`` entry.
 
     ``estimator`` is the fitted final estimator, ``predictor`` the bundle's Predictor (its schema
-    and feeds), ``columns`` validated holdout rows. A model mlship cannot explain exactly gets
-    ``{"method": "none", "reason": ...}``.
+    and feeds), ``columns`` validated holdout rows. A tree ensemble or a linear model gets its exact
+    explainer; any other model, or one whose exact explainer cannot be built, the sampling one.
     """
-    try:
-        ensemble = tree_ensemble(model, estimator)
-        features = _features_model(model, ensemble.n_features)
-        fields = _field_of_each_column(features, predictor, columns, ensemble.n_features)
-    except TreeStatsError as exc:
-        return {"method": "none", "reason": str(exc)}
     (out / EXPLAIN_DIR).mkdir(exist_ok=True)
+    ops = {node.op_type for node in model.graph.node}
+    try:
+        if ops & set(TREE_OPS):
+            return _tree_entry(out, model, estimator, predictor, columns)
+        if ops & set(LINEAR_OPS):
+            return _linear_entry(out, model, predictor, columns)
+        reason = f"{type(estimator).__name__} is neither a tree ensemble nor a linear model"
+    except TreeStatsError as exc:
+        reason = str(exc)
+    return _sampling_entry(out, predictor, columns, reason)
+
+
+def _tree_entry(out: Path, model: Any, estimator: Any, predictor: Any,
+                columns: dict[str, np.ndarray]) -> dict[str, Any]:
+    ensemble = tree_ensemble(model, estimator)
+    features = _features_model(model, tree_node(model), ensemble.n_features)
+    fields = _field_of_each_column(features, predictor, columns, ensemble.n_features)
     np.savez_compressed(out / TREES_FILE, **ensemble.to_arrays())
-    entry: dict[str, Any] = {"method": "tree_shap", "trees": TREES_FILE, "columns": fields,
-                             "output_space": output_space(ensemble, predictor.task)}
+    entry = {"method": "tree_shap", "trees": TREES_FILE, "columns": fields,
+             "output_space": output_space(ensemble.post_transform, predictor.task)}
+    return _with_features(out, entry, features)
+
+
+def _linear_entry(out: Path, model: Any, predictor: Any, columns: dict[str, np.ndarray]) -> dict[str, Any]:
+    node = linear_node(model)
+    features = _features_model(model, node, None)  # the width is measured: shape inference may not know it
+    session = _session(features)
+    feeds = predictor.onnx_feeds(columns)
+    matrix = feature_matrix(session, feeds, next(iter(feeds)) if session is None else None)
+    linear = linear_model(node, matrix.shape[1])
+    fields = _field_of_each_column(features, predictor, columns, matrix.shape[1])
+    linear.check_outputs(matrix, predictor.predict_columns(columns), predictor.task)
+    np.savez_compressed(out / LINEAR_FILE, coef=linear.coef, intercept=linear.intercept,
+                        mean=np.nanmean(matrix, axis=0))
+    entry = {"method": "linear", "linear": LINEAR_FILE, "columns": fields,
+             "output_space": output_space(linear.post_transform, predictor.task)}
+    return _with_features(out, entry, features)
+
+
+def _sampling_entry(out: Path, predictor: Any, columns: dict[str, np.ndarray], reason: str) -> dict[str, Any]:
+    rows, weights = background.background_rows(predictor.schema, columns)
+    (out / BACKGROUND_FILE).write_text(json.dumps({"rows": rows, "weights": weights}) + "\n")
+    return {"method": "sampling", "background": BACKGROUND_FILE, "budget": DEFAULT_BUDGET,
+            "output_space": "probability" if predictor.task == "classification" else "value",
+            "reason": f"no exact explainer: {reason}"}
+
+
+def _with_features(out: Path, entry: dict[str, Any], features: Any) -> dict[str, Any]:
     if features is not None:
         (out / FEATURES_FILE).write_bytes(features.SerializeToString())
         entry["features"] = FEATURES_FILE
     return entry
 
 
-def output_space(ensemble: Any, task: str) -> str:
+def _session(features: Any) -> Any:
+    import onnxruntime as ort
+
+    return None if features is None else ort.InferenceSession(features.SerializeToString(),
+                                                              providers=["CPUExecutionProvider"])
+
+
+def output_space(post_transform: str, task: str) -> str:
     """What the contributions add up to: the model's score before its output transform."""
     if task != "classification":
         return "value"
-    return {"LOGISTIC": "log-odds", "SOFTMAX": "logit"}.get(ensemble.post_transform, "probability")
+    return {"LOGISTIC": "log-odds", "SOFTMAX": "logit"}.get(post_transform, "probability")
 
 
-def _features_model(model: Any, width: int) -> Any:
-    """The subgraph from the graph's inputs to the tree operator's input (the nodes it needs, that
+def _features_model(model: Any, operator: Any, width: int | None) -> Any:
+    """The subgraph from the graph's inputs to ``operator``'s input (the nodes it needs, that
     tensor as the only output); None when that input is the graph's only input."""
     import onnx
 
-    tree_input = tree_node(model).input[0]
+    tree_input = operator.input[0]
     inputs = [i.name for i in model.graph.input]
     if inputs == [tree_input]:
         return None
@@ -85,18 +143,15 @@ def _features_model(model: Any, width: int) -> Any:
     try:
         onnx.checker.check_model(features)
     except onnx.checker.ValidationError as exc:
-        raise TreeStatsError(f"cannot cut the tree ensemble's input out of the graph: {exc}") from None
+        raise TreeStatsError(f"cannot cut the {operator.op_type} input out of the graph: {exc}") from None
     return features
 
 
 def _field_of_each_column(features: Any, predictor: Any, columns: dict[str, np.ndarray],
                           width: int) -> list[str | None]:
     """For each column of the ensemble's input, the one request field it is computed from."""
-    import onnxruntime as ort
-
     schema = predictor.schema
-    session = None if features is None else ort.InferenceSession(features.SerializeToString(),
-                                                                   providers=["CPUExecutionProvider"])
+    session = _session(features)
     base = {k: v[:MAPPING_ROWS] for k, v in columns.items()}
     tensor_feed = next(iter(predictor.onnx_feeds(base))) if session is None else None
     reference = feature_matrix(session, predictor.onnx_feeds(base), tensor_feed)
@@ -109,7 +164,7 @@ def _field_of_each_column(features: Any, predictor: Any, columns: dict[str, np.n
             moved |= ~np.isclose(out, reference, equal_nan=True).all(axis=0)
         for column in np.flatnonzero(moved).tolist():
             if owner[column] is not None:
-                raise TreeStatsError(f"column {column} of the tree ensemble's input depends on both "
+                raise TreeStatsError(f"column {column} of the model's input matrix depends on both "
                                      f"{owner[column]!r} and {name!r}: its contribution has no one field")
             owner[column] = name
     return owner

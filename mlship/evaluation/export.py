@@ -531,8 +531,9 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
         state.manifest["cross_validation"] = cross_validation(estimator, cv_frame, label, names, cv, task)
         state.manifest["cross_validation"]["data"] = "train" if train is not None else "holdout"
 
+    explained = _explain_holdout(state, checked, step)
     step("rendering the model card")
-    _finish(state, checked, private_key, tarball, step)
+    _finish(state, checked, private_key, tarball, step, explained)
     return state.out
 
 
@@ -737,13 +738,30 @@ def _lineage(state: _ExportState, reference: Any, sensitive: str | None,
                           "params": _json_safe(estimator.get_params(deep=False))}}
 
 
+def _explain_holdout(state: _ExportState, checked: _ParityResult, step: Callable[[str], None]) -> Any:
+    """Global attributions and permutation importance on a bounded sample of the holdout (for the model
+    card); the summary goes into ``manifest["explain"]["summary"]`` when the bundle has an explainer."""
+    from mlship.evaluation.attributions import explain_globally
+    from mlship.runtime.predictor import Predictor
+
+    entry = state.manifest["explain"]
+    # a fresh Predictor: the parity check's one was opened before the explainer was written
+    predictor = Predictor(Bundle(state.out))
+    explained = explain_globally(predictor, checked.scored.validated.columns, state.frame[state.label].to_numpy(),
+                                 progress=step)
+    summary = explained.summary()
+    if entry.get("method") != "none" and summary is not None:
+        entry["summary"] = summary
+    return explained
+
+
 def _finish(state: _ExportState, checked: _ParityResult, private_key: Any, tarball: bool,
-            step: Callable[[str], None]) -> None:
+            step: Callable[[str], None], explained: Any = None) -> None:
     """Render the model card, hash every file into the manifest, sign, and pack the tarball."""
     from mlship.evaluation.modelcard import render_model_card
 
     out, manifest = state.out, state.manifest
-    render_model_card(out, manifest, state.frame[state.label].to_numpy(), checked.prediction)
+    render_model_card(out, manifest, state.frame[state.label].to_numpy(), checked.prediction, explained=explained)
     manifest["files"] = hash_files(out)
     manifest["sizes"] = file_sizes(out)  # lets extraction refuse a member of the wrong size before writing it
     _write_manifest(out, manifest)

@@ -347,7 +347,9 @@ def run_gate(candidate: Any, champion: Any | None, frame: Any, label: str | None
     label = label or (cand_pred.bundle.manifest.get("lineage") or {}).get("label")
     kwargs = {"slices": thresholds.slices, "sensitive": sensitive, "bootstrap": thresholds.bootstrap,
               "confidence": thresholds.confidence, "seed": thresholds.seed,
-              "latency_rows": thresholds.latency_rows if thresholds.latency is not None else 0}
+              "latency_rows": thresholds.latency_rows if thresholds.latency is not None else 0,
+              # the gate judges metrics; each bundle's explanations are in its model card and `mlship evaluate`
+              "explain_rows": 0}
     say(f"evaluating candidate {cand_pred.model_name}:{cand_pred.model_version}")
     cand_ev = evaluate(cand_pred, frame, label, progress=say, **kwargs)
     champ_ev = None

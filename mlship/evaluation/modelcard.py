@@ -1,6 +1,6 @@
 """The model card: Markdown and self-contained HTML (``templates/model_card.html.j2``) rendered from
 the manifest, with plots (confusion matrix, ROC and precision-recall for classifiers; residuals for
-regressors) written under ``card/`` and embedded in the HTML."""
+regressors; global explanations on the holdout) written under ``card/`` and embedded in the HTML."""
 
 from __future__ import annotations
 
@@ -71,6 +71,22 @@ def _plots_regression(y: np.ndarray, pred: Any, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _plots_explanation(explained: Any, out: Path) -> dict[str, Path]:
+    """Mean |contribution|, beeswarm and permutation importance on the holdout (what it has of them)."""
+    from mlship.evaluation.attribution_plots import explanation_figures
+
+    return {f"{title} (holdout)": save_png(fig, out / f"explain_{stem}.png")
+            for stem, title, fig in explanation_figures(pyplot(), explained, dependence=False)}
+
+
+def explanation_text(manifest: dict[str, Any], explained: Any) -> str:
+    """The card's explanation paragraph: how they were computed, or why there are none."""
+    if explained is not None:
+        return str(explained.describe())
+    reason = (manifest.get("explain") or {}).get("reason")
+    return f"No global explanations{': ' + reason if reason else ''}."
+
+
 def _range(field: dict[str, Any]) -> str:
     if field.get("categories"):
         return ", ".join(map(str, field["categories"][:8]))
@@ -87,7 +103,8 @@ def cross_validation_rows(cv: dict[str, Any] | None) -> tuple[list[str], list[li
     return header, rows
 
 
-def _markdown(manifest: dict[str, Any], metrics: dict[str, Any], plots: dict[str, Path], root: Path) -> str:
+def _markdown(manifest: dict[str, Any], metrics: dict[str, Any], plots: dict[str, Path], root: Path,
+              explain: tuple[str, dict[str, Path]]) -> str:
     parity = manifest["parity"]
     md = [f"# {_title(manifest)}", "", manifest.get("description") or "", "",
           f"- Task: **{manifest['task']}**", f"- Estimator: `{manifest['lineage']['estimator']['class']}`",
@@ -110,6 +127,8 @@ def _markdown(manifest: dict[str, Any], metrics: dict[str, Any], plots: dict[str
                f"({cv.get('data', 'train')} data).", "", "| " + " | ".join(header) + " |",
                "| " + " | ".join("---" for _ in header) + " |"]
         md += ["| " + " | ".join(number(v) for v in row) + " |" for row in rows]
+    md += ["", "## Explanations", "", explain[0], ""]
+    md += [f"![{t}]({p.relative_to(root).as_posix()})" for t, p in explain[1].items()]
     md += ["", "## Plots", ""]
     md += [f"![{t}]({p.relative_to(root).as_posix()})" for t, p in plots.items()]
     return "\n".join(md) + "\n"
@@ -119,20 +138,24 @@ def _title(manifest: dict[str, Any]) -> str:
     return f"Model card: {manifest['name']} {manifest['version']}"
 
 
-def render_model_card(bundle_dir: str | Path, manifest: dict[str, Any], y_true: Any, prediction: Any) -> None:
-    """Write ``model_card.md``, ``model_card.html`` and ``card/*.png`` into the bundle directory."""
+def render_model_card(bundle_dir: str | Path, manifest: dict[str, Any], y_true: Any, prediction: Any, *,
+                      explained: Any = None) -> None:
+    """Write ``model_card.md``, ``model_card.html`` and ``card/*.png`` into the bundle directory;
+    ``explained`` (:class:`~mlship.evaluation.attributions.GlobalExplanation`) adds its plots."""
     root = Path(bundle_dir)
     card = root / CARD_DIR
     if manifest["task"] == "classification":
         plots = _plots_classification(np.asarray(y_true), prediction, manifest["output_schema"]["classes"], card)
     else:
         plots = _plots_regression(np.asarray(y_true), prediction, card)
+    explain = (explanation_text(manifest, explained), _plots_explanation(explained, card) if explained else {})
     metrics = {k: v for k, v in manifest["metrics"]["holdout"].items() if not isinstance(v, list)}
-    (root / "model_card.md").write_text(_markdown(manifest, metrics, plots, root), encoding="utf-8")
+    (root / "model_card.md").write_text(_markdown(manifest, metrics, plots, root, explain), encoding="utf-8")
     cv_header, cv_rows = cross_validation_rows(manifest.get("cross_validation"))
     inputs = [[f["name"], f["dtype"], f["nullable"], _range(f)] for f in manifest["input_schema"]["fields"]]
     figures = [{"title": t, "uri": png_uri(p.read_bytes())} for t, p in plots.items()]
+    explain_figures = [{"title": t, "uri": png_uri(p.read_bytes())} for t, p in explain[1].items()]
     page = render_page(TEMPLATES, "model_card.html.j2", title=_title(manifest), m=manifest, metrics=metrics,
                        inputs=inputs, cv=manifest.get("cross_validation"), cv_header=cv_header, cv_rows=cv_rows,
-                       figures=figures)
+                       figures=figures, explain_text=explain[0], explain_figures=explain_figures)
     (root / "model_card.html").write_text(page, encoding="utf-8")

@@ -57,7 +57,7 @@ def tree_ensemble(model: Any, estimator: Any) -> TreeEnsemble:
         leaf_node=np.asarray(attrs[f"{prefix}_nodeids"], dtype=np.int64), leaf_target=targets,
         leaf_weight=np.asarray(attrs[f"{prefix}_weights"], dtype=np.float64),
         base_values=np.asarray(attrs.get("base_values") or [0.0] * n_targets, dtype=np.float64),
-        n_features=int(getattr(estimator, "n_features_in_", 0)) or _n_inputs(model, node),
+        n_features=int(getattr(estimator, "n_features_in_", 0)) or operator_width(model, node),
         post_transform=_text(attrs.get("post_transform", "NONE")))
     return ensemble
 
@@ -66,8 +66,8 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _n_inputs(model: Any, node: Any) -> int:
-    """The width of the tree operator's input vector (from the graph's shape information)."""
+def operator_width(model: Any, node: Any) -> int:
+    """The width of an operator's input vector (from the graph's shape information)."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -77,7 +77,7 @@ def _n_inputs(model: Any, node: Any) -> int:
             dims = info.type.tensor_type.shape.dim
             if len(dims) == 2 and dims[1].dim_value > 0:
                 return int(dims[1].dim_value)
-    raise TreeStatsError(f"the tree operator's input {name!r} has no known width")
+    raise TreeStatsError(f"the {node.op_type} input {name!r} has no known width")
 
 
 def _sklearn_trees(estimator: Any) -> list[dict[str, np.ndarray]]:

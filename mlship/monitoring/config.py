@@ -39,6 +39,10 @@ class MonitorConfig:
     metrics_mode: str = "emf"  # emf (Lambda: EMF lines on stdout) | api (PutMetricData) | both | none
     emit_events: bool = True
     batch_rows: int = 5000
+    # attribution drift (mlship.monitoring.attribution): rows of the window explained, and the total
+    # variation of the attribution shares that counts as drift (0.05: 3x the sampling noise of 500 rows)
+    attribution_sample_rows: int = 500
+    attribution_threshold: float = 0.05
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,8 +1,9 @@
 """The human report of a monitor run (or ``mlship drift``): one self-contained HTML page from
 ``templates/monitoring.html.j2`` with matplotlib figures in the shared report style
 (``mlship.stats.plots``): per-feature reference vs current histograms, drift over time,
-performance and fairness tables. Where matplotlib is not installed (a slim monitor Lambda) the
-page keeps every table and says that the figures were left out."""
+attribution drift (holdout vs window mean |contribution| per field), performance and fairness
+tables. Where matplotlib is not installed (a slim monitor Lambda) the page keeps every table and
+says that the figures were left out."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_LABEL = 14
 FEATURE_COLUMNS = ["feature", "type", "drifted", "method", "score", "threshold", "KS D", "KS p",
                    "Wasserstein (norm.)", "PSI", "JS distance", "chi² p", "Δ null rate", "reason"]
+ATTRIBUTION_COLUMNS = ["field", "holdout mean |contribution|", "window mean |contribution|", "Δ", "relative Δ",
+                       "holdout share", "window share", "share shift"]
+ATTRIBUTION_KEYS = ["baseline", "window", "abs_change", "rel_change", "baseline_share", "window_share", "share_shift"]
+MAX_ATTRIBUTION_BARS = 20
 FEATURE_KEYS = ["type", "drifted", "method", "score", "threshold", "ks_statistic", "ks_pvalue", "wasserstein_norm",
                 "psi", "jensenshannon", "chi2_pvalue", "null_rate_change", "reason"]
 
@@ -86,6 +91,26 @@ def line_figure(series: dict[str, list[float | None]], x_labels: list[str], thre
     return figure_uri(fig)
 
 
+def attribution_figure(fields: list[str], baseline: list[float], window: list[float], title: str = "") -> str:
+    """Holdout vs window mean |contribution| per field: grouped horizontal bars, largest on top."""
+    from mlship.stats.plots import pyplot
+
+    plt = pyplot()
+    n = len(fields)
+    fig, ax = plt.subplots(figsize=(6.4, 0.32 * n + 1.1))
+    y = list(range(n))
+    ax.barh([i - 0.2 for i in y], baseline, 0.4, color=REFERENCE, label="holdout")
+    ax.barh([i + 0.2 for i in y], window, 0.4, color=CURRENT, label="window")
+    ax.set_yticks(y, [f if len(f) <= 2 * MAX_LABEL else f[: 2 * MAX_LABEL - 1] + "…" for f in fields])
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="y", visible=False)
+    compact_axis(ax.xaxis)
+    ax.set(xlabel="mean |contribution|", title=title)
+    ax.legend(loc="lower right", ncols=2)
+    return figure_uri(fig)
+
+
 def _time_label(iso: str) -> str:
     """``2026-11-23T10:00:00+00:00`` -> ``11-23 10:00`` (the year and seconds add nothing to a tick)."""
     return iso[5:16].replace("T", " ") if len(iso) >= 16 else iso
@@ -102,16 +127,18 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
         TEMPLATES, "monitoring.html.j2", title=title, report=report, drift=drift,
         window=report.get("window") or {}, alerts=report.get("alerts") or [],
         threshold_share=(drift.get("thresholds") or {}).get("share", 0.5), figures_available=plots,
-        history_figures=_history_figures(history or [], drift) if plots else [],
+        history_figures=_history_figures(history or [], drift, report.get("attribution_drift")) if plots else [],
         feature_header=FEATURE_COLUMNS,
         feature_rows=[[name, *[f.get(k) for k in FEATURE_KEYS]] for name, f in features.items()],
         feature_classes=["drifted" if f.get("drifted") else "" for f in features.values()],
         histograms=_feature_figures(drift) if plots else [],
+        attribution=_attribution(report.get("attribution_drift"), plots),
         performance=_performance(report.get("performance")), fairness=_fairness(report.get("fairness")))
 
 
-def _history_figures(history: list[dict[str, Any]], drift: dict[str, Any]) -> list[dict[str, str]]:
-    """Drift share, prediction drift and (when known) model quality over the past runs."""
+def _history_figures(history: list[dict[str, Any]], drift: dict[str, Any],
+                     attribution: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Drift share, prediction drift and (when known) attribution shift and model quality over the past runs."""
     if not history:
         return []
     labels = [str(h.get("time", "")) for h in history]
@@ -120,6 +147,11 @@ def _history_figures(history: list[dict[str, Any]], drift: dict[str, Any]) -> li
                                  "prediction drift score": [h.get("prediction_score") for h in history]},
                                 labels, threshold=(drift.get("thresholds") or {}).get("share")),
              "caption": "Share of drifted features and the prediction drift score per monitor run."}]
+    if any(h.get("attribution_shift") is not None for h in history):
+        figs.append({"title": "Attribution drift over time",
+                     "uri": line_figure({"attribution shift": [h.get("attribution_shift") for h in history]}, labels,
+                                        threshold=(attribution or {}).get("threshold")),
+                     "caption": "Total variation between the holdout's and each run's attribution shares."})
     if any(h.get("quality") is not None for h in history):
         figs.append({"title": "Model quality over time",
                      "uri": line_figure({"model quality": [h.get("quality") for h in history]}, labels),
@@ -136,6 +168,28 @@ def _feature_figures(drift: dict[str, Any]) -> list[dict[str, Any]]:
         if f.get("histogram"):
             cards.append({"title": name, "drifted": bool(f.get("drifted")), "uri": histogram_figure(f["histogram"])})
     return cards
+
+
+def _attribution(section: dict[str, Any] | None, plots: bool) -> dict[str, Any] | None:
+    """The attribution drift section: its verdict, one table per target (fields by holdout
+    importance; a row is marked when that field alone moved by the threshold) and one figure each."""
+    if not section:
+        return None
+    fields = section.get("fields") or {}
+    targets = section.get("targets") or []
+    threshold = section.get("threshold") or 0.0
+    tables = []
+    for k, target in enumerate(targets):
+        names = sorted(fields, key=lambda name: -fields[name]["baseline"][k])
+        rows = [[name, *[fields[name][key][k] for key in ATTRIBUTION_KEYS]] for name in names]
+        classes = ["drifted" if abs(fields[name]["share_shift"][k]) >= threshold else "" for name in names]
+        shown = names[:MAX_ATTRIBUTION_BARS]
+        label = f"target {target}" if len(targets) > 1 else ""
+        uri = attribution_figure(shown, [fields[f]["baseline"][k] for f in shown],
+                                 [fields[f]["window"][k] for f in shown], label) if plots and shown else None
+        tables.append({"label": label, "rows": rows, "classes": classes, "uri": uri,
+                       "cut": max(0, len(names) - len(shown))})
+    return {**section, "header": ATTRIBUTION_COLUMNS, "tables": tables}
 
 
 def _performance(perf: dict[str, Any] | None) -> dict[str, Any] | None:

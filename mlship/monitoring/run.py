@@ -1,5 +1,5 @@
-"""One monitor run: window of records -> drift, performance with late labels, fairness ->
-metrics, events and reports. Shared by the monitor Lambda and ``mlship monitor run``."""
+"""One monitor run: window of records -> drift, attribution drift, performance with late labels,
+fairness -> metrics, events and reports. Shared by the monitor Lambda and ``mlship monitor run``."""
 
 from __future__ import annotations
 
@@ -36,15 +36,22 @@ class MonitorResult:
     def performance_degraded(self) -> bool:
         return any(e["detail_type"] == "PerformanceDegraded" for e in self.events)
 
+    @property
+    def attribution_drift(self) -> bool:
+        return any(e["detail_type"] == "AttributionDrift" for e in self.events)
+
     def summary(self) -> dict[str, Any]:
         drift = self.report.get("drift") or {}
         perf = self.report.get("performance") or {}
+        attribution = self.report.get("attribution_drift") or {}
         return {"model": self.report.get("model"), "rows": drift.get("rows"),
                 "dataset_drift": drift.get("dataset_drift"), "share": drift.get("share"),
                 "drifted_features": drift.get("drifted_features"),
                 "prediction_drift": drift.get("prediction_drift"),
                 "performance": {k: perf.get(k) for k in ("status", "primary_metric", "value", "reference",
                                                          "labelled_rows")},
+                "attribution_drift": {k: attribution.get(k) for k in ("status", "value", "threshold", "drifted",
+                                                                      "rows_explained", "reason")},
                 "events": [e["detail_type"] for e in self.events], "reports": self.report_uris}
 
 
@@ -88,6 +95,7 @@ class _WindowScan:
     drift: Any  # mlship.stats.drift.DriftResult
     rows: int
     groups: dict[str, list[int]]  # sensitive group -> [rows, predicted positive]
+    sample: Any = None  # mlship.monitoring.attribution.RowSample: the rows attribution drift explains
 
 
 @dataclass
@@ -109,9 +117,10 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
     target = _target(config)
     stats: dict[str, int] = {}  # what was read (records, files, labels): the report's input section
     scan = _scan_window(config, target, now, stats, say)
+    attribution = _attribution(config, target, scan, say)
     performance = _performance(config, target, now, stats, say)
     fairness = _fairness(target, scan.groups, performance.labelled)
-    metrics = _run_metrics(target, scan, performance.perf)
+    metrics = _run_metrics(target, scan, performance.perf, attribution)
     fair_alert = _fairness_metrics(config, target, fairness, metrics)
 
     stamp = now.strftime("%Y/%m/%d/%H%M%SZ")
@@ -119,7 +128,7 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
     reports_bucket = config.reports_bucket or config.records_bucket
     uris = {"json": f"s3://{reports_bucket}/{base}/{stamp}/report.json",
             "html": f"s3://{reports_bucket}/{base}/{stamp}/report.html"}
-    alerts, events = _alerts_and_events(config, target, scan, performance.perf, uris)
+    alerts, events = _alerts_and_events(config, target, scan, performance.perf, uris, attribution)
     if fair_alert:
         alerts.append({"type": "FairnessGap", "message": fair_alert})
     report = jsonable({
@@ -127,7 +136,8 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
         "model": {"name": target.name, "version": target.version, "task": target.task, "uri": config.model_uri},
         "window": scan.window.to_dict(), "label_window": performance.label_window.to_dict(),
         "input": {"bucket": config.records_bucket, "prefixes": scan.prefixes, **stats},
-        "drift": scan.drift.to_dict(), "performance": performance.perf, "fairness": fairness, "alerts": alerts,
+        "drift": scan.drift.to_dict(), "attribution_drift": attribution, "performance": performance.perf,
+        "fairness": fairness, "alerts": alerts,
         "events": [e["detail_type"] for e in events], "reports": uris})
     result = MonitorResult(report=report, metrics=metrics, events=events)
     _publish(config, result, scan, performance.perf, now, base=base, stamp=stamp, say=say)
@@ -157,16 +167,44 @@ def _scan_window(config: MonitorConfig, target: _Target, now: datetime, stats: d
     say(f"reading records of {name} v{version} from s3://{config.records_bucket}/ "
         f"({len(prefixes)} hour partition(s), {window.start:%Y-%m-%d %H:%M} to {window.end:%H:%M} UTC)")
     acc = DriftAccumulator(target.bundle.profile)
+    sample = _attribution_sample(config, target)
     groups: dict[str, list[int]] = {}
     records = iter_window_records(config.records_bucket, prefixes, window, target.features, stats)
     for batch in batches(records, target.features, config.batch_rows):
         acc.update(batch.columns, _batch_predictions(batch, target.task))
         _count_groups(groups, batch, target)
+        if sample is not None:
+            sample.update(batch.columns, len(batch))
         if acc.rows and acc.rows % (config.batch_rows * 20) == 0:
             say(f"  {acc.rows:,} rows")
     drift = acc.result(config.thresholds)
     say(f"{acc.rows:,} rows in the window: {drift.summary()}")
-    return _WindowScan(window=window, prefixes=prefixes, drift=drift, rows=acc.rows, groups=groups)
+    return _WindowScan(window=window, prefixes=prefixes, drift=drift, rows=acc.rows, groups=groups, sample=sample)
+
+
+def _attribution_sample(config: MonitorConfig, target: _Target) -> Any:
+    """The bounded row sample attribution drift explains; None when there is nothing to compare it with."""
+    from mlship.monitoring.attribution import RowSample, read_baseline
+
+    if config.attribution_sample_rows <= 0 or read_baseline(target.bundle.manifest)[0] is None:
+        return None
+    fields = [f["name"] for f in target.bundle.manifest["input_schema"]["fields"]]
+    return RowSample(fields, config.attribution_sample_rows)
+
+
+def _attribution(config: MonitorConfig, target: _Target, scan: _WindowScan,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """Attribution drift of the sampled window rows against the bundle's holdout attributions."""
+    from mlship.monitoring.attribution import COMPUTED, attribution_drift
+
+    result = attribution_drift(target.bundle, scan.sample, threshold=config.attribution_threshold)
+    if result["status"] == COMPUTED:
+        say(f"attribution drift over {result['rows_explained']:,} explained rows: total variation "
+            f"{result['value']:.3f} (threshold {result['threshold']:g}; most moved: "
+            f"{', '.join(result['top_fields'][:3])})")
+    else:
+        say(f"attribution drift: {result['status'].replace('_', ' ')} ({result['reason']})")
+    return result
 
 
 def _batch_predictions(batch: Any, task: str) -> dict[str, Any]:
@@ -230,7 +268,8 @@ def _fairness(target: _Target, groups: dict[str, list[int]], labelled: Any) -> d
     return fairness
 
 
-def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any]) -> list[Metric]:
+def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any],
+                 attribution: dict[str, Any]) -> list[Metric]:
     """The run's drift and quality metrics (dimensions: model, version and, per feature, feature)."""
     dims = {"Model": target.name, "Version": target.version}
     drift = scan.drift
@@ -246,6 +285,21 @@ def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any]) -> li
         metrics.append(Metric("ModelQuality", float(perf["value"]), "None", dims))
         metrics.append(Metric("LabelledRows", float(perf["labelled_rows"]), "Count", dims))
     metrics.append(Metric("PerformanceDegraded", float(bool(perf.get("degraded"))), "None", dims))
+    metrics += _attribution_metrics(attribution, dims)
+    return metrics
+
+
+def _attribution_metrics(attribution: dict[str, Any], dims: dict[str, str]) -> list[Metric]:
+    """``AttributionShift`` (the total variation of the attribution shares), ``AttributionDrift`` (0/1)
+    and per feature ``FeatureAttributionShift`` (its largest |share shift| over targets): only when
+    computed, so a run that could not explain publishes no datum rather than a reassuring zero."""
+    if attribution.get("status") != "computed":
+        return []
+    metrics = [Metric("AttributionShift", float(attribution["value"]), "None", dims),
+               Metric("AttributionDrift", float(bool(attribution["drifted"])), "None", dims)]
+    for fname, f in attribution["fields"].items():
+        metrics.append(Metric("FeatureAttributionShift", float(max(abs(v) for v in f["share_shift"])), "None",
+                              {**dims, "Feature": fname}))
     return metrics
 
 
@@ -268,8 +322,9 @@ def _fairness_metrics(config: MonitorConfig, target: _Target, fairness: dict[str
 
 
 def _alerts_and_events(config: MonitorConfig, target: _Target, scan: _WindowScan, perf: dict[str, Any],
-                       uris: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Alerts for the report and EventBridge events for drift and degraded performance."""
+                       uris: dict[str, str],
+                       attribution: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Alerts for the report and EventBridge events for drift, attribution drift and degraded performance."""
     drift = scan.drift
     alerts, events = [], []
     detail_base = {"model": {"name": target.name, "version": target.version}, "report": uris["html"],
@@ -280,6 +335,16 @@ def _alerts_and_events(config: MonitorConfig, target: _Target, scan: _WindowScan
                        "detail": {**detail_base, "share": drift.share, "dataset_drift": drift.dataset_drift,
                                   "prediction_drift": drift.prediction_drift,
                                   "drifted_features": drift.drifted_features, "rows": scan.rows}})
+    if attribution.get("status") == "computed" and attribution["drifted"]:
+        top = attribution["top_fields"][:3]
+        alerts.append({"type": "AttributionDrift",
+                       "message": f"attribution shares moved by {attribution['value']:.3f} (total variation; "
+                                  f"threshold {attribution['threshold']:g}), most in {', '.join(top)}"})
+        events.append({"detail_type": "AttributionDrift",
+                       "detail": {**detail_base, "statistic": attribution["statistic"], "value": attribution["value"],
+                                  "threshold": attribution["threshold"], "top_fields": top,
+                                  "share_shift": {f: attribution["fields"][f]["share_shift"] for f in top},
+                                  "rows_explained": attribution["rows_explained"], "rows": scan.rows}})
     if perf.get("degraded"):
         msg = (f"{perf['primary_metric']} {perf['value']:.4f} vs holdout {perf['reference']:.4f} "
                f"over {perf['labelled_rows']} labelled rows (tolerance {config.performance_tolerance:g})")
@@ -302,7 +367,8 @@ def _publish(config: MonitorConfig, result: MonitorResult, scan: _WindowScan, pe
     history = publish.read_history(reports_bucket, base) if config.reports_bucket is not None else []
     pred_score = next((p.get("score") for p in drift.to_dict()["predictions"].values()), None)
     entry = {"time": now.isoformat(), "share": drift.share, "dataset_drift": drift.dataset_drift,
-             "prediction_score": pred_score, "quality": perf.get("value"), "rows": scan.rows, "report": html_uri}
+             "prediction_score": pred_score, "quality": perf.get("value"), "rows": scan.rows, "report": html_uri,
+             "attribution_shift": result.report["attribution_drift"].get("value")}
     result.html = html_report.render(result.report, [*history, entry])
     if config.reports_bucket is not None:
         result.report_uris = publish.write_reports(reports_bucket, base, stamp, result.report, result.html, entry)

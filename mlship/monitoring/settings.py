@@ -52,6 +52,10 @@ class MonitorSettings(BaseSettingsMixin, BaseSettings):
                                       description="largest allowed gap between groups")
     metrics_mode: Literal["emf", "api", "both", "none"] = Field(
         "emf", alias="METRICS_MODE", description="emf (log lines), api (PutMetricData), both or none")
+    attribution_sample_rows: int = Field(500, alias="ATTRIBUTION_SAMPLE_ROWS", ge=0,
+                                         description="window rows explained for attribution drift (0: off)")
+    attribution_threshold: float = Field(0.05, alias="ATTRIBUTION_THRESHOLD", gt=0, le=1,
+                                         description="total variation of the attribution shares that is drift")
 
     @field_validator("thresholds", mode="before")
     @classmethod

@@ -185,6 +185,8 @@ def _check_sections(shape: _Shape, values: Mapping[str, Any]) -> None:
 
 def _check_explain(shape: _Shape, explain: Mapping[str, Any] | None) -> None:
     """The explainer entry a tree ensemble's export writes (what BundleExplainer reads)."""
+    if explain is not None:
+        _check_explain_summary(shape, shape.need(explain, "summary", dict, "explain.summary", required=False))
     if explain is None or shape.need(explain, "method", str, "explain.method") != "tree_shap":
         return
     for key in ("trees", "output_space"):
@@ -193,6 +195,22 @@ def _check_explain(shape: _Shape, explain: Mapping[str, Any] | None) -> None:
     for i, name in enumerate(shape.need(explain, "columns", list, "explain.columns") or []):
         if name is not None and not isinstance(name, str):
             shape.add(f"explain.columns[{i}]", f"must be a field name or null, got {json_type(name, article=True)}")
+
+
+def _check_explain_summary(shape: _Shape, summary: Mapping[str, Any] | None) -> None:
+    """The global attribution summary export stores (the baseline of attribution drift): ``rows`` an
+    integer, ``mean_abs`` a mapping of field to a list of numbers (one per target)."""
+    if summary is None:
+        return
+    shape.need(summary, "rows", int, "explain.summary.rows")
+    for name, values in (shape.need(summary, "mean_abs", dict, "explain.summary.mean_abs") or {}).items():
+        path = f"explain.summary.mean_abs.{name}"
+        if not isinstance(values, list):
+            shape.add(path, f"must be an array of numbers, got {json_type(values, article=True)}")
+            continue
+        for i, value in enumerate(values):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                shape.add(f"{path}[{i}]", f"must be a number, got {json_type(value, article=True)}")
 
 
 def _check_files(shape: _Shape, files: Mapping[str, Any] | None, sizes: Mapping[str, Any] | None) -> None:

@@ -267,9 +267,9 @@ class Predictor:
     def explainer(self) -> Any:
         """The bundle's explainer, loaded on first use."""
         if self._explainer is None:
-            from mlship.runtime.explain import BundleExplainer
+            from mlship.runtime.explain import load_explainer
 
-            self._explainer = BundleExplainer(self)
+            self._explainer = load_explainer(self)
         return self._explainer
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Prediction:

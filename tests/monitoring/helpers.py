@@ -13,10 +13,11 @@ from mlship.runtime.records import make_records
 
 
 def send_traffic(predictor: Predictor, bucket: str, n_rows: int, *, seed: int, shift: float = 0.0,
-                 request_rows: int = 50, prefix: str = "inference-records") -> list[dict[str, Any]]:
-    """Predict ``n_rows`` churn rows in requests of ``request_rows`` and store the records with
-    RecordWriter (as functions/predict does); return [{request_id, row, label}] ground truth."""
-    df = make_churn(n_rows, seed=seed, shift=shift)
+                 request_rows: int = 50, prefix: str = "inference-records", frame: Any = None) -> list[dict[str, Any]]:
+    """Predict ``n_rows`` churn rows (``frame``, else ``make_churn``'s) in requests of ``request_rows``
+    and store the records with RecordWriter (as functions/predict does); return [{request_id, row,
+    label}] ground truth."""
+    df = make_churn(n_rows, seed=seed, shift=shift) if frame is None else frame
     features = predictor.schema.names
     writer = RecordWriter(bucket, prefix, max_records=100_000)
     truth = []

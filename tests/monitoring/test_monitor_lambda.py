@@ -63,7 +63,9 @@ def test_shifted_traffic_raises_drift_and_writes_reports(env: dict[str, Any], ca
     assert {"monthly_charges", "support_calls", "contract"} <= set(out["drifted_features"])
     assert "age" not in out["drifted_features"] and "gender" not in out["drifted_features"]
     assert out["prediction_drift"] is True
-    assert out["events"] == ["DriftDetected"]
+    # the shift moves the model's attributions too when the bundle stores their holdout baseline
+    attribution = ["AttributionDrift"] if out["attribution_drift"]["drifted"] else []
+    assert out["events"] == ["DriftDetected", *attribution]
 
     # CloudWatch: API datapoints in moto, dimensioned by model and version (and feature)
     dims = {"Model": "churn", "Version": "1"}
@@ -87,7 +89,7 @@ def test_shifted_traffic_raises_drift_and_writes_reports(env: dict[str, Any], ca
 
     # the event reached the SQS queue through the rule
     events = drain(env["queue"])
-    assert [e["detail-type"] for e in events] == ["DriftDetected"]
+    assert [e["detail-type"] for e in events] == ["DriftDetected", *attribution]
     assert events[0]["source"] == "mlship.monitoring"
     assert events[0]["detail"]["model"] == {"name": "churn", "version": "1"}
     assert "monthly_charges" in events[0]["detail"]["drifted_features"]

@@ -30,6 +30,7 @@ def test_every_variable_reaches_the_configuration() -> None:
         "SENSITIVE_ATTRIBUTE": "gender", "POWERTOOLS_METRICS_NAMESPACE": "ns", "RECORDS_LAYOUT": "data-capture",
         "DRIFT_THRESHOLDS": '{"share": 0.3}', "PRIMARY_METRIC": "auc", "PERFORMANCE_TOLERANCE": "0.1",
         "MIN_LABELLED_ROWS": "10", "FAIRNESS_THRESHOLD": "0.3", "METRICS_MODE": "both",
+        "ATTRIBUTION_SAMPLE_ROWS": "200", "ATTRIBUTION_THRESHOLD": "0.08",
     }).to_config()
     assert (config.reports_bucket, config.records_prefix, config.labels_prefix) == ("reports", "rec", "lab")
     assert (config.reports_prefix, config.event_bus_name, config.namespace) == ("rep", "bus", "ns")
@@ -37,6 +38,7 @@ def test_every_variable_reaches_the_configuration() -> None:
     assert (config.layout, config.thresholds, config.primary_metric) == ("data-capture", {"share": 0.3}, "auc")
     assert (config.performance_tolerance, config.min_labelled_rows) == (0.1, 10)
     assert (config.fairness_threshold, config.metrics_mode) == (0.3, "both")
+    assert (config.attribution_sample_rows, config.attribution_threshold) == (200, 0.08)
 
 
 def test_empty_optional_variables_keep_their_defaults() -> None:
@@ -56,6 +58,7 @@ def test_missing_required_variable_is_named(missing: str) -> None:
 @pytest.mark.parametrize(("variable", "value"), [
     ("WINDOW_HOURS", "an hour"), ("WINDOW_HOURS", "0"), ("MIN_LABELLED_ROWS", "many"),
     ("METRICS_MODE", "prometheus"), ("RECORDS_LAYOUT", "flat"), ("PERFORMANCE_TOLERANCE", "-1"),
+    ("ATTRIBUTION_SAMPLE_ROWS", "-1"), ("ATTRIBUTION_THRESHOLD", "0"), ("ATTRIBUTION_THRESHOLD", "1.5"),
     ("DRIFT_THRESHOLDS", "{not json"), ("DRIFT_THRESHOLDS", "[1]"), ("DRIFT_THRESHOLDS", '{"sharee": 0.3}'),
 ])
 def test_bad_value_is_named_with_its_value(variable: str, value: str) -> None:

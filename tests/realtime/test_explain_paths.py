@@ -1,7 +1,7 @@
 """``explain=true`` on the Lambda handler (API Gateway v1 and v2 events) and ``mlship serve`` (real
 HTTP to a real process): the same per-row explanation as ``Predictor.explain``, top-k included, and
 clear refusals: a bad parameter is a 400 naming it, a CSV answer cannot carry explanations (406),
-and a model without an exact explainer answers its predictions and says why there is none.
+and a model without an exact explainer answers approximate explanations, labelled as such.
 """
 
 from __future__ import annotations
@@ -78,22 +78,23 @@ def test_serve_answers_the_same_explanations_over_http(churn_bundle: Path, predi
         assert status == 400 and answer["kind"] == "bad_parameter"
 
 
-def test_a_model_without_an_exact_explainer_answers_and_says_why(handler, holdout_records, tmp_path, monkeypatch,
-                                                                  churn_split) -> None:
-    from sklearn.linear_model import LogisticRegression
-
+def test_a_model_without_an_exact_explainer_answers_approximately_and_says_so(handler, holdout_records, tmp_path,
+                                                                               monkeypatch, churn_split) -> None:
     from mlship.evaluation.export import export_bundle
     from mlship.local.datasets import CHURN_LABEL
-    from mlship.local.train import churn_pipeline
+    from mlship.local.train import churn_pipeline, make_estimator
 
     train, holdout = churn_split
-    pipe = churn_pipeline("hgb").set_params(model=LogisticRegression(max_iter=500))
+    pipe = churn_pipeline("hgb").set_params(model=make_estimator("knn"))
     pipe.fit(train.drop(columns=[CHURN_LABEL]), train[CHURN_LABEL])
-    bundle = export_bundle(pipe, holdout, CHURN_LABEL, tmp_path / "linear", name="linear", version="1")
+    bundle = export_bundle(pipe, holdout, CHURN_LABEL, tmp_path / "knn", name="knn", version="1")
     monkeypatch.setenv("MODEL_URI", str(bundle))
     handler.reset()
     event = http_v2_event(json.dumps(holdout_records[:2]))
     event["rawQueryString"] = "explain=true"
     status, answer = _lambda(handler, event)
     assert status == 200 and len(answer["predictions"]) == 2
-    assert answer["explanations"] is None and "no exact explainer" in answer["explanation_unavailable"]
+    assert "explanation_unavailable" not in answer and len(answer["explanations"]) == 2
+    for row in answer["explanations"]:
+        assert row["method"] == "sampling" and row["exact"] is False and row["model_calls"] > 0
+        assert row["output_space"] == "probability"

@@ -189,7 +189,7 @@ def test_monitor_runs_on_a_schedule_with_alarms_and_event_routing(synth):
     t.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 hour)", "State": "ENABLED",
                                                     "Targets": [Match.object_like({"Arn": Match.any_value()})]})
     t.has_resource_properties("AWS::Events::Rule", {"EventPattern": {
-        "source": ["mlship.monitoring"], "detail-type": ["DriftDetected", "PerformanceDegraded"]}})
+        "source": ["mlship.monitoring"], "detail-type": ["DriftDetected", "PerformanceDegraded", "AttributionDrift"]}})
     t.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "mlship-prod-monitor", "Environment": {
         "Variables": Match.object_like({"SENSITIVE_ATTRIBUTE": "gender", "WINDOW_HOURS": "1",
                                         "REPORTS_PREFIX": "monitoring", "LABELS_PREFIX": "labels",
