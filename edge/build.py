@@ -40,6 +40,7 @@ from mlship.runtime.bundle import GOLDEN_FILE, MANIFEST, PROFILE_FILE, Bundle, h
 from mlship.runtime.bundle import write_manifest as _write_manifest
 from mlship.runtime.hashing import sha256_file
 from mlship.runtime.jsonutil import python_values
+from mlship.runtime.manifest import EXPLAIN_DIR
 from mlship.runtime.sources import open_bundle
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
@@ -625,10 +626,17 @@ def _write_report(out: Path, ref: _Reference, results: list[VariantResult]) -> N
 
 
 def _assemble(source: Bundle, vdir: Path, model_file: str, variant: str) -> None:
-    """Copy what a device needs (golden examples, profile) next to the variant's model file."""
+    """Copy what a device needs (golden examples, profile, explainer) next to the variant's model file.
+
+    The explainer files go as they are: an exact one (tree ensemble, linear model) explains
+    ai.onnx.ml operators that int8 quantization leaves alone, so only the fp32 variant carries it;
+    the sampling one evaluates the variant's own model.
+    """
     for name in (GOLDEN_FILE, PROFILE_FILE):
         if source.file(name).is_file():
             shutil.copyfile(source.file(name), vdir / name)
+    if source.file(EXPLAIN_DIR).is_dir():
+        shutil.copytree(source.file(EXPLAIN_DIR), vdir / EXPLAIN_DIR)
     manifest = json.loads(json.dumps(source.manifest))
     manifest["model"] = {**manifest["model"], "file": model_file}
     manifest.pop("files", None)

@@ -24,8 +24,8 @@ import numpy as np
 
 from mlship.errors import MlshipError
 from mlship.runtime.explain import ExplainError
-from mlship.runtime.jsonutil import jsonable, python_values
-from mlship.stats.metrics import classification_metrics, regression_metrics
+from mlship.runtime.jsonutil import jsonable, python_value, python_values
+from mlship.stats.metrics import regression_metrics, roc_auc
 
 DEFAULT_ROWS = 500  # rows explained: TreeSHAP on a boosted model takes ~1 s for these
 DEFAULT_SECONDS = 10.0  # and no more than this on a slow explainer (a large forest, sampling)
@@ -157,12 +157,27 @@ def global_attributions(predictor: Any, columns: dict[str, np.ndarray], *, max_r
         values={name: np.asarray(columns[name])[used] for name in first.fields}, categorical=strings)
 
 
-def _metric_value(task: str, metric: str, y_true: np.ndarray, prediction: Any, classes: list[Any]) -> float | None:
-    if task == "classification":
-        value = classification_metrics(y_true, prediction.labels, prediction.probabilities, classes).get(metric)
-    else:
-        value = regression_metrics(y_true, prediction.values).get(metric)
-    return None if value is None else float(value)
+def _primary_scorer(task: str, metric: str, y_true: np.ndarray, classes: list[Any]) -> Callable[[Any], float | None]:
+    """The evaluation's ``metric`` of a Prediction on ``y_true``, with the labels' class indices
+    found once (the same values :func:`classification_metrics` gives, without the other metrics)."""
+    if task != "classification":
+        return lambda prediction: regression_metrics(y_true, prediction.values).get(metric)
+    index = {python_value(c): i for i, c in enumerate(classes)}
+    truth = np.array([index.get(python_value(v), -1) for v in y_true])
+    known = truth >= 0
+
+    def score(prediction: Any) -> float | None:
+        if metric == "accuracy":
+            predicted = np.array([index.get(python_value(v), -1) for v in prediction.labels])
+            return float(np.mean(truth == predicted)) if len(truth) else None
+        probs = np.asarray(prediction.probabilities, dtype=np.float64)[known]
+        if len(classes) == 2:
+            return roc_auc((truth[known] == 1).astype(int), probs[:, 1])
+        aucs = [roc_auc((truth[known] == j).astype(int), probs[:, j]) for j in range(len(classes))]
+        found = [a for a in aucs if a is not None]
+        return float(np.mean(found)) if found else None
+
+    return score
 
 
 def permutation_importance(predictor: Any, columns: dict[str, np.ndarray], y_true: Any, task: str, *,
@@ -175,20 +190,21 @@ def permutation_importance(predictor: Any, columns: dict[str, np.ndarray], y_tru
     y = np.asarray(y_true, dtype=object if task == "classification" else np.float64)[rows]
     classes = list(predictor.classes or [])
     metric = PRIMARY_METRIC[task]
-    baseline = _metric_value(task, metric, y, predictor.predict_columns(sample), classes)
+    unshuffled = predictor.predict_columns(sample)
+    baseline = _primary_scorer(task, metric, y, classes)(unshuffled)
     if baseline is None and task == "classification":
         metric = "accuracy"
-        baseline = _metric_value(task, metric, y, predictor.predict_columns(sample), classes)
+        baseline = _primary_scorer(task, metric, y, classes)(unshuffled)
     if baseline is None:
         raise MlshipError(f"the {metric} of the model on these rows is undefined")
+    scorer = _primary_scorer(task, metric, y, classes)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     rng = np.random.default_rng(seed)
     names = list(predictor.schema.names)
     drops = np.zeros((len(names), repeats))
     for f, name in enumerate(names):
         for r in range(repeats):
-            shuffled = {**sample, name: sample[name][rng.permutation(len(rows))]}
-            value = _metric_value(task, metric, y, predictor.predict_columns(shuffled), classes)
+            value = scorer(predictor.predict_columns({**sample, name: sample[name][rng.permutation(len(rows))]}))
             drops[f, r] = np.nan if value is None else sign * (baseline - value)
     return PermutationImportance(names, metric, baseline, repeats, int(len(rows)), drops)
 

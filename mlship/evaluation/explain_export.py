@@ -26,9 +26,9 @@ from mlship.evaluation import background
 from mlship.evaluation.linearstats import LINEAR_OPS, linear_model, linear_node
 from mlship.evaluation.treestats import TREE_OPS, TreeStatsError, tree_ensemble, tree_node
 from mlship.runtime.explain import feature_matrix
+from mlship.runtime.manifest import EXPLAIN_DIR
 from mlship.runtime.sampling_shap import DEFAULT_BUDGET
 
-EXPLAIN_DIR = "explain"
 TREES_FILE = f"{EXPLAIN_DIR}/trees.npz"
 LINEAR_FILE = f"{EXPLAIN_DIR}/linear.npz"
 FEATURES_FILE = f"{EXPLAIN_DIR}/features.onnx"

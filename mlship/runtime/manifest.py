@@ -30,6 +30,7 @@ GOLDEN_FILE = "golden.json"
 
 
 PROFILE_FILE = "profile.json"
+EXPLAIN_DIR = "explain"  # the explainer files (mlship.evaluation.explain_export)
 
 
 UNHASHED = {MANIFEST, SIGNATURE}

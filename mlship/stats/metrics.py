@@ -96,12 +96,13 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (``scipy.stats.rankdata(method="average")``)."""
     order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
     sx = x[order]
-    boundaries = np.r_[0, np.flatnonzero(np.diff(sx)) + 1, len(x)]
-    for lo, hi in zip(boundaries[:-1], boundaries[1:], strict=True):
-        ranks[order[lo:hi]] = (lo + hi + 1) / 2.0
+    starts = np.r_[True, np.diff(sx) != 0] if len(sx) else np.zeros(0, dtype=bool)
+    bounds = np.r_[np.flatnonzero(starts), len(x)]
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = ((bounds[:-1] + bounds[1:] + 1) / 2.0)[np.cumsum(starts) - 1]
     return ranks
 
 

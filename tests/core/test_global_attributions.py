@@ -109,6 +109,18 @@ def test_permutation_importance_is_positive_for_the_signal_and_near_zero_for_noi
     assert set(perm.to_dict()["signal"]) == {"mean", "std"} and perm.to_dict()["signal"]["std"] >= 0
 
 
+def test_the_permutation_baseline_is_the_evaluations_metric(predictor: Predictor, exported: tuple[Path, Any]) -> None:
+    from mlship.evaluation.attributions import _primary_scorer
+    from mlship.stats.metrics import classification_metrics
+
+    holdout = exported[1]
+    prediction = predictor.predict_columns(_columns(predictor, holdout))
+    y = holdout["label"].to_numpy(dtype=object)
+    full = classification_metrics(y, prediction.labels, prediction.probabilities, predictor.classes)
+    for metric in ("roc_auc", "accuracy"):
+        assert _primary_scorer("classification", metric, y, predictor.classes)(prediction) == full[metric]
+
+
 def test_export_stores_the_summary_and_draws_the_card(exported: tuple[Path, Any]) -> None:
     bundle = exported[0]
     manifest = json.loads((bundle / "manifest.json").read_text())

@@ -295,14 +295,18 @@ def test_fuzzed_raw_requests_get_clear_json_answers(fuzz_server, data: bytes) ->
 
 
 def test_explain_parameters_follow_the_shared_protocol(served: Http, golden_inputs) -> None:
-    """``explain=true`` on the device's MLP answers 200 with the predictions and says why there is
-    no explanation (no exact explainer for an MLP); a bad value is a 400, a CSV answer a 406."""
+    """``explain=true`` on the device's MLP answers 200 with the predictions and approximate
+    explanations labelled as such (the sampling explainer the package carries, on the device's own
+    model); a bad value is a 400, a CSV answer a 406."""
     doc = json.dumps({"instances": golden_inputs[:2]}).encode()
     headers = {"Content-Type": "application/json"}
     status, _, raw = served.request("POST", "/predict?explain=true&top_k=2", doc, headers)
     body = _json(raw)
     assert status == 200 and len(body["predictions"]) == 2
-    assert body["explanations"] is None and "no exact explainer" in body["explanation_unavailable"]
+    assert "explanation_unavailable" not in body and len(body["explanations"]) == 2
+    for row in body["explanations"]:
+        assert (row["method"], row["exact"], row["output_space"]) == ("sampling", False, "probability")
+        assert len(row["targets"][0]["contributions"]) == 2  # top_k
     status, _, raw = served.request("POST", "/predict?explain=true&top_k=0", doc, headers)
     assert status == 400 and _json(raw)["kind"] == "bad_parameter"
     status, _, raw = served.request("POST", "/predict?explain=true", doc, {**headers, "Accept": "text/csv"})

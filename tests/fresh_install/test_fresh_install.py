@@ -6,8 +6,9 @@ and serves a bundle; (b) a command whose extra is missing says which one in one 
 registry and ``mlship package predict``, all from a folder outside the checkout; (d) with
 ``[cdk]`` too: a project from ``mlship init`` synthesizes every environment (cdk-nag on) and its
 deploy rehearsal (``mlship local deploy``, the real CDK CLI against that venv's local AWS) creates
-its stacks. The venvs are built once per module (``fresh.py``: the wheel is cached per content
-hash); (c) and (d) share one venv.
+its stacks. The venvs are built once per session (``fresh.py``: the wheel is cached per content hash;
+session scope, because xdist may interleave other modules' tests, which would tear a
+module-scoped venv down and build it again); (c) and (d) share one venv.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ import pytest
 from fresh_install.fresh import REPO, Venv, cached_wheel, dir_size, make_venv, run
 
 pytestmark = [pytest.mark.xdist_group("fresh-install"), pytest.mark.timeout(1800)]
+# the core venv's tests are a group of their own: its venv and the full one are built on two workers at once
+CORE = pytest.mark.xdist_group("fresh-install-core")
 CORE_LIMIT = 400 * 1024 * 1024
 HINT = "error: mlship {command} needs the '{extra}' extra: pip install 'mlship[{extra}]'"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wheel() -> Path:
     return cached_wheel()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A working folder outside the checkout (the venvs' commands run here)."""
     folder = tmp_path_factory.mktemp("user-project")
@@ -47,7 +50,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(folder / "lambda-project", ignore_errors=True)  # a 150 MB Lambda asset
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv]:
     venv = make_venv(tmp_path_factory.mktemp("venvs") / "core", wheel)
     print(f"\ncore venv installed in {venv.seconds:.0f} s")
@@ -55,7 +58,7 @@ def core(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv
     shutil.rmtree(venv.root, ignore_errors=True)  # pytest keeps the last temp folders: 230 MB each
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv]:
     venv = make_venv(tmp_path_factory.mktemp("venvs") / "export-aws-local-cdk", wheel, "export,aws,local,cdk",
                      compile_pyc=False)
@@ -64,7 +67,7 @@ def full(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Venv
     shutil.rmtree(venv.root, ignore_errors=True)  # 1.3 GB
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def inputs(tmp_path_factory: pytest.TempPathFactory, churn_model: Any, churn_split: tuple[Any, Any]) -> dict[str, Path]:
     """The churn pipeline (joblib), its holdout and three unlabelled rows as CSV files."""
     import joblib
@@ -78,6 +81,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, churn_model: Any, churn_spl
 
 
 # ------------------------------------------------------------------------------------- (a) core
+@CORE
 def test_core_install_is_the_runtime_and_the_cli(core: Venv, outside: Path):
     size = dir_size(core.site_packages())
     print(f"\ncore site-packages: {size / 2**20:.0f} MiB")
@@ -92,6 +96,7 @@ def test_core_install_is_the_runtime_and_the_cli(core: Venv, outside: Path):
     assert "--install-completion" in core.mlship("--help", cwd=outside, COLUMNS="200").stdout
 
 
+@CORE
 def test_core_verifies_inspects_and_predicts_a_bundle(core: Venv, outside: Path, churn_bundle: Path,
                                                       signing_keys: Path, inputs: dict[str, Path]):
     verified = core.mlship("verify", str(churn_bundle), "--public-key", str(signing_keys / "mlship.pub"), cwd=outside)
@@ -104,6 +109,7 @@ def test_core_verifies_inspects_and_predicts_a_bundle(core: Venv, outside: Path,
     assert len(json.loads(predicted.stdout)["predictions"]) == 3
 
 
+@CORE
 def test_the_installed_package_ships_its_run_time_files(core: Venv, outside: Path):
     """The Dockerfile, constraints and handler sources come from the package; the serving image's
     context is staged from the installed package (a user's CDK app has no checkout)."""
@@ -154,6 +160,7 @@ def _wait_for(base: str, path: str, proc: subprocess.Popen[str], limit: float = 
     raise AssertionError(f"{base}{path} did not answer within {limit:.0f} s")
 
 
+@CORE
 def test_core_serves_ping_and_invocations(served: str, inputs: dict[str, Path], churn_model: Any,
                                           churn_split: tuple[Any, Any]):
     request = urllib.request.Request(f"{served}/invocations", data=inputs["rows"].read_bytes(),
@@ -185,6 +192,7 @@ HINTS = [
 ]
 
 
+@CORE
 @pytest.mark.parametrize(("command", "extra", "argv"), HINTS, ids=[h[0] for h in HINTS])
 def test_a_missing_extra_is_one_line_naming_it(core: Venv, outside: Path, inputs: dict[str, Path],
                                               churn_bundle: Path, command: str, extra: str, argv: Any):
@@ -196,6 +204,7 @@ def test_a_missing_extra_is_one_line_naming_it(core: Venv, outside: Path, inputs
     assert not (outside / "out").exists()
 
 
+@CORE
 def test_the_construct_library_names_the_missing_extra(core: Venv, outside: Path):
     code = ("import mlship.extras\ntry:\n    import mlship.cdk\nexcept mlship.extras.MissingExtra as exc:\n"
             "    print(exc)\n")
@@ -204,6 +213,7 @@ def test_the_construct_library_names_the_missing_extra(core: Venv, outside: Path
                                    "(aws_cdk is not installed)")
 
 
+@CORE
 def test_the_python_api_names_the_missing_extra(core: Venv, outside: Path, inputs: dict[str, Path]):
     code = ("import mlship\n"
             "try:\n"
@@ -217,7 +227,7 @@ def test_the_python_api_names_the_missing_extra(core: Venv, outside: Path, input
 
 
 # -------------------------------------------------------------------- (c) [export,aws,local]
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_of_full(full: Venv, outside: Path) -> Iterator[str]:
     """A moto server started from the [export,aws,local] venv, with a registry bucket."""
     from mlship.local.environment import free_port
@@ -302,7 +312,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlship-serve:rehearsal"
 REHEARSAL = ["-c", "mlship:assets.lambda_code=source", "-c", f"mlship:endpoint.image_uri={IMAGE}"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scaffolded(full: Venv, outside: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """A project from ``mlship init`` with its own local AWS (state outside the checkout), torn down after."""
     if not CDK_CLI.is_file():
