@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ def drift_cmd(
                           batch_rows=batch_rows, on_rows=rows.update)
     except (MlshipError, ValueError, FileNotFoundError) as exc:
         rows.stop()
+        if out is None:  # the run wrote nothing: leave no empty report folder behind
+            shutil.rmtree(folder, ignore_errors=True)
         fail(str(exc))
     rows.stop()
     mark_latest(folder, out)
@@ -123,6 +126,11 @@ def monitor_run(
     layout: str = typer.Option("mlship", envvar="RECORDS_LAYOUT", help="mlship | data-capture"),
     thresholds: str = typer.Option(None, envvar="DRIFT_THRESHOLDS", help="Drift threshold overrides (JSON)."),
     tolerance: float = typer.Option(0.05, envvar="PERFORMANCE_TOLERANCE", help="Allowed metric drop."),
+    attribution_rows: int = typer.Option(500, envvar="ATTRIBUTION_SAMPLE_ROWS", min=0,
+                                         help="Window rows explained for attribution drift (0: off)."),
+    attribution_threshold: float = typer.Option(0.05, envvar="ATTRIBUTION_THRESHOLD", min=0.001, max=1.0,
+                                                help="Total variation of the attribution shares that counts "
+                                                "as attribution drift."),
     metrics: str = typer.Option("api", help="How to publish CloudWatch metrics: api | emf | both | none."),
     events: bool = typer.Option(True, help="Send EventBridge events when thresholds are crossed."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write report.json + report.html here."),
@@ -143,7 +151,8 @@ def monitor_run(
                            reports_prefix=reports_prefix, event_bus_name=event_bus, window_hours=window_hours,
                            label_window_hours=label_window_hours, sensitive_attribute=sensitive, layout=layout,
                            thresholds=_thresholds(thresholds), performance_tolerance=tolerance,
-                           metrics_mode=metrics, emit_events=events)
+                           metrics_mode=metrics, emit_events=events, attribution_sample_rows=attribution_rows,
+                           attribution_threshold=attribution_threshold)
     try:
         result = run_monitor(config, progress=console.log)
     except (MlshipError, ValueError, RuntimeError) as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from reports import browser
 
 from mlship.evaluation.attributions import (
     FIRST_CHUNK_ROWS,
@@ -29,7 +30,6 @@ from mlship.evaluation.export import export_bundle
 from mlship.runtime.bundle import Bundle
 from mlship.runtime.manifest import MalformedDocumentError, check_manifest
 from mlship.runtime.predictor import Predictor
-from reports import browser
 
 SUMMARY_KEYS = {"method", "exact", "output_space", "rows", "targets", "mean_abs", "permutation"}
 INFORMATIVE = {"signal", "plan"}

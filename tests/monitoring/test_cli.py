@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from mlship.cli import app
 
 
-def _mlship(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _mlship(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mlship", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=300, cwd=cwd)
 
 
 def test_drift_between_two_datasets(tmp_path: Path) -> None:
@@ -41,9 +41,11 @@ def test_drift_between_two_datasets(tmp_path: Path) -> None:
     assert "1/3 features drifted" in proc.stdout
 
 
-def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path) -> None:
+def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
     from mlship.local.datasets import make_churn
 
+    monkeypatch.chdir(tmp_path)  # the failing runs have no --out: they must leave no reports/ folder behind
     make_churn(3000, seed=5, shift=1.0).to_csv(tmp_path / "shifted.csv", index=False)
     runner = CliRunner()
     res = runner.invoke(app, ["drift", str(churn_bundle), str(tmp_path / "shifted.csv"), "--out",
@@ -53,11 +55,12 @@ def test_drift_against_a_bundle_and_errors(tmp_path: Path, churn_bundle: Path) -
     assert "monthly_charges" in report["drift"]["drifted_features"]
     assert "age" not in report["drift"]["drifted_features"]
 
-    bad = _mlship("drift", str(churn_bundle), str(tmp_path / "missing.csv"))
+    bad = _mlship("drift", str(churn_bundle), str(tmp_path / "missing.csv"), cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
     bad = runner.invoke(app, ["drift", str(churn_bundle), str(tmp_path / "shifted.csv"), "--thresholds",
                               '{"nope": 1}'])
     assert bad.exit_code == 1 and "unknown drift threshold" in bad.stderr
+    assert not list((tmp_path / "reports" / "drift").iterdir())
 
 
 def test_monitor_run_against_local_aws(moto_env: dict, churn_bundle: Path, tmp_path: Path) -> None:
