@@ -110,7 +110,7 @@ class Registered(_Result):
 class DriftReport(_Result):
     """A drift comparison; ``report`` is the JSON document, ``paths`` the files written (if any)."""
 
-    dataset_drift: bool
+    dataset_drift: bool | None  # None: no verdict (too few rows)
     summary: str
     report: dict[str, Any]
     paths: dict[str, Path] = field(default_factory=dict)
@@ -251,7 +251,7 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
     result = acc.result(thresholds or {})
     report = {"format": "mlship-drift-report/1", "generated_at": datetime.now(UTC).isoformat(), "model": model,
               "reference": str(reference), "current": str(current), "drift": result.to_dict()}
-    found = DriftReport(bool(result.dataset_drift), result.summary(), report)
+    found = DriftReport(result.dataset_drift, result.summary(), report)
     if out is not None:
         found.paths = _write_drift(report, Path(out))
     return found

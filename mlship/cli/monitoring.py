@@ -43,7 +43,8 @@ def _print_drift(report: dict[str, Any]) -> None:
 
     rows = list(report["features"].items()) + [(f"prediction.{k}", v) for k, v in report["predictions"].items()]
     for name, feat in rows:
-        table.add_row(name, str(feat.get("type")), "[red]yes[/]" if feat.get("drifted") else "no",
+        verdict = {True: "[red]yes[/]", False: "no"}.get(feat.get("drifted"), "–")
+        table.add_row(name, str(feat.get("type")), verdict,
                       str(feat.get("method")), f(feat.get("score")), f(feat.get("ks_statistic")),
                       f(feat.get("wasserstein_norm")), f(feat.get("psi")), f(feat.get("jensenshannon")),
                       f(feat.get("null_rate_change")))

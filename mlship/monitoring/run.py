@@ -45,6 +45,7 @@ class MonitorResult:
         perf = self.report.get("performance") or {}
         attribution = self.report.get("attribution_drift") or {}
         return {"model": self.report.get("model"), "rows": drift.get("rows"),
+                "drift_status": drift.get("status"), "drift_reason": drift.get("reason"),
                 "dataset_drift": drift.get("dataset_drift"), "share": drift.get("share"),
                 "drifted_features": drift.get("drifted_features"),
                 "prediction_drift": drift.get("prediction_drift"),
@@ -273,14 +274,16 @@ def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any],
     """The run's drift and quality metrics (dimensions: model, version and, per feature, feature)."""
     dims = {"Model": target.name, "Version": target.version}
     drift = scan.drift
-    metrics = [Metric("DriftShare", drift.share, "None", dims),
-               Metric("DatasetDrift", float(drift.dataset_drift), "None", dims),
-               Metric("PredictionDrift", float(drift.prediction_drift), "None", dims),
-               Metric("Rows", float(scan.rows), "Count", dims)]
-    for fname, f in drift.features.items():
-        effect = f.get("wasserstein_norm") if f.get("type") == "numeric" else f.get("jensenshannon")
-        if effect is not None and np.isfinite(effect):
-            metrics.append(Metric("FeatureDrift", float(effect), "None", {**dims, "Feature": fname}))
+    metrics = [Metric("Rows", float(scan.rows), "Count", dims)]
+    if drift.dataset_drift is not None:  # no datum without a verdict: too few rows is not "no drift"
+        metrics += [Metric("DriftShare", drift.share, "None", dims),
+                    Metric("DatasetDrift", float(drift.dataset_drift), "None", dims)]
+        for fname, f in drift.features.items():
+            effect = f.get("wasserstein_norm") if f.get("type") == "numeric" else f.get("jensenshannon")
+            if effect is not None and np.isfinite(effect):
+                metrics.append(Metric("FeatureDrift", float(effect), "None", {**dims, "Feature": fname}))
+    if drift.prediction_drift is not None:
+        metrics.append(Metric("PredictionDrift", float(drift.prediction_drift), "None", dims))
     if perf.get("value") is not None:
         metrics.append(Metric("ModelQuality", float(perf["value"]), "None", dims))
         metrics.append(Metric("LabelledRows", float(perf["labelled_rows"]), "Count", dims))

@@ -54,6 +54,7 @@ P_VALUE_METHODS = ("ks", "chi2")
 AUTO = "auto"
 OTHER = "__other__"
 PSI_EPS = 1e-4
+COMPUTED, NOT_COMPUTED, INSUFFICIENT_DATA = "computed", "not_computed", "insufficient_data"
 
 
 # ---------------------------------------------------------------------------------- thresholds
@@ -75,6 +76,10 @@ class DriftThresholds:
     """
 
     small_sample_rows: int = 1000
+    # fewer current rows than this: no verdict (``insufficient_data``). At 100 rows the KS test at
+    # p < 0.05 detects a 0.5-sigma mean shift 99% of the time and a 0.3-sigma one 76% (simulated,
+    # tests/monitoring/test_evidence.py); at 30 rows it misses 3 in 10 medium shifts.
+    min_rows: int = 100
     p_value: float = 0.05
     wasserstein: float = 0.1
     jensenshannon: float = 0.1
@@ -100,6 +105,8 @@ class DriftThresholds:
         if unknown:
             raise ValueError(f"unknown drift threshold settings: {sorted(unknown)} (known: {sorted(known)})")
         kwargs = {k: v for k, v in data.items() if k != "features"}
+        if "min_rows" in kwargs and (not isinstance(kwargs["min_rows"], int) or kwargs["min_rows"] < 1):
+            raise ValueError(f"min_rows must be a whole number of rows >= 1, got {kwargs['min_rows']!r}")
         feats = {}
         for name, spec in (data.get("features") or {}).items():
             spec = spec if isinstance(spec, Mapping) else {"threshold": spec}
@@ -426,11 +433,22 @@ class DriftAccumulator:
             if sketch.total:
                 ref = self.profile["predictions"][name]
                 preds[name] = _feature_result(f"prediction.{name}", ref, sketch, th)
-        drifted = [n for n, f in features.items() if f["drifted"]]
-        share = len(drifted) / len(features) if features else 0.0
-        return DriftReport(rows=self.rows, reference_rows=int(self.profile.get("rows") or 0),
-                           features=features, predictions=preds, drifted_features=drifted, share=share,
-                           dataset_drift=bool(features) and share >= th.share, thresholds=th)
+        report = DriftReport(rows=self.rows, reference_rows=int(self.profile.get("rows") or 0),
+                             features=features, predictions=preds, drifted_features=[], share=None,
+                             dataset_drift=None, thresholds=th,
+                             prediction_reason=None if preds else self._no_predictions_reason())
+        if self.rows < th.min_rows:
+            return report.without_verdict(f"{self.rows} rows in the current data, fewer than min_rows "
+                                          f"{th.min_rows}: too few for a drift verdict")
+        report.drifted_features = [n for n, f in features.items() if f["drifted"]]
+        report.share = len(report.drifted_features) / len(features) if features else 0.0
+        report.dataset_drift = bool(features) and report.share >= th.share
+        return report
+
+    def _no_predictions_reason(self) -> str:
+        if not self.predictions:
+            return "the baseline profile has no prediction distribution"
+        return "the current data came without model outputs"
 
 
 def _sketch_state(sketch: Any) -> dict[str, Any]:
@@ -593,36 +611,67 @@ def _chi2(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------- the report
 @dataclass
 class DriftReport:
-    """Per-feature statistics and verdicts, prediction drift and the dataset-level verdict."""
+    """Per-feature statistics and verdicts, prediction drift and the dataset-level verdict.
+
+    ``status`` is ``computed``, or ``insufficient_data`` (fewer rows than ``min_rows``: the
+    statistics are reported, but no feature, prediction or dataset verdict is given and the
+    verdicts are None). Prediction drift is None, "not computed", when the baseline has no
+    prediction distribution or the data came without outputs (``prediction_reason`` says which).
+    """
 
     rows: int
     reference_rows: int
     features: dict[str, dict[str, Any]]
     predictions: dict[str, dict[str, Any]]
     drifted_features: list[str]
-    share: float
-    dataset_drift: bool
+    share: float | None
+    dataset_drift: bool | None
     thresholds: DriftThresholds
+    status: str = COMPUTED
+    reason: str | None = None  # why there is no verdict
+    prediction_reason: str | None = None  # why prediction drift was not computed
 
     @property
-    def prediction_drift(self) -> bool:
+    def prediction_drift(self) -> bool | None:
+        """Whether a model output drifted; None when not computed or without a verdict."""
+        if self.status != COMPUTED or not self.predictions:
+            return None
         return any(p.get("drifted") for p in self.predictions.values())
+
+    @property
+    def prediction_status(self) -> str:
+        if not self.predictions:
+            return NOT_COMPUTED
+        return self.status
+
+    def without_verdict(self, reason: str) -> DriftReport:
+        """This report with every verdict withdrawn (too little evidence), saying why."""
+        self.status, self.reason = INSUFFICIENT_DATA, reason
+        self.drifted_features, self.share, self.dataset_drift = [], None, None
+        for result in (*self.features.values(), *self.predictions.values()):
+            result["drifted"] = None
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report (NaN/inf become None)."""
-        return jsonable({"rows": self.rows, "reference_rows": self.reference_rows,
-                          "dataset_drift": self.dataset_drift, "share": self.share,
-                          "drifted_features": self.drifted_features,
-                          "prediction_drift": self.prediction_drift, "features": self.features,
+        return jsonable({"status": self.status, "reason": self.reason, "rows": self.rows,
+                          "reference_rows": self.reference_rows, "dataset_drift": self.dataset_drift,
+                          "share": self.share, "drifted_features": self.drifted_features,
+                          "prediction_drift": self.prediction_drift, "prediction_status": self.prediction_status,
+                          "prediction_reason": self.prediction_reason, "features": self.features,
                           "predictions": self.predictions, "thresholds": self.thresholds.to_dict()})
 
     def summary(self) -> str:
-        """One line: verdict, share and drifted features."""
+        """One line: verdict, share and drifted features (or why there is no verdict)."""
+        if self.status != COMPUTED:
+            return f"no drift verdict: {self.reason}"
         verdict = "DATASET DRIFT" if self.dataset_drift else "no dataset drift"
         names = ", ".join(self.drifted_features) or "none"
+        prediction = ("not computed" if self.prediction_drift is None
+                      else "yes" if self.prediction_drift else "no")
         return (f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features drifted "
                 f"({self.share:.0%}; threshold {self.thresholds.share:.0%}): {names}; "
-                f"prediction drift: {'yes' if self.prediction_drift else 'no'}; {self.rows} rows")
+                f"prediction drift: {prediction}; {self.rows} rows")
 
 
 def compare(profile: Mapping[str, Any], data: Any, predictions: Mapping[str, Any] | None = None,
