@@ -292,8 +292,13 @@ def test_extra_member_before_the_manifest_is_named(good, tmp_path):
 
 
 def test_oversized_member(good, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSHIP_MAX_MEMBER_BYTES", "100000")  # model.onnx is ~180 kB
-    error = _refused(good["tar"], "model.onnx", "per-member limit", "MLSHIP_MAX_MEMBER_BYTES")
+    import tarfile
+
+    with tarfile.open(good["tar"]) as archive:
+        sizes = {m.name.split("/", 1)[-1]: m.size for m in archive.getmembers() if m.isfile()}
+    largest = max(sizes, key=sizes.__getitem__)
+    monkeypatch.setenv("MLSHIP_MAX_MEMBER_BYTES", str(sizes[largest] - 1))  # refuses the largest member alone
+    error = _refused(good["tar"], largest, "per-member limit", "MLSHIP_MAX_MEMBER_BYTES")
     assert isinstance(error, ArchiveError) and error.reason == "too_large"
 
 
