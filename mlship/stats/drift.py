@@ -247,22 +247,26 @@ class _NumericSketch:
         k = e.size
         if k == 0:
             return
-        # one binary search per value into the k edges (O(n log k), no sort of the batch): slot s
-        # holds edges[s-1] < x <= edges[s], slot 0 x <= edges[0], slot k x > edges[-1]
-        slot = np.searchsorted(e, arr, side="left")
-        self.counts += np.bincount(slot, minlength=k + 1)
-        self.sums += np.bincount(slot, weights=arr, minlength=k + 1)
-        inside = slot < k
-        on_edge = slot[inside][e[slot[inside]] == arr[inside]]  # a repeated edge: its first copy only
-        self.at_edge += np.bincount(on_edge, minlength=k)
-        below = arr[(slot == 0) & (arr < e[0])]
-        above = arr[~inside]
-        self.below_sum += float(below.size * e[0] - below.sum())
-        self.above_sum += float(above.sum() - above.size * e[-1])
-        self.sum += float(arr.sum())
-        self.sumsq += float(np.dot(arr, arr))
-        self.min = min(self.min, float(arr.min()))
-        self.max = max(self.max, float(arr.max()))
+        # sort the batch once, then locate the k edges in it: numpy's vectorised sort (~9 ms per 1M
+        # values here) beats one binary search per value into the edges (~90 ms: cache misses)
+        s = np.sort(arr)
+        cum = np.empty(s.size + 1)
+        cum[0] = 0.0
+        np.cumsum(s, out=cum[1:])
+        left = np.searchsorted(s, e, side="left")  # values < edge
+        right = np.searchsorted(s, e, side="right")  # values <= edge
+        ends = np.r_[right, s.size]
+        self.counts += np.diff(ends, prepend=0)
+        self.sums += np.diff(cum[ends], prepend=0.0)
+        on_edge = right - left
+        on_edge[1:][e[1:] == e[:-1]] = 0  # a repeated edge (constant reference column): counted once
+        self.at_edge += on_edge
+        self.below_sum += float(left[0] * e[0] - cum[left[0]])
+        self.above_sum += float((cum[-1] - cum[right[-1]]) - (s.size - right[-1]) * e[-1])
+        self.sum += float(cum[-1])
+        self.sumsq += float(np.dot(s, s))
+        self.min = min(self.min, float(s[0]))
+        self.max = max(self.max, float(s[-1]))
 
     def merge(self, other: _NumericSketch) -> None:
         self.counts += other.counts
