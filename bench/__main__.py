@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-AREAS = ("predictor", "realtime", "batch", "edge", "registry", "monitoring", "loadtest", "explain")
+AREAS = ("predictor", "realtime", "batch", "edge", "registry", "monitoring", "drift_cli", "loadtest", "explain")
 
 
 def main() -> int:

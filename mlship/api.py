@@ -226,7 +226,7 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
     """Compare ``current`` (a file or directory of .csv/.parquet/.jsonl) with a bundle's baseline
     profile or a reference dataset, streaming it in batches; with ``out``, write report.json/.html.
     ``on_rows(done, total)`` reports progress."""
-    from mlship.monitoring.tables import count_rows, is_dataset, iter_batches, profile_dataset
+    from mlship.monitoring.tables import is_dataset, profile_dataset
     from mlship.stats.drift import DriftAccumulator
 
     skip = list(exclude or [])
@@ -242,12 +242,8 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
     current = Path(current)
     if not current.exists():
         raise FileNotFoundError(f"current data not found: {current}")
-    acc, total, done = DriftAccumulator(profile), count_rows(current), 0
-    for batch in iter_batches(current, batch_rows):
-        acc.update({k: v for k, v in batch.items() if k not in skip})
-        done += len(next(iter(batch.values()))) if batch else 0
-        if on_rows is not None:
-            on_rows(done, total)
+    wanted = [name for name in profile.get("features") or {} if name not in skip]
+    acc = _current_drift(DriftAccumulator(profile), current, wanted, batch_rows, on_rows)
     result = acc.result(thresholds or {})
     report = {"format": "mlship-drift-report/1", "generated_at": datetime.now(UTC).isoformat(), "model": model,
               "reference": str(reference), "current": str(current), "drift": result.to_dict()}
@@ -255,6 +251,29 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
     if out is not None:
         found.paths = _write_drift(report, Path(out))
     return found
+
+
+def _current_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
+                   on_rows: Callable[[int, int], None] | None) -> Any:
+    """Stream ``current`` into the accumulator: Parquet one column at a time (memory: one column
+    chunk), other formats in row batches."""
+    from mlship.monitoring.tables import column_chunks, count_rows, is_parquet, iter_batches
+
+    total = count_rows(current)
+    if is_parquet(current) and total is not None:
+        for i, name in enumerate(wanted):
+            for values in column_chunks(current, name, batch_rows):
+                acc.update_feature(name, values)
+            if on_rows is not None:
+                on_rows(total * (i + 1) // max(len(wanted), 1), total)
+        return acc.add_rows(total)
+    done = 0
+    for batch in iter_batches(current, batch_rows, columns=wanted):
+        acc.update({k: v for k, v in batch.items() if k in wanted})
+        done += len(next(iter(batch.values()))) if batch else 0
+        if on_rows is not None:
+            on_rows(done, total)
+    return acc
 
 
 def _write_drift(report: dict[str, Any], out: Path) -> dict[str, Path]:
