@@ -8,6 +8,7 @@ says that the figures were left out."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ ATTRIBUTION_COLUMNS = ["field", "holdout mean |contribution|", "window mean |con
                        "holdout share", "window share", "share shift"]
 ATTRIBUTION_KEYS = ["baseline", "window", "abs_change", "rel_change", "baseline_share", "window_share", "share_shift"]
 MAX_ATTRIBUTION_BARS = 20
+# histograms drawn per report: the drifted features first, then the largest effect sizes (each
+# figure costs ~0.1 s; every feature's statistics are in the table whatever the count)
+MAX_HISTOGRAMS = 12
 FEATURE_KEYS = ["type", "drifted", "method", "score", "threshold", "ks_statistic", "ks_pvalue", "wasserstein_norm",
                 "psi", "jensenshannon", "chi2_pvalue", "null_rate_change", "reason"]
 
@@ -132,6 +136,7 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
         feature_rows=[[name, *[f.get(k) for k in FEATURE_KEYS]] for name, f in features.items()],
         feature_classes=["drifted" if f.get("drifted") else "" for f in features.values()],
         histograms=_feature_figures(drift) if plots else [],
+        histograms_left_out=max(0, sum(1 for f in features.values() if f.get("histogram")) - MAX_HISTOGRAMS),
         attribution=_attribution(report.get("attribution_drift"), plots),
         performance=_performance(report.get("performance")), fairness=_fairness(report.get("fairness")))
 
@@ -160,14 +165,20 @@ def _history_figures(history: list[dict[str, Any]], drift: dict[str, Any],
 
 
 def _feature_figures(drift: dict[str, Any]) -> list[dict[str, Any]]:
-    """One histogram card per feature and per prediction output that has a histogram."""
-    cards = []
-    predictions = {f"prediction {k}": v for k, v in (drift.get("predictions") or {}).items()}
-    named = {**(drift.get("features") or {}), **predictions}
-    for name, f in named.items():
-        if f.get("histogram"):
-            cards.append({"title": name, "drifted": bool(f.get("drifted")), "uri": histogram_figure(f["histogram"])})
-    return cards
+    """Histogram cards: every prediction output, then up to :data:`MAX_HISTOGRAMS` features, the
+    drifted ones first and then by effect size."""
+    predictions = {f"prediction {k}": v for k, v in (drift.get("predictions") or {}).items() if v.get("histogram")}
+    features = {k: v for k, v in (drift.get("features") or {}).items() if v.get("histogram")}
+    shown = sorted(features, key=lambda name: (not features[name].get("drifted"), -_effect(features[name])))
+    chosen = {**predictions, **{name: features[name] for name in shown[:MAX_HISTOGRAMS]}}
+    return [{"title": name, "drifted": bool(f.get("drifted")), "uri": histogram_figure(f["histogram"])}
+            for name, f in chosen.items()]
+
+
+def _effect(feature: dict[str, Any]) -> float:
+    """The feature's effect size (normalised Wasserstein or Jensen-Shannon), 0 when unknown."""
+    value = feature.get("wasserstein_norm") if feature.get("type") == "numeric" else feature.get("jensenshannon")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
 
 
 def _attribution(section: dict[str, Any] | None, plots: bool) -> dict[str, Any] | None:

@@ -99,3 +99,17 @@ def test_parquet_read_by_column_gives_the_csv_report(tmp_path: Path) -> None:
     assert columnwise["rows"] == rowwise["rows"] == 2000
     assert _flat(columnwise["features"]) == pytest.approx(_flat(rowwise["features"]), rel=1e-9)  # CSV: text floats
     assert columnwise["drifted_features"] == rowwise["drifted_features"] == ["a", "c"]
+
+
+def test_a_wide_report_draws_the_drifted_features_first_and_says_how_many_are_left_out() -> None:
+    from mlship.monitoring import html
+
+    rng = np.random.default_rng(10)
+    names = [f"f{i:02d}" for i in range(30)]
+    profile = build_profile({n: rng.normal(size=2000) for n in names}, dict.fromkeys(names, True))
+    current = {n: rng.normal(1.0 if n == "f29" else 0.0, 1.0, 2000) for n in names}
+    drift = DriftAccumulator(profile).update(current).result().to_dict()
+    page = html.render({"drift": drift, "model": {"name": "wide", "version": "1"}})
+    assert page.count('src="data:image/png;base64,') == html.MAX_HISTOGRAMS
+    assert "<h3>f29 <span" in page  # the one drifted feature, although it comes last
+    assert f"{30 - html.MAX_HISTOGRAMS} more features without a histogram" in page
