@@ -64,21 +64,24 @@ print(json.dumps({"drifted": sorted(drifted)}))
 
 
 def _measured(cmd: list[str], cwd: Path) -> dict[str, Any]:
-    """Run ``cmd`` as a child of this process: its wall time, peak RSS in MB (``os.wait4``) and stdout."""
+    """Run ``cmd`` as a child of this process: its wall time, peak RSS in MB (``os.wait4``) and stdout
+    (stderr kept for the error when it fails)."""
     out_path = cwd / f".stdout-{os.getpid()}-{time.monotonic_ns()}"
+    err_path = out_path.with_suffix(".err")
     pid = os.fork()
-    if pid == 0:  # the child becomes the command, stdout to a file, stderr discarded
+    if pid == 0:  # the child becomes the command, stdout and stderr to files
         os.chdir(cwd)
         os.dup2(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        os.dup2(os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
         os.execv(cmd[0], cmd)
     t0 = time.perf_counter()
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
-    stdout = out_path.read_text()
+    stdout, stderr = out_path.read_text(), err_path.read_text()
     out_path.unlink()
+    err_path.unlink()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd[:4]} exited with {os.waitstatus_to_exitcode(status)}")
+        raise RuntimeError(f"{cmd[:3]} exited with {os.waitstatus_to_exitcode(status)}: {stderr[-2000:]}")
     return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "stdout": stdout}
 
 

@@ -118,7 +118,7 @@ def _profile_parquet_columns(files: list[Path], exclude: set[str], n_bins: int) 
         raise MlshipError(f"{files[0]} has no columns")
     features, rows = {}, 0
     for name in names:
-        parts = [pq.read_table(f, columns=[name]).column(name) for f in files]
+        parts = [pq.ParquetFile(f).read(columns=[name]).column(name) for f in files]
         values = np.concatenate([part.to_numpy() for part in parts])
         rows = len(values)
         if values.dtype.kind in "fiub":

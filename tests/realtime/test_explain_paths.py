@@ -85,9 +85,9 @@ def test_a_model_without_an_exact_explainer_answers_approximately_and_says_so(ha
     from mlship.local.train import churn_pipeline, make_estimator
 
     train, holdout = churn_split
-    pipe = churn_pipeline("hgb").set_params(model=make_estimator("knn"))
+    pipe = churn_pipeline("hgb").set_params(model=make_estimator("mlp"))
     pipe.fit(train.drop(columns=[CHURN_LABEL]), train[CHURN_LABEL])
-    bundle = export_bundle(pipe, holdout, CHURN_LABEL, tmp_path / "knn", name="knn", version="1")
+    bundle = export_bundle(pipe, holdout, CHURN_LABEL, tmp_path / "mlp", name="mlp", version="1")
     monkeypatch.setenv("MODEL_URI", str(bundle))
     handler.reset()
     event = http_v2_event(json.dumps(holdout_records[:2]))
