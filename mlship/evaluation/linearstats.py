@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlship.evaluation.treestats import TreeStatsError
+from mlship.evaluation.treestats import TreeStatsError, one_node
 
 LINEAR_OPS = ("LinearClassifier", "LinearRegressor")
 TOLERANCE = 1e-4  # float32 scores through onnxruntime against the same score in float64
@@ -58,10 +58,7 @@ class LinearModel:
 
 def linear_node(model: Any) -> Any:
     """The graph's one ``LinearClassifier``/``LinearRegressor`` node."""
-    found = [n for n in model.graph.node if n.op_type in LINEAR_OPS]
-    if len(found) != 1:
-        raise TreeStatsError(f"expected one linear operator in the ONNX graph, found {len(found)}")
-    return found[0]
+    return one_node(model, LINEAR_OPS, "linear")
 
 
 def linear_model(node: Any, width: int) -> LinearModel:

@@ -23,12 +23,17 @@ class TreeStatsError(MlshipError):
     """The model has no tree ensemble mlship can explain exactly, or its trees do not line up."""
 
 
+def one_node(model: Any, ops: tuple[str, ...], what: str) -> Any:
+    """The graph's one node whose operator is in ``ops``; :class:`TreeStatsError` naming ``what`` otherwise."""
+    found = [n for n in model.graph.node if n.op_type in ops]
+    if len(found) != 1:
+        raise TreeStatsError(f"expected one {what} operator in the ONNX graph, found {len(found)}")
+    return found[0]
+
+
 def tree_node(model: Any) -> Any:
     """The graph's one ``TreeEnsembleClassifier``/``TreeEnsembleRegressor`` node."""
-    found = [n for n in model.graph.node if n.op_type in TREE_OPS]
-    if len(found) != 1:
-        raise TreeStatsError(f"expected one tree ensemble operator in the ONNX graph, found {len(found)}")
-    return found[0]
+    return one_node(model, TREE_OPS, "tree ensemble")
 
 
 def tree_ensemble(model: Any, estimator: Any) -> TreeEnsemble:

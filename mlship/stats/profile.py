@@ -28,19 +28,31 @@ def numeric_profile(values: Any, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
                     "mean": None, "std": None})
         return out
     ordered = np.sort(finite)  # one sort, then edges are located in the data (fast at 1e6+ rows)
-    edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, n_bins + 1)))
+    edges = np.unique(sorted_quantiles(ordered, np.linspace(0.0, 1.0, n_bins + 1)))
     if edges.size == 1:
         edges = np.array([edges[0], edges[0]])
     counts, on_edge, sums = _sorted_bins(ordered, edges)
     out.update({
         "min": float(finite.min()), "max": float(finite.max()),
         "mean": float(finite.mean()), "std": float(finite.std()),
-        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(ordered, QUANTILES), strict=True)},
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, sorted_quantiles(ordered, QUANTILES), strict=True)},
         "bin_edges": [float(e) for e in edges], "bin_counts": [int(c) for c in counts],
         "edge_counts": [int(c) for c in on_edge],
         "bin_sums": [float(s) for s in sums],
     })
     return out
+
+
+def sorted_quantiles(ordered: np.ndarray, probabilities: Any) -> np.ndarray:
+    """``np.quantile(ordered, probabilities)`` (its default, linear interpolation) of an already
+    sorted array, without the partition ``np.quantile`` does again (~10 ms per 1M values)."""
+    position = np.asarray(probabilities, dtype=np.float64) * (ordered.size - 1)
+    low = np.floor(position).astype(np.intp)
+    high = np.minimum(low + 1, ordered.size - 1)
+    fraction = position - low
+    a, b = ordered[low], ordered[high]
+    diff = b - a
+    return np.where(fraction >= 0.5, b - diff * (1 - fraction), a + diff * fraction)  # numpy's own _lerp
 
 
 def _sorted_bins(ordered: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

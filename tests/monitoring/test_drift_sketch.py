@@ -113,3 +113,13 @@ def test_a_wide_report_draws_the_drifted_features_first_and_says_how_many_are_le
     assert page.count('src="data:image/png;base64,') == html.MAX_HISTOGRAMS
     assert "<h3>f29 <span" in page  # the one drifted feature, although it comes last
     assert f"{30 - html.MAX_HISTOGRAMS} more features without a histogram" in page
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=_values, bins=st.integers(1, 300))
+def test_quantiles_of_sorted_values_equal_numpys(values: list[float], bins: int) -> None:
+    from mlship.stats.profile import QUANTILES, sorted_quantiles
+
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    for probabilities in (np.linspace(0.0, 1.0, bins + 1), QUANTILES):
+        assert np.array_equal(sorted_quantiles(ordered, probabilities), np.quantile(ordered, probabilities))
