@@ -72,11 +72,12 @@ def _plots_regression(y: np.ndarray, pred: Any, out: Path) -> dict[str, Path]:
 
 
 def _plots_explanation(explained: Any, out: Path) -> dict[str, Path]:
-    """Mean |contribution|, beeswarm and permutation importance on the holdout (what it has of them)."""
+    """Mean |contribution|, beeswarm, dependence of the top fields and permutation importance on the
+    holdout (what it has of them)."""
     from mlship.evaluation.attribution_plots import explanation_figures
 
     return {f"{title} (holdout)": save_png(fig, out / f"explain_{stem}.png")
-            for stem, title, fig in explanation_figures(pyplot(), explained, dependence=False)}
+            for stem, title, fig in explanation_figures(pyplot(), explained)}
 
 
 def explanation_text(manifest: dict[str, Any], explained: Any) -> str:
