@@ -184,14 +184,23 @@ def _check_sections(shape: _Shape, values: Mapping[str, Any]) -> None:
     _check_explain(shape, values["explain"])
 
 
+EXPLAIN_FILES = {"tree_shap": ("trees",), "linear": ("linear",), "sampling": ("background",)}
+
+
 def _check_explain(shape: _Shape, explain: Mapping[str, Any] | None) -> None:
-    """The explainer entry a tree ensemble's export writes (what BundleExplainer reads)."""
+    """The explainer entry export writes (what :func:`mlship.runtime.explain.load_explainer` reads)."""
     if explain is not None:
         _check_explain_summary(shape, shape.need(explain, "summary", dict, "explain.summary", required=False))
-    if explain is None or shape.need(explain, "method", str, "explain.method") != "tree_shap":
-        return
-    for key in ("trees", "output_space"):
+    method = None if explain is None else shape.need(explain, "method", str, "explain.method")
+    if method not in EXPLAIN_FILES:
+        return  # "none" (an earlier release) or no entry: load_explainer asks for a re-export
+    for key in (*EXPLAIN_FILES[method], "output_space"):
         shape.need(explain, key, str, f"explain.{key}")
+    if method == "sampling":
+        budget = shape.need(explain, "budget", int, "explain.budget", required=False)
+        if budget is not None and budget < 1:
+            shape.add("explain.budget", f"must be at least 1 model evaluation per row, got {budget}")
+        return
     shape.need(explain, "features", str, "explain.features", required=False)
     for i, name in enumerate(shape.need(explain, "columns", list, "explain.columns") or []):
         if name is not None and not isinstance(name, str):

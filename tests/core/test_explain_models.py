@@ -12,6 +12,7 @@ the same background (computed here by enumerating every coalition) as the budget
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,27 @@ def test_sampling_error_against_exact_shapley_shrinks_with_the_budget(churn_mlp:
     small, large = errors.values()
     assert small < 0.25 * scale  # the default budget is within a quarter of the mean |contribution|
     assert large < 0.6 * small  # 16x the permutations: the error falls (1/4 expected, 1/sqrt(16))
+
+
+@pytest.mark.parametrize(("change", "named"), [({"budget": 0}, "explain.budget"),
+                                              ({"budget": "many"}, "explain.budget"),
+                                              ({"background": None}, "explain.background"),
+                                              ({"output_space": 3}, "explain.output_space")])
+def test_a_malformed_sampling_entry_is_refused_naming_the_key(churn_mlp: Predictor, change: dict, named: str) -> None:
+    from mlship.runtime.manifest import check_manifest
+
+    manifest = json.loads(json.dumps(churn_mlp.bundle.manifest))
+    assert check_manifest(manifest) == []
+    manifest["explain"].update(change)
+    assert any(f"'{named}'" in problem for problem in check_manifest(manifest)), check_manifest(manifest)
+
+
+def test_a_malformed_linear_entry_is_refused_naming_the_key(churn_linear: tuple[Any, Predictor]) -> None:
+    from mlship.runtime.manifest import check_manifest
+
+    manifest = json.loads(json.dumps(churn_linear[1].bundle.manifest))
+    assert check_manifest(manifest) == []
+    manifest["explain"]["columns"] = ["age", 7]
+    del manifest["explain"]["linear"]
+    problems = " | ".join(check_manifest(manifest))
+    assert "'explain.linear' is missing" in problems and "explain.columns[1]" in problems, problems
