@@ -60,6 +60,11 @@ def _event_queue() -> str:
     return url
 
 
+EVENT_FIELDS = {"DriftDetected": ("model", "share", "drifted_features"),
+                "AttributionDrift": ("model", "value", "top_fields"),
+                "PerformanceDegraded": ("model", "metric", "value", "reference")}
+
+
 def _verdict_table(out: dict[str, Any], title: str) -> Table:
     table = Table(title=title)
     for col in ("rows", "dataset drift", "drift share", "drifted features", "prediction drift", "quality", "events"):
@@ -67,9 +72,11 @@ def _verdict_table(out: dict[str, Any], title: str) -> Table:
     perf = out.get("performance") or {}
     quality = f"{perf.get('primary_metric')} {perf['value']:.3f} (holdout {perf['reference']:.3f})" \
         if perf.get("value") is not None else "no labels yet"
-    table.add_row(str(out["rows"]), "[red]YES[/]" if out["dataset_drift"] else "no", f"{out['share']:.0%}",
-                  ", ".join(out["drifted_features"]) or "-", "yes" if out["prediction_drift"] else "no", quality,
-                  ", ".join(out["events"]) or "-")
+    verdict = {True: "[red]YES[/]", False: "no"}.get(out["dataset_drift"], f"no verdict ({out.get('drift_reason')})")
+    share = "-" if out["share"] is None else f"{out['share']:.0%}"
+    prediction = {True: "yes", False: "no"}.get(out["prediction_drift"], "not computed")
+    table.add_row(str(out["rows"]), verdict, share, ", ".join(out["drifted_features"] or []) or "-", prediction,
+                  quality, ", ".join(out["events"]) or "-")
     return table
 
 
@@ -77,7 +84,10 @@ def run(ctx: DemoContext) -> None:
     ctx.step("Monitoring: drift, performance with late labels, fairness -> CloudWatch, EventBridge, reports")
     con = ctx.console
     bundle_uri = ctx.data.get("bundle_uri") or str(ctx.data["bundle_tar"])
+    # CAPTURE_MODE=s3: the Lambda writes its inference records to the bucket itself; deployed, the
+    # default (log) capture reaches the same prefix through the log subscription and Firehose
     os.environ.update({"MODEL_URI": bundle_uri, "RECORDS_BUCKET": ctx.bucket, "REPORTS_BUCKET": ctx.bucket,
+                       "CAPTURE_MODE": "s3",
                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "mlship",
                        "METRICS_MODE": "api", "WINDOW_HOURS": "1", "EVENT_BUS_NAME": "default"})
     con.print("METRICS_MODE=api: locally the monitor puts its metrics with PutMetricData; in AWS it prints EMF "
@@ -140,8 +150,9 @@ def run(ctx: DemoContext) -> None:
         event = json.loads(msg["Body"])
         if event.get("detail-type") == "DriftDetected":
             ctx.data["drift_event"] = event  # the retraining step's trigger
+        shown = EVENT_FIELDS.get(event["detail-type"], ("model",))
         con.print(f"EventBridge -> SQS: [bold]{event['detail-type']}[/] from {event['source']}: "
-                  f"{json.dumps({k: event['detail'][k] for k in ('model', 'share', 'drifted_features')})}")
+                  f"{json.dumps({k: event['detail'].get(k) for k in shown})}")
     if not received:
         con.print("[yellow]no event received")
 
