@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from reports.browser import Rendered, available, render
 
 pytestmark = pytest.mark.skipif(not available(), reason="/usr/bin/chromium is not installed (Debian package "
