@@ -214,7 +214,7 @@ def _count_input(frame: Any, uri: str) -> int:
 def _probability_columns(predictor: Any) -> list[str]:
     if predictor.task != "classification" or not predictor.classes:
         return []
-    return [f"probability_{re.sub(r'[^A-Za-z0-9_]', '_', str(c))}" for c in predictor.classes]
+    return [f"probability_{_column_safe(c)}" for c in predictor.classes]
 
 
 def _explain_columns(predictor: Any) -> dict[str, Any]:
@@ -251,6 +251,11 @@ class _Model:
     archive: Path
     sha256: str
     explain: dict[str, Any] | None = None  # --explain: _explain_columns
+
+    @property
+    def explain_columns(self) -> tuple[str, ...]:
+        """The contribution columns ``--explain`` writes (none without it)."""
+        return tuple(self.explain["columns"]) if self.explain else ()
 
 
 @dataclass
@@ -290,8 +295,7 @@ def run_job(config: JobConfig, spark: Any = None) -> dict[str, Any]:
         timings["stage_input_s"] = time.perf_counter() - t
         spark = _session(cfg, spark, model.archive)
         frame, csv_fields = _read_input(spark, input_path, fmt)
-        explain_columns = tuple(model.explain["columns"]) if model.explain else ()
-        frame = _with_row_id(_check_columns(frame, model.predictor, cfg, explain_columns), cfg.id_column)
+        frame = _with_row_id(_check_columns(frame, model.predictor, cfg, model.explain_columns), cfg.id_column)
         t = time.perf_counter()
         input_rows = _count_input(frame, cfg.input)
         timings["count_input_s"] = time.perf_counter() - t
@@ -412,7 +416,7 @@ def _score(sc: Any, frame: Any, model: _Model, cfg: JobConfig, fmt: str, csv_fie
                              probability_columns=tuple(probability_columns), task=predictor.task,
                              drift=cfg.drift, malformed_column=MALFORMED if fmt == "csv" else None,
                              csv_fields=csv_fields, input_columns=tuple(predictor.schema.names),
-                             explain_columns=tuple(model.explain["columns"]) if model.explain else ())
+                             explain_columns=model.explain_columns)
     body = partial(worker.score_batches, spec=spec, counters=counters, drift_acc=drift_acc, profile=profile)
     return _scored_frame(frame, body, spec, predictor), counters, drift_acc
 

@@ -187,23 +187,21 @@ def to_arrow(chunk: Chunk, spec: WorkerSpec, predictor: Any) -> Any:
         arrays.append(_masked(None if prediction is None else prediction.values[finite], rows, missing,
                               np.float64))
     if spec.explain_columns:
-        arrays.extend(_masked(values, rows, missing, np.float64) for values in _explained(chunk, predictor))
+        arrays.extend(_masked(values, rows, missing, np.float64) for values in _explained(chunk, spec, predictor))
     for text in (chunk.reasons, chunk.error_kinds):
         arrays.append(pa.nulls(n, pa.string()) if text is None else pa.array(text, type=pa.string()))
     arrays.append(pa.array(rows))
     return pa.StructArray.from_arrays(arrays, names=[name for name, _ in result_fields(spec, labels)])
 
 
-def _explained(chunk: Chunk, predictor: Any) -> list[np.ndarray | None]:
+def _explained(chunk: Chunk, spec: WorkerSpec, predictor: Any) -> list[np.ndarray | None]:
     """The scored rows' explanation as ``explain_columns`` orders it: per target, base value then fields."""
-    explainer = predictor.explainer()
-    n_columns = len(explainer.targets) * (len(explainer.fields) + 1)
     if chunk.prediction is None or not chunk.outcome.scored.any():
-        return [None] * n_columns
+        return [None] * len(spec.explain_columns)
     valid = chunk.validated.valid
     keep = np.flatnonzero(valid)[chunk.outcome.finite]  # the predicted rows whose output is finite
     scored = {name: values[keep] for name, values in chunk.validated.columns.items()}
-    explanation = explainer.explain_columns(scored)
+    explanation = predictor.explainer().explain_columns(scored)
     out: list[np.ndarray | None] = []
     for k in range(len(explanation.targets)):
         out.append(np.full(len(explanation.contributions), explanation.base_value[k]))

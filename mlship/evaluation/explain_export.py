@@ -62,7 +62,7 @@ def _tree_entry(out: Path, model: Any, estimator: Any, predictor: Any,
                 columns: dict[str, np.ndarray]) -> dict[str, Any]:
     ensemble = tree_ensemble(model, estimator)
     features = _features_model(model, tree_node(model), ensemble.n_features)
-    fields = _field_of_each_column(features, predictor, columns, ensemble.n_features)
+    fields = _field_of_each_column(_session(features), predictor, columns, ensemble.n_features)
     np.savez_compressed(out / TREES_FILE, **ensemble.to_arrays())
     entry = {"method": "tree_shap", "trees": TREES_FILE, "columns": fields,
              "output_space": output_space(ensemble.post_transform, predictor.task)}
@@ -76,7 +76,7 @@ def _linear_entry(out: Path, model: Any, predictor: Any, columns: dict[str, np.n
     feeds = predictor.onnx_feeds(columns)
     matrix = feature_matrix(session, feeds, next(iter(feeds)) if session is None else None)
     linear = linear_model(node, matrix.shape[1])
-    fields = _field_of_each_column(features, predictor, columns, matrix.shape[1])
+    fields = _field_of_each_column(session, predictor, columns, matrix.shape[1])
     linear.check_outputs(matrix, predictor.predict_columns(columns), predictor.task)
     np.savez_compressed(out / LINEAR_FILE, coef=linear.coef, intercept=linear.intercept,
                         mean=np.nanmean(matrix, axis=0))
@@ -147,11 +147,11 @@ def _features_model(model: Any, operator: Any, width: int | None) -> Any:
     return features
 
 
-def _field_of_each_column(features: Any, predictor: Any, columns: dict[str, np.ndarray],
+def _field_of_each_column(session: Any, predictor: Any, columns: dict[str, np.ndarray],
                           width: int) -> list[str | None]:
-    """For each column of the ensemble's input, the one request field it is computed from."""
+    """For each column of the operator's input (``session``: the features subgraph, None when the
+    model's input is that matrix), the one request field it is computed from."""
     schema = predictor.schema
-    session = _session(features)
     base = {k: v[:MAPPING_ROWS] for k, v in columns.items()}
     tensor_feed = next(iter(predictor.onnx_feeds(base))) if session is None else None
     reference = feature_matrix(session, predictor.onnx_feeds(base), tensor_feed)

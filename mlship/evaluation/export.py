@@ -744,14 +744,13 @@ def _explain_holdout(state: _ExportState, checked: _ParityResult, step: Callable
     from mlship.evaluation.attributions import explain_globally
     from mlship.runtime.predictor import Predictor
 
-    entry = state.manifest["explain"]
     # a fresh Predictor: the parity check's one was opened before the explainer was written
     predictor = Predictor(Bundle(state.out))
     explained = explain_globally(predictor, checked.scored.validated.columns, state.frame[state.label].to_numpy(),
                                  progress=step)
     summary = explained.summary()
-    if entry.get("method") != "none" and summary is not None:
-        entry["summary"] = summary
+    if summary is not None:  # None: the bundle could not be explained
+        state.manifest["explain"]["summary"] = summary
     return explained
 
 

@@ -79,15 +79,6 @@ def read_baseline(manifest: dict[str, Any]) -> tuple[AttributionBaseline | None,
         return None, f"the bundle's attribution baseline cannot be read ({exc}); re-export it"
 
 
-def summarise(explanation: Any) -> dict[str, Any]:
-    """An explanation's mean |contribution| per field and target, in the baseline's shape
-    (``manifest["explain"]["summary"]`` without ``permutation``)."""
-    means = np.abs(np.asarray(explanation.contributions, dtype=np.float64)).mean(axis=0)
-    return {"method": explanation.method, "exact": bool(explanation.exact), "output_space": explanation.output_space,
-            "rows": int(explanation.contributions.shape[0]), "targets": list(explanation.targets),
-            "mean_abs": {name: means[i].tolist() for i, name in enumerate(explanation.fields)}}
-
-
 @dataclass
 class RowSample:
     """A uniform sample of at most ``size`` rows of a stream of column batches (reservoir sampling,

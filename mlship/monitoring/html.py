@@ -8,10 +8,10 @@ says that the figures were left out."""
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 from typing import Any
 
+from mlship.stats.drift import effect_size
 from mlship.stats.plots import BAD, CURRENT, PALETTE, REFERENCE, compact, compact_axis, figure_uri, percent_axis
 from mlship.stats.reports import render_page
 
@@ -169,16 +169,10 @@ def _feature_figures(drift: dict[str, Any]) -> list[dict[str, Any]]:
     drifted ones first and then by effect size."""
     predictions = {f"prediction {k}": v for k, v in (drift.get("predictions") or {}).items() if v.get("histogram")}
     features = {k: v for k, v in (drift.get("features") or {}).items() if v.get("histogram")}
-    shown = sorted(features, key=lambda name: (not features[name].get("drifted"), -_effect(features[name])))
+    shown = sorted(features, key=lambda n: (not features[n].get("drifted"), -(effect_size(features[n]) or 0.0)))
     chosen = {**predictions, **{name: features[name] for name in shown[:MAX_HISTOGRAMS]}}
     return [{"title": name, "drifted": bool(f.get("drifted")), "uri": histogram_figure(f["histogram"])}
             for name, f in chosen.items()]
-
-
-def _effect(feature: dict[str, Any]) -> float:
-    """The feature's effect size (normalised Wasserstein or Jensen-Shannon), 0 when unknown."""
-    value = feature.get("wasserstein_norm") if feature.get("type") == "numeric" else feature.get("jensenshannon")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
 
 
 def _attribution(section: dict[str, Any] | None, plots: bool) -> dict[str, Any] | None:

@@ -272,6 +272,8 @@ def _fairness(target: _Target, groups: dict[str, list[int]], labelled: Any) -> d
 def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any],
                  attribution: dict[str, Any]) -> list[Metric]:
     """The run's drift and quality metrics (dimensions: model, version and, per feature, feature)."""
+    from mlship.stats.drift import effect_size
+
     dims = {"Model": target.name, "Version": target.version}
     drift = scan.drift
     metrics = [Metric("Rows", float(scan.rows), "Count", dims)]
@@ -279,9 +281,9 @@ def _run_metrics(target: _Target, scan: _WindowScan, perf: dict[str, Any],
         metrics += [Metric("DriftShare", drift.share, "None", dims),
                     Metric("DatasetDrift", float(drift.dataset_drift), "None", dims)]
         for fname, f in drift.features.items():
-            effect = f.get("wasserstein_norm") if f.get("type") == "numeric" else f.get("jensenshannon")
-            if effect is not None and np.isfinite(effect):
-                metrics.append(Metric("FeatureDrift", float(effect), "None", {**dims, "Feature": fname}))
+            effect = effect_size(f)
+            if effect is not None:
+                metrics.append(Metric("FeatureDrift", effect, "None", {**dims, "Feature": fname}))
     if drift.prediction_drift is not None:
         metrics.append(Metric("PredictionDrift", float(drift.prediction_drift), "None", dims))
     if perf.get("value") is not None:

@@ -88,7 +88,7 @@ def explain_request(query: str | Mapping[str, Any] | None) -> ExplainRequest | N
     None when no explanation is asked for. A value that is not one of them is a 400 naming it."""
     if not query:  # the common request: no query string at all
         return None
-    params = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else dict(query or {})
+    params = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else dict(query)
     explain, top_k = _parameter(params, "explain"), _parameter(params, "top_k")
     if explain is None or explain.strip().lower() in _FALSE:
         if top_k is not None:

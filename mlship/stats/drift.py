@@ -512,6 +512,13 @@ def _feature_result(name: str, ref: Mapping[str, Any], sketch: Any, th: DriftThr
     return out
 
 
+def effect_size(feature: Mapping[str, Any]) -> float | None:
+    """A feature result's effect size (normalised Wasserstein, or Jensen-Shannon for a categorical
+    feature); None when it was not computed or is not finite."""
+    value = feature.get("wasserstein_norm") if feature.get("type") == "numeric" else feature.get("jensenshannon")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
 def _isnan(x: Any) -> bool:
     return isinstance(x, float) and x != x
 
