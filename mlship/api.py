@@ -255,24 +255,28 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
 
 def _current_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
                    on_rows: Callable[[int, int], None] | None) -> Any:
-    """Stream ``current`` into the accumulator: Parquet one column at a time (memory: one column
-    chunk), other formats in row batches."""
-    from mlship.monitoring.tables import column_chunks, count_rows, is_parquet, iter_batches
+    """Stream ``current`` into the accumulator: Parquet one column per thread (memory: one column
+    chunk per thread; each column's sketch is touched by its thread only), other formats in row batches."""
+    from mlship.monitoring.tables import column_chunks, count_rows, is_parquet, iter_batches, map_columns
 
     total = count_rows(current)
     if is_parquet(current) and total is not None:
-        for i, name in enumerate(wanted):
+        def sketch(name: str) -> None:
             for values in column_chunks(current, name, batch_rows):
                 acc.update_feature(name, values)
+
+        def done(k: int) -> None:
             if on_rows is not None:
-                on_rows(total * (i + 1) // max(len(wanted), 1), total)
+                on_rows(total * k // max(len(wanted), 1), total)
+
+        map_columns(sketch, wanted, done)
         return acc.add_rows(total)
-    done = 0
+    done_rows = 0
     for batch in iter_batches(current, batch_rows, columns=wanted):
         acc.update({k: v for k, v in batch.items() if k in wanted})
-        done += len(next(iter(batch.values()))) if batch else 0
+        done_rows += len(next(iter(batch.values()))) if batch else 0
         if on_rows is not None:
-            on_rows(done, total)
+            on_rows(done_rows, total)
     return acc
 
 

@@ -1,9 +1,10 @@
 """The human report of a monitor run (or ``mlship drift``): one self-contained HTML page from
-``templates/monitoring.html.j2`` with matplotlib figures in the shared report style
-(``mlship.stats.plots``): per-feature reference vs current histograms, drift over time,
-attribution drift (holdout vs window mean |contribution| per field), performance and fairness
-tables. Where matplotlib is not installed (a slim monitor Lambda) the page keeps every table and
-says that the figures were left out."""
+``templates/monitoring.html.j2``: per-feature reference vs current histograms as inline SVG (laid
+out by ``mlship.stats.svg``, drawn by the shared ``charts.html.j2``: no matplotlib, milliseconds
+per chart), and matplotlib figures in the shared report style (``mlship.stats.plots``) for drift
+over time and attribution drift (holdout vs window mean |contribution| per field), then the
+performance and fairness tables. Where matplotlib is not installed (a slim monitor Lambda) the
+page keeps every table and histogram and says that the other figures were left out."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mlship.stats.drift import effect_size
-from mlship.stats.plots import BAD, CURRENT, PALETTE, REFERENCE, compact, compact_axis, figure_uri, percent_axis
+from mlship.stats.plots import BAD, CURRENT, PALETTE, REFERENCE, compact, compact_axis, figure_uri
 from mlship.stats.reports import render_page
+from mlship.stats.svg import BarChart, bin_edge_labels, grouped_bars
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_LABEL = 14
@@ -23,8 +25,8 @@ ATTRIBUTION_COLUMNS = ["field", "holdout mean |contribution|", "window mean |con
                        "holdout share", "window share", "share shift"]
 ATTRIBUTION_KEYS = ["baseline", "window", "abs_change", "rel_change", "baseline_share", "window_share", "share_shift"]
 MAX_ATTRIBUTION_BARS = 20
-# histograms drawn per report: the drifted features first, then the largest effect sizes (each
-# figure costs ~0.1 s; every feature's statistics are in the table whatever the count)
+# histograms drawn per report: the drifted features first, then the largest effect sizes (a page of
+# hundreds of charts is hard to read; every feature's statistics are in the table whatever the count)
 MAX_HISTOGRAMS = 12
 FEATURE_KEYS = ["type", "drifted", "method", "score", "threshold", "ks_statistic", "ks_pvalue", "wasserstein_norm",
                 "psi", "jensenshannon", "chi2_pvalue", "null_rate_change", "reason"]
@@ -39,36 +41,20 @@ def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
-def histogram_figure(histogram: dict[str, Any]) -> str:
-    """Reference vs current proportion per bin (numeric: edges as compact tick labels) or category."""
-    from mlship.stats.plots import pyplot
-
-    plt = pyplot()
-    ref, cur = histogram["reference"], histogram["current"]
-    n = len(ref)
-    fig, ax = plt.subplots(figsize=(4.6, 2.4))
-    x = list(range(n))
-    ax.bar([i - 0.2 for i in x], ref, 0.4, color=REFERENCE, label="reference")
-    ax.bar([i + 0.2 for i in x], cur, 0.4, color=CURRENT, label="current")
+def histogram_chart(histogram: dict[str, Any], title: str) -> BarChart:
+    """Reference vs current share of rows per bin (numeric: the bin edges as compact tick labels,
+    the bins drawn equally wide since each holds an equal share of the reference) or per category."""
+    series = {"reference": list(histogram["reference"]), "current": list(histogram["current"])}
+    colors = {"reference": REFERENCE, "current": CURRENT}
     if "categories" in histogram:
         labels = [_short(str(c)) for c in histogram["categories"]]
-        ax.set_xticks(x, labels)
-        rotate = n > 4 or any(len(s) > 6 for s in labels)
-    elif n:
-        edges = [*histogram["lower"], histogram["upper"][-1]]
-        step = 1 if n <= 8 else 2
-        ticks = list(range(0, n + 1, step))
-        ax.set_xticks([t - 0.5 for t in ticks], [compact(edges[t]) for t in ticks])
-        ax.set_xlabel("bin edges (equal reference mass)")
-        rotate = n > 6
-    else:
-        rotate = False
-    if rotate:
-        plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
-    percent_axis(ax.yaxis)
-    ax.set_ylabel("share of rows")
-    ax.legend(loc="upper right", ncols=2)
-    return figure_uri(fig)
+        return grouped_bars(series, colors, title=title, x_labels=labels, x_title="category",
+                            y_title="share of rows", edges=False, tooltips=[str(c) for c in histogram["categories"]])
+    lower, upper = histogram.get("lower") or [], histogram.get("upper") or []
+    tips = [f"{compact(lo, 6)} to {compact(hi, 6)}" for lo, hi in zip(lower, upper, strict=True)]
+    return grouped_bars(series, colors, title=title, x_labels=bin_edge_labels(lower, upper),
+                        x_title=f"{title} (bins of equal reference share)", y_title="share of rows", edges=True,
+                        tooltips=tips)
 
 
 def line_figure(series: dict[str, list[float | None]], x_labels: list[str], threshold: float | None = None,
@@ -124,7 +110,8 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
     """The HTML page of a monitor (or ``mlship drift``) report."""
     drift = report.get("drift") or {}
     model = report.get("model") or {}
-    title = f"mlship monitoring: {model.get('name', '')} v{model.get('version', '')}".strip()
+    title = (f"mlship drift: {model.get('name', '')}" if model.get("version") == "dataset"
+             else f"mlship monitoring: {model.get('name', '')} v{model.get('version', '')}".strip())
     plots = figures_available()
     features = drift.get("features") or {}
     return render_page(
@@ -135,7 +122,7 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
         feature_header=FEATURE_COLUMNS,
         feature_rows=[[name, *[f.get(k) for k in FEATURE_KEYS]] for name, f in features.items()],
         feature_classes=["drifted" if f.get("drifted") else "" for f in features.values()],
-        histograms=_feature_figures(drift) if plots else [],
+        histograms=_feature_figures(drift),
         histograms_left_out=max(0, sum(1 for f in features.values() if f.get("histogram")) - MAX_HISTOGRAMS),
         attribution=_attribution(report.get("attribution_drift"), plots),
         performance=_performance(report.get("performance")), fairness=_fairness(report.get("fairness")))
@@ -171,7 +158,7 @@ def _feature_figures(drift: dict[str, Any]) -> list[dict[str, Any]]:
     features = {k: v for k, v in (drift.get("features") or {}).items() if v.get("histogram")}
     shown = sorted(features, key=lambda n: (not features[n].get("drifted"), -(effect_size(features[n]) or 0.0)))
     chosen = {**predictions, **{name: features[name] for name in shown[:MAX_HISTOGRAMS]}}
-    return [{"title": name, "drifted": bool(f.get("drifted")), "uri": histogram_figure(f["histogram"])}
+    return [{"title": name, "drifted": bool(f.get("drifted")), "chart": histogram_chart(f["histogram"], name)}
             for name, f in chosen.items()]
 
 

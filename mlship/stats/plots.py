@@ -56,13 +56,6 @@ def compact_axis(axis: Any) -> None:
     axis.set_major_formatter(_compact_formatter())
 
 
-def percent_axis(axis: Any, decimals: int = 0) -> None:
-    """Proportions (0..1) shown as percentages."""
-    from matplotlib.ticker import PercentFormatter
-
-    axis.set_major_formatter(PercentFormatter(1.0, decimals=decimals))
-
-
 def _finish(fig: Any) -> None:
     """The report style on a figure whatever rcParams it was drawn under: top and right spines off,
     compact labels on linear axes still using matplotlib's default formatter (whose offset text and

@@ -129,11 +129,15 @@ def build_profile(columns: dict[str, Any], numeric: dict[str, bool], prediction:
     features = {name: numeric_profile(col, n_bins) if numeric[name] else categorical_profile(col)
                 for name, col in columns.items()}
     rows = len(next(iter(columns.values()))) if columns else 0
-    profile: dict[str, Any] = {"format": PROFILE_FORMAT, "rows": rows, "n_bins": n_bins,
-                               "features": features, "predictions": {}}
-    if prediction is not None:
-        profile["predictions"] = prediction_profile(prediction, n_bins)
-    return profile
+    predictions = prediction_profile(prediction, n_bins) if prediction is not None else {}
+    return profile_document(features, rows, n_bins, predictions)
+
+
+def profile_document(features: dict[str, Any], rows: int, n_bins: int,
+                     predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile document (``mlship-profile/1``) of feature (and prediction) profiles."""
+    return {"format": PROFILE_FORMAT, "rows": rows, "n_bins": n_bins, "features": features,
+            "predictions": predictions or {}}
 
 
 def prediction_score(probabilities: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ One Chromium process per page: ``--dump-dom`` after a small probe script (inject
 of the page) has written its findings into the DOM, and ``--screenshot`` of the same load. The
 probe records script errors, failed resource loads, ``console.error`` calls (and Chromium's log
 every console message, its own included), requests that left
-the page (a self-contained report makes none), every ``<img>``'s decoded size, and whether the
-page is wider than the window (horizontal overflow)."""
+the page (a self-contained report makes none), every ``<img>``'s decoded size, every inline SVG
+chart's labels that fall outside its drawing or overlap their neighbour, and whether the page is
+wider than the window (horizontal overflow)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,15 @@ Array.prototype.join.call(arguments,' '));return f.apply(console,arguments);};})
 PROBE = """<script>window.addEventListener('load',function(){var p=window.__probe,d=document.documentElement;
 var imgs=Array.prototype.map.call(document.images,function(i){var r=i.getBoundingClientRect();return {alt:i.alt,
 complete:i.complete,natural_width:i.naturalWidth,natural_height:i.naturalHeight,width:r.width,right:r.right};});
-var out={title:document.title,errors:p.errors,console:p.console,images:imgs,scroll_width:d.scrollWidth,
+var charts=Array.prototype.map.call(document.querySelectorAll('svg.chart'),function(s){var b=s.getBoundingClientRect(),
+cut=[];Array.prototype.forEach.call(s.querySelectorAll('text'),function(t){var r=t.getBoundingClientRect();
+if(r.width<=0||r.left<b.left-0.5||r.right>b.right+0.5||r.top<b.top-0.5||r.bottom>b.bottom+0.5){cut.push(t.textContent);}});
+var ticks=Array.prototype.map.call(s.querySelectorAll('.x-ticks text'),function(t){var r=t.getBoundingClientRect();
+return {left:r.left,right:r.right,rotated:t.hasAttribute('transform'),text:t.textContent};}),overlaps=[];
+for(var i=1;i<ticks.length;i++){var a=ticks[i-1],c=ticks[i];if(c.rotated?(c.right-a.right)*Math.sin(40*Math.PI/180)<7:
+c.left<a.right){overlaps.push(a.text+'/'+c.text);}}
+return {alt:s.getAttribute('aria-label'),width:b.width,height:b.height,cut:cut,overlaps:overlaps};});
+var out={title:document.title,errors:p.errors,console:p.console,images:imgs,charts:charts,scroll_width:d.scrollWidth,
 client_width:d.clientWidth,viewport_width:window.innerWidth,
 requests:performance.getEntriesByType('resource').map(function(e){return e.name;}),
 tables:document.querySelectorAll('table').length,headings:Array.prototype.map.call(
@@ -57,6 +66,7 @@ class Rendered:
     errors: list[str]
     console: list[str]
     images: list[dict[str, Any]]
+    charts: list[dict[str, Any]]
     scroll_width: int
     client_width: int
     viewport_width: int
@@ -76,6 +86,11 @@ class Rendered:
                 found.append(f"image {img['alt']!r} did not decode")
             elif img["width"] <= 0 or img["right"] > self.viewport_width + 1:
                 found.append(f"image {img['alt']!r} is not laid out inside the window ({img['right']:.0f}px)")
+        for chart in self.charts:  # inline SVG charts: every label inside the drawing, tick labels apart
+            if chart["width"] <= 0 or chart["height"] <= 0:
+                found.append(f"chart {chart['alt']!r} is not laid out")
+            found += [f"chart {chart['alt']!r}: label {text!r} is cut" for text in chart["cut"]]
+            found += [f"chart {chart['alt']!r}: tick labels {pair} overlap" for pair in chart["overlaps"]]
         if self.scroll_width > self.client_width + 1:
             found.append(f"horizontal overflow: the page is {self.scroll_width}px wide in a "
                          f"{self.client_width}px window")

@@ -196,7 +196,7 @@ def test_the_report_renders_cleanly_in_chromium(kind: str, tmp_path: Path, reque
     page = build(tmp_path / kind, {name: request.getfixturevalue(name) for name in needs})
     shown: Rendered = render(page, tmp_path / f"{kind}.png")
     assert shown.problems() == [], shown.problems()
-    assert len(shown.images) >= min_figures, shown.images
+    assert len(shown.images) + len(shown.charts) >= min_figures, (shown.images, shown.charts)
     assert heading in shown.headings, shown.headings
     assert shown.tables >= 1 and shown.title.strip()
     assert shown.screenshot.is_file() and not _blank(shown.screenshot)
@@ -208,9 +208,53 @@ def test_the_probe_sees_a_broken_page(tmp_path: Path) -> None:
     page = tmp_path / "broken.html"
     page.write_text("<!DOCTYPE html><html><head><title>broken</title></head><body><h1>x</h1>"
                     "<img alt='bad' src='data:image/png;base64,AAAA'><img alt='far' src='http://127.0.0.1:9/x.png'>"
+                    "<svg class='chart' aria-label='cut' width='100' height='50' viewBox='0 0 100 50'>"
+                    "<text x='90' y='20'>far too long a label</text><g class='x-ticks'><text x='10' y='40'>1000</text>"
+                    "<text x='14' y='40'>2000</text></g></svg>"
                     "<div style='width:3000px'>wide</div><script>console.error('boom'); undefinedCall();</script>"
                     "</body></html>", encoding="utf-8")
     problems = " | ".join(render(page, tmp_path / "broken.png").problems())
     for expected in ("image 'bad' did not decode", "undefinedCall", "console error: boom", 'browser console: "boom"',
-                     "network request: http://127.0.0.1:9/x.png", "horizontal overflow"):
+                     "network request: http://127.0.0.1:9/x.png", "horizontal overflow",
+                     "chart 'cut': label 'far too long a label' is cut", "chart 'cut': tick labels 1000/2000 overlap"):
         assert expected in problems, problems
+
+
+def _awkward_histograms() -> dict[str, dict[str, Any]]:
+    """Histograms whose labels are hard to fit: large and tiny magnitudes, negative values, many
+    bins, long and many category names (the issue's ``7.34e+03..1.`` labels came from such columns)."""
+    rng = np.random.default_rng(4)
+
+    def numeric(edges: np.ndarray) -> dict[str, Any]:
+        ref = rng.dirichlet(np.ones(len(edges) - 1))
+        return {"lower": edges[:-1].tolist(), "upper": edges[1:].tolist(), "reference": ref.tolist(),
+                "current": rng.dirichlet(np.ones(len(edges) - 1)).tolist()}
+
+    def categorical(names: list[str]) -> dict[str, Any]:
+        return {"categories": names, "reference": rng.dirichlet(np.ones(len(names))).tolist(),
+                "current": rng.dirichlet(np.ones(len(names))).tolist()}
+
+    return {
+        "amount in cents": numeric(np.linspace(7340.25, 1.2e9, 11)),
+        "tiny rates": numeric(np.linspace(-3.2e-7, 9.9e-6, 11)),
+        "thirty bins": numeric(np.sort(rng.normal(-5e4, 2e4, 31))),
+        "long names": categorical([f"a rather long category name {i}" for i in range(6)]),
+        "many categories": categorical([f"region-{i:02d}" for i in range(40)]),
+        "one category": categorical(["only"]),
+    }
+
+
+def test_histogram_axis_labels_are_inside_their_charts_and_apart_in_chromium(tmp_path: Path) -> None:
+    """Issue 20 item 4: every label of every drift histogram is drawn inside its chart, tick labels
+    do not overlap, and none is written with an exponent."""
+    from mlship.monitoring import html as html_report
+
+    features = {name: {"type": "numeric" if "lower" in h else "categorical", "drifted": False, "histogram": h}
+                for name, h in _awkward_histograms().items()}
+    page = tmp_path / "awkward.html"
+    page.write_text(html_report.render({"model": {"name": "awkward", "version": "1"},
+                                        "drift": {"features": features}}), encoding="utf-8")
+    shown = render(page, tmp_path / "awkward.png")
+    assert shown.problems() == [], shown.problems()
+    assert len(shown.charts) == len(features)
+    assert "e+" not in page.read_text(encoding="utf-8").split("<h2>Features</h2>", 1)[1]

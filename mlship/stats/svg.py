@@ -1,0 +1,142 @@
+"""Grouped bar charts drawn as inline SVG by the shared template ``templates/charts.html.j2``.
+
+This module lays a chart out (bar rectangles, ticks, labels, margins measured from the labels so
+that none is cut); the template writes the markup. A page of histograms costs milliseconds this
+way, where matplotlib costs ~0.35 s to import and ~0.1 s per PNG. The palette and the number
+format are the ones of every report (:mod:`mlship.stats.plots`, numpy-free and matplotlib-free).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from mlship.stats.plots import compact
+
+CHAR_WIDTH = 5.6  # px per character of the 10 px tick font (a conservative average for sans-serif digits)
+TICK_FONT = 10
+ROTATION = 40  # degrees, for x labels that would overlap side by side
+_NICE_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One rectangle, with the tooltip the page shows on hover."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A tick at (x, y) of the drawing and its label."""
+
+    x: float
+    y: float
+    label: str
+
+
+@dataclass
+class BarChart:
+    """A laid-out grouped bar chart: everything the template needs, in pixels."""
+
+    width: float
+    height: float
+    left: float
+    top: float
+    right: float
+    bottom: float
+    title: str
+    x_title: str
+    y_title: str
+    rotate: bool
+    bars: list[Bar] = field(default_factory=list)
+    x_ticks: list[Tick] = field(default_factory=list)
+    y_ticks: list[Tick] = field(default_factory=list)
+    legend: list[tuple[str, str]] = field(default_factory=list)
+
+
+def nice_ticks(top: float, most: int = 5) -> list[float]:
+    """0 and equally spaced round values (1, 2, 2.5 or 5 times a power of ten) up to at least ``top``."""
+    if not math.isfinite(top) or top < 1e-300:  # nothing to scale (or below what a step can resolve)
+        return [0.0, 1.0]
+    raw = top / most
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(s * power for s in _NICE_STEPS if s * power >= raw * (1 - 1e-9))
+    count = math.ceil(top / step - 1e-9)
+    return [float(f"{k * step:.12g}") for k in range(count + 1)]  # 0.30000000000000004 -> 0.3
+
+
+def percent(value: float, step: float) -> str:
+    """A share as a percentage with as many decimals as the tick step needs (``5%``, ``2.5%``)."""
+    decimals = 0 if step >= 0.01 else 1 if step >= 0.001 else 2
+    return f"{value * 100:.{decimals}f}%"
+
+
+def _text_width(label: str) -> float:
+    return len(label) * CHAR_WIDTH
+
+
+def grouped_bars(series: dict[str, list[float]], colors: dict[str, str], *, title: str,
+                 x_labels: list[str], x_title: str, y_title: str, edges: bool,
+                 tooltips: list[str] | None = None, width: float = 460, plot_height: float = 150) -> BarChart:
+    """Bars of every series side by side per slot, shares (0..1) on the y axis. ``edges``: the
+    ``len(slots) + 1`` labels mark slot boundaries (a histogram's bin edges), else one per slot."""
+    slots = len(next(iter(series.values()), []))
+    top_value = max((v for values in series.values() for v in values if math.isfinite(v)), default=0.0)
+    y_values = nice_ticks(max(top_value, 0.01))  # a scale of at least 1%: smaller shares are not bars
+    y_labels = [percent(v, y_values[1] - y_values[0]) for v in y_values]
+    left = 26 + max(map(_text_width, y_labels))  # y title, then the widest tick label
+    slot_width = (width - left - 12) / max(slots, 1)
+    shown = _thinned(x_labels, slot_width)
+    rotate = any(_text_width(label) + 4 > slot_width * _stride(x_labels, shown) for label in shown if label)
+    longest = max((_text_width(label) for label in shown), default=0.0)
+    right = 12.0
+    if rotate:  # a rotated first label reaches left of its tick by its width times cos(ROTATION)
+        left = max(left, longest * math.cos(math.radians(ROTATION)) + 6)
+    elif edges and shown and shown[-1]:  # the last edge's label is centred on the right end of the axis
+        right = max(right, _text_width(shown[-1]) / 2 + 4)
+    slot_width = (width - left - right) / max(slots, 1)
+    drop = longest * math.sin(math.radians(ROTATION)) + TICK_FONT if rotate else TICK_FONT
+    top, bottom = 28.0, 18 + drop + 16  # legend above; tick labels and the x title below
+    chart = BarChart(width=width, height=top + plot_height + bottom, left=left, top=top, right=width - right,
+                     bottom=top + plot_height, title=title, x_title=x_title, y_title=y_title, rotate=rotate,
+                     legend=[(name, colors[name]) for name in series])
+    scale = plot_height / y_values[-1]
+    group = slot_width * 0.8 / max(len(series), 1)
+    for k, (name, values) in enumerate(series.items()):
+        for i, value in enumerate(values):
+            height = max(0.0, value) * scale if math.isfinite(value) else 0.0
+            tip = f"{name}: {percent(value, 0.001)}" + (f" ({tooltips[i]})" if tooltips else "")
+            chart.bars.append(Bar(x=left + i * slot_width + slot_width * 0.1 + k * group, y=chart.bottom - height,
+                                  width=group, height=height, color=colors[name], tooltip=tip))
+    chart.y_ticks = [Tick(x=left, y=chart.bottom - v * scale, label=label)
+                     for v, label in zip(y_values, y_labels, strict=True)]
+    offset = 0.0 if edges else 0.5
+    chart.x_ticks = [Tick(x=left + (i + offset) * slot_width, y=chart.bottom, label=label)
+                     for i, label in enumerate(shown) if label]
+    return chart
+
+
+def _thinned(labels: list[str], slot_width: float) -> list[str]:
+    """Every label, or every second (third, ...) one with the rest blank, so rotated labels do not
+    overlap: parallel labels at ROTATION degrees stand ``spacing * sin(ROTATION)`` apart, which
+    must exceed a line of text."""
+    room = (TICK_FONT + 2) / math.sin(math.radians(ROTATION))
+    stride = max(1, math.ceil(room / max(slot_width, 1.0)))
+    return [label if i % stride == 0 else "" for i, label in enumerate(labels)]
+
+
+def _stride(labels: list[str], shown: list[str]) -> int:
+    """The spacing (in slots) between the labels left in ``shown``."""
+    kept = sum(1 for label in shown if label)
+    return max(1, len(labels) // max(kept, 1))
+
+
+def bin_edge_labels(lower: list[float], upper: list[float]) -> list[str]:
+    """The ``len(lower) + 1`` edges of a histogram as compact labels (``7.34k``, ``0.05``)."""
+    return [compact(v) for v in [*lower, upper[-1]]] if lower else []

@@ -1,0 +1,96 @@
+"""What makes ``mlship drift`` fast must not change what it says: Arrow buffers read as pyarrow
+reads them (nulls, offsets, chunks), the Kolmogorov tail as scipy computes it, columns sketched on
+several threads as on one, and a Parquet comparison that never imports pandas, scipy.special or
+matplotlib (each costs 0.15-0.4 s of a ~1 s run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special
+
+from mlship.monitoring import tables
+from mlship.stats.drift import kolmogorov_sf
+
+_TYPES = [pa.float64(), pa.float32(), pa.int64(), pa.int32(), pa.int16(), pa.int8(), pa.uint64(), pa.uint32(),
+          pa.uint16(), pa.uint8()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), arrow_type=st.sampled_from(_TYPES), nulls=st.booleans(), chunks=st.integers(1, 3))
+def test_arrow_buffers_read_as_pyarrow_reads_them(data: st.DataObject, arrow_type: pa.DataType, nulls: bool,
+                                                   chunks: int) -> None:
+    bits = arrow_type.bit_width
+    numbers = (st.floats(width=32 if bits == 32 else 64, allow_nan=False) if pa.types.is_floating(arrow_type)
+               else st.integers(0 if pa.types.is_unsigned_integer(arrow_type) else -(2 ** (bits - 1)),
+                                2 ** (bits - (0 if pa.types.is_unsigned_integer(arrow_type) else 1)) - 1))
+    values = st.one_of(st.none(), numbers) if nulls else numbers
+    parts = [pa.array(data.draw(st.lists(values, max_size=40)), type=arrow_type) for _ in range(chunks)]
+    column = pa.chunked_array(parts, type=arrow_type)
+    start = data.draw(st.integers(0, len(column)))
+    sliced = column.slice(start, data.draw(st.integers(0, len(column) - start)))  # offsets inside the buffers
+    got = tables.arrow_to_numpy(sliced)
+    expected = sliced.to_numpy()
+    assert len(got) == len(expected)
+    assert np.array_equal(np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64), equal_nan=True)
+
+
+def test_other_arrow_types_fall_back_to_pyarrow() -> None:
+    column = pa.chunked_array([pa.array(["a", None, "b"]), pa.array([True, None], type=pa.bool_()).cast(pa.string())])
+    assert tables.arrow_to_numpy(column).tolist() == ["a", None, "b", "true", None]
+    assert tables.arrow_to_numpy(pa.array([True, False, None])).tolist() == [True, False, None]
+
+
+@settings(max_examples=500, deadline=None)
+@given(x=st.floats(-1.0, 40.0, allow_nan=False))
+def test_the_kolmogorov_tail_is_scipys(x: float) -> None:
+    expected = float(special.kolmogorov(x))
+    assert kolmogorov_sf(x) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def _write(folder: Path, seed: int, shift: float) -> Path:
+    rng = np.random.default_rng(seed)
+    n = 30_000
+    frame = {"a": rng.normal(shift, 1, n), "b": rng.integers(0, 9, n), "c": rng.exponential(1 + shift, n),
+             "d": pa.array(np.where(rng.random(n) < 0.1, None, rng.normal(size=n)).tolist(), type=pa.float64()),
+             "e": rng.choice(["x", "y", "z"], n)}
+    path = folder / f"data-{seed}.parquet"
+    pq.write_table(pa.table(frame), path, row_group_size=7_000)
+    return path
+
+
+def test_columns_on_threads_give_the_report_of_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlship import api
+
+    ref, cur = _write(tmp_path, 1, 0.0), _write(tmp_path, 2, 0.4)
+    reports = []
+    for workers in (1, 3):
+        monkeypatch.setattr(tables, "column_workers", lambda workers=workers: workers)
+        found = api.drift(ref, cur, batch_rows=4_000)
+        reports.append(found.report["drift"])
+    assert reports[0] == reports[1]
+    assert reports[0]["drifted_features"] == ["a", "c"] and reports[0]["features"]["d"]["null_rate"] > 0.05
+
+
+def test_a_parquet_comparison_imports_no_pandas_scipy_special_or_matplotlib(tmp_path: Path) -> None:
+    ref, cur = _write(tmp_path, 3, 0.0), _write(tmp_path, 4, 0.3)
+    ref_num, cur_num = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    for source, target in ((ref, ref_num), (cur, cur_num)):  # numeric columns only (strings need pyarrow's pandas path)
+        pq.write_table(pq.read_table(source).drop_columns(["e"]), target)
+    script = ("import json, sys\nfrom mlship import api\n"
+              f"found = api.drift({str(ref_num)!r}, {str(cur_num)!r}, out={str(tmp_path / 'report')!r})\n"
+              "print(json.dumps({'drifted': found.report['drift']['drifted_features'], 'modules': "
+              "sorted(m for m in ('pandas', 'scipy.special', 'scipy.stats', 'matplotlib') if m in sys.modules)}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                                    text=True).stdout)
+    assert out == {"drifted": ["a", "c"], "modules": []}
+    assert (tmp_path / "report" / "report.html").read_text().count('<svg class="chart"') == 4
