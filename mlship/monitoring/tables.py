@@ -94,8 +94,9 @@ def is_parquet(path: str | Path) -> bool:
 
 
 def column_chunks(path: str | Path, name: str, batch_rows: int) -> Iterator[Any]:
-    """One Parquet column as numpy arrays of at most ``batch_rows`` values, file by file (a file
-    without the column yields nothing: the drift report then calls the feature missing)."""
+    """One Parquet column in pieces of at most ``batch_rows`` values, file by file: numpy arrays of
+    numbers, pyarrow arrays of anything else (a file without the column yields nothing: the drift
+    report then calls the feature missing)."""
     import pyarrow.parquet as pq
 
     for f in _files(Path(str(path))):
@@ -104,8 +105,10 @@ def column_chunks(path: str | Path, name: str, batch_rows: int) -> Iterator[Any]
             continue
         for group in range(parquet.num_row_groups):
             column = parquet.read_row_group(group, columns=[name]).column(name)
-            for start in range(0, len(column), batch_rows):
-                yield arrow_to_numpy(column.slice(start, batch_rows))
+            numeric = str(column.type) in _ARROW_NUMBERS
+            for start in range(0, len(column), batch_rows):  # other types stay Arrow: the sketch counts them there
+                piece = column.slice(start, batch_rows)
+                yield arrow_to_numpy(piece) if numeric else piece
 
 
 def arrow_to_numpy(values: Any) -> Any:

@@ -312,9 +312,16 @@ class _CategoricalSketch:
         self.max_categories = max_categories
 
     def update(self, values: Any) -> None:
-        items = values.tolist() if hasattr(values, "tolist") else list(values)
-        self.total += len(items)
-        for value, count in Counter(items).items():
+        if hasattr(values, "value_counts") and hasattr(values, "null_count"):  # a pyarrow array
+            counted = values.value_counts()  # counted in Arrow's C++: no Python object per row
+            pairs: Iterable[tuple[Any, int]] = zip(counted.field("values").to_pylist(),
+                                                   counted.field("counts").to_pylist(), strict=True)
+            self.total += len(values)
+        else:
+            items = values.tolist() if hasattr(values, "tolist") else list(values)
+            pairs = Counter(items).items()
+            self.total += len(items)
+        for value, count in pairs:
             if value is None or (isinstance(value, float) and value != value):
                 self.nulls += count
                 continue
@@ -639,15 +646,22 @@ def _categorical_stats(ref: Mapping[str, Any], cur: _CategoricalSketch) -> dict[
 
 
 def _chi2(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """Chi-square test of homogeneity on the 2 x k table, as ``scipy.stats.chi2_contingency``."""
-    from scipy import stats
+    """Chi-square test of homogeneity on the 2 x k table, as ``scipy.stats.chi2_contingency``
+    computes it (Yates' correction when the table has one degree of freedom; tested against it).
+    ``scipy.special.chdtrc`` gives the tail: importing ``scipy.stats`` costs ~0.45 s of a drift run."""
+    from scipy.special import chdtrc
 
     keep = (ref + cur) > 0
-    table = np.vstack([ref[keep], cur[keep]])
+    table = np.vstack([ref[keep], cur[keep]]).astype(np.float64)
     if table.shape[1] < 2:
         return 0.0, 1.0
-    res = stats.chi2_contingency(table)
-    return float(res.statistic), float(res.pvalue)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    dof = table.shape[1] - 1
+    gap = table - expected
+    if dof == 1:  # Yates: move each observed count 0.5 towards its expectation (never past it)
+        gap = np.sign(gap) * np.maximum(np.abs(gap) - 0.5, 0.0)
+    statistic = float(np.sum(gap * gap / expected))
+    return statistic, float(chdtrc(dof, statistic))
 
 
 # ---------------------------------------------------------------------------------- the report

@@ -1,7 +1,8 @@
 """What makes ``mlship drift`` fast must not change what it says: Arrow buffers read as pyarrow
-reads them (nulls, offsets, chunks), the Kolmogorov tail as scipy computes it, columns sketched on
-several threads as on one, and a Parquet comparison that never imports pandas, scipy.special or
-matplotlib (each costs 0.15-0.4 s of a ~1 s run)."""
+reads them (nulls, offsets, chunks), categories counted in Arrow as in Python, the Kolmogorov tail
+and the chi-square test as scipy computes them, columns sketched on several threads as on one, and
+a Parquet comparison of numeric columns that never imports pandas, scipy.special or matplotlib
+(each costs 0.15-0.4 s of a ~1 s run)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,42 @@ def test_a_parquet_comparison_imports_no_pandas_scipy_special_or_matplotlib(tmp_
                                     text=True).stdout)
     assert out == {"drifted": ["a", "c"], "modules": []}
     assert (tmp_path / "report" / "report.html").read_text().count('<svg class="chart"') == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), k=st.integers(2, 12))
+def test_the_chi_square_test_of_categories_is_scipys(data: st.DataObject, k: int) -> None:
+    from scipy import stats
+
+    from mlship.stats.drift import _chi2
+
+    counts = st.lists(st.integers(0, 10_000), min_size=k, max_size=k)
+    ref, cur = np.array(data.draw(counts), dtype=float), np.array(data.draw(counts), dtype=float)
+    ref[0] += 1  # both rows non-empty, as in a drift report (a profile's category, a non-empty window)
+    cur[-1] += 1
+    keep = (ref + cur) > 0
+    statistic, pvalue = _chi2(ref, cur)
+    expected = stats.chi2_contingency(np.vstack([ref[keep], cur[keep]]))
+    assert statistic == pytest.approx(expected.statistic, rel=1e-9, abs=1e-9)
+    assert pvalue == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.one_of(st.lists(st.one_of(st.none(), st.text(max_size=5)), max_size=60),
+                        st.lists(st.one_of(st.none(), st.booleans()), max_size=60)),
+       dictionary=st.booleans(), max_categories=st.integers(1, 6))
+def test_categories_counted_in_arrow_equal_categories_counted_in_python(values: list, dictionary: bool,
+                                                                       max_categories: int) -> None:
+    from mlship.stats.drift import _CategoricalSketch
+
+    arrow = pa.array(values, type=pa.bool_() if values and all(isinstance(v, bool | None) for v in values)
+                     and any(isinstance(v, bool) for v in values) else None)
+    if dictionary:
+        arrow = arrow.dictionary_encode()
+    in_arrow, in_python = _CategoricalSketch(max_categories), _CategoricalSketch(max_categories)
+    in_arrow.update(arrow)
+    in_python.update(np.array(values, dtype=object))
+    assert (in_arrow.total, in_arrow.nulls) == (in_python.total, in_python.nulls)
+    assert sum(in_arrow.counts.values()) == sum(in_python.counts.values())
+    if len(set(values) - {None}) <= max_categories:  # no overflow: the same categories (overflow order may differ)
+        assert in_arrow.counts == in_python.counts
