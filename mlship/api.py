@@ -133,7 +133,7 @@ def export(model: Any, holdout: Any, *, label: str, out: str | Path, name: str, 
            key: Any = None, reference: Any = None, train: Any = None, cv: int | None = None,
            sensitive: str | None = None, description: str = "", parity_tolerance: float = 1e-4,
            parity_max_share: float = 0.005, enforce_range: bool = False, golden: int = 5,
-           progress: Progress | None = None) -> ExportResult:
+           explain_budget: int | None = None, progress: Progress | None = None) -> ExportResult:
     """Export a fitted estimator (or a joblib file: only load files you trust) with a labelled
     holdout into a verified bundle directory (and its ``.tar.gz``), signed when ``key`` is given."""
     from mlship.evaluation.export import ParityPolicy, export_bundle
@@ -143,7 +143,8 @@ def export(model: Any, holdout: Any, *, label: str, out: str | Path, name: str, 
         private_key=key, reference=None if reference is None else _frame(reference),
         train=None if train is None else _frame(train), cv=cv or None, sensitive=sensitive,
         parity=ParityPolicy(parity_tolerance, parity_max_share), n_golden=golden, enforce_range=enforce_range,
-        data_path=holdout if isinstance(holdout, str | Path) else None, progress=progress)
+        data_path=holdout if isinstance(holdout, str | Path) else None, progress=progress,
+        explain_budget=explain_budget)
     manifest = json.loads((path / "manifest.json").read_text())
     metrics = {k: v for k, v in manifest["metrics"]["holdout"].items() if isinstance(v, float)}
     return ExportResult(path, Path(f"{path}.tar.gz"), manifest["name"], manifest["version"], metrics,

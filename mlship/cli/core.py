@@ -31,6 +31,8 @@ def export(
     parity_max_share: float = typer.Option(0.005, help="Max share of rows over the tolerance (0 = strict)."),
     enforce_range: bool = typer.Option(False, help="Reject inputs outside the observed range of each feature."),
     golden: int = typer.Option(5, help="How many golden examples to store."),
+    explain_budget: int = typer.Option(None, help="Model evaluations per explained row when the model gets the "
+                                       "sampling explainer (not a tree ensemble nor linear; default 1024)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Export a fitted estimator + holdout into a verified, signed bundle."""
@@ -44,6 +46,7 @@ def export(
                                 reference=reference, train=train, cv=cv or None, sensitive=sensitive,
                                 description=description, parity_tolerance=parity_tolerance,
                                 parity_max_share=parity_max_share, enforce_range=enforce_range, golden=golden,
+                                explain_budget=explain_budget,
                                 progress=lambda msg: (status.update(msg), console.log(msg)))
     except (MlshipError, ValueError, FileExistsError) as exc:
         fail(str(exc))

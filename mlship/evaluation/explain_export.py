@@ -38,12 +38,13 @@ SHIFTS = (1, 7, 31)  # rows are shifted by each: a field equal in two neighbouri
 
 
 def write_explainer(out: Path, model: Any, estimator: Any, predictor: Any,
-                    columns: dict[str, np.ndarray]) -> dict[str, Any]:
+                    columns: dict[str, np.ndarray], budget: int = DEFAULT_BUDGET) -> dict[str, Any]:
     """Write the explainer files into the bundle folder ``out``; return the manifest's ``explain`` entry.
 
     ``estimator`` is the fitted final estimator, ``predictor`` the bundle's Predictor (its schema
     and feeds), ``columns`` validated holdout rows. A tree ensemble or a linear model gets its exact
-    explainer; any other model, or one whose exact explainer cannot be built, the sampling one.
+    explainer; any other model, or one whose exact explainer cannot be built, the sampling one,
+    which spends at most ``budget`` model evaluations per explained row.
     """
     (out / EXPLAIN_DIR).mkdir(exist_ok=True)
     ops = {node.op_type for node in model.graph.node}
@@ -55,7 +56,7 @@ def write_explainer(out: Path, model: Any, estimator: Any, predictor: Any,
         reason = f"{type(estimator).__name__} is neither a tree ensemble nor a linear model"
     except TreeStatsError as exc:
         reason = str(exc)
-    return _sampling_entry(out, predictor, columns, reason)
+    return _sampling_entry(out, predictor, columns, reason, budget)
 
 
 def _tree_entry(out: Path, model: Any, estimator: Any, predictor: Any,
@@ -85,10 +86,11 @@ def _linear_entry(out: Path, model: Any, predictor: Any, columns: dict[str, np.n
     return _with_features(out, entry, features)
 
 
-def _sampling_entry(out: Path, predictor: Any, columns: dict[str, np.ndarray], reason: str) -> dict[str, Any]:
+def _sampling_entry(out: Path, predictor: Any, columns: dict[str, np.ndarray], reason: str,
+                    budget: int) -> dict[str, Any]:
     rows, weights = background.background_rows(predictor.schema, columns)
     (out / BACKGROUND_FILE).write_text(json.dumps({"rows": rows, "weights": weights}) + "\n")
-    return {"method": "sampling", "background": BACKGROUND_FILE, "budget": DEFAULT_BUDGET,
+    return {"method": "sampling", "background": BACKGROUND_FILE, "budget": budget,
             "output_space": "probability" if predictor.task == "classification" else "value",
             "reason": f"no exact explainer: {reason}"}
 

@@ -485,12 +485,14 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
                   reference: Any = None, train: Any = None, cv: int | None = None,
                   sensitive: str | None = None, parity: ParityPolicy | None = None, n_golden: int = 5,
                   n_bins: int | None = None, enforce_range: bool = False, tarball: bool = True,
-                  data_path: str | Path | None = None, progress: Any = None) -> Path:
+                  data_path: str | Path | None = None, progress: Any = None,
+                  explain_budget: int | None = None) -> Path:
     """Export a fitted estimator to a bundle directory (and ``<out_dir>.tar.gz``); return the directory.
 
     ``holdout`` is a labelled DataFrame (``label`` column); ``reference`` (default: the holdout)
     is profiled as the drift baseline; ``train`` feeds ``cv``-fold cross-validation;
-    ``private_key`` (Ed25519 key object or PEM path) signs the manifest.
+    ``private_key`` (Ed25519 key object or PEM path) signs the manifest; ``explain_budget``
+    bounds the model evaluations per explained row of a sampling explainer (default 1,024).
     """
     def step(msg: str) -> None:
         if progress is not None:
@@ -498,6 +500,7 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
 
     parity = parity or ParityPolicy()
     task = _check_export_inputs(estimator, holdout, label, version)
+    budget = _explain_budget(explain_budget)
     names = feature_names(estimator, holdout, label)
     frame = holdout.reset_index(drop=True)
     if reference is None:
@@ -518,7 +521,7 @@ def export_bundle(estimator: Any, holdout: Any, label: str, out_dir: str | Path,
     _check_unknown_parity(state, checked, parity.tolerance)
 
     step("storing the explainer")
-    _write_explainer(state, model, checked)
+    _write_explainer(state, model, checked, budget)
 
     step("computing holdout metrics, profile and golden examples")
     _write_evaluation(state, checked, reference=reference, n_bins=n_bins, n_golden=n_golden,
@@ -596,13 +599,26 @@ def _write_model(state: _ExportState, model: Any, *, name: str, version: str | N
     _write_manifest(out, state.manifest)
 
 
-def _write_explainer(state: _ExportState, model: Any, checked: _ParityResult) -> None:
-    """The exact TreeSHAP files of a tree ensemble (or why there are none) into the bundle."""
+def _explain_budget(budget: int | None) -> int:
+    """The sampling explainer's budget, checked before any work (the manifest check's range)."""
+    from mlship.runtime.manifest import MAX_EXPLAIN_BUDGET
+    from mlship.runtime.sampling_shap import DEFAULT_BUDGET
+
+    if budget is None:
+        return DEFAULT_BUDGET
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_EXPLAIN_BUDGET:
+        raise ValueError(f"the explain budget must be 1 to {MAX_EXPLAIN_BUDGET} model evaluations per row, "
+                         f"got {budget!r}")
+    return budget
+
+
+def _write_explainer(state: _ExportState, model: Any, checked: _ParityResult, budget: int) -> None:
+    """The model's explainer files (exact for trees and linear models, else sampling) into the bundle."""
     from mlship.evaluation.explain_export import write_explainer
 
     columns = checked.scored.validated.columns
     state.manifest["explain"] = write_explainer(state.out, model, final_estimator(state.estimator),
-                                                checked.predictor, columns)
+                                                checked.predictor, columns, budget)
     _write_manifest(state.out, state.manifest)
 
 

@@ -16,6 +16,9 @@ from mlship.runtime.hashing import is_sha256_hex, json_type
 
 FORMAT = "mlship-bundle/1"
 
+# model evaluations per explained row a sampling explainer may spend (more would cost seconds per row)
+MAX_EXPLAIN_BUDGET = 65_536
+
 
 MANIFEST = "manifest.json"
 
@@ -198,8 +201,8 @@ def _check_explain(shape: _Shape, explain: Mapping[str, Any] | None) -> None:
         shape.need(explain, key, str, f"explain.{key}")
     if method == "sampling":
         budget = shape.need(explain, "budget", int, "explain.budget", required=False)
-        if budget is not None and budget < 1:
-            shape.add("explain.budget", f"must be at least 1 model evaluation per row, got {budget}")
+        if budget is not None and not 1 <= budget <= MAX_EXPLAIN_BUDGET:
+            shape.add("explain.budget", f"must be 1 to {MAX_EXPLAIN_BUDGET} model evaluations per row, got {budget}")
         return
     shape.need(explain, "features", str, "explain.features", required=False)
     for i, name in enumerate(shape.need(explain, "columns", list, "explain.columns") or []):

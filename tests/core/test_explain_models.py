@@ -189,3 +189,40 @@ def test_a_malformed_linear_entry_is_refused_naming_the_key(churn_linear: tuple[
     del manifest["explain"]["linear"]
     problems = " | ".join(check_manifest(manifest))
     assert "'explain.linear' is missing" in problems and "explain.columns[1]" in problems, problems
+
+
+def test_the_sampling_budget_is_chosen_at_export_and_bounds_every_answer(tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.neural_network import MLPClassifier
+
+    from mlship.evaluation.export import export_bundle
+
+    frame = load_iris(as_frame=True).frame
+    features = frame.drop(columns=["target"])
+    mlp = MLPClassifier((8,), max_iter=500, random_state=0).fit(features, frame["target"])
+    bundle = export_bundle(mlp, frame.sample(60, random_state=0), "target", tmp_path / "iris-mlp", name="iris-mlp",
+                           version="1", tarball=False, explain_budget=64)
+    predictor = Predictor.load(bundle)
+    assert predictor.bundle.manifest["explain"]["method"] == "sampling"
+    assert predictor.bundle.manifest["explain"]["budget"] == 64
+    explanation = predictor.explain(features.head(3).to_dict(orient="records"))
+    assert explanation.model_calls is not None and 0 < explanation.model_calls <= 64
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "65537"])
+def test_an_explain_budget_out_of_range_is_refused_before_the_export(tmp_path: Path, budget: str) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+    from typer.testing import CliRunner
+
+    from mlship.cli import app
+
+    frame = load_iris(as_frame=True).frame
+    joblib.dump(KNeighborsClassifier(3).fit(frame.drop(columns=["target"]), frame["target"]), tmp_path / "knn.joblib")
+    frame.to_csv(tmp_path / "holdout.csv", index=False)
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "knn.joblib"), str(tmp_path / "holdout.csv"), "--out",
+                                      str(out), "--name", "knn", "--label", "target", "--explain-budget", budget])
+    assert result.exit_code != 0 and "explain budget must be 1 to 65536" in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
