@@ -226,3 +226,23 @@ def test_an_explain_budget_out_of_range_is_refused_before_the_export(tmp_path: P
                                       str(out), "--name", "knn", "--label", "target", "--explain-budget", budget])
     assert result.exit_code != 0 and "explain budget must be 1 to 65536" in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_one_vs_rest_logistic_regression_is_explained_and_adds_up(tmp_path: Path) -> None:
+    """One binary logistic regression per class, normalised after: the linear operators are not the
+    model's last step, so no exact explainer is claimed; the sampling one still adds up exactly."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    iris = load_iris(as_frame=True).frame
+    rows = iris.drop(columns=["target"])
+    model = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=1000)))
+    predictor = _export(model.fit(rows, iris["target"]), iris, "target", tmp_path, "iris-ovr")
+    explanation = predictor.explain(rows.head(20))
+    assert (explanation.method, explanation.exact, len(explanation.targets)) == ("sampling", False, 3)
+    assert "found 3" in predictor.bundle.manifest["explain"]["reason"]  # one linear operator per class
+    np.testing.assert_allclose(explanation.base_value + explanation.contributions.sum(axis=1),
+                               predictor.predict(rows.head(20)).probabilities, atol=1e-6)
