@@ -256,22 +256,64 @@ def drift(reference: str | Path, current: str | Path, *, out: str | Path | None 
 
 def _current_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
                    on_rows: Callable[[int, int], None] | None) -> Any:
-    """Stream ``current`` into the accumulator: Parquet one column per thread (memory: one column
-    chunk per thread; each column's sketch is touched by its thread only), other formats in row batches."""
-    from mlship.monitoring.tables import column_chunks, count_rows, is_parquet, iter_batches, map_columns
+    """Stream ``current`` into the accumulator: Parquet one column per thread, CSV and JSON Lines in
+    Arrow record batches; files Arrow cannot read with one type per column in pandas row batches."""
+    from mlship.monitoring.tables import is_parquet
+
+    if is_parquet(current):
+        return _columnwise_drift(acc, current, wanted, batch_rows, on_rows)
+    return _arrow_drift(acc, current, wanted, batch_rows, on_rows)
+
+
+def _arrow_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
+                 on_rows: Callable[[int, int], None] | None) -> Any:
+    """CSV or JSON Lines through Arrow's streaming readers into a scratch accumulator, merged into
+    ``acc`` only once the whole file was read: if Arrow gives up half way, nothing was counted twice
+    when pandas reads the file again from the start."""
+    from mlship.monitoring.spool import SpoolError, arrow_batches
+    from mlship.monitoring.tables import arrow_to_numpy, data_files
+
+    scratch = type(acc)(acc.profile)
+    done_rows = 0
+    try:
+        for batch in arrow_batches(data_files(current)):
+            if len(batch) == 0:
+                continue
+            scratch.update({n: arrow_to_numpy(batch.column(n)) for n in batch.schema.names if n in wanted})
+            done_rows += len(batch)
+            if on_rows is not None:
+                on_rows(done_rows, None)
+    except SpoolError:
+        return _rowwise_drift(acc, current, wanted, batch_rows, on_rows)
+    return acc.merge(scratch)
+
+
+def _columnwise_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
+                      on_rows: Callable[[int, int], None] | None) -> Any:
+    """Parquet one column per thread (memory: one column chunk per thread; each column's sketch is
+    touched by its thread only)."""
+    from mlship.monitoring.tables import column_chunks, count_rows, map_columns
+
+    total = count_rows(current) or 0
+
+    def sketch(name: str) -> None:
+        for values in column_chunks(current, name, batch_rows):
+            acc.update_feature(name, values)
+
+    def done(k: int) -> None:
+        if on_rows is not None:
+            on_rows(total * k // max(len(wanted), 1), total)
+
+    map_columns(sketch, wanted, done)
+    return acc.add_rows(total)
+
+
+def _rowwise_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
+                   on_rows: Callable[[int, int], None] | None) -> Any:
+    """Row batches read with pandas (values of mixed types kept: the sketches count them as invalid)."""
+    from mlship.monitoring.tables import count_rows, iter_batches
 
     total = count_rows(current)
-    if is_parquet(current) and total is not None:
-        def sketch(name: str) -> None:
-            for values in column_chunks(current, name, batch_rows):
-                acc.update_feature(name, values)
-
-        def done(k: int) -> None:
-            if on_rows is not None:
-                on_rows(total * k // max(len(wanted), 1), total)
-
-        map_columns(sketch, wanted, done)
-        return acc.add_rows(total)
     done_rows = 0
     for batch in iter_batches(current, batch_rows, columns=wanted):
         acc.update({k: v for k, v in batch.items() if k in wanted})

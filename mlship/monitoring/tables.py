@@ -43,6 +43,11 @@ def is_dataset(path: str | Path) -> bool:
     return str(p).lower().endswith(DATASET_SUFFIXES)
 
 
+def data_files(path: str | Path) -> list[Path]:
+    """The data files at ``path``: itself, or a directory's data files in name order."""
+    return _files(Path(str(path)))
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(f for f in path.rglob("*") if f.is_file() and str(f).lower().endswith(DATASET_SUFFIXES))
@@ -158,8 +163,10 @@ def map_columns(task: Callable[[str], Any], names: list[str],
 
 
 def profile_dataset(path: str | Path, exclude: list[str] | None = None, n_bins: int | None = None) -> dict[str, Any]:
-    """Baseline profile of a reference dataset. Parquet is read one column at a time (memory: one
-    column, not the table); CSV and JSON Lines, which cannot be read by column, are read whole."""
+    """Baseline profile of a reference dataset, one column at a time (memory: one column per thread,
+    not the table): Parquet directly, CSV and JSON Lines once converted to a temporary Parquet file
+    (:mod:`mlship.monitoring.spool`); those Arrow cannot convert are read whole with pandas."""
+    from mlship.monitoring.spool import SpoolError, spooled
     from mlship.stats.profile import build_profile
 
     files = _files(Path(str(path)))
@@ -168,6 +175,11 @@ def profile_dataset(path: str | Path, exclude: list[str] | None = None, n_bins: 
     bins = n_bins or DATASET_BINS
     if all(_is_parquet(f) for f in files):
         return _profile_parquet_columns(files, set(exclude or ()), bins)
+    try:
+        with spooled(files) as parquet:
+            return _profile_parquet_columns([parquet], set(exclude or ()), bins)
+    except SpoolError:
+        pass  # a column whose values change type down the file: pandas keeps them (as invalid values)
     columns = _whole_columns(path, set(exclude or ()))
     numeric = {k: v.dtype.kind in "fiub" for k, v in columns.items()}
     return build_profile(_typed(columns, numeric), numeric, None, bins)

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -134,3 +135,66 @@ def test_categories_counted_in_arrow_equal_categories_counted_in_python(values: 
     assert sum(in_arrow.counts.values()) == sum(in_python.counts.values())
     if len(set(values) - {None}) <= max_categories:  # no overflow: the same categories (overflow order may differ)
         assert in_arrow.counts == in_python.counts
+
+
+def _mixed_frame(rows: int, seed: int, shift: float) -> Any:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": np.where(rng.random(rows) < 0.05, np.nan, rng.normal(shift, 1, rows)),
+                         "n": rng.integers(0, 40, rows), "s": rng.choice(["red", "green", "blue", None], rows),
+                         "y": rng.exponential(1 + shift, rows)})
+
+
+def test_csv_and_json_lines_read_by_arrow_give_the_parquet_report(tmp_path: Path) -> None:
+    from mlship import api
+
+    reports = {}
+    for suffix in ("parquet", "csv", "jsonl"):
+        for name, frame in (("ref", _mixed_frame(6000, 5, 0.0)), ("cur", _mixed_frame(4000, 6, 0.4))):
+            path = tmp_path / f"{name}.{suffix}"
+            if suffix == "parquet":
+                frame.to_parquet(path, index=False)
+            elif suffix == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_json(path, orient="records", lines=True)
+        reports[suffix] = api.drift(tmp_path / f"ref.{suffix}", tmp_path / f"cur.{suffix}").report["drift"]
+    for suffix in ("csv", "jsonl"):
+        assert reports[suffix]["rows"] == reports["parquet"]["rows"] == 4000
+        assert reports[suffix]["drifted_features"] == reports["parquet"]["drifted_features"]
+        for name, expected in reports["parquet"]["features"].items():
+            got = reports[suffix]["features"][name]
+            for key in ("null_rate", "ks_statistic", "psi", "jensenshannon", "chi2_pvalue"):
+                assert got.get(key) == pytest.approx(expected.get(key), rel=1e-9, abs=1e-12), (suffix, name, key)
+
+
+def test_a_numeric_column_that_turns_to_text_far_down_is_read_by_pandas_and_counted(tmp_path: Path) -> None:
+    """Arrow fixes a column's type from the first block; text much further down makes it give up,
+    and the file is read again from the start by pandas, which counts the text as invalid."""
+    from mlship import api
+    from mlship.monitoring.spool import SpoolError, arrow_batches
+
+    rows = 120_000  # several 1 MB blocks: the bad value is far past the block that fixed the type
+    frame = _mixed_frame(rows, 7, 0.0).astype({"x": object})
+    frame.loc[rows - 10, "x"] = "oops"
+    frame.to_csv(tmp_path / "cur.csv", index=False)
+    _mixed_frame(rows, 8, 0.0).to_csv(tmp_path / "ref.csv", index=False)
+    with pytest.raises(SpoolError, match="oops"):
+        list(arrow_batches([tmp_path / "cur.csv"]))
+    as_current = api.drift(tmp_path / "ref.csv", tmp_path / "cur.csv").report["drift"]  # in row batches
+    assert as_current["rows"] == rows
+    assert as_current["features"]["x"]["null_rate"] == pytest.approx((int(frame["x"].isna().sum()) + 1) / rows)
+    as_reference = api.drift(tmp_path / "cur.csv", tmp_path / "cur.csv").report["drift"]  # read whole
+    assert as_reference["rows"] == rows and as_reference["features"]["x"]["type"] == "categorical"  # text in it
+
+
+def test_an_integer_column_with_decimals_further_down_stays_on_the_arrow_path(tmp_path: Path) -> None:
+    from mlship.monitoring.spool import arrow_batches
+
+    rows = 120_000
+    frame = _mixed_frame(rows, 9, 0.0).astype({"n": object})
+    frame.loc[rows - 5, "n"] = 1.5
+    frame.to_csv(tmp_path / "cur.csv", index=False)
+    batches = list(arrow_batches([tmp_path / "cur.csv"]))
+    assert sum(len(b) for b in batches) == rows and str(batches[0].schema.field("n").type) == "double"
