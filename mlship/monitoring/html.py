@@ -1,21 +1,19 @@
 """The human report of a monitor run (or ``mlship drift``): one self-contained HTML page from
-``templates/monitoring.html.j2``: per-feature reference vs current histograms as inline SVG (laid
-out by ``mlship.stats.svg``, drawn by the shared ``charts.html.j2``: no matplotlib, milliseconds
-per chart), and matplotlib figures in the shared report style (``mlship.stats.plots``) for drift
-over time and attribution drift (holdout vs window mean |contribution| per field), then the
-performance and fairness tables. Where matplotlib is not installed (a slim monitor Lambda) the
-page keeps every table and histogram and says that the other figures were left out."""
+``templates/monitoring.html.j2`` whose charts are inline SVG, laid out by ``mlship.stats.svg`` and
+drawn by the shared ``charts.html.j2`` (no matplotlib: the monitor Lambda, which does not ship it,
+writes every chart, and each costs milliseconds): per-feature reference vs current histograms,
+drift over time, attribution drift (holdout vs window mean |contribution| per field), then the
+performance and fairness tables."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from mlship.stats.drift import effect_size
-from mlship.stats.plots import BAD, CURRENT, PALETTE, REFERENCE, compact, compact_axis, figure_uri
+from mlship.stats.plots import CURRENT, PALETTE, REFERENCE, compact
 from mlship.stats.reports import render_page
-from mlship.stats.svg import BarChart, bin_edge_labels, grouped_bars
+from mlship.stats.svg import BarChart, LineChart, bin_edge_labels, grouped_bars, horizontal_bars, line_chart
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_LABEL = 14
@@ -30,11 +28,6 @@ MAX_ATTRIBUTION_BARS = 20
 MAX_HISTOGRAMS = 12
 FEATURE_KEYS = ["type", "drifted", "method", "score", "threshold", "ks_statistic", "ks_pvalue", "wasserstein_norm",
                 "psi", "jensenshannon", "chi2_pvalue", "null_rate_change", "reason"]
-
-
-def figures_available() -> bool:
-    """Whether matplotlib is importable (the report's figures need it; its tables do not)."""
-    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _short(label: str) -> str:
@@ -57,50 +50,6 @@ def histogram_chart(histogram: dict[str, Any], title: str) -> BarChart:
                         tooltips=tips)
 
 
-def line_figure(series: dict[str, list[float | None]], x_labels: list[str], threshold: float | None = None,
-                title: str = "") -> str:
-    """Lines over the past runs (e.g. drift share per run), with an optional dashed threshold."""
-    from mlship.stats.plots import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3))
-    for k, (name, vals) in enumerate(series.items()):
-        pts = [(i, v) for i, v in enumerate(vals) if v is not None]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, marker="o", ms=3, lw=2, color=PALETTE[(k + 1) % len(PALETTE)], label=name)
-    if threshold is not None:
-        ax.axhline(threshold, color=BAD, ls="--", lw=1, label="threshold")
-    n = len(x_labels)
-    ticks = list(range(0, n, max(1, n // 6))) if n else []
-    ax.set_xticks(ticks, [_time_label(x_labels[i]) for i in ticks])
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
-    compact_axis(ax.yaxis)
-    ax.set(title=title, xlabel="run (UTC)")
-    ax.legend(loc="upper left", ncols=3)
-    return figure_uri(fig)
-
-
-def attribution_figure(fields: list[str], baseline: list[float], window: list[float], title: str = "") -> str:
-    """Holdout vs window mean |contribution| per field: grouped horizontal bars, largest on top."""
-    from mlship.stats.plots import pyplot
-
-    plt = pyplot()
-    n = len(fields)
-    fig, ax = plt.subplots(figsize=(6.4, 0.32 * n + 1.1))
-    y = list(range(n))
-    ax.barh([i - 0.2 for i in y], baseline, 0.4, color=REFERENCE, label="holdout")
-    ax.barh([i + 0.2 for i in y], window, 0.4, color=CURRENT, label="window")
-    ax.set_yticks(y, [f if len(f) <= 2 * MAX_LABEL else f[: 2 * MAX_LABEL - 1] + "…" for f in fields])
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    ax.grid(axis="y", visible=False)
-    compact_axis(ax.xaxis)
-    ax.set(xlabel="mean |contribution|", title=title)
-    ax.legend(loc="lower right", ncols=2)
-    return figure_uri(fig)
-
-
 def _time_label(iso: str) -> str:
     """``2026-11-23T10:00:00+00:00`` -> ``11-23 10:00`` (the year and seconds add nothing to a tick)."""
     return iso[5:16].replace("T", " ") if len(iso) >= 16 else iso
@@ -112,41 +61,46 @@ def render(report: dict[str, Any], history: list[dict[str, Any]] | None = None) 
     model = report.get("model") or {}
     title = (f"mlship drift: {model.get('name', '')}" if model.get("version") == "dataset"
              else f"mlship monitoring: {model.get('name', '')} v{model.get('version', '')}".strip())
-    plots = figures_available()
     features = drift.get("features") or {}
     return render_page(
         TEMPLATES, "monitoring.html.j2", title=title, report=report, drift=drift,
         window=report.get("window") or {}, alerts=report.get("alerts") or [],
-        threshold_share=(drift.get("thresholds") or {}).get("share", 0.5), figures_available=plots,
-        history_figures=_history_figures(history or [], drift, report.get("attribution_drift")) if plots else [],
+        threshold_share=(drift.get("thresholds") or {}).get("share", 0.5),
+        history_figures=_history_figures(history or [], drift, report.get("attribution_drift")),
         feature_header=FEATURE_COLUMNS,
         feature_rows=[[name, *[f.get(k) for k in FEATURE_KEYS]] for name, f in features.items()],
         feature_classes=["drifted" if f.get("drifted") else "" for f in features.values()],
         histograms=_feature_figures(drift),
         histograms_left_out=max(0, sum(1 for f in features.values() if f.get("histogram")) - MAX_HISTOGRAMS),
-        attribution=_attribution(report.get("attribution_drift"), plots),
+        attribution=_attribution(report.get("attribution_drift")),
         performance=_performance(report.get("performance")), fairness=_fairness(report.get("fairness")))
 
 
 def _history_figures(history: list[dict[str, Any]], drift: dict[str, Any],
-                     attribution: dict[str, Any] | None = None) -> list[dict[str, str]]:
+                     attribution: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Drift share, prediction drift and (when known) attribution shift and model quality over the past runs."""
     if not history:
         return []
-    labels = [str(h.get("time", "")) for h in history]
+    labels = [_time_label(str(h.get("time", ""))) for h in history]
+
+    def chart(series: dict[str, list[Any]], threshold: float | None = None) -> LineChart:
+        colors = {name: PALETTE[(k + 1) % len(PALETTE)] for k, name in enumerate(series)}
+        return line_chart(series, colors, labels, x_title="run (UTC)", threshold=threshold)
+
     figs = [{"title": "Drift over time",
-             "uri": line_figure({"drift share": [h.get("share") for h in history],
-                                 "prediction drift score": [h.get("prediction_score") for h in history]},
-                                labels, threshold=(drift.get("thresholds") or {}).get("share")),
-             "caption": "Share of drifted features and the prediction drift score per monitor run."}]
+             "chart": chart({"drift share": [h.get("share") for h in history],
+                             "prediction drift score": [h.get("prediction_score") for h in history]},
+                            (drift.get("thresholds") or {}).get("share")),
+             "caption": "Share of drifted features and the prediction drift score per monitor run "
+                        "(dashed: the dataset drift threshold)."}]
     if any(h.get("attribution_shift") is not None for h in history):
         figs.append({"title": "Attribution drift over time",
-                     "uri": line_figure({"attribution shift": [h.get("attribution_shift") for h in history]}, labels,
-                                        threshold=(attribution or {}).get("threshold")),
+                     "chart": chart({"attribution shift": [h.get("attribution_shift") for h in history]},
+                                    (attribution or {}).get("threshold")),
                      "caption": "Total variation between the holdout's and each run's attribution shares."})
     if any(h.get("quality") is not None for h in history):
         figs.append({"title": "Model quality over time",
-                     "uri": line_figure({"model quality": [h.get("quality") for h in history]}, labels),
+                     "chart": chart({"model quality": [h.get("quality") for h in history]}),
                      "caption": "The primary metric on late labels per run."})
     return figs
 
@@ -162,7 +116,7 @@ def _feature_figures(drift: dict[str, Any]) -> list[dict[str, Any]]:
             for name, f in chosen.items()]
 
 
-def _attribution(section: dict[str, Any] | None, plots: bool) -> dict[str, Any] | None:
+def _attribution(section: dict[str, Any] | None) -> dict[str, Any] | None:
     """The attribution drift section: its verdict, one table per target (fields by holdout
     importance; a row is marked when that field alone moved by the threshold) and one figure each."""
     if not section:
@@ -177,9 +131,11 @@ def _attribution(section: dict[str, Any] | None, plots: bool) -> dict[str, Any] 
         classes = ["drifted" if abs(fields[name]["share_shift"][k]) >= threshold else "" for name in names]
         shown = names[:MAX_ATTRIBUTION_BARS]
         label = f"target {target}" if len(targets) > 1 else ""
-        uri = attribution_figure(shown, [fields[f]["baseline"][k] for f in shown],
-                                 [fields[f]["window"][k] for f in shown], label) if plots and shown else None
-        tables.append({"label": label, "rows": rows, "classes": classes, "uri": uri,
+        bars = {"holdout": [fields[f]["baseline"][k] for f in shown], "window": [fields[f]["window"][k] for f in shown]}
+        chart = horizontal_bars(bars, {"holdout": REFERENCE, "window": CURRENT},
+                                [f if len(f) <= 2 * MAX_LABEL else f[: 2 * MAX_LABEL - 1] + "…" for f in shown],
+                                title=label, x_title="mean |contribution|") if shown else None
+        tables.append({"label": label, "rows": rows, "classes": classes, "chart": chart,
                        "cut": max(0, len(names) - len(shown))})
     return {**section, "header": ATTRIBUTION_COLUMNS, "tables": tables}
 

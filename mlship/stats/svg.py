@@ -1,7 +1,8 @@
-"""Grouped bar charts drawn as inline SVG by the shared template ``templates/charts.html.j2``.
+"""Charts drawn as inline SVG by the shared template ``templates/charts.html.j2``: grouped bars
+(histograms), lines over time and horizontal grouped bars (one row per field).
 
-This module lays a chart out (bar rectangles, ticks, labels, margins measured from the labels so
-that none is cut); the template writes the markup. A page of histograms costs milliseconds this
+This module lays a chart out (rectangles, points, ticks, labels, margins measured from the labels
+so that none is cut); the template writes the markup. A page of histograms costs milliseconds this
 way, where matplotlib costs ~0.35 s to import and ~0.1 s per PNG. The palette and the number
 format are the ones of every report (:mod:`mlship.stats.plots`, numpy-free and matplotlib-free).
 """
@@ -40,6 +41,26 @@ class Tick:
     label: str
 
 
+@dataclass(frozen=True)
+class LegendItem:
+    """A swatch at (x, y) and its name to the right of it."""
+
+    name: str
+    color: str
+    x: float
+
+
+def legend(entries: dict[str, str], right: float) -> list[LegendItem]:
+    """Legend items in one row ending at ``right``, each as wide as its name needs."""
+    widths = [14 + _text_width(name) + 14 for name in entries]
+    x = right - sum(widths) + 14
+    items = []
+    for (name, color), width in zip(entries.items(), widths, strict=True):
+        items.append(LegendItem(name, color, x))
+        x += width
+    return items
+
+
 @dataclass
 class BarChart:
     """A laid-out grouped bar chart: everything the template needs, in pixels."""
@@ -57,18 +78,26 @@ class BarChart:
     bars: list[Bar] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
-    legend: list[tuple[str, str]] = field(default_factory=list)
+    legend: list[LegendItem] = field(default_factory=list)
 
 
 def nice_ticks(top: float, most: int = 5) -> list[float]:
     """0 and equally spaced round values (1, 2, 2.5 or 5 times a power of ten) up to at least ``top``."""
-    if not math.isfinite(top) or top < 1e-300:  # nothing to scale (or below what a step can resolve)
-        return [0.0, 1.0]
-    raw = top / most
+    return nice_range(0.0, top, most)
+
+
+def nice_range(low: float, high: float, most: int = 5) -> list[float]:
+    """Equally spaced round values (1, 2, 2.5 or 5 times a power of ten) from at most ``low`` to at
+    least ``high`` (``low`` itself when it is 0), at most ``most + 2`` of them."""
+    span = high - low
+    if not (math.isfinite(low) and math.isfinite(high)) or span < 1e-300 * max(1.0, abs(high)):
+        base = low if math.isfinite(low) else 0.0  # nothing to scale: one unit above the value
+        return [base, base + (abs(base) or 1.0)]
+    raw = span / most
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(s * power for s in _NICE_STEPS if s * power >= raw * (1 - 1e-9))
-    count = math.ceil(top / step - 1e-9)
-    return [float(f"{k * step:.12g}") for k in range(count + 1)]  # 0.30000000000000004 -> 0.3
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [float(f"{k * step:.12g}") for k in range(first, last + 1)]  # 0.30000000000000004 -> 0.3
 
 
 def percent(value: float, step: float) -> str:
@@ -105,7 +134,7 @@ def grouped_bars(series: dict[str, list[float]], colors: dict[str, str], *, titl
     top, bottom = 28.0, 18 + drop + 16  # legend above; tick labels and the x title below
     chart = BarChart(width=width, height=top + plot_height + bottom, left=left, top=top, right=width - right,
                      bottom=top + plot_height, title=title, x_title=x_title, y_title=y_title, rotate=rotate,
-                     legend=[(name, colors[name]) for name in series])
+                     legend=legend({name: colors[name] for name in series}, width - right))
     scale = plot_height / y_values[-1]
     group = slot_width * 0.8 / max(len(series), 1)
     for k, (name, values) in enumerate(series.items()):
@@ -140,3 +169,103 @@ def _stride(labels: list[str], shown: list[str]) -> int:
 def bin_edge_labels(lower: list[float], upper: list[float]) -> list[str]:
     """The ``len(lower) + 1`` edges of a histogram as compact labels (``7.34k``, ``0.05``)."""
     return [compact(v) for v in [*lower, upper[-1]]] if lower else []
+
+
+@dataclass
+class Line:
+    """One series of a line chart: its points (None where the run had no value) and colour."""
+
+    name: str
+    color: str
+    segments: list[list[tuple[float, float]]]  # runs of consecutive known points, in pixels
+    points: list[tuple[float, float, str]]  # x, y and the tooltip of every known point
+
+
+@dataclass
+class LineChart:
+    """A laid-out chart of lines over equally spaced runs, with an optional threshold."""
+
+    width: float
+    height: float
+    left: float
+    top: float
+    right: float
+    bottom: float
+    title: str
+    x_title: str
+    lines: list[Line] = field(default_factory=list)
+    x_ticks: list[Tick] = field(default_factory=list)
+    y_ticks: list[Tick] = field(default_factory=list)
+    threshold: float | None = None  # its y in pixels
+    legend: list[LegendItem] = field(default_factory=list)
+
+
+def line_chart(series: dict[str, list[float | None]], colors: dict[str, str], x_labels: list[str], *,
+               title: str = "", x_title: str, threshold: float | None = None, width: float = 880,
+               plot_height: float = 190) -> LineChart:
+    """Lines of every series over the runs ``x_labels`` (at most ~7 of them labelled, rotated)."""
+    known = [v for values in series.values() for v in values if v is not None and math.isfinite(v)]
+    known += [threshold] if threshold is not None else []
+    y_values = nice_range(min([0.0, *known]), max(known, default=1.0))
+    y_labels = [compact(v) for v in y_values]
+    stride = max(1, math.ceil(len(x_labels) / 7))
+    shown = [label for i, label in enumerate(x_labels) if i % stride == 0]
+    longest = max((_text_width(label) for label in shown), default=0.0)
+    # the y tick labels, and the first x label, rotated 30 degrees, reaching left of its tick
+    left = max(14 + max(map(_text_width, y_labels)), longest * math.cos(math.radians(30)) - 4)
+    drop = longest * math.sin(math.radians(30)) + TICK_FONT
+    top, bottom = 28.0, 22 + drop + 16
+    chart = LineChart(width=width, height=top + plot_height + bottom, left=left, top=top, right=width - 12,
+                      bottom=top + plot_height, title=title, x_title=x_title,
+                      legend=legend({name: colors[name] for name in series}, width - 12))
+    low, high = y_values[0], y_values[-1]
+
+    def y_of(value: float) -> float:
+        return chart.bottom - (value - low) / (high - low) * plot_height
+
+    def x_of(i: int) -> float:
+        return chart.left + 8 + (i / max(len(x_labels) - 1, 1)) * (chart.right - chart.left - 16)
+
+    for name, values in series.items():
+        line = Line(name=name, color=colors[name], segments=[], points=[])
+        run: list[tuple[float, float]] = []
+        for i, value in enumerate(values):
+            if value is None or not math.isfinite(value):
+                run = []
+                continue
+            if not run:
+                line.segments.append(run)
+            run.append((x_of(i), y_of(value)))
+            line.points.append((x_of(i), y_of(value), f"{name}: {compact(value, 4)} ({x_labels[i]})"))
+        chart.lines.append(line)
+    chart.y_ticks = [Tick(x=left, y=y_of(v), label=label) for v, label in zip(y_values, y_labels, strict=True)]
+    chart.x_ticks = [Tick(x=x_of(i), y=chart.bottom, label=label) for i, label in enumerate(x_labels)
+                     if i % stride == 0]
+    chart.threshold = y_of(threshold) if threshold is not None else None
+    return chart
+
+
+def horizontal_bars(series: dict[str, list[float]], colors: dict[str, str], y_labels: list[str], *,
+                    title: str = "", x_title: str, width: float = 640, row_height: float = 22) -> BarChart:
+    """One row per label, the series' bars side by side in it, values on a compact x axis."""
+    rows = len(y_labels)
+    top_value = max((v for values in series.values() for v in values if math.isfinite(v)), default=0.0)
+    x_values = nice_ticks(top_value if top_value > 0 else 1.0)
+    left = 10 + max((_text_width(label) for label in y_labels), default=0.0)
+    right = width - 8 - _text_width(compact(x_values[-1])) / 2
+    top = 28.0
+    bottom = top + rows * row_height
+    chart = BarChart(width=width, height=bottom + 44, left=left, top=top, right=right, bottom=bottom, title=title,
+                     x_title=x_title, y_title="", rotate=False,
+                     legend=legend({name: colors[name] for name in series}, right))
+    scale = (right - left) / x_values[-1]
+    group = row_height * 0.8 / max(len(series), 1)
+    for k, (name, values) in enumerate(series.items()):
+        for i, value in enumerate(values):
+            length = max(0.0, value) * scale if math.isfinite(value) else 0.0
+            chart.bars.append(Bar(x=left, y=top + i * row_height + row_height * 0.1 + k * group, width=length,
+                                  height=group, color=colors[name],
+                                  tooltip=f"{y_labels[i]}, {name}: {compact(value, 4)}"))
+    chart.x_ticks = [Tick(x=left + v * scale, y=bottom, label=compact(v)) for v in x_values]
+    chart.y_ticks = [Tick(x=left, y=top + (i + 0.5) * row_height, label=label) for i, label in enumerate(y_labels)]
+    return chart

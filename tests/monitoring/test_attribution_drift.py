@@ -129,7 +129,7 @@ def test_a_window_like_the_holdout_is_quiet_and_explains_at_most_the_sample(
     assert _metric("AttributionShift", Model="churn", Version="1") == [pytest.approx(section["value"])]
     assert _metric("AttributionDrift", Model="churn", Version="1") == [0.0]
     page = _page(env, result)
-    assert "no attribution drift" in page and 'alt="holdout vs window mean |contribution| per field' in page
+    assert "no attribution drift" in page and 'aria-label="holdout vs window mean |contribution| per field' in page
 
 
 def test_a_shifted_informative_field_moves_its_attribution_and_sends_the_event(
