@@ -39,3 +39,40 @@ def test_bars_and_ticks_stay_inside_the_drawing(data: st.DataObject, edges: bool
     tallest = max(max(ref), max(cur))
     assert min(bar.y for bar in chart.bars) >= chart.top - 1e-9 and (tallest == 0 or chart.y_ticks[-1].y <= min(
         bar.y for bar in chart.bars) + 1e-9)
+
+
+_values = st.one_of(st.none(), st.floats(-1e9, 1e9, allow_nan=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), runs=st.integers(1, 60), threshold=st.one_of(st.none(), st.floats(-10, 10)))
+def test_lines_stay_inside_the_drawing(data: st.DataObject, runs: int, threshold: float | None) -> None:
+    from mlship.stats.svg import line_chart
+
+    series = {f"s{k}": data.draw(st.lists(_values, min_size=runs, max_size=runs)) for k in range(2)}
+    labels = data.draw(st.lists(_labels, min_size=runs, max_size=runs))
+    chart = line_chart(series, {"s0": "#111", "s1": "#222"}, labels, x_title="run", threshold=threshold)
+    assert 0 < chart.left < chart.right <= chart.width and chart.top < chart.bottom < chart.height
+    for line in chart.lines:
+        for x, y, _tip in line.points:
+            assert chart.left <= x <= chart.right and chart.top - 1e-6 <= y <= chart.bottom + 1e-6
+        assert sum(len(seg) for seg in line.segments) == len(line.points)
+    if threshold is not None:
+        assert chart.top - 1e-6 <= chart.threshold <= chart.bottom + 1e-6
+    assert len(chart.x_ticks) <= 8 and all(item.x >= 0 for item in chart.legend)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 25))
+def test_horizontal_bars_stay_inside_the_drawing(data: st.DataObject, rows: int) -> None:
+    from mlship.stats.svg import horizontal_bars
+
+    values = st.lists(st.floats(0.0, 1e6, allow_nan=False), min_size=rows, max_size=rows)
+    chart = horizontal_bars({"holdout": data.draw(values), "window": data.draw(values)},
+                            {"holdout": "#111", "window": "#222"}, data.draw(st.lists(_labels, min_size=rows,
+                                                                                      max_size=rows)),
+                            x_title="mean |contribution|")
+    for bar in chart.bars:
+        assert chart.left <= bar.x and bar.x + bar.width <= chart.right + 1e-6
+        assert chart.top <= bar.y and bar.y + bar.height <= chart.bottom + 1e-6
+    assert chart.bottom < chart.height and chart.x_ticks[0].label == "0"
