@@ -170,6 +170,28 @@ def submit(
                 err=True)
 
 
+@batch_app.command("monitor-artifacts")
+def monitor_artifacts(
+    artifacts: str = typer.Option(..., help="s3://bucket/prefix for the entry point and archives."),
+    deps_archive: str = typer.Option(None, help="Existing dependencies archive (.tar.gz, local or s3://)."),
+    build_deps: bool = typer.Option(False, help="Build the dependencies archive with pip (needs PyPI)."),
+    python_version: str = typer.Option("3.11", help="Python version of the EMR image (for --build-deps)."),
+    python: str = typer.Option(None, help="Python executable on the EMR image (sets PYSPARK_PYTHON)."),
+) -> None:
+    """Upload the monitor's Spark job for large windows; print the monitor settings that submit it
+    (SPARK_ENTRY_POINT, SPARK_SUBMIT_PARAMETERS; with SPARK_APPLICATION_ID and SPARK_JOB_ROLE_ARN)."""
+    from mlship.batch import emr
+
+    from mlship.errors import MlshipError
+
+    try:
+        result = emr.monitor_artifacts(artifacts, deps_archive=deps_archive, build_deps=build_deps,
+                                       python_version=python_version, python_executable=python)
+    except MlshipError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(result))
+
+
 @batch_app.command("status")
 def status(
     application_id: str = typer.Option(..., help="EMR Serverless application id."),

@@ -7,6 +7,7 @@ resubmission reuses them::
     ARTIFACTS/batch/code-<sha12>/mlship-batch-code.zip    mlship + batch sources (--py-files)
     ARTIFACTS/batch/deps-<sha12>/mlship-batch-deps.tar.gz third-party wheels unpacked (spark.archives)
     ARTIFACTS/batch/models/<sha12>.tar.gz                 a local bundle, uploaded when given
+    ARTIFACTS/batch/code-<sha12>/monitor_window.py        the monitor's job (``monitor_artifacts``)
 
 The deps archive is unpacked by Spark as ``./deps`` in the driver's and executors' working
 directory and put on ``PYTHONPATH``. It is built with ``pip install --platform
@@ -46,6 +47,9 @@ DEFAULT_PYTHON_VERSION = "3.11"
 # What Spark's Python workers and the driver need besides pyspark (which EMR provides).
 WORKER_REQUIREMENTS = ("numpy>=2.0,<3", "onnxruntime==1.32.0", "cryptography>=44", "pandas>=2.3,<3",
                        "pyarrow>=25,<26", "scipy>=1.13", "boto3==1.43.117", "rich>=13")
+MONITOR_ENTRY_POINT = "monitor_window.py"
+# the monitor's job also renders the HTML report (mlship.stats.reports: jinja2)
+MONITOR_REQUIREMENTS = (*WORKER_REQUIREMENTS, "Jinja2==3.1.6")
 TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
@@ -158,16 +162,8 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     _check_job_uris(artifacts, input, output)
     root = artifacts.rstrip("/") + "/batch"
     work = work_dir or Path(tempfile.mkdtemp(prefix="mlship-submit-"))
-    code = build_code_zip(work / "code")
-    code_key = f"{root}/code-{_sha12(code)}"
-    uploaded: dict[str, str] = {
-        "entry_point": _upload(BATCH_DIR / ENTRY_POINT, f"{code_key}/{ENTRY_POINT}"),
-        "code": _upload(code, f"{code_key}/{CODE_ZIP}"),
-    }
-    if build_deps and not deps_archive:
-        deps_archive = str(build_deps_archive(Path.home() / ".cache" / "mlship" / "emr", python_version))
-    if deps_archive:
-        uploaded["deps"] = _deps_uri(deps_archive, root)
+    uploaded = upload_code(artifacts, BATCH_DIR / ENTRY_POINT, work, deps_archive=deps_archive,
+                           build_deps=build_deps, python_version=python_version)
     model_uri = model
     if not (is_s3(model) or model.startswith("mlship://")):
         model_uri = uploaded["model"] = _upload_model(model, work, root)
@@ -193,6 +189,40 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
     return {"application_id": application_id, "job_run_id": response["jobRunId"], "arn": response.get("arn"),
             "run_id": run_id, "artifacts": uploaded, "entry_point_arguments": args,
             "spark_submit_parameters": params}
+
+
+def upload_code(artifacts: str, entry_point: Path, work: Path, *, deps_archive: str | None = None,
+                build_deps: bool = False, python_version: str = DEFAULT_PYTHON_VERSION,
+                requirements: tuple[str, ...] = WORKER_REQUIREMENTS) -> dict[str, str]:
+    """Upload an entry point, the code zip and (given or built) the deps archive under
+    ``ARTIFACTS/batch/`` (content-addressed); returns their URIs (``entry_point``, ``code``, ``deps``)."""
+    root = artifacts.rstrip("/") + "/batch"
+    code = build_code_zip(work / "code")
+    code_key = f"{root}/code-{_sha12(code)}"
+    uploaded = {"entry_point": _upload(entry_point, f"{code_key}/{entry_point.name}"),
+                "code": _upload(code, f"{code_key}/{CODE_ZIP}")}
+    if build_deps and not deps_archive:
+        deps_archive = str(build_deps_archive(Path.home() / ".cache" / "mlship" / "emr", python_version,
+                                              requirements))
+    if deps_archive:
+        uploaded["deps"] = _deps_uri(deps_archive, root)
+    return uploaded
+
+
+def monitor_artifacts(artifacts: str, *, deps_archive: str | None = None, build_deps: bool = False,
+                      python_version: str = DEFAULT_PYTHON_VERSION, python_executable: str | None = None,
+                      work_dir: Path | None = None) -> dict[str, Any]:
+    """Upload the monitor's Spark job (``monitor_window.py``, the code, the deps with jinja2 for the
+    HTML report) and return the monitor settings that submit it: ``SPARK_ENTRY_POINT`` and
+    ``SPARK_SUBMIT_PARAMETERS``."""
+    if not is_s3(artifacts):
+        raise BatchError(f"--artifacts must be an s3:// URI, got {artifacts!r}")
+    work = work_dir or Path(tempfile.mkdtemp(prefix="mlship-monitor-artifacts-"))
+    uploaded = upload_code(artifacts, BATCH_DIR / MONITOR_ENTRY_POINT, work, deps_archive=deps_archive,
+                           build_deps=build_deps, python_version=python_version, requirements=MONITOR_REQUIREMENTS)
+    params = spark_submit_parameters(uploaded["code"], uploaded.get("deps"), python_executable)
+    return {"artifacts": uploaded,
+            "settings": {"SPARK_ENTRY_POINT": uploaded["entry_point"], "SPARK_SUBMIT_PARAMETERS": params}}
 
 
 def _check_job_uris(artifacts: str, input: str, output: str) -> None:

@@ -87,7 +87,9 @@ PREDICT_ENV = ("MODEL_URI", "MLSHIP_MODEL_NAME", "MLSHIP_MODEL_VERSION", "MLSHIP
                "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "CAPTURE_MODE", "CAPTURE_SAMPLING_PERCENTAGE")
 MONITOR_ENV = ("MODEL_URI", "MLSHIP_REGISTRY_BUCKET", "RECORDS_BUCKET", "RECORDS_PREFIX", "LABELS_PREFIX",
                "REPORTS_BUCKET", "REPORTS_PREFIX", "EVENT_BUS_NAME", "WINDOW_HOURS", "SENSITIVE_ATTRIBUTE",
-               "MLSHIP_PUBLIC_KEY", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
+               "MLSHIP_PUBLIC_KEY", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+               "SPARK_APPLICATION_ID", "SPARK_JOB_ROLE_ARN", "SPARK_ENTRY_POINT", "SPARK_SUBMIT_PARAMETERS",
+               "SPARK_ABOVE_BYTES")
 
 
 def _pinned_uri(value: str | None) -> str | None:
@@ -328,6 +330,16 @@ class ApiConfig(_Strict):
         return value
 
 
+class MonitorSparkConfig(_Strict):
+    """The monitor's Spark job for large windows (docs/monitoring.md, "Windows that outgrow one Lambda")."""
+
+    application_id: str = Field(pattern=r"^[0-9a-z]{1,64}$")
+    job_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    entry_point: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.py$")
+    submit_parameters: str = ""
+    above_bytes: int | None = Field(None, ge=0)  # None: the monitor's default (256 MiB)
+
+
 class MonitoringConfig(_Strict):
     schedule: str = "rate(1 hour)"
     window_hours: int = Field(1, ge=1, le=24 * 31)
@@ -338,6 +350,9 @@ class MonitoringConfig(_Strict):
     log_retention_days: int = 30
     # extra variables read by mlship.monitoring.config (PRIMARY_METRIC, DRIFT_THRESHOLDS, RECORDS_LAYOUT, ...)
     environment: dict[str, str] = Field(default_factory=dict)
+    # windows over spark_above_bytes (stored) go to this EMR Serverless application as a Spark job;
+    # `mlship batch monitor-artifacts` uploads the job and prints the entry point and parameters
+    spark: MonitorSparkConfig | None = None
 
     _days = field_validator("log_retention_days")(classmethod(lambda cls, v: _log_days(v)))
     _env = field_validator("environment")(classmethod(lambda cls, v: _extra_env(v, MONITOR_ENV)))

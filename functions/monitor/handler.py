@@ -7,7 +7,9 @@ Configuration: environment variables (``mlship.monitoring.settings.MonitorSettin
 before any work; a bad one is logged naming the variable and fails the invocation (the
 MonitorErrors alarm fires) instead of producing a report.
 An event may override the run time with ``{"time": "2026-11-23T10:00:00Z"}`` (EventBridge
-scheduled events carry it) and the window with ``{"window_hours": 6}``.
+scheduled events carry it) and the window with ``{"window_hours": 6}``. A run that would read more
+than ``SPARK_ABOVE_BYTES`` is started as an EMR Serverless job run instead (with
+``SPARK_APPLICATION_ID``; the summary's ``spark_job`` names it), which publishes the run.
 """
 
 from __future__ import annotations

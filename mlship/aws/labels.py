@@ -20,20 +20,24 @@ def read_labels(bucket: str, prefix: str, model: str | None = None, since: datet
     s3 = client("s3")
     stats = stats if stats is not None else {}
     labels: dict[tuple[str, int], Any] = {}
-    base = f"{prefix.strip('/')}/" + (f"model={model}/" if model else "")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        for obj in page.get("Contents", []):
-            if since is not None and obj["LastModified"] < since:
-                continue
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            stats["label_objects"] = stats.get("label_objects", 0) + 1
-            for line in iter_lines(body):
-                try:
-                    doc = json.loads(line)
-                    labels[(str(doc["request_id"]), int(doc.get("row") or 0))] = doc["label"]
-                except (ValueError, KeyError, TypeError):
-                    stats["bad_label_lines"] = stats.get("bad_label_lines", 0) + 1
+    for key in label_keys(bucket, prefix, model, since):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        stats["label_objects"] = stats.get("label_objects", 0) + 1
+        for line in iter_lines(body):
+            try:
+                doc = json.loads(line)
+                labels[(str(doc["request_id"]), int(doc.get("row") or 0))] = doc["label"]
+            except (ValueError, KeyError, TypeError):
+                stats["bad_label_lines"] = stats.get("bad_label_lines", 0) + 1
     return labels
+
+
+def label_keys(bucket: str, prefix: str, model: str | None = None, since: datetime | None = None) -> list[str]:
+    """The keys of the label objects :func:`read_labels` reads (listed only)."""
+    base = f"{prefix.strip('/')}/" + (f"model={model}/" if model else "")
+    return [str(obj["Key"])
+            for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base)
+            for obj in page.get("Contents", []) if since is None or obj["LastModified"] >= since]
 
 
 def label_matches(prediction: Any, label: Any) -> bool:

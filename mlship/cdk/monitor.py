@@ -82,6 +82,15 @@ class ModelMonitor(Construct):
         role.add_to_policy(iam.PolicyStatement(
             actions=["events:PutEvents"],
             resources=[f"arn:{cdk.Aws.PARTITION}:events:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:event-bus/default"]))
+        spark = cfg.monitoring.spark
+        if spark is not None:  # large windows: start job runs on this one application, with this one role
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["emr-serverless:StartJobRun"],
+                resources=[f"arn:{cdk.Aws.PARTITION}:emr-serverless:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:"
+                           f"/applications/{spark.application_id}"]))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["iam:PassRole"], resources=[spark.job_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}))
         return role
 
     def _function(self, cfg: MlshipConfig, names: Names, role: iam.Role) -> lambda_.Function:
@@ -98,6 +107,13 @@ class ModelMonitor(Construct):
         }
         if mon.sensitive_attribute:
             env["SENSITIVE_ATTRIBUTE"] = mon.sensitive_attribute
+        if mon.spark is not None:
+            env.update({"SPARK_APPLICATION_ID": mon.spark.application_id, "SPARK_JOB_ROLE_ARN": mon.spark.job_role_arn,
+                        "SPARK_ENTRY_POINT": mon.spark.entry_point})
+            if mon.spark.submit_parameters:
+                env["SPARK_SUBMIT_PARAMETERS"] = mon.spark.submit_parameters
+            if mon.spark.above_bytes is not None:
+                env["SPARK_ABOVE_BYTES"] = str(mon.spark.above_bytes)
         if cfg.model.public_key_pem:
             env["MLSHIP_PUBLIC_KEY"] = cfg.model.public_key_pem
         env.update(mon.environment)

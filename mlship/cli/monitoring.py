@@ -134,6 +134,8 @@ def monitor_run(
                                                 "as attribution drift."),
     metrics: str = typer.Option("api", help="How to publish CloudWatch metrics: api | emf | both | none."),
     events: bool = typer.Option(True, help="Send EventBridge events when thresholds are crossed."),
+    read_workers: int = typer.Option(8, envvar="READ_WORKERS", min=1, max=64,
+                                     help="S3 objects of the window fetched at once."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write report.json + report.html here."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -153,7 +155,7 @@ def monitor_run(
                            label_window_hours=label_window_hours, sensitive_attribute=sensitive, layout=layout,
                            thresholds=_thresholds(thresholds), performance_tolerance=tolerance,
                            metrics_mode=metrics, emit_events=events, attribution_sample_rows=attribution_rows,
-                           attribution_threshold=attribution_threshold)
+                           attribution_threshold=attribution_threshold, read_workers=read_workers)
     try:
         result = run_monitor(config, progress=console.log)
     except (MlshipError, ValueError, RuntimeError) as exc:

@@ -109,6 +109,22 @@ class RowSample:
                 self.rows[int(slots[k])] = row(direct + int(k))
         self.seen += n_rows
 
+    def merge(self, other: RowSample) -> RowSample:
+        """Combine the sample of another stream (a Spark partition's) into this one, in place: a
+        uniform sample of both streams' rows (how many come from each is hypergeometric in the
+        rows each saw), though not the rows one pass over both streams would have kept."""
+        total = self.seen + other.seen
+        wanted = min(self.size, total)
+        if wanted == 0:
+            return self
+        from_self = int(self._rng.hypergeometric(self.seen, other.seen, wanted)) if self.seen and other.seen \
+            else (wanted if self.seen else 0)
+        mine = self._rng.choice(len(self.rows), size=from_self, replace=False)
+        theirs = self._rng.choice(len(other.rows), size=wanted - from_self, replace=False)
+        self.rows = [self.rows[int(i)] for i in sorted(mine)] + [other.rows[int(i)] for i in sorted(theirs)]
+        self.seen = total
+        return self
+
     def records(self) -> list[dict[str, Any]]:
         """The sampled rows as records keyed by field."""
         return [dict(zip(self.fields, r, strict=True)) for r in self.rows]

@@ -32,6 +32,14 @@ class LabelledWindow:
         self.probabilities.append(probabilities)
         self.sensitive.append(sensitive)
 
+    def extend(self, other: LabelledWindow) -> LabelledWindow:
+        """Append another window's rows (Spark partitions, in partition order)."""
+        self.y_true.extend(other.y_true)
+        self.y_pred.extend(other.y_pred)
+        self.probabilities.extend(other.probabilities)
+        self.sensitive.extend(other.sensitive)
+        return self
+
     def __len__(self) -> int:
         return len(self.y_true)
 

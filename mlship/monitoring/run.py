@@ -53,16 +53,8 @@ class MonitorResult:
                                                          "labelled_rows")},
                 "attribution_drift": {k: attribution.get(k) for k in ("status", "value", "threshold", "drifted",
                                                                       "rows_explained", "reason")},
-                "events": [e["detail_type"] for e in self.events], "reports": self.report_uris}
-
-
-def _score_of(outputs_probs: list[Any] | None) -> np.ndarray | None:
-    from mlship.stats.profile import prediction_score
-
-    if not outputs_probs or any(p is None for p in outputs_probs):
-        return None
-    probs = np.asarray(outputs_probs, dtype=np.float64)
-    return prediction_score(probs) if probs.ndim == 2 else None
+                "events": [e["detail_type"] for e in self.events], "reports": self.report_uris,
+                "spark_job": self.report.get("spark_job")}
 
 
 @dataclass
@@ -108,18 +100,60 @@ class _Performance:
     labelled: Any  # the joined rows, None without labels
 
 
+@dataclass
+class WindowPlan:
+    """The window a run reads: its time interval, hour prefixes and the listing of its objects
+    (made once, before anything is read: the sizes decide between the in-process and Spark paths)."""
+
+    window: Any  # mlship.monitoring.window.Window
+    prefixes: list[str]
+    objects: list[Any]  # mlship.monitoring.window.WindowObject, in listing order
+
+    @property
+    def bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+
 def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
                 progress: Callable[[str], None] | None = None) -> MonitorResult:
-    """Compute and publish one monitoring run (see docs/monitoring.md)."""
-    from mlship.monitoring import publish
+    """Compute and publish one monitoring run (see docs/monitoring.md); a window whose stored size is
+    over ``config.spark_above_bytes`` is submitted as a Spark job (``mlship.monitoring.submit``),
+    which publishes the run itself, and the result says so (``report["spark_job"]``)."""
+    from mlship.monitoring.window import iter_object_records
 
     say = progress or (lambda msg: log.info(msg))
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    target = _target(config)
-    stats: dict[str, int] = {}  # what was read (records, files, labels): the report's input section
-    scan = _scan_window(config, target, now, stats, say)
+    target = load_target(config)
+    plan = plan_window(config, target, now, say)
+    stored = _stored_to_read(config, target, plan, now)
+    if _spark_wanted(config, stored, say):
+        from mlship.monitoring.submit import submit_window_job
+
+        return submit_window_job(config, plan, now, say, stored=stored, model=(target.name, target.version))
+    spec = scan_spec(config, target, plan.window)
+    partial = spec.new_partial()
+    records = iter_object_records(config.records_bucket, plan.objects, plan.window, target.features,
+                                  partial.stats, workers=config.read_workers)
+    partial.scan(records, spec, progress=lambda rows: say(f"  {rows:,} rows"))
+    return finish(config, target, plan, partial, now, say=say)
+
+
+def finish(config: MonitorConfig, target: _Target, plan: WindowPlan, partial: Any, now: datetime, *,
+           say: Callable[[str], None] | None = None, join: Callable[..., Any] | None = None) -> MonitorResult:
+    """Everything after the accumulation, one function for the in-process path and the Spark job:
+    drift and attribution drift from the partial (``mlship.monitoring.partial.WindowPartial``),
+    performance with late labels (``join(labels, label_plan, target)`` joins them to their records; default:
+    read here), fairness, metrics, events, reports."""
+    from mlship.monitoring import publish
+
+    say = say or (lambda msg: log.info(msg))
+    stats = dict(partial.stats)  # what was read (records, files, labels): the report's input section
+    drift = partial.drift.result(config.thresholds)
+    say(f"{partial.rows:,} rows in the window: {drift.summary()}")
+    scan = _WindowScan(window=plan.window, prefixes=plan.prefixes, drift=drift, rows=partial.rows,
+                       groups=partial.groups, sample=partial.sample)
     attribution = _attribution(config, target, scan, say)
-    performance = _performance(config, target, now, stats, say)
+    performance = _performance(config, target, now, stats, say, join)
     fairness = _fairness(target, scan.groups, performance.labelled)
     metrics = _run_metrics(target, scan, performance.perf, attribution)
     fair_alert = _fairness_metrics(config, target, fairness, metrics)
@@ -145,7 +179,8 @@ def run_monitor(config: MonitorConfig, *, now: datetime | None = None,
     return result
 
 
-def _target(config: MonitorConfig) -> _Target:
+def load_target(config: MonitorConfig) -> _Target:
+    """The monitored bundle, verified, and what the run reads from it."""
     from mlship.runtime.sources import open_bundle
 
     bundle = open_bundle(config.model_uri)
@@ -156,41 +191,81 @@ def _target(config: MonitorConfig) -> _Target:
     return _Target(bundle=bundle, features=features, sensitive=sensitive, positive=_positive_class(manifest))
 
 
-def _scan_window(config: MonitorConfig, target: _Target, now: datetime, stats: dict[str, int],
-                 say: Callable[[str], None]) -> _WindowScan:
-    """Drift of the window's records against the bundle's profile, in one streaming pass."""
-    from mlship.monitoring.window import Window, batches, hour_prefixes, iter_window_records
-    from mlship.stats.drift import DriftAccumulator
+def plan_window(config: MonitorConfig, target: _Target, now: datetime,
+                say: Callable[[str], None] | None = None) -> WindowPlan:
+    """The window ending at ``now``, its hour prefixes and its objects (listed once)."""
+    from mlship.monitoring.window import Window, hour_prefixes, list_window_objects
 
-    name, version = target.name, target.version
     window = Window.ending(now, config.window_hours)
-    prefixes = hour_prefixes(config.records_prefix, name, version, window, config.layout)
-    say(f"reading records of {name} v{version} from s3://{config.records_bucket}/ "
-        f"({len(prefixes)} hour partition(s), {window.start:%Y-%m-%d %H:%M} to {window.end:%H:%M} UTC)")
-    acc = DriftAccumulator(target.bundle.profile)
-    sample = _attribution_sample(config, target)
-    groups: dict[str, list[int]] = {}
-    records = iter_window_records(config.records_bucket, prefixes, window, target.features, stats)
-    for batch in batches(records, target.features, config.batch_rows):
-        acc.update(batch.columns, _batch_predictions(batch, target.task))
-        _count_groups(groups, batch, target)
-        if sample is not None:
-            sample.update(batch.columns, len(batch))
-        if acc.rows and acc.rows % (config.batch_rows * 20) == 0:
-            say(f"  {acc.rows:,} rows")
-    drift = acc.result(config.thresholds)
-    say(f"{acc.rows:,} rows in the window: {drift.summary()}")
-    return _WindowScan(window=window, prefixes=prefixes, drift=drift, rows=acc.rows, groups=groups, sample=sample)
+    prefixes = hour_prefixes(config.records_prefix, target.name, target.version, window, config.layout)
+    objects = list_window_objects(config.records_bucket, prefixes)
+    plan = WindowPlan(window=window, prefixes=prefixes, objects=objects)
+    if say is not None:
+        say(f"reading records of {target.name} v{target.version} from s3://{config.records_bucket}/ "
+            f"({len(prefixes)} hour partition(s), {window.start:%Y-%m-%d %H:%M} to {window.end:%H:%M} UTC): "
+            f"{len(objects):,} object(s), {plan.bytes:,} bytes")
+    return plan
 
 
-def _attribution_sample(config: MonitorConfig, target: _Target) -> Any:
-    """The bounded row sample attribution drift explains; None when there is nothing to compare it with."""
-    from mlship.monitoring.attribution import RowSample, read_baseline
+def scan_spec(config: MonitorConfig, target: _Target, window: Any) -> Any:
+    """What a scan of ``window`` accumulates (``mlship.monitoring.partial.ScanSpec``, picklable)."""
+    from mlship.monitoring.partial import ScanSpec
+
+    sample_fields = _attribution_fields(config, target)
+    return ScanSpec(profile=dict(target.bundle.profile), features=target.features, task=target.task,
+                    sensitive=target.sensitive, positive=target.positive, window=window,
+                    sample_fields=sample_fields, sample_rows=config.attribution_sample_rows,
+                    batch_rows=config.batch_rows)
+
+
+def _stored_to_read(config: MonitorConfig, target: _Target, plan: WindowPlan, now: datetime) -> int:
+    """The stored bytes a run reads: the window and, when there are labels to join, the label
+    window's records too (24 hours by default: with labels, most of a run's reading). Only
+    counted up to the Spark threshold (no threshold: the window's)."""
+    stored = plan.bytes
+    limit = config.spark_above_bytes
+    if limit is not None and stored <= limit and _labels_to_join(config, target, now):
+        stored += _label_plan(config, target, _label_window(config, now)).bytes
+    return stored
+
+
+def _spark_wanted(config: MonitorConfig, stored: int, say: Callable[[str], None]) -> bool:
+    """True when the run's reading is over the Spark threshold and a Spark application is configured."""
+    if config.spark_above_bytes is None or stored <= config.spark_above_bytes:
+        return False
+    if not config.spark_application_id:
+        say(f"the run would read {stored:,} stored bytes, over SPARK_ABOVE_BYTES ({config.spark_above_bytes:,}), "
+            "but no Spark application is configured: reading them here")
+        return False
+    return True
+
+
+def _labels_to_join(config: MonitorConfig, target: _Target, now: datetime) -> bool:
+    """Whether label objects were written during the label window (listed, not read)."""
+    from mlship.aws.labels import label_keys
+
+    since = _labels_since(_label_window(config, now))
+    return bool(label_keys(config.records_bucket, config.labels_prefix, target.name, since=since))
+
+
+def _label_window(config: MonitorConfig, now: datetime) -> Any:
+    from mlship.monitoring.window import Window
+
+    return Window.ending(now, config.label_window_hours)
+
+
+def _labels_since(label_window: Any) -> datetime:
+    """Label objects written from an hour before the label window on (an hour of slack)."""
+    return label_window.start - timedelta(hours=1)
+
+
+def _attribution_fields(config: MonitorConfig, target: _Target) -> list[str] | None:
+    """The fields of the row sample attribution drift explains; None when there is nothing to compare it with."""
+    from mlship.monitoring.attribution import read_baseline
 
     if config.attribution_sample_rows <= 0 or read_baseline(target.bundle.manifest)[0] is None:
         return None
-    fields = [f["name"] for f in target.bundle.manifest["input_schema"]["fields"]]
-    return RowSample(fields, config.attribution_sample_rows)
+    return [f["name"] for f in target.bundle.manifest["input_schema"]["fields"]]
 
 
 def _attribution(config: MonitorConfig, target: _Target, scan: _WindowScan,
@@ -208,51 +283,47 @@ def _attribution(config: MonitorConfig, target: _Target, scan: _WindowScan,
     return result
 
 
-def _batch_predictions(batch: Any, task: str) -> dict[str, Any]:
-    """A batch's predictions as the drift accumulator takes them (label and score, or value)."""
-    preds: dict[str, Any] = {}
-    if task == "classification":
-        preds["label"] = np.array([str(p) for p in batch.predictions], dtype=object)
-        score = _score_of(batch.probabilities)
-        if score is not None:
-            preds["score"] = score
-    else:
-        preds["value"] = np.array([p if p is not None else np.nan for p in batch.predictions], dtype=float)
-    return preds
-
-
-def _count_groups(groups: dict[str, list[int]], batch: Any, target: _Target) -> None:
-    """Add a batch's rows and predicted positives per sensitive group (no labels needed)."""
-    sensitive, positive = target.sensitive, target.positive
-    if not sensitive or sensitive not in batch.columns or positive is None:
-        return
-    for g, p in zip(batch.columns[sensitive].tolist(), batch.predictions, strict=True):
-        entry = groups.setdefault("<null>" if g is None else str(g), [0, 0])
-        entry[0] += 1
-        entry[1] += int(str(p) == str(positive))
-
-
 def _performance(config: MonitorConfig, target: _Target, now: datetime, stats: dict[str, int],
-                 say: Callable[[str], None]) -> _Performance:
+                 say: Callable[[str], None], join: Callable[..., Any] | None = None) -> _Performance:
     """Labels of the label window joined to their records, and the primary metric against the holdout."""
     from mlship.aws.labels import read_labels
-    from mlship.monitoring.performance import evaluate, join
-    from mlship.monitoring.window import Window, hour_prefixes, iter_window_records
+    from mlship.monitoring.performance import evaluate
 
-    label_window = Window.ending(now, config.label_window_hours)
+    label_window = _label_window(config, now)
     labels = read_labels(config.records_bucket, config.labels_prefix, target.name,
-                         since=label_window.start - timedelta(hours=1), stats=stats)
+                         since=_labels_since(label_window), stats=stats)
     if not labels:
         say("no labels in the label window")
         return _Performance(label_window, {"status": "no-labels", "labelled_rows": 0, "degraded": False}, None)
-    label_prefixes = hour_prefixes(config.records_prefix, target.name, target.version, label_window, config.layout)
-    labelled = join(iter_window_records(config.records_bucket, label_prefixes, label_window, target.features),
-                    labels, target.sensitive)
+    label_plan = _label_plan(config, target, label_window)
+    labelled = (join or _join_here(config))(labels, label_plan, target)
     perf = evaluate(labelled, target.bundle.manifest, metric=config.primary_metric,
                     tolerance=config.performance_tolerance, min_rows=config.min_labelled_rows)
     say(f"{len(labels):,} labels, {len(labelled):,} joined to records: {perf['primary_metric']} = "
         f"{perf.get('value')} (holdout {perf.get('reference')}; {perf['status']})")
     return _Performance(label_window, perf, labelled)
+
+
+def _label_plan(config: MonitorConfig, target: _Target, label_window: Any) -> WindowPlan:
+    """The label window's prefixes and objects (the records the labels join to)."""
+    from mlship.monitoring.window import hour_prefixes, list_window_objects
+
+    prefixes = hour_prefixes(config.records_prefix, target.name, target.version, label_window, config.layout)
+    return WindowPlan(window=label_window, prefixes=prefixes,
+                      objects=list_window_objects(config.records_bucket, prefixes))
+
+
+def _join_here(config: MonitorConfig) -> Callable[..., Any]:
+    """The in-process join: the label window's records read here (``read_workers`` threads)."""
+    from mlship.monitoring.performance import join
+    from mlship.monitoring.window import iter_object_records
+
+    def joined(labels: dict[tuple[str, int], Any], plan: WindowPlan, target: _Target) -> Any:
+        records = iter_object_records(config.records_bucket, plan.objects, plan.window, target.features,
+                                      workers=config.read_workers)
+        return join(records, labels, target.sensitive)
+
+    return joined
 
 
 def _fairness(target: _Target, groups: dict[str, list[int]], labelled: Any) -> dict[str, Any] | None:

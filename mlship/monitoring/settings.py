@@ -10,10 +10,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlship.monitoring.config import LAYOUT_MLSHIP, MonitorConfig
+from mlship.monitoring.config import DEFAULT_SPARK_ABOVE_BYTES, LAYOUT_MLSHIP, MonitorConfig
 from mlship.runtime.records import DEFAULT_PREFIX, LABELS_PREFIX
 from mlship.runtime.settings import BaseSettingsMixin
 from mlship.stats.drift import DriftThresholds
@@ -56,6 +56,37 @@ class MonitorSettings(BaseSettingsMixin, BaseSettings):
                                          description="window rows explained for attribution drift (0: off)")
     attribution_threshold: float = Field(0.05, alias="ATTRIBUTION_THRESHOLD", gt=0, le=1,
                                          description="total variation of the attribution shares that is drift")
+
+    read_workers: int = Field(8, alias="READ_WORKERS", ge=1, le=64,
+                              description="S3 objects of the window fetched at once (memory: this many objects)")
+    spark_above_bytes: int | None = Field(
+        DEFAULT_SPARK_ABOVE_BYTES, alias="SPARK_ABOVE_BYTES", ge=0,
+        description="stored bytes a run would read (with labels: also the label window's) above which it "
+                    "is submitted as a Spark job (with SPARK_APPLICATION_ID)")
+    spark_job_role_arn: str | None = Field(None, alias="SPARK_JOB_ROLE_ARN",
+                                           description="execution role of the monitor's Spark job runs")
+    spark_entry_point: str | None = Field(None, alias="SPARK_ENTRY_POINT",
+                                          description="s3:// URI of monitor_window.py (mlship batch monitor-artifacts)")
+    spark_submit_parameters: str = Field("", alias="SPARK_SUBMIT_PARAMETERS",
+                                         description="the job's sparkSubmitParameters (mlship batch monitor-artifacts)")
+    # last of the Spark settings: its validator reads the others
+    spark_application_id: str | None = Field(None, alias="SPARK_APPLICATION_ID",
+                                             description="EMR Serverless application of large windows (unset: none)")
+
+    @field_validator("spark_entry_point")
+    @classmethod
+    def _entry_point_s3(cls, value: str | None) -> str | None:
+        if value and not value.startswith("s3://"):
+            raise ValueError("an s3:// URI (EMR Serverless reads its entry point from S3)")
+        return value
+
+    @field_validator("spark_application_id")
+    @classmethod
+    def _spark_complete(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A Spark application needs its job role and entry point (refused here, not when a window grows)."""
+        if value and not (info.data.get("spark_job_role_arn") and info.data.get("spark_entry_point")):
+            raise ValueError("set together with SPARK_JOB_ROLE_ARN and SPARK_ENTRY_POINT")
+        return value
 
     @field_validator("thresholds", mode="before")
     @classmethod

@@ -47,12 +47,14 @@ with ``{"request_id": "...", "row": 0, "label": 1}``; ``(request_id, row)`` is t
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import gzip
 import io
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -68,6 +70,7 @@ _DECODER = json.JSONDecoder()
 # one encoder for every capture line: json.dumps with arguments builds a new encoder per call
 _CAPTURE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=json_default)
 LABELS_PREFIX = "labels"
+_CHUNK = 1 << 20  # bytes of a stored object inflated and decoded at a time
 
 
 def utc_now() -> datetime:
@@ -259,14 +262,51 @@ def encode(records: Iterable[dict[str, Any]]) -> bytes:
 
 
 def iter_lines(body: bytes) -> Iterator[str]:
-    """Lines of a (possibly gzip'd) JSON Lines object."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    for line in body.decode("utf-8").splitlines():
+    """Lines of a (possibly gzip'd) JSON Lines object, split on ``\\n``.
+
+    Inflated and decoded a chunk at a time: a Firehose object (up to 128 MB before compression)
+    is never held decompressed, so reading it costs its stored size plus one chunk.
+    """
+    carry = ""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    chunks = _inflated(body) if body[:2] == b"\x1f\x8b" else _pieces(body)
+    for chunk in chunks:
+        *lines, carry = (carry + decoder.decode(chunk)).split("\n")
+        yield from _stored_lines(lines)
+    yield from _stored_lines([carry + decoder.decode(b"", final=True)])
+
+
+def _stored_lines(lines: list[str]) -> Iterator[str]:
+    for line in lines:
         if "}{" in line:  # Firehose with no delimiter: JSON documents back to back
             yield from _documents(line)
         elif line.strip():
             yield line
+
+
+def _pieces(body: bytes) -> Iterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(body), _CHUNK):
+        yield bytes(view[start:start + _CHUNK])
+
+
+def _inflated(body: bytes) -> Iterator[bytes]:
+    """The decompressed chunks of a gzip body, member after member (as ``gzip.decompress`` reads it:
+    a truncated member raises ``EOFError``, trailing bytes that are no member ``gzip.BadGzipFile``)."""
+    view, pos = memoryview(body), 0
+    while pos < len(body):
+        if body[pos:pos + 2] != b"\x1f\x8b":
+            if body[pos:].strip(b"\x00"):  # gzip tolerates zero padding after the last member
+                raise gzip.BadGzipFile(f"not a gzipped member at byte {pos}")
+            return
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while not inflate.eof and pos < len(body):
+            piece = view[pos:pos + _CHUNK]
+            pos += len(piece)
+            yield inflate.decompress(piece)
+        if not inflate.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        pos -= len(inflate.unused_data)
 
 
 def _documents(text: str) -> Iterator[str]:

@@ -115,3 +115,42 @@ def test_direct_mode_commit_publishes_staged_spark_output(bucket: str) -> None:
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="scores/")["Contents"]}
     assert keys == {"scores/run_id=r/part-1.parquet", "scores/run_id=r/_quarantine/part-1.parquet",
                     "scores/run_id=r/_summary.json", "scores/run_id=r/_SUCCESS"}
+
+
+def test_monitor_artifacts_print_the_settings_that_submit_a_large_window(bucket: str, churn_bundle: Path,
+                                                                         tmp_path: Path) -> None:
+    """`mlship batch monitor-artifacts` uploads the monitor's job; a monitor configured with what it
+    prints submits an over-threshold window to that entry point (moto records the run)."""
+    from datetime import UTC, datetime
+
+    from mlship.aws.clients import client
+    from mlship.monitoring import MonitorConfig, run_monitor
+
+    deps = tmp_path / "deps.tar.gz"
+    deps.write_bytes(b"not really a tarball: only uploaded here")
+    result = CliRunner().invoke(app, ["batch", "monitor-artifacts", "--artifacts", f"s3://{bucket}/art",
+                                      "--deps-archive", str(deps), "--python", "/usr/bin/python3.11"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    settings, artifacts = printed["settings"], printed["artifacts"]
+    assert settings["SPARK_ENTRY_POINT"] == artifacts["entry_point"]
+    assert artifacts["entry_point"].endswith("/monitor_window.py")
+    s3 = client("s3")
+    code = s3.get_object(Bucket=bucket, Key=artifacts["code"].split("/", 3)[3])["Body"].read()
+    names = zipfile.ZipFile(io.BytesIO(code)).namelist()
+    assert {"mlship/batch/monitor_window.py", "mlship/monitoring/partial.py", "mlship/monitoring/run.py"} <= set(names)
+    params = settings["SPARK_SUBMIT_PARAMETERS"]
+    assert f"spark.submit.pyFiles={artifacts['code']}" in params and f"{artifacts['deps']}#deps" in params
+    assert "spark.executorEnv.PYSPARK_PYTHON=/usr/bin/python3.11" in params
+
+    s3.put_object(Bucket=bucket, Key="inference-records/model=churn/version=1/date=2026-12-01/hour=10/a.jsonl",
+                  Body=b'{"request_id": "r", "row": 0, "time": "2026-12-01T10:30:00Z", "inputs": {}}\n')
+    emr = client("emr-serverless")
+    app_id = emr.create_application(name="mlship-monitor", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    config = MonitorConfig(model_uri=str(churn_bundle), records_bucket=bucket, spark_above_bytes=10,
+                           spark_application_id=app_id, spark_job_role_arn=ROLE,
+                           spark_entry_point=settings["SPARK_ENTRY_POINT"], spark_submit_parameters=params)
+    job = run_monitor(config, now=datetime(2026, 12, 1, 11, tzinfo=UTC)).report["spark_job"]
+    run = emr.get_job_run(applicationId=app_id, jobRunId=job["job_run_id"])["jobRun"]
+    assert run["jobDriver"]["sparkSubmit"]["entryPoint"] == artifacts["entry_point"]
+    assert run["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"] == params

@@ -217,6 +217,28 @@ def test_the_row_sample_is_bounded_uniform_and_deterministic() -> None:
     assert [r[0] for r in small.rows] == list(range(30))
 
 
+def test_merged_samples_are_a_bounded_uniform_sample_of_both_streams() -> None:
+    """Spark partitions' samples merged: at most ``size`` rows, each stream represented in proportion
+    to the rows it saw (over many merges), every row from one of them; a small union is kept whole."""
+    def sample(first: int, n: int) -> RowSample:
+        out = RowSample(["i"], 100)
+        out.update({"i": np.arange(first, first + n).astype(object)}, n)
+        return out
+
+    from_first = []
+    for seed in range(200):
+        merged = sample(0, 3_000)
+        merged._rng = np.random.default_rng(seed)
+        merged.merge(sample(3_000, 1_000))
+        ids = [r[0] for r in merged.rows]
+        assert merged.seen == 4_000 and len(ids) == 100 == len(set(ids)) and all(0 <= i < 4_000 for i in ids)
+        from_first.append(sum(i < 3_000 for i in ids))
+    assert abs(np.mean(from_first) - 75) < 2  # 3,000 of 4,000 rows: three quarters of the sample
+    whole = sample(0, 30).merge(sample(30, 40))
+    assert [r[0] for r in whole.rows] == list(range(70))  # under the bound: every row, in stream order
+    assert sample(0, 0).merge(sample(0, 0)).rows == []
+
+
 def _baseline(values: list[list[float]]) -> AttributionBaseline:
     return AttributionBaseline.from_summary({"targets": [1], "rows": 100, "method": "tree_shap",
                                              "output_space": "log-odds",

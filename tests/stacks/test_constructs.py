@@ -3,6 +3,7 @@ validation errors with the expected shape, cdk-nag on, several constructs in one
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aws_cdk as cdk
@@ -132,3 +133,41 @@ def test_an_imported_registry_checks_what_it_is_given(settings_: Any, key_arn: s
     real = build_config("dev", {})
     with pytest.raises(TypeError):
         mlship_cdk.ImportedRegistry(real if settings_ == "dev" else settings_, key_arn)
+
+
+def test_the_monitor_may_submit_large_windows_to_one_spark_application():
+    app = _app()
+    stack = cdk.Stack(app, "Monitoring-qa")
+    registry = mlship_cdk.ImportedRegistry(build_config("qa", {"assets": {"lambda_code": "source"}}), KEY_ARN)
+    role = "arn:aws:iam::123456789012:role/mlship-monitor-job"
+    spark = {"application_id": "00fabc123", "job_role_arn": role, "above_bytes": 5 << 30,
+             "entry_point": "s3://mlship-qa-art/batch/code-1/monitor_window.py",
+             "submit_parameters": "--conf spark.submit.pyFiles=s3://mlship-qa-art/batch/code-1/code.zip"}
+    mlship_cdk.ModelMonitor(stack, "Monitor", props=mlship_cdk.ModelMonitorProps(
+        registry=registry, monitoring={"spark": spark}))
+    mlship_cdk.enable_review(app)
+    assert _errors(app.synth(), "Monitoring-qa") == []  # cdk-nag: no wildcard, nothing unacknowledged
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "SPARK_APPLICATION_ID": "00fabc123", "SPARK_JOB_ROLE_ARN": role, "SPARK_ENTRY_POINT": spark["entry_point"],
+        "SPARK_SUBMIT_PARAMETERS": spark["submit_parameters"], "SPARK_ABOVE_BYTES": str(5 << 30)})}})
+    statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    start = [s for s in statements if s["Action"] == "emr-serverless:StartJobRun"]
+    assert len(start) == 1 and "/applications/00fabc123" in json.dumps(start[0]["Resource"])
+    passing = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing == [{"Action": "iam:PassRole", "Effect": "Allow", "Resource": role,
+                        "Condition": {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}}]
+
+
+def test_without_spark_settings_the_monitor_cannot_start_job_runs():
+    app = _app()
+    stack = cdk.Stack(app, "Monitoring-plain")
+    registry = mlship_cdk.ImportedRegistry(build_config("qa", {"assets": {"lambda_code": "source"}}), KEY_ARN)
+    mlship_cdk.ModelMonitor(stack, "Monitor", props=mlship_cdk.ModelMonitorProps(registry=registry))
+    text = json.dumps(Template.from_stack(stack).to_json())
+    assert "emr-serverless" not in text and "iam:PassRole" not in text and "SPARK_" not in text
+    with pytest.raises(ConfigError) as raised:
+        mlship_cdk.ModelMonitorProps(registry=registry, monitoring={"spark": {"application_id": "x",
+                                                                              "job_role_arn": "role"}})
+    assert any(p.startswith("monitoring.spark.job_role_arn") for p in raised.value.problems), raised.value.problems
