@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +11,17 @@ from mlship.cli.common import fail
 
 batch_app = typer.Typer(help="Batch scoring on Spark (local[*] here, EMR Serverless on AWS).",
                         no_args_is_help=True)
+
+# options the commands share (one definition each: run, backfill and submit take them alike)
+ModelOption = Annotated[str, typer.Option(help="Bundle: directory, .tar.gz, s3:// or mlship://NAME@ALIAS.")]
+FormatOption = Annotated[str, typer.Option("--format", help="parquet or csv (default: from the input).")]
+IdColumnOption = Annotated[str, typer.Option(help="Unique input column to use as row_id.")]
+MasterOption = Annotated[str, typer.Option(help="Spark master.")]
+PublicKeyOption = Annotated[str, typer.Option(help="Trusted public key (PEM path): signature required.")]
+DriftOption = Annotated[bool, typer.Option(help="Compare each batch with the bundle's baseline profile.")]
+ExplainOption = Annotated[bool, typer.Option(help="Write each scored row's base value and field contributions.")]
+ConfOption = Annotated[list[str], typer.Option("--conf", metavar="KEY=VALUE",
+                                               help="Extra Spark configuration (repeatable).")]
 
 
 
@@ -43,22 +54,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 @batch_app.command("run")
 def run(
-    model: str = typer.Option(..., help="Bundle: directory, .tar.gz, s3:// or mlship://NAME@ALIAS."),
-    input: str = typer.Option(..., "--input", help="Parquet/CSV file or directory, or s3:// URI."),
-    output: str = typer.Option(..., help="Output root (directory or s3:// URI)."),
-    run_id: str = typer.Option(..., help="Idempotency key: rerunning an id replaces its output."),
-    format: str = typer.Option(None, "--format", help="parquet or csv (default: from the input)."),
-    id_column: str = typer.Option(None, help="Unique input column to use as row_id."),
-    master: str = typer.Option("local[*]", help="Spark master."),
-    public_key: str = typer.Option(None, help="Trusted public key (PEM path): signature required."),
+    model: ModelOption,
+    input: Annotated[str, typer.Option("--input", help="Parquet/CSV file or directory, or s3:// URI.")],
+    output: Annotated[str, typer.Option(help="Output root (directory or s3:// URI).")],
+    run_id: Annotated[str, typer.Option(help="Idempotency key: rerunning an id replaces its output.")],
+    format: FormatOption = None,
+    id_column: IdColumnOption = None,
+    master: MasterOption = "local[*]",
+    public_key: PublicKeyOption = None,
     threads: int = typer.Option(1, help="onnxruntime threads per Python worker."),
     batch_rows: int = typer.Option(10_000, help="Arrow batch size (rows per call of the scoring UDF)."),
-    drift: bool = typer.Option(True, help="Compare the batch with the bundle's baseline profile."),
-    explain: bool = typer.Option(False, help="Write each scored row's base value and field contributions."),
+    drift: DriftOption = True,
+    explain: ExplainOption = False,
     progress: bool = typer.Option(True, help="Show a progress bar."),
     summary: str = typer.Option(None, help="Also write the summary JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout."),
-    conf: list[str] = typer.Option([], "--conf", metavar="KEY=VALUE", help="Extra Spark configuration (repeatable)."),
+    conf: ConfOption = [],  # noqa: B006 - typer copies the default
 ) -> None:
     """Score a batch with a bundle on Spark; quarantine bad rows; commit the run atomically."""
     from mlship.batch.job import JobConfig, run_job, spark_conf_pairs
@@ -86,20 +97,20 @@ def run(
 
 @batch_app.command("backfill")
 def backfill(
-    model: str = typer.Option(..., help="Bundle: directory, .tar.gz, s3:// or mlship://NAME@ALIAS."),
-    input: str = typer.Option(..., "--input", help="The partitioned input root (INPUT/date=YYYY-MM-DD/)."),
-    output: str = typer.Option(..., help="Output root (directory or s3:// URI): runs land in run_id=DATE."),
-    first: str = typer.Option(..., "--from", help="First date, YYYY-MM-DD."),
-    last: str = typer.Option(..., "--to", help="Last date, YYYY-MM-DD (inclusive)."),
+    model: ModelOption,
+    input: Annotated[str, typer.Option("--input", help="The partitioned input root (INPUT/date=YYYY-MM-DD/).")],
+    output: Annotated[str, typer.Option(help="Output root (directory or s3:// URI): runs land in run_id=DATE.")],
+    first: Annotated[str, typer.Option("--from", help="First date, YYYY-MM-DD.")],
+    last: Annotated[str, typer.Option("--to", help="Last date, YYYY-MM-DD (inclusive).")],
     force: bool = typer.Option(False, help="Rerun dates that are committed already (each replaces its output)."),
-    format: str = typer.Option(None, "--format", help="parquet or csv (default: from the input)."),
-    id_column: str = typer.Option(None, help="Unique input column to use as row_id."),
-    master: str = typer.Option("local[*]", help="Spark master."),
-    public_key: str = typer.Option(None, help="Trusted public key (PEM path): signature required."),
-    drift: bool = typer.Option(True, help="Compare each date's batch with the bundle's baseline profile."),
-    explain: bool = typer.Option(False, help="Write each scored row's base value and field contributions."),
+    format: FormatOption = None,
+    id_column: IdColumnOption = None,
+    master: MasterOption = "local[*]",
+    public_key: PublicKeyOption = None,
+    drift: DriftOption = True,
+    explain: ExplainOption = False,
     progress: bool = typer.Option(True, help="Show a progress bar per date."),
-    conf: list[str] = typer.Option([], "--conf", metavar="KEY=VALUE", help="Extra Spark configuration (repeatable)."),
+    conf: ConfOption = [],  # noqa: B006 - typer copies the default
     as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON on stdout."),
 ) -> None:
     """Score the dates a schedule missed: INPUT/date=D/ as run D for every D from --from to --to
@@ -132,7 +143,7 @@ def backfill(
 
 @batch_app.command("submit")
 def submit(
-    model: str = typer.Option(..., help="Bundle URI (a local bundle is uploaded to the artifacts)."),
+    model: Annotated[str, typer.Option(help="Bundle URI (a local bundle is uploaded to the artifacts).")],
     input: str = typer.Option(..., "--input", help="s3:// input (Parquet or CSV)."),
     output: str = typer.Option(..., help="s3:// output root."),
     run_id: str = typer.Option(..., help="Idempotency key of the run."),
@@ -141,13 +152,15 @@ def submit(
     application_id: str = typer.Option(None, help="EMR Serverless application id."),
     application_name: str = typer.Option("mlship-batch", help="Find or create the application by name "
                                          "(when --application-id is not given)."),
-    format: str = typer.Option(None, "--format", help="parquet or csv."),
-    id_column: str = typer.Option(None, help="Unique input column to use as row_id."),
+    format: FormatOption = None,
+    id_column: IdColumnOption = None,
     deps_archive: str = typer.Option(None, help="Existing dependencies archive (.tar.gz, local or s3://)."),
     build_deps: bool = typer.Option(False, help="Build the dependencies archive with pip (needs PyPI)."),
     python_version: str = typer.Option("3.11", help="Python version of the EMR image (for --build-deps)."),
     python: str = typer.Option(None, help="Python executable on the EMR image (sets PYSPARK_PYTHON)."),
     log_uri: str = typer.Option(None, help="s3:// URI for the Spark logs."),
+    drift: DriftOption = True,
+    explain: ExplainOption = False,
 ) -> None:
     """Package the job, upload it and start an EMR Serverless job run."""
     from mlship.batch import emr
@@ -159,7 +172,8 @@ def submit(
         result = emr.submit(application_id=app_id, execution_role_arn=role_arn, artifacts=artifacts,
                             model=model, input=input, output=output, run_id=run_id, fmt=format,
                             id_column=id_column, deps_archive=deps_archive, build_deps=build_deps,
-                            python_version=python_version, python_executable=python, log_uri=log_uri)
+                            python_version=python_version, python_executable=python, log_uri=log_uri,
+                            drift=drift, explain=explain)
     except MlshipError as exc:
         fail(str(exc))
     except Exception as exc:  # botocore errors: one line naming the AWS error

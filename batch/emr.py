@@ -149,13 +149,14 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
            deps_archive: str | None = None, build_deps: bool = False,
            python_version: str = DEFAULT_PYTHON_VERSION, python_executable: str | None = None,
            log_uri: str | None = None, extra_conf: dict[str, str] | None = None,
-           work_dir: Path | None = None) -> dict[str, Any]:
+           work_dir: Path | None = None, drift: bool = True, explain: bool = False) -> dict[str, Any]:
     """Package and upload the job, then ``start_job_run``; return the run's identity and artifacts.
 
     ``deps_archive``: an existing ``s3://`` or local deps ``.tar.gz``; ``build_deps`` builds one
     with pip (needs PyPI); neither: the application's image must provide the dependencies.
     The client token is derived from the run id and arguments, so submitting the same run
-    twice returns the same job run instead of starting a second one.
+    twice returns the same job run instead of starting a second one. ``drift`` and ``explain`` are
+    the job's ``--no-drift`` / ``--explain`` (as ``mlship batch run`` takes them).
     """
     from mlship.aws.clients import client
 
@@ -173,6 +174,7 @@ def submit(*, application_id: str, execution_role_arn: str, artifacts: str, mode
         args += ["--format", fmt]
     if id_column:
         args += ["--id-column", id_column]
+    args += ([] if drift else ["--no-drift"]) + (["--explain"] if explain else [])
     params = spark_submit_parameters(uploaded["code"], uploaded.get("deps"), python_executable, extra_conf)
     token = hashlib.sha256("|".join([application_id, *args, params]).encode()).hexdigest()[:32]
     request: dict[str, Any] = {

@@ -84,6 +84,25 @@ def test_submit_reuses_the_application_and_content_addressed_artifacts(bucket: s
     assert one["job_run_id"] != two["job_run_id"]
 
 
+def test_submit_passes_the_drift_and_explain_choices_to_the_job(bucket: str, churn_bundle: Path) -> None:
+    from mlship.batch.score import parse_args
+
+    from mlship.aws.clients import client
+
+    common = ["--model", str(churn_bundle) + ".tar.gz", "--input", f"s3://{bucket}/in/", "--output",
+              f"s3://{bucket}/out", "--artifacts", f"s3://{bucket}/art", "--role-arn", ROLE]
+    runs = {}
+    for name, extra in (("default", []), ("chosen", ["--no-drift", "--explain"])):
+        result = _submit(*common, "--run-id", name, *extra)
+        assert result.exit_code == 0, result.output
+        submitted = json.loads(result.stdout.splitlines()[0])
+        run = client("emr-serverless").get_job_run(applicationId=submitted["application_id"],
+                                                   jobRunId=submitted["job_run_id"])["jobRun"]
+        runs[name] = parse_args(run["jobDriver"]["sparkSubmit"]["entryPointArguments"])
+    assert (runs["default"].no_drift, runs["default"].explain) == (False, False)
+    assert (runs["chosen"].no_drift, runs["chosen"].explain) == (True, True)  # what the entry point reads
+
+
 def test_submit_refuses_local_input_and_status_names_unknown_runs(bucket: str, churn_bundle: Path) -> None:
     bad = _submit("--model", str(churn_bundle), "--input", "/data/in.parquet", "--output", f"s3://{bucket}/o",
                   "--run-id", "r", "--artifacts", f"s3://{bucket}/a", "--role-arn", ROLE)
