@@ -34,7 +34,9 @@ def _errors(out: Any) -> list[str]:
 @pytest.fixture
 def registry(plane: Any, versioned_bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
              tmp_path: Path) -> Any:
-    """A registry bucket with churn 1, 2, 3 registered; challenger -> 2; no cdk.json (built-in defaults)."""
+    """A registry bucket with churn 1, 2, 3 registered; challenger -> 2; the built-in defaults but a
+    p99 latency alarm at 30 s: on a loaded 2-core CI machine a local container's p99 can pass the
+    default 500 ms and roll a healthy canary back; these tests judge rollbacks on the 5xx alarm."""
     from mlship.aws import clients as aws
     from mlship.registry.store import Registry
 
@@ -43,6 +45,7 @@ def registry(plane: Any, versioned_bundles: dict[str, Path], monkeypatch: pytest
     monkeypatch.setenv("MLSHIP_REGISTRY_BUCKET", bucket)
     monkeypatch.setenv("MLSHIP_SAGEMAKER_ROLE", ROLE)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"mlship:endpoint.alarms.model_latency_p99_ms": 30000}}))
     reg = Registry(bucket, sagemaker=False)
     for tarball in versioned_bundles.values():
         reg.register(str(tarball).removesuffix(".tar.gz"))
