@@ -61,9 +61,10 @@ def legend(entries: dict[str, str], right: float) -> list[LegendItem]:
     return items
 
 
-@dataclass
-class BarChart:
-    """A laid-out grouped bar chart: everything the template needs, in pixels."""
+@dataclass(kw_only=True)
+class Frame:
+    """What every laid-out chart has, in pixels: the drawing, the plot area inside it, the ticks,
+    the titles and the legend."""
 
     width: float
     height: float
@@ -73,12 +74,18 @@ class BarChart:
     bottom: float
     title: str
     x_title: str
-    y_title: str
-    rotate: bool
-    bars: list[Bar] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
     legend: list[LegendItem] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class BarChart(Frame):
+    """A laid-out grouped bar chart (vertical, or horizontal with one row per label)."""
+
+    y_title: str
+    rotate: bool
+    bars: list[Bar] = field(default_factory=list)
 
 
 def nice_ticks(top: float, most: int = 5) -> list[float]:
@@ -181,23 +188,12 @@ class Line:
     points: list[tuple[float, float, str]]  # x, y and the tooltip of every known point
 
 
-@dataclass
-class LineChart:
+@dataclass(kw_only=True)
+class LineChart(Frame):
     """A laid-out chart of lines over equally spaced runs, with an optional threshold."""
 
-    width: float
-    height: float
-    left: float
-    top: float
-    right: float
-    bottom: float
-    title: str
-    x_title: str
     lines: list[Line] = field(default_factory=list)
-    x_ticks: list[Tick] = field(default_factory=list)
-    y_ticks: list[Tick] = field(default_factory=list)
     threshold: float | None = None  # its y in pixels
-    legend: list[LegendItem] = field(default_factory=list)
 
 
 def line_chart(series: dict[str, list[float | None]], colors: dict[str, str], x_labels: list[str], *,
