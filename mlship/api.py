@@ -270,15 +270,14 @@ def _arrow_drift(acc: Any, current: Path, wanted: list[str], batch_rows: int,
     """CSV or JSON Lines through Arrow's streaming readers into a scratch accumulator, merged into
     ``acc`` only once the whole file was read: if Arrow gives up half way, nothing was counted twice
     when pandas reads the file again from the start."""
-    from mlship.monitoring.spool import SpoolError, arrow_batches
+    from mlship.monitoring.spool import SpoolError, arrow_batches, widened_schema
     from mlship.monitoring.tables import arrow_to_numpy, data_files
 
     scratch = type(acc)(acc.profile)
     done_rows = 0
+    files = data_files(current)
     try:
-        for batch in arrow_batches(data_files(current)):
-            if len(batch) == 0:
-                continue
+        for batch in arrow_batches(files, widened_schema(files[0])):
             scratch.update({n: arrow_to_numpy(batch.column(n)) for n in batch.schema.names if n in wanted})
             done_rows += len(batch)
             if on_rows is not None:

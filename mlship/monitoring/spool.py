@@ -1,5 +1,6 @@
 """CSV and JSON Lines for ``mlship drift``, read with Arrow's streaming readers in blocks of rows
-(bounded memory): as record batches (:func:`arrow_batches`, the current data), or converted once to
+(bounded memory): as record batches (:func:`arrow_batches`, the current data, in the schema
+:func:`widened_schema` gives), or converted once to
 a temporary Parquet file (:func:`spooled`, a reference, which is then profiled one column at a time
 like Parquet).
 
@@ -28,6 +29,14 @@ class SpoolError(ValueError):
     """Arrow could not read the file with one type per column throughout."""
 
 
+def _arrow_errors() -> tuple[type[BaseException], ...]:
+    """What Arrow raises for a file it cannot read with one type per column (KeyError: a later
+    file without one of the first file's columns)."""
+    import pyarrow as pa
+
+    return (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError)
+
+
 def is_json_lines(path: Path) -> bool:
     """Whether ``path`` is JSON Lines (``.jsonl``/``.ndjson``, optionally gzipped), by its name."""
     return any(part in path.name.lower() for part in (".jsonl", ".ndjson"))
@@ -42,44 +51,45 @@ def spooled(files: list[Path]) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="mlship-drift-") as folder:
         target = Path(folder) / "data.parquet"
-        batches = arrow_batches(files)
-        schema = next(batches).schema  # the first batch is empty: it carries the schema
+        schema = widened_schema(files[0])
+        batches = arrow_batches(files, schema)
         # uncompressed, no dictionaries: the file lives for one run, and writing it is half the conversion
         with pq.ParquetWriter(target, schema, compression="none", use_dictionary=False,
                               write_statistics=False) as writer:
             pending: list[Any] = []
+            pending_rows = 0
             for batch in batches:
                 pending.append(batch)
-                if sum(len(b) for b in pending) >= ROW_GROUP_ROWS:
+                pending_rows += len(batch)
+                if pending_rows >= ROW_GROUP_ROWS:
                     writer.write_table(pa.Table.from_batches(pending, schema))
-                    pending = []
+                    pending, pending_rows = [], 0
             if pending:
                 writer.write_table(pa.Table.from_batches(pending, schema))
         yield target
 
 
-def arrow_batches(files: list[Path]) -> Iterator[Any]:
-    """Record batches of ``files`` in the first file's (widened) schema, the first an empty batch
-    carrying that schema. Raises :class:`SpoolError` when Arrow cannot read them that way."""
-    import pyarrow as pa
-
-    f = files[0]
-    try:
-        schema = _widened_schema(f)
-        yield pa.RecordBatch.from_pylist([], schema=schema)
-        for f in files:
+def arrow_batches(files: list[Path], schema: Any) -> Iterator[Any]:
+    """Record batches of ``files`` in ``schema`` (:func:`widened_schema` of the first). Raises
+    :class:`SpoolError` when Arrow cannot read them that way."""
+    for f in files:
+        try:
             for batch in _batches(f, schema):
                 yield batch if batch.schema.equals(schema) else _cast(batch, schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError) as exc:
-        raise SpoolError(f"{f}: {exc}") from exc
+        except _arrow_errors() as exc:
+            raise SpoolError(f"{f}: {exc}") from exc
 
 
-def _widened_schema(path: Path) -> Any:
-    """The first block's inferred schema with integer and null columns as float64."""
+def widened_schema(path: Path) -> Any:
+    """The first block's inferred schema with integer and null columns as float64. Raises
+    :class:`SpoolError` when Arrow cannot read the file."""
     import pyarrow as pa
 
-    with _reader(path, None) as reader:
-        inferred = reader.schema
+    try:
+        with _reader(path, None) as reader:
+            inferred = reader.schema
+    except _arrow_errors() as exc:
+        raise SpoolError(f"{path}: {exc}") from exc
     widened = [pa.field(f.name, pa.float64()) if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f
                for f in inferred]
     return pa.schema(widened)

@@ -74,7 +74,6 @@ def iter_batches(path: str | Path, batch_rows: int = 200_000,
     if not files or not files[0].exists():
         raise MlshipError(f"no data found at {path} (expected .csv, .parquet or .jsonl files)")
     for f in files:
-        name = str(f).lower()
         if _is_parquet(f):
             import pyarrow.parquet as pq
 
@@ -85,7 +84,9 @@ def iter_batches(path: str | Path, batch_rows: int = 200_000,
         else:
             import pandas as pd
 
-            reader = (pd.read_json(f, lines=True, chunksize=batch_rows) if ".jsonl" in name or ".ndjson" in name
+            from mlship.monitoring.spool import is_json_lines
+
+            reader = (pd.read_json(f, lines=True, chunksize=batch_rows) if is_json_lines(f)
                       else pd.read_csv(f, chunksize=batch_rows))
             with reader as chunks:
                 for chunk in chunks:
@@ -146,13 +147,6 @@ def map_columns(task: Callable[[str], Any], names: list[str],
                 on_done: Callable[[int], None] | None = None) -> dict[str, Any]:
     """``{name: task(name)}`` over :func:`column_workers` threads, in ``names`` order; ``on_done(k)``
     after each of the first ``k`` completions (called from this thread, so progress bars stay simple)."""
-    if len(names) <= 1 or column_workers() == 1:
-        out = {}
-        for k, name in enumerate(names, start=1):
-            out[name] = task(name)
-            if on_done is not None:
-                on_done(k)
-        return out
     with ThreadPoolExecutor(max_workers=column_workers(), thread_name_prefix="mlship-column") as pool:
         futures = {name: pool.submit(task, name) for name in names}
         for k, name in enumerate(names, start=1):

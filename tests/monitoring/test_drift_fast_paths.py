@@ -173,7 +173,7 @@ def test_a_numeric_column_that_turns_to_text_far_down_is_read_by_pandas_and_coun
     """Arrow fixes a column's type from the first block; text much further down makes it give up,
     and the file is read again from the start by pandas, which counts the text as invalid."""
     from mlship import api
-    from mlship.monitoring.spool import SpoolError, arrow_batches
+    from mlship.monitoring.spool import SpoolError, arrow_batches, widened_schema
 
     rows = 120_000  # several 1 MB blocks: the bad value is far past the block that fixed the type
     frame = _mixed_frame(rows, 7, 0.0).astype({"x": object})
@@ -181,7 +181,7 @@ def test_a_numeric_column_that_turns_to_text_far_down_is_read_by_pandas_and_coun
     frame.to_csv(tmp_path / "cur.csv", index=False)
     _mixed_frame(rows, 8, 0.0).to_csv(tmp_path / "ref.csv", index=False)
     with pytest.raises(SpoolError, match="oops"):
-        list(arrow_batches([tmp_path / "cur.csv"]))
+        list(arrow_batches([tmp_path / "cur.csv"], widened_schema(tmp_path / "cur.csv")))
     as_current = api.drift(tmp_path / "ref.csv", tmp_path / "cur.csv").report["drift"]  # in row batches
     assert as_current["rows"] == rows
     assert as_current["features"]["x"]["null_rate"] == pytest.approx((int(frame["x"].isna().sum()) + 1) / rows)
@@ -190,11 +190,11 @@ def test_a_numeric_column_that_turns_to_text_far_down_is_read_by_pandas_and_coun
 
 
 def test_an_integer_column_with_decimals_further_down_stays_on_the_arrow_path(tmp_path: Path) -> None:
-    from mlship.monitoring.spool import arrow_batches
+    from mlship.monitoring.spool import arrow_batches, widened_schema
 
     rows = 120_000
     frame = _mixed_frame(rows, 9, 0.0).astype({"n": object})
     frame.loc[rows - 5, "n"] = 1.5
     frame.to_csv(tmp_path / "cur.csv", index=False)
-    batches = list(arrow_batches([tmp_path / "cur.csv"]))
+    batches = list(arrow_batches([tmp_path / "cur.csv"], widened_schema(tmp_path / "cur.csv")))
     assert sum(len(b) for b in batches) == rows and str(batches[0].schema.field("n").type) == "double"
