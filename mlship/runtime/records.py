@@ -54,7 +54,6 @@ import io
 import json
 import time
 import uuid
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -284,29 +283,18 @@ def _stored_lines(lines: list[str]) -> Iterator[str]:
             yield line
 
 
-def _pieces(body: bytes) -> Iterator[bytes]:
+def _pieces(body: bytes) -> Iterator[memoryview]:
     view = memoryview(body)
     for start in range(0, len(body), _CHUNK):
-        yield bytes(view[start:start + _CHUNK])
+        yield view[start:start + _CHUNK]
 
 
 def _inflated(body: bytes) -> Iterator[bytes]:
-    """The decompressed chunks of a gzip body, member after member (as ``gzip.decompress`` reads it:
-    a truncated member raises ``EOFError``, trailing bytes that are no member ``gzip.BadGzipFile``)."""
-    view, pos = memoryview(body), 0
-    while pos < len(body):
-        if body[pos:pos + 2] != b"\x1f\x8b":
-            if body[pos:].strip(b"\x00"):  # gzip tolerates zero padding after the last member
-                raise gzip.BadGzipFile(f"not a gzipped member at byte {pos}")
-            return
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        while not inflate.eof and pos < len(body):
-            piece = view[pos:pos + _CHUNK]
-            pos += len(piece)
-            yield inflate.decompress(piece)
-        if not inflate.eof:
-            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-        pos -= len(inflate.unused_data)
+    """The decompressed chunks of a gzip body, member after member, as ``gzip.decompress`` reads it
+    (a truncated member raises ``EOFError``, trailing bytes that are no member ``gzip.BadGzipFile``)."""
+    with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
+        while chunk := stream.read(_CHUNK):
+            yield chunk
 
 
 def _documents(text: str) -> Iterator[str]:
