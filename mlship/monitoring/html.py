@@ -30,8 +30,8 @@ FEATURE_KEYS = ["type", "drifted", "method", "score", "threshold", "ks_statistic
                 "psi", "jensenshannon", "chi2_pvalue", "null_rate_change", "reason"]
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
+def _short(label: str, limit: int = MAX_LABEL) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def histogram_chart(histogram: dict[str, Any], title: str) -> BarChart:
@@ -133,7 +133,7 @@ def _attribution(section: dict[str, Any] | None) -> dict[str, Any] | None:
         label = f"target {target}" if len(targets) > 1 else ""
         bars = {"holdout": [fields[f]["baseline"][k] for f in shown], "window": [fields[f]["window"][k] for f in shown]}
         chart = horizontal_bars(bars, {"holdout": REFERENCE, "window": CURRENT},
-                                [f if len(f) <= 2 * MAX_LABEL else f[: 2 * MAX_LABEL - 1] + "…" for f in shown],
+                                [_short(f, 2 * MAX_LABEL) for f in shown],
                                 title=label, x_title="mean |contribution|") if shown else None
         tables.append({"label": label, "rows": rows, "classes": classes, "chart": chart,
                        "cut": max(0, len(names) - len(shown))})
