@@ -36,15 +36,10 @@ def total_counts(per_partition: dict[int, dict[str, int]] | None) -> dict[str, i
     return totals
 
 
-def merged_drift(per_partition: dict[int, Any] | None) -> Any:
-    """One :class:`mlship.stats.drift.DriftAccumulator` from the partitions' partials, merged in
-    partition order (so a run and its retried twin merge identically); None when there are none."""
-    return merged_partials(per_partition)
-
-
 def merged_partials(per_partition: dict[int, Any] | None) -> Any:
-    """Partials with an in-place ``merge`` (drift accumulators, the monitor's window partials)
-    merged in partition order; None when there are none."""
+    """One partial from the partitions' partials with an in-place ``merge`` (drift accumulators,
+    the monitor's window partials), merged in partition order (so a run and its retried twin merge
+    identically); None when there are none."""
     merged = None
     for partition in sorted(per_partition or {}):
         partial = per_partition[partition]  # type: ignore[index]

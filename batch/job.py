@@ -507,9 +507,9 @@ def _drift_summary(facts: _RunFacts) -> dict[str, Any]:
     drift_acc = facts.drift_acc
     if drift_acc is None:
         return {"status": "disabled"}
-    from mlship.batch.accumulators import merged_drift
+    from mlship.batch.accumulators import merged_partials
 
-    merged = merged_drift(drift_acc.value)
+    merged = merged_partials(drift_acc.value)
     if merged is None:
         return {"status": "no valid rows"}
     result = merged.result()

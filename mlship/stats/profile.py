@@ -33,7 +33,7 @@ def numeric_profile(values: Any, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
         edges = np.array([edges[0], edges[0]])
     counts, on_edge, sums = _sorted_bins(ordered, edges)
     out.update({
-        "min": float(finite.min()), "max": float(finite.max()),
+        "min": float(ordered[0]), "max": float(ordered[-1]),
         "mean": float(finite.mean()), "std": float(finite.std()),
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, sorted_quantiles(ordered, QUANTILES), strict=True)},
         "bin_edges": [float(e) for e in edges], "bin_counts": [int(c) for c in counts],

@@ -32,7 +32,7 @@ def test_a_recomputed_partition_counts_once(spark: Any) -> None:
 
 def test_drift_partials_merge_in_partition_order_without_touching_the_stored_ones(churn_bundle: Any) -> None:
     import numpy as np
-    from mlship.batch.accumulators import merged_drift
+    from mlship.batch.accumulators import merged_partials
 
     from mlship.runtime.predictor import Predictor
     from mlship.stats.drift import DriftAccumulator
@@ -44,7 +44,7 @@ def test_drift_partials_merge_in_partition_order_without_touching_the_stored_one
         partial = DriftAccumulator(profile)
         partial.update({numeric: np.arange(10.0) + partition})
         parts[partition] = partial
-    first, second = merged_drift(parts), merged_drift(parts)  # the accumulator's value is read more than once
+    first, second = merged_partials(parts), merged_partials(parts)  # the accumulator's value is read more than once
     assert first.rows == second.rows == 30 and [p.rows for p in parts.values()] == [10, 10, 10]
     assert first.result().to_dict() == second.result().to_dict()
-    assert merged_drift({}) is None
+    assert merged_partials({}) is None
